@@ -1,0 +1,47 @@
+# Find every dependency; when one is missing, say which Debian package provides it.
+# scripts/setup.sh installs all of them.
+include(FindPackageHandleStandardArgs)
+find_package(PkgConfig QUIET)
+
+set(TRIBUTARY_MISSING "")
+macro(tributary_require found name package)
+  if(NOT ${found})
+    list(APPEND TRIBUTARY_MISSING "${name} (Debian package ${package})")
+  endif()
+endmacro()
+
+find_package(Threads REQUIRED)
+
+find_package(simdjson CONFIG QUIET)
+tributary_require(simdjson_FOUND "simdjson" "libsimdjson-dev")
+find_package(yaml-cpp CONFIG QUIET)
+tributary_require(yaml-cpp_FOUND "yaml-cpp" "libyaml-cpp-dev")
+find_package(CLI11 CONFIG QUIET)
+tributary_require(CLI11_FOUND "CLI11" "libcli11-dev")
+find_package(fmt CONFIG QUIET)
+tributary_require(fmt_FOUND "fmt" "libfmt-dev")
+find_package(spdlog CONFIG QUIET)
+tributary_require(spdlog_FOUND "spdlog" "libspdlog-dev")
+find_package(SQLite3 QUIET)
+tributary_require(SQLite3_FOUND "SQLite3" "libsqlite3-dev")
+
+if(TRIBUTARY_BUILD_TESTS)
+  find_package(GTest CONFIG QUIET)
+  tributary_require(GTest_FOUND "GoogleTest" "libgtest-dev libgmock-dev")
+endif()
+if(TRIBUTARY_BUILD_BENCH)
+  find_package(benchmark CONFIG QUIET)
+  tributary_require(benchmark_FOUND "Google Benchmark" "libbenchmark-dev")
+endif()
+
+if(TRIBUTARY_MISSING)
+  list(JOIN TRIBUTARY_MISSING "\n  - " missing_text)
+  message(FATAL_ERROR
+    "tributary cannot be configured; missing dependencies:\n  - ${missing_text}\n"
+    "Install them with: sudo scripts/setup.sh --deps-only")
+endif()
+
+add_library(tributary_deps INTERFACE)
+target_link_libraries(tributary_deps INTERFACE
+  Threads::Threads simdjson::simdjson yaml-cpp CLI11::CLI11 fmt::fmt spdlog::spdlog
+  SQLite::SQLite3)

@@ -1,0 +1,49 @@
+// The source and sink contracts.
+//
+// Threading: each source runs on its own thread; Poll is only ever called from that
+// thread, while Stop may be called from any thread and must make a blocked Poll
+// return promptly. Sinks run on the sink thread; Write and Commit are never called
+// concurrently for one sink. Close is idempotent and called once the stage stops,
+// also after a failed Open.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/model.h"
+#include "core/run_context.h"
+#include "core/status.h"
+
+namespace tributary {
+
+class Source {
+ public:
+  virtual ~Source() = default;
+  /// Connect or open files. Called once, before the first Poll.
+  virtual Status Open(RunContext& ctx) = 0;
+  /// Append up to `max_records` raw records to `out`, waiting at most `wait` for the
+  /// first one. Set out.end_of_stream when a bounded source has nothing more.
+  /// Raw records carry their arrival time (the wall clock, or the simulated clock).
+  virtual Status Poll(RawBatch& out, size_t max_records, DurationUs wait) = 0;
+  /// Ask a blocked Poll to return; safe from any thread.
+  virtual void Stop() {}
+  virtual void Close() {}
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  /// Connect, create tables or folders. Called once, before the first Write.
+  virtual Status Open(RunContext& ctx) = 0;
+  /// Take the parts of `batch` this sink stores (readings, windows, quarantine, late).
+  /// May buffer; nothing is durable before Commit.
+  virtual Status Write(const Batch& batch) = 0;
+  /// Make everything written so far durable (commit a transaction, rename a file) and
+  /// count the committed rows in the ledger. Called periodically and at the end.
+  virtual Status Commit() = 0;
+  virtual void Close() {}
+};
+
+}  // namespace tributary

@@ -1,0 +1,38 @@
+// The operator contract for the processing stages between ingestion and the sinks.
+//
+// An operator definition is built once from config and is immutable; whatever it
+// mutates while running (window buffers, dedup sets, watermarks) is its own state
+// object. Operators of one chain run on one thread, in order, each taking the batch
+// produced by the one before: they consume what they own and pass everything else
+// through (e.g. the window operator moves late readings from `readings` to `late` and
+// appends window results). Batches arrive in order; no call is concurrent.
+#pragma once
+
+#include <string_view>
+
+#include "core/model.h"
+#include "core/run_context.h"
+#include "core/status.h"
+
+namespace tributary {
+
+class Operator {
+ public:
+  virtual ~Operator() = default;
+  virtual std::string_view name() const = 0;
+  /// Prepare state. Called once before the first batch.
+  virtual Status Open(RunContext& ctx) = 0;
+  /// Transform `batch` in place.
+  virtual Status Process(Batch& batch) = 0;
+  /// No input arrived for a while; `wall_now` is the wall clock. Lets event-time
+  /// operators advance an idle watermark; may append output to `out`.
+  virtual Status OnIdle(TimeUs wall_now, Batch& out) {
+    (void)wall_now;
+    (void)out;
+    return Status::Ok();
+  }
+  /// The input has ended (bounded run, or shutdown): emit everything still open.
+  virtual Status Finish(Batch& out) = 0;
+};
+
+}  // namespace tributary

@@ -1,0 +1,42 @@
+// Helpers shared by tests: temporary folders, running the built binary, files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tributary::testing {
+
+/// A fresh temporary folder, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+/// Result of running a program to completion.
+struct CommandResult {
+  int exit_code = -1;  ///< -1 when it did not exit normally
+  std::string out;     ///< stdout
+  std::string err;     ///< stderr
+};
+
+/// Run `args` (args[0] is the program) with optional stdin, capturing output.
+CommandResult RunCommand(const std::vector<std::string>& args, const std::string& stdin_text = {},
+                         const std::vector<std::string>& extra_env = {});
+/// Run the built tributary binary with `args`.
+CommandResult RunTributary(const std::vector<std::string>& args, const std::string& stdin_text = {},
+                           const std::vector<std::string>& extra_env = {});
+
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& content);
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreeLoopbackPort();
+
+}  // namespace tributary::testing
