@@ -45,3 +45,18 @@ add_library(tributary_deps INTERFACE)
 target_link_libraries(tributary_deps INTERFACE
   Threads::Threads simdjson::simdjson yaml-cpp CLI11::CLI11 fmt::fmt spdlog::spdlog
   SQLite::SQLite3)
+
+# DuckDB (C API) is optional: with it, TRIBUTARY_HAVE_DUCKDB is defined. scripts/setup.sh
+# unpacks a prebuilt copy into .deps/duckdb when the system has none (cmake/FindDuckDB.cmake).
+find_package(DuckDB QUIET)
+if(DuckDB_FOUND)
+  target_link_libraries(tributary_deps INTERFACE DuckDB::duckdb)
+  target_compile_definitions(tributary_deps INTERFACE TRIBUTARY_HAVE_DUCKDB)
+  # libduckdb.so may live outside the loader's paths: the build tree's binaries get its
+  # directory in their RPATH from CMake, installed ones keep it through this setting.
+  set(CMAKE_INSTALL_RPATH_USE_LINK_PATH ON)
+  message(STATUS "DuckDB: ${DuckDB_LIBRARY} ${DuckDB_VERSION}")
+else()
+  message(STATUS "DuckDB not found: building without it "
+                 "(get it with: scripts/setup.sh --deps-only)")
+endif()

@@ -73,6 +73,8 @@ Result<std::string> SubstituteEnv(std::string_view text, std::string_view file);
 /// error naming file, line and key.
 class OptionReader {
  public:
+  /// An empty reader: every key absent.
+  OptionReader() = default;
   /// `specs` may combine several sections (e.g. common source keys + a connector's).
   OptionReader(YAML::Node node, std::string file, std::string path,
                std::vector<const SectionSpec*> specs);

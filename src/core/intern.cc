@@ -65,9 +65,17 @@ Interner& Table() {
 
 }  // namespace
 
-std::string_view Symbol::view() const { return id == 0 ? std::string_view() : Table().View(id); }
-Symbol Intern(std::string_view text) { return Table().Intern(text); }
-Symbol FindSymbol(std::string_view text) { return Table().Find(text); }
-size_t InternedCount() { return Table().Size(); }
+std::string_view Symbol::view() const {
+  return id == 0 ? std::string_view() : Table().View(id);
+}
+Symbol Intern(std::string_view text) {
+  return Table().Intern(text);
+}
+Symbol FindSymbol(std::string_view text) {
+  return Table().Find(text);
+}
+size_t InternedCount() {
+  return Table().Size();
+}
 
 }  // namespace tributary

@@ -55,9 +55,13 @@ std::string JoinFlags(uint32_t bits, const FlagName (&names)[N]) {
 
 }  // namespace
 
-std::string QcFlagsToString(QcFlags flags) { return JoinFlags(flags.bits, kQcFlagNames); }
+std::string QcFlagsToString(QcFlags flags) {
+  return JoinFlags(flags.bits, kQcFlagNames);
+}
 
-std::string WindowFlagsToString(uint32_t flags) { return JoinFlags(flags, kWindowFlagNames); }
+std::string WindowFlagsToString(uint32_t flags) {
+  return JoinFlags(flags, kWindowFlagNames);
+}
 
 std::string QcFlagsToJson(QcFlags flags) {
   JsonWriter w;

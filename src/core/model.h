@@ -27,14 +27,14 @@ namespace tributary {
 
 /// Per-reading quality-control flags (a bitset; names are stable, sinks store them).
 enum class QcFlag : uint32_t {
-  kTimestampDrift = 1u << 0,  ///< |arrival − event time| above the drift threshold
-  kLate = 1u << 1,            ///< arrived past the grace period of a window
-  kCalibrated = 1u << 2,      ///< a calibration curve was applied
-  kUnitConverted = 1u << 3,   ///< the value was converted to the canonical unit
-  kRangeSuspect = 1u << 4,    ///< inside ingest bounds but outside the typical range
-  kCrsTransformed = 1u << 5,  ///< the position was reprojected to WGS84
-  kNoZone = 1u << 6,          ///< no zone of a configured layer contains the position
-  kLateArrival = 1u << 7,     ///< counted into the next open window (late policy)
+  kTimestampDrift = 1u << 0,        ///< |arrival − event time| above the drift threshold
+  kLate = 1u << 1,                  ///< arrived past the grace period of a window
+  kCalibrated = 1u << 2,            ///< a calibration curve was applied
+  kUnitConverted = 1u << 3,         ///< the value was converted to the canonical unit
+  kRangeSuspect = 1u << 4,          ///< inside ingest bounds but outside the typical range
+  kCrsTransformed = 1u << 5,        ///< the position was reprojected to WGS84
+  kNoZone = 1u << 6,                ///< no zone of a configured layer contains the position
+  kLateArrival = 1u << 7,           ///< counted into the next open window (late policy)
   kPositionFromRegistry = 1u << 8,  ///< the position came from the device registry
   kSpike = 1u << 9,
   kFlatline = 1u << 10,
@@ -82,24 +82,24 @@ struct Reading {
   TimeUs event_time = 0;    ///< sensor clock, UTC µs
   TimeUs arrival_time = 0;  ///< when tributary received it, UTC µs
   Symbol device;
-  Symbol metric;            ///< canonical metric name ("pm25", "temperature", ...)
-  double value = NAN;       ///< in the metric's canonical unit
-  double lat = NAN;         ///< WGS84 degrees
+  Symbol metric;       ///< canonical metric name ("pm25", "temperature", ...)
+  double value = NAN;  ///< in the metric's canonical unit
+  double lat = NAN;    ///< WGS84 degrees
   double lon = NAN;
-  uint64_t h3 = 0;          ///< H3 cell after enrichment (0 = not computed)
-  Symbol zone;              ///< zone id after enrichment (empty = none)
+  uint64_t h3 = 0;  ///< H3 cell after enrichment (0 = not computed)
+  Symbol zone;      ///< zone id after enrichment (empty = none)
   QcFlags flags;
   Provenance prov;
 };
 
 /// A record that failed decoding or validation, with the raw bytes and the reason.
 struct QuarantineRecord {
-  Symbol reason;            ///< stable reason code ("malformed_json", "lat_out_of_range")
-  std::string detail;       ///< human-readable explanation naming the field and value
-  std::string raw;          ///< the raw payload as received (bytes, possibly invalid UTF-8)
+  Symbol reason;       ///< stable reason code ("malformed_json", "lat_out_of_range")
+  std::string detail;  ///< human-readable explanation naming the field and value
+  std::string raw;     ///< the raw payload as received (bytes, possibly invalid UTF-8)
   TimeUs arrival_time = 0;
-  Symbol device;            ///< when it could be read
-  Symbol metric;            ///< when the failure concerns one metric of the payload
+  Symbol device;  ///< when it could be read
+  Symbol metric;  ///< when the failure concerns one metric of the payload
   Provenance prov;
 };
 
@@ -129,36 +129,36 @@ std::string WindowFlagsToString(uint32_t flags);
 /// The result of one closed (or revised) window for one (group, metric) key.
 /// Aggregates that were not configured are NaN.
 struct WindowResult {
-  Symbol window;            ///< window definition name
-  Symbol group_by;          ///< "device", "zone", "h3" or "all"
-  Symbol group;             ///< the group's key (device id, zone id, H3 cell, "all")
+  Symbol window;    ///< window definition name
+  Symbol group_by;  ///< "device", "zone", "h3" or "all"
+  Symbol group;     ///< the group's key (device id, zone id, H3 cell, "all")
   Symbol metric;
-  TimeUs start = 0;         ///< inclusive
-  TimeUs end = 0;           ///< exclusive
-  uint64_t count = 0;       ///< sample_count
+  TimeUs start = 0;    ///< inclusive
+  TimeUs end = 0;      ///< exclusive
+  uint64_t count = 0;  ///< sample_count
   double mean = NAN, min = NAN, max = NAN, std = NAN;
   double median = NAN, p95 = NAN, trimmed_mean = NAN;
   double first = NAN, last = NAN;
   double centroid_lat = NAN, centroid_lon = NAN;
   uint32_t distinct_sensors = 0;
-  uint64_t late_count = 0;  ///< late_arrival_count
+  uint64_t late_count = 0;                           ///< late_arrival_count
   std::vector<std::pair<double, double>> quantiles;  ///< extra (q, value) pairs
   Symbol aggregation_method;  ///< e.g. "mean", "nowcast", "trimmed_mean_10_90"
-  uint32_t flags = 0;       ///< WindowFlag bits
-  uint32_t revision = 0;    ///< 0 for the first emission, then 1, 2, ...
-  TimeUs emitted_at = 0;    ///< processing time of emission
+  uint32_t flags = 0;         ///< WindowFlag bits
+  uint32_t revision = 0;      ///< 0 for the first emission, then 1, 2, ...
+  TimeUs emitted_at = 0;      ///< processing time of emission
 };
 
 /// The unit of work between stages: everything a stage produced for one slice of
 /// input. Stages consume what they own and pass the rest through unchanged.
 struct Batch {
-  std::vector<Reading> readings;          ///< accepted readings (after the window stage)
+  std::vector<Reading> readings;  ///< accepted readings (after the window stage)
   std::vector<QuarantineRecord> quarantine;
   std::vector<LateRecord> late;
   std::vector<WindowResult> windows;
-  uint64_t duplicates = 0;                ///< counted at dedup, not forwarded
-  TimeUs watermark = kMinTime;            ///< operator watermark after this batch
-  uint64_t checkpoint_id = 0;             ///< non-zero: a checkpoint barrier follows
+  uint64_t duplicates = 0;      ///< counted at dedup, not forwarded
+  TimeUs watermark = kMinTime;  ///< operator watermark after this batch
+  uint64_t checkpoint_id = 0;   ///< non-zero: a checkpoint barrier follows
 
   bool empty() const {
     return readings.empty() && quarantine.empty() && late.empty() && windows.empty() &&
@@ -168,10 +168,10 @@ struct Batch {
 
 /// One raw message as a source received it; its bytes live in RawBatch::data.
 struct RawRecord {
-  uint32_t begin = 0;   ///< byte offset into RawBatch::data
+  uint32_t begin = 0;  ///< byte offset into RawBatch::data
   uint32_t size = 0;
   TimeUs arrival_time = 0;
-  Symbol topic;         ///< topic or file path
+  Symbol topic;  ///< topic or file path
   int32_t partition = -1;
   int64_t offset = -1;  ///< broker offset or 1-based line number
 };

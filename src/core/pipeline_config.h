@@ -13,13 +13,13 @@ namespace tributary {
 
 struct SourceEntry {
   std::string name;
-  std::string type;    ///< registered source type ("simulator", "file", ...)
+  std::string type;  ///< registered source type ("simulator", "file", ...)
   OptionReader options;
 };
 
 struct SinkEntry {
   std::string name;
-  std::string type;    ///< registered sink type ("sqlite", ...)
+  std::string type;  ///< registered sink type ("sqlite", ...)
   OptionReader options;
 };
 
@@ -34,11 +34,11 @@ struct ProcessingOptions {
 };
 
 struct PipelineConfig {
-  std::string file;        ///< where it was loaded from ("<embedded default>" for none)
+  std::string file;  ///< where it was loaded from ("<embedded default>" for none)
   std::string name;
-  std::string data_dir;    ///< resolved: --data-dir overrides the file
-  size_t batch_size = 0;   ///< raw records per batch from a source
-  size_t queue_capacity = 0;  ///< batches per inter-stage queue
+  std::string data_dir;            ///< resolved: --data-dir overrides the file
+  size_t batch_size = 0;           ///< raw records per batch from a source
+  size_t queue_capacity = 0;       ///< batches per inter-stage queue
   DurationUs commit_interval = 0;  ///< how often sinks commit
   DurationUs duration = 0;         ///< stop after this long (0 = until the input ends)
   std::vector<SourceEntry> sources;

@@ -12,7 +12,7 @@ namespace tributary {
 struct RunContext {
   const PipelineConfig* config = nullptr;
   Ledger* ledger = nullptr;
-  std::string data_dir;                   ///< created before any stage opens
+  std::string data_dir;                     ///< created before any stage opens
   const std::atomic<bool>* stop = nullptr;  ///< set when the run is asked to stop
   bool stopping() const { return stop != nullptr && stop->load(std::memory_order_relaxed); }
 };

@@ -72,7 +72,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(v_).ok());
   }
@@ -98,9 +98,9 @@ class [[nodiscard]] Result {
 }  // namespace tributary
 
 /// Return the Status of `expr` from the enclosing function when it is not ok.
-#define TRIB_RETURN_IF_ERROR(expr)              \
-  do {                                          \
-    ::tributary::Status trib_status_ = (expr);  \
+#define TRIB_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::tributary::Status trib_status_ = (expr);   \
     if (!trib_status_.ok()) return trib_status_; \
   } while (0)
 

@@ -7,7 +7,9 @@
 namespace tributary {
 namespace {
 
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // Read exactly n digits at text[pos...]; advances pos.
 bool ReadDigits(std::string_view text, size_t& pos, int n, int& out) {
@@ -83,10 +85,16 @@ Result<TimeUs> EpochToTime(double value, EpochUnit unit) {
   }
   double us = 0;
   switch (unit) {
-    case EpochUnit::kSeconds: us = value * 1e6; break;
-    case EpochUnit::kMillis: us = value * 1e3; break;
+    case EpochUnit::kSeconds:
+      us = value * 1e6;
+      break;
+    case EpochUnit::kMillis:
+      us = value * 1e3;
+      break;
     case EpochUnit::kMicros:
-    case EpochUnit::kAuto: us = value; break;
+    case EpochUnit::kAuto:
+      us = value;
+      break;
   }
   if (std::fabs(us) > 9.0e15 * 1e3) return Status::Invalid("epoch timestamp out of range");
   return static_cast<TimeUs>(std::llround(us));
@@ -250,9 +258,9 @@ std::string FormatDuration(DurationUs d) {
     DurationUs us;
     const char* name;
   };
-  static const Unit kUnits[] = {{kMicrosPerDay, "d"},        {kMicrosPerHour, "h"},
-                                {kMicrosPerMinute, "m"},     {kMicrosPerSecond, "s"},
-                                {kMicrosPerMilli, "ms"},     {1, "us"}};
+  static const Unit kUnits[] = {{kMicrosPerDay, "d"},    {kMicrosPerHour, "h"},
+                                {kMicrosPerMinute, "m"}, {kMicrosPerSecond, "s"},
+                                {kMicrosPerMilli, "ms"}, {1, "us"}};
   for (const Unit& u : kUnits) {
     if (d >= u.us) {
       out += std::to_string(d / u.us) + u.name;

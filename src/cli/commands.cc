@@ -1,0 +1,178 @@
+#include "cli/commands.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "cli/progress.h"
+#include "core/config.h"
+#include "core/pipeline_config.h"
+#include "stream/runtime.h"
+
+namespace tributary {
+extern const char* const kVersion;
+extern const char* const kGitCommit;
+}  // namespace tributary
+
+namespace tributary::cli {
+namespace {
+
+std::atomic<Pipeline*> g_running{nullptr};
+std::atomic<int> g_signals{0};
+
+void OnSignal(int) {
+  // A first signal asks for a clean stop (flushing open windows); a second one ends
+  // the process at once.
+  if (g_signals.fetch_add(1) >= 1) _exit(130);
+  if (Pipeline* p = g_running.load()) p->Stop();
+}
+
+void InstallSignalHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// Load the pipeline from CONFIG, or the embedded default when none is given.
+Result<PipelineConfig> LoadConfig(const std::string& path) {
+  if (path.empty()) return ParsePipelineConfig(EmbeddedDefaultConfig(), "<embedded default>");
+  return LoadPipelineConfig(path);
+}
+
+struct RunOptions {
+  std::string config;
+  std::string data_dir;
+  std::string duration;
+  bool quiet = false;
+  bool no_progress = false;
+};
+
+int RunCommand(const RunOptions& opt) {
+  Result<PipelineConfig> config = LoadConfig(opt.config);
+  if (!config.ok()) {
+    std::cerr << "error: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (!opt.data_dir.empty()) config->data_dir = opt.data_dir;
+  DurationUs duration = config->duration;
+  if (!opt.duration.empty()) {
+    Result<DurationUs> d = ParseDuration(opt.duration);
+    if (!d.ok()) {
+      std::cerr << "error: --duration: " << d.status().message() << "\n";
+      return 2;
+    }
+    duration = *d;
+  }
+  Result<std::unique_ptr<Pipeline>> pipeline = Pipeline::Build(*config);
+  if (!pipeline.ok()) {
+    std::cerr << "error: " << pipeline.status().message() << "\n";
+    return 2;
+  }
+  Pipeline& p = **pipeline;
+  spdlog::info("running pipeline '{}' from {} (data in {})", config->name, config->file,
+               config->data_dir);
+  g_running = &p;
+  InstallSignalHandlers();
+  ProgressReporter progress(p, !opt.no_progress && !opt.quiet && isatty(STDERR_FILENO));
+  progress.Start();
+  Status st = p.Run(duration);
+  progress.Stop();
+  g_running = nullptr;
+  LedgerSnapshot ledger = p.LedgerNow();
+  if (!opt.quiet) {
+    std::cout << ledger.ToText();
+    std::cout << "ledger written to " << p.LedgerPath() << "\n";
+  }
+  if (!st.ok()) {
+    std::cerr << "error: " << st.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+int CheckCommand(const std::string& path) {
+  Result<PipelineConfig> config = LoadConfig(path);
+  if (!config.ok()) {
+    std::cerr << "error: " << config.status().message() << "\n";
+    return 2;
+  }
+  Result<std::unique_ptr<Pipeline>> pipeline = Pipeline::Build(*config);
+  if (!pipeline.ok()) {
+    std::cerr << "error: " << pipeline.status().message() << "\n";
+    return 2;
+  }
+  std::cout << config->file << ": ok (" << config->sources.size() << " source(s), "
+            << config->windows.size() << " window definition(s), " << config->sinks.size()
+            << " sink(s))\n";
+  return 0;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("tributary");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  CLI::App app{
+      "tributary: a stream processor for environmental sensor networks.\n"
+      "Turns raw, late, bursty, malformed telemetry into windowed statistics per zone,\n"
+      "regulatory averages and alerts, without ever silently losing a reading."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("tributary ") + kVersion + " (" + kGitCommit + ")");
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "Log level: debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  RunOptions run;
+  CLI::App* run_cmd = app.add_subcommand(
+      "run",
+      "Run a pipeline. Without CONFIG, runs the embedded default: a simulated sensor network "
+      "→ processing → the local store in the data folder.");
+  run_cmd->add_option("config", run.config, "Pipeline YAML file (default: the embedded default)");
+  run_cmd->add_option("--data-dir", run.data_dir,
+                      "Folder for the local store and ledger (default ./tributary-data)");
+  run_cmd->add_option("--duration", run.duration, "Stop after this long, e.g. 30s, 5m");
+  run_cmd->add_flag("--quiet", run.quiet, "Print nothing but errors");
+  run_cmd->add_flag("--no-progress", run.no_progress, "No live progress line");
+
+  std::string check_path;
+  CLI::App* check_cmd = app.add_subcommand(
+      "check", "Validate a pipeline file without running it (errors name the line and key).");
+  check_cmd->add_option("config", check_path, "Pipeline YAML file")->required();
+
+  CLI::App* default_cmd =
+      app.add_subcommand("default-config", "Print the embedded default pipeline as YAML.");
+  CLI::App* doc_cmd = app.add_subcommand(
+      "config-doc", "Print the configuration reference (docs/CONFIGURATION.md) in Markdown.");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  if (run_cmd->parsed()) return RunCommand(run);
+  if (check_cmd->parsed()) return CheckCommand(check_path);
+  if (default_cmd->parsed()) {
+    std::cout << EmbeddedDefaultConfig();
+    return 0;
+  }
+  if (doc_cmd->parsed()) {
+    std::cout << GenerateConfigurationDoc();
+    return 0;
+  }
+  return 2;
+}
+
+}  // namespace tributary::cli

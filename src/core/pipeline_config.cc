@@ -1,0 +1,269 @@
+#include "core/pipeline_config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/registry.h"
+
+namespace tributary {
+
+const SectionSpec& PipelineSectionSpec() {
+  static const SectionSpec spec{
+      "pipeline",
+      "Run-wide settings.",
+      {
+          {"name", OptionType::kString, "tributary", "Name of the pipeline, shown in logs."},
+          {"data_dir", OptionType::kString, "./tributary-data",
+           "Folder for the local store, the ledger and other run files "
+           "(`--data-dir` overrides it)."},
+          {"batch_size", OptionType::kInt, "1024", "Raw records a source hands on at once.",
+           "1..1000000"},
+          {"queue_capacity", OptionType::kInt, "8",
+           "Batches each queue between stages holds before its producer blocks "
+           "(backpressure).",
+           "1..4096"},
+          {"commit_interval", OptionType::kDuration, "1s",
+           "How often sinks commit what they have written.", "10ms..1h"},
+          {"duration", OptionType::kDuration, "0s",
+           "Stop the run after this long (wall clock); 0 runs until the input ends or a "
+           "signal (`--duration` overrides it)."},
+      }};
+  return spec;
+}
+
+const SectionSpec& ProcessingSectionSpec() {
+  static const SectionSpec spec{
+      "processing",
+      "Event-time and ingestion settings shared by every stage.",
+      {
+          {"out_of_orderness", OptionType::kDuration, "30s",
+           "Allowed disorder within one source partition: its watermark is the largest "
+           "event time seen minus this.",
+           "0s..7d"},
+          {"idle_timeout", OptionType::kDuration, "1m",
+           "A partition without data for this long stops holding the watermark back, and "
+           "rejoins when data arrives.",
+           "1s..7d"},
+          {"grace", OptionType::kDuration, "15m",
+           "Default grace period of window definitions: how long after a window ends "
+           "late readings still update it (15 min for terrestrial sensors, 60 min or more "
+           "for maritime and satellite links).",
+           "0s..30d"},
+          {"dedup_horizon", OptionType::kDuration, "1h",
+           "How long (device, metric, event time) keys are remembered to drop duplicates.",
+           "0s..30d"},
+          {"drift_threshold", OptionType::kDuration, "5m",
+           "A reading whose event time differs from its arrival time by more than this is "
+           "flagged TIMESTAMP_DRIFT (and kept).",
+           "1s..30d"},
+          {"max_future", OptionType::kDuration, "5m",
+           "A reading whose event time is ahead of its arrival by more than this is "
+           "quarantined (future_timestamp), so a fast device clock cannot drag the "
+           "watermark forward.",
+           "0s..30d"},
+      }};
+  return spec;
+}
+
+const SectionSpec& SourceCommonSpec() {
+  static const SectionSpec spec{
+      "sources[]",
+      "Every source has these keys; the keys of each type follow in its own section.",
+      {
+          {"name",
+           OptionType::kString,
+           "",
+           "Unique name of the source (kept in provenance).",
+           {},
+           true},
+          {"type",
+           OptionType::kString,
+           "",
+           "Connector type, e.g. `simulator` or `file`.",
+           {},
+           true},
+          {"format", OptionType::kEnum, "json",
+           "Payload decoder: `json` (one object per record: wide or long shape, NDJSON "
+           "lines, CSV rows re-encoded by the file source).",
+           "json"},
+      }};
+  return spec;
+}
+
+const SectionSpec& SinkCommonSpec() {
+  static const SectionSpec spec{
+      "sinks[]",
+      "Every sink has these keys; the keys of each type follow in its own section.",
+      {
+          {"name",
+           OptionType::kString,
+           "",
+           "Unique name of the sink (used in the ledger).",
+           {},
+           true},
+          {"type", OptionType::kString, "", "Connector type, e.g. `sqlite`.", {}, true},
+      }};
+  return spec;
+}
+
+namespace {
+
+const SectionSpec& TopLevelSpec() {
+  static const SectionSpec spec{
+      "(top level)",
+      "",
+      {
+          {"pipeline", OptionType::kSection, "", "Run-wide settings."},
+          {"processing", OptionType::kSection, "", "Event-time and ingestion settings."},
+          {"sources", OptionType::kSection, "", "List of sources."},
+          {"windows", OptionType::kSection, "", "List of window definitions."},
+          {"sinks", OptionType::kSection, "", "List of sinks."},
+      }};
+  return spec;
+}
+
+const SectionSpec* FindSection(std::string_view path) {
+  for (const SectionSpec* s : Registry::Get().Sections()) {
+    if (s->path == path) return s;
+  }
+  return nullptr;
+}
+
+// Read name and type of a list entry; check uniqueness of the name.
+Status ReadNameType(const OptionReader& common, std::set<std::string>& names, std::string& name,
+                    std::string& type) {
+  TRIB_ASSIGN_OR_RETURN(name, common.GetString("name"));
+  TRIB_ASSIGN_OR_RETURN(type, common.GetString("type"));
+  if (name.empty()) return common.Error("name", "must not be empty");
+  if (!names.insert(name).second) return common.Error("name", "duplicate name '" + name + "'");
+  return Status::Ok();
+}
+
+Result<std::vector<YAML::Node>> ListOf(const OptionReader& top, std::string_view key) {
+  std::vector<YAML::Node> out;
+  YAML::Node n = top.Node(key);
+  if (!n.IsDefined() || n.IsNull()) return out;
+  if (!n.IsSequence()) return top.Error(key, "expected a list (entries start with '- ')");
+  for (const YAML::Node& item : n) out.push_back(item);
+  return out;
+}
+
+}  // namespace
+
+Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std::string& file) {
+  TRIB_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlText(yaml_text, file));
+  if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  OptionReader top(root, file, "", {&TopLevelSpec()});
+  TRIB_RETURN_IF_ERROR(top.CheckKeys());
+  const Registry& registry = Registry::Get();
+
+  PipelineConfig config;
+  config.file = file;
+  OptionReader pipeline = top.Child("pipeline", &PipelineSectionSpec());
+  TRIB_RETURN_IF_ERROR(pipeline.CheckKeys());
+  TRIB_ASSIGN_OR_RETURN(config.name, pipeline.GetString("name"));
+  TRIB_ASSIGN_OR_RETURN(config.data_dir, pipeline.GetString("data_dir"));
+  TRIB_ASSIGN_OR_RETURN(int64_t batch_size, pipeline.GetInt("batch_size"));
+  TRIB_ASSIGN_OR_RETURN(int64_t queue_capacity, pipeline.GetInt("queue_capacity"));
+  config.batch_size = static_cast<size_t>(batch_size);
+  config.queue_capacity = static_cast<size_t>(queue_capacity);
+  TRIB_ASSIGN_OR_RETURN(config.commit_interval, pipeline.GetDuration("commit_interval"));
+  TRIB_ASSIGN_OR_RETURN(config.duration, pipeline.GetDuration("duration"));
+
+  OptionReader processing = top.Child("processing", &ProcessingSectionSpec());
+  TRIB_RETURN_IF_ERROR(processing.CheckKeys());
+  ProcessingOptions& p = config.processing;
+  TRIB_ASSIGN_OR_RETURN(p.out_of_orderness, processing.GetDuration("out_of_orderness"));
+  TRIB_ASSIGN_OR_RETURN(p.idle_timeout, processing.GetDuration("idle_timeout"));
+  TRIB_ASSIGN_OR_RETURN(p.grace, processing.GetDuration("grace"));
+  TRIB_ASSIGN_OR_RETURN(p.dedup_horizon, processing.GetDuration("dedup_horizon"));
+  TRIB_ASSIGN_OR_RETURN(p.drift_threshold, processing.GetDuration("drift_threshold"));
+  TRIB_ASSIGN_OR_RETURN(p.max_future, processing.GetDuration("max_future"));
+  config.processing_options = processing;
+
+  std::set<std::string> names;
+  TRIB_ASSIGN_OR_RETURN(std::vector<YAML::Node> sources, ListOf(top, "sources"));
+  for (size_t i = 0; i < sources.size(); ++i) {
+    std::string path = "sources[" + std::to_string(i) + "]";
+    OptionReader common(sources[i], file, path, {&SourceCommonSpec()});
+    if (!sources[i].IsMap()) return common.Error("", "expected a mapping with name and type");
+    SourceEntry entry{"", "", common};
+    TRIB_RETURN_IF_ERROR(ReadNameType(common, names, entry.name, entry.type));
+    const SectionSpec* spec = registry.SourceSpec(entry.type);
+    if (spec == nullptr) {
+      std::string known;
+      for (const auto& t : registry.SourceTypes()) known += (known.empty() ? "" : ", ") + t;
+      return common.Error("type",
+                          "unknown source type '" + entry.type + "' (known: " + known + ")");
+    }
+    entry.options = OptionReader(sources[i], file, path, {&SourceCommonSpec(), spec});
+    TRIB_RETURN_IF_ERROR(entry.options.CheckKeys());
+    config.sources.push_back(std::move(entry));
+  }
+
+  TRIB_ASSIGN_OR_RETURN(std::vector<YAML::Node> windows, ListOf(top, "windows"));
+  const SectionSpec* window_spec = FindSection("windows[]");
+  for (size_t i = 0; i < windows.size(); ++i) {
+    std::string path = "windows[" + std::to_string(i) + "]";
+    OptionReader reader(windows[i], file, path, {window_spec});
+    if (!windows[i].IsMap()) return reader.Error("", "expected a mapping of window options");
+    if (window_spec != nullptr) TRIB_RETURN_IF_ERROR(reader.CheckKeys());
+    config.windows.push_back(std::move(reader));
+  }
+
+  names.clear();
+  TRIB_ASSIGN_OR_RETURN(std::vector<YAML::Node> sinks, ListOf(top, "sinks"));
+  for (size_t i = 0; i < sinks.size(); ++i) {
+    std::string path = "sinks[" + std::to_string(i) + "]";
+    OptionReader common(sinks[i], file, path, {&SinkCommonSpec()});
+    if (!sinks[i].IsMap()) return common.Error("", "expected a mapping with name and type");
+    SinkEntry entry{"", "", common};
+    TRIB_RETURN_IF_ERROR(ReadNameType(common, names, entry.name, entry.type));
+    const SectionSpec* spec = registry.SinkSpec(entry.type);
+    if (spec == nullptr) {
+      std::string known;
+      for (const auto& t : registry.SinkTypes()) known += (known.empty() ? "" : ", ") + t;
+      return common.Error("type", "unknown sink type '" + entry.type + "' (known: " + known + ")");
+    }
+    entry.options = OptionReader(sinks[i], file, path, {&SinkCommonSpec(), spec});
+    TRIB_RETURN_IF_ERROR(entry.options.CheckKeys());
+    config.sinks.push_back(std::move(entry));
+  }
+  return config;
+}
+
+Result<PipelineConfig> LoadPipelineConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot read config file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParsePipelineConfig(ss.str(), path);
+}
+
+std::string_view EmbeddedDefaultConfig() {
+  static const char kText[] =
+      R"(# The embedded default pipeline: a simulated city sensor network processed
+# into per-device one-minute windows and stored in ./tributary-data/tributary.gpkg.
+pipeline:
+  name: embedded-default
+processing:
+  grace: 15m
+sources:
+  - name: simulator
+    type: simulator
+    speed: 60          # one simulated minute per wall-clock second
+windows:
+  - name: device_1m
+    type: tumbling
+    size: 1m
+    group_by: device
+    aggregates: [count, mean, min, max]
+sinks:
+  - name: local
+    type: sqlite
+)";
+  return kText;
+}
+
+}  // namespace tributary

@@ -1,0 +1,300 @@
+#include "stream/runtime.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "core/queue.h"
+#include "core/registry.h"
+#include "ingest/ingest.h"
+#include "io/connector.h"
+#include "stream/operator.h"
+#include "stream/window.h"
+
+namespace tributary {
+
+namespace {
+constexpr auto kPollWait = std::chrono::milliseconds(100);
+constexpr DurationUs kSourcePollWaitUs = 100 * kMicrosPerMilli;
+constexpr int kMaxSinkRetries = 8;
+}  // namespace
+
+struct Pipeline::Shared {
+  explicit Shared(size_t capacity) : raw(capacity), batches(capacity) {}
+  BoundedQueue<RawBatch> raw;
+  BoundedQueue<Batch> batches;
+  std::atomic<int> sources_running{0};
+  std::atomic<TimeUs> watermark{kMinTime};
+  std::mutex error_mu;
+  Status first_error;
+
+  void Fail(const Status& st) {
+    std::lock_guard lock(error_mu);
+    if (first_error.ok()) first_error = st;
+  }
+  bool failed() {
+    std::lock_guard lock(error_mu);
+    return !first_error.ok();
+  }
+};
+
+Pipeline::Pipeline(PipelineConfig config) : config_(std::move(config)) {}
+Pipeline::~Pipeline() = default;
+
+Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config) {
+  std::unique_ptr<Pipeline> p(new Pipeline(config));
+  const Registry& registry = Registry::Get();
+  if (config.sources.empty()) {
+    return Status::Invalid(config.file + ": the pipeline has no sources");
+  }
+  for (const SourceEntry& entry : p->config_.sources) {
+    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Source> source, registry.MakeSource(entry));
+    p->sources_.push_back(std::move(source));
+  }
+  TRIB_ASSIGN_OR_RETURN(p->ingest_, IngestStage::Make(p->config_));
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> window, MakeWindowOperator(p->config_));
+  p->operators_.push_back(std::move(window));
+  for (const SinkEntry& entry : p->config_.sinks) {
+    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, registry.MakeSink(entry));
+    p->sinks_.push_back(std::move(sink));
+    p->sink_names_.push_back(entry.name);
+  }
+  return p;
+}
+
+std::string Pipeline::LedgerPath() const {
+  return config_.data_dir + "/ledger.json";
+}
+
+RunProgress Pipeline::Progress() const {
+  RunProgress p;
+  p.ledger = ledger_.Snapshot();
+  if (shared_) {
+    p.watermark = shared_->watermark.load(std::memory_order_relaxed);
+    p.raw_queue_depth = shared_->raw.size();
+    p.sink_queue_depth = shared_->batches.size();
+  }
+  return p;
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view content) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Io("cannot write " + tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Status st = Status::Io("cannot write " + tmp + ": " + std::strerror(errno));
+      ::close(fd);
+      return st;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    return Status::Io("cannot flush " + tmp + ": " + std::strerror(errno));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::Io("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+Status Pipeline::Run(DurationUs duration) {
+  std::error_code ec;
+  std::filesystem::create_directories(config_.data_dir, ec);
+  if (ec) {
+    return Status::Io("cannot create data folder " + config_.data_dir + ": " + ec.message());
+  }
+  shared_ = std::make_unique<Shared>(config_.queue_capacity);
+  Shared& sh = *shared_;
+  RunContext ctx;
+  ctx.config = &config_;
+  ctx.ledger = &ledger_;
+  ctx.data_dir = config_.data_dir;
+  ctx.stop = &stop_;
+
+  // Open sinks first: a sink that cannot open must fail the run before any source
+  // consumes (and possibly acknowledges) input.
+  auto close_all = [&] {
+    for (auto& s : sources_) s->Close();
+    for (auto& s : sinks_) s->Close();
+  };
+  for (size_t i = 0; i < sinks_.size(); ++i) {
+    Status st = sinks_[i]->Open(ctx);
+    if (!st.ok()) {
+      close_all();
+      return st.WithContext("sink " + sink_names_[i]);
+    }
+  }
+  TRIB_RETURN_IF_ERROR(ingest_->Open(ctx));
+  for (auto& op : operators_) {
+    Status st = op->Open(ctx);
+    if (!st.ok()) {
+      close_all();
+      return st.WithContext(std::string("operator ") + std::string(op->name()));
+    }
+  }
+  for (size_t i = 0; i < sources_.size(); ++i) {
+    Status st = sources_[i]->Open(ctx);
+    if (!st.ok()) {
+      close_all();
+      return st.WithContext("source " + config_.sources[i].name);
+    }
+  }
+
+  // Source threads.
+  std::vector<std::thread> source_threads;
+  sh.sources_running = static_cast<int>(sources_.size());
+  for (size_t i = 0; i < sources_.size(); ++i) {
+    source_threads.emplace_back([this, i, &sh] {
+      Source& source = *sources_[i];
+      while (!stop_.load(std::memory_order_relaxed)) {
+        RawBatch raw;
+        raw.source_index = static_cast<uint16_t>(i);
+        Status st = source.Poll(raw, config_.batch_size, kSourcePollWaitUs);
+        if (!st.ok()) {
+          sh.Fail(st.WithContext("source " + config_.sources[i].name));
+          stop_ = true;
+          break;
+        }
+        bool end = raw.end_of_stream;
+        if (!raw.empty() && !sh.raw.Push(raw)) break;
+        if (end) break;
+      }
+      if (sh.sources_running.fetch_sub(1) == 1) sh.raw.Close();
+    });
+  }
+
+  // Process thread: ingestion then the operator chain.
+  std::thread process_thread([this, &sh] {
+    auto run_chain = [&](Batch& batch, size_t from) -> bool {
+      for (size_t k = from; k < operators_.size(); ++k) {
+        Status st = operators_[k]->Process(batch);
+        if (!st.ok()) {
+          sh.Fail(st.WithContext(std::string("operator ") + std::string(operators_[k]->name())));
+          return false;
+        }
+      }
+      sh.watermark.store(batch.watermark, std::memory_order_relaxed);
+      return true;
+    };
+    bool ok = true;
+    while (ok) {
+      std::optional<RawBatch> raw = sh.raw.PopFor(kPollWait);
+      if (!raw) {
+        if (sh.raw.closed()) break;
+        for (size_t k = 0; k < operators_.size() && ok; ++k) {
+          Batch out;
+          Status st = operators_[k]->OnIdle(NowUs(), out);
+          if (!st.ok()) {
+            sh.Fail(st);
+            ok = false;
+            break;
+          }
+          if (out.empty()) continue;
+          ok = run_chain(out, k + 1) && sh.batches.Push(out);
+        }
+        continue;
+      }
+      Batch batch;
+      Status st = ingest_->Process(*raw, batch);
+      if (!st.ok()) {
+        sh.Fail(st.WithContext("ingest"));
+        break;
+      }
+      ok = run_chain(batch, 0) && sh.batches.Push(batch);
+    }
+    // Finish: each operator emits what is still open; later operators process it.
+    for (size_t k = 0; k < operators_.size() && !sh.failed(); ++k) {
+      Batch out;
+      Status st = operators_[k]->Finish(out);
+      if (!st.ok()) {
+        sh.Fail(st);
+        break;
+      }
+      if (run_chain(out, k + 1) && !out.empty()) sh.batches.Push(out);
+    }
+    sh.batches.Close();
+    if (sh.failed()) {
+      stop_ = true;
+      sh.raw.Close();  // unblock sources waiting for room; nothing more is consumed
+    }
+  });
+
+  // Sink thread.
+  std::thread sink_thread([this, &sh] {
+    auto with_retry = [&](size_t i, auto&& op, const char* what) -> bool {
+      DurationUs backoff = 100 * kMicrosPerMilli;
+      for (int attempt = 0;; ++attempt) {
+        Status st = op();
+        if (st.ok()) return true;
+        if (!st.retryable() || attempt >= kMaxSinkRetries) {
+          sh.Fail(st.WithContext("sink " + sink_names_[i] + " " + what));
+          return false;
+        }
+        spdlog::warn("sink {} {} failed ({}), retrying in {}", sink_names_[i], what, st.ToString(),
+                     FormatDuration(backoff));
+        std::this_thread::sleep_for(std::chrono::microseconds(backoff));
+        backoff = std::min<DurationUs>(backoff * 2, 10 * kMicrosPerSecond);
+      }
+    };
+    auto commit_all = [&]() -> bool {
+      for (size_t i = 0; i < sinks_.size(); ++i) {
+        if (!with_retry(
+                i, [&] { return sinks_[i]->Commit(); }, "commit"))
+          return false;
+      }
+      Status st = WriteFileAtomic(LedgerPath(), ledger_.Snapshot().ToJson());
+      if (!st.ok()) spdlog::warn("{}", st.ToString());
+      return true;
+    };
+    TimeUs last_commit = NowUs();
+    bool ok = true;
+    while (true) {
+      std::optional<Batch> batch = sh.batches.PopFor(kPollWait);
+      if (!batch && sh.batches.closed()) break;
+      if (batch && ok) {
+        for (size_t i = 0; i < sinks_.size() && ok; ++i) {
+          ok = with_retry(
+              i, [&] { return sinks_[i]->Write(*batch); }, "write");
+        }
+        if (!ok) stop_ = true;
+      }
+      if (ok && NowUs() - last_commit >= config_.commit_interval) {
+        ok = commit_all();
+        last_commit = NowUs();
+      }
+    }
+    if (ok) commit_all();
+  });
+
+  // Supervise: duration and stop requests.
+  TimeUs started = NowUs();
+  bool stop_sent = false;
+  while (sh.sources_running.load() > 0) {
+    if (!stop_sent && (stop_.load() || (duration > 0 && NowUs() - started >= duration))) {
+      stop_ = true;
+      for (auto& s : sources_) s->Stop();
+      stop_sent = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& t : source_threads) t.join();
+  process_thread.join();
+  sink_thread.join();
+  for (auto& s : sources_) s->Close();
+  for (auto& s : sinks_) s->Close();
+  Status st = WriteFileAtomic(LedgerPath(), ledger_.Snapshot().ToJson());
+  std::lock_guard lock(sh.error_mu);
+  if (!sh.first_error.ok()) return sh.first_error;
+  return st;
+}
+
+}  // namespace tributary

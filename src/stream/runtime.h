@@ -1,0 +1,77 @@
+// The runtime: runs one pipeline on threads joined by bounded queues of batches.
+//
+//   source threads ──RawBatch──► process thread ──Batch──► sink thread
+//   (one per source)   queue     (ingest, then the        queue   (writes every sink,
+//                                 operator chain)                  commits periodically)
+//
+// A full queue blocks its producer, so a slow sink slows the sources instead of
+// growing memory; nothing is dropped. Stopping (a signal, --duration, or every bounded
+// source reaching its end) drains the queues in order: sources stop, the process
+// thread finishes every operator (open windows are emitted), the sink thread writes
+// and commits the rest. The ledger is written to <data-dir>/ledger.json at every
+// commit and at the end.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/ledger.h"
+#include "core/pipeline_config.h"
+#include "core/status.h"
+
+namespace tributary {
+
+class Source;
+class Sink;
+class Operator;
+class IngestStage;
+
+/// Live figures for progress displays.
+struct RunProgress {
+  LedgerSnapshot ledger;
+  TimeUs watermark = kMinTime;
+  size_t raw_queue_depth = 0;
+  size_t sink_queue_depth = 0;
+};
+
+class Pipeline {
+ public:
+  /// Build every stage from config: factories validate options; nothing is opened or
+  /// connected, so this is also how `tributary check` validates a pipeline.
+  static Result<std::unique_ptr<Pipeline>> Build(const PipelineConfig& config);
+  ~Pipeline();
+
+  /// Open all stages and run until the input ends, Stop() is called, or `duration`
+  /// (if > 0) has passed. Returns the first error that ended the run early.
+  Status Run(DurationUs duration = 0);
+  /// Ask the run to stop and flush; safe from any thread and from a signal handler.
+  void Stop() { stop_.store(true, std::memory_order_relaxed); }
+
+  RunProgress Progress() const;
+  LedgerSnapshot LedgerNow() const { return ledger_.Snapshot(); }
+  const PipelineConfig& config() const { return config_; }
+  /// Path of the ledger file written during and after the run.
+  std::string LedgerPath() const;
+
+ private:
+  explicit Pipeline(PipelineConfig config);
+  struct Shared;
+
+  PipelineConfig config_;
+  Ledger ledger_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::unique_ptr<Source>> sources_;
+  std::unique_ptr<IngestStage> ingest_;
+  std::vector<std::unique_ptr<Operator>> operators_;
+  std::vector<std::unique_ptr<Sink>> sinks_;
+  std::vector<std::string> sink_names_;
+  std::unique_ptr<Shared> shared_;
+};
+
+/// Write `content` to `path` atomically (temporary file + fsync + rename).
+Status WriteFileAtomic(const std::string& path, std::string_view content);
+
+}  // namespace tributary
