@@ -252,7 +252,8 @@ processing:
 sources:
   - name: simulator
     type: simulator
-    speed: 60          # one simulated minute per wall-clock second
+    speed: 300           # five simulated minutes per wall-clock second, so windows,
+    outages_per_day: 2   # late bursts and quarantine show up within seconds
 windows:
   - name: device_1m
     type: tumbling

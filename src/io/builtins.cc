@@ -1,18 +1,27 @@
-// The one list of built-in connectors and documented config sections.
-// Adding a connector: its file pair ends with Register<Name>(Registry&), and one
-// line below calls it.
+// The one list of built-in connectors and documented config sections, in the order
+// the configuration reference shows them. Adding a connector: its file pair ends with
+// Register<Name>(Registry&), and one line below calls it.
 #include "core/pipeline_config.h"
 #include "core/registry.h"
+#include "io/sinks/sqlite_sink.h"
+#include "io/sources/file_source.h"
+#include "io/sources/simulator.h"
+#include "stream/window.h"
 
 namespace tributary {
 
 void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&PipelineSectionSpec());
   registry.AddSection(&ProcessingSectionSpec());
-  registry.AddSection(&SourceCommonSpec());
-  registry.AddSection(&SinkCommonSpec());
   // Sources.
+  registry.AddSection(&SourceCommonSpec());
+  RegisterSimulatorSource(registry);
+  RegisterFileSource(registry);
+  // Windows.
+  registry.AddSection(&WindowSectionSpec());
   // Sinks.
+  registry.AddSection(&SinkCommonSpec());
+  RegisterSqliteSink(registry);
 }
 
 }  // namespace tributary

@@ -198,7 +198,11 @@ Status Pipeline::Run(DurationUs duration) {
             ok = false;
             break;
           }
-          if (out.empty()) continue;
+          if (out.empty()) {
+            // Nothing to pass on, but an idle watermark may have moved.
+            sh.watermark.store(std::max(sh.watermark.load(), out.watermark));
+            continue;
+          }
           ok = run_chain(out, k + 1) && sh.batches.Push(out);
         }
         continue;

@@ -1,0 +1,481 @@
+#include "ingest/ingest.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace tributary {
+
+namespace {
+
+/// Device ids and firmware strings cached per stage (beyond this, interned uncached).
+constexpr size_t kMaxCachedSymbols = 1 << 16;
+constexpr size_t kMaxFirmwareBytes = 64;
+constexpr size_t kMaxCrsBytes = 48;
+
+bool IsDropout(const JsonScalar& v) {
+  if (v.kind == JsonKind::kNull) return true;
+  if (v.kind != JsonKind::kString) return false;
+  for (char c : v.text) {
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return false;
+  }
+  return true;
+}
+
+bool Missing(const JsonScalar& v) { return !v.present() || v.kind == JsonKind::kNull; }
+
+// The first few accepted names of a role, for messages: "device_id|sensor_id|id|device".
+std::string RoleNames(const FieldMapping& mapping, FieldRole role) {
+  const auto& names = mapping.roles[static_cast<size_t>(role)];
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 4; ++i) {
+    if (i > 0) out += '|';
+    out += names[i];
+  }
+  return out;
+}
+
+// A field's name for messages: the path it came from, else the role's main name.
+std::string_view FieldName(const JsonScalar& v, const FieldMapping& mapping, FieldRole role) {
+  if (!v.path.empty()) return v.path;
+  const auto& names = mapping.roles[static_cast<size_t>(role)];
+  return names.empty() ? FieldRoleName(role) : std::string_view(names.front());
+}
+
+// A coordinate from a number or a numeric string.
+bool CoordinateValue(const JsonScalar& v, double& out) {
+  if (v.kind == JsonKind::kNumber) {
+    out = v.number;
+    return true;
+  }
+  return v.kind == JsonKind::kString && ParseNumber(v.text, out);
+}
+
+// A short text form of a scalar usable as an identifier (strings, number literals).
+bool IdentifierText(const JsonScalar& v, std::string_view& out) {
+  if (v.kind == JsonKind::kString) {
+    out = v.text;
+    return true;
+  }
+  if (v.kind == JsonKind::kNumber && !v.text.empty()) {
+    out = v.text;
+    return true;
+  }
+  return false;
+}
+
+bool SaneCrs(std::string_view crs) {
+  if (crs.empty() || crs.size() > kMaxCrsBytes) return false;
+  return std::all_of(crs.begin(), crs.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == ':' || c == '_' || c == '-' || c == '.';
+  });
+}
+
+}  // namespace
+
+struct IngestStage::RecordContext {
+  std::string_view payload;
+  JsonDecoder* decoder = nullptr;
+  const DecodedRecord* rec = nullptr;
+  Provenance prov;
+  TimeUs arrival = 0;
+  Symbol device;
+  TimeUs event_time = 0;
+  double lat = NAN;
+  double lon = NAN;
+  QcFlags flags;
+};
+
+Symbol IngestStage::SymbolCache::Get(std::string_view text) {
+  if (auto it = map_.find(text); it != map_.end()) return it->second;
+  Symbol s = Intern(text);
+  if (map_.size() < kMaxCachedSymbols) map_.emplace(std::string(text), s);
+  return s;
+}
+
+Result<std::unique_ptr<IngestStage>> IngestStage::Make(const PipelineConfig& config) {
+  if (config.sources.size() > UINT16_MAX) {
+    return Status::Invalid(fmt::format("{}: more than {} sources", config.file, UINT16_MAX));
+  }
+  std::vector<SourceState> sources;
+  for (const SourceEntry& entry : config.sources) {
+    std::string format = "json";
+    if (entry.options.Has("format")) {
+      TRIB_ASSIGN_OR_RETURN(format, entry.options.GetString("format"));
+    }
+    if (format != "json") {
+      return entry.options.Error("format", "unsupported payload format '" + format +
+                                               "' (supported: json)");
+    }
+    SourceState state;
+    state.name = Intern(entry.name);
+    state.decoder = std::make_unique<JsonDecoder>(FieldMapping::Defaults());
+    sources.push_back(std::move(state));
+  }
+  return std::unique_ptr<IngestStage>(new IngestStage(config.processing, std::move(sources)));
+}
+
+IngestStage::IngestStage(ProcessingOptions options, std::vector<SourceState> sources)
+    : options_(options), sources_(std::move(sources)), dedup_(options.dedup_horizon) {}
+
+IngestStage::~IngestStage() = default;
+
+Status IngestStage::Open(RunContext& ctx) {
+  if (ctx.ledger == nullptr) return Status::Internal("ingest: the run context has no ledger");
+  ledger_ = ctx.ledger;
+  return Status::Ok();
+}
+
+Status IngestStage::Process(const RawBatch& in, Batch& out) {
+  if (ledger_ == nullptr) return Status::Internal("ingest: Process called before Open");
+  if (in.source_index >= sources_.size()) {
+    return Status::Internal(fmt::format("ingest: raw batch from source #{} but the pipeline has {}",
+                                        in.source_index, sources_.size()));
+  }
+  SourceState& source = sources_[in.source_index];
+  IngestCounts counts;
+  auto expected = static_cast<size_t>(std::ceil(readings_per_record_));
+  out.readings.reserve(out.readings.size() + in.records.size() * expected);
+  for (const RawRecord& raw : in.records) {
+    if (static_cast<size_t>(raw.begin) + raw.size > in.data.size()) {
+      return Status::Internal(fmt::format("ingest: raw record [{}, +{}) outside the batch data ({} bytes)",
+                                          raw.begin, raw.size, in.data.size()));
+    }
+    ProcessRecord(source, in.Payload(raw), raw, out, counts);
+  }
+  if (!in.records.empty()) {
+    double ratio = static_cast<double>(counts.input) / static_cast<double>(in.records.size());
+    readings_per_record_ = std::clamp(0.5 * readings_per_record_ + 0.5 * ratio, 1.0, 64.0);
+  }
+  out.duplicates += counts.duplicate;
+  ledger_->AddInput(counts.input);
+  if (counts.duplicate > 0) ledger_->AddDuplicate(counts.duplicate);
+  for (size_t i = 0; i < kQuarantineReasonCount; ++i) {
+    if (counts.by_reason[i] > 0) {
+      ledger_->AddQuarantined(QuarantineReasonName(static_cast<QuarantineReason>(i)),
+                              counts.by_reason[i]);
+    }
+  }
+  totals_.input += counts.input;
+  totals_.forwarded += counts.forwarded;
+  totals_.duplicate += counts.duplicate;
+  totals_.quarantined += counts.quarantined;
+  for (size_t i = 0; i < kQuarantineReasonCount; ++i) totals_.by_reason[i] += counts.by_reason[i];
+  return Status::Ok();
+}
+
+void IngestStage::ProcessRecord(SourceState& source, std::string_view payload,
+                                const RawRecord& raw, Batch& out, IngestCounts& counts) {
+  RecordContext rc;
+  rc.payload = payload;
+  rc.decoder = source.decoder.get();
+  rc.rec = &record_;
+  rc.arrival = raw.arrival_time;
+  rc.prov.source = source.name;
+  rc.prov.topic = raw.topic;
+  rc.prov.partition = raw.partition;
+  rc.prov.offset = raw.offset;
+
+  DecodeStatus status = source.decoder->Decode(payload, record_);
+  if (!status.ok) {
+    ++counts.input;
+    Quarantine(rc, Verdict::Fail(status.reason, std::move(status.detail)), {}, out, counts);
+    return;
+  }
+  const DecodedRecord& rec = record_;
+  if (const JsonScalar& csv = rec.role(FieldRole::kCsvError); csv.present()) {
+    ++counts.input;
+    std::string detail = csv.kind == JsonKind::kString ? std::string(csv.text) : csv.Describe();
+    Quarantine(rc, Verdict::Fail(QuarantineReason::kMalformedCsv, std::move(detail)), {}, out,
+               counts);
+    return;
+  }
+  Verdict verdict;
+  if (!CheckRecord(rc, verdict)) {
+    ++counts.input;
+    Quarantine(rc, std::move(verdict), {}, out, counts);
+    return;
+  }
+
+  if (rec.long_shape()) {
+    const JsonScalar& name = rec.role(FieldRole::kMetricName);
+    const JsonScalar& value = rec.role(FieldRole::kMetricValue);
+    if (name.kind != JsonKind::kString || IsDropout(name)) {
+      ++counts.input;
+      Quarantine(rc,
+                 Verdict::Fail(QuarantineReason::kMissingField,
+                               fmt::format("{} = {} is not a metric name", name.path,
+                                           name.Describe())),
+                 {}, out, counts);
+      return;
+    }
+    MetricField field;
+    source.decoder->ResolveMetricName(name.text, field);
+    if (Missing(value) || IsDropout(value)) {
+      ++counts.input;
+      std::string_view value_name =
+          FieldName(value, source.decoder->mapping(), FieldRole::kMetricValue);
+      Quarantine(rc,
+                 Verdict::Fail(QuarantineReason::kMissingField,
+                               fmt::format("no value ({}) for metric {}",
+                                           value.present() ? value_name
+                                                           : RoleNames(source.decoder->mapping(),
+                                                                       FieldRole::kMetricValue),
+                                           name.text)),
+                 field.name, out, counts);
+      return;
+    }
+    field.value = value;
+    field.path = name.text;
+    const JsonScalar& unit = rec.role(FieldRole::kUnit);
+    std::string_view unit_text = unit.kind == JsonKind::kString ? unit.text : std::string_view();
+    ProcessMetric(rc, field, unit_text, out, counts);
+    return;
+  }
+
+  size_t readings = 0;
+  for (const MetricField& field : rec.metrics) {
+    if (IsDropout(field.value)) continue;
+    ProcessMetric(rc, field, UnitFor(rec, field), out, counts);
+    ++readings;
+  }
+  if (readings == 0) {
+    ++counts.input;
+    std::string detail =
+        rec.metrics.empty()
+            ? fmt::format("none of the {} fields is a metric", rec.field_count)
+            : fmt::format("all {} metric fields are null or empty", rec.metrics.size());
+    Quarantine(rc, Verdict::Fail(QuarantineReason::kNoReadings, std::move(detail)), {}, out,
+               counts);
+  }
+}
+
+bool IngestStage::CheckRecord(RecordContext& rc, Verdict& verdict) {
+  const DecodedRecord& rec = *rc.rec;
+  const FieldMapping& mapping = rc.decoder->mapping();
+  const JsonScalar& device = rec.role(FieldRole::kDeviceId);
+  const JsonScalar& ts = rec.role(FieldRole::kTimestamp);
+  const JsonScalar& lat = rec.role(FieldRole::kLat);
+  const JsonScalar& lon = rec.role(FieldRole::kLon);
+  const JsonScalar& x = rec.role(FieldRole::kX);
+  const JsonScalar& y = rec.role(FieldRole::kY);
+  const JsonScalar& crs = rec.role(FieldRole::kCrs);
+  const JsonScalar& firmware = rec.role(FieldRole::kFirmware);
+
+  // Firmware first: it belongs in the provenance of a quarantined record too.
+  std::string_view fw;
+  if (IdentifierText(firmware, fw) && !fw.empty() && fw.size() <= kMaxFirmwareBytes) {
+    rc.prov.firmware = firmware_.Get(fw);
+  }
+
+  // Required fields, all named at once.
+  std::string missing;
+  auto add_missing = [&](std::string what) {
+    if (!missing.empty()) missing += ", ";
+    missing += what;
+  };
+  bool has_latlon = !Missing(lat) || !Missing(lon);
+  bool has_xy = !Missing(x) || !Missing(y);
+  if (Missing(device) || IsDropout(device)) {
+    add_missing(fmt::format("device id ({})", RoleNames(mapping, FieldRole::kDeviceId)));
+  }
+  if (Missing(ts) || IsDropout(ts)) {
+    add_missing(fmt::format("timestamp ({})", RoleNames(mapping, FieldRole::kTimestamp)));
+  }
+  if (has_latlon || !has_xy) {
+    if (Missing(lat)) add_missing(fmt::format("latitude ({})", RoleNames(mapping, FieldRole::kLat)));
+    if (Missing(lon)) add_missing(fmt::format("longitude ({})", RoleNames(mapping, FieldRole::kLon)));
+  } else {
+    if (Missing(x)) add_missing("x");
+    if (Missing(y)) add_missing("y");
+    if (Missing(crs)) add_missing("crs (x/y coordinates need one)");
+  }
+  if (!missing.empty()) {
+    verdict = Verdict::Fail(QuarantineReason::kMissingField, "missing " + missing);
+    return false;
+  }
+
+  // Device id.
+  std::string_view id;
+  if (!IdentifierText(device, id)) {
+    verdict = Verdict::Fail(QuarantineReason::kInvalidDeviceId,
+                            fmt::format("{} = {} is not a string or a number", device.path,
+                                        device.Describe()));
+    return false;
+  }
+  if (id.size() > kMaxDeviceIdBytes) {
+    verdict = Verdict::Fail(QuarantineReason::kInvalidDeviceId,
+                            fmt::format("{} is {} bytes long (limit {})", device.path, id.size(),
+                                        kMaxDeviceIdBytes));
+    return false;
+  }
+  rc.device = devices_.Get(id);
+
+  // Event time.
+  Result<TimeUs> event = Status::Invalid("is not a number or a string");
+  if (ts.kind == JsonKind::kNumber) {
+    event = EpochToTime(ts.number);
+  } else if (ts.kind == JsonKind::kString) {
+    event = ParseTime(ts.text);
+  }
+  if (!event.ok()) {
+    verdict = Verdict::Fail(QuarantineReason::kBadTimestamp,
+                            fmt::format("{} = {}: {}", ts.path, ts.Describe(),
+                                        event.status().message()));
+    return false;
+  }
+  rc.event_time = *event;
+  verdict = CheckEventTime(rc.event_time, rc.arrival, options_.max_future);
+  if (!verdict.ok) return false;
+
+  // Position.
+  std::string_view crs_text;
+  bool crs_given = IdentifierText(crs, crs_text);
+  if (!Missing(crs) && !crs_given) {
+    verdict = Verdict::Fail(QuarantineReason::kUnsupportedCrs,
+                            fmt::format("{} = {} is not a CRS name", crs.path, crs.Describe()));
+    return false;
+  }
+  const JsonScalar& lat_field = has_latlon ? lat : y;
+  const JsonScalar& lon_field = has_latlon ? lon : x;
+  if (crs_given && !IsWgs84(crs_text)) {
+    if (SaneCrs(crs_text)) rc.prov.crs_source = Intern(crs_text);
+    CoordinateValue(lon_field, rc.prov.orig_x);
+    CoordinateValue(lat_field, rc.prov.orig_y);
+    verdict = Verdict::Fail(
+        QuarantineReason::kUnsupportedCrs,
+        fmt::format("{}/{} = {}/{} in {} {}: only WGS84 (EPSG:4326) coordinates are supported",
+                    lon_field.path, lat_field.path, lon_field.Describe(), lat_field.Describe(),
+                    crs.path, crs.Describe()));
+    return false;
+  }
+  for (const JsonScalar* c : {&lat_field, &lon_field}) {
+    double v = 0;
+    if (!CoordinateValue(*c, v)) {
+      verdict = Verdict::Fail(QuarantineReason::kNanCoordinate,
+                              fmt::format("{} = {} is not a number", c->path, c->Describe()));
+      return false;
+    }
+    (c == &lat_field ? rc.lat : rc.lon) = v;
+  }
+  verdict = CheckPosition(rc.lat, rc.lon, lat_field.path, lon_field.path);
+  if (!verdict.ok) return false;
+
+  if (HasTimestampDrift(rc.event_time, rc.arrival, options_.drift_threshold)) {
+    rc.flags.Set(QcFlag::kTimestampDrift);
+  }
+  return true;
+}
+
+std::string_view IngestStage::UnitFor(const DecodedRecord& rec, const MetricField& field) const {
+  for (const UnitEntry& u : rec.units) {
+    if (u.key == field.leaf || u.key == field.path) return u.unit;
+  }
+  if (field.metric != nullptr) {
+    for (const UnitEntry& u : rec.units) {
+      if (FindMetric(u.key) == field.metric) return u.unit;
+    }
+  }
+  const JsonScalar& unit = rec.role(FieldRole::kUnit);
+  return unit.kind == JsonKind::kString ? unit.text : std::string_view();
+}
+
+void IngestStage::ProcessMetric(RecordContext& rc, const MetricField& field,
+                                std::string_view unit_text, Batch& out, IngestCounts& counts) {
+  ++counts.input;
+  auto reject = [&](QuarantineReason reason, std::string detail) {
+    Quarantine(rc, Verdict::Fail(reason, std::move(detail)), field.name, out, counts);
+  };
+  double raw_value = NAN;
+  if (field.value.kind == JsonKind::kNumber) {
+    raw_value = field.value.number;
+  } else if (field.value.kind != JsonKind::kString || !ParseNumber(field.value.text, raw_value)) {
+    return reject(QuarantineReason::kNonNumericValue,
+                  fmt::format("{} = {} is not a number", field.path, field.value.Describe()));
+  }
+  if (!std::isfinite(raw_value)) {
+    return reject(QuarantineReason::kNonFiniteValue,
+                  fmt::format("{} = {} is not a finite number", field.path,
+                              field.value.Describe()));
+  }
+  if (field.name.empty()) {
+    return reject(QuarantineReason::kUnknownMetric,
+                  fmt::format("{} is not a known metric and is not accepted as a new one "
+                              "(name longer than 64 bytes, or too many distinct new names)",
+                              field.path.substr(0, 80)));
+  }
+  double value = raw_value;
+  QcFlags flags = rc.flags;
+  if (const MetricInfo* metric = field.metric; metric != nullptr) {
+    const UnitInfo* unit = field.implied_unit != nullptr ? field.implied_unit : metric->unit_info;
+    if (!unit_text.empty()) {
+      unit = rc.decoder->FindUnitCached(unit_text);
+      if (unit == nullptr) {
+        return reject(QuarantineReason::kUnknownUnit,
+                      fmt::format("{}: unit \"{}\" is unknown (canonical unit of {} is {})",
+                                  field.path, unit_text.substr(0, 80), metric->name,
+                                  metric->unit));
+      }
+    }
+    MetricConversion mc = ConversionTo(*metric, unit);
+    if (!mc.known) {
+      return reject(QuarantineReason::kUnknownUnit,
+                    fmt::format("{}: unit \"{}\" ({}) is not a unit of {} ({})", field.path,
+                                unit_text.empty() ? unit->name : unit_text,
+                                DimensionName(unit->dimension), metric->name, metric->unit));
+    }
+    if (!mc.conversion.identity()) {
+      value = mc.conversion.Apply(raw_value);
+      flags.Set(QcFlag::kUnitConverted);
+      if (!std::isfinite(value)) {
+        return reject(QuarantineReason::kNonFiniteValue,
+                      fmt::format("{} = {} {} overflows when converted to {}", field.path,
+                                  field.value.Describe(), unit_text, metric->unit));
+      }
+    }
+    // Name the unit the value was read in, also when only the alias implied it.
+    std::string_view unit_label = unit_text.empty() && unit != metric->unit_info ? unit->name
+                                                                                 : unit_text;
+    Verdict bounds = CheckBounds(*metric, value, raw_value, field.path, unit_label);
+    if (!bounds.ok) return reject(bounds.reason, std::move(bounds.detail));
+  }
+  if (dedup_.IsDuplicate(rc.device, field.name, rc.event_time)) {
+    ++counts.duplicate;
+    return;
+  }
+  Reading& r = out.readings.emplace_back();
+  r.event_time = rc.event_time;
+  r.arrival_time = rc.arrival;
+  r.device = rc.device;
+  r.metric = field.name;
+  r.value = value;
+  r.lat = rc.lat;
+  r.lon = rc.lon;
+  r.flags = flags;
+  r.prov = rc.prov;
+  ++counts.forwarded;
+}
+
+void IngestStage::Quarantine(const RecordContext& rc, Verdict verdict, Symbol metric, Batch& out,
+                             IngestCounts& counts) {
+  QuarantineRecord& q = out.quarantine.emplace_back();
+  q.reason = QuarantineReasonSymbol(verdict.reason);
+  q.detail = std::move(verdict.detail);
+  if (verdict.reason == QuarantineReason::kPayloadTooLarge) {
+    q.raw.assign(rc.payload.substr(0, kMaxQuarantinedRawBytes));
+    q.detail += fmt::format(" (raw payload truncated to its first {} bytes)",
+                            std::min(rc.payload.size(), kMaxQuarantinedRawBytes));
+  } else {
+    q.raw.assign(rc.payload);
+  }
+  q.arrival_time = rc.arrival;
+  q.device = rc.device;
+  q.metric = metric;
+  q.prov = rc.prov;
+  ++counts.quarantined;
+  ++counts.by_reason[static_cast<size_t>(verdict.reason)];
+}
+
+}  // namespace tributary

@@ -1,0 +1,104 @@
+// The ingestion stage: raw payloads in, normalised Readings and quarantine records out.
+//
+//   RawBatch ──► decode (per source format) ──► record checks ──► per-metric normalise
+//            ──► value checks ──► dedup ──► Batch.readings        (else Batch.quarantine)
+//
+// Ledger rule: input is counted per record. A payload that cannot be decoded into
+// readings (broken JSON, no device id, bad timestamp, invalid position, no metric at
+// all, ...) counts 1 input and 1 quarantined under its reason. A payload that decodes
+// into N readings counts N inputs, and each of them is then quarantined on its own
+// (unknown unit, out of bounds, ...), counted as duplicate, or forwarded in
+// Batch.readings, so for this stage
+//   input == forwarded + quarantined + duplicate
+// holds after every Process call. A metric field that is null or an empty string is a
+// dropout: no reading, not counted. Accepted and late are counted later, by the window
+// stage, for the forwarded readings.
+//
+// Threading: Make and Open on the runtime thread; Process only ever from one thread at a
+// time (the process thread). The stage owns its decoders and dedup state.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/ledger.h"
+#include "core/model.h"
+#include "core/pipeline_config.h"
+#include "core/run_context.h"
+#include "core/status.h"
+#include "ingest/dedup.h"
+#include "ingest/json_decoder.h"
+#include "ingest/validate.h"
+
+namespace tributary {
+
+/// Counts of one Process call (also what the ledger receives).
+struct IngestCounts {
+  uint64_t input = 0;
+  uint64_t forwarded = 0;
+  uint64_t duplicate = 0;
+  uint64_t quarantined = 0;
+  std::array<uint64_t, kQuarantineReasonCount> by_reason{};
+};
+
+class IngestStage {
+ public:
+  /// Build decoders for every source of `config` and read the `processing` options.
+  static Result<std::unique_ptr<IngestStage>> Make(const PipelineConfig& config);
+  ~IngestStage();
+
+  /// Remember the run's ledger; must be called before Process.
+  Status Open(RunContext& ctx);
+  /// Decode, normalise, validate and deduplicate `in`; append readings/quarantine to `out`
+  /// and add the number of duplicates to out.duplicates.
+  Status Process(const RawBatch& in, Batch& out);
+
+  /// Totals since Open, for tests and progress displays.
+  const IngestCounts& totals() const { return totals_; }
+  const Deduplicator& dedup() const { return dedup_; }
+
+ private:
+  struct SourceState {
+    Symbol name;
+    std::unique_ptr<JsonDecoder> decoder;
+  };
+  // Interns device ids and firmware strings through a bounded local cache, so the hot
+  // path does not take the process-wide intern lock for every record.
+  class SymbolCache {
+   public:
+    Symbol Get(std::string_view text);
+
+   private:
+    std::unordered_map<std::string, Symbol, ShortStringHash, std::equal_to<>> map_;
+  };
+  // Per-record context while processing one payload.
+  struct RecordContext;
+
+  IngestStage(ProcessingOptions options, std::vector<SourceState> sources);
+
+  void ProcessRecord(SourceState& source, std::string_view payload, const RawRecord& raw,
+                     Batch& out, IngestCounts& counts);
+  bool CheckRecord(RecordContext& rc, Verdict& verdict);
+  void ProcessMetric(RecordContext& rc, const MetricField& field, std::string_view unit_text,
+                     Batch& out, IngestCounts& counts);
+  std::string_view UnitFor(const DecodedRecord& rec, const MetricField& field) const;
+  void Quarantine(const RecordContext& rc, Verdict verdict, Symbol metric, Batch& out,
+                  IngestCounts& counts);
+
+  ProcessingOptions options_;
+  std::vector<SourceState> sources_;
+  Deduplicator dedup_;
+  SymbolCache devices_;
+  SymbolCache firmware_;
+  DecodedRecord record_;  // reused across payloads
+  Ledger* ledger_ = nullptr;
+  IngestCounts totals_;
+  double readings_per_record_ = 1.0;  // running estimate for reserving output
+};
+
+}  // namespace tributary

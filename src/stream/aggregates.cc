@@ -1,0 +1,354 @@
+#include "stream/aggregates.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace tributary {
+namespace {
+
+// Add x to the expansion p[0..n) in place (Shewchuk's grow-expansion with zero
+// elimination, as in Python's msum). p must have room for n + 1 doubles. The
+// expansion stays non-overlapping with increasing magnitudes; returns its new size.
+size_t GrowExpansion(double* p, size_t n, double x) {
+  size_t i = 0;
+  for (size_t j = 0; j < n; ++j) {
+    double y = p[j];
+    if (std::fabs(x) < std::fabs(y)) std::swap(x, y);
+    double hi = x + y;
+    double lo = y - (hi - x);
+    if (lo != 0.0) p[i++] = lo;
+    x = hi;
+  }
+  if (x != 0.0) p[i++] = x;
+  return i;
+}
+
+// a * b == p + e exactly (barring overflow/underflow).
+inline void TwoProduct(double a, double b, double& p, double& e) {
+  p = a * b;
+#if defined(__FMA__) || defined(__aarch64__)
+  e = std::fma(a, b, -p);
+#else
+  // Dekker's product with Veltkamp's split; exact for |a|, |b| < 2^996.
+  constexpr double kSplit = 134217729.0;  // 2^27 + 1
+  double ca = kSplit * a;
+  double ah = ca - (ca - a);
+  double al = a - ah;
+  double cb = kSplit * b;
+  double bh = cb - (cb - b);
+  double bl = b - bh;
+  e = ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+#endif
+}
+
+// A total order on finite doubles that puts -0.0 before +0.0, so min/max/first/last
+// do not depend on the order of equal values of different sign.
+inline bool Before(double a, double b) {
+  return a < b || (a == b && std::signbit(a) && !std::signbit(b));
+}
+
+constexpr AggregateInfo kAggregates[] = {
+    {AggregateKind::kCount, "count", true, "number of readings (sample_count); always computed"},
+    {AggregateKind::kMean, "mean", true, "arithmetic mean (exact sum, rounded once)"},
+    {AggregateKind::kMin, "min", true, "smallest value"},
+    {AggregateKind::kMax, "max", true, "largest value"},
+    {AggregateKind::kStd, "std", true,
+     "sample standard deviation (n − 1); NaN for fewer than 2 readings"},
+    {AggregateKind::kFirst, "first", true, "value at the earliest event time; always computed"},
+    {AggregateKind::kLast, "last", true, "value at the latest event time; always computed"},
+    {AggregateKind::kDistinctSensors, "distinct_sensors", true,
+     "number of distinct devices; always computed"},
+    {AggregateKind::kCentroid, "centroid", true,
+     "mean latitude/longitude of the readings with a position; always computed"},
+    {AggregateKind::kMedian, "median", false, "exact median"},
+    {AggregateKind::kP95, "p95", false, "exact 95th percentile"},
+    {AggregateKind::kTrimmedMean, "trimmed_mean", false,
+     "mean of the values between the 10th and 90th percentiles"},
+    {AggregateKind::kNowCast, "nowcast", false, "EPA NowCast over the last 12 hourly windows"},
+    {AggregateKind::kAqi, "aqi", false, "air quality index from the NowCast concentration"},
+};
+
+std::string NameList(bool supported) {
+  std::string out;
+  for (const AggregateInfo& a : kAggregates) {
+    if (a.supported != supported) continue;
+    if (!out.empty()) out += ", ";
+    out += a.name;
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// ExactSum
+
+ExactSum::ExactSum(const ExactSum& other) : size_(other.size_) {
+  std::copy(std::begin(other.inline_), std::end(other.inline_), inline_);
+  if (other.spill_) spill_ = std::make_unique<std::vector<double>>(*other.spill_);
+}
+
+ExactSum& ExactSum::operator=(const ExactSum& other) {
+  if (this != &other) {
+    ExactSum copy(other);
+    *this = std::move(copy);
+  }
+  return *this;
+}
+
+ExactSum::ExactSum(ExactSum&& other) noexcept
+    : size_(other.size_), spill_(std::move(other.spill_)) {
+  std::copy(std::begin(other.inline_), std::end(other.inline_), inline_);
+  other.size_ = 0;
+}
+
+ExactSum& ExactSum::operator=(ExactSum&& other) noexcept {
+  if (this != &other) {
+    std::copy(std::begin(other.inline_), std::end(other.inline_), inline_);
+    size_ = other.size_;
+    spill_ = std::move(other.spill_);
+    other.size_ = 0;
+  }
+  return *this;
+}
+
+void ExactSum::Add(double x) {
+  if (spill_) {
+    spill_->push_back(0.0);  // room for one more partial
+    size_ = static_cast<uint32_t>(GrowExpansion(spill_->data(), size_, x));
+    spill_->resize(size_);
+    return;
+  }
+  if (size_ < kInline) {
+    size_ = static_cast<uint32_t>(GrowExpansion(inline_, size_, x));
+    return;
+  }
+  // Inline storage is full: grow in a buffer one longer (fixed-size copies).
+  double tmp[kInline + 1] = {};
+  std::memcpy(tmp, inline_, sizeof inline_);
+  size_t n = GrowExpansion(tmp, size_, x);
+  if (n <= kInline) {
+    std::memcpy(inline_, tmp, sizeof inline_);
+  } else {
+    spill_ = std::make_unique<std::vector<double>>(tmp, tmp + n);
+  }
+  size_ = static_cast<uint32_t>(n);
+}
+
+void ExactSum::Add(const ExactSum& other) {
+  if (&other == this) {
+    ExactSum copy(other);
+    Add(copy);
+    return;
+  }
+  for (double p : other.partials()) Add(p);
+}
+
+std::span<const double> ExactSum::partials() const {
+  if (spill_) return {spill_->data(), size_};
+  return {inline_, size_};
+}
+
+double ExactSum::Value() const {
+  return RoundExpansion(partials());
+}
+
+size_t ExactSum::HeapBytes() const {
+  return spill_ ? sizeof(std::vector<double>) + spill_->capacity() * sizeof(double) : 0;
+}
+
+double RoundExpansion(std::span<const double> p) {
+  // Python's fsum read-out: sum from the top while exact, then fix the half-even
+  // case that spans several partials, which makes the result correctly rounded and
+  // therefore independent of how the expansion was built.
+  size_t n = p.size();
+  if (n == 0) return 0.0;
+  double hi = p[--n];
+  double lo = 0.0;
+  while (n > 0) {
+    double x = hi;
+    double y = p[--n];
+    hi = x + y;
+    double yr = hi - x;
+    lo = y - yr;
+    if (lo != 0.0) break;
+  }
+  if (n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0))) {
+    double y = lo * 2.0;
+    double x = hi + y;
+    double yr = x - hi;
+    if (y == yr) hi = x;
+  }
+  return hi;
+}
+
+void AddToExpansion(std::vector<double>& partials, double x) {
+  size_t n = partials.size();
+  partials.push_back(0.0);
+  partials.resize(GrowExpansion(partials.data(), n, x));
+}
+
+// ---------------------------------------------------------------------------
+// Aggregate names
+
+std::span<const AggregateInfo> AggregateTable() {
+  return kAggregates;
+}
+
+Result<AggregateSet> ParseAggregates(const std::vector<std::string>& names) {
+  AggregateSet set;
+  set.Add(AggregateKind::kCount);
+  for (const std::string& name : names) {
+    const AggregateInfo* found = nullptr;
+    for (const AggregateInfo& a : kAggregates) {
+      if (a.name == name) found = &a;
+    }
+    if (found == nullptr) {
+      return Status::Invalid("unknown aggregate '" + name + "' (supported: " + NameList(true) +
+                             "; planned: " + NameList(false) + ")");
+    }
+    if (!found->supported) {
+      return Status::Invalid("aggregate '" + name +
+                             "' is not supported yet (supported: " + NameList(true) + ")");
+    }
+    set.Add(found->kind);
+  }
+  return set;
+}
+
+std::string_view AggregationMethodName(AggregateSet set) {
+  if (set.Has(AggregateKind::kMean)) return "mean";
+  if (set.Has(AggregateKind::kStd)) return "std";
+  if (set.Has(AggregateKind::kMin)) return "min";
+  if (set.Has(AggregateKind::kMax)) return "max";
+  return "count";
+}
+
+// ---------------------------------------------------------------------------
+// WindowAccumulator
+
+bool WindowAccumulator::Add(const Reading& r) {
+  const double v = r.value;
+  if (!std::isfinite(v)) return false;
+  if (count_ == 0) {
+    min_ = max_ = first_ = last_ = v;
+    first_time_ = last_time_ = r.event_time;
+    device_ = r.device;
+  } else {
+    if (Before(v, min_)) min_ = v;
+    if (Before(max_, v)) max_ = v;
+    if (r.event_time < first_time_ || (r.event_time == first_time_ && Before(v, first_))) {
+      first_time_ = r.event_time;
+      first_ = v;
+    }
+    if (r.event_time > last_time_ || (r.event_time == last_time_ && Before(last_, v))) {
+      last_time_ = r.event_time;
+      last_ = v;
+    }
+    if (r.device != device_) AddDevice(r.device);
+  }
+  ++count_;
+  sum_.Add(v);
+  double sq = 0, sq_err = 0;
+  TwoProduct(v, v, sq, sq_err);
+  sum_sq_.Add(sq);
+  if (sq_err != 0.0) sum_sq_.Add(sq_err);
+  if (std::isfinite(r.lat) && std::isfinite(r.lon)) {
+    ++positions_;
+    lat_.Add(r.lat);
+    lon_.Add(r.lon);
+  }
+  return true;
+}
+
+void WindowAccumulator::AddDevice(Symbol device) {
+  if (device == device_) return;
+  if (!more_devices_) more_devices_ = std::make_unique<std::vector<uint32_t>>();
+  auto it = std::lower_bound(more_devices_->begin(), more_devices_->end(), device.id);
+  if (it == more_devices_->end() || *it != device.id) more_devices_->insert(it, device.id);
+}
+
+void WindowAccumulator::Merge(const WindowAccumulator& other) {
+  if (other.count_ == 0) return;
+  if (count_ == 0) {
+    min_ = other.min_;
+    max_ = other.max_;
+    first_time_ = other.first_time_;
+    first_ = other.first_;
+    last_time_ = other.last_time_;
+    last_ = other.last_;
+    device_ = other.device_;
+  } else {
+    if (Before(other.min_, min_)) min_ = other.min_;
+    if (Before(max_, other.max_)) max_ = other.max_;
+    if (other.first_time_ < first_time_ ||
+        (other.first_time_ == first_time_ && Before(other.first_, first_))) {
+      first_time_ = other.first_time_;
+      first_ = other.first_;
+    }
+    if (other.last_time_ > last_time_ ||
+        (other.last_time_ == last_time_ && Before(last_, other.last_))) {
+      last_time_ = other.last_time_;
+      last_ = other.last_;
+    }
+    AddDevice(other.device_);
+  }
+  if (other.more_devices_) {
+    for (uint32_t id : *other.more_devices_) AddDevice(Symbol{id});
+  }
+  count_ += other.count_;
+  positions_ += other.positions_;
+  sum_.Add(other.sum_);
+  sum_sq_.Add(other.sum_sq_);
+  lat_.Add(other.lat_);
+  lon_.Add(other.lon_);
+}
+
+void WindowAccumulator::Fill(AggregateSet set, WindowResult& out) const {
+  out.count = count_;
+  if (count_ == 0) return;
+  const double n = static_cast<double>(count_);
+  const double mean = sum_.Value() / n;
+  if (set.Has(AggregateKind::kMean)) out.mean = mean;
+  if (set.Has(AggregateKind::kMin)) out.min = min_;
+  if (set.Has(AggregateKind::kMax)) out.max = max_;
+  if (set.Has(AggregateKind::kStd) && count_ >= 2) {
+    // Σ(x − mean)² = Σx² − 2·mean·Σx + n·mean², every term exact, rounded once.
+    std::vector<double> m2(sum_sq_.partials().begin(), sum_sq_.partials().end());
+    double hi = 0, lo = 0;
+    for (double s : sum_.partials()) {
+      TwoProduct(-2.0 * mean, s, hi, lo);
+      AddToExpansion(m2, hi);
+      AddToExpansion(m2, lo);
+    }
+    double mm = 0, mm_err = 0;
+    TwoProduct(mean, mean, mm, mm_err);
+    TwoProduct(n, mm, hi, lo);
+    AddToExpansion(m2, hi);
+    AddToExpansion(m2, lo);
+    TwoProduct(n, mm_err, hi, lo);
+    AddToExpansion(m2, hi);
+    AddToExpansion(m2, lo);
+    double sum_sq_dev = std::max(0.0, RoundExpansion(m2));
+    out.std = std::sqrt(sum_sq_dev / (n - 1.0));
+  }
+  out.first = first_;
+  out.last = last_;
+  if (positions_ > 0) {
+    out.centroid_lat = lat_.Value() / static_cast<double>(positions_);
+    out.centroid_lon = lon_.Value() / static_cast<double>(positions_);
+  }
+  out.distinct_sensors =
+      1 + (more_devices_ ? static_cast<uint32_t>(more_devices_->size()) : uint32_t{0});
+}
+
+size_t WindowAccumulator::HeapBytes() const {
+  size_t bytes = sum_.HeapBytes() + sum_sq_.HeapBytes() + lat_.HeapBytes() + lon_.HeapBytes();
+  if (more_devices_) {
+    bytes += sizeof(std::vector<uint32_t>) + more_devices_->capacity() * sizeof(uint32_t);
+  }
+  return bytes;
+}
+
+}  // namespace tributary

@@ -1,0 +1,144 @@
+// Window aggregates: the per-(window, group, metric) accumulator and the table of
+// aggregate names a window definition may ask for.
+//
+// Determinism. A window's final values must not depend on the order its readings
+// arrived in (any order within grace gives the same row, bit for bit). Running
+// sums in floating point are order dependent in their last bits, and so is
+// Welford's update for the variance. So the accumulator keeps *exact* sums: each
+// sum is an expansion of non-overlapping doubles (Shewchuk's algorithm, as in
+// Python's math.fsum) whose value is exactly the real sum of the inputs. The exact
+// sum does not depend on order, and reading it out rounds once, correctly, so the
+// result is order independent too:
+//   mean = round(Σx) / n
+//   std  = sqrt(round(Σ(x − mean)²) / (n − 1))   (sample standard deviation, ddof 1)
+// where Σ(x − mean)² = Σx² − 2·mean·Σx + n·mean² is evaluated exactly from the exact
+// Σx and Σx² (x² is split exactly into two doubles). This is also more accurate
+// than Welford: no cancellation for values with a large mean and a tiny spread
+// (pressure in Pa, temperature in K). min, max and count are order independent by
+// nature; first/last break event-time ties by value; the centroid is an exact mean
+// of the positions. Exactness assumes no overflow (|x| < 1e150), far beyond any
+// sensor value.
+//
+// Cost: an expansion typically holds 2–4 doubles, kept inline; a rare longer one
+// moves to the heap. Adding one value touches each stored double once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/model.h"
+#include "core/status.h"
+
+namespace tributary {
+
+/// An exactly rounded, order-independent sum of doubles (non-overlapping expansion).
+/// Non-finite inputs must be filtered by the caller.
+class ExactSum {
+ public:
+  ExactSum() = default;
+  ExactSum(const ExactSum& other);
+  ExactSum& operator=(const ExactSum& other);
+  ExactSum(ExactSum&& other) noexcept;
+  ExactSum& operator=(ExactSum&& other) noexcept;
+
+  /// Add `x` exactly.
+  void Add(double x);
+  /// Add another exact sum exactly (for merging partial windows).
+  void Add(const ExactSum& other);
+  /// The exact sum rounded once to the nearest double (ties to even).
+  double Value() const;
+  /// The stored expansion, smallest magnitude first; its exact sum is the value.
+  std::span<const double> partials() const;
+  /// Heap bytes held beyond sizeof(ExactSum) (0 unless the expansion spilled).
+  size_t HeapBytes() const;
+
+ private:
+  static constexpr uint32_t kInline = 4;
+  double inline_[kInline] = {};
+  uint32_t size_ = 0;
+  std::unique_ptr<std::vector<double>> spill_;  // holds all partials once size_ > kInline
+};
+
+/// Round the exact sum of an expansion, e.g. one built by hand (ties to even).
+double RoundExpansion(std::span<const double> partials);
+/// Add `x` exactly to an expansion held in a vector.
+void AddToExpansion(std::vector<double>& partials, double x);
+
+/// Every aggregate name a window definition may list. Some are always computed and
+/// may be listed for clarity; the planned ones are rejected as "not supported yet".
+enum class AggregateKind : uint8_t {
+  kCount,
+  kMean,
+  kMin,
+  kMax,
+  kStd,
+  kFirst,
+  kLast,
+  kDistinctSensors,
+  kCentroid,
+  kMedian,
+  kP95,
+  kTrimmedMean,
+  kNowCast,
+  kAqi,
+};
+
+/// One row of the aggregate table (docs and validation are generated from it).
+struct AggregateInfo {
+  AggregateKind kind;
+  std::string_view name;
+  bool supported;
+  std::string_view description;
+};
+
+/// The aggregate table, in documentation order.
+std::span<const AggregateInfo> AggregateTable();
+
+/// A set of AggregateKinds.
+struct AggregateSet {
+  uint32_t bits = 0;
+  void Add(AggregateKind k) { bits |= 1u << static_cast<uint32_t>(k); }
+  bool Has(AggregateKind k) const { return (bits & (1u << static_cast<uint32_t>(k))) != 0; }
+};
+
+/// Resolve aggregate names. Unknown names and planned ones are errors whose message
+/// names the aggregate and lists the supported ones.
+Result<AggregateSet> ParseAggregates(const std::vector<std::string>& names);
+
+/// The regulatory aggregation_method column for a set: "mean" when the mean is
+/// computed, otherwise the first configured of std/min/max, otherwise "count".
+std::string_view AggregationMethodName(AggregateSet set);
+
+/// The state of one (window, group, metric): compact, mergeable, order independent.
+class WindowAccumulator {
+ public:
+  /// Add one reading. Returns false (and changes nothing) for a non-finite value.
+  bool Add(const Reading& r);
+  /// Fold another accumulator of the same key in (sessions, panes, restore).
+  void Merge(const WindowAccumulator& other);
+
+  uint64_t count() const { return count_; }
+  /// Fill count, the configured statistics (others stay NaN), first/last, centroid
+  /// and distinct_sensors.
+  void Fill(AggregateSet set, WindowResult& out) const;
+  /// Bytes held on the heap beyond sizeof(WindowAccumulator).
+  size_t HeapBytes() const;
+
+ private:
+  void AddDevice(Symbol device);
+
+  uint64_t count_ = 0;
+  uint64_t positions_ = 0;  // readings with a finite lat/lon
+  double min_ = 0, max_ = 0;
+  TimeUs first_time_ = 0, last_time_ = 0;
+  double first_ = 0, last_ = 0;
+  ExactSum sum_, sum_sq_, lat_, lon_;
+  Symbol device_;                                        // the first device seen
+  std::unique_ptr<std::vector<uint32_t>> more_devices_;  // others, sorted ids
+};
+
+}  // namespace tributary

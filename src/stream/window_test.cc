@@ -1,0 +1,711 @@
+#include "stream/window.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "core/pipeline_config.h"
+#include "test_util.h"
+
+namespace tributary {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+Result<PipelineConfig> Config(const std::string& yaml) {
+  return ParsePipelineConfig(yaml, "test.yaml");
+}
+
+struct Harness {
+  explicit Harness(const std::string& yaml) {
+    Result<PipelineConfig> c = Config(yaml);
+    if (!c.ok()) {
+      ADD_FAILURE() << c.status().ToString();
+      return;
+    }
+    config = std::move(c).value();
+    auto made = MakeWindowOperator(config, [this] { return wall; });
+    if (!made.ok()) {
+      ADD_FAILURE() << made.status().ToString();
+      return;
+    }
+    op = std::move(made).value();
+    ctx.config = &config;
+    ctx.ledger = &ledger;
+    EXPECT_TRUE(op->Open(ctx).ok());
+  }
+
+  Batch Run(std::vector<Reading> readings) {
+    Batch b;
+    b.readings = std::move(readings);
+    EXPECT_TRUE(op->Process(b).ok());
+    return b;
+  }
+
+  PipelineConfig config;
+  Ledger ledger;
+  RunContext ctx;
+  TimeUs wall = 0;
+  std::unique_ptr<WindowOperator> op;
+};
+
+Reading MakeReading(double event_s, double arrival_s, std::string_view device,
+                    std::string_view metric, double value) {
+  Reading r;
+  r.event_time = std::llround(event_s * 1e6);
+  r.arrival_time = std::llround(arrival_s * 1e6);
+  r.device = Intern(device);
+  r.metric = Intern(metric);
+  r.value = value;
+  r.prov.source = Intern("test");
+  return r;
+}
+
+std::string Seconds(TimeUs t) {
+  if (t == kMinTime) return "-inf";
+  if (t % kMicrosPerSecond == 0) return std::to_string(t / kMicrosPerSecond);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", static_cast<double>(t) / 1e6);
+  std::string s = buf;
+  while (s.back() == '0') s.pop_back();
+  return s;
+}
+
+std::string Num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+std::string FormatWindow(const WindowResult& w) {
+  std::string s = "window " + w.window.str() + " " + w.group_by.str() + "=" + w.group.str() + " " +
+                  w.metric.str() + " [" + Seconds(w.start) + "," + Seconds(w.end) +
+                  ") n=" + std::to_string(w.count);
+  auto field = [&](const char* name, double v) {
+    if (!std::isnan(v)) s += std::string(" ") + name + "=" + Num(v);
+  };
+  field("mean", w.mean);
+  field("min", w.min);
+  field("max", w.max);
+  field("std", w.std);
+  field("first", w.first);
+  field("last", w.last);
+  s += " sensors=" + std::to_string(w.distinct_sensors);
+  if (!std::isnan(w.centroid_lat)) {
+    s += " centroid=" + Num(w.centroid_lat) + "," + Num(w.centroid_lon);
+  }
+  if (w.late_count > 0) s += " late=" + std::to_string(w.late_count);
+  if (w.revision > 0) s += " rev=" + std::to_string(w.revision);
+  if (w.flags != 0) s += " flags=" + WindowFlagsToString(w.flags);
+  return s;
+}
+
+std::string FormatLate(const LateRecord& l) {
+  return "late " + l.window.str() + " " + l.reading.device.str() + " " + l.reading.metric.str() +
+         " t=" + Seconds(l.reading.event_time) + " lateness=" + Seconds(l.lateness) +
+         " wm=" + Seconds(l.watermark);
+}
+
+// ---------------------------------------------------------------------------
+// Golden files: tests/data/windows/*.golden
+//
+// A file is the pipeline YAML (processing + windows), a line "----", then a script:
+//   reading <event s> <arrival s> <device> <metric> <value> [src=S] [part=N]
+//           [lat=X] [lon=Y] [zone=Z] [h3=HEX]      queue a reading
+//   batch          process the queued readings as one batch
+//   idle <wall s>  set the fake wall clock and call OnIdle
+//   watermark      print the operator watermark
+//   finish         call Finish
+//   ledger         print accepted, late and emitted-window counts
+// Lines starting with '>' are the expected output of the command above them:
+//   late ...       LateRecords, then "watermark <s>" when it moved, then window rows.
+// Set TRIBUTARY_UPDATE_GOLDEN=1 to rewrite the files with the actual output (review
+// the diff: the files are the specification).
+
+struct GoldenRun {
+  std::string transcript;
+  std::string error;
+};
+
+GoldenRun RunGolden(const std::string& path, const std::string& text) {
+  GoldenRun run;
+  size_t sep = text.find("\n----\n");
+  if (sep == std::string::npos) {
+    run.error = "no ---- line between config and script";
+    return run;
+  }
+  std::string yaml = text.substr(0, sep + 1);
+  std::string script = text.substr(sep + 6);
+  run.transcript = text.substr(0, sep + 6);
+
+  Result<PipelineConfig> config = ParsePipelineConfig(yaml, path);
+  if (!config.ok()) {
+    run.error = config.status().ToString();
+    return run;
+  }
+  TimeUs wall = 0;
+  auto made = MakeWindowOperator(*config, [&wall] { return wall; });
+  if (!made.ok()) {
+    run.error = made.status().ToString();
+    return run;
+  }
+  WindowOperator& op = **made;
+  Ledger ledger;
+  RunContext ctx;
+  ctx.config = &*config;
+  ctx.ledger = &ledger;
+  if (!op.Open(ctx).ok()) {
+    run.error = "Open failed";
+    return run;
+  }
+
+  std::vector<Reading> pending;
+  uint64_t fed = 0;
+  TimeUs last_watermark = kMinTime;
+  auto out = [&](const std::string& line) { run.transcript += "> " + line + "\n"; };
+  auto report = [&](const Batch& b) {
+    for (const LateRecord& l : b.late) {
+      out(FormatLate(l));
+      if (!l.reading.flags.Has(QcFlag::kLate)) run.error += "late record without LATE flag; ";
+    }
+    if (b.watermark != last_watermark) {
+      out("watermark " + Seconds(b.watermark));
+      last_watermark = b.watermark;
+    }
+    for (const WindowResult& w : b.windows) out(FormatWindow(w));
+  };
+
+  std::istringstream in(script);
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line[0] == '>') continue;  // expected output: regenerated
+    run.transcript += line + "\n";
+    std::istringstream words(line);
+    std::string cmd;
+    words >> cmd;
+    if (cmd.empty() || cmd[0] == '#') continue;
+    if (cmd != "reading" && !pending.empty() && cmd != "batch") {
+      run.error += "line " + std::to_string(line_no) + ": readings queued without 'batch'; ";
+    }
+    if (cmd == "reading") {
+      double event = 0, arrival = 0, value = 0;
+      std::string device, metric, value_text;
+      words >> event >> arrival >> device >> metric >> value_text;
+      value = value_text == "nan" ? NAN : std::strtod(value_text.c_str(), nullptr);
+      Reading r = MakeReading(event, arrival, device, metric, value);
+      std::string extra;
+      while (words >> extra) {
+        size_t eq = extra.find('=');
+        std::string key = extra.substr(0, eq), v = extra.substr(eq + 1);
+        if (key == "src") {
+          r.prov.source = Intern(v);
+        } else if (key == "part") {
+          r.prov.partition = std::stoi(v);
+        } else if (key == "lat") {
+          r.lat = std::stod(v);
+        } else if (key == "lon") {
+          r.lon = std::stod(v);
+        } else if (key == "zone") {
+          r.zone = Intern(v);
+        } else if (key == "h3") {
+          r.h3 = std::stoull(v, nullptr, 16);
+        } else {
+          run.error += "line " + std::to_string(line_no) + ": unknown field " + key + "; ";
+        }
+      }
+      pending.push_back(r);
+    } else if (cmd == "batch") {
+      Batch b;
+      b.readings = std::move(pending);
+      pending.clear();
+      const size_t n = b.readings.size();
+      fed += n;
+      const LedgerSnapshot before = ledger.Snapshot();
+      if (!op.Process(b).ok()) run.error += "Process failed; ";
+      const LedgerSnapshot after = ledger.Snapshot();
+      if (after.accepted - before.accepted != b.readings.size()) {
+        run.error += "line " + std::to_string(line_no) + ": accepted != readings passed on; ";
+      }
+      if (after.accepted + after.late != fed) {
+        run.error += "line " + std::to_string(line_no) + ": accepted + late != readings in; ";
+      }
+      for (const Reading& r : b.readings) {
+        if (r.flags.Has(QcFlag::kLate)) run.error += "accepted reading flagged LATE; ";
+      }
+      report(b);
+    } else if (cmd == "idle") {
+      double wall_s = 0;
+      words >> wall_s;
+      wall = std::llround(wall_s * 1e6);
+      Batch b;
+      if (!op.OnIdle(wall, b).ok()) run.error += "OnIdle failed; ";
+      report(b);
+    } else if (cmd == "watermark") {
+      out("watermark " + Seconds(op.watermark()));
+    } else if (cmd == "finish") {
+      Batch b;
+      if (!op.Finish(b).ok()) run.error += "Finish failed; ";
+      b.watermark = last_watermark;  // Finish does not move it; print rows only
+      report(b);
+      if (op.Stats().open_windows != 0) run.error += "state left after Finish; ";
+    } else if (cmd == "ledger") {
+      LedgerSnapshot s = ledger.Snapshot();
+      out("ledger accepted=" + std::to_string(s.accepted) + " late=" + std::to_string(s.late) +
+          " windows=" + std::to_string(s.windows_emitted));
+    } else {
+      run.error += "line " + std::to_string(line_no) + ": unknown command " + cmd + "; ";
+    }
+  }
+  if (!pending.empty()) run.error += "readings queued at the end without 'batch'; ";
+  return run;
+}
+
+std::vector<std::string> GoldenFiles() {
+  std::vector<std::string> files;
+  std::filesystem::path dir = std::filesystem::path(TRIBUTARY_SOURCE_DIR) / "tests/data/windows";
+  if (!std::filesystem::exists(dir)) return files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() == ".golden") files.push_back(entry.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+TEST(WindowGoldenTest, AllFilesMatch) {
+  std::vector<std::string> files = GoldenFiles();
+  ASSERT_GE(files.size(), 8u) << "golden files missing under tests/data/windows";
+  const bool update = std::getenv("TRIBUTARY_UPDATE_GOLDEN") != nullptr;
+  for (const std::string& path : files) {
+    SCOPED_TRACE(path);
+    std::string expected = testing::ReadFile(path);
+    GoldenRun run = RunGolden(path, expected);
+    EXPECT_EQ(run.error, "");
+    if (update && run.transcript != expected) {
+      testing::WriteFile(path, run.transcript);
+      continue;
+    }
+    if (run.transcript != expected) {
+      // Point at the first differing line, then show the whole actual output.
+      std::istringstream a(expected), b(run.transcript);
+      std::string la, lb;
+      int n = 0;
+      while (true) {
+        bool ga = static_cast<bool>(std::getline(a, la));
+        bool gb = static_cast<bool>(std::getline(b, lb));
+        ++n;
+        if (!ga && !gb) break;
+        if (!ga || !gb || la != lb) {
+          ADD_FAILURE() << "first difference at line " << n
+                        << "\n  expected: " << (ga ? la : "<end>")
+                        << "\n  actual:   " << (gb ? lb : "<end>") << "\nactual transcript:\n"
+                        << run.transcript;
+          break;
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+std::string ErrorOf(const std::string& windows_yaml) {
+  Result<PipelineConfig> c = Config("processing:\n  grace: 2m\nwindows:\n" + windows_yaml);
+  if (!c.ok()) return c.status().message();
+  auto op = MakeWindowOperator(*c);
+  return op.ok() ? "" : op.status().message();
+}
+
+TEST(WindowConfigTest, DefaultsAndGrace) {
+  Result<PipelineConfig> c = Config(
+      "processing:\n  grace: 2m\nwindows:\n"
+      "  - name: a\n    size: 1m\n"
+      "  - name: b\n    size: 1h\n    offset: 30m\n    grace: 10s\n    group_by: zone\n"
+      "    metrics: [pm25, pm10, pm25]\n    aggregates: [count, std]\n    min_samples: 45\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto defs = ParseWindowDefinitions(*c);
+  ASSERT_TRUE(defs.ok()) << defs.status().ToString();
+  ASSERT_EQ(defs->size(), 2u);
+  const WindowDefinition& a = (*defs)[0];
+  EXPECT_EQ(a.name, "a");
+  EXPECT_EQ(a.type, WindowType::kTumbling);
+  EXPECT_EQ(a.size, kMicrosPerMinute);
+  EXPECT_EQ(a.step, kMicrosPerMinute);
+  EXPECT_EQ(a.offset, 0);
+  EXPECT_EQ(a.grace, 2 * kMicrosPerMinute);  // from processing.grace
+  EXPECT_EQ(a.group_by, GroupBy::kDevice);
+  EXPECT_TRUE(a.metrics.empty());
+  EXPECT_TRUE(a.Accepts(Intern("anything")));
+  EXPECT_TRUE(a.aggregates.Has(AggregateKind::kMean));
+  EXPECT_TRUE(a.aggregates.Has(AggregateKind::kMax));
+  EXPECT_FALSE(a.aggregates.Has(AggregateKind::kStd));
+  EXPECT_EQ(a.aggregation_method.view(), "mean");
+  EXPECT_EQ(a.min_samples, 1);
+  const WindowDefinition& b = (*defs)[1];
+  EXPECT_EQ(b.offset, 30 * kMicrosPerMinute);
+  EXPECT_EQ(b.grace, 10 * kMicrosPerSecond);
+  EXPECT_EQ(b.group_by, GroupBy::kZone);
+  EXPECT_EQ(b.group_by_symbol.view(), "zone");
+  EXPECT_EQ(b.metrics.size(), 2u);
+  EXPECT_TRUE(b.Accepts(Intern("pm10")));
+  EXPECT_FALSE(b.Accepts(Intern("no2")));
+  EXPECT_FALSE(b.aggregates.Has(AggregateKind::kMean));
+  EXPECT_EQ(b.aggregation_method.view(), "std");
+  EXPECT_EQ(b.min_samples, 45);
+  EXPECT_EQ(b.LastStart(0), -30 * kMicrosPerMinute);
+  EXPECT_EQ(b.LastStart(30 * kMicrosPerMinute), 30 * kMicrosPerMinute);
+}
+
+TEST(WindowConfigTest, Errors) {
+  EXPECT_EQ(ErrorOf("  - name: s\n    type: session\n    size: 5m\n"),
+            "test.yaml:5:11: windows[0].type: 'session' windows are not supported yet "
+            "(supported: tumbling, sliding)");
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    aggregates: [mean, median]\n")
+                .find("windows[0].aggregates: aggregate 'median' is not supported yet"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    aggregates: [avg]\n")
+                .find("unknown aggregate 'avg' (supported: count, mean, min, max, std"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - size: 1m\n").find("windows[0].name: is required"), std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n").find("windows[0].size: is required"), std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n  - name: a\n    size: 5m\n")
+                .find("windows[1].name: duplicate window name 'a'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    colour: red\n").find("unknown option"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    group_by: street\n")
+                .find("'street' is not one of device|zone|h3|all"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    type: sliding\n    size: 1m\n").find("step: is required"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    type: sliding\n    size: 1m\n    step: 2m\n")
+                .find("longer than the window size"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    step: 30s\n").find("sliding windows only"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    type: sliding\n    size: 1h\n    step: 1s\n")
+                .find("windows per reading"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 0s\n").find("shorter than the minimum"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    min_samples: 0\n").find("below the minimum"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf("  - name: ok\n    type: sliding\n    size: 15m\n    step: 5m\n"), "");
+}
+
+TEST(WindowConfigTest, EmbeddedDefaultPipelineBuilds) {
+  Result<PipelineConfig> c = ParsePipelineConfig(EmbeddedDefaultConfig(), "<embedded default>");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto op = MakeWindowOperator(*c);
+  ASSERT_TRUE(op.ok()) << op.status().ToString();
+  EXPECT_EQ((*op)->name(), "window");
+}
+
+TEST(WindowConfigTest, SpecDocumentsEveryAggregate) {
+  const SectionSpec& spec = WindowSectionSpec();
+  EXPECT_EQ(spec.path, "windows[]");
+  const OptionSpec* aggregates = nullptr;
+  for (const OptionSpec& o : spec.options) {
+    if (o.key == "aggregates") aggregates = &o;
+  }
+  ASSERT_NE(aggregates, nullptr);
+  for (const AggregateInfo& a : AggregateTable()) {
+    EXPECT_NE(aggregates->description.find(a.name), std::string_view::npos) << a.name;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Behaviour
+
+TEST(WindowOperatorTest, ResultColumns) {
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\n  grace: 0s\n"
+      "windows:\n  - name: w\n    size: 1m\n    aggregates: [count, max]\n    min_samples: 3\n");
+  ASSERT_NE(h.op, nullptr);
+  h.wall = 123 * kMicrosPerSecond;
+  Reading a = MakeReading(1, 1, "d", "pm25", 4);
+  a.lat = 10;
+  a.lon = 20;
+  h.Run({a, MakeReading(2, 2, "d", "pm25", 6)});
+  Batch b = h.Run({MakeReading(60, 60, "d", "pm25", 1)});
+  ASSERT_EQ(b.windows.size(), 1u);
+  const WindowResult& w = b.windows[0];
+  EXPECT_EQ(w.window.view(), "w");
+  EXPECT_EQ(w.group_by.view(), "device");
+  EXPECT_EQ(w.group.view(), "d");
+  EXPECT_EQ(w.metric.view(), "pm25");
+  EXPECT_EQ(w.start, 0);
+  EXPECT_EQ(w.end, kMicrosPerMinute);
+  EXPECT_EQ(w.count, 2u);
+  EXPECT_TRUE(std::isnan(w.mean));  // not configured
+  EXPECT_TRUE(std::isnan(w.min));
+  EXPECT_TRUE(std::isnan(w.std));
+  EXPECT_TRUE(std::isnan(w.median));
+  EXPECT_EQ(w.max, 6);
+  EXPECT_EQ(w.first, 4);
+  EXPECT_EQ(w.last, 6);
+  EXPECT_EQ(w.centroid_lat, 10);  // only the reading with a position
+  EXPECT_EQ(w.centroid_lon, 20);
+  EXPECT_EQ(w.distinct_sensors, 1u);
+  EXPECT_EQ(w.aggregation_method.view(), "max");
+  EXPECT_EQ(w.flags, static_cast<uint32_t>(WindowFlag::kBelowMinSamples));
+  EXPECT_EQ(w.revision, 0u);
+  EXPECT_EQ(w.emitted_at, 123 * kMicrosPerSecond);
+  EXPECT_EQ(b.watermark, kMicrosPerMinute);
+  EXPECT_EQ(h.ledger.Snapshot().windows_emitted, 1u);
+}
+
+TEST(WindowOperatorTest, NonFiniteValuesAreAcceptedButNotAggregated) {
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\n  grace: 0s\n"
+      "windows:\n  - name: w\n    size: 1m\n");
+  ASSERT_NE(h.op, nullptr);
+  Batch b = h.Run({MakeReading(1, 1, "d", "pm25", NAN), MakeReading(2, 2, "d", "pm25", 5),
+                   MakeReading(3, 3, "d", "pm25", INFINITY)});
+  EXPECT_EQ(b.readings.size(), 3u);
+  Batch out;
+  ASSERT_TRUE(h.op->Finish(out).ok());
+  ASSERT_EQ(out.windows.size(), 1u);
+  EXPECT_EQ(out.windows[0].count, 1u);
+  EXPECT_EQ(out.windows[0].mean, 5);
+  EXPECT_EQ(h.ledger.Snapshot().accepted, 3u);
+}
+
+TEST(WindowOperatorTest, ReadingsOfNoDefinitionAreAccepted) {
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\n  grace: 0s\n"
+      "windows:\n  - name: w\n    size: 1m\n    metrics: [pm25]\n");
+  ASSERT_NE(h.op, nullptr);
+  h.Run({MakeReading(100, 100, "d", "pm25", 1)});
+  // Far past any window of `w`, but `w` does not take temperature: accepted.
+  Batch b = h.Run({MakeReading(1, 101, "d", "temperature", 20)});
+  EXPECT_EQ(b.readings.size(), 1u);
+  EXPECT_TRUE(b.late.empty());
+  EXPECT_EQ(h.ledger.Snapshot().accepted, 2u);
+  EXPECT_EQ(h.ledger.Snapshot().late, 0u);
+}
+
+TEST(WindowOperatorTest, OnIdleBeforeAnyInputDoesNothing) {
+  Harness h("windows:\n  - name: w\n    size: 1m\n");
+  ASSERT_NE(h.op, nullptr);
+  Batch out;
+  ASSERT_TRUE(h.op->OnIdle(NowUs(), out).ok());
+  EXPECT_TRUE(out.windows.empty());
+  EXPECT_EQ(out.watermark, kMinTime);
+}
+
+TEST(WindowOperatorTest, StateIsFreedAfterGrace) {
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\n  grace: 30s\n"
+      "windows:\n  - name: w\n    size: 1m\n");
+  ASSERT_NE(h.op, nullptr);
+  std::vector<Reading> rs;
+  for (int d = 0; d < 10; ++d) rs.push_back(MakeReading(5, 5, "d" + std::to_string(d), "pm25", d));
+  h.Run(rs);
+  EXPECT_EQ(h.op->Stats().open_windows, 10u);
+  EXPECT_EQ(h.op->Stats().open_slices, 1u);
+  EXPECT_GT(h.op->Stats().state_bytes, 10 * sizeof(WindowAccumulator));
+  h.Run({MakeReading(89, 89, "d0", "pm25", 1)});  // emitted, still within grace
+  EXPECT_EQ(h.op->Stats().open_windows, 11u);
+  h.Run({MakeReading(90, 90, "d0", "pm25", 1)});  // 60 + 30: freed
+  EXPECT_EQ(h.op->Stats().open_windows, 1u);
+  EXPECT_EQ(h.op->Stats().open_slices, 1u);
+}
+
+// ---------------------------------------------------------------------------
+// Determinism: shuffled arrival within grace gives bit-identical final rows.
+
+struct Key {
+  std::string window, group, metric;
+  TimeUs start;
+  bool operator<(const Key& o) const {
+    return std::tie(window, group, metric, start) < std::tie(o.window, o.group, o.metric, o.start);
+  }
+};
+
+std::map<Key, WindowResult> FinalRows(const std::string& yaml, const std::vector<Reading>& input,
+                                      std::mt19937_64& rng, bool shuffle, uint64_t* late_records) {
+  Harness h(yaml);
+  std::map<Key, WindowResult> rows;
+  if (h.op == nullptr) return rows;
+  std::vector<Reading> readings = input;
+  if (shuffle) std::shuffle(readings.begin(), readings.end(), rng);
+  for (size_t i = 0; i < readings.size(); ++i) {
+    readings[i].arrival_time = static_cast<TimeUs>(i) * kMicrosPerMilli;
+  }
+  auto collect = [&](const Batch& b) {
+    *late_records += b.late.size();
+    for (const WindowResult& w : b.windows) {
+      Key k{w.window.str(), w.group.str(), w.metric.str(), w.start};
+      auto it = rows.find(k);
+      if (it != rows.end()) {
+        EXPECT_EQ(w.revision, it->second.revision + 1);
+        EXPECT_TRUE(w.flags & static_cast<uint32_t>(WindowFlag::kRevision));
+      }
+      rows[k] = w;
+    }
+  };
+  std::uniform_int_distribution<size_t> batch_size(1, shuffle ? 97 : 50);
+  size_t i = 0;
+  while (i < readings.size()) {
+    size_t n = std::min(batch_size(rng), readings.size() - i);
+    std::vector<Reading> part(readings.begin() + static_cast<ptrdiff_t>(i),
+                              readings.begin() + static_cast<ptrdiff_t>(i + n));
+    collect(h.Run(std::move(part)));
+    i += n;
+  }
+  Batch out;
+  EXPECT_TRUE(h.op->Finish(out).ok());
+  collect(out);
+  LedgerSnapshot s = h.ledger.Snapshot();
+  EXPECT_EQ(s.accepted, input.size());
+  EXPECT_EQ(s.late, 0u);
+  return rows;
+}
+
+uint64_t Bits(double v) {
+  return std::bit_cast<uint64_t>(v);
+}
+
+TEST(WindowDeterminismTest, ShuffledReadingsGiveBitIdenticalFinalRows) {
+  const std::string yaml =
+      "processing:\n  out_of_orderness: 0s\n  grace: 1h\n"
+      "windows:\n"
+      "  - name: dev\n    size: 1m\n    aggregates: [count, mean, min, max, std]\n"
+      "  - name: city\n    size: 5m\n    group_by: all\n    aggregates: [count, mean, min, max, "
+      "std]\n"
+      "  - name: slide\n    type: sliding\n    size: 2m\n    step: 30s\n    group_by: zone\n"
+      "    aggregates: [count, mean, std]\n";
+  std::mt19937_64 rng(42);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::vector<Reading> input;
+  const char* metrics[] = {"pm25", "pressure", "temperature"};
+  for (int i = 0; i < 4000; ++i) {
+    int device = static_cast<int>(unit(rng) * 25);
+    const char* metric = metrics[i % 3];
+    // Values with a large mean and a small spread, plus rare outliers: the case where
+    // float summation order shows in the last bits.
+    double value = metric == metrics[1]   ? 101325.0 + 0.37 * noise(rng)
+                   : metric == metrics[0] ? 12.0 * unit(rng) + (unit(rng) < 0.01 ? 1e6 : 0.0)
+                                          : 15.0 + 0.1 * i * unit(rng) - 7.3;
+    Reading r = MakeReading(unit(rng) * 600.0, 0, "dev" + std::to_string(device), metric, value);
+    r.lat = 48.0 + unit(rng);
+    r.lon = 11.0 + unit(rng);
+    r.zone = Intern(device % 2 ? "east" : "west");
+    input.push_back(r);
+  }
+  std::sort(input.begin(), input.end(),
+            [](const Reading& a, const Reading& b) { return a.event_time < b.event_time; });
+
+  uint64_t late = 0;
+  std::map<Key, WindowResult> reference = FinalRows(yaml, input, rng, false, &late);
+  ASSERT_GT(reference.size(), 850u);
+  for (int round = 0; round < 4; ++round) {
+    std::map<Key, WindowResult> rows = FinalRows(yaml, input, rng, true, &late);
+    ASSERT_EQ(rows.size(), reference.size());
+    for (const auto& [k, w] : reference) {
+      const WindowResult& o = rows.at(k);
+      SCOPED_TRACE(k.window + " " + k.group + " " + k.metric + " " + std::to_string(k.start));
+      EXPECT_EQ(o.count, w.count);
+      EXPECT_EQ(Bits(o.mean), Bits(w.mean));
+      EXPECT_EQ(Bits(o.min), Bits(w.min));
+      EXPECT_EQ(Bits(o.max), Bits(w.max));
+      EXPECT_EQ(Bits(o.std), Bits(w.std));
+      EXPECT_EQ(Bits(o.first), Bits(w.first));
+      EXPECT_EQ(Bits(o.last), Bits(w.last));
+      EXPECT_EQ(Bits(o.centroid_lat), Bits(w.centroid_lat));
+      EXPECT_EQ(Bits(o.centroid_lon), Bits(w.centroid_lon));
+      EXPECT_EQ(o.distinct_sensors, w.distinct_sensors);
+      if (HasFailure()) return;
+    }
+  }
+  EXPECT_EQ(late, 0u);
+
+  // And the values are right: compare the `dev` rows with a two-pass reference.
+  std::map<Key, std::vector<double>> values;
+  for (const Reading& r : input) {
+    TimeUs start = FloorDiv(r.event_time, kMicrosPerMinute) * kMicrosPerMinute;
+    values[Key{"dev", r.device.str(), r.metric.str(), start}].push_back(r.value);
+  }
+  for (const auto& [k, v] : values) {
+    const WindowResult& w = reference.at(k);
+    long double sum = 0;
+    for (double x : v) sum += x;
+    long double mean = sum / v.size();
+    long double m2 = 0;
+    for (double x : v) m2 += (x - mean) * (x - mean);
+    ASSERT_EQ(w.count, v.size());
+    EXPECT_NEAR(w.mean, static_cast<double>(mean), 1e-12 * std::fabs(static_cast<double>(mean)));
+    if (v.size() > 1) {
+      double std_ref = std::sqrt(static_cast<double>(m2 / (v.size() - 1)));
+      EXPECT_NEAR(w.std, std_ref, 1e-9 * std_ref + 1e-12);
+    }
+    EXPECT_EQ(w.min, *std::min_element(v.begin(), v.end()));
+    EXPECT_EQ(w.max, *std::max_element(v.begin(), v.end()));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Ledger: every reading ends accepted or late, once.
+
+TEST(WindowLedgerTest, AcceptedPlusLateEqualsReadingsIn) {
+  Harness h(
+      "processing:\n  out_of_orderness: 5s\n  idle_timeout: 1m\n  grace: 10s\n"
+      "windows:\n"
+      "  - name: a\n    size: 30s\n    metrics: [pm25]\n"
+      "  - name: b\n    size: 2m\n    grace: 1m\n"
+      "  - name: c\n    type: sliding\n    size: 1m\n    step: 20s\n    metrics: [no2]\n");
+  ASSERT_NE(h.op, nullptr);
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> jitter(0.0, 1.0);
+  const char* metrics[] = {"pm25", "no2", "o3"};
+  uint64_t in = 0, passed = 0, late_records = 0;
+  std::map<int64_t, int> late_ids;  // arrival time identifies a reading
+  double t = 0;
+  for (int batch = 0; batch < 200; ++batch) {
+    std::vector<Reading> rs;
+    int n = 1 + static_cast<int>(jitter(rng) * 40);
+    for (int i = 0; i < n; ++i) {
+      t += 0.5;
+      // Mostly in order; a quarter of the readings are delayed by up to 3 minutes.
+      double event = t - (jitter(rng) < 0.25 ? jitter(rng) * 180.0 : jitter(rng) * 3.0);
+      Reading r = MakeReading(event, t, "d" + std::to_string(i % 7), metrics[i % 3], i);
+      r.prov.partition = i % 2;
+      rs.push_back(r);
+    }
+    in += rs.size();
+    Batch b = h.Run(std::move(rs));
+    passed += b.readings.size();
+    late_records += b.late.size();
+    for (const LateRecord& l : b.late) {
+      EXPECT_TRUE(l.reading.flags.Has(QcFlag::kLate));
+      EXPECT_GE(l.lateness, 0);
+      late_ids[l.reading.arrival_time]++;
+    }
+    LedgerSnapshot s = h.ledger.Snapshot();
+    ASSERT_EQ(s.accepted + s.late, in);
+    ASSERT_EQ(s.accepted, passed);
+  }
+  LedgerSnapshot s = h.ledger.Snapshot();
+  EXPECT_GT(s.late, 10u);           // the test exercises late routing
+  EXPECT_GT(late_records, s.late);  // some readings missed one definition but not all
+  EXPECT_LE(s.late, late_ids.size());
+  EXPECT_EQ(s.accepted + s.late, in);
+}
+
+}  // namespace
+}  // namespace tributary

@@ -1,0 +1,174 @@
+// End-to-end: the built binary runs the embedded default pipeline and a configured
+// one; the local store and the ledger are checked from the outside.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <map>
+#include <string>
+
+#include "core/ledger.h"
+#include "test_util.h"
+
+namespace tributary {
+namespace {
+
+using testing::ReadFile;
+using testing::RunTributary;
+using testing::TempDir;
+using testing::WriteFile;
+
+// Minimal read-only access to the store for assertions.
+class Store {
+ public:
+  explicit Store(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << "cannot open " << path;
+    }
+  }
+  ~Store() { sqlite3_close(db_); }
+  int64_t Int(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db_);
+      return v;
+    }
+    if (sqlite3_step(stmt) == SQLITE_ROW) v = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return v;
+  }
+  std::string Text(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db_);
+      return out;
+    }
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      for (int c = 0; c < sqlite3_column_count(stmt); ++c) {
+        const unsigned char* t = sqlite3_column_text(stmt, c);
+        out += t ? reinterpret_cast<const char*>(t) : "NULL";
+        out += c + 1 < sqlite3_column_count(stmt) ? "\t" : "\n";
+      }
+    }
+    sqlite3_finalize(stmt);
+    return out;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+LedgerSnapshot ReadLedger(const std::string& dir) {
+  Result<LedgerSnapshot> l = ParseLedgerJson(ReadFile(dir + "/ledger.json"));
+  EXPECT_TRUE(l.ok()) << l.status().ToString();
+  return l.ok() ? *l : LedgerSnapshot{};
+}
+
+TEST(DefaultRunTest, EmbeddedDefaultFillsTheLocalStoreAndBalancesTheLedger) {
+  TempDir dir;
+  testing::CommandResult r =
+      RunTributary({"run", "--data-dir", dir.path(), "--duration", "4s", "--no-progress"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("[balanced]"), std::string::npos) << r.out;
+
+  LedgerSnapshot ledger = ReadLedger(dir.path());
+  EXPECT_TRUE(ledger.balanced());
+  EXPECT_GT(ledger.input, 1000u);
+  EXPECT_GT(ledger.accepted, 0u);
+  EXPECT_GT(ledger.quarantined, 0u);  // the simulator injects malformed payloads
+  EXPECT_GT(ledger.windows_emitted, 0u);
+
+  Store store(dir.path() + "/tributary.gpkg");
+  // Every accepted reading, quarantined record and late reading is in the store.
+  EXPECT_EQ(store.Int("SELECT count(*) FROM readings"), static_cast<int64_t>(ledger.accepted));
+  EXPECT_EQ(store.Int("SELECT count(*) FROM quarantine"),
+            static_cast<int64_t>(ledger.quarantined));
+  EXPECT_EQ(store.Int("SELECT count(*) FROM late"), static_cast<int64_t>(ledger.late));
+  EXPECT_EQ(store.Int("SELECT count(*) FROM windows"),
+            static_cast<int64_t>(ledger.windows_emitted));
+  // Quarantine rows say why, and keep the raw payload.
+  EXPECT_EQ(store.Int("SELECT count(*) FROM quarantine WHERE reason IS NULL OR reason = ''"), 0);
+  EXPECT_EQ(store.Int("SELECT count(*) FROM quarantine WHERE raw IS NULL"), 0);
+  EXPECT_GT(store.Int("SELECT count(*) FROM quarantine WHERE reason = 'malformed_json'"), 0);
+  // Windows are one-minute tumbling per device and metric, with consistent aggregates.
+  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE window_end_us - window_start_us "
+                      "!= 60000000 OR window_start_us % 60000000 != 0"),
+            0);
+  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE NOT (min <= mean AND mean <= max) "
+                      "OR sample_count < 1"),
+            0);
+  EXPECT_GT(store.Int("SELECT count(DISTINCT metric) FROM windows"), 3);
+  // Provenance travels with every reading.
+  EXPECT_EQ(store.Int("SELECT count(*) FROM readings WHERE json_extract(provenance, "
+                      "'$.source') != 'simulator'"),
+            0);
+}
+
+TEST(DefaultRunTest, SameSeedGivesIdenticalWindows) {
+  TempDir a, b;
+  std::string config = R"(pipeline:
+  name: determinism
+sources:
+  - name: sim
+    type: simulator
+    seed: 7
+    devices: 40
+    start: "2024-05-01T00:00:00Z"
+    duration: 3h
+    as_fast_as_possible: true
+windows:
+  - name: device_5m
+    type: tumbling
+    size: 5m
+    group_by: device
+sinks:
+  - name: local
+    type: sqlite
+)";
+  WriteFile(a.File("p.yaml"), config);
+  for (const TempDir* d : {&a, &b}) {
+    testing::CommandResult r =
+        RunTributary({"run", a.File("p.yaml"), "--data-dir", d->path(), "--quiet"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  LedgerSnapshot la = ReadLedger(a.path()), lb = ReadLedger(b.path());
+  EXPECT_TRUE(la.balanced());
+  EXPECT_EQ(la.input, lb.input);
+  EXPECT_EQ(la.accepted, lb.accepted);
+  EXPECT_EQ(la.quarantine_reasons, lb.quarantine_reasons);
+  const char* q =
+      "SELECT window, group_key, metric, window_start_us, sample_count, mean, min, max "
+      "FROM latest_windows ORDER BY 1, 2, 3, 4";
+  std::string wa = Store(a.path() + "/tributary.gpkg").Text(q);
+  std::string wb = Store(b.path() + "/tributary.gpkg").Text(q);
+  EXPECT_GT(wa.size(), 1000u);
+  EXPECT_EQ(wa, wb);
+}
+
+TEST(DefaultRunTest, CheckNamesTheBadLine) {
+  TempDir dir;
+  WriteFile(dir.File("bad.yaml"),
+            "sources:\n  - name: sim\n    type: simulator\n    devices: lots\n");
+  testing::CommandResult r = RunTributary({"check", dir.File("bad.yaml")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("bad.yaml:4:14: sources[0].devices"), std::string::npos) << r.err;
+
+  testing::CommandResult ok = RunTributary({"check", dir.File("missing.yaml")});
+  EXPECT_EQ(ok.exit_code, 2);
+  EXPECT_NE(ok.err.find("cannot read config file"), std::string::npos) << ok.err;
+}
+
+TEST(DefaultRunTest, VersionAndHelp) {
+  testing::CommandResult v = RunTributary({"--version"});
+  EXPECT_EQ(v.exit_code, 0);
+  EXPECT_EQ(v.out.rfind("tributary ", 0), 0u) << v.out;
+  for (const char* verb : {"run", "check", "simulate", "config-doc", "default-config"}) {
+    testing::CommandResult h = RunTributary({verb, "--help"});
+    EXPECT_EQ(h.exit_code, 0) << verb;
+    EXPECT_NE(h.out.find("Usage"), std::string::npos) << verb << h.out;
+  }
+}
+
+}  // namespace
+}  // namespace tributary
