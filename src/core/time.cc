@@ -185,7 +185,7 @@ std::string FormatTime(TimeUs t) {
   int64_t y = 0;
   unsigned m = 0, d = 0;
   CivilFromDays(days, y, m, d);
-  char buf[48];
+  char buf[96];
   if (frac == 0) {
     std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lldZ",
                   static_cast<long long>(y), m, d, static_cast<long long>(sod / 3600),
