@@ -14,6 +14,7 @@
 #include "core/run_context.h"
 #include "ingest/ingest.h"
 #include "ingest/json_decoder.h"
+#include "io/sources/simulator.h"
 
 namespace tributary {
 namespace {
@@ -23,26 +24,36 @@ constexpr size_t kBatchRecords = 1024;
 constexpr int kDevices = 200;
 
 // One simulator wide payload (src/io/sources/simulator.h): 5 metrics, metadata, and
-// for every tenth device a units object converting pm25 from mg/m³.
-std::string WidePayload(int device, TimeUs t) {
+// for every tenth device a units object converting pm25 from mg/m³. With `projected`,
+// every fifth device (device % 5 == 2) sends UTM 33N x/y with "crs":"EPSG:32633", as the
+// simulator's projected devices do.
+std::string WidePayload(int device, TimeUs t, bool projected = false) {
   std::string units = device % 10 == 0 ? R"(,"units":{"pm25":"mg/m3"})" : "";
   double pm25 = device % 10 == 0 ? 0.0123 : 12.3 + device % 7;
+  double lat = 52.4 + device * 0.001, lon = 13.3 + device * 0.0007;
+  std::string position = fmt::format(R"("lat":{:.6f},"lon":{:.6f})", lat, lon);
+  if (projected && device % 5 == 2) {
+    double x = 0, y = 0;
+    LatLonToUtm(lat, lon, 33, false, x, y);
+    position = fmt::format(R"("x":{:.2f},"y":{:.2f},"crs":"EPSG:32633")", x, y);
+  }
   return fmt::format(
-      R"({{"device_id":"aq-{:04d}","sensor_ts":{},"lat":{:.6f},"lon":{:.6f},"pm25":{},)"
+      R"({{"device_id":"aq-{:04d}","sensor_ts":{},{},"pm25":{},)"
       R"("pm10":{:.1f},"no2":{:.1f},"temperature":{:.2f},"humidity":{:.1f},"battery_pct":{},)"
       R"("firmware":"aq-2.1.0"{}}})",
-      device, t / 1000, 52.4 + device * 0.001, 13.3 + device * 0.0007, pm25, 20.1 + device % 5,
-      18.0 + device % 3, 14.21 + device % 4, 61.0 - device % 6, 50 + device % 50, units);
+      device, t / 1000, position, pm25, 20.1 + device % 5, 18.0 + device % 3, 14.21 + device % 4,
+      61.0 - device % 6, 50 + device % 50, units);
 }
 
 // `records` payloads starting at `t0`, devices round-robin, one minute apart per device.
-RawBatch MakeBatch(TimeUs t0, size_t records) {
+RawBatch MakeBatch(TimeUs t0, size_t records, bool projected = false) {
   RawBatch batch;
   Symbol topic = Intern("sim/air_quality");
   for (size_t i = 0; i < records; ++i) {
     int device = static_cast<int>(i % kDevices) + 1;
     TimeUs t = t0 + static_cast<TimeUs>(i / kDevices) * kMicrosPerMinute + device * 1000;
-    batch.Add(WidePayload(device, t), t + 2 * kMicrosPerSecond, topic, static_cast<int64_t>(i), 0);
+    batch.Add(WidePayload(device, t, projected), t + 2 * kMicrosPerSecond, topic,
+              static_cast<int64_t>(i), 0);
   }
   return batch;
 }
@@ -76,10 +87,30 @@ void BM_IngestWide(benchmark::State& state) {
     benchmark::DoNotOptimize(out.readings.data());
   }
   state.SetItemsProcessed(static_cast<int64_t>(readings));
-  state.counters["bytes/reading"] = static_cast<double>(batch.data.size()) /
-                                    (static_cast<double>(readings) / state.iterations());
+  state.counters["bytes/reading"] =
+      static_cast<double>(batch.data.size()) / (static_cast<double>(readings) / state.iterations());
 }
 BENCHMARK(BM_IngestWide)->Unit(benchmark::kMicrosecond);
+
+// As BM_IngestWide with 20 % of the records in UTM 33N (a PROJ transform each) and 10 %
+// with pm25 in mg/m³ (a unit conversion).
+void BM_IngestWideMixed(benchmark::State& state) {
+  Harness h(0);
+  RawBatch batch = MakeBatch(kStart, kBatchRecords, true);
+  uint64_t readings = 0, transformed = 0;
+  for (auto _ : state) {
+    Batch out;
+    if (!h.stage->Process(batch, out).ok()) std::abort();
+    if (!out.quarantine.empty()) std::abort();
+    readings += out.readings.size();
+    for (const Reading& r : out.readings) transformed += r.flags.Has(QcFlag::kCrsTransformed);
+    benchmark::DoNotOptimize(out.readings.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(readings));
+  state.counters["transformed_share"] =
+      static_cast<double>(transformed) / static_cast<double>(readings);
+}
+BENCHMARK(BM_IngestWideMixed)->Unit(benchmark::kMicrosecond);
 
 // The whole stage with a one-hour dedup horizon; every batch brings new event times.
 void BM_IngestWideWithDedup(benchmark::State& state) {
@@ -186,14 +217,17 @@ void BM_SimdjsonDomVisit(benchmark::State& state) {
       for (auto [key, v] : obj) {
         sum += static_cast<double>(key.size());
         switch (v.type()) {
-          case simdjson::dom::element_type::DOUBLE: sum += v.get_double().value_unsafe(); break;
+          case simdjson::dom::element_type::DOUBLE:
+            sum += v.get_double().value_unsafe();
+            break;
           case simdjson::dom::element_type::INT64:
             sum += static_cast<double>(v.get_int64().value_unsafe());
             break;
           case simdjson::dom::element_type::STRING:
             sum += static_cast<double>(v.get_string().value_unsafe().size());
             break;
-          default: break;
+          default:
+            break;
         }
       }
     }

@@ -3,7 +3,12 @@
 // 1,000 devices × 5 metrics report once per second of event time; each benchmark
 // iteration is one such second (5,000 readings, one batch) through 1-minute tumbling
 // windows computing count, mean, min, max and std. Arguments: grace in minutes
-// (state held after a window's end) and grouping (0 = per device, 1 = all).
+// (state held after a window's end), grouping (0 = per device, 1 = all) and mode:
+//   0  count, mean, min, max, std
+//   1  plus the order statistics median, p95, p10 and trimmed_mean (values kept)
+//   2  session windows (gap 30 s) over bursts: each device reports for 20 s of
+//      every minute, so about a third of the readings arrive per second
+// The per-minute quality flags (history per key) are computed in every mode.
 // Counters: readings/s, open windows at the end, and bytes per open window, both as
 // the operator accounts it (Stats) and as measured on the heap (glibc mallinfo2).
 #include <benchmark/benchmark.h>
@@ -21,11 +26,19 @@ constexpr int kDevices = 1000;
 constexpr const char* kMetrics[] = {"pm25", "pm10", "no2", "temperature", "humidity"};
 constexpr int kMetricCount = 5;
 
-PipelineConfig MakeConfig(int grace_minutes, bool group_all) {
+PipelineConfig MakeConfig(int grace_minutes, bool group_all, int mode) {
   std::string yaml =
       "processing:\n  out_of_orderness: 5s\n  grace: " + std::to_string(grace_minutes) +
-      "m\nwindows:\n  - name: w1m\n    size: 1m\n    group_by: " + (group_all ? "all" : "device") +
-      "\n    aggregates: [count, mean, min, max, std]\n";
+      "m\nwindows:\n  - name: w1m\n    group_by: " + (group_all ? "all" : "device") + "\n";
+  if (mode == 2) {
+    yaml += "    type: session\n    gap: 30s\n    aggregates: [count, mean, min, max, std]\n";
+  } else if (mode == 1) {
+    yaml +=
+        "    size: 1m\n    aggregates: [count, mean, min, max, std, median, p95, p10, "
+        "trimmed_mean]\n";
+  } else {
+    yaml += "    size: 1m\n    aggregates: [count, mean, min, max, std]\n";
+  }
   Result<PipelineConfig> config = ParsePipelineConfig(yaml, "window_bench");
   if (!config.ok()) std::abort();
   return std::move(config).value();
@@ -38,7 +51,8 @@ size_t HeapInUse() {
 void BM_WindowTumbling1m(benchmark::State& state) {
   const int grace_minutes = static_cast<int>(state.range(0));
   const bool group_all = state.range(1) != 0;
-  PipelineConfig config = MakeConfig(grace_minutes, group_all);
+  const int mode = static_cast<int>(state.range(2));
+  PipelineConfig config = MakeConfig(grace_minutes, group_all, mode);
 
   // The batch buffer and the interned names exist before the heap baseline.
   std::mt19937_64 rng(1);
@@ -55,6 +69,7 @@ void BM_WindowTumbling1m(benchmark::State& state) {
       r.prov.source = Intern("bench");
     }
   }
+  const std::vector<Reading> all = batch.readings;
   std::vector<double> jitter(batch.readings.size());
   for (double& j : jitter) j = std::abs(noise(rng)) * 2e5;  // up to ~1 s late, µs
   // Room for every row emitted at once, so the buffer never grows inside the heap
@@ -74,11 +89,19 @@ void BM_WindowTumbling1m(benchmark::State& state) {
   const TimeUs t0 = 1700000000LL * kMicrosPerSecond;
   int64_t tick = 0;
   size_t emitted = 0;
+  int64_t readings = 0;
   size_t peak_windows = 0;
   WindowStats peak;
   for (auto _ : state) {
     state.PauseTiming();
     const TimeUs now = t0 + tick * kMicrosPerSecond;
+    if (mode == 2) {  // bursts: device d reports while (tick + 7·d) mod 60 < 20
+      batch.readings.clear();
+      for (size_t i = 0; i < all.size(); ++i) {
+        const int64_t d = static_cast<int64_t>(i) / kMetricCount;
+        if ((tick + 7 * d) % 60 < 20) batch.readings.push_back(all[i]);
+      }
+    }
     for (size_t i = 0; i < batch.readings.size(); ++i) {
       Reading& r = batch.readings[i];
       r.event_time = now - static_cast<TimeUs>(jitter[(i + tick) % jitter.size()]);
@@ -90,6 +113,7 @@ void BM_WindowTumbling1m(benchmark::State& state) {
     batch.late.clear();
     state.ResumeTiming();
 
+    readings += static_cast<int64_t>(batch.readings.size());
     if (!op.Process(batch).ok()) std::abort();
     emitted += batch.windows.size();
     ++tick;
@@ -108,7 +132,7 @@ void BM_WindowTumbling1m(benchmark::State& state) {
   const size_t heap_after = HeapInUse();
   if (peak_windows == 0) peak = end_stats;
 
-  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(batch.readings.size()));
+  state.SetItemsProcessed(readings);
   state.counters["windows_emitted"] = static_cast<double>(emitted);
   state.counters["open_windows"] = static_cast<double>(end_stats.open_windows);
   state.counters["bytes_per_window"] =
@@ -124,10 +148,13 @@ void BM_WindowTumbling1m(benchmark::State& state) {
 }
 
 BENCHMARK(BM_WindowTumbling1m)
-    ->ArgNames({"grace_min", "group_all"})
-    ->Args({0, 0})
-    ->Args({15, 0})
-    ->Args({0, 1})
+    ->ArgNames({"grace_min", "group_all", "mode"})
+    ->Args({0, 0, 0})
+    ->Args({15, 0, 0})
+    ->Args({0, 1, 0})
+    ->Args({0, 0, 1})
+    ->Args({0, 1, 1})
+    ->Args({0, 0, 2})
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0);
 

@@ -24,6 +24,8 @@ find_package(spdlog CONFIG QUIET)
 tributary_require(spdlog_FOUND "spdlog" "libspdlog-dev")
 find_package(SQLite3 QUIET)
 tributary_require(SQLite3_FOUND "SQLite3" "libsqlite3-dev")
+find_package(PROJ CONFIG QUIET)
+tributary_require(PROJ_FOUND "PROJ" "libproj-dev proj-data")
 
 if(TRIBUTARY_BUILD_TESTS)
   find_package(GTest CONFIG QUIET)
@@ -44,7 +46,7 @@ endif()
 add_library(tributary_deps INTERFACE)
 target_link_libraries(tributary_deps INTERFACE
   Threads::Threads simdjson::simdjson yaml-cpp CLI11::CLI11 fmt::fmt spdlog::spdlog
-  SQLite::SQLite3)
+  SQLite::SQLite3 PROJ::proj)
 
 # DuckDB (C API) is optional: with it, TRIBUTARY_HAVE_DUCKDB is defined. scripts/setup.sh
 # unpacks a prebuilt copy into .deps/duckdb when the system has none (cmake/FindDuckDB.cmake).

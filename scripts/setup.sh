@@ -16,7 +16,8 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libsimdjson-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
-  libsqlite3-dev sqlite3
+  libproj-dev proj-data
+  libsqlite3-dev sqlite3 gdal-bin
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm
 )
@@ -185,6 +186,27 @@ install_duckdb() {
   log "DuckDB $DUCKDB_VERSION unpacked into .deps/duckdb"
 }
 
+# h3-js, the H3 reference library compiled to JavaScript, is what src/spatial/h3_reference_test.cc
+# compares tributary's own H3 against, cell for cell. It is only a test oracle: nothing is
+# built from it. Pinned for the same reason as DuckDB.
+H3JS_VERSION="4.5.0"
+H3JS_DIR="$ROOT/.deps/node"
+
+install_h3js() {
+  local have=""
+  have="$(node -p 'require(process.argv[1]).version' \
+    "$H3JS_DIR/node_modules/h3-js/package.json" 2>/dev/null || true)"
+  if [ "$have" = "$H3JS_VERSION" ]; then
+    log "h3-js $H3JS_VERSION is in .deps/node"
+    return
+  fi
+  command -v npm >/dev/null 2>&1 || die "npm is needed to fetch h3-js"
+  log "h3-js: installing h3-js@$H3JS_VERSION into .deps/node"
+  mkdir -p "$H3JS_DIR"
+  npm install --prefix "$H3JS_DIR" --ignore-scripts --no-audit --no-fund --loglevel=error \
+    "h3-js@$H3JS_VERSION" >/dev/null
+}
+
 # ccache's own default cache folder, made explicit so that every build shares it.
 setup_ccache() {
   export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/ccache}"
@@ -198,6 +220,7 @@ setup_ccache() {
 install_deps() {
   install_packages
   install_duckdb
+  install_h3js
   setup_ccache
 }
 

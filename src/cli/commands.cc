@@ -6,17 +6,21 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cctype>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <string_view>
 #include <thread>
 
 #include "cli/progress.h"
 #include "core/config.h"
 #include "core/pipeline_config.h"
 #include "io/sources/simulator.h"
+#include "spatial/h3.h"
 #include "stream/runtime.h"
 
 namespace tributary {
@@ -178,6 +182,50 @@ int SimulateCommand(const SimulateOptions& opt) {
   return 0;
 }
 
+// Read "lat,lon" lines (degrees) from stdin and print the H3 cell of each at `res`. A bad
+// line is reported on stderr with its number and skipped; blank lines are ignored. Exit
+// status 1 when no line could be converted.
+int H3Command(int res) {
+  std::string line;
+  size_t line_no = 0;
+  size_t converted = 0;
+  auto parse = [](std::string_view text, double* out) {
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
+      text.remove_prefix(1);
+    }
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
+      text.remove_suffix(1);
+    }
+    if (text.empty()) return false;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+    return ec == std::errc() && end == text.data() + text.size();
+  };
+  while (std::getline(std::cin, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    std::string_view text(line);
+    size_t comma = text.find(',');
+    double lat = 0;
+    double lon = 0;
+    if (comma == std::string_view::npos || !parse(text.substr(0, comma), &lat) ||
+        !parse(text.substr(comma + 1), &lon)) {
+      std::cerr << "line " << line_no << ": expected \"lat,lon\" in degrees, got \"" << line
+                << "\"\n";
+      continue;
+    }
+    uint64_t cell = h3::LatLngToCell(lat, lon, res);
+    if (cell == h3::kNullCell) {
+      std::cerr << "line " << line_no << ": coordinates out of range: " << line << "\n";
+      continue;
+    }
+    std::cout << h3::CellToString(cell) << '\n';
+    ++converted;
+  }
+  std::cout.flush();
+  return converted > 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -230,6 +278,11 @@ int Main(int argc, char** argv) {
   CLI::App* doc_cmd = app.add_subcommand(
       "config-doc", "Print the configuration reference (docs/CONFIGURATION.md) in Markdown.");
 
+  int h3_res = 0;
+  CLI::App* h3_cmd = app.add_subcommand(
+      "h3", "Print the H3 cell of each \"lat,lon\" line of stdin (degrees), one per line.");
+  h3_cmd->add_option("--res", h3_res, "H3 resolution, 0-15")->required()->check(CLI::Range(0, 15));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -240,6 +293,7 @@ int Main(int argc, char** argv) {
   if (run_cmd->parsed()) return RunCommand(run);
   if (check_cmd->parsed()) return CheckCommand(check_path);
   if (sim_cmd->parsed()) return SimulateCommand(sim);
+  if (h3_cmd->parsed()) return H3Command(h3_res);
   if (default_cmd->parsed()) {
     std::cout << EmbeddedDefaultConfig();
     return 0;

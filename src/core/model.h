@@ -140,6 +140,8 @@ struct WindowResult {
   double median = NAN, p95 = NAN, trimmed_mean = NAN;
   double first = NAN, last = NAN;
   double centroid_lat = NAN, centroid_lon = NAN;
+  double nowcast = NAN;  ///< EPA NowCast concentration (truncated), 1 h windows of PM
+  double aqi = NAN;      ///< US AQI of `nowcast`
   uint32_t distinct_sensors = 0;
   uint64_t late_count = 0;                           ///< late_arrival_count
   std::vector<std::pair<double, double>> quantiles;  ///< extra (q, value) pairs

@@ -85,8 +85,29 @@ const SectionSpec& SourceCommonSpec() {
            true},
           {"format", OptionType::kEnum, "json",
            "Payload decoder: `json` (one object per record: wide or long shape, NDJSON "
-           "lines, CSV rows re-encoded by the file source).",
-           "json"},
+           "lines, CSV rows re-encoded by the file source), `sensor_community` (luftdaten "
+           "sensordatavalues), `ttn_v3` (The Things Stack v3 uplink), `chirpstack_v4` "
+           "(ChirpStack v4 uplink event), `owm` (OpenWeatherMap current weather).",
+           "json|sensor_community|ttn_v3|chirpstack_v4|owm"},
+          {"mapping", OptionType::kAny, "",
+           "Field mapping of the `json` format (read by ingestion): which dotted payload "
+           "paths give the device id, timestamp, position, metrics and units, e.g. "
+           "`{device_id: meta.dev, timestamp: ts, lat: pos.lat, lon: pos.lon, metrics: "
+           "{pm25: pm2_5}, units: {pm2_5: mg/m3}}`. Keys are listed under `sources[].mapping`."},
+          {"crs", OptionType::kString, "",
+           "CRS of positions whose payload names none, as an EPSG code (`EPSG:27700`); they "
+           "are reprojected to WGS84. Empty: WGS84."},
+          {"time_zone", OptionType::kString, "",
+           "IANA time zone (`Europe/Berlin`) of timestamps without a UTC offset. Empty: such "
+           "timestamps are UTC. Ambiguous or skipped wall times take the offset in force "
+           "before the transition."},
+          {"epoch_unit", OptionType::kEnum, "auto",
+           "Unit of numeric timestamps: `auto` picks by magnitude (s < 1e11 <= ms < 1e14 <= us).",
+           "auto|s|ms|us"},
+          {"owm_units", OptionType::kEnum, "standard",
+           "Units the OpenWeatherMap payloads were requested in (`format: owm`): `standard` "
+           "(K, m/s), `metric` (degC, m/s) or `imperial` (degF, mph).",
+           "standard|metric|imperial"},
       }};
   return spec;
 }

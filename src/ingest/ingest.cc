@@ -23,7 +23,9 @@ bool IsDropout(const JsonScalar& v) {
   return true;
 }
 
-bool Missing(const JsonScalar& v) { return !v.present() || v.kind == JsonKind::kNull; }
+bool Missing(const JsonScalar& v) {
+  return !v.present() || v.kind == JsonKind::kNull;
+}
 
 // The first few accepted names of a role, for messages: "device_id|sensor_id|id|device".
 std::string RoleNames(const FieldMapping& mapping, FieldRole role) {
@@ -68,8 +70,8 @@ bool IdentifierText(const JsonScalar& v, std::string_view& out) {
 bool SaneCrs(std::string_view crs) {
   if (crs.empty() || crs.size() > kMaxCrsBytes) return false;
   return std::all_of(crs.begin(), crs.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == ':' || c == '_' || c == '-' || c == '.';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == ':' ||
+           c == '_' || c == '-' || c == '.';
   });
 }
 
@@ -78,6 +80,7 @@ bool SaneCrs(std::string_view crs) {
 struct IngestStage::RecordContext {
   std::string_view payload;
   JsonDecoder* decoder = nullptr;
+  const SourceIngestOptions* options = nullptr;
   const DecodedRecord* rec = nullptr;
   Provenance prov;
   TimeUs arrival = 0;
@@ -101,17 +104,17 @@ Result<std::unique_ptr<IngestStage>> IngestStage::Make(const PipelineConfig& con
   }
   std::vector<SourceState> sources;
   for (const SourceEntry& entry : config.sources) {
-    std::string format = "json";
-    if (entry.options.Has("format")) {
-      TRIB_ASSIGN_OR_RETURN(format, entry.options.GetString("format"));
-    }
-    if (format != "json") {
-      return entry.options.Error("format", "unsupported payload format '" + format +
-                                               "' (supported: json)");
-    }
+    TRIB_ASSIGN_OR_RETURN(SourceIngestOptions options, ReadSourceIngestOptions(entry.options));
     SourceState state;
     state.name = Intern(entry.name);
-    state.decoder = std::make_unique<JsonDecoder>(FieldMapping::Defaults());
+    if (options.format == PayloadFormat::kJson) {
+      state.decoder = std::make_unique<JsonDecoder>(std::move(options.mapping));
+    } else {
+      state.decoder = std::make_unique<JsonDecoder>(VendorDecoder::MessageMapping(options.format));
+      state.vendor = VendorDecoder::Make(options.format, options.owm_units, *state.decoder);
+    }
+    options.mapping = FieldMapping();  // the decoder holds it
+    state.options = std::move(options);
     sources.push_back(std::move(state));
   }
   return std::unique_ptr<IngestStage>(new IngestStage(config.processing, std::move(sources)));
@@ -140,8 +143,9 @@ Status IngestStage::Process(const RawBatch& in, Batch& out) {
   out.readings.reserve(out.readings.size() + in.records.size() * expected);
   for (const RawRecord& raw : in.records) {
     if (static_cast<size_t>(raw.begin) + raw.size > in.data.size()) {
-      return Status::Internal(fmt::format("ingest: raw record [{}, +{}) outside the batch data ({} bytes)",
-                                          raw.begin, raw.size, in.data.size()));
+      return Status::Internal(
+          fmt::format("ingest: raw record [{}, +{}) outside the batch data ({} bytes)", raw.begin,
+                      raw.size, in.data.size()));
     }
     ProcessRecord(source, in.Payload(raw), raw, out, counts);
   }
@@ -166,11 +170,12 @@ Status IngestStage::Process(const RawBatch& in, Batch& out) {
   return Status::Ok();
 }
 
-void IngestStage::ProcessRecord(SourceState& source, std::string_view payload,
-                                const RawRecord& raw, Batch& out, IngestCounts& counts) {
+void IngestStage::ProcessRecord(SourceState& source, std::string_view payload, const RawRecord& raw,
+                                Batch& out, IngestCounts& counts) {
   RecordContext rc;
   rc.payload = payload;
   rc.decoder = source.decoder.get();
+  rc.options = &source.options;
   rc.rec = &record_;
   rc.arrival = raw.arrival_time;
   rc.prov.source = source.name;
@@ -178,18 +183,34 @@ void IngestStage::ProcessRecord(SourceState& source, std::string_view payload,
   rc.prov.partition = raw.partition;
   rc.prov.offset = raw.offset;
 
-  DecodeStatus status = source.decoder->Decode(payload, record_);
+  DecodeStatus status = source.vendor != nullptr ? source.vendor->Decode(payload, record_)
+                                                 : source.decoder->Decode(payload, record_);
+  const DecodedRecord& rec = record_;
   if (!status.ok) {
+    // A device id read before the JSON broke still tells whose payload this was.
+    std::string_view id;
+    const JsonScalar& device = rec.role(FieldRole::kDeviceId);
+    if (IdentifierText(device, id) && !id.empty() && id.size() <= kMaxDeviceIdBytes) {
+      rc.device = devices_.Get(id);
+    }
     ++counts.input;
     Quarantine(rc, Verdict::Fail(status.reason, std::move(status.detail)), {}, out, counts);
     return;
   }
-  const DecodedRecord& rec = record_;
   if (const JsonScalar& csv = rec.role(FieldRole::kCsvError); csv.present()) {
+    std::string_view id;
+    if (IdentifierText(rec.role(FieldRole::kDeviceId), id) && !id.empty() &&
+        id.size() <= kMaxDeviceIdBytes) {
+      rc.device = devices_.Get(id);
+    }
     ++counts.input;
     std::string detail = csv.kind == JsonKind::kString ? std::string(csv.text) : csv.Describe();
     Quarantine(rc, Verdict::Fail(QuarantineReason::kMalformedCsv, std::move(detail)), {}, out,
                counts);
+    // Keep the CSV record as it was in the file rather than its JSON re-encoding.
+    if (const JsonScalar& text = rec.role(FieldRole::kCsvRaw); text.kind == JsonKind::kString) {
+      out.quarantine.back().raw.assign(text.text);
+    }
     return;
   }
   Verdict verdict;
@@ -204,11 +225,11 @@ void IngestStage::ProcessRecord(SourceState& source, std::string_view payload,
     const JsonScalar& value = rec.role(FieldRole::kMetricValue);
     if (name.kind != JsonKind::kString || IsDropout(name)) {
       ++counts.input;
-      Quarantine(rc,
-                 Verdict::Fail(QuarantineReason::kMissingField,
-                               fmt::format("{} = {} is not a metric name", name.path,
-                                           name.Describe())),
-                 {}, out, counts);
+      Quarantine(
+          rc,
+          Verdict::Fail(QuarantineReason::kMissingField,
+                        fmt::format("{} = {} is not a metric name", name.path, name.Describe())),
+          {}, out, counts);
       return;
     }
     MetricField field;
@@ -238,7 +259,7 @@ void IngestStage::ProcessRecord(SourceState& source, std::string_view payload,
   size_t readings = 0;
   for (const MetricField& field : rec.metrics) {
     if (IsDropout(field.value)) continue;
-    ProcessMetric(rc, field, UnitFor(rec, field), out, counts);
+    ProcessMetric(rc, field, UnitFor(rec, field, source.decoder->mapping()), out, counts);
     ++readings;
   }
   if (readings == 0) {
@@ -281,16 +302,20 @@ bool IngestStage::CheckRecord(RecordContext& rc, Verdict& verdict) {
   if (Missing(device) || IsDropout(device)) {
     add_missing(fmt::format("device id ({})", RoleNames(mapping, FieldRole::kDeviceId)));
   }
-  if (Missing(ts) || IsDropout(ts)) {
+  if ((Missing(ts) || IsDropout(ts)) && !rec.time_from_arrival) {
     add_missing(fmt::format("timestamp ({})", RoleNames(mapping, FieldRole::kTimestamp)));
   }
   if (has_latlon || !has_xy) {
-    if (Missing(lat)) add_missing(fmt::format("latitude ({})", RoleNames(mapping, FieldRole::kLat)));
-    if (Missing(lon)) add_missing(fmt::format("longitude ({})", RoleNames(mapping, FieldRole::kLon)));
+    if (Missing(lat))
+      add_missing(fmt::format("latitude ({})", RoleNames(mapping, FieldRole::kLat)));
+    if (Missing(lon))
+      add_missing(fmt::format("longitude ({})", RoleNames(mapping, FieldRole::kLon)));
   } else {
     if (Missing(x)) add_missing("x");
     if (Missing(y)) add_missing("y");
-    if (Missing(crs)) add_missing("crs (x/y coordinates need one)");
+    if (Missing(crs) && rc.options->crs.empty()) {
+      add_missing("crs (x/y coordinates need one, in the payload or the source's crs option)");
+    }
   }
   if (!missing.empty()) {
     verdict = Verdict::Fail(QuarantineReason::kMissingField, "missing " + missing);
@@ -300,76 +325,106 @@ bool IngestStage::CheckRecord(RecordContext& rc, Verdict& verdict) {
   // Device id.
   std::string_view id;
   if (!IdentifierText(device, id)) {
-    verdict = Verdict::Fail(QuarantineReason::kInvalidDeviceId,
-                            fmt::format("{} = {} is not a string or a number", device.path,
-                                        device.Describe()));
+    verdict = Verdict::Fail(
+        QuarantineReason::kInvalidDeviceId,
+        fmt::format("{} = {} is not a string or a number", device.path, device.Describe()));
     return false;
   }
   if (id.size() > kMaxDeviceIdBytes) {
-    verdict = Verdict::Fail(QuarantineReason::kInvalidDeviceId,
-                            fmt::format("{} is {} bytes long (limit {})", device.path, id.size(),
-                                        kMaxDeviceIdBytes));
+    verdict = Verdict::Fail(
+        QuarantineReason::kInvalidDeviceId,
+        fmt::format("{} is {} bytes long (limit {})", device.path, id.size(), kMaxDeviceIdBytes));
     return false;
   }
   rc.device = devices_.Get(id);
 
-  // Event time.
-  Result<TimeUs> event = Status::Invalid("is not a number or a string");
-  if (ts.kind == JsonKind::kNumber) {
-    event = EpochToTime(ts.number);
-  } else if (ts.kind == JsonKind::kString) {
-    event = ParseTime(ts.text);
-  }
-  if (!event.ok()) {
-    verdict = Verdict::Fail(QuarantineReason::kBadTimestamp,
-                            fmt::format("{} = {}: {}", ts.path, ts.Describe(),
-                                        event.status().message()));
-    return false;
-  }
-  rc.event_time = *event;
-  verdict = CheckEventTime(rc.event_time, rc.arrival, options_.max_future);
-  if (!verdict.ok) return false;
-
-  // Position.
-  std::string_view crs_text;
-  bool crs_given = IdentifierText(crs, crs_text);
-  if (!Missing(crs) && !crs_given) {
-    verdict = Verdict::Fail(QuarantineReason::kUnsupportedCrs,
-                            fmt::format("{} = {} is not a CRS name", crs.path, crs.Describe()));
-    return false;
-  }
-  const JsonScalar& lat_field = has_latlon ? lat : y;
-  const JsonScalar& lon_field = has_latlon ? lon : x;
-  if (crs_given && !IsWgs84(crs_text)) {
-    if (SaneCrs(crs_text)) rc.prov.crs_source = Intern(crs_text);
-    CoordinateValue(lon_field, rc.prov.orig_x);
-    CoordinateValue(lat_field, rc.prov.orig_y);
-    verdict = Verdict::Fail(
-        QuarantineReason::kUnsupportedCrs,
-        fmt::format("{}/{} = {}/{} in {} {}: only WGS84 (EPSG:4326) coordinates are supported",
-                    lon_field.path, lat_field.path, lon_field.Describe(), lat_field.Describe(),
-                    crs.path, crs.Describe()));
-    return false;
-  }
-  for (const JsonScalar* c : {&lat_field, &lon_field}) {
-    double v = 0;
-    if (!CoordinateValue(*c, v)) {
-      verdict = Verdict::Fail(QuarantineReason::kNanCoordinate,
-                              fmt::format("{} = {} is not a number", c->path, c->Describe()));
-      return false;
-    }
-    (c == &lat_field ? rc.lat : rc.lon) = v;
-  }
-  verdict = CheckPosition(rc.lat, rc.lon, lat_field.path, lon_field.path);
-  if (!verdict.ok) return false;
-
+  if (!ReadEventTime(rc, verdict) || !ReadPosition(rc, has_latlon, verdict)) return false;
   if (HasTimestampDrift(rc.event_time, rc.arrival, options_.drift_threshold)) {
     rc.flags.Set(QcFlag::kTimestampDrift);
   }
   return true;
 }
 
-std::string_view IngestStage::UnitFor(const DecodedRecord& rec, const MetricField& field) const {
+bool IngestStage::ReadEventTime(RecordContext& rc, Verdict& verdict) {
+  const JsonScalar& ts = rc.rec->role(FieldRole::kTimestamp);
+  if ((Missing(ts) || IsDropout(ts)) && rc.rec->time_from_arrival) {
+    rc.event_time = rc.arrival;
+    return true;
+  }
+  const SourceIngestOptions& opts = *rc.options;
+  Result<TimeUs> event = Status::Invalid("is not a number or a string");
+  if (ts.kind == JsonKind::kNumber) {
+    event = EpochToTime(ts.number, opts.epoch_unit);
+  } else if (ts.kind == JsonKind::kString) {
+    double number = 0;
+    if (opts.epoch_unit != EpochUnit::kAuto && ParseNumber(ts.text, number)) {
+      event = EpochToTime(number, opts.epoch_unit);
+    } else {
+      event = ParseTime(ts.text);
+      // A wall-clock time without an offset is local time of the source's zone.
+      if (event.ok() && opts.time_zone != nullptr && !HasUtcOffset(ts.text)) {
+        event = opts.time_zone->LocalToUtc(*event);
+      }
+    }
+  }
+  if (!event.ok()) {
+    verdict =
+        Verdict::Fail(QuarantineReason::kBadTimestamp,
+                      fmt::format("{} = {}: {}", ts.path, ts.Describe(), event.status().message()));
+    return false;
+  }
+  rc.event_time = *event;
+  verdict = CheckEventTime(rc.event_time, rc.arrival, options_.max_future);
+  return verdict.ok;
+}
+
+bool IngestStage::ReadPosition(RecordContext& rc, bool has_latlon, Verdict& verdict) {
+  const DecodedRecord& rec = *rc.rec;
+  const JsonScalar& crs = rec.role(FieldRole::kCrs);
+  std::string_view crs_text;
+  bool crs_given = IdentifierText(crs, crs_text);
+  if (!Missing(crs) && !crs_given) {
+    verdict = Verdict::Fail(QuarantineReason::kUnknownCrs,
+                            fmt::format("{} = {} is not a CRS name", crs.path, crs.Describe()));
+    return false;
+  }
+  if (!crs_given) crs_text = rc.options->crs;  // the source's default ("" = WGS84)
+  const JsonScalar& lat_field = has_latlon ? rec.role(FieldRole::kLat) : rec.role(FieldRole::kY);
+  const JsonScalar& lon_field = has_latlon ? rec.role(FieldRole::kLon) : rec.role(FieldRole::kX);
+  double coord[2] = {NAN, NAN};  // lat (or y), lon (or x)
+  for (int i = 0; i < 2; ++i) {
+    const JsonScalar& c = i == 0 ? lat_field : lon_field;
+    if (!CoordinateValue(c, coord[i])) {
+      verdict = Verdict::Fail(QuarantineReason::kNanCoordinate,
+                              fmt::format("{} = {} is not a number", c.path, c.Describe()));
+      return false;
+    }
+  }
+  if (IsWgs84(crs_text)) {
+    rc.lat = coord[0];
+    rc.lon = coord[1];
+    verdict = CheckPosition(rc.lat, rc.lon, lat_field.path, lon_field.path);
+    return verdict.ok;
+  }
+  if (SaneCrs(crs_text)) rc.prov.crs_source = crs_symbols_.Get(crs_text);
+  rc.prov.orig_x = coord[1];
+  rc.prov.orig_y = coord[0];
+  LonLat out;
+  verdict = crs_.ToWgs84(crs_text, coord[1], coord[0], out);
+  if (!verdict.ok) {
+    verdict.detail = fmt::format("{}/{} = {}/{}: {}", lon_field.path, lat_field.path,
+                                 lon_field.Describe(), lat_field.Describe(), verdict.detail);
+    return false;
+  }
+  rc.lat = out.lat;
+  rc.lon = out.lon;
+  rc.flags.Set(QcFlag::kCrsTransformed);
+  return true;
+}
+
+std::string_view IngestStage::UnitFor(const DecodedRecord& rec, const MetricField& field,
+                                      const FieldMapping& mapping) const {
+  const auto& fixed_units = mapping.fixed_units;
   for (const UnitEntry& u : rec.units) {
     if (u.key == field.leaf || u.key == field.path) return u.unit;
   }
@@ -379,7 +434,14 @@ std::string_view IngestStage::UnitFor(const DecodedRecord& rec, const MetricFiel
     }
   }
   const JsonScalar& unit = rec.role(FieldRole::kUnit);
-  return unit.kind == JsonKind::kString ? unit.text : std::string_view();
+  if (unit.kind == JsonKind::kString) return unit.text;
+  for (const auto& [key, text] : fixed_units) {
+    if (key == field.path || key == field.leaf ||
+        (field.metric != nullptr && FindMetric(key) == field.metric)) {
+      return text;
+    }
+  }
+  return std::string_view();
 }
 
 void IngestStage::ProcessMetric(RecordContext& rc, const MetricField& field,
@@ -396,9 +458,9 @@ void IngestStage::ProcessMetric(RecordContext& rc, const MetricField& field,
                   fmt::format("{} = {} is not a number", field.path, field.value.Describe()));
   }
   if (!std::isfinite(raw_value)) {
-    return reject(QuarantineReason::kNonFiniteValue,
-                  fmt::format("{} = {} is not a finite number", field.path,
-                              field.value.Describe()));
+    return reject(
+        QuarantineReason::kNonFiniteValue,
+        fmt::format("{} = {} is not a finite number", field.path, field.value.Describe()));
   }
   if (field.name.empty()) {
     return reject(QuarantineReason::kUnknownMetric,
@@ -415,8 +477,7 @@ void IngestStage::ProcessMetric(RecordContext& rc, const MetricField& field,
       if (unit == nullptr) {
         return reject(QuarantineReason::kUnknownUnit,
                       fmt::format("{}: unit \"{}\" is unknown (canonical unit of {} is {})",
-                                  field.path, unit_text.substr(0, 80), metric->name,
-                                  metric->unit));
+                                  field.path, unit_text.substr(0, 80), metric->name, metric->unit));
       }
     }
     MetricConversion mc = ConversionTo(*metric, unit);
@@ -436,8 +497,8 @@ void IngestStage::ProcessMetric(RecordContext& rc, const MetricField& field,
       }
     }
     // Name the unit the value was read in, also when only the alias implied it.
-    std::string_view unit_label = unit_text.empty() && unit != metric->unit_info ? unit->name
-                                                                                 : unit_text;
+    std::string_view unit_label =
+        unit_text.empty() && unit != metric->unit_info ? unit->name : unit_text;
     Verdict bounds = CheckBounds(*metric, value, raw_value, field.path, unit_label);
     if (!bounds.ok) return reject(bounds.reason, std::move(bounds.detail));
   }

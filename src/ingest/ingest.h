@@ -14,8 +14,14 @@
 // dropout: no reading, not counted. Accepted and late are counted later, by the window
 // stage, for the forwarded readings.
 //
+// Positions are WGS84 on output: coordinates in another CRS (named by the payload's crs
+// field, else the source's `crs` option) are reprojected with PROJ (crs.h), keep their
+// original values and CRS in provenance and get QcFlag kCrsTransformed. Timestamps
+// without an offset are local time of the source's `time_zone` when one is set.
+//
 // Threading: Make and Open on the runtime thread; Process only ever from one thread at a
-// time (the process thread). The stage owns its decoders and dedup state.
+// time (the process thread). The stage owns its decoders, its PROJ transformer and its
+// dedup state, so a stage per worker gives each worker its own PROJ context.
 #pragma once
 
 #include <array>
@@ -31,9 +37,12 @@
 #include "core/pipeline_config.h"
 #include "core/run_context.h"
 #include "core/status.h"
+#include "ingest/crs.h"
 #include "ingest/dedup.h"
 #include "ingest/json_decoder.h"
+#include "ingest/source_options.h"
 #include "ingest/validate.h"
+#include "ingest/vendor_decoders.h"
 
 namespace tributary {
 
@@ -65,7 +74,10 @@ class IngestStage {
  private:
   struct SourceState {
     Symbol name;
+    SourceIngestOptions options;
+    // Decodes the json format; for other formats it resolves metric names and units.
     std::unique_ptr<JsonDecoder> decoder;
+    std::unique_ptr<VendorDecoder> vendor;  // null for the json format
   };
   // Interns device ids and firmware strings through a bounded local cache, so the hot
   // path does not take the process-wide intern lock for every record.
@@ -84,17 +96,22 @@ class IngestStage {
   void ProcessRecord(SourceState& source, std::string_view payload, const RawRecord& raw,
                      Batch& out, IngestCounts& counts);
   bool CheckRecord(RecordContext& rc, Verdict& verdict);
+  bool ReadEventTime(RecordContext& rc, Verdict& verdict);
+  bool ReadPosition(RecordContext& rc, bool has_latlon, Verdict& verdict);
   void ProcessMetric(RecordContext& rc, const MetricField& field, std::string_view unit_text,
                      Batch& out, IngestCounts& counts);
-  std::string_view UnitFor(const DecodedRecord& rec, const MetricField& field) const;
+  std::string_view UnitFor(const DecodedRecord& rec, const MetricField& field,
+                           const FieldMapping& mapping) const;
   void Quarantine(const RecordContext& rc, Verdict verdict, Symbol metric, Batch& out,
                   IngestCounts& counts);
 
   ProcessingOptions options_;
   std::vector<SourceState> sources_;
   Deduplicator dedup_;
+  CrsTransformer crs_;
   SymbolCache devices_;
   SymbolCache firmware_;
+  SymbolCache crs_symbols_;
   DecodedRecord record_;  // reused across payloads
   Ledger* ledger_ = nullptr;
   IngestCounts totals_;

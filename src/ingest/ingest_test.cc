@@ -13,7 +13,7 @@
 namespace tributary {
 namespace {
 
-constexpr TimeUs kEvent = 1714564800000000;               // 2024-05-01T12:00:00Z
+constexpr TimeUs kEvent = 1714564800000000;                 // 2024-05-01T12:00:00Z
 constexpr TimeUs kArrival = kEvent + 2 * kMicrosPerSecond;  // two seconds of latency
 
 // The simulator's wide payload (src/io/sources/simulator.h) at kEvent.
@@ -166,10 +166,10 @@ TEST_F(IngestStageTest, ProvenanceNamesTheSourceOfTheBatch) {
 
 TEST_F(IngestStageTest, MgPerCubicMetreIsConvertedAndFlagged) {
   // The simulator's mg/m³ vendor: pm25 = µg/m³ value / 1000 with 4 decimals.
-  Batch out = Run(
-      R"({"device_id":"aq-0100","sensor_ts":1714564800000,"lat":52.5,"lon":13.4,"pm25":0.0123,)"
-      R"("pm10":20.1,"no2":18.0,"temperature":14.21,"humidity":61.0,"battery_pct":88,)"
-      R"("firmware":"pm-vx-1.4.2","units":{"pm25":"mg/m3"}})");
+  Batch out =
+      Run(R"({"device_id":"aq-0100","sensor_ts":1714564800000,"lat":52.5,"lon":13.4,"pm25":0.0123,)"
+          R"("pm10":20.1,"no2":18.0,"temperature":14.21,"humidity":61.0,"battery_pct":88,)"
+          R"("firmware":"pm-vx-1.4.2","units":{"pm25":"mg/m3"}})");
   ASSERT_EQ(out.readings.size(), 5u);
   const Reading* pm25 = Find(out, "pm25");
   ASSERT_NE(pm25, nullptr);
@@ -214,9 +214,8 @@ TEST_F(IngestStageTest, UnitConversionsToCanonicalUnits) {
   for (const Case& c : cases) {
     // A new device per case keeps dedup out of the way.
     Batch out = Run(Rec(c.fields, "conv-" + std::to_string(n++)));
-    ASSERT_EQ(out.readings.size(), 1u) << c.fields << " "
-                                       << (out.quarantine.empty() ? ""
-                                                                  : out.quarantine[0].detail);
+    ASSERT_EQ(out.readings.size(), 1u)
+        << c.fields << " " << (out.quarantine.empty() ? "" : out.quarantine[0].detail);
     const Reading& r = out.readings[0];
     EXPECT_EQ(r.metric.view(), c.metric) << c.fields;
     EXPECT_NEAR(r.value, c.expected, 1e-3) << c.fields;
@@ -277,8 +276,9 @@ TEST_F(IngestStageTest, LongShapeFromSeed001) {
 TEST_F(IngestStageTest, LongShapeFailures) {
   const std::string base = R"("timestamp":"2024-05-01T12:00:00Z","sensor_id":"s-9",)"
                            R"("latitude":52.5,"longitude":13.4)";
-  QuarantineRecord q = ExpectQuarantined("{" + base + R"(,"metric":"pm25","unit":"furlongs","value":3})",
-                                         "unknown_unit", {"furlongs"});
+  QuarantineRecord q =
+      ExpectQuarantined("{" + base + R"(,"metric":"pm25","unit":"furlongs","value":3})",
+                        "unknown_unit", {"furlongs"});
   EXPECT_EQ(q.metric.view(), "pm25");
   EXPECT_EQ(q.device.view(), "s-9");
   ExpectQuarantined("{" + base + R"(,"metric":"pm25"})", "missing_field", {"metric_value"});
@@ -286,8 +286,8 @@ TEST_F(IngestStageTest, LongShapeFailures) {
                     {"pm25"});
   ExpectQuarantined("{" + base + R"(,"metric":5,"metric_value":1})", "missing_field",
                     {"metric = 5"});
-  ExpectQuarantined("{" + base + R"(,"metric":"pm25","metric_value":"high"})",
-                    "non_numeric_value", {"\"high\""});
+  ExpectQuarantined("{" + base + R"(,"metric":"pm25","metric_value":"high"})", "non_numeric_value",
+                    {"\"high\""});
   ExpectQuarantined("{" + base + R"(,"metric":"pm25","metric_value":1e999})", "non_finite_value",
                     {"1e999"});
   // An unknown long-shape metric is accepted as a new metric (finite check only).
@@ -299,8 +299,8 @@ TEST_F(IngestStageTest, LongShapeFailures) {
 TEST_F(IngestStageTest, RecordLevelReasonCodes) {
   const std::string ts = std::to_string(kEvent / 1000);
   QuarantineRecord q;
-  q = ExpectQuarantined(R"({"sensor_ts":)" + ts + R"(,"lat":1,"lon":2,"pm25":3})",
-                        "missing_field", {"device id", "device_id"});
+  q = ExpectQuarantined(R"({"sensor_ts":)" + ts + R"(,"lat":1,"lon":2,"pm25":3})", "missing_field",
+                        {"device id", "device_id"});
   EXPECT_TRUE(q.device.empty());
   ExpectQuarantined(R"({"device_id":"d","lat":1,"lon":2,"pm25":3})", "missing_field",
                     {"timestamp", "sensor_ts"});
@@ -319,15 +319,17 @@ TEST_F(IngestStageTest, RecordLevelReasonCodes) {
                     "invalid_device_id", {"200 bytes"});
   ExpectQuarantined(R"({"device_id":"d","sensor_ts":"yesterday","lat":1,"lon":2,"pm25":3})",
                     "bad_timestamp", {"sensor_ts = \"yesterday\""});
-  ExpectQuarantined(R"({"device_id":"d","sensor_ts":"2024-13-01T00:00:00Z","lat":1,"lon":2,"pm25":3})",
-                    "bad_timestamp", {"2024-13-01"});
+  ExpectQuarantined(
+      R"({"device_id":"d","sensor_ts":"2024-13-01T00:00:00Z","lat":1,"lon":2,"pm25":3})",
+      "bad_timestamp", {"2024-13-01"});
   ExpectQuarantined(R"({"device_id":"d","sensor_ts":true,"lat":1,"lon":2,"pm25":3})",
                     "bad_timestamp", {"sensor_ts = true"});
   ExpectQuarantined(R"({"device_id":"d","sensor_ts":1e999,"lat":1,"lon":2,"pm25":3})",
                     "bad_timestamp", {"1e999"});
   std::string future = std::to_string((kArrival + 6 * kMicrosPerMinute) / 1000);
-  q = ExpectQuarantined(R"({"device_id":"fut","sensor_ts":)" + future + R"(,"lat":1,"lon":2,"pm25":3})",
-                        "future_timestamp", {"ahead"});
+  q = ExpectQuarantined(
+      R"({"device_id":"fut","sensor_ts":)" + future + R"(,"lat":1,"lon":2,"pm25":3})",
+      "future_timestamp", {"ahead"});
   EXPECT_EQ(q.device.view(), "fut");
   ExpectQuarantined(R"({"device_id":"d","sensor_ts":)" + ts + R"(,"lat":"abc","lon":2,"pm25":3})",
                     "nan_coordinate", {"lat = \"abc\""});
@@ -340,19 +342,40 @@ TEST_F(IngestStageTest, RecordLevelReasonCodes) {
   ExpectQuarantined(R"({"device_id":"d","sensor_ts":)" + ts + R"(,"lat":1,"lon":-200,"pm25":3})",
                     "coordinate_out_of_range", {"lon = -200"});
   q = ExpectQuarantined(R"({"device_id":"utm","sensor_ts":)" + ts +
-                            R"(,"x":391000.5,"y":5820000.25,"crs":"EPSG:32633","pm25":3})",
-                        "unsupported_crs", {"EPSG:32633", "391000.5"});
-  EXPECT_EQ(q.prov.crs_source.view(), "EPSG:32633");
+                            R"(,"x":391000.5,"y":5820000.25,"crs":"EPSG:999999","pm25":3})",
+                        "unknown_crs", {"EPSG:999999", "391000.5"});
+  EXPECT_EQ(q.prov.crs_source.view(), "EPSG:999999");
   EXPECT_EQ(q.prov.orig_x, 391000.5);
   EXPECT_EQ(q.prov.orig_y, 5820000.25);
-  ExpectQuarantined(R"({"device_id":"d","sensor_ts":)" + ts + R"(,"lat":1,"lon":2,"battery_pct":80})",
-                    "no_readings", {"none of the"});
-  ExpectQuarantined(R"({"device_id":"d","sensor_ts":)" + ts + R"(,"lat":1,"lon":2,"pm25":null,"no2":""})",
-                    "no_readings", {"null or empty"});
+  ExpectQuarantined(
+      R"({"device_id":"d","sensor_ts":)" + ts + R"(,"x":1,"y":2,"crs":"Lambert-ish","pm25":3})",
+      "unknown_crs", {"not an EPSG code"});
+  ExpectQuarantined(
+      R"({"device_id":"d","sensor_ts":)" + ts + R"(,"x":1,"y":2,"crs":true,"pm25":3})",
+      "unknown_crs", {"crs = true"});
+  q = ExpectQuarantined(R"({"device_id":"utm","sensor_ts":)" + ts +
+                            R"(,"x":1e12,"y":5820000.25,"crs":"EPSG:32633","pm25":3})",
+                        "crs_transform_failed", {"EPSG:32633"});
+  EXPECT_EQ(q.prov.orig_x, 1e12);
+  ExpectQuarantined(
+      R"({"device_id":"d","sensor_ts":)" + ts + R"(,"lat":1,"lon":2,"battery_pct":80})",
+      "no_readings", {"none of the"});
+  ExpectQuarantined(
+      R"({"device_id":"d","sensor_ts":)" + ts + R"(,"lat":1,"lon":2,"pm25":null,"no2":""})",
+      "no_readings", {"null or empty"});
   ExpectQuarantined(R"({"device_id":"d","sensor_ts":)" + ts + R"(,"lat":1,"lon":2,"pm25":3)",
                     "malformed_json");
-  ExpectQuarantined(R"({"device_id":"d","_csv_error":"line 7: 5 fields, header has 6"})",
-                    "malformed_csv", {"line 7"});
+  q = ExpectQuarantined(R"({"device_id":"d","_csv_error":"line 7: 5 fields, header has 6"})",
+                        "malformed_csv", {"line 7"});
+  EXPECT_EQ(q.device.view(), "d");
+  {
+    // The file source's marker carries the original row in _raw: that is the raw kept.
+    Batch csv = Run(R"({"_csv_error":"expected 6 fields, got 4","_raw":"a,b,\"c\",d"})");
+    ASSERT_EQ(csv.quarantine.size(), 1u);
+    EXPECT_EQ(csv.quarantine[0].reason.view(), "malformed_csv");
+    EXPECT_EQ(csv.quarantine[0].detail, "expected 6 fields, got 4");
+    EXPECT_EQ(csv.quarantine[0].raw, "a,b,\"c\",d");
+  }
   std::string many = "{";
   for (int i = 0; i < 1500; ++i) many += (i ? "," : "") + fmt::format(R"("k{}":"v")", i);
   ExpectQuarantined(many + "}", "too_many_fields");
@@ -390,18 +413,19 @@ TEST_F(IngestStageTest, EveryReasonCodeIsReachable) {
   // The reason tests above cover each code; make sure none was forgotten.
   SCOPED_TRACE("see RecordLevelReasonCodes and ValueLevelReasonCodes");
   std::vector<std::string> payloads = {
-      "{",                                                                // malformed_json
-      R"({"_csv_error":"x"})",                                            // malformed_csv
-      std::string(kMaxPayloadBytes + 1, ' '),                             // payload_too_large
-      "",                                                                 // malformed_json
-      R"({"pm25":1})",                                                    // missing_field
-      R"({"device_id":[],"sensor_ts":1,"lat":1,"lon":1,"pm25":1})",       // invalid_device_id
-      R"({"device_id":"a","sensor_ts":"x","lat":1,"lon":1,"pm25":1})",    // bad_timestamp
+      "{",                                                                     // malformed_json
+      R"({"_csv_error":"x"})",                                                 // malformed_csv
+      std::string(kMaxPayloadBytes + 1, ' '),                                  // payload_too_large
+      "",                                                                      // malformed_json
+      R"({"pm25":1})",                                                         // missing_field
+      R"({"device_id":[],"sensor_ts":1,"lat":1,"lon":1,"pm25":1})",            // invalid_device_id
+      R"({"device_id":"a","sensor_ts":"x","lat":1,"lon":1,"pm25":1})",         // bad_timestamp
       R"({"device_id":"a","sensor_ts":4102444800,"lat":1,"lon":1,"pm25":1})",  // future
       R"({"device_id":"a","sensor_ts":1714564800,"lat":"x","lon":1,"pm25":1})",
       R"({"device_id":"a","sensor_ts":1714564800,"lat":91,"lon":1,"pm25":1})",
-      R"({"device_id":"a","sensor_ts":1714564800,"x":1,"y":1,"crs":"EPSG:3857","pm25":1})",
-      R"({"device_id":"a","sensor_ts":1714564800,"lat":1,"lon":1})",     // no_readings
+      R"({"device_id":"a","sensor_ts":1714564800,"x":1,"y":1,"crs":"EPSG:999999","pm25":1})",
+      R"({"device_id":"a","sensor_ts":1714564800,"x":1e12,"y":1,"crs":"EPSG:32633","pm25":1})",
+      R"({"device_id":"a","sensor_ts":1714564800,"lat":1,"lon":1})",  // no_readings
       R"({"device_id":"a","sensor_ts":1714564800,"lat":1,"lon":1,"pm25":1,"unit":"x"})",
       R"({"device_id":"a","sensor_ts":1714564800,"lat":1,"lon":1,"pm25":"x"})",
       R"({"device_id":"a","sensor_ts":1714564800,"lat":1,"lon":1,"pm25":1e400})",
@@ -495,7 +519,8 @@ TEST_F(IngestStageTest, CsvRowsWithStringValues) {
 }
 
 TEST_F(IngestStageTest, CoordinatesGivenAsXyInWgs84) {
-  Batch out = Run(R"({"device_id":"xy","ts":1714564800,"x":13.4,"y":52.5,"crs":"EPSG:4326","pm25":1})");
+  Batch out =
+      Run(R"({"device_id":"xy","ts":1714564800,"x":13.4,"y":52.5,"crs":"EPSG:4326","pm25":1})");
   ASSERT_EQ(out.readings.size(), 1u);
   EXPECT_EQ(out.readings[0].lat, 52.5);
   EXPECT_EQ(out.readings[0].lon, 13.4);
@@ -517,7 +542,8 @@ TEST_F(IngestStageTest, SimulatorFaultKinds) {
   ExpectQuarantined(wide.substr(0, wide.size() / 2), "malformed_json");  // truncated
   std::string no_colon = wide;
   no_colon.erase(no_colon.find("\"sensor_ts\":") + 11, 1);
-  ExpectQuarantined(no_colon, "malformed_json", {"sensor_ts"});
+  QuarantineRecord q = ExpectQuarantined(no_colon, "malformed_json", {"sensor_ts"});
+  EXPECT_EQ(q.device.view(), "aq-0001");  // read before the JSON broke
   std::string nan = wide;
   nan.replace(nan.find("52.510123"), 9, "NaN");
   ExpectQuarantined(nan, "malformed_json", {"lat"});
@@ -545,8 +571,9 @@ TEST_F(IngestStageTest, LedgerInvariantOverAMixedCorpus) {
   }
   uint64_t readings = 0, quarantined = 0, duplicates = 0;
   for (size_t begin = 0; begin < corpus.size(); begin += 37) {
-    std::vector<std::string> slice(corpus.begin() + static_cast<long>(begin),
-                                   corpus.begin() + static_cast<long>(std::min(begin + 37, corpus.size())));
+    std::vector<std::string> slice(
+        corpus.begin() + static_cast<long>(begin),
+        corpus.begin() + static_cast<long>(std::min(begin + 37, corpus.size())));
     Batch out = Run(slice);
     readings += out.readings.size();
     quarantined += out.quarantine.size();
@@ -616,8 +643,8 @@ TEST_F(IngestStageTest, MakeRejectsUnknownFormatsAndProcessNeedsOpen) {
   PipelineConfig config;
   config.file = "<test>";
   YAML::Node node = YAML::Load("{name: s, type: simulator, format: protobuf}");
-  config.sources.push_back(
-      SourceEntry{"s", "simulator", OptionReader(node, "<test>", "sources[0]", {&SourceCommonSpec()})});
+  config.sources.push_back(SourceEntry{
+      "s", "simulator", OptionReader(node, "<test>", "sources[0]", {&SourceCommonSpec()})});
   auto made = IngestStage::Make(config);
   EXPECT_FALSE(made.ok());
   EXPECT_NE(made.status().message().find("format"), std::string::npos) << made.status().ToString();

@@ -109,44 +109,72 @@ size_t FirstInvalidUtf8(std::string_view s) {
 
 std::string_view FieldRoleName(FieldRole role) {
   switch (role) {
-    case FieldRole::kDeviceId: return "device id";
-    case FieldRole::kTimestamp: return "timestamp";
-    case FieldRole::kLat: return "latitude";
-    case FieldRole::kLon: return "longitude";
-    case FieldRole::kX: return "x";
-    case FieldRole::kY: return "y";
-    case FieldRole::kCrs: return "crs";
-    case FieldRole::kMetricName: return "metric name";
-    case FieldRole::kMetricValue: return "metric value";
-    case FieldRole::kUnit: return "unit";
-    case FieldRole::kFirmware: return "firmware";
-    case FieldRole::kCsvError: return "csv error";
+    case FieldRole::kDeviceId:
+      return "device id";
+    case FieldRole::kTimestamp:
+      return "timestamp";
+    case FieldRole::kLat:
+      return "latitude";
+    case FieldRole::kLon:
+      return "longitude";
+    case FieldRole::kX:
+      return "x";
+    case FieldRole::kY:
+      return "y";
+    case FieldRole::kCrs:
+      return "crs";
+    case FieldRole::kMetricName:
+      return "metric name";
+    case FieldRole::kMetricValue:
+      return "metric value";
+    case FieldRole::kUnit:
+      return "unit";
+    case FieldRole::kFirmware:
+      return "firmware";
+    case FieldRole::kCsvError:
+      return "csv error";
+    case FieldRole::kCsvRaw:
+      return "csv raw";
   }
   return "field";
 }
 
 std::string_view JsonKindName(JsonKind kind) {
   switch (kind) {
-    case JsonKind::kAbsent: return "absent";
-    case JsonKind::kNull: return "null";
-    case JsonKind::kNumber: return "number";
-    case JsonKind::kString: return "string";
-    case JsonKind::kBool: return "boolean";
-    case JsonKind::kObject: return "object";
-    case JsonKind::kArray: return "array";
+    case JsonKind::kAbsent:
+      return "absent";
+    case JsonKind::kNull:
+      return "null";
+    case JsonKind::kNumber:
+      return "number";
+    case JsonKind::kString:
+      return "string";
+    case JsonKind::kBool:
+      return "boolean";
+    case JsonKind::kObject:
+      return "object";
+    case JsonKind::kArray:
+      return "array";
   }
   return "value";
 }
 
 std::string JsonScalar::Describe() const {
   switch (kind) {
-    case JsonKind::kAbsent: return "(absent)";
-    case JsonKind::kNull: return "null";
-    case JsonKind::kNumber: return std::string(text.empty() ? fmt::format("{}", number) : text);
-    case JsonKind::kString: return Quote(text);
-    case JsonKind::kBool: return boolean ? "true" : "false";
-    case JsonKind::kObject: return "an object";
-    case JsonKind::kArray: return "an array";
+    case JsonKind::kAbsent:
+      return "(absent)";
+    case JsonKind::kNull:
+      return "null";
+    case JsonKind::kNumber:
+      return std::string(text.empty() ? fmt::format("{}", number) : text);
+    case JsonKind::kString:
+      return Quote(text);
+    case JsonKind::kBool:
+      return boolean ? "true" : "false";
+    case JsonKind::kObject:
+      return "an object";
+    case JsonKind::kArray:
+      return "an array";
   }
   return "";
 }
@@ -156,6 +184,7 @@ void DecodedRecord::Clear() {
   metrics.clear();
   units.clear();
   field_count = 0;
+  time_from_arrival = false;
 }
 
 bool ParseNumber(std::string_view text, double& out) {
@@ -169,7 +198,8 @@ bool ParseNumber(std::string_view text, double& out) {
     // Overflow is infinite; underflow is zero.
     double mag = 0;
     size_t e = text.find_first_of("eE");
-    bool negative_exponent = e != std::string_view::npos && e + 1 < text.size() && text[e + 1] == '-';
+    bool negative_exponent =
+        e != std::string_view::npos && e + 1 < text.size() && text[e + 1] == '-';
     if (!negative_exponent) mag = std::numeric_limits<double>::infinity();
     out = text.front() == '-' ? -mag : mag;
     return true;
@@ -188,11 +218,10 @@ FieldMapping FieldMapping::Defaults() {
     return out;
   };
   auto& r = m.roles;
-  r[static_cast<size_t>(FieldRole::kDeviceId)] = {"device_id", "sensor_id", "id",      "device",
-                                                  "deviceId",  "sensorId",  "node_id", "station_id"};
-  r[static_cast<size_t>(FieldRole::kTimestamp)] = {"sensor_ts", "timestamp",  "ts",
-                                                   "time",      "event_time", "datetime",
-                                                   "date.utc"};
+  r[static_cast<size_t>(FieldRole::kDeviceId)] = {
+      "device_id", "sensor_id", "id", "device", "deviceId", "sensorId", "node_id", "station_id"};
+  r[static_cast<size_t>(FieldRole::kTimestamp)] = {"sensor_ts",  "timestamp", "ts",      "time",
+                                                   "event_time", "datetime",  "date.utc"};
   r[static_cast<size_t>(FieldRole::kLat)] = with_prefixes({"lat", "latitude"});
   r[static_cast<size_t>(FieldRole::kLon)] = with_prefixes({"lon", "lng", "longitude"});
   r[static_cast<size_t>(FieldRole::kX)] = {"x", "easting"};
@@ -203,17 +232,20 @@ FieldMapping FieldMapping::Defaults() {
   r[static_cast<size_t>(FieldRole::kUnit)] = {"unit", "units"};
   r[static_cast<size_t>(FieldRole::kFirmware)] = {"firmware", "fw", "fw_version",
                                                   "firmware_version"};
+  // The file source's marker for CSV rows it could not split (io/sources/file_source.h).
   r[static_cast<size_t>(FieldRole::kCsvError)] = {"_csv_error"};
+  r[static_cast<size_t>(FieldRole::kCsvRaw)] = {"_raw"};
   m.units_objects = {"units"};
   m.metric_containers = {"", "data", "payload", "readings", "measurements", "values"};
-  m.metadata = {"battery_pct", "battery",  "battery_v", "battery_voltage", "batt",
-                "bat",         "rssi",     "snr",       "lqi",             "seq",
-                "seqno",       "sequence", "counter",   "fcnt",            "frame_counter",
-                "uptime",      "uptime_s", "altitude",  "alt",             "elevation",
-                "accuracy",    "hdop",     "sats",      "satellites",      "interval",
-                "status",      "model",    "type",      "name",            "version",
-                "port",        "fport",    "gateway",   "signal",          "signal_strength",
-                "qc",          "quality",  "heading",   "speed"};
+  // clang-format off
+  m.metadata = {
+      "battery_pct", "battery", "battery_v", "battery_voltage", "batt", "bat",
+      "rssi", "snr", "lqi", "signal", "signal_strength", "gateway", "port", "fport",
+      "seq", "seqno", "sequence", "counter", "fcnt", "frame_counter", "uptime", "uptime_s",
+      "altitude", "alt", "elevation", "accuracy", "hdop", "sats", "satellites",
+      "heading", "speed", "interval", "status", "model", "type", "name", "version",
+      "qc", "quality"};
+  // clang-format on
   return m;
 }
 
@@ -276,10 +308,9 @@ JsonDecoder::KeyInfo JsonDecoder::Classify(std::string_view prefix, std::string_
   if (auto it = explicit_metrics_.find(path); it != explicit_metrics_.end()) {
     info.kind = KeyKind::kMetric;
     info.metric = FindMetric(it->second, &info.implied_unit);
-    if (info.metric != nullptr) {
-      info.name = info.metric->symbol;
-      info.name_tried = true;
-    }
+    // A configured name is bounded by the config, so an unknown one is interned as is.
+    info.name = info.metric != nullptr ? info.metric->symbol : Intern(it->second);
+    info.name_tried = true;
     return info;
   }
   if (!containers_.contains(prefix) || key.empty() || key.front() == '_') return info;
@@ -354,7 +385,7 @@ struct JsonDecoder::Walker {
   DecodeStatus& status;
   std::string_view last_path;  // for messages about structural errors
   od::document* doc = nullptr;
-  std::string_view payload;    // the document's bytes (in the padded buffer)
+  std::string_view payload;  // the document's bytes (in the padded buffer)
 
   bool Fail(QuarantineReason reason, std::string detail) {
     status.ok = false;
@@ -411,8 +442,7 @@ struct JsonDecoder::Walker {
     size_t need = prefix.size() + 1 + key.size();
     if (d.path_used_ + need > kPathArenaBytes) {
       return Fail(QuarantineReason::kTooManyFields,
-                  fmt::format("nested field paths longer than {} bytes in total",
-                              kPathArenaBytes));
+                  fmt::format("nested field paths longer than {} bytes in total", kPathArenaBytes));
     }
     char* p = d.path_arena_.get() + d.path_used_;
     std::memcpy(p, prefix.data(), prefix.size());
@@ -449,7 +479,8 @@ struct JsonDecoder::Walker {
                  JsonScalar& s) {
     s.path = path;
     switch (type) {
-      case od::json_type::number: return ReadNumber(value, path, s);
+      case od::json_type::number:
+        return ReadNumber(value, path, s);
       case od::json_type::string: {
         std::string_view text;
         if (auto e = value.get_string().get(text)) return JsonError(e, path);
@@ -574,8 +605,8 @@ struct JsonDecoder::Walker {
       last_path = path;
       // Follow the hint chain first (see KeyInfo::next), else look the path up.
       KeyEntry* hint = previous != nullptr ? previous->second.next
-                             : depth == 1        ? d.first_key_
-                                                 : nullptr;
+                       : depth == 1        ? d.first_key_
+                                           : nullptr;
       KeyEntry* entry = nullptr;
       KeyInfo scratch;
       if (hint != nullptr && std::string_view(hint->first) == path) {

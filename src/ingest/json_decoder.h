@@ -21,9 +21,12 @@
 // for finiteness only). Non-numeric unknown fields are metadata.
 //
 // Parsing uses simdjson On Demand with one parser reused across records; each payload
-// is copied into a reusable buffer with SIMDJSON_PADDING. Measured on the simulator's
-// wide payload (11 fields), iterating every field costs ~290 ns with On Demand against
-// ~340-540 ns with the DOM parser (tape construction dominates for small documents).
+// is copied into a reusable buffer with SIMDJSON_PADDING. On the simulator's wide payload
+// (11 fields, bench/ingest_bench.cc) visiting every field costs ~150 ns per record with
+// On Demand against ~280 ns with the DOM parser, whose tape construction dominates for
+// small documents. (Stage 1 is dispatched at run time to the best SIMD kernel; the On
+// Demand stage 2 is inlined and uses the portable kernel unless the build targets a
+// newer x86-64 level.)
 // Every value is visited (skipped values are still validated), so broken JSON anywhere
 // in the payload is reported, and trailing content after the object is an error.
 //
@@ -87,9 +90,10 @@ enum class FieldRole : uint8_t {
   kMetricValue,  ///< long shape: its value
   kUnit,         ///< one unit for the record's metrics
   kFirmware,
-  kCsvError,     ///< set by the file source on CSV rows it could not split
+  kCsvError,  ///< set by the file source on CSV rows it could not split
+  kCsvRaw,    ///< the text of such a row
 };
-inline constexpr size_t kFieldRoleCount = 12;
+inline constexpr size_t kFieldRoleCount = 13;
 
 /// Name a role for messages ("device id").
 std::string_view FieldRoleName(FieldRole role);
@@ -106,11 +110,16 @@ struct FieldMapping {
   std::vector<std::pair<std::string, std::string>> metric_fields;
   /// Field names (leaf, case-insensitive) that are never metrics.
   std::vector<std::string> metadata;
+  /// Units configured for payloads that send none: payload path or metric name → unit
+  /// text. A unit in the payload itself takes precedence.
+  std::vector<std::pair<std::string, std::string>> fixed_units;
 
   /// The built-in mapping: common aliases of every role (device_id|sensor_id|id|device,
-  /// sensor_ts|timestamp|ts|time, lat|latitude, lon|lng|longitude, metric|metric_name,
-  /// metric_value|value, ...), metrics at the top level and in data/payload/readings/
-  /// measurements/values, and the usual device metadata keys.
+  /// sensor_ts|timestamp|ts|time, lat|latitude, lon|lng|longitude (also under location.,
+  /// position., coordinates., geo., gps.), x|easting, y|northing, crs|epsg|srid,
+  /// metric|metric_name|parameter, metric_value|value, unit|units, firmware|fw), metrics
+  /// at the top level and in data/payload/readings/measurements/values, and the usual
+  /// device metadata keys (battery_pct, rssi, snr, seq, altitude, ...).
   static FieldMapping Defaults();
 };
 
@@ -136,11 +145,11 @@ struct JsonScalar {
 
 /// A metric candidate of a wide record.
 struct MetricField {
-  std::string_view path;                  ///< field path as sent ("pm2_5")
-  std::string_view leaf;                  ///< last path segment
-  const MetricInfo* metric = nullptr;     ///< nullptr: not a canonical metric
-  const UnitInfo* implied_unit = nullptr; ///< unit implied by the alias ("temp_f")
-  Symbol name;    ///< canonical name, or the interned unknown name (empty: not interned)
+  std::string_view path;                   ///< field path as sent ("pm2_5")
+  std::string_view leaf;                   ///< last path segment
+  const MetricInfo* metric = nullptr;      ///< nullptr: not a canonical metric
+  const UnitInfo* implied_unit = nullptr;  ///< unit implied by the alias ("temp_f")
+  Symbol name;  ///< canonical name, or the interned unknown name (empty: not interned)
   JsonScalar value;
 };
 
@@ -156,6 +165,9 @@ struct DecodedRecord {
   std::vector<MetricField> metrics;
   std::vector<UnitEntry> units;
   size_t field_count = 0;
+  /// The format has no event time of its own: without a timestamp the arrival time is
+  /// the event time (sensor.community pushes).
+  bool time_from_arrival = false;
 
   const JsonScalar& role(FieldRole r) const { return roles[static_cast<size_t>(r)]; }
   bool long_shape() const { return role(FieldRole::kMetricName).present(); }
@@ -197,8 +209,8 @@ class JsonDecoder {
     bool units_object = false;  // an object of metric → unit
     const MetricInfo* metric = nullptr;
     const UnitInfo* implied_unit = nullptr;
-    Symbol name;                // canonical or interned unknown name
-    bool name_tried = false;    // interning of an unknown name was attempted
+    Symbol name;              // canonical or interned unknown name
+    bool name_tried = false;  // interning of an unknown name was attempted
     // The field that followed this one last time: payloads of one device type repeat
     // their key order, so one string compare usually replaces a hash lookup.
     std::pair<const std::string, KeyInfo>* next = nullptr;
@@ -233,7 +245,7 @@ class JsonDecoder {
   std::unordered_map<std::string, bool, StringHash, std::equal_to<>> metadata_;
   KeyMap keys_;
   KeyEntry* first_key_ = nullptr;  // first top-level field of the last record
-  KeyMap long_names_;  // long-shape metric names
+  KeyMap long_names_;              // long-shape metric names
   size_t unknown_names_ = 0;
   std::unordered_map<std::string, const UnitInfo*, StringHash, std::equal_to<>> unit_cache_;
 };

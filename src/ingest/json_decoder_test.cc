@@ -70,9 +70,9 @@ TEST_F(IngestJsonDecoder, UnitsObjectAndProjectedCoordinates) {
 }
 
 TEST_F(IngestJsonDecoder, LongShape) {
-  DecodeStatus st = Decode(
-      R"({"timestamp":"2024-05-01T12:00:00Z","sensor_id":"s-1","metric":"PM2.5",)"
-      R"("metric_value":12.5,"unit":"ug_m3","latitude":52.5,"longitude":13.4})");
+  DecodeStatus st =
+      Decode(R"({"timestamp":"2024-05-01T12:00:00Z","sensor_id":"s-1","metric":"PM2.5",)"
+             R"("metric_value":12.5,"unit":"ug_m3","latitude":52.5,"longitude":13.4})");
   ASSERT_TRUE(st.ok) << st.detail;
   EXPECT_TRUE(rec_.long_shape());
   EXPECT_EQ(rec_.role(FieldRole::kMetricName).text, "PM2.5");
@@ -145,7 +145,8 @@ TEST_F(IngestJsonDecoder, KnownMetricKeepsNonNumericValuesForValidation) {
 }
 
 TEST_F(IngestJsonDecoder, HugeNumbersAreInfiniteNotMalformed) {
-  ASSERT_TRUE(Decode(R"({"pm25":1e999,"no2":-1e400,"pm10":1e-400,"x":123456789012345678901234567890})").ok);
+  ASSERT_TRUE(
+      Decode(R"({"pm25":1e999,"no2":-1e400,"pm10":1e-400,"x":123456789012345678901234567890})").ok);
   ASSERT_NE(Metric("pm25"), nullptr);
   EXPECT_TRUE(std::isinf(Metric("pm25")->value.number));
   EXPECT_GT(Metric("pm25")->value.number, 0);
@@ -159,7 +160,7 @@ TEST_F(IngestJsonDecoder, HugeNumbersAreInfiniteNotMalformed) {
 TEST_F(IngestJsonDecoder, MalformedPayloads) {
   ExpectMalformed("");
   ExpectMalformed("   ");
-  ExpectMalformed(R"({"device_id":"aq-1","sensor_ts":17145)");           // truncated
+  ExpectMalformed(R"({"device_id":"aq-1","sensor_ts":17145)");  // truncated
   ExpectMalformed(R"({"device_id":"aq-1","sensor_ts" 1714564800000})", "sensor_ts");
   ExpectMalformed(R"({"device_id":"aq-1","lat":NaN,"lon":1})", "lat");  // Python's NaN
   ExpectMalformed(R"({"a":1}{"b":2})", "after the JSON object");
@@ -187,8 +188,8 @@ TEST_F(IngestJsonDecoder, InvalidUtf8IsMalformed) {
 }
 
 TEST_F(IngestJsonDecoder, DeepNestingIsRejectedWithoutCrashing) {
-  std::string deep = R"({"device_id":"a","meta":)" + std::string(100000, '[') +
-                     std::string(100000, ']') + "}";
+  std::string deep =
+      R"({"device_id":"a","meta":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
   ExpectMalformed(deep, "nested deeper");
   std::string deep_objects = R"({"device_id":"a","meta":)";
   for (int i = 0; i < 5000; ++i) deep_objects += R"({"k":)";
@@ -197,7 +198,8 @@ TEST_F(IngestJsonDecoder, DeepNestingIsRejectedWithoutCrashing) {
   deep_objects += "}";
   ExpectMalformed(deep_objects, "nested deeper");
   // Moderate nesting of unmapped content is accepted.
-  std::string ok = R"({"device_id":"a","meta":)" + std::string(30, '[') + std::string(30, ']') + "}";
+  std::string ok =
+      R"({"device_id":"a","meta":)" + std::string(30, '[') + std::string(30, ']') + "}";
   EXPECT_TRUE(Decode(ok).ok);
 }
 

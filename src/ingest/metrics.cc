@@ -162,7 +162,9 @@ const std::unordered_map<std::string, IndexEntry>& NameIndex() {
 
 }  // namespace
 
-std::span<const MetricInfo> AllMetrics() { return Metrics(); }
+std::span<const MetricInfo> AllMetrics() {
+  return Metrics();
+}
 
 size_t NormalizeMetricName(std::string_view name, char* out, size_t cap) {
   auto is_digit = [](char c) { return c >= '0' && c <= '9'; };

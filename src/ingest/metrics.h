@@ -29,14 +29,14 @@ namespace tributary {
 
 /// One canonical metric.
 struct MetricInfo {
-  std::string_view name;        ///< canonical name ("pm25")
-  std::string_view unit;        ///< canonical unit spelling ("ug/m3"), a FindUnit key
-  double min = 0;               ///< ingest bounds, inclusive, in the canonical unit
+  std::string_view name;  ///< canonical name ("pm25")
+  std::string_view unit;  ///< canonical unit spelling ("ug/m3"), a FindUnit key
+  double min = 0;         ///< ingest bounds, inclusive, in the canonical unit
   double max = 0;
-  double molar_mass = 0;        ///< g/mol for gases (ppb ↔ µg/m³); 0 when not a gas
-  bool ppm_by_mass = false;     ///< "ppm" means mg/kg ≈ mg/L (substances in water)
+  double molar_mass = 0;     ///< g/mol for gases (ppb ↔ µg/m³); 0 when not a gas
+  bool ppm_by_mass = false;  ///< "ppm" means mg/kg ≈ mg/L (substances in water)
   std::string_view description;
-  Symbol symbol;                ///< interned name (filled when the table is built)
+  Symbol symbol;                        ///< interned name (filled when the table is built)
   const UnitInfo* unit_info = nullptr;  ///< FindUnit(unit)
 };
 
@@ -56,7 +56,7 @@ size_t NormalizeMetricName(std::string_view name, char* out, size_t cap);
 
 /// How to bring a value in `unit` to the canonical unit of `metric`.
 struct MetricConversion {
-  bool known = false;      ///< false: the unit is unknown or not a unit of this metric
+  bool known = false;  ///< false: the unit is unknown or not a unit of this metric
   UnitConversion conversion;
 };
 

@@ -101,19 +101,32 @@ const std::unordered_map<std::string_view, const UnitInfo*>& SpellingIndex() {
 
 std::string_view DimensionName(Dimension d) {
   switch (d) {
-    case Dimension::kNone: return "none";
-    case Dimension::kMassConcentration: return "mass_concentration";
-    case Dimension::kMixingRatio: return "mixing_ratio";
-    case Dimension::kTemperature: return "temperature";
-    case Dimension::kPressure: return "pressure";
-    case Dimension::kSpeed: return "speed";
-    case Dimension::kLength: return "length";
-    case Dimension::kVolumeFlow: return "volume_flow";
-    case Dimension::kPercent: return "percent";
-    case Dimension::kConductivity: return "conductivity";
-    case Dimension::kTurbidity: return "turbidity";
-    case Dimension::kAngle: return "angle";
-    case Dimension::kPh: return "ph";
+    case Dimension::kNone:
+      return "none";
+    case Dimension::kMassConcentration:
+      return "mass_concentration";
+    case Dimension::kMixingRatio:
+      return "mixing_ratio";
+    case Dimension::kTemperature:
+      return "temperature";
+    case Dimension::kPressure:
+      return "pressure";
+    case Dimension::kSpeed:
+      return "speed";
+    case Dimension::kLength:
+      return "length";
+    case Dimension::kVolumeFlow:
+      return "volume_flow";
+    case Dimension::kPercent:
+      return "percent";
+    case Dimension::kConductivity:
+      return "conductivity";
+    case Dimension::kTurbidity:
+      return "turbidity";
+    case Dimension::kAngle:
+      return "angle";
+    case Dimension::kPh:
+      return "ph";
   }
   return "none";
 }
@@ -164,7 +177,7 @@ const UnitInfo* FindUnit(std::string_view spelling) {
   const auto& index = SpellingIndex();
   auto it = index.find(std::string_view(buf, n));
   if (it != index.end()) return it->second;
-  // "°" alone normalises to "deg"; "deg c" to "degc"; a trailing "." ("deg.") is noise.
+  // A trailing abbreviation dot ("deg." or "mph.") is noise.
   if (n > 1 && buf[n - 1] == '.') {
     it = index.find(std::string_view(buf, n - 1));
     if (it != index.end()) return it->second;

@@ -38,7 +38,7 @@ std::string_view DimensionName(Dimension d);
 struct UnitInfo {
   std::string_view name;  ///< canonical ASCII spelling, e.g. "ug/m3", "degC"
   Dimension dimension = Dimension::kNone;
-  double scale = 1.0;   ///< base = value × scale + offset
+  double scale = 1.0;  ///< base = value × scale + offset
   double offset = 0.0;
 };
 

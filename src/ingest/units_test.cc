@@ -23,8 +23,8 @@ double Convert(std::string_view from, std::string_view to, double v) {
 TEST(IngestUnits, SpellingsOfMicrogramsPerCubicMetreAreOneUnit) {
   const UnitInfo* canonical = FindUnit("ug/m3");
   ASSERT_NE(canonical, nullptr);
-  for (std::string_view s : {"ug/m3", "µg/m³", "μg/m3", "ug/m^3", "UG/M3", "ug_m3", "µg m-3",
-                             "ug/m**3", " ug/m3 "}) {
+  for (std::string_view s :
+       {"ug/m3", "µg/m³", "μg/m3", "ug/m^3", "UG/M3", "ug_m3", "µg m-3", "ug/m**3", " ug/m3 "}) {
     EXPECT_EQ(FindUnit(s), canonical) << s;
   }
   EXPECT_EQ(canonical->dimension, Dimension::kMassConcentration);

@@ -9,23 +9,42 @@ namespace tributary {
 
 std::string_view QuarantineReasonName(QuarantineReason reason) {
   switch (reason) {
-    case QuarantineReason::kMalformedJson: return "malformed_json";
-    case QuarantineReason::kMalformedCsv: return "malformed_csv";
-    case QuarantineReason::kPayloadTooLarge: return "payload_too_large";
-    case QuarantineReason::kTooManyFields: return "too_many_fields";
-    case QuarantineReason::kMissingField: return "missing_field";
-    case QuarantineReason::kInvalidDeviceId: return "invalid_device_id";
-    case QuarantineReason::kBadTimestamp: return "bad_timestamp";
-    case QuarantineReason::kFutureTimestamp: return "future_timestamp";
-    case QuarantineReason::kNanCoordinate: return "nan_coordinate";
-    case QuarantineReason::kCoordinateOutOfRange: return "coordinate_out_of_range";
-    case QuarantineReason::kUnsupportedCrs: return "unsupported_crs";
-    case QuarantineReason::kNoReadings: return "no_readings";
-    case QuarantineReason::kUnknownUnit: return "unknown_unit";
-    case QuarantineReason::kUnknownMetric: return "unknown_metric";
-    case QuarantineReason::kNonNumericValue: return "non_numeric_value";
-    case QuarantineReason::kNonFiniteValue: return "non_finite_value";
-    case QuarantineReason::kOutOfBounds: return "out_of_bounds";
+    case QuarantineReason::kMalformedJson:
+      return "malformed_json";
+    case QuarantineReason::kMalformedCsv:
+      return "malformed_csv";
+    case QuarantineReason::kPayloadTooLarge:
+      return "payload_too_large";
+    case QuarantineReason::kTooManyFields:
+      return "too_many_fields";
+    case QuarantineReason::kMissingField:
+      return "missing_field";
+    case QuarantineReason::kInvalidDeviceId:
+      return "invalid_device_id";
+    case QuarantineReason::kBadTimestamp:
+      return "bad_timestamp";
+    case QuarantineReason::kFutureTimestamp:
+      return "future_timestamp";
+    case QuarantineReason::kNanCoordinate:
+      return "nan_coordinate";
+    case QuarantineReason::kCoordinateOutOfRange:
+      return "coordinate_out_of_range";
+    case QuarantineReason::kUnknownCrs:
+      return "unknown_crs";
+    case QuarantineReason::kCrsTransformFailed:
+      return "crs_transform_failed";
+    case QuarantineReason::kNoReadings:
+      return "no_readings";
+    case QuarantineReason::kUnknownUnit:
+      return "unknown_unit";
+    case QuarantineReason::kUnknownMetric:
+      return "unknown_metric";
+    case QuarantineReason::kNonNumericValue:
+      return "non_numeric_value";
+    case QuarantineReason::kNonFiniteValue:
+      return "non_finite_value";
+    case QuarantineReason::kOutOfBounds:
+      return "out_of_bounds";
   }
   return "unknown";
 }
@@ -94,10 +113,9 @@ bool IsWgs84(std::string_view crs) {
 Verdict CheckBounds(const MetricInfo& metric, double canonical_value, double raw_value,
                     std::string_view field, std::string_view unit_text) {
   if (canonical_value >= metric.min && canonical_value <= metric.max) return Verdict::Pass();
-  std::string as_sent = unit_text.empty()
-                            ? fmt::format("{} = {}", field, raw_value)
-                            : fmt::format("{} = {} {} ({} {})", field, raw_value, unit_text,
-                                          canonical_value, metric.unit);
+  std::string as_sent = unit_text.empty() ? fmt::format("{} = {}", field, raw_value)
+                                          : fmt::format("{} = {} {} ({} {})", field, raw_value,
+                                                        unit_text, canonical_value, metric.unit);
   return Verdict::Fail(QuarantineReason::kOutOfBounds,
                        fmt::format("{} is outside the physical bounds of {} [{}, {}] {}", as_sent,
                                    metric.name, metric.min, metric.max, metric.unit));

@@ -29,7 +29,8 @@ enum class QuarantineReason : uint8_t {
   kFutureTimestamp,       ///< event time ahead of arrival by more than max_future
   kNanCoordinate,         ///< a coordinate that is NaN, infinite or not a number
   kCoordinateOutOfRange,  ///< |lat| > 90 or |lon| > 180
-  kUnsupportedCrs,        ///< projected coordinates (no transformation available yet)
+  kUnknownCrs,            ///< a CRS that is not a known EPSG code
+  kCrsTransformFailed,    ///< reprojection to WGS84 failed or gave no valid position
   kNoReadings,            ///< a valid payload that carries no metric value at all
   kUnknownUnit,           ///< a unit that is unknown or not a unit of the metric
   kUnknownMetric,         ///< too many distinct unknown metric names, or a name too long
@@ -37,7 +38,7 @@ enum class QuarantineReason : uint8_t {
   kNonFiniteValue,        ///< NaN, infinity, or a number too large for a double
   kOutOfBounds,           ///< outside the metric's physical bounds
 };
-inline constexpr size_t kQuarantineReasonCount = 17;
+inline constexpr size_t kQuarantineReasonCount = 18;
 
 /// The stable code of a reason ("malformed_json").
 std::string_view QuarantineReasonName(QuarantineReason reason);
@@ -64,16 +65,14 @@ struct Verdict {
 };
 
 /// Check a WGS84 position. `lat_name`/`lon_name` are the payload's field names.
-Verdict CheckPosition(double lat, double lon, std::string_view lat_name,
-                      std::string_view lon_name);
+Verdict CheckPosition(double lat, double lon, std::string_view lat_name, std::string_view lon_name);
 
 /// Check an event time against its arrival: future_timestamp when it is ahead by more
 /// than `max_future`.
 Verdict CheckEventTime(TimeUs event_time, TimeUs arrival_time, DurationUs max_future);
 
 /// True when |arrival − event| exceeds `drift_threshold` (flag TIMESTAMP_DRIFT).
-inline bool HasTimestampDrift(TimeUs event_time, TimeUs arrival_time,
-                              DurationUs drift_threshold) {
+inline bool HasTimestampDrift(TimeUs event_time, TimeUs arrival_time, DurationUs drift_threshold) {
   DurationUs d = arrival_time - event_time;
   return (d < 0 ? -d : d) > drift_threshold;
 }

@@ -3,6 +3,8 @@
 // Register<Name>(Registry&), and one line below calls it.
 #include "core/pipeline_config.h"
 #include "core/registry.h"
+#include "ingest/source_options.h"
+#include "io/sinks/parquet_sink.h"
 #include "io/sinks/sqlite_sink.h"
 #include "io/sources/file_source.h"
 #include "io/sources/simulator.h"
@@ -15,6 +17,7 @@ void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&ProcessingSectionSpec());
   // Sources.
   registry.AddSection(&SourceCommonSpec());
+  registry.AddSection(&SourceMappingSpec());
   RegisterSimulatorSource(registry);
   RegisterFileSource(registry);
   // Windows.
@@ -22,6 +25,7 @@ void RegisterBuiltins(Registry& registry) {
   // Sinks.
   registry.AddSection(&SinkCommonSpec());
   RegisterSqliteSink(registry);
+  RegisterParquetSink(registry);
 }
 
 }  // namespace tributary

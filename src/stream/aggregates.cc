@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace tributary {
 namespace {
@@ -61,12 +63,22 @@ constexpr AggregateInfo kAggregates[] = {
      "number of distinct devices; always computed"},
     {AggregateKind::kCentroid, "centroid", true,
      "mean latitude/longitude of the readings with a position; always computed"},
-    {AggregateKind::kMedian, "median", false, "exact median"},
-    {AggregateKind::kP95, "p95", false, "exact 95th percentile"},
-    {AggregateKind::kTrimmedMean, "trimmed_mean", false,
-     "mean of the values between the 10th and 90th percentiles"},
-    {AggregateKind::kNowCast, "nowcast", false, "EPA NowCast over the last 12 hourly windows"},
-    {AggregateKind::kAqi, "aqi", false, "air quality index from the NowCast concentration"},
+    {AggregateKind::kMedian, "median", true, "exact median (type-7 quantile 0.5; also p50/q50)"},
+    {AggregateKind::kP95, "p95", true, "exact 95th percentile (type-7; also q95)"},
+    {AggregateKind::kQuantile, "q<NN>", true,
+     "any other exact quantile, written q<NN> or p<NN> with NN in 0..100 (e.g. p90, q99.9); "
+     "in the quantiles column as (q, value) pairs"},
+    {AggregateKind::kTrimmedMean, "trimmed_mean", true,
+     "exact mean of the values between the 10th and 90th percentiles (inclusive)"},
+    {AggregateKind::kLateCount, "late_count", true,
+     "readings taken after the watermark passed the window end (late_arrival_count); always "
+     "computed"},
+    {AggregateKind::kNowCast, "nowcast", true,
+     "EPA NowCast of the key's last 12 hourly means (1 h tumbling windows only; PM weight "
+     "floor 0.5; NaN unless 2 of the 3 most recent hours are present)"},
+    {AggregateKind::kAqi, "aqi", true,
+     "US EPA AQI (2024 breakpoints) of the NowCast for pm25 and pm10 (1 h tumbling windows "
+     "only; NaN for other metrics)"},
 };
 
 std::string NameList(bool supported) {
@@ -80,6 +92,46 @@ std::string NameList(bool supported) {
 }
 
 }  // namespace
+
+double ParseQuantileName(std::string_view name) {
+  if (name.size() < 2 || (name[0] != 'q' && name[0] != 'p')) return -1;
+  const std::string_view digits = name.substr(1);
+  const size_t dot = digits.find('.');
+  const std::string_view whole = digits.substr(0, dot);
+  const std::string_view frac =
+      dot == std::string_view::npos ? std::string_view() : digits.substr(dot + 1);
+  auto all_digits = [](std::string_view t) {
+    return std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (whole.empty() || whole.size() > 3 || !all_digits(whole) || !all_digits(frac) ||
+      (dot != std::string_view::npos && frac.empty())) {
+    return -1;
+  }
+  if (whole.size() == 3) {
+    const bool zero_frac = std::all_of(frac.begin(), frac.end(), [](char c) { return c == '0'; });
+    return whole == "100" && zero_frac ? 1.0 : -1;
+  }
+  // Shift the decimal point two places as text, so p99.9 is the double nearest 0.999.
+  std::string text = "0.";
+  if (whole.size() == 1) text += '0';
+  text += whole;
+  text += frac;
+  return std::strtod(text.c_str(), nullptr);
+}
+
+double SelectQuantile(std::vector<double>& values, double q) {
+  const size_t n = values.size();
+  if (n == 0) return NAN;
+  const double h = static_cast<double>(n - 1) * q;
+  const auto lo = static_cast<size_t>(std::floor(h));
+  const double frac = h - static_cast<double>(lo);
+  auto nth = values.begin() + static_cast<ptrdiff_t>(lo);
+  std::nth_element(values.begin(), nth, values.end(), Before);
+  const double a = *nth;
+  if (frac == 0.0 || lo + 1 >= n) return a;
+  const double b = *std::min_element(nth + 1, values.end(), Before);
+  return a + frac * (b - a);
+}
 
 // ---------------------------------------------------------------------------
 // ExactSum
@@ -205,20 +257,41 @@ Result<AggregateSet> ParseAggregates(const std::vector<std::string>& names) {
       if (a.name == name) found = &a;
     }
     if (found == nullptr) {
+      const double q = ParseQuantileName(name);
+      if (q >= 0) {
+        if (q == 0.5) {
+          set.Add(AggregateKind::kMedian);
+        } else if (q == 0.95) {
+          set.Add(AggregateKind::kP95);
+        } else {
+          set.Add(AggregateKind::kQuantile);
+          auto it = std::lower_bound(set.quantiles.begin(), set.quantiles.end(), q);
+          if (it == set.quantiles.end() || *it != q) set.quantiles.insert(it, q);
+        }
+        continue;
+      }
       return Status::Invalid("unknown aggregate '" + name + "' (supported: " + NameList(true) +
-                             "; planned: " + NameList(false) + ")");
+                             (NameList(false).empty() ? "" : "; planned: " + NameList(false)) +
+                             ")");
     }
     if (!found->supported) {
       return Status::Invalid("aggregate '" + name +
                              "' is not supported yet (supported: " + NameList(true) + ")");
+    }
+    if (found->kind == AggregateKind::kQuantile) {
+      return Status::Invalid("write a quantile as q<NN> or p<NN>, e.g. p90 (got '" + name + "')");
     }
     set.Add(found->kind);
   }
   return set;
 }
 
-std::string_view AggregationMethodName(AggregateSet set) {
+std::string_view AggregationMethodName(const AggregateSet& set) {
+  if (set.Has(AggregateKind::kNowCast)) return "nowcast";
   if (set.Has(AggregateKind::kMean)) return "mean";
+  if (set.Has(AggregateKind::kTrimmedMean)) return "trimmed_mean_10_90";
+  if (set.Has(AggregateKind::kMedian)) return "median";
+  if (set.Has(AggregateKind::kP95)) return "p95";
   if (set.Has(AggregateKind::kStd)) return "std";
   if (set.Has(AggregateKind::kMin)) return "min";
   if (set.Has(AggregateKind::kMax)) return "max";
@@ -228,9 +301,13 @@ std::string_view AggregationMethodName(AggregateSet set) {
 // ---------------------------------------------------------------------------
 // WindowAccumulator
 
-bool WindowAccumulator::Add(const Reading& r) {
+bool WindowAccumulator::Add(const Reading& r, bool keep_value) {
   const double v = r.value;
   if (!std::isfinite(v)) return false;
+  if (keep_value) {
+    if (!values_) values_ = std::make_unique<std::vector<double>>();
+    values_->push_back(v);
+  }
   if (count_ == 0) {
     min_ = max_ = first_ = last_ = v;
     first_time_ = last_time_ = r.event_time;
@@ -297,6 +374,10 @@ void WindowAccumulator::Merge(const WindowAccumulator& other) {
   if (other.more_devices_) {
     for (uint32_t id : *other.more_devices_) AddDevice(Symbol{id});
   }
+  if (other.values_) {
+    if (!values_) values_ = std::make_unique<std::vector<double>>();
+    values_->insert(values_->end(), other.values_->begin(), other.values_->end());
+  }
   count_ += other.count_;
   positions_ += other.positions_;
   sum_.Add(other.sum_);
@@ -305,7 +386,7 @@ void WindowAccumulator::Merge(const WindowAccumulator& other) {
   lon_.Add(other.lon_);
 }
 
-void WindowAccumulator::Fill(AggregateSet set, WindowResult& out) const {
+void WindowAccumulator::Fill(const AggregateSet& set, WindowResult& out) const {
   out.count = count_;
   if (count_ == 0) return;
   const double n = static_cast<double>(count_);
@@ -341,6 +422,38 @@ void WindowAccumulator::Fill(AggregateSet set, WindowResult& out) const {
   }
   out.distinct_sensors =
       1 + (more_devices_ ? static_cast<uint32_t>(more_devices_->size()) : uint32_t{0});
+  if (values_ && !values_->empty()) {
+    std::vector<double>& v = *values_;
+    if (set.Has(AggregateKind::kMedian)) out.median = SelectQuantile(v, 0.5);
+    if (set.Has(AggregateKind::kP95)) out.p95 = SelectQuantile(v, 0.95);
+    out.quantiles.clear();
+    for (double q : set.quantiles) out.quantiles.emplace_back(q, SelectQuantile(v, q));
+    if (set.Has(AggregateKind::kTrimmedMean)) {
+      const double lo = SelectQuantile(v, 0.10);
+      const double hi = SelectQuantile(v, 0.90);
+      ExactSum kept;
+      uint64_t m = 0;
+      for (double x : v) {
+        if (x >= lo && x <= hi) {
+          kept.Add(x);
+          ++m;
+        }
+      }
+      out.trimmed_mean = m > 0 ? kept.Value() / static_cast<double>(m) : NAN;
+    }
+  }
+}
+
+double WindowAccumulator::mean() const {
+  return count_ > 0 ? sum_.Value() / static_cast<double>(count_) : NAN;
+}
+
+double WindowAccumulator::centroid_lat() const {
+  return positions_ > 0 ? lat_.Value() / static_cast<double>(positions_) : NAN;
+}
+
+double WindowAccumulator::centroid_lon() const {
+  return positions_ > 0 ? lon_.Value() / static_cast<double>(positions_) : NAN;
 }
 
 size_t WindowAccumulator::HeapBytes() const {
@@ -348,6 +461,7 @@ size_t WindowAccumulator::HeapBytes() const {
   if (more_devices_) {
     bytes += sizeof(std::vector<uint32_t>) + more_devices_->capacity() * sizeof(uint32_t);
   }
+  if (values_) bytes += sizeof(std::vector<double>) + values_->capacity() * sizeof(double);
   return bytes;
 }
 

@@ -21,6 +21,16 @@
 //
 // Cost: an expansion typically holds 2–4 doubles, kept inline; a rare longer one
 // moves to the heap. Adding one value touches each stored double once.
+//
+// Order statistics (median, p95, q<NN>/p<NN>, trimmed_mean) are exact: only when a
+// definition asks for one does its accumulator keep the window's values (8 bytes per
+// reading); they are selected with nth_element when the window is emitted. Quantile
+// definition: linear interpolation between closest ranks (Hyndman & Fan type 7, the
+// default of numpy, R and polars' "linear"): for sorted x[0..n), h = (n − 1)·q,
+//   Q(q) = x[⌊h⌋] + (h − ⌊h⌋)·(x[⌊h⌋ + 1] − x[⌊h⌋])
+// Selection is by value (−0.0 before +0.0), so the result does not depend on order.
+// trimmed_mean is the exact mean of the values v with Q(0.10) <= v <= Q(0.90) (the
+// seed's polars filter), aggregation_method "trimmed_mean_10_90".
 #pragma once
 
 #include <cstdint>
@@ -85,6 +95,8 @@ enum class AggregateKind : uint8_t {
   kTrimmedMean,
   kNowCast,
   kAqi,
+  kQuantile,   ///< q<NN> / p<NN>: any other quantile, in WindowResult::quantiles
+  kLateCount,  ///< late_arrival_count; always computed
 };
 
 /// One row of the aggregate table (docs and validation are generated from it).
@@ -98,33 +110,57 @@ struct AggregateInfo {
 /// The aggregate table, in documentation order.
 std::span<const AggregateInfo> AggregateTable();
 
-/// A set of AggregateKinds.
+/// A set of AggregateKinds, plus the extra quantiles asked for by name.
 struct AggregateSet {
   uint32_t bits = 0;
+  std::vector<double> quantiles;  ///< q in [0, 1], ascending, unique (not 0.5 nor 0.95)
   void Add(AggregateKind k) { bits |= 1u << static_cast<uint32_t>(k); }
   bool Has(AggregateKind k) const { return (bits & (1u << static_cast<uint32_t>(k))) != 0; }
+  /// Whether the accumulators must keep every value (an order statistic is asked for).
+  bool NeedsValues() const {
+    return Has(AggregateKind::kMedian) || Has(AggregateKind::kP95) ||
+           Has(AggregateKind::kTrimmedMean) || !quantiles.empty();
+  }
 };
 
-/// Resolve aggregate names. Unknown names and planned ones are errors whose message
-/// names the aggregate and lists the supported ones.
+/// Parse a quantile aggregate name: "q<NN>" or "p<NN>" with NN a percentage in
+/// [0, 100], decimals allowed ("p99.9"). Returns the fraction, or -1 when `name` is
+/// not of that form.
+double ParseQuantileName(std::string_view name);
+
+/// The type-7 quantile of `values` (see the file comment); reorders `values`.
+/// NaN when empty. `q` in [0, 1].
+double SelectQuantile(std::vector<double>& values, double q);
+
+/// Resolve aggregate names (and q<NN>/p<NN>; "p50"/"q50" mean median, "q95" p95).
+/// Unknown names and planned ones are errors whose message names the aggregate and
+/// lists the supported ones.
 Result<AggregateSet> ParseAggregates(const std::vector<std::string>& names);
 
-/// The regulatory aggregation_method column for a set: "mean" when the mean is
-/// computed, otherwise the first configured of std/min/max, otherwise "count".
-std::string_view AggregationMethodName(AggregateSet set);
+/// The regulatory aggregation_method column for a set: "nowcast" when the NowCast is
+/// computed, else "mean" when the mean is, else "trimmed_mean_10_90", "median", "p95",
+/// then the first configured of std/min/max, otherwise "count".
+std::string_view AggregationMethodName(const AggregateSet& set);
 
 /// The state of one (window, group, metric): compact, mergeable, order independent.
 class WindowAccumulator {
  public:
   /// Add one reading. Returns false (and changes nothing) for a non-finite value.
-  bool Add(const Reading& r);
+  /// `keep_value`: also store the value for order statistics (AggregateSet::NeedsValues).
+  bool Add(const Reading& r, bool keep_value = false);
   /// Fold another accumulator of the same key in (sessions, panes, restore).
   void Merge(const WindowAccumulator& other);
 
   uint64_t count() const { return count_; }
+  /// Exact mean, max and positions (NaN when empty / without positions).
+  double mean() const;
+  double max() const { return count_ > 0 ? max_ : NAN; }
+  double centroid_lat() const;
+  double centroid_lon() const;
   /// Fill count, the configured statistics (others stay NaN), first/last, centroid
   /// and distinct_sensors.
-  void Fill(AggregateSet set, WindowResult& out) const;
+  /// Order statistics are filled when values were kept.
+  void Fill(const AggregateSet& set, WindowResult& out) const;
   /// Bytes held on the heap beyond sizeof(WindowAccumulator).
   size_t HeapBytes() const;
 
@@ -139,6 +175,9 @@ class WindowAccumulator {
   ExactSum sum_, sum_sq_, lat_, lon_;
   Symbol device_;                                        // the first device seen
   std::unique_ptr<std::vector<uint32_t>> more_devices_;  // others, sorted ids
+  // Every value, when order statistics are asked for; selection reorders it, which
+  // changes no result (hence mutable).
+  mutable std::unique_ptr<std::vector<double>> values_;
 };
 
 }  // namespace tributary

@@ -222,15 +222,140 @@ TEST(AggregateNamesTest, ParseAndMethod) {
   EXPECT_EQ(AggregationMethodName(*ParseAggregates({"max"})), "max");
   EXPECT_EQ(AggregationMethodName(*ParseAggregates({})), "count");
 
-  auto planned = ParseAggregates({"p95"});
-  ASSERT_FALSE(planned.ok());
-  EXPECT_EQ(planned.status().message(),
-            "aggregate 'p95' is not supported yet (supported: count, mean, min, max, std, first, "
-            "last, distinct_sensors, centroid)");
+  EXPECT_EQ(AggregationMethodName(*ParseAggregates({"median", "p95"})), "median");
+  EXPECT_EQ(AggregationMethodName(*ParseAggregates({"trimmed_mean", "max"})), "trimmed_mean_10_90");
+  EXPECT_EQ(AggregationMethodName(*ParseAggregates({"mean", "nowcast"})), "nowcast");
+
+  auto q = ParseAggregates({"p90", "q25", "p99.9", "q50", "q95", "p90", "median", "late_count"});
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  EXPECT_TRUE(q->Has(AggregateKind::kMedian));
+  EXPECT_TRUE(q->Has(AggregateKind::kP95));
+  EXPECT_TRUE(q->Has(AggregateKind::kQuantile));
+  EXPECT_EQ(q->quantiles, (std::vector<double>{0.25, 0.9, 0.999}));
+  EXPECT_TRUE(q->NeedsValues());
+  EXPECT_FALSE(set->NeedsValues());
+
+  for (const char* bad : {"p", "p101", "q-5", "p9x", "p9.", "x50", "q<NN>"}) {
+    auto r = ParseAggregates({bad});
+    EXPECT_FALSE(r.ok()) << bad;
+  }
+  EXPECT_EQ(ParseQuantileName("p0"), 0.0);
+  EXPECT_EQ(ParseQuantileName("q100"), 1.0);
+  EXPECT_EQ(ParseQuantileName("p95"), 0.95);
+  EXPECT_EQ(ParseQuantileName("p99.5"), 0.995);
+  EXPECT_EQ(ParseQuantileName("mean"), -1);
+
   auto unknown = ParseAggregates({"average"});
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("unknown aggregate 'average'"), std::string::npos);
-  EXPECT_NE(unknown.status().message().find("planned: median, p95"), std::string::npos);
+  EXPECT_NE(unknown.status().message().find("median, p95"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tributary
+
+namespace tributary {
+namespace {
+
+// Hyndman & Fan type 7 on a fully sorted copy: the reference SelectQuantile must match.
+double SortedQuantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double h = static_cast<double>(v.size() - 1) * q;
+  const size_t lo = static_cast<size_t>(std::floor(h));
+  if (lo + 1 >= v.size()) return v[lo];
+  return v[lo] + (h - static_cast<double>(lo)) * (v[lo + 1] - v[lo]);
+}
+
+TEST(QuantileTest, MatchesSortedReferenceType7) {
+  // numpy.quantile([1, 2, 3, 4], 0.5) == 2.5; ([1..10], 0.95) == 9.55 (default "linear").
+  std::vector<double> four{4, 1, 3, 2};
+  EXPECT_EQ(SelectQuantile(four, 0.5), 2.5);
+  std::vector<double> ten{10, 9, 8, 7, 6, 5, 4, 3, 2, 1};
+  EXPECT_DOUBLE_EQ(SelectQuantile(ten, 0.95), 9.55);
+  EXPECT_EQ(SelectQuantile(ten, 0.0), 1);
+  EXPECT_EQ(SelectQuantile(ten, 1.0), 10);
+  std::vector<double> one{7};
+  EXPECT_EQ(SelectQuantile(one, 0.3), 7);
+  std::vector<double> none;
+  EXPECT_TRUE(std::isnan(SelectQuantile(none, 0.5)));
+
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> unit(0, 1);
+  for (int round = 0; round < 200; ++round) {
+    const size_t n = 1 + static_cast<size_t>(unit(rng) * 300);
+    std::vector<double> v(n);
+    // Many ties: values on a coarse grid half of the time.
+    for (double& x : v) x = round % 2 ? std::floor(unit(rng) * 8) : unit(rng) * 100 - 50;
+    for (double q : {0.0, 0.1, 0.25, 0.5, 0.9, 0.95, 0.999, 1.0}) {
+      std::vector<double> work = v;
+      EXPECT_EQ(SelectQuantile(work, q), SortedQuantile(v, q)) << n << " " << q;
+    }
+  }
+}
+
+TEST(QuantileTest, AccumulatorOrderStatisticsAreOrderIndependent) {
+  AggregateSet set = *ParseAggregates({"median", "p95", "p10", "q75", "trimmed_mean"});
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> noise(20, 5);
+  std::vector<Reading> rs;
+  for (int i = 0; i < 501; ++i) rs.push_back(R(i, noise(rng)));
+  rs.push_back(R(600, 100.0));  // a saturation spike the trimmed mean drops
+  rs.push_back(R(601, -0.0));
+  rs.push_back(R(602, 0.0));
+  std::vector<double> values;
+  for (const Reading& r : rs) values.push_back(r.value);
+
+  WindowResult reference;
+  {
+    WindowAccumulator acc;
+    for (const Reading& r : rs) acc.Add(r, true);
+    acc.Fill(set, reference);
+  }
+  EXPECT_EQ(reference.median, SortedQuantile(values, 0.5));
+  EXPECT_EQ(reference.p95, SortedQuantile(values, 0.95));
+  ASSERT_EQ(reference.quantiles.size(), 2u);
+  EXPECT_EQ(reference.quantiles[0].first, 0.10);
+  EXPECT_EQ(reference.quantiles[0].second, SortedQuantile(values, 0.10));
+  EXPECT_EQ(reference.quantiles[1].first, 0.75);
+  EXPECT_EQ(reference.quantiles[1].second, SortedQuantile(values, 0.75));
+  // Trimmed mean: mean of Q(0.1) <= v <= Q(0.9), as the seed's polars expression.
+  const double lo = SortedQuantile(values, 0.1), hi = SortedQuantile(values, 0.9);
+  long double sum = 0;
+  size_t kept = 0;
+  for (double v : values) {
+    if (v >= lo && v <= hi) {
+      sum += v;
+      ++kept;
+    }
+  }
+  EXPECT_NEAR(reference.trimmed_mean, static_cast<double>(sum / kept), 1e-12);
+  EXPECT_LT(reference.trimmed_mean, 20.5);
+
+  for (int round = 0; round < 5; ++round) {
+    std::shuffle(rs.begin(), rs.end(), rng);
+    // Split in two accumulators and merge: same bits.
+    WindowAccumulator a, b;
+    for (size_t i = 0; i < rs.size(); ++i) (i % 3 ? a : b).Add(rs[i], true);
+    a.Merge(b);
+    WindowResult w;
+    a.Fill(set, w);
+    EXPECT_EQ(std::bit_cast<uint64_t>(w.median), std::bit_cast<uint64_t>(reference.median));
+    EXPECT_EQ(std::bit_cast<uint64_t>(w.p95), std::bit_cast<uint64_t>(reference.p95));
+    EXPECT_EQ(std::bit_cast<uint64_t>(w.trimmed_mean),
+              std::bit_cast<uint64_t>(reference.trimmed_mean));
+    EXPECT_EQ(w.quantiles, reference.quantiles);
+    // Filling twice (values reordered by the first) gives the same row.
+    WindowResult again;
+    a.Fill(set, again);
+    EXPECT_EQ(std::bit_cast<uint64_t>(again.median), std::bit_cast<uint64_t>(w.median));
+  }
+  // Without kept values the order statistics stay NaN.
+  WindowAccumulator plain;
+  plain.Add(R(0, 1.0));
+  WindowResult w;
+  plain.Fill(set, w);
+  EXPECT_TRUE(std::isnan(w.median));
+  EXPECT_GT(reference.count, 0u);
 }
 
 }  // namespace

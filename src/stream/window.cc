@@ -1,10 +1,14 @@
 #include "stream/window.h"
 
 #include <algorithm>
+#include <array>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <unordered_map>
+
+#include "alert/aqi.h"
+#include "ingest/metrics.h"
 
 namespace tributary {
 namespace {
@@ -22,9 +26,9 @@ const std::string& AggregatesDescription() {
       list += a.name;
     }
     return "aggregates to compute, from: " + supported +
-           " (count, first, last, distinct_sensors and centroid are always computed; "
-           "aggregates not listed are NaN in the results). Planned, rejected for now: " +
-           planned + ".";
+           " (count, first, last, distinct_sensors, centroid and late_count are always computed; "
+           "aggregates not listed are NaN in the results)" +
+           (planned.empty() ? std::string(".") : ". Planned, rejected for now: " + planned + ".");
   }();
   return text;
 }
@@ -88,27 +92,189 @@ struct WindowOperator::DirtyRef {
   Cell* cell;
 };
 
+namespace {
+
+// One session window of one key.
+struct Session {
+  TimeUs first = 0;     // earliest event time
+  TimeUs last = 0;      // latest event time; the session is [first, last + gap)
+  bool queued = false;  // has a timeline entry under its current `first`
+  Cell cell;
+};
+using KeySessions = std::map<TimeUs, Session>;  // by first; disjoint, ordered
+// (due time, definition, group, metric, first)
+using SessionDue = std::tuple<TimeUs, uint16_t, uint64_t, uint32_t, TimeUs>;
+
+struct SessionRef {
+  uint16_t def;
+  CellKey key;
+  TimeUs first;
+};
+
+constexpr size_t kNowCastHours = 12;
+
+// Windows of a key remembered for GAP_BEFORE and CENTROID_JUMP (enough for a
+// revision of a window a few windows back to find its own predecessor).
+constexpr size_t kHistoryWindows = 4;
+
+// What a key remembers across windows: its latest emitted windows (start and
+// centroid, ascending by start) and (NowCast only) its last 12 hourly means by slot.
+struct KeyHistory {
+  struct Window {
+    TimeUs start;
+    double lat, lon;
+  };
+  std::vector<Window> windows;
+  struct Hours {
+    std::array<TimeUs, kNowCastHours> start;
+    std::array<double, kNowCastHours> mean;
+  };
+  std::unique_ptr<Hours> hours;
+};
+using HistoryMap = std::unordered_map<CellKey, KeyHistory, CellKeyHash>;
+
+// Emit one session's row (defined with the other emission helpers below).
+size_t EmitSession(const WindowDefinition& def, const CellKey& key, Session& session, TimeUs now,
+                   HistoryMap& history, std::vector<WindowResult>& out);
+
+}  // namespace
+
+struct WindowOperator::Sessions {
+  std::vector<std::unordered_map<CellKey, KeySessions, CellKeyHash>> by_def;
+  std::set<SessionDue> timeline;
+  std::vector<SessionRef> dirty;
+  size_t open = 0;
+
+  Session* Find(uint16_t d, const CellKey& key, TimeUs first) {
+    auto k = by_def[d].find(key);
+    if (k == by_def[d].end()) return nullptr;
+    auto it = k->second.find(first);
+    return it == k->second.end() ? nullptr : &it->second;
+  }
+  void Erase(uint16_t d, const CellKey& key, TimeUs first) {
+    auto k = by_def[d].find(key);
+    if (k == by_def[d].end()) return;
+    if (k->second.erase(first) > 0) --open;
+    if (k->second.empty()) by_def[d].erase(k);
+  }
+};
+
+struct WindowOperator::Histories {
+  std::vector<HistoryMap> by_def;
+};
+
 // ---------------------------------------------------------------------------
 // Configuration
+
+const std::vector<WindowPreset>& WindowPresets() {
+  static const std::vector<WindowPreset> presets = {
+      {"pm25_regulatory",
+       "tumbling",
+       "1h",
+       "",
+       "",
+       "10m",
+       45,
+       {"mean", "nowcast", "aqi"},
+       {"pm25"}},
+      {"pm25_realtime", "sliding", "15m", "5m", "", "3m", 8, {"p95", "median"}, {"pm25"}},
+      {"temp_regulatory", "tumbling", "1h", "", "", "5m", 50, {"mean", "std"}, {"temperature"}},
+      {"temp_realtime", "sliding", "5m", "1m", "", "1m", 3, {"mean", "std"}, {"temperature"}},
+      {"soil_regulatory", "tumbling", "30m", "", "", "8m", 12, {"trimmed_mean"}, {"soil_moisture"}},
+      {"soil_realtime", "sliding", "30m", "10m", "", "8m", 12, {"trimmed_mean"}, {"soil_moisture"}},
+      {"soil_burst", "session", "", "", "12m", "15m", 3, {"median"}, {"soil_moisture"}},
+      {"flow_regulatory", "tumbling", "15m", "", "", "5m", 10, {"mean", "max"}, {"flow"}},
+      {"flow_realtime", "sliding", "15m", "5m", "", "5m", 10, {"mean", "max"}, {"flow"}},
+      {"do_regulatory", "tumbling", "30m", "", "", "5m", 20, {"mean", "min"}, {"dissolved_oxygen"}},
+      {"conductivity_regulatory",
+       "tumbling",
+       "1h",
+       "",
+       "",
+       "10m",
+       40,
+       {"median"},
+       {"conductivity"}},
+  };
+  return presets;
+}
+
+namespace {
+
+const WindowPreset* FindPreset(std::string_view name) {
+  for (const WindowPreset& p : WindowPresets()) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& x : v) out += (out.empty() ? "" : " ") + x;
+  return out;
+}
+
+const std::string& SectionDescription() {
+  static const std::string text = [] {
+    std::string t =
+        "Window definitions: each turns readings into windowed statistics per (group, "
+        "metric). A window is emitted when the watermark passes its end, re-emitted as a "
+        "revision when a reading arrives within `grace` after that, and readings past the "
+        "grace go to the late sink with their lateness (or, with `late_policy: next_window`, "
+        "into the next open window, flagged LATE_ARRIVAL). Rows carry the quality flags "
+        "SPARSE, RANGE_VIOLATION, LATENCY_DEGRADED, LOW_COVERAGE, GAP_BEFORE, CENTROID_JUMP, "
+        "BELOW_MIN_SAMPLES and REVISION (see src/stream/window.h).\n\n"
+        "Presets (`preset: <name>`, from seed 001's tuning table; keys set explicitly "
+        "override the preset's):\n\n"
+        "| preset | type | size | step | gap | grace | min_samples | aggregates | metrics |\n"
+        "|---|---|---|---|---|---|---|---|---|\n";
+    auto cell = [](std::string_view v) { return v.empty() ? std::string("—") : std::string(v); };
+    for (const WindowPreset& p : WindowPresets()) {
+      t += "| " + std::string(p.name) + " | " + std::string(p.type) + " | " + cell(p.size) + " | " +
+           cell(p.step) + " | " + cell(p.gap) + " | " + std::string(p.grace) + " | " +
+           std::to_string(p.min_samples) + " | " + Join(p.aggregates) + " | " + Join(p.metrics) +
+           " |\n";
+    }
+    t.pop_back();
+    return t;
+  }();
+  return text;
+}
+
+const std::string& PresetRange() {
+  static const std::string text = [] {
+    std::string t;
+    for (const WindowPreset& p : WindowPresets()) t += (t.empty() ? "" : "|") + std::string(p.name);
+    return t;
+  }();
+  return text;
+}
+
+}  // namespace
 
 const SectionSpec& WindowSectionSpec() {
   static const SectionSpec spec{
       "windows[]",
-      "Window definitions: each turns readings into windowed statistics per (group, "
-      "metric). A window is emitted when the watermark passes its end, re-emitted as a "
-      "revision when a reading arrives within `grace` after that, and readings past the "
-      "grace go to the late sink with their lateness.",
+      SectionDescription(),
       {
           {"name", OptionType::kString, "",
            "unique name of the definition (the `window` column of results)", "", true},
+          {"preset", OptionType::kEnum, "",
+           "start from a built-in preset (see the table above); other keys override it",
+           PresetRange()},
           {"type", OptionType::kEnum, "tumbling",
            "tumbling: back-to-back windows; sliding: windows of `size` every `step`; "
-           "session: not supported yet",
+           "session: per key, readings less than `gap` apart form one window",
            "tumbling|sliding|session"},
-          {"size", OptionType::kDuration, "", "window length", "1ms..", true},
+          {"size", OptionType::kDuration, "",
+           "window length (tumbling, sliding); required unless a preset gives it", "1ms.."},
           {"step", OptionType::kDuration, "",
            "sliding only: distance between window starts, at most `size` (a tumbling "
            "window's step is its size)",
+           "1ms.."},
+          {"gap", OptionType::kDuration, "",
+           "session only (and required there): inactivity that ends a session; a session "
+           "is [first reading, last reading + gap)",
            "1ms.."},
           {"offset", OptionType::kDuration, "0s",
            "shifts window boundaries: start = floor((t − offset) / step)·step + offset "
@@ -116,6 +282,11 @@ const SectionSpec& WindowSectionSpec() {
           {"grace", OptionType::kDuration, "",
            "how long after its end a window still takes readings (each one re-emits it as a "
            "revision); later readings are late. Default: processing.grace"},
+          {"late_policy", OptionType::kEnum, "late_sink",
+           "readings past grace: late_sink routes them to the late sink; next_window adds "
+           "them to the next open window of their key (counted in late_count, flagged "
+           "LATE_ARRIVAL, accepted in the ledger)",
+           "late_sink|next_window"},
           {"group_by", OptionType::kEnum, "device",
            "what one row summarises: a device, a zone (after enrichment), an H3 cell, or all "
            "readings",
@@ -125,6 +296,10 @@ const SectionSpec& WindowSectionSpec() {
           {"aggregates", OptionType::kStringList, "count, mean, min, max", AggregatesDescription()},
           {"min_samples", OptionType::kInt, "1",
            "windows with fewer readings are still emitted, flagged BELOW_MIN_SAMPLES", "1.."},
+          {"expected_interval", OptionType::kDuration, "60s",
+           "reporting interval of one sensor, for the SPARSE flag: expected readings = window "
+           "length / expected_interval × distinct sensors",
+           "1ms.."},
       }};
   return spec;
 }
@@ -144,44 +319,88 @@ Result<WindowDefinition> ParseWindowDefinition(const OptionReader& options,
   if (def.name.empty()) return BadOption(o, "name", "must not be empty");
   def.name_symbol = Intern(def.name);
 
-  TRIB_ASSIGN_OR_RETURN(std::string type, o.GetString("type"));
+  const WindowPreset* preset = nullptr;
+  if (o.Has("preset")) {
+    TRIB_ASSIGN_OR_RETURN(def.preset, o.GetString("preset"));
+    preset = FindPreset(def.preset);
+    if (preset == nullptr) return BadOption(o, "preset", "unknown preset '" + def.preset + "'");
+  }
+  // A duration from the file, else from the preset ("" there: absent).
+  auto duration = [&](std::string_view key, std::string_view from_preset,
+                      DurationUs& out) -> Result<bool> {
+    if (o.Has(key)) {
+      TRIB_ASSIGN_OR_RETURN(out, o.GetDuration(key));
+      return true;
+    }
+    if (!from_preset.empty()) {
+      TRIB_ASSIGN_OR_RETURN(out, ParseDuration(from_preset));
+      return true;
+    }
+    return false;
+  };
+
+  std::string type;
+  if (preset != nullptr && !o.Has("type")) {
+    type = std::string(preset->type);
+  } else {
+    TRIB_ASSIGN_OR_RETURN(type, o.GetString("type"));
+  }
   if (type == "tumbling") {
     def.type = WindowType::kTumbling;
   } else if (type == "sliding") {
     def.type = WindowType::kSliding;
   } else {
-    return BadOption(o, "type",
-                     "'" + type + "' windows are not supported yet (supported: tumbling, sliding)");
+    def.type = WindowType::kSession;
   }
 
-  TRIB_ASSIGN_OR_RETURN(def.size, o.GetDuration("size"));
-  def.step = def.size;
-  if (o.Has("step")) {
-    TRIB_ASSIGN_OR_RETURN(def.step, o.GetDuration("step"));
-    if (def.type == WindowType::kTumbling && def.step != def.size) {
-      return BadOption(o, "step",
-                       "applies to sliding windows only (a tumbling window's step is its size)");
+  if (def.type == WindowType::kSession) {
+    for (std::string_view key : {"size", "step", "offset"}) {
+      if (o.Has(key)) {
+        return BadOption(o, key,
+                         "does not apply to session windows (their length follows the "
+                         "readings; set `gap`)");
+      }
     }
-    if (def.step > def.size) {
-      return BadOption(o, "step",
-                       FormatDuration(def.step) + " is longer than the window size " +
-                           FormatDuration(def.size) + " (readings between windows would be lost)");
-    }
-  } else if (def.type == WindowType::kSliding) {
-    return BadOption(o, "step", "is required for sliding windows");
-  }
-  if ((def.size + def.step - 1) / def.step > kMaxWindowsPerReading) {
-    return BadOption(o, "step",
-                     "size / step is above " + std::to_string(kMaxWindowsPerReading) +
-                         " windows per reading; pre-aggregate with a shorter tumbling window");
-  }
-
-  TRIB_ASSIGN_OR_RETURN(def.offset, o.GetDuration("offset"));
-  if (o.Has("grace")) {
-    TRIB_ASSIGN_OR_RETURN(def.grace, o.GetDuration("grace"));
+    TRIB_ASSIGN_OR_RETURN(bool has_gap, duration("gap", preset ? preset->gap : "", def.gap));
+    if (!has_gap) return BadOption(o, "gap", "is required for session windows");
+    def.size = def.step = def.gap;
   } else {
-    def.grace = processing.grace;
+    if (o.Has("gap")) return BadOption(o, "gap", "applies to session windows only");
+    TRIB_ASSIGN_OR_RETURN(bool has_size, duration("size", preset ? preset->size : "", def.size));
+    if (!has_size) return BadOption(o, "size", "is required");
+    def.step = def.size;
+    // A preset's step applies only while the type is the preset's.
+    std::string_view preset_step =
+        preset != nullptr && preset->type == type ? preset->step : std::string_view();
+    TRIB_ASSIGN_OR_RETURN(bool has_step, duration("step", preset_step, def.step));
+    if (has_step) {
+      if (def.type == WindowType::kTumbling && def.step != def.size) {
+        return BadOption(o, "step",
+                         "applies to sliding windows only (a tumbling window's step is its size)");
+      }
+      if (def.step > def.size) {
+        return BadOption(o, "step",
+                         FormatDuration(def.step) + " is longer than the window size " +
+                             FormatDuration(def.size) +
+                             " (readings between windows would be lost)");
+      }
+    } else if (def.type == WindowType::kSliding) {
+      return BadOption(o, "step", "is required for sliding windows");
+    }
+    if ((def.size + def.step - 1) / def.step > kMaxWindowsPerReading) {
+      return BadOption(o, "step",
+                       "size / step is above " + std::to_string(kMaxWindowsPerReading) +
+                           " windows per reading; pre-aggregate with a shorter tumbling window");
+    }
+    TRIB_ASSIGN_OR_RETURN(def.offset, o.GetDuration("offset"));
   }
+
+  TRIB_ASSIGN_OR_RETURN(bool has_grace, duration("grace", preset ? preset->grace : "", def.grace));
+  if (!has_grace) def.grace = processing.grace;
+
+  TRIB_ASSIGN_OR_RETURN(std::string late_policy, o.GetString("late_policy"));
+  def.late_policy = late_policy == "next_window" ? LatePolicy::kNextWindow : LatePolicy::kLateSink;
+  TRIB_ASSIGN_OR_RETURN(def.expected_interval, o.GetDuration("expected_interval"));
 
   TRIB_ASSIGN_OR_RETURN(std::string group_by, o.GetString("group_by"));
   if (group_by == "device") {
@@ -195,22 +414,40 @@ Result<WindowDefinition> ParseWindowDefinition(const OptionReader& options,
   }
   def.group_by_symbol = Intern(group_by);
 
-  TRIB_ASSIGN_OR_RETURN(std::vector<std::string> metrics, o.GetStringList("metrics"));
+  std::vector<std::string> metrics;
+  if (preset != nullptr && !o.Has("metrics")) {
+    metrics = preset->metrics;
+  } else {
+    TRIB_ASSIGN_OR_RETURN(metrics, o.GetStringList("metrics"));
+  }
   for (const std::string& m : metrics) {
     if (m.empty()) return BadOption(o, "metrics", "metric names must not be empty");
-    Symbol s = Intern(m);
-    if (std::find(def.metrics.begin(), def.metrics.end(), s) == def.metrics.end()) {
-      def.metrics.push_back(s);
+    Symbol sym = Intern(m);
+    if (std::find(def.metrics.begin(), def.metrics.end(), sym) == def.metrics.end()) {
+      def.metrics.push_back(sym);
     }
   }
 
-  TRIB_ASSIGN_OR_RETURN(std::vector<std::string> aggregates, o.GetStringList("aggregates"));
+  std::vector<std::string> aggregates;
+  if (preset != nullptr && !o.Has("aggregates")) {
+    aggregates = preset->aggregates;
+  } else {
+    TRIB_ASSIGN_OR_RETURN(aggregates, o.GetStringList("aggregates"));
+  }
   Result<AggregateSet> set = ParseAggregates(aggregates);
   if (!set.ok()) return BadOption(o, "aggregates", set.status().message());
   def.aggregates = *set;
   def.aggregation_method = Intern(AggregationMethodName(def.aggregates));
+  if ((def.aggregates.Has(AggregateKind::kNowCast) || def.aggregates.Has(AggregateKind::kAqi)) &&
+      (def.type != WindowType::kTumbling || def.size != kMicrosPerHour)) {
+    return BadOption(o, "aggregates", "nowcast and aqi need 1h tumbling windows (hourly means)");
+  }
 
-  TRIB_ASSIGN_OR_RETURN(def.min_samples, o.GetInt("min_samples"));
+  if (preset != nullptr && !o.Has("min_samples")) {
+    def.min_samples = preset->min_samples;
+  } else {
+    TRIB_ASSIGN_OR_RETURN(def.min_samples, o.GetInt("min_samples"));
+  }
   return def;
 }
 
@@ -240,7 +477,12 @@ WindowOperator::WindowOperator(std::vector<WindowDefinition> definitions,
       clock_(std::move(clock)),
       tracker_(processing.out_of_orderness, processing.idle_timeout),
       last_slice_(definitions_.size(), nullptr),
-      size_hint_(definitions_.size(), 0) {}
+      size_hint_(definitions_.size(), 0),
+      sessions_(std::make_unique<Sessions>()),
+      histories_(std::make_unique<Histories>()) {
+  sessions_->by_def.resize(definitions_.size());
+  histories_->by_def.resize(definitions_.size());
+}
 
 WindowOperator::~WindowOperator() = default;
 
@@ -266,13 +508,9 @@ WindowOperator::Slice& WindowOperator::GetSlice(uint16_t d, TimeUs start) {
   return *it->second;
 }
 
-DurationUs WindowOperator::Assign(uint16_t d, const Reading& r, TimeUs watermark) {
-  const WindowDefinition& def = definitions_[d];
-  const TimeUs last_start = def.LastStart(r.event_time);
-  const TimeUs last_closes = last_start + def.size + def.grace;
-  if (last_closes <= watermark) return watermark - last_closes;
-  if (!std::isfinite(r.value)) return -1;
+namespace {
 
+CellKey KeyOf(const WindowDefinition& def, const Reading& r) {
   CellKey key;
   key.metric = r.metric.id;
   switch (def.group_by) {
@@ -289,19 +527,144 @@ DurationUs WindowOperator::Assign(uint16_t d, const Reading& r, TimeUs watermark
       key.group = 0;
       break;
   }
-  for (TimeUs start = last_start; start > r.event_time - def.size; start -= def.step) {
-    const TimeUs end = start + def.size;
-    if (end + def.grace <= watermark) break;  // this and every earlier window are past grace
+  return key;
+}
+
+}  // namespace
+
+DurationUs WindowOperator::Assign(uint16_t d, const Reading& r, TimeUs watermark,
+                                  bool& late_arrival) {
+  const WindowDefinition& def = definitions_[d];
+  if (def.type == WindowType::kSession) return AssignSession(d, r, watermark, late_arrival);
+  const TimeUs last_start = def.LastStart(r.event_time);
+  const TimeUs last_closes = last_start + def.size + def.grace;
+  const bool late = last_closes <= watermark;
+  if (late && def.late_policy == LatePolicy::kLateSink) return watermark - last_closes;
+  if (!std::isfinite(r.value)) return -1;
+
+  const CellKey key = KeyOf(def, r);
+  const bool keep = def.aggregates.NeedsValues();
+  auto add = [&](TimeUs start, bool count_late) {
     Slice& slice = GetSlice(d, start);
     auto [it, added] = slice.cells.try_emplace(key);
     Cell& cell = it->second;
-    cell.acc.Add(r);
-    if (watermark >= end) ++cell.late_count;
+    cell.acc.Add(r, keep);
+    if (count_late) ++cell.late_count;
     if (slice.emitted && !cell.dirty) {
       cell.dirty = true;
       dirty_.push_back(DirtyRef{&slice, &it->first, &cell});
     }
+  };
+  if (late) {
+    // next_window: the earliest window still held, i.e. the smallest start s with
+    // s + size + grace > watermark.
+    add(def.LastStart(watermark - def.size - def.grace) + def.step, true);
+    late_arrival = true;
+    return -1;
   }
+  for (TimeUs start = last_start; start > r.event_time - def.size; start -= def.step) {
+    const TimeUs end = start + def.size;
+    if (end + def.grace <= watermark) break;  // this and every earlier window are past grace
+    add(start, watermark >= end);
+  }
+  return -1;
+}
+
+DurationUs WindowOperator::AssignSession(uint16_t d, const Reading& r, TimeUs watermark,
+                                         bool& late_arrival) {
+  const WindowDefinition& def = definitions_[d];
+  Sessions& ss = *sessions_;
+  const TimeUs t = r.event_time;
+  const CellKey key = KeyOf(def, r);
+  const bool finite = std::isfinite(r.value);
+  const bool keep = def.aggregates.NeedsValues();
+  auto& per_key = ss.by_def[d];
+  auto found = per_key.find(key);
+  KeySessions* list = found == per_key.end() ? nullptr : &found->second;
+
+  auto mark_dirty = [&](Session& s) {
+    if (s.cell.emitted && !s.cell.dirty) {
+      s.cell.dirty = true;
+      ss.dirty.push_back(SessionRef{d, key, s.first});
+    }
+  };
+  // Timeline entries are lazy: an extended session keeps its entry, which then fires
+  // early (due times only grow) and is put back at the real time (EmitDue).
+  auto schedule = [&](Session& s) {
+    if (s.queued) return;
+    s.queued = true;
+    const TimeUs due = s.last + def.gap + (s.cell.emitted ? def.grace : 0);
+    ss.timeline.insert(SessionDue{due, d, key.group, key.metric, s.first});
+  };
+
+  // Held sessions the reading's own [t, t + gap) overlaps: first < t + gap and
+  // t < last + gap. Sessions are disjoint, so they are adjacent in the map.
+  std::vector<KeySessions::iterator> hits;  // latest first
+  if (list != nullptr) {
+    auto it = list->lower_bound(t + def.gap);
+    while (it != list->begin()) {
+      --it;
+      if (it->second.last + def.gap <= t) break;
+      hits.push_back(it);
+    }
+  }
+
+  if (hits.empty()) {
+    const TimeUs closes = t + def.gap + def.grace;
+    if (closes <= watermark) {
+      if (def.late_policy == LatePolicy::kNextWindow && list != nullptr && !list->empty()) {
+        if (!finite) return -1;
+        Session& s = std::prev(list->end())->second;  // the key's latest held session
+        s.cell.acc.Add(r, keep);
+        ++s.cell.late_count;
+        mark_dirty(s);
+        late_arrival = true;
+        return -1;
+      }
+      return watermark - closes;
+    }
+    if (!finite) return -1;
+    if (list == nullptr) list = &per_key[key];
+    Session& s = (*list)[t];
+    ++ss.open;
+    s.first = s.last = t;
+    s.cell.acc.Add(r, keep);
+    if (watermark >= t + def.gap) ++s.cell.late_count;  // first seen within grace
+    schedule(s);
+    return -1;
+  }
+  if (!finite) return -1;
+
+  // Merge every hit into the earliest one, then add the reading.
+  auto target_it = hits.back();
+  Session& target = target_it->second;
+  bool revises = target.cell.emitted;
+  for (size_t i = 0; i + 1 < hits.size(); ++i) {
+    Session& other = hits[i]->second;
+    revises = revises || other.cell.emitted;
+    target.cell.acc.Merge(other.cell.acc);
+    target.cell.late_count += other.cell.late_count;
+    target.cell.revision = std::max(target.cell.revision, other.cell.revision);
+    target.cell.emitted = target.cell.emitted || other.cell.emitted;
+    target.last = std::max(target.last, other.last);
+    list->erase(hits[i]);
+    --ss.open;
+  }
+  target.cell.acc.Add(r, keep);
+  if (revises) ++target.cell.late_count;
+  target.last = std::max(target.last, t);
+  Session* s = &target;
+  if (t < target.first) {
+    // The start moves: re-key the session; its old entry goes stale.
+    auto node = list->extract(target_it);
+    node.key() = t;
+    node.mapped().first = t;
+    s = &list->insert(std::move(node)).position->second;
+    s->queued = false;
+    s->cell.dirty = false;  // refs to the old start are stale; mark again below
+  }
+  schedule(*s);
+  mark_dirty(*s);
   return -1;
 }
 
@@ -319,12 +682,14 @@ Status WindowOperator::Process(Batch& batch) {
     tracker_.Observe(PartitionOf(r), r.event_time, r.arrival_time);
     misses.clear();
     size_t belongs = 0;
+    bool late_arrival = false;
     for (uint16_t d = 0; d < num_defs; ++d) {
       if (!definitions_[d].Accepts(r.metric)) continue;
       ++belongs;
-      DurationUs lateness = Assign(d, r, watermark);
+      DurationUs lateness = Assign(d, r, watermark, late_arrival);
       if (lateness >= 0) misses.emplace_back(d, lateness);
     }
+    if (late_arrival) r.flags.Set(QcFlag::kLateArrival);
     for (const auto& [d, lateness] : misses) {
       LateRecord rec;
       rec.reading = r;
@@ -374,6 +739,33 @@ Status WindowOperator::Finish(Batch& out) {
   timeline_.clear();
   slices_.clear();
   std::fill(last_slice_.begin(), last_slice_.end(), nullptr);
+  Sessions& ss = *sessions_;
+  // Sessions not emitted yet, in (end, definition, key, start) order.
+  std::vector<std::tuple<TimeUs, uint16_t, uint64_t, uint32_t, Session*>> pending;
+  for (uint16_t d = 0; d < ss.by_def.size(); ++d) {
+    for (auto& [key, list] : ss.by_def[d]) {
+      for (auto& [first, session] : list) {
+        if (!session.cell.emitted) {
+          pending.emplace_back(session.last + definitions_[d].gap, d, key.group, key.metric,
+                               &session);
+        }
+      }
+    }
+  }
+  std::sort(pending.begin(), pending.end(), [](const auto& a, const auto& b) {
+    return std::make_tuple(std::get<0>(a), std::get<1>(a), std::get<2>(a), std::get<3>(a),
+                           std::get<4>(a)->first) < std::make_tuple(std::get<0>(b), std::get<1>(b),
+                                                                    std::get<2>(b), std::get<3>(b),
+                                                                    std::get<4>(b)->first);
+  });
+  for (const auto& [end, d, group, metric, session] : pending) {
+    const CellKey key{group, metric};
+    CountEmitted(
+        EmitSession(definitions_[d], key, *session, clock_(), histories_->by_def[d], out.windows));
+  }
+  ss.timeline.clear();
+  for (auto& per_key : ss.by_def) per_key.clear();
+  ss.open = 0;
   out.watermark = tracker_.watermark();
   return Status::Ok();
 }
@@ -397,6 +789,30 @@ void WindowOperator::EmitDue(std::vector<WindowResult>& out) {
     }
     FreeSlice(SliceId{d, start});
   }
+  Sessions& ss = *sessions_;
+  while (!ss.timeline.empty()) {
+    const SessionDue due = *ss.timeline.begin();
+    const auto& [time, d, group, metric, first] = due;
+    if (time > watermark) break;
+    ss.timeline.erase(ss.timeline.begin());
+    const CellKey key{group, metric};
+    Session* session = ss.Find(d, key, first);
+    if (session == nullptr) continue;  // a stale entry: merged away, re-keyed or freed
+    const WindowDefinition& def = definitions_[d];
+    const TimeUs end = session->last + def.gap;
+    if (!session->cell.emitted) {
+      if (end > watermark) {  // extended since the entry was made
+        ss.timeline.insert(SessionDue{end, d, group, metric, first});
+        continue;
+      }
+      CountEmitted(EmitSession(def, key, *session, clock_(), histories_->by_def[d], out));
+    }
+    if (end + def.grace > watermark) {
+      ss.timeline.insert(SessionDue{end + def.grace, d, group, metric, first});
+      continue;
+    }
+    ss.Erase(d, key, first);
+  }
 }
 
 namespace {
@@ -417,10 +833,97 @@ Symbol GroupSymbol(GroupBy group_by, uint64_t group) {
 
 using CellRef = std::pair<const CellKey*, Cell*>;
 
-// Emit the given cells of one slice, ordered by metric then group name; each cell's
+void SetFlag(WindowResult& w, WindowFlag f) {
+  w.flags |= static_cast<uint32_t>(f);
+}
+
+// The flags a window's own values decide (see window.h).
+void OwnQualityFlags(const WindowDefinition& def, const Cell& cell, WindowResult& w) {
+  if (static_cast<int64_t>(w.count) < def.min_samples) SetFlag(w, WindowFlag::kBelowMinSamples);
+  if (w.count == 0) return;
+  const double n = static_cast<double>(w.count);
+  const double expected = static_cast<double>(w.end - w.start) /
+                          static_cast<double>(def.expected_interval) * w.distinct_sensors;
+  if (n / expected < 0.7) SetFlag(w, WindowFlag::kSparse);
+  if (const MetricInfo* m = MetricBySymbol(w.metric)) {
+    const double v = std::isnan(w.p95) ? cell.acc.max() : w.p95;
+    if (v < m->min || v > m->max) SetFlag(w, WindowFlag::kRangeViolation);
+  }
+  if (static_cast<double>(w.late_count) / n > 0.2) SetFlag(w, WindowFlag::kLatencyDegraded);
+  if (def.group_by != GroupBy::kDevice && w.distinct_sensors < 2) {
+    SetFlag(w, WindowFlag::kLowCoverage);
+  }
+}
+
+// GAP_BEFORE, CENTROID_JUMP and the NowCast/AQI, from the key's history; records
+// this window in it.
+void HistoryFlags(const WindowDefinition& def, const Cell& cell, KeyHistory& h, WindowResult& w) {
+  const double lat = cell.acc.centroid_lat();
+  const double lon = cell.acc.centroid_lon();
+  // The latest earlier window of the key, then record (or update) this one.
+  auto pos =
+      std::lower_bound(h.windows.begin(), h.windows.end(), w.start,
+                       [](const KeyHistory::Window& x, TimeUs start) { return x.start < start; });
+  TimeUs prev_start = kMinTime;
+  double prev_lat = NAN, prev_lon = NAN;
+  if (pos != h.windows.begin()) {
+    prev_start = std::prev(pos)->start;
+    prev_lat = std::prev(pos)->lat;
+    prev_lon = std::prev(pos)->lon;
+  }
+  if (pos != h.windows.end() && pos->start == w.start) {
+    pos->lat = lat;
+    pos->lon = lon;
+  } else if (pos != h.windows.begin() || h.windows.size() < kHistoryWindows) {
+    h.windows.insert(pos, KeyHistory::Window{w.start, lat, lon});
+    if (h.windows.size() > kHistoryWindows) h.windows.erase(h.windows.begin());
+  }
+  if (prev_start != kMinTime) {
+    if (def.type != WindowType::kSession && (w.start - prev_start) / def.step - 1 > 2) {
+      SetFlag(w, WindowFlag::kGapBefore);
+    }
+    if (def.group_by != GroupBy::kDevice &&
+        (std::fabs(lat - prev_lat) > 0.5 || std::fabs(lon - prev_lon) > 0.5)) {
+      SetFlag(w, WindowFlag::kCentroidJump);
+    }
+  }
+
+  if (!def.aggregates.Has(AggregateKind::kNowCast) && !def.aggregates.Has(AggregateKind::kAqi)) {
+    return;
+  }
+  AqiPollutant pollutant;
+  if (!AqiPollutantOf(w.metric, pollutant)) return;
+  if (!h.hours) {
+    h.hours = std::make_unique<KeyHistory::Hours>();
+    h.hours->start.fill(kMinTime);
+    h.hours->mean.fill(NAN);
+  }
+  auto slot = [&](TimeUs start) {
+    const int64_t k = FloorDiv(start, def.size) % static_cast<int64_t>(kNowCastHours);
+    return static_cast<size_t>(k < 0 ? k + static_cast<int64_t>(kNowCastHours) : k);
+  };
+  const bool present = static_cast<int64_t>(w.count) >= def.min_samples;
+  const size_t own = slot(w.start);
+  if (h.hours->start[own] <= w.start) {
+    h.hours->start[own] = w.start;
+    h.hours->mean[own] = present ? cell.acc.mean() : NAN;
+  }
+  std::array<double, kNowCastHours> hourly;
+  for (size_t i = 0; i < kNowCastHours; ++i) {
+    const TimeUs start = w.start - static_cast<TimeUs>(i) * def.size;
+    const size_t k = slot(start);
+    hourly[i] = h.hours->start[k] == start ? h.hours->mean[k] : NAN;
+  }
+  const double nowcast = TruncateConcentration(pollutant, PmNowCast(hourly));
+  if (def.aggregates.Has(AggregateKind::kNowCast)) w.nowcast = nowcast;
+  if (def.aggregates.Has(AggregateKind::kAqi)) w.aqi = AqiFromConcentration(pollutant, nowcast);
+}
+
+// Emit the given cells of one window, ordered by metric then group name; each cell's
 // first emission is revision 0, later ones are revisions. Returns the rows added.
 size_t EmitCells(const WindowDefinition& def, TimeUs start, TimeUs end,
-                 const std::vector<CellRef>& cells, TimeUs now, std::vector<WindowResult>& out) {
+                 const std::vector<CellRef>& cells, TimeUs now, HistoryMap& history,
+                 std::vector<WindowResult>& out) {
   struct Pending {
     CellRef ref;
     Symbol group;
@@ -449,12 +952,11 @@ size_t EmitCells(const WindowDefinition& def, TimeUs start, TimeUs end,
     cell.acc.Fill(def.aggregates, w);
     w.late_count = cell.late_count;
     w.aggregation_method = def.aggregation_method;
-    if (static_cast<int64_t>(w.count) < def.min_samples) {
-      w.flags |= static_cast<uint32_t>(WindowFlag::kBelowMinSamples);
-    }
+    OwnQualityFlags(def, cell, w);
+    HistoryFlags(def, cell, history[*p.ref.first], w);
     if (cell.emitted) {
       ++cell.revision;
-      w.flags |= static_cast<uint32_t>(WindowFlag::kRevision);
+      SetFlag(w, WindowFlag::kRevision);
     }
     w.revision = cell.revision;
     w.emitted_at = now;
@@ -465,6 +967,12 @@ size_t EmitCells(const WindowDefinition& def, TimeUs start, TimeUs end,
   return pending.size();
 }
 
+size_t EmitSession(const WindowDefinition& def, const CellKey& key, Session& session, TimeUs now,
+                   HistoryMap& history, std::vector<WindowResult>& out) {
+  const std::vector<CellRef> cells{CellRef{&key, &session.cell}};
+  return EmitCells(def, session.first, session.last + def.gap, cells, now, history, out);
+}
+
 }  // namespace
 
 void WindowOperator::EmitSlice(Slice& slice, std::vector<WindowResult>& out) {
@@ -472,27 +980,58 @@ void WindowOperator::EmitSlice(Slice& slice, std::vector<WindowResult>& out) {
   cells.reserve(slice.cells.size());
   for (auto& [key, cell] : slice.cells) cells.emplace_back(&key, &cell);
   slice.emitted = true;
-  CountEmitted(EmitCells(definitions_[slice.def], slice.start, slice.end, cells, clock_(), out));
+  CountEmitted(EmitCells(definitions_[slice.def], slice.start, slice.end, cells, clock_(),
+                         histories_->by_def[slice.def], out));
 }
 
 void WindowOperator::EmitRevisions(std::vector<WindowResult>& out) {
-  if (dirty_.empty()) return;
-  // Emit per slice, slices in (end, definition, start) order, like on-time rows.
-  std::sort(dirty_.begin(), dirty_.end(), [](const DirtyRef& a, const DirtyRef& b) {
-    return std::tie(a.slice->end, a.slice->def, a.slice->start) <
-           std::tie(b.slice->end, b.slice->def, b.slice->start);
-  });
   const TimeUs now = clock_();
-  std::vector<CellRef> cells;
-  for (size_t i = 0; i < dirty_.size();) {
-    const Slice& slice = *dirty_[i].slice;
-    cells.clear();
-    for (; i < dirty_.size() && dirty_[i].slice == &slice; ++i) {
-      cells.emplace_back(dirty_[i].key, dirty_[i].cell);
+  if (!dirty_.empty()) {
+    // Emit per slice, slices in (end, definition, start) order, like on-time rows.
+    std::sort(dirty_.begin(), dirty_.end(), [](const DirtyRef& a, const DirtyRef& b) {
+      return std::tie(a.slice->end, a.slice->def, a.slice->start) <
+             std::tie(b.slice->end, b.slice->def, b.slice->start);
+    });
+    std::vector<CellRef> cells;
+    for (size_t i = 0; i < dirty_.size();) {
+      const Slice& slice = *dirty_[i].slice;
+      cells.clear();
+      for (; i < dirty_.size() && dirty_[i].slice == &slice; ++i) {
+        cells.emplace_back(dirty_[i].key, dirty_[i].cell);
+      }
+      CountEmitted(EmitCells(definitions_[slice.def], slice.start, slice.end, cells, now,
+                             histories_->by_def[slice.def], out));
     }
-    CountEmitted(EmitCells(definitions_[slice.def], slice.start, slice.end, cells, now, out));
+    dirty_.clear();
   }
-  dirty_.clear();
+  Sessions& ss = *sessions_;
+  if (ss.dirty.empty()) return;
+  struct Pending {
+    TimeUs end;
+    uint16_t def;
+    uint64_t group;
+    uint32_t metric;
+    TimeUs first;
+    Session* session;
+  };
+  std::vector<Pending> due;
+  for (const SessionRef& ref : ss.dirty) {
+    Session* session = ss.Find(ref.def, ref.key, ref.first);
+    if (session == nullptr || !session->cell.dirty) continue;  // merged away, or listed twice
+    session->cell.dirty = false;
+    due.push_back(Pending{session->last + definitions_[ref.def].gap, ref.def, ref.key.group,
+                          ref.key.metric, ref.first, session});
+  }
+  ss.dirty.clear();
+  std::sort(due.begin(), due.end(), [](const Pending& a, const Pending& b) {
+    return std::tie(a.end, a.def, a.group, a.metric, a.first) <
+           std::tie(b.end, b.def, b.group, b.metric, b.first);
+  });
+  for (const Pending& x : due) {
+    const CellKey key{x.group, x.metric};
+    CountEmitted(
+        EmitSession(definitions_[x.def], key, *x.session, now, histories_->by_def[x.def], out));
+  }
 }
 
 void WindowOperator::FreeSlice(const SliceId& id) {
@@ -523,6 +1062,26 @@ WindowStats WindowOperator::Stats() const {
     }
   }
   stats.state_bytes += timeline_.size() * alloc(sizeof(void*) * 4 + sizeof(Due));
+  stats.open_windows += sessions_->open;
+  for (const auto& per_key : sessions_->by_def) {
+    stats.state_bytes += alloc(per_key.bucket_count() * sizeof(void*));
+    for (const auto& [key, list] : per_key) {
+      stats.state_bytes += alloc(sizeof(void*) + sizeof(std::pair<const CellKey, KeySessions>));
+      for (const auto& [first, session] : list) {
+        stats.state_bytes += alloc(sizeof(void*) * 4 + sizeof(std::pair<const TimeUs, Session>));
+        stats.state_bytes += session.cell.acc.HeapBytes();
+      }
+    }
+  }
+  stats.state_bytes += sessions_->timeline.size() * alloc(sizeof(void*) * 4 + sizeof(SessionDue));
+  for (const HistoryMap& h : histories_->by_def) {
+    stats.state_bytes += alloc(h.bucket_count() * sizeof(void*));
+    for (const auto& [key, entry] : h) {
+      stats.state_bytes += alloc(sizeof(void*) + sizeof(std::pair<const CellKey, KeyHistory>));
+      stats.state_bytes += alloc(entry.windows.capacity() * sizeof(KeyHistory::Window));
+      if (entry.hours) stats.state_bytes += alloc(sizeof(KeyHistory::Hours));
+    }
+  }
   return stats;
 }
 

@@ -6,6 +6,9 @@
 //   tumbling: start = floor((t − offset) / size)·size + offset   (one window)
 //   sliding:  every start = k·step + offset with start <= t < start + size
 //             (size / step windows, rounded up)
+//   session:  per key, readings closer than `gap` in event time form one session
+//             [first event, last event + gap); a reading that falls within `gap` of
+//             two sessions merges them (see "Sessions" below)
 // and groups it by device, zone (reading.zone), H3 cell (reading.h3) or all. A
 // definition with a `metrics` list only takes readings of those metrics.
 //
@@ -41,16 +44,85 @@
 // on but not aggregated (validation quarantines them before this stage). Nothing is
 // dropped.
 //
+// Late policy. With `late_policy: next_window` a reading past grace for a definition
+// is not late for it: it is added to the NEXT OPEN window of its key — the earliest
+// window with end + grace > W (for sessions: the key's latest session still held) —
+// counted in that window's late_count, and the reading passed on carries
+// QcFlag::kLateArrival; the ledger counts it accepted. (A session definition without
+// a held session for the key still routes the reading to the late sink.) The default
+// `late_policy: late_sink` is the rule above.
+//
+// Sessions. A session of a key is [first, last + gap) over its readings' event times.
+// It is emitted when W >= its end, kept until W >= end + grace, and within that time
+// a reading within `gap` of it extends it (a revision). A reading that bridges two
+// held sessions merges them into one whose row has the start of the merged session,
+// is flagged REVISION and numbered one above the highest revision merged. A session
+// row is identified by (window, group, metric, start); when a revision moves the
+// start earlier or merges sessions, the new row SUPERSEDES every earlier row of the
+// same (window, group, metric) whose [start, end) lies within it — consumers replace
+// those rows. A reading whose own session [t, t + gap) would end before W − grace and
+// that joins no held session is late, with lateness W − (t + gap + grace).
+//
+// Quality flags (WindowFlag) on every row, besides BELOW_MIN_SAMPLES and REVISION:
+//   SPARSE           count / expected < 0.7, expected = (end − start) /
+//                    expected_interval × distinct sensors
+//   RANGE_VIOLATION  p95 (max when p95 is not configured) outside the metric's
+//                    physical bounds (ingest/metrics.h)
+//   LATENCY_DEGRADED late_count / count > 0.2
+//   LOW_COVERAGE     fewer than 2 distinct sensors (group_by other than device)
+//   GAP_BEFORE       more than 2 windows (steps) missing since the previous window
+//                    of the same key (tumbling and sliding)
+//   CENTROID_JUMP    centroid moved more than 0.5° in latitude or longitude since the
+//                    previous window of the same key (group_by other than device)
+// "Previous window" is the latest window of the key with an earlier start emitted
+// before this row (among the key's last 4 windows); those two flags therefore
+// depend on what was emitted before, not only on the window's own readings.
+//
+// NowCast and AQI (alert/aqi.h) are computed on 1 h tumbling windows: each key keeps
+// a ring of its last 12 hourly means (an hour counts as present when its window had
+// at least min_samples readings); the row's nowcast is the PM NowCast of the hours
+// ending with this one, truncated (0.1 µg/m³ for pm25, 1 for pm10), and aqi its
+// AQI; both NaN for other metrics. With grace shorter than the window the previous
+// hours are final when an hour is first emitted, so the NowCast is deterministic.
+//
+// Presets (`preset:`), from seed 001's tuning table; explicit keys override them.
+// The metric filter is set too. The same table (WindowPresets()) is generated into
+// docs/CONFIGURATION.md.
+// clang-format off
+//   preset                   type      size  step  gap   grace  min  aggregates        metrics
+//   pm25_regulatory          tumbling  1h    —     —     10m    45   mean nowcast aqi  pm25
+//   pm25_realtime            sliding   15m   5m    —     3m     8    p95 median        pm25
+//   temp_regulatory          tumbling  1h    —     —     5m     50   mean std          temperature
+//   temp_realtime            sliding   5m    1m    —     1m     3    mean std          temperature
+//   soil_regulatory          tumbling  30m   —     —     8m     12   trimmed_mean      soil_moisture
+//   soil_realtime            sliding   30m   10m   —     8m     12   trimmed_mean      soil_moisture
+//   soil_burst               session   —     —     12m   15m    3    median            soil_moisture
+//   flow_regulatory          tumbling  15m   —     —     5m     10   mean max          flow
+//   flow_realtime            sliding   15m   5m    —     5m     10   mean max          flow
+//   do_regulatory            tumbling  30m   —     —     5m     20   mean min          dissolved_oxygen
+//   conductivity_regulatory  tumbling  1h    —     —     10m    40   median            conductivity
+// clang-format on
+// The table gives no realtime row for temperature nor a tumbling soil row; those take
+// the seed's window shapes (5m/1m, 30m) with the grace of one step / the soil row's
+// grace, and the seed's default min_samples of 3 for temp_realtime.
+//
 // Determinism: the final row of a window is identical for the same readings in any
 // arrival order within grace (aggregates.h explains the exact sums). The rows of one
 // call come as: revisions, then windows closing on time, each in (window end,
-// definition, start) order and, within a window, by metric and group name.
+// definition, start) order and, within a window, by metric and group name; session
+// rows follow those of tumbling and sliding windows in each part, in (end,
+// definition, key, start) order. Order statistics are exact (aggregates.h), so they
+// are order independent too. What depends on arrival order by its nature:
+// late_count and LATENCY_DEGRADED, GAP_BEFORE and CENTROID_JUMP (other windows), and
+// the NowCast when grace is not shorter than the window.
 //
 // State: open windows live in slices, one per (definition, window start), each a
 // hash map from (group, metric) to a compact accumulator. An ordered timeline of
 // slices by their next due time (end, then end + grace) finds what to emit or free
-// as the watermark advances without scanning open windows. Later window types plug
-// in as other assigners: sessions keep per-key slices keyed by their last event.
+// as the watermark advances without scanning open windows. Sessions are held per
+// (definition, key) in a map by start, with their own timeline. Per key, a small
+// history (its last 4 window starts and centroids, 12 hourly means when the NowCast
+// is configured) lives as long as the operator: memory grows with the keys seen.
 //
 // Threading: one operator per worker thread; no call is concurrent (operator.h).
 #pragma once
@@ -60,6 +132,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -76,14 +149,32 @@ const SectionSpec& WindowSectionSpec();
 
 enum class WindowType { kTumbling, kSliding, kSession };
 enum class GroupBy { kDevice, kZone, kH3, kAll };
+enum class LatePolicy { kLateSink, kNextWindow };
+
+/// One built-in preset (seed 001's tuning table); see the file comment.
+struct WindowPreset {
+  std::string_view name;
+  std::string_view type;  ///< "tumbling", "sliding" or "session"
+  std::string_view size;  ///< durations as config text; "" when not applicable
+  std::string_view step;
+  std::string_view gap;
+  std::string_view grace;
+  int64_t min_samples;
+  std::vector<std::string> aggregates;
+  std::vector<std::string> metrics;
+};
+
+/// The built-in presets, in documentation order.
+const std::vector<WindowPreset>& WindowPresets();
 
 /// One window definition, resolved from config. Immutable once built.
 struct WindowDefinition {
   std::string name;
   Symbol name_symbol;
   WindowType type = WindowType::kTumbling;
-  DurationUs size = 0;
+  DurationUs size = 0;  ///< tumbling/sliding length; == gap for sessions
   DurationUs step = 0;  ///< distance between window starts; == size when tumbling
+  DurationUs gap = 0;   ///< session inactivity gap (sessions only)
   DurationUs offset = 0;
   DurationUs grace = 0;
   GroupBy group_by = GroupBy::kDevice;
@@ -92,6 +183,9 @@ struct WindowDefinition {
   AggregateSet aggregates;
   Symbol aggregation_method;
   int64_t min_samples = 1;
+  LatePolicy late_policy = LatePolicy::kLateSink;
+  DurationUs expected_interval = 60 * kMicrosPerSecond;  ///< per sensor, for SPARSE
+  std::string preset;                                    ///< "" when none
 
   /// Whether readings of `metric` belong to this definition.
   bool Accepts(Symbol metric) const;
@@ -140,14 +234,18 @@ class WindowOperator : public Operator {
   WindowStats Stats() const;
 
  private:
-  struct Slice;  // one (definition, window start) and its cells; defined in window.cc
+  struct Slice;      // one (definition, window start) and its cells; defined in window.cc
+  struct Sessions;   // session windows of every session definition; in window.cc
+  struct Histories;  // per (definition, key): previous window, hourly means
   using SliceId = std::pair<uint16_t, TimeUs>;       // (definition, window start)
   using Due = std::tuple<TimeUs, uint16_t, TimeUs>;  // (due time, definition, start)
   struct DirtyRef;
 
   // Add `r` to the windows of definition `d`; returns the lateness when the
   // reading is late for it, or -1 when at least one window took it.
-  DurationUs Assign(uint16_t d, const Reading& r, TimeUs watermark);
+  // `late_arrival` is set when the late policy took the reading into a next window.
+  DurationUs Assign(uint16_t d, const Reading& r, TimeUs watermark, bool& late_arrival);
+  DurationUs AssignSession(uint16_t d, const Reading& r, TimeUs watermark, bool& late_arrival);
   Slice& GetSlice(uint16_t d, TimeUs start);
   // Emit pending revisions, then every slice due at the current watermark.
   void EmitDue(std::vector<WindowResult>& out);
@@ -166,6 +264,8 @@ class WindowOperator : public Operator {
   std::vector<Slice*> last_slice_;  // per definition: the slice used last
   std::vector<size_t> size_hint_;   // per definition: keys in the last freed slice
   std::vector<DirtyRef> dirty_;     // windows of emitted slices updated this batch
+  std::unique_ptr<Sessions> sessions_;
+  std::unique_ptr<Histories> histories_;
 };
 
 /// Build the window stage from the pipeline's `windows` list and `processing` options.

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "core/pipeline_config.h"
@@ -99,6 +100,12 @@ std::string FormatWindow(const WindowResult& w) {
   field("min", w.min);
   field("max", w.max);
   field("std", w.std);
+  field("median", w.median);
+  field("p95", w.p95);
+  field("trimmed", w.trimmed_mean);
+  for (const auto& [q, v] : w.quantiles) field(("q" + Num(q * 100)).c_str(), v);
+  field("nowcast", w.nowcast);
+  field("aqi", w.aqi);
   field("first", w.first);
   field("last", w.last);
   s += " sensors=" + std::to_string(w.distinct_sensors);
@@ -106,6 +113,9 @@ std::string FormatWindow(const WindowResult& w) {
     s += " centroid=" + Num(w.centroid_lat) + "," + Num(w.centroid_lon);
   }
   if (w.late_count > 0) s += " late=" + std::to_string(w.late_count);
+  if (w.aggregation_method.view() != "mean" && !w.aggregation_method.view().empty()) {
+    s += " method=" + w.aggregation_method.str();
+  }
   if (w.revision > 0) s += " rev=" + std::to_string(w.revision);
   if (w.flags != 0) s += " flags=" + WindowFlagsToString(w.flags);
   return s;
@@ -178,6 +188,12 @@ GoldenRun RunGolden(const std::string& path, const std::string& text) {
     for (const LateRecord& l : b.late) {
       out(FormatLate(l));
       if (!l.reading.flags.Has(QcFlag::kLate)) run.error += "late record without LATE flag; ";
+    }
+    for (const Reading& r : b.readings) {
+      if (r.flags.Has(QcFlag::kLateArrival)) {
+        out("late_arrival " + r.device.str() + " " + r.metric.str() +
+            " t=" + Seconds(r.event_time));
+      }
     }
     if (b.watermark != last_watermark) {
       out("watermark " + Seconds(b.watermark));
@@ -370,12 +386,23 @@ TEST(WindowConfigTest, DefaultsAndGrace) {
 }
 
 TEST(WindowConfigTest, Errors) {
-  EXPECT_EQ(ErrorOf("  - name: s\n    type: session\n    size: 5m\n"),
-            "test.yaml:5:11: windows[0].type: 'session' windows are not supported yet "
-            "(supported: tumbling, sliding)");
-  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    aggregates: [mean, median]\n")
-                .find("windows[0].aggregates: aggregate 'median' is not supported yet"),
+  EXPECT_NE(ErrorOf("  - name: s\n    type: session\n    size: 5m\n")
+                .find("windows[0].size: does not apply to session windows"),
             std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: s\n    type: session\n").find("windows[0].gap: is required"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    gap: 5m\n")
+                .find("windows[0].gap: applies to session windows only"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    aggregates: [mean, nowcast]\n")
+                .find("nowcast and aqi need 1h tumbling windows"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    preset: pm99\n").find("windows[0].preset:"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    late_policy: drop\n").find("late_policy"),
+            std::string::npos);
+  EXPECT_EQ(
+      ErrorOf("  - name: a\n    size: 1m\n    aggregates: [median, p95, p10, trimmed_mean]\n"), "");
   EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    aggregates: [avg]\n")
                 .find("unknown aggregate 'avg' (supported: count, mean, min, max, std"),
             std::string::npos);
@@ -412,6 +439,186 @@ TEST(WindowConfigTest, EmbeddedDefaultPipelineBuilds) {
   auto op = MakeWindowOperator(*c);
   ASSERT_TRUE(op.ok()) << op.status().ToString();
   EXPECT_EQ((*op)->name(), "window");
+}
+
+TEST(WindowConfigTest, PresetsFromSeed001) {
+  struct Expect {
+    const char* name;
+    WindowType type;
+    DurationUs size, step, gap, grace;
+    int64_t min_samples;
+    std::vector<AggregateKind> aggregates;
+    const char* metric;
+    const char* method;
+  };
+  const DurationUs m = kMicrosPerMinute;
+  using K = AggregateKind;
+  const Expect expected[] = {
+      {"pm25_regulatory",
+       WindowType::kTumbling,
+       60 * m,
+       60 * m,
+       0,
+       10 * m,
+       45,
+       {K::kMean, K::kNowCast, K::kAqi},
+       "pm25",
+       "nowcast"},
+      {"pm25_realtime",
+       WindowType::kSliding,
+       15 * m,
+       5 * m,
+       0,
+       3 * m,
+       8,
+       {K::kP95, K::kMedian},
+       "pm25",
+       "median"},
+      {"temp_regulatory",
+       WindowType::kTumbling,
+       60 * m,
+       60 * m,
+       0,
+       5 * m,
+       50,
+       {K::kMean, K::kStd},
+       "temperature",
+       "mean"},
+      {"temp_realtime",
+       WindowType::kSliding,
+       5 * m,
+       1 * m,
+       0,
+       1 * m,
+       3,
+       {K::kMean, K::kStd},
+       "temperature",
+       "mean"},
+      {"soil_regulatory",
+       WindowType::kTumbling,
+       30 * m,
+       30 * m,
+       0,
+       8 * m,
+       12,
+       {K::kTrimmedMean},
+       "soil_moisture",
+       "trimmed_mean_10_90"},
+      {"soil_realtime",
+       WindowType::kSliding,
+       30 * m,
+       10 * m,
+       0,
+       8 * m,
+       12,
+       {K::kTrimmedMean},
+       "soil_moisture",
+       "trimmed_mean_10_90"},
+      {"soil_burst",
+       WindowType::kSession,
+       12 * m,
+       12 * m,
+       12 * m,
+       15 * m,
+       3,
+       {K::kMedian},
+       "soil_moisture",
+       "median"},
+      {"flow_regulatory",
+       WindowType::kTumbling,
+       15 * m,
+       15 * m,
+       0,
+       5 * m,
+       10,
+       {K::kMean, K::kMax},
+       "flow",
+       "mean"},
+      {"flow_realtime",
+       WindowType::kSliding,
+       15 * m,
+       5 * m,
+       0,
+       5 * m,
+       10,
+       {K::kMean, K::kMax},
+       "flow",
+       "mean"},
+      {"do_regulatory",
+       WindowType::kTumbling,
+       30 * m,
+       30 * m,
+       0,
+       5 * m,
+       20,
+       {K::kMean, K::kMin},
+       "dissolved_oxygen",
+       "mean"},
+      {"conductivity_regulatory",
+       WindowType::kTumbling,
+       60 * m,
+       60 * m,
+       0,
+       10 * m,
+       40,
+       {K::kMedian},
+       "conductivity",
+       "median"},
+  };
+  ASSERT_EQ(WindowPresets().size(), std::size(expected));
+  for (const Expect& e : expected) {
+    SCOPED_TRACE(e.name);
+    Result<PipelineConfig> c = Config(std::string("processing:\n  grace: 1s\nwindows:\n") +
+                                      "  - name: w\n    preset: " + e.name + "\n");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    auto defs = ParseWindowDefinitions(*c);
+    ASSERT_TRUE(defs.ok()) << defs.status().ToString();
+    const WindowDefinition& d = (*defs)[0];
+    EXPECT_EQ(d.preset, e.name);
+    EXPECT_EQ(d.type, e.type);
+    EXPECT_EQ(d.size, e.size);
+    EXPECT_EQ(d.step, e.step);
+    EXPECT_EQ(d.gap, e.gap);
+    EXPECT_EQ(d.grace, e.grace);  // the preset's, not processing.grace
+    EXPECT_EQ(d.min_samples, e.min_samples);
+    for (AggregateKind k : e.aggregates) EXPECT_TRUE(d.aggregates.Has(k));
+    EXPECT_FALSE(d.aggregates.Has(AggregateKind::kStd) &&
+                 std::find(e.aggregates.begin(), e.aggregates.end(), K::kStd) ==
+                     e.aggregates.end());
+    ASSERT_EQ(d.metrics.size(), 1u);
+    EXPECT_EQ(d.metrics[0].view(), e.metric);
+    EXPECT_EQ(d.aggregation_method.view(), e.method);
+  }
+  // Explicit keys override the preset's values.
+  Result<PipelineConfig> c = Config(
+      "windows:\n  - name: w\n    preset: pm25_realtime\n    grace: 1m\n    step: 3m\n"
+      "    min_samples: 2\n    metrics: [pm10]\n    aggregates: [mean]\n"
+      "  - name: t\n    preset: pm25_realtime\n    type: tumbling\n"
+      "  - name: s\n    preset: soil_burst\n    gap: 5m\n    group_by: zone\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto defs = ParseWindowDefinitions(*c);
+  ASSERT_TRUE(defs.ok()) << defs.status().ToString();
+  const WindowDefinition& w = (*defs)[0];
+  EXPECT_EQ(w.type, WindowType::kSliding);
+  EXPECT_EQ(w.size, 15 * m);
+  EXPECT_EQ(w.step, 3 * m);
+  EXPECT_EQ(w.grace, m);
+  EXPECT_EQ(w.min_samples, 2);
+  EXPECT_EQ(w.metrics[0].view(), "pm10");
+  EXPECT_TRUE(w.aggregates.Has(K::kMean));
+  EXPECT_FALSE(w.aggregates.Has(K::kP95));
+  const WindowDefinition& t = (*defs)[1];  // the preset's step is for its own type
+  EXPECT_EQ(t.type, WindowType::kTumbling);
+  EXPECT_EQ(t.step, 15 * m);
+  const WindowDefinition& ss = (*defs)[2];
+  EXPECT_EQ(ss.gap, 5 * m);
+  EXPECT_EQ(ss.group_by, GroupBy::kZone);
+  EXPECT_EQ(ss.grace, 15 * m);
+  // The preset table is in the generated docs.
+  const std::string doc(WindowSectionSpec().description);
+  for (const WindowPreset& p : WindowPresets()) {
+    EXPECT_NE(doc.find("| " + std::string(p.name) + " |"), std::string::npos) << p.name;
+  }
 }
 
 TEST(WindowConfigTest, SpecDocumentsEveryAggregate) {
@@ -536,6 +743,8 @@ struct Key {
   }
 };
 
+size_t superseded_session_rows = 0;  // rows replaced by a later, wider session row
+
 std::map<Key, WindowResult> FinalRows(const std::string& yaml, const std::vector<Reading>& input,
                                       std::mt19937_64& rng, bool shuffle, uint64_t* late_records) {
   Harness h(yaml);
@@ -546,14 +755,36 @@ std::map<Key, WindowResult> FinalRows(const std::string& yaml, const std::vector
   for (size_t i = 0; i < readings.size(); ++i) {
     readings[i].arrival_time = static_cast<TimeUs>(i) * kMicrosPerMilli;
   }
+  std::set<std::string> sessions;
+  for (const WindowDefinition& d : h.op->definitions()) {
+    if (d.type == WindowType::kSession) sessions.insert(d.name);
+  }
   auto collect = [&](const Batch& b) {
     *late_records += b.late.size();
     for (const WindowResult& w : b.windows) {
       Key k{w.window.str(), w.group.str(), w.metric.str(), w.start};
+      const bool session = sessions.count(k.window) > 0;
       auto it = rows.find(k);
       if (it != rows.end()) {
-        EXPECT_EQ(w.revision, it->second.revision + 1);
+        if (session) {
+          EXPECT_GT(w.revision, it->second.revision);  // merges skip numbers
+        } else {
+          EXPECT_EQ(w.revision, it->second.revision + 1);
+        }
         EXPECT_TRUE(w.flags & static_cast<uint32_t>(WindowFlag::kRevision));
+      }
+      if (session) {
+        // The documented rule: a session row supersedes the key's rows within it.
+        for (auto r = rows.lower_bound(Key{k.window, k.group, k.metric, kMinTime});
+             r != rows.end() && r->first.window == k.window && r->first.group == k.group &&
+             r->first.metric == k.metric;) {
+          if (r->second.start >= w.start && r->second.end <= w.end) {
+            if (r->second.start != w.start) ++superseded_session_rows;
+            r = rows.erase(r);
+          } else {
+            ++r;
+          }
+        }
       }
       rows[k] = w;
     }
@@ -588,7 +819,10 @@ TEST(WindowDeterminismTest, ShuffledReadingsGiveBitIdenticalFinalRows) {
       "  - name: city\n    size: 5m\n    group_by: all\n    aggregates: [count, mean, min, max, "
       "std]\n"
       "  - name: slide\n    type: sliding\n    size: 2m\n    step: 30s\n    group_by: zone\n"
-      "    aggregates: [count, mean, std]\n";
+      "    aggregates: [count, mean, std]\n"
+      "  - name: stats\n    size: 2m\n    group_by: zone\n"
+      "    aggregates: [median, p95, p10, q99.5, trimmed_mean]\n"
+      "  - name: sess\n    type: session\n    gap: 15s\n    aggregates: [mean, median, p95]\n";
   std::mt19937_64 rng(42);
   std::normal_distribution<double> noise(0.0, 1.0);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
@@ -630,10 +864,19 @@ TEST(WindowDeterminismTest, ShuffledReadingsGiveBitIdenticalFinalRows) {
       EXPECT_EQ(Bits(o.centroid_lat), Bits(w.centroid_lat));
       EXPECT_EQ(Bits(o.centroid_lon), Bits(w.centroid_lon));
       EXPECT_EQ(o.distinct_sensors, w.distinct_sensors);
+      EXPECT_EQ(o.end, w.end);
+      EXPECT_EQ(Bits(o.median), Bits(w.median));
+      EXPECT_EQ(Bits(o.p95), Bits(w.p95));
+      EXPECT_EQ(Bits(o.trimmed_mean), Bits(w.trimmed_mean));
+      ASSERT_EQ(o.quantiles.size(), w.quantiles.size());
+      for (size_t q = 0; q < o.quantiles.size(); ++q) {
+        EXPECT_EQ(Bits(o.quantiles[q].second), Bits(w.quantiles[q].second));
+      }
       if (HasFailure()) return;
     }
   }
   EXPECT_EQ(late, 0u);
+  EXPECT_GT(superseded_session_rows, 10u);  // shuffles did merge and re-start sessions
 
   // And the values are right: compare the `dev` rows with a two-pass reference.
   std::map<Key, std::vector<double>> values;
@@ -657,6 +900,65 @@ TEST(WindowDeterminismTest, ShuffledReadingsGiveBitIdenticalFinalRows) {
     EXPECT_EQ(w.min, *std::min_element(v.begin(), v.end()));
     EXPECT_EQ(w.max, *std::max_element(v.begin(), v.end()));
   }
+
+  // Order statistics of `stats` against a fully sorted reference (type 7).
+  auto quantile = [](std::vector<double> v, double q) {
+    std::sort(v.begin(), v.end());
+    const double hq = static_cast<double>(v.size() - 1) * q;
+    const size_t lo = static_cast<size_t>(std::floor(hq));
+    if (lo + 1 >= v.size()) return v[lo];
+    return v[lo] + (hq - static_cast<double>(lo)) * (v[lo + 1] - v[lo]);
+  };
+  std::map<Key, std::vector<double>> zone_values;
+  for (const Reading& r : input) {
+    TimeUs start = FloorDiv(r.event_time, 2 * kMicrosPerMinute) * 2 * kMicrosPerMinute;
+    zone_values[Key{"stats", r.zone.str(), r.metric.str(), start}].push_back(r.value);
+  }
+  for (const auto& [k, v] : zone_values) {
+    const WindowResult& w = reference.at(k);
+    EXPECT_EQ(w.median, quantile(v, 0.5));
+    EXPECT_EQ(w.p95, quantile(v, 0.95));
+    ASSERT_EQ(w.quantiles.size(), 2u);
+    EXPECT_EQ(w.quantiles[0].second, quantile(v, 0.10));
+    EXPECT_EQ(w.quantiles[1].second, quantile(v, 0.995));
+    const double lo = quantile(v, 0.1), hi = quantile(v, 0.9);
+    long double sum = 0;
+    size_t n = 0;
+    for (double x : v) {
+      if (x >= lo && x <= hi) {
+        sum += x;
+        ++n;
+      }
+    }
+    EXPECT_NEAR(w.trimmed_mean, static_cast<double>(sum / n),
+                1e-12 * std::fabs(static_cast<double>(sum / n)) + 1e-12);
+  }
+
+  // Sessions against the offline definition: per key, sort event times and split
+  // where the next reading is `gap` or more after the previous one.
+  std::map<std::pair<std::string, std::string>, std::vector<TimeUs>> times;
+  for (const Reading& r : input) times[{r.device.str(), r.metric.str()}].push_back(r.event_time);
+  size_t expected_sessions = 0, splits = 0, merged = 0;
+  const TimeUs gap = 15 * kMicrosPerSecond;
+  for (auto& [key, ts] : times) {
+    std::sort(ts.begin(), ts.end());
+    size_t begin = 0;
+    for (size_t i = 1; i <= ts.size(); ++i) {
+      if (i < ts.size() && ts[i] - ts[i - 1] < gap) continue;
+      ++expected_sessions;
+      const WindowResult& w = reference.at(Key{"sess", key.first, key.second, ts[begin]});
+      EXPECT_EQ(w.end, ts[i - 1] + gap);
+      EXPECT_EQ(w.count, i - begin);
+      if (i - begin > 1) ++merged;
+      begin = i;
+      ++splits;
+    }
+  }
+  size_t session_rows = 0;
+  for (const auto& [k, w] : reference) session_rows += k.window == "sess";
+  EXPECT_EQ(session_rows, expected_sessions);
+  EXPECT_GT(merged, 100u);   // the data exercises multi-reading sessions...
+  EXPECT_GT(splits, 1000u);  // ...and splits
 }
 
 // ---------------------------------------------------------------------------
@@ -668,9 +970,13 @@ TEST(WindowLedgerTest, AcceptedPlusLateEqualsReadingsIn) {
       "windows:\n"
       "  - name: a\n    size: 30s\n    metrics: [pm25]\n"
       "  - name: b\n    size: 2m\n    grace: 1m\n"
-      "  - name: c\n    type: sliding\n    size: 1m\n    step: 20s\n    metrics: [no2]\n");
+      "  - name: c\n    type: sliding\n    size: 1m\n    step: 20s\n    metrics: [no2]\n"
+      "  - name: s\n    type: session\n    gap: 20s\n    metrics: [o3]\n"
+      "  - name: n\n    size: 30s\n    grace: 0s\n    late_policy: next_window\n"
+      "    metrics: [no2]\n");
   ASSERT_NE(h.op, nullptr);
   std::mt19937_64 rng(7);
+  uint64_t late_arrivals = 0;
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
   const char* metrics[] = {"pm25", "no2", "o3"};
   uint64_t in = 0, passed = 0, late_records = 0;
@@ -691,6 +997,7 @@ TEST(WindowLedgerTest, AcceptedPlusLateEqualsReadingsIn) {
     Batch b = h.Run(std::move(rs));
     passed += b.readings.size();
     late_records += b.late.size();
+    for (const Reading& r : b.readings) late_arrivals += r.flags.Has(QcFlag::kLateArrival);
     for (const LateRecord& l : b.late) {
       EXPECT_TRUE(l.reading.flags.Has(QcFlag::kLate));
       EXPECT_GE(l.lateness, 0);
@@ -705,6 +1012,10 @@ TEST(WindowLedgerTest, AcceptedPlusLateEqualsReadingsIn) {
   EXPECT_GT(late_records, s.late);  // some readings missed one definition but not all
   EXPECT_LE(s.late, late_ids.size());
   EXPECT_EQ(s.accepted + s.late, in);
+  EXPECT_GT(late_arrivals, 10u);  // no2 readings past `n`'s grace, kept by next_window
+  Batch out;
+  ASSERT_TRUE(h.op->Finish(out).ok());
+  EXPECT_EQ(h.op->Stats().open_windows, 0u);
 }
 
 }  // namespace

@@ -11,16 +11,19 @@
 
 #include "core/json_writer.h"
 #include "core/registry.h"
+#include "io/sinks/gpkg.h"
 #include "io/sinks/sqlite_util.h"
 
 namespace tributary {
 
 namespace {
 
-// The schema, version 1. Column names are part of the public contract (docs/SCHEMA.md):
-// change them only with a new schema version. Tables are plain rowid tables with an
-// INTEGER PRIMARY KEY so a later GeoPackage layout can register them as feature tables
-// and add a geometry column without rebuilding them.
+// The tables as schema version 1 created them. Column names are part of the public
+// contract (docs/SCHEMA.md): change them only with a new schema version. Tables are
+// rowid tables with an INTEGER PRIMARY KEY, which GeoPackage feature tables need.
+// Version 2 (CreateSqliteSchema) makes the file a GeoPackage: it registers the tables in
+// gpkg_contents and appends a `geom` POINT column to readings, windows and late. Fresh
+// files and version 1 files go through the same steps, so both end up identical.
 //
 // The unique keys lead with time: rows arrive roughly in time order, so every insert
 // lands at the right edge of the key's B-tree. Led by device id instead, each insert
@@ -129,17 +132,18 @@ CREATE VIEW IF NOT EXISTS latest_windows AS
 // Parameter numbers below follow the column order of these statements.
 constexpr std::string_view kInsertReading = R"sql(
 INSERT OR IGNORE INTO readings (device_id, metric, value, unit, event_time_us, event_time,
-  arrival_time_us, arrival_time, lat, lon, zone_id, h3, qc_flags, provenance)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14))sql";
+  arrival_time_us, arrival_time, lat, lon, zone_id, h3, qc_flags, provenance,
+  geom)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15))sql";
 
 constexpr std::string_view kInsertWindow = R"sql(
 INSERT OR IGNORE INTO windows (window, group_by, group_key, metric, window_start_us,
   window_end_us, window_start, window_end, sample_count, mean, min, max, std, median, p95,
   trimmed_mean, first, last, centroid_lat, centroid_lon, distinct_sensors,
   late_arrival_count, aggregation_method, quality_flags, revision, emitted_at_us,
-  emitted_at, quantiles)
+  emitted_at, quantiles, geom)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-  ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28))sql";
+  ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29))sql";
 
 constexpr std::string_view kInsertQuarantine = R"sql(
 INSERT INTO quarantine (reason, detail, raw, device_id, metric, arrival_time_us,
@@ -149,12 +153,18 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12))sql";
 constexpr std::string_view kInsertLate = R"sql(
 INSERT OR IGNORE INTO late (window, device_id, metric, value, event_time_us, event_time,
   arrival_time_us, arrival_time, lateness_us, lateness_s, watermark_us, watermark, lat,
-  lon, zone_id, h3, qc_flags, provenance)
+  lon, zone_id, h3, qc_flags, provenance, geom)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-  ?18))sql";
+  ?18, ?19))sql";
 
 enum TableIndex : int { kReadings = 0, kWindows, kQuarantine, kLate, kTableCount };
 constexpr std::string_view kTableNames[kTableCount] = {"readings", "windows", "quarantine", "late"};
+// gpkg_contents descriptions of the layers.
+constexpr std::string_view kTableDescriptions[kTableCount] = {
+    "Accepted readings (one per device, metric and event time)",
+    "Window results per group and metric, every revision",
+    "Payloads and readings that failed decoding or validation, with their raw bytes",
+    "Readings that arrived after the grace period of a window definition"};
 
 // Formats times exactly like FormatTime ("2024-05-01T12:00:00.123456Z", no fraction when
 // zero) without allocating: the date part is cached per day, and one formatter is kept
@@ -236,6 +246,18 @@ void BindH3(SqliteStatement& s, int index, uint64_t cell, char (&buf)[24]) {
   s.BindText(index, std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
 }
 
+// The GeoPackage point of (lon, lat), or NULL when the position is unknown. `blob` must
+// outlive the step (BindBlob does not copy).
+void BindGeom(SqliteStatement& s, int index, double lon, double lat,
+              uint8_t (&blob)[kGpkgPointSize]) {
+  if (!HasPosition(lon, lat)) {
+    s.BindNull(index);
+    return;
+  }
+  EncodeGpkgPoint(lon, lat, blob);
+  s.BindBlob(index, std::string_view(reinterpret_cast<const char*>(blob), sizeof blob));
+}
+
 // Broker offsets, partitions and line numbers use -1 for "not applicable": NULL.
 void BindOptionalInt(SqliteStatement& s, int index, int64_t v) {
   if (v < 0) {
@@ -297,18 +319,23 @@ class SqliteSink final : public Sink {
     return Status::Ok();
   }
   // Step an insert, add 1 to `inserted` when a row was stored (not ignored), reset.
-  Status StepInsert(SqliteStatement& stmt, uint64_t& inserted) {
+  // A stored row with a position widens `bounds`.
+  Status StepInsert(SqliteStatement& stmt, uint64_t& inserted, GeoBounds* bounds = nullptr,
+                    double lon = NAN, double lat = NAN) {
     Result<bool> r = stmt.Step();
     if (!r.ok()) return r.status();
-    inserted += static_cast<uint64_t>(db_.Changes());
+    int64_t changes = db_.Changes();
+    inserted += static_cast<uint64_t>(changes);
+    if (changes > 0 && bounds != nullptr && HasPosition(lon, lat)) bounds->Add(lon, lat);
     stmt.Reset();
     return Status::Ok();
   }
-  Status WriteRows(const Batch& batch, uint64_t (&inserted)[kTableCount]);
-  Status InsertReading(const Reading& r, uint64_t& inserted);
-  Status InsertWindow(const WindowResult& w, uint64_t& inserted);
+  Status WriteRows(const Batch& batch, uint64_t (&inserted)[kTableCount],
+                   GeoBounds (&bounds)[kTableCount]);
+  Status InsertReading(const Reading& r, uint64_t& inserted, GeoBounds& bounds);
+  Status InsertWindow(const WindowResult& w, uint64_t& inserted, GeoBounds& bounds);
   Status InsertQuarantine(const QuarantineRecord& q, uint64_t& inserted);
-  Status InsertLate(const LateRecord& l, uint64_t& inserted);
+  Status InsertLate(const LateRecord& l, uint64_t& inserted, GeoBounds& bounds);
   // Undo a failed Write: back to the savepoint, or account for a rolled-back transaction.
   Status AbortWrite(const Status& cause);
   // COMMIT and count the committed rows in the ledger.
@@ -317,6 +344,7 @@ class SqliteSink final : public Sink {
   Status TransactionLost(const Status& cause);
   void ClearPending() {
     for (uint64_t& n : pending_) n = 0;
+    for (GeoBounds& b : pending_bounds_) b = GeoBounds{};
     pending_rows_ = 0;
   }
 
@@ -332,8 +360,9 @@ class SqliteSink final : public Sink {
   SqliteStatement insert_[kTableCount];
 
   bool in_transaction_ = false;
-  uint64_t pending_[kTableCount] = {};  // rows inserted in the open transaction
-  uint64_t pending_rows_ = 0;           // rows written (inserted or ignored) in it
+  uint64_t pending_[kTableCount] = {};     // rows inserted in the open transaction
+  uint64_t pending_rows_ = 0;              // rows written (inserted or ignored) in it
+  GeoBounds pending_bounds_[kTableCount];  // positions of the rows inserted in it
 
   // Per-row scratch, reused so the hot path does not allocate: BindText does not copy,
   // so every text bound to one row needs its own buffer.
@@ -341,6 +370,7 @@ class SqliteSink final : public Sink {
   FlagsText flags_text_;
   std::string json_;
   char h3_buf_[24] = {};
+  uint8_t geom_buf_[kGpkgPointSize] = {};
 };
 
 Status SqliteSink::Open(RunContext& ctx) {
@@ -408,10 +438,17 @@ Status SqliteSink::Write(const Batch& batch) {
   Status st = savepoint_.Run();
   if (!st.ok()) return AbortWrite(st);
   uint64_t inserted[kTableCount] = {};
-  st = WriteRows(batch, inserted);
+  GeoBounds bounds[kTableCount];
+  st = WriteRows(batch, inserted, bounds);
   if (st.ok()) st = release_.Run();
   if (!st.ok()) return AbortWrite(st);
-  for (int i = 0; i < kTableCount; ++i) pending_[i] += inserted[i];
+  for (int i = 0; i < kTableCount; ++i) {
+    pending_[i] += inserted[i];
+    if (!bounds[i].empty) {
+      pending_bounds_[i].Add(bounds[i].min_x, bounds[i].min_y);
+      pending_bounds_[i].Add(bounds[i].max_x, bounds[i].max_y);
+    }
+  }
   pending_rows_ += rows;
   if (pending_rows_ >= static_cast<uint64_t>(options_.batch_rows)) {
     st = CommitTransaction();
@@ -423,15 +460,16 @@ Status SqliteSink::Write(const Batch& batch) {
   return Status::Ok();
 }
 
-Status SqliteSink::WriteRows(const Batch& batch, uint64_t (&inserted)[kTableCount]) {
+Status SqliteSink::WriteRows(const Batch& batch, uint64_t (&inserted)[kTableCount],
+                             GeoBounds (&bounds)[kTableCount]) {
   if (enabled_[kReadings]) {
     for (const Reading& r : batch.readings) {
-      TRIB_RETURN_IF_ERROR(InsertReading(r, inserted[kReadings]));
+      TRIB_RETURN_IF_ERROR(InsertReading(r, inserted[kReadings], bounds[kReadings]));
     }
   }
   if (enabled_[kWindows]) {
     for (const WindowResult& w : batch.windows) {
-      TRIB_RETURN_IF_ERROR(InsertWindow(w, inserted[kWindows]));
+      TRIB_RETURN_IF_ERROR(InsertWindow(w, inserted[kWindows], bounds[kWindows]));
     }
   }
   if (enabled_[kQuarantine]) {
@@ -441,13 +479,13 @@ Status SqliteSink::WriteRows(const Batch& batch, uint64_t (&inserted)[kTableCoun
   }
   if (enabled_[kLate]) {
     for (const LateRecord& l : batch.late) {
-      TRIB_RETURN_IF_ERROR(InsertLate(l, inserted[kLate]));
+      TRIB_RETURN_IF_ERROR(InsertLate(l, inserted[kLate], bounds[kLate]));
     }
   }
   return Status::Ok();
 }
 
-Status SqliteSink::InsertReading(const Reading& r, uint64_t& inserted) {
+Status SqliteSink::InsertReading(const Reading& r, uint64_t& inserted, GeoBounds& bounds) {
   SqliteStatement& s = insert_[kReadings];
   s.BindText(1, r.device.view());
   s.BindText(2, r.metric.view());
@@ -464,10 +502,11 @@ Status SqliteSink::InsertReading(const Reading& r, uint64_t& inserted) {
   s.BindText(13, flags_text_.Format(r.flags.bits, false));
   json_ = ProvenanceToJson(r.prov, r.device, r.flags);
   s.BindText(14, json_);
-  return StepInsert(s, inserted);
+  BindGeom(s, 15, r.lon, r.lat, geom_buf_);
+  return StepInsert(s, inserted, &bounds, r.lon, r.lat);
 }
 
-Status SqliteSink::InsertWindow(const WindowResult& w, uint64_t& inserted) {
+Status SqliteSink::InsertWindow(const WindowResult& w, uint64_t& inserted, GeoBounds& bounds) {
   SqliteStatement& s = insert_[kWindows];
   s.BindText(1, w.window.view());
   s.BindText(2, w.group_by.view());
@@ -502,7 +541,8 @@ Status SqliteSink::InsertWindow(const WindowResult& w, uint64_t& inserted) {
     QuantilesJson(w.quantiles, json_);
     s.BindText(28, json_);
   }
-  return StepInsert(s, inserted);
+  BindGeom(s, 29, w.centroid_lon, w.centroid_lat, geom_buf_);
+  return StepInsert(s, inserted, &bounds, w.centroid_lon, w.centroid_lat);
 }
 
 Status SqliteSink::InsertQuarantine(const QuarantineRecord& q, uint64_t& inserted) {
@@ -523,7 +563,7 @@ Status SqliteSink::InsertQuarantine(const QuarantineRecord& q, uint64_t& inserte
   return StepInsert(s, inserted);
 }
 
-Status SqliteSink::InsertLate(const LateRecord& l, uint64_t& inserted) {
+Status SqliteSink::InsertLate(const LateRecord& l, uint64_t& inserted, GeoBounds& bounds) {
   SqliteStatement& s = insert_[kLate];
   const Reading& r = l.reading;
   s.BindText(1, l.window.view());
@@ -550,7 +590,8 @@ Status SqliteSink::InsertLate(const LateRecord& l, uint64_t& inserted) {
   s.BindText(17, flags_text_.Format(r.flags.bits, false));
   json_ = ProvenanceToJson(r.prov, r.device, r.flags);
   s.BindText(18, json_);
-  return StepInsert(s, inserted);
+  BindGeom(s, 19, r.lon, r.lat, geom_buf_);
+  return StepInsert(s, inserted, &bounds, r.lon, r.lat);
 }
 
 Status SqliteSink::AbortWrite(const Status& cause) {
@@ -579,7 +620,12 @@ Status SqliteSink::TransactionLost(const Status& cause) {
 }
 
 Status SqliteSink::CommitTransaction() {
-  Status st = commit_.Run();
+  // The layer extents in gpkg_contents change in the same transaction as the rows.
+  Status st;
+  for (int i : {kReadings, kWindows, kLate}) {
+    if (st.ok()) st = ExtendGpkgBounds(db_, kTableNames[i], pending_bounds_[i]);
+  }
+  if (st.ok()) st = commit_.Run();
   if (!st.ok()) {
     if (db_.autocommit()) return TransactionLost(st);
     return st;  // still open: the caller may retry
@@ -619,6 +665,28 @@ void SqliteSink::Close() {
 
 }  // namespace
 
+namespace {
+
+// Every step is idempotent: a fresh file, a version 1 file and a current one all end up
+// with the same tables, columns and GeoPackage registrations.
+Status ApplySchema(SqliteDb& db) {
+  TRIB_RETURN_IF_ERROR(db.Exec(kSchemaSql));
+  // Version 2: the GeoPackage layout.
+  TRIB_RETURN_IF_ERROR(CreateGpkgMetadata(db));
+  for (int i = 0; i < kTableCount; ++i) {
+    GpkgDataType type = i == kQuarantine ? GpkgDataType::kAttributes : GpkgDataType::kFeatures;
+    TRIB_RETURN_IF_ERROR(RegisterGpkgTable(db, kTableNames[i], type, kTableDescriptions[i]));
+  }
+  TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "readings", "lon", "lat"));
+  TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "windows", "centroid_lon", "centroid_lat"));
+  TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "late", "lon", "lat"));
+  return db.Exec("INSERT OR IGNORE INTO schema_version (version, applied_at, applied_by) VALUES (" +
+                 std::to_string(kSqliteSchemaVersion) + ", '" + FormatTime(NowUs()) +
+                 "', 'tributary')");
+}
+
+}  // namespace
+
 Status CreateSqliteSchema(SqliteDb& db) {
   TRIB_ASSIGN_OR_RETURN(int64_t has_version_table,
                         db.QueryInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
@@ -633,12 +701,9 @@ Status CreateSqliteSchema(SqliteDb& db) {
                              "; use a newer tributary or another path");
     }
   }
-  std::string sql = "BEGIN IMMEDIATE;";
-  sql += kSchemaSql;
-  sql += "INSERT OR IGNORE INTO schema_version (version, applied_at, applied_by) VALUES (" +
-         std::to_string(kSqliteSchemaVersion) + ", '" + FormatTime(NowUs()) +
-         "', 'tributary');COMMIT;";
-  Status st = db.Exec(sql);
+  TRIB_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  Status st = ApplySchema(db);
+  if (st.ok()) st = db.Exec("COMMIT");
   if (!st.ok()) {
     if (!db.autocommit()) (void)db.Exec("ROLLBACK");
     return st;
@@ -650,7 +715,9 @@ const SectionSpec& SqliteSinkSpec() {
   static const SectionSpec spec{
       "sinks[] (type: sqlite)",
       "A local SQLite store (WAL mode) with the tables readings, windows, quarantine and "
-      "late and the view latest_windows; see docs/SCHEMA.md. Rows are inserted in "
+      "late and the view latest_windows, laid out as an OGC GeoPackage 1.3 that QGIS and "
+      "GDAL open directly (point layers readings, windows and late); see docs/SCHEMA.md. "
+      "Rows are inserted in "
       "transactions committed at every pipeline commit; duplicates of readings, windows "
       "and late rows are ignored, so replayed input is stored once.",
       {

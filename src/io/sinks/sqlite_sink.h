@@ -1,5 +1,8 @@
 // The `sqlite` sink: a local SQLite store of readings, window results, quarantined
-// payloads and late readings (schema and example queries: docs/SCHEMA.md).
+// payloads and late readings (schema and example queries: docs/SCHEMA.md). The file is
+// an OGC GeoPackage 1.3 (io/sinks/gpkg.h): readings, windows and late are point feature
+// layers with a `geom` column built from their positions, quarantine an attribute table;
+// each commit widens the layers' extents in gpkg_contents in the same transaction.
 //
 // Transactions: the first Write after a commit begins a transaction (BEGIN IMMEDIATE,
 // which takes the database's write lock up front). Each Write runs inside a savepoint,
@@ -40,7 +43,7 @@ class Registry;
 class SqliteDb;
 
 /// Version of the schema this build writes (rows of the `schema_version` table).
-inline constexpr int kSqliteSchemaVersion = 1;
+inline constexpr int kSqliteSchemaVersion = 2;
 /// File name used when `path` is not set: <data-dir>/tributary.gpkg.
 inline constexpr std::string_view kSqliteDefaultFileName = "tributary.gpkg";
 
@@ -70,8 +73,9 @@ Result<SqliteSinkOptions> ReadSqliteSinkOptions(const SinkEntry& entry);
 /// Make a sqlite sink; nothing is opened before Open.
 std::unique_ptr<Sink> MakeSqliteSink(SqliteSinkOptions options);
 
-/// Create every table, index and view of the store if missing and record the schema
-/// version; fails when the file was written by a newer schema version.
+/// Create every table, index and view of the store and its GeoPackage metadata if
+/// missing (upgrading a version 1 file in place) and record the schema version; fails
+/// when the file was written by a newer schema version.
 Status CreateSqliteSchema(SqliteDb& db);
 
 /// Register the `sqlite` sink type.

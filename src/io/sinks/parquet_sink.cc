@@ -1,0 +1,1001 @@
+#include "io/sinks/parquet_sink.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "core/registry.h"
+
+#ifdef TRIBUTARY_HAVE_DUCKDB
+#include <duckdb.h>
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/json_writer.h"
+#include "io/sinks/gpkg.h"
+#endif
+
+namespace tributary {
+
+namespace {
+
+constexpr std::string_view kGeoMetadata =
+    R"({"version":"1.0.0","primary_column":"geometry","columns":{"geometry":)"
+    R"({"encoding":"WKB","geometry_types":["Point"]}}})";
+
+}  // namespace
+
+std::string_view GeoParquetMetadata() {
+  return kGeoMetadata;
+}
+
+bool ParquetSinkAvailable() {
+#ifdef TRIBUTARY_HAVE_DUCKDB
+  return true;
+#else
+  return false;
+#endif
+}
+
+#ifdef TRIBUTARY_HAVE_DUCKDB
+namespace {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------
+// Table layouts. Partition columns come first in the buffer tables and are left out of
+// the files (their values are in the folder names, as Hive partitioning does).
+
+struct ColumnDef {
+  std::string_view name;
+  duckdb_type type;
+};
+
+enum TableIndex : int { kReadings = 0, kWindows, kQuarantine, kLate, kTableCount };
+constexpr std::string_view kTableNames[kTableCount] = {"readings", "windows", "quarantine", "late"};
+
+// Flattened provenance, shared by readings, quarantine and late.
+const std::vector<ColumnDef> kProvenanceColumns = {
+    {"source", DUCKDB_TYPE_VARCHAR},           {"topic", DUCKDB_TYPE_VARCHAR},
+    {"partition", DUCKDB_TYPE_INTEGER},        {"offset", DUCKDB_TYPE_BIGINT},
+    {"firmware_version", DUCKDB_TYPE_VARCHAR}, {"calibration_date", DUCKDB_TYPE_VARCHAR},
+    {"crs_source", DUCKDB_TYPE_VARCHAR},       {"original_x", DUCKDB_TYPE_DOUBLE},
+    {"original_y", DUCKDB_TYPE_DOUBLE},
+};
+
+std::vector<ColumnDef> Concat(std::initializer_list<std::vector<ColumnDef>> parts) {
+  std::vector<ColumnDef> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+const std::vector<ColumnDef> kReadingColumns = Concat({{{"date", DUCKDB_TYPE_DATE},
+                                                        {"metric", DUCKDB_TYPE_VARCHAR},
+                                                        {"device_id", DUCKDB_TYPE_VARCHAR},
+                                                        {"value", DUCKDB_TYPE_DOUBLE},
+                                                        {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                        {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                        {"lat", DUCKDB_TYPE_DOUBLE},
+                                                        {"lon", DUCKDB_TYPE_DOUBLE},
+                                                        {"zone_id", DUCKDB_TYPE_VARCHAR},
+                                                        {"h3", DUCKDB_TYPE_VARCHAR},
+                                                        {"qc_flags", DUCKDB_TYPE_VARCHAR}},
+                                                       kProvenanceColumns,
+                                                       {{"geometry", DUCKDB_TYPE_BLOB}}});
+
+const std::vector<ColumnDef> kWindowColumns = {
+    {"date", DUCKDB_TYPE_DATE},
+    {"metric", DUCKDB_TYPE_VARCHAR},
+    {"window", DUCKDB_TYPE_VARCHAR},
+    {"group_by", DUCKDB_TYPE_VARCHAR},
+    {"group_key", DUCKDB_TYPE_VARCHAR},
+    {"window_start", DUCKDB_TYPE_TIMESTAMP_TZ},
+    {"window_end", DUCKDB_TYPE_TIMESTAMP_TZ},
+    {"sample_count", DUCKDB_TYPE_BIGINT},
+    {"mean", DUCKDB_TYPE_DOUBLE},
+    {"min", DUCKDB_TYPE_DOUBLE},
+    {"max", DUCKDB_TYPE_DOUBLE},
+    {"std", DUCKDB_TYPE_DOUBLE},
+    {"median", DUCKDB_TYPE_DOUBLE},
+    {"p95", DUCKDB_TYPE_DOUBLE},
+    {"trimmed_mean", DUCKDB_TYPE_DOUBLE},
+    {"first", DUCKDB_TYPE_DOUBLE},
+    {"last", DUCKDB_TYPE_DOUBLE},
+    {"centroid_lat", DUCKDB_TYPE_DOUBLE},
+    {"centroid_lon", DUCKDB_TYPE_DOUBLE},
+    {"distinct_sensors", DUCKDB_TYPE_INTEGER},
+    {"late_arrival_count", DUCKDB_TYPE_BIGINT},
+    {"aggregation_method", DUCKDB_TYPE_VARCHAR},
+    {"quality_flags", DUCKDB_TYPE_VARCHAR},
+    {"revision", DUCKDB_TYPE_INTEGER},
+    {"emitted_at", DUCKDB_TYPE_TIMESTAMP_TZ},
+    {"quantiles", DUCKDB_TYPE_VARCHAR},
+    {"geometry", DUCKDB_TYPE_BLOB},
+};
+
+const std::vector<ColumnDef> kQuarantineColumns =
+    Concat({{{"date", DUCKDB_TYPE_DATE},
+             {"reason", DUCKDB_TYPE_VARCHAR},
+             {"detail", DUCKDB_TYPE_VARCHAR},
+             {"raw", DUCKDB_TYPE_BLOB},
+             {"device_id", DUCKDB_TYPE_VARCHAR},
+             {"metric", DUCKDB_TYPE_VARCHAR},
+             {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ}},
+            kProvenanceColumns});
+
+const std::vector<ColumnDef> kLateColumns = Concat({{{"date", DUCKDB_TYPE_DATE},
+                                                     {"metric", DUCKDB_TYPE_VARCHAR},
+                                                     {"window", DUCKDB_TYPE_VARCHAR},
+                                                     {"device_id", DUCKDB_TYPE_VARCHAR},
+                                                     {"value", DUCKDB_TYPE_DOUBLE},
+                                                     {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                     {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                     {"lateness_us", DUCKDB_TYPE_BIGINT},
+                                                     {"lateness_s", DUCKDB_TYPE_DOUBLE},
+                                                     {"watermark", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                     {"lat", DUCKDB_TYPE_DOUBLE},
+                                                     {"lon", DUCKDB_TYPE_DOUBLE},
+                                                     {"zone_id", DUCKDB_TYPE_VARCHAR},
+                                                     {"h3", DUCKDB_TYPE_VARCHAR},
+                                                     {"qc_flags", DUCKDB_TYPE_VARCHAR}},
+                                                    kProvenanceColumns,
+                                                    {{"geometry", DUCKDB_TYPE_BLOB}}});
+
+struct TableDef {
+  const std::vector<ColumnDef>* columns;
+  int partition_columns;         // leading columns that name the folders
+  bool geometry;                 // has a `geometry` column (GeoParquet metadata)
+  double initial_bytes_per_row;  // file size guess before the first file is written
+};
+
+const TableDef kTables[kTableCount] = {
+    {&kReadingColumns, 2, true, 24},
+    {&kWindowColumns, 2, true, 64},
+    {&kQuarantineColumns, 1, false, 128},
+    {&kLateColumns, 2, true, 48},
+};
+
+std::string QuoteIdent(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string QuoteLiteral(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out.push_back('\'');
+    out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
+}
+
+// A Hive partition value as a folder name: bytes outside [A-Za-z0-9._-] as %XX (which
+// Hive-aware readers decode), the empty value as Hive's default partition.
+std::string HiveValue(std::string_view v) {
+  if (v.empty()) return "__HIVE_DEFAULT_PARTITION__";
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (char c : v) {
+    auto b = static_cast<unsigned char>(c);
+    if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '.' ||
+        b == '_' || b == '-') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[b >> 4]);
+      out.push_back(kHex[b & 15]);
+    }
+  }
+  return out;
+}
+
+std::string SeqName(uint64_t seq) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%06llu", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+// The sequence number of "part-<digits>.parquet", or -1.
+int64_t PartSeq(const std::string& file_name) {
+  constexpr std::string_view kPrefix = "part-", kSuffix = ".parquet";
+  if (file_name.size() <= kPrefix.size() + kSuffix.size()) return -1;
+  if (file_name.compare(0, kPrefix.size(), kPrefix) != 0) return -1;
+  if (file_name.compare(file_name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0) {
+    return -1;
+  }
+  int64_t seq = 0;
+  const char* first = file_name.data() + kPrefix.size();
+  const char* last = file_name.data() + file_name.size() - kSuffix.size();
+  auto res = std::from_chars(first, last, seq);
+  if (res.ec != std::errc() || res.ptr != last) return -1;
+  return seq;
+}
+
+Status FsyncPath(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) return Status::Io("parquet: cannot open " + path + ": " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    return Status::Io("parquet: fsync " + path + ": " + std::strerror(err), /*retryable=*/true);
+  }
+  return Status::Ok();
+}
+
+// QC flag names for a bitset, remembered for the last bitset seen (flags repeat).
+class FlagsText {
+ public:
+  std::string_view Format(uint32_t bits, bool window_flags) {
+    if (!valid_ || bits != bits_) {
+      text_ = window_flags ? WindowFlagsToString(bits) : QcFlagsToString(QcFlags{bits});
+      bits_ = bits;
+      valid_ = true;
+    }
+    return text_;
+  }
+
+ private:
+  bool valid_ = false;
+  uint32_t bits_ = 0;
+  std::string text_;
+};
+
+// ---------------------------------------------------------------------------
+// RAII for the DuckDB handles.
+
+class DuckResult {
+ public:
+  DuckResult() = default;
+  DuckResult(const DuckResult&) = delete;
+  DuckResult& operator=(const DuckResult&) = delete;
+  ~DuckResult() { duckdb_destroy_result(&result_); }
+  duckdb_result* get() { return &result_; }
+
+  idx_t rows() { return duckdb_row_count(&result_); }
+  std::string Text(idx_t col, idx_t row) {
+    char* s = duckdb_value_varchar(&result_, col, row);
+    std::string out = s != nullptr ? s : "";
+    duckdb_free(s);
+    return out;
+  }
+  int64_t Int(idx_t col, idx_t row) { return duckdb_value_int64(&result_, col, row); }
+
+ private:
+  duckdb_result result_{};
+};
+
+class DuckConnection {
+ public:
+  DuckConnection() = default;
+  DuckConnection(const DuckConnection&) = delete;
+  DuckConnection& operator=(const DuckConnection&) = delete;
+  ~DuckConnection() { Close(); }
+
+  Status Open(int threads) {
+    duckdb_config config = nullptr;
+    if (duckdb_create_config(&config) != DuckDBSuccess) {
+      return Status::Internal("duckdb: cannot create a config");
+    }
+    std::string t = std::to_string(threads);
+    duckdb_set_config(config, "threads", t.c_str());
+    char* error = nullptr;
+    duckdb_state st = duckdb_open_ext(nullptr, &db_, config, &error);
+    duckdb_destroy_config(&config);
+    if (st != DuckDBSuccess) {
+      std::string msg = error != nullptr ? error : "unknown error";
+      duckdb_free(error);
+      return Status::Internal("duckdb: cannot open an in-memory database: " + msg);
+    }
+    if (duckdb_connect(db_, &conn_) != DuckDBSuccess) {
+      return Status::Internal("duckdb: cannot connect to the in-memory database");
+    }
+    return Status::Ok();
+  }
+  void Close() {
+    if (conn_ != nullptr) duckdb_disconnect(&conn_);
+    if (db_ != nullptr) duckdb_close(&db_);
+  }
+  duckdb_connection get() const { return conn_; }
+
+  /// Run `sql`; errors quote DuckDB's message. Disk-level failures are retryable.
+  Status Exec(const std::string& sql, DuckResult* out = nullptr) {
+    DuckResult local;
+    DuckResult& r = out != nullptr ? *out : local;
+    if (duckdb_query(conn_, sql.c_str(), r.get()) == DuckDBSuccess) return Status::Ok();
+    const char* msg = duckdb_result_error(r.get());
+    duckdb_error_type type = duckdb_result_error_type(r.get());
+    bool retryable = type == DUCKDB_ERROR_IO || type == DUCKDB_ERROR_OUT_OF_MEMORY;
+    return Status(retryable ? StatusCode::kIoError : StatusCode::kInternal,
+                  std::string("duckdb: ") + (msg != nullptr ? msg : "query failed"), retryable);
+  }
+
+ private:
+  duckdb_database db_ = nullptr;
+  duckdb_connection conn_ = nullptr;
+};
+
+// One data chunk being filled row by row, appended to a table through an appender when
+// full. Values are written straight into the chunk's vectors.
+class ChunkAppender {
+ public:
+  ChunkAppender() = default;
+  ChunkAppender(const ChunkAppender&) = delete;
+  ChunkAppender& operator=(const ChunkAppender&) = delete;
+  ~ChunkAppender() { Destroy(); }
+
+  Status Create(DuckConnection& conn, const std::string& table,
+                const std::vector<ColumnDef>& columns) {
+    Destroy();
+    if (duckdb_appender_create(conn.get(), nullptr, table.c_str(), &appender_) != DuckDBSuccess) {
+      std::string msg = AppenderError();
+      return Status::Internal("duckdb: cannot append to " + table + ": " + msg);
+    }
+    std::vector<duckdb_logical_type> types;
+    for (const ColumnDef& c : columns) types.push_back(duckdb_create_logical_type(c.type));
+    chunk_ = duckdb_create_data_chunk(types.data(), types.size());
+    for (duckdb_logical_type& t : types) duckdb_destroy_logical_type(&t);
+    capacity_ = duckdb_vector_size();
+    vectors_.resize(columns.size());
+    data_.resize(columns.size());
+    validity_.resize(columns.size());
+    table_ = table;
+    Refresh();
+    return Status::Ok();
+  }
+
+  void Destroy() {
+    if (chunk_ != nullptr) duckdb_destroy_data_chunk(&chunk_);
+    if (appender_ != nullptr) duckdb_appender_destroy(&appender_);
+    row_ = 0;
+  }
+
+  void Str(int c, std::string_view v) {
+    duckdb_vector_assign_string_element_len(vectors_[c], row_, v.data() != nullptr ? v.data() : "",
+                                            v.size());
+  }
+  void StrOrNull(int c, std::string_view v) {
+    if (v.empty()) {
+      Null(c);
+    } else {
+      Str(c, v);
+    }
+  }
+  void F64(int c, double v) {
+    if (std::isfinite(v)) {
+      static_cast<double*>(data_[c])[row_] = v;
+    } else {
+      Null(c);
+    }
+  }
+  void I64(int c, int64_t v) { static_cast<int64_t*>(data_[c])[row_] = v; }
+  void I64OrNull(int c, int64_t v) {  // -1 means "not applicable"
+    if (v < 0) {
+      Null(c);
+    } else {
+      I64(c, v);
+    }
+  }
+  void I32(int c, int32_t v) { static_cast<int32_t*>(data_[c])[row_] = v; }
+  void I32OrNull(int c, int32_t v) {
+    if (v < 0) {
+      Null(c);
+    } else {
+      I32(c, v);
+    }
+  }
+  void Date(int c, TimeUs t) { I32(c, static_cast<int32_t>(FloorDiv(t, kMicrosPerDay))); }
+  void Null(int c) { duckdb_validity_set_row_invalid(validity_[c], row_); }
+
+  /// Finish the row; append the chunk when it is full.
+  Status EndRow() {
+    if (++row_ == capacity_) return Flush();
+    return Status::Ok();
+  }
+
+  /// Append the rows of the chunk so far to the appender's buffer.
+  Status Flush() {
+    if (row_ == 0) return Status::Ok();
+    duckdb_data_chunk_set_size(chunk_, row_);
+    duckdb_state st = duckdb_append_data_chunk(appender_, chunk_);
+    duckdb_data_chunk_reset(chunk_);
+    row_ = 0;
+    Refresh();
+    if (st != DuckDBSuccess) {
+      return Status::Internal("duckdb: append to " + table_ + ": " + AppenderError());
+    }
+    return Status::Ok();
+  }
+
+  /// Flush the chunk and make every appended row visible to queries.
+  Status FlushAll() {
+    TRIB_RETURN_IF_ERROR(Flush());
+    if (duckdb_appender_flush(appender_) != DuckDBSuccess) {
+      return Status::Internal("duckdb: flush " + table_ + ": " + AppenderError());
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::string AppenderError() const {
+    const char* e = appender_ != nullptr ? duckdb_appender_error(appender_) : nullptr;
+    return e != nullptr ? e : "unknown error";
+  }
+  void Refresh() {
+    for (size_t c = 0; c < vectors_.size(); ++c) {
+      vectors_[c] = duckdb_data_chunk_get_vector(chunk_, c);
+      data_[c] = duckdb_vector_get_data(vectors_[c]);
+      duckdb_vector_ensure_validity_writable(vectors_[c]);
+      validity_[c] = duckdb_vector_get_validity(vectors_[c]);
+    }
+  }
+
+  duckdb_appender appender_ = nullptr;
+  duckdb_data_chunk chunk_ = nullptr;
+  std::vector<duckdb_vector> vectors_;
+  std::vector<void*> data_;
+  std::vector<uint64_t*> validity_;
+  idx_t row_ = 0;
+  idx_t capacity_ = 0;
+  std::string table_;
+};
+
+// ---------------------------------------------------------------------------
+
+const char* CompressionName(ParquetCompression c) {
+  switch (c) {
+    case ParquetCompression::kZstd:
+      return "ZSTD";
+    case ParquetCompression::kSnappy:
+      return "SNAPPY";
+    case ParquetCompression::kUncompressed:
+      return "UNCOMPRESSED";
+  }
+  return "ZSTD";
+}
+
+class ParquetSink final : public Sink {
+ public:
+  explicit ParquetSink(ParquetSinkOptions options) : options_(std::move(options)) {
+    enabled_[kReadings] = options_.readings;
+    enabled_[kWindows] = options_.windows;
+    enabled_[kQuarantine] = options_.quarantine;
+    enabled_[kLate] = options_.late;
+    for (int i = 0; i < kTableCount; ++i) {
+      tables_[i].ledger_key = options_.name + "/" + std::string(kTableNames[i]);
+      tables_[i].buffer = "buffer_" + std::string(kTableNames[i]);
+      tables_[i].bytes_per_row = kTables[i].initial_bytes_per_row;
+    }
+  }
+  ~ParquetSink() override { Close(); }
+
+  Status Open(RunContext& ctx) override;
+  Status Write(const Batch& batch) override;
+  Status Commit() override;
+  void Close() override;
+
+ private:
+  struct Table {
+    std::string ledger_key;
+    std::string buffer;  // name of the in-memory DuckDB table
+    ChunkAppender appender;
+    uint64_t buffered = 0;  // rows written since the last commit
+    double bytes_per_row = 0;
+  };
+  struct Partition {
+    std::string date;    // YYYY-MM-DD
+    std::string metric;  // only for tables partitioned by metric
+    uint64_t rows = 0;
+    std::string folder;
+    std::string where;  // SQL condition selecting its rows
+  };
+
+  Status CreateBuffer(int t);
+  Status ScanArchive();
+  Status AppendReading(const Reading& r);
+  Status AppendWindow(const WindowResult& w);
+  Status AppendQuarantine(const QuarantineRecord& q);
+  Status AppendLate(const LateRecord& l);
+  void AppendProvenance(ChunkAppender& a, int first_column, const Provenance& p);
+  void AppendGeometry(ChunkAppender& a, int column, double lon, double lat);
+  void AppendH3(ChunkAppender& a, int column, uint64_t cell);
+  Status CommitTable(int t);
+  Status WritePartition(int t, const Partition& p);
+
+  ParquetSinkOptions options_;
+  bool enabled_[kTableCount] = {};
+  Table tables_[kTableCount];
+  Ledger* ledger_ = nullptr;
+  std::string root_;
+  bool open_ = false;
+  uint64_t next_seq_ = 1;
+  std::string select_[kTableCount];  // file columns, quoted and comma-separated
+  DuckConnection duck_;
+
+  FlagsText flags_text_;
+  std::string json_;
+};
+
+Status ParquetSink::Open(RunContext& ctx) {
+  if (open_) return Status::Internal("parquet sink " + options_.name + " opened twice");
+  ledger_ = ctx.ledger;
+  if (options_.path.empty()) {
+    std::string dir = ctx.data_dir.empty() ? std::string(".") : ctx.data_dir;
+    root_ = dir + "/" + std::string(kParquetDefaultFolder);
+  } else {
+    root_ = options_.path;
+  }
+  std::error_code ec;
+  fs::create_directories(root_, ec);
+  if (ec) return Status::Io("parquet " + root_ + ": cannot create the folder: " + ec.message());
+  TRIB_RETURN_IF_ERROR(ScanArchive());
+  TRIB_RETURN_IF_ERROR(duck_.Open(options_.threads));
+  for (int t = 0; t < kTableCount; ++t) {
+    const TableDef& def = kTables[t];
+    select_[t].clear();
+    for (size_t c = static_cast<size_t>(def.partition_columns); c < def.columns->size(); ++c) {
+      if (!select_[t].empty()) select_[t] += ", ";
+      select_[t] += QuoteIdent((*def.columns)[c].name);
+    }
+    if (enabled_[t]) TRIB_RETURN_IF_ERROR(CreateBuffer(t));
+  }
+  open_ = true;
+  return Status::Ok();
+}
+
+// Continue numbering after the highest part-<seq>.parquet of the archive, and remove
+// the temporary files of a commit that never finished.
+Status ParquetSink::ScanArchive() {
+  std::error_code ec;
+  uint64_t max_seq = 0;
+  std::vector<fs::path> stale;
+  for (auto it = fs::recursive_directory_iterator(root_, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    std::string name = it->path().filename().string();
+    int64_t seq = PartSeq(name);
+    if (seq > 0) max_seq = std::max(max_seq, static_cast<uint64_t>(seq));
+    if (name.size() > 5 && name.rfind(".part-", 0) == 0 &&
+        name.compare(name.size() - 4, 4, ".tmp") == 0) {
+      stale.push_back(it->path());
+    }
+  }
+  if (ec) return Status::Io("parquet " + root_ + ": cannot list the archive: " + ec.message());
+  for (const fs::path& p : stale) {
+    spdlog::warn("parquet {}: removing {} left by an unfinished commit", root_, p.string());
+    fs::remove(p, ec);
+  }
+  next_seq_ = max_seq + 1;
+  return Status::Ok();
+}
+
+Status ParquetSink::CreateBuffer(int t) {
+  Table& table = tables_[t];
+  std::string ddl = "CREATE OR REPLACE TABLE " + QuoteIdent(table.buffer) + " (";
+  const std::vector<ColumnDef>& cols = *kTables[t].columns;
+  for (size_t c = 0; c < cols.size(); ++c) {
+    if (c > 0) ddl += ", ";
+    ddl += QuoteIdent(cols[c].name);
+    switch (cols[c].type) {
+      case DUCKDB_TYPE_DATE:
+        ddl += " DATE";
+        break;
+      case DUCKDB_TYPE_VARCHAR:
+        ddl += " VARCHAR";
+        break;
+      case DUCKDB_TYPE_DOUBLE:
+        ddl += " DOUBLE";
+        break;
+      case DUCKDB_TYPE_TIMESTAMP_TZ:
+        ddl += " TIMESTAMPTZ";
+        break;
+      case DUCKDB_TYPE_INTEGER:
+        ddl += " INTEGER";
+        break;
+      case DUCKDB_TYPE_BIGINT:
+        ddl += " BIGINT";
+        break;
+      default:
+        ddl += " BLOB";
+        break;
+    }
+  }
+  ddl += ")";
+  table.appender.Destroy();
+  TRIB_RETURN_IF_ERROR(duck_.Exec(ddl));
+  return table.appender.Create(duck_, table.buffer, cols);
+}
+
+Status ParquetSink::Write(const Batch& batch) {
+  if (!open_) {
+    return Status::Internal("parquet sink " + options_.name + ": Write before a successful Open");
+  }
+  if (enabled_[kReadings]) {
+    for (const Reading& r : batch.readings) TRIB_RETURN_IF_ERROR(AppendReading(r));
+    tables_[kReadings].buffered += batch.readings.size();
+  }
+  if (enabled_[kWindows]) {
+    for (const WindowResult& w : batch.windows) TRIB_RETURN_IF_ERROR(AppendWindow(w));
+    tables_[kWindows].buffered += batch.windows.size();
+  }
+  if (enabled_[kQuarantine]) {
+    for (const QuarantineRecord& q : batch.quarantine) TRIB_RETURN_IF_ERROR(AppendQuarantine(q));
+    tables_[kQuarantine].buffered += batch.quarantine.size();
+  }
+  if (enabled_[kLate]) {
+    for (const LateRecord& l : batch.late) TRIB_RETURN_IF_ERROR(AppendLate(l));
+    tables_[kLate].buffered += batch.late.size();
+  }
+  return Status::Ok();
+}
+
+void ParquetSink::AppendProvenance(ChunkAppender& a, int c, const Provenance& p) {
+  a.StrOrNull(c, p.source.view());
+  a.StrOrNull(c + 1, p.topic.view());
+  a.I32OrNull(c + 2, p.partition);
+  a.I64OrNull(c + 3, p.offset);
+  a.StrOrNull(c + 4, p.firmware.view());
+  a.StrOrNull(c + 5, p.calibration_date.view());
+  a.StrOrNull(c + 6, p.crs_source.view());
+  a.F64(c + 7, p.orig_x);
+  a.F64(c + 8, p.orig_y);
+}
+
+void ParquetSink::AppendGeometry(ChunkAppender& a, int c, double lon, double lat) {
+  if (!HasPosition(lon, lat)) {
+    a.Null(c);
+    return;
+  }
+  uint8_t wkb[kWkbPointSize];
+  EncodeWkbPoint(lon, lat, wkb);
+  a.Str(c, std::string_view(reinterpret_cast<const char*>(wkb), sizeof wkb));
+}
+
+// H3 cells as lowercase hex without leading zeros (as h3-js writes them); NULL for 0.
+void ParquetSink::AppendH3(ChunkAppender& a, int c, uint64_t cell) {
+  if (cell == 0) {
+    a.Null(c);
+    return;
+  }
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof buf, cell, 16);
+  a.Str(c, std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
+}
+
+Status ParquetSink::AppendReading(const Reading& r) {
+  ChunkAppender& a = tables_[kReadings].appender;
+  a.Date(0, r.event_time);
+  a.Str(1, r.metric.view());
+  a.Str(2, r.device.view());
+  a.F64(3, r.value);
+  a.I64(4, r.event_time);
+  a.I64(5, r.arrival_time);
+  a.F64(6, r.lat);
+  a.F64(7, r.lon);
+  a.StrOrNull(8, r.zone.view());
+  AppendH3(a, 9, r.h3);
+  a.Str(10, flags_text_.Format(r.flags.bits, false));
+  AppendProvenance(a, 11, r.prov);
+  AppendGeometry(a, 20, r.lon, r.lat);
+  return a.EndRow();
+}
+
+// Extra quantiles as a JSON object keyed by the quantile: {"0.9":41.2,"0.99":77.5}.
+void QuantilesJson(const std::vector<std::pair<double, double>>& quantiles, std::string& out) {
+  out.clear();
+  out.push_back('{');
+  std::string key;
+  for (size_t i = 0; i < quantiles.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    key.clear();
+    AppendJsonNumber(key, quantiles[i].first);
+    AppendJsonString(out, key);
+    out.push_back(':');
+    AppendJsonNumber(out, quantiles[i].second);
+  }
+  out.push_back('}');
+}
+
+Status ParquetSink::AppendWindow(const WindowResult& w) {
+  ChunkAppender& a = tables_[kWindows].appender;
+  a.Date(0, w.start);
+  a.Str(1, w.metric.view());
+  a.Str(2, w.window.view());
+  a.Str(3, w.group_by.view());
+  a.Str(4, w.group.view());
+  a.I64(5, w.start);
+  a.I64(6, w.end);
+  a.I64(7, static_cast<int64_t>(w.count));
+  a.F64(8, w.mean);
+  a.F64(9, w.min);
+  a.F64(10, w.max);
+  a.F64(11, w.std);
+  a.F64(12, w.median);
+  a.F64(13, w.p95);
+  a.F64(14, w.trimmed_mean);
+  a.F64(15, w.first);
+  a.F64(16, w.last);
+  a.F64(17, w.centroid_lat);
+  a.F64(18, w.centroid_lon);
+  a.I32(19, static_cast<int32_t>(w.distinct_sensors));
+  a.I64(20, static_cast<int64_t>(w.late_count));
+  a.StrOrNull(21, w.aggregation_method.view());
+  a.Str(22, flags_text_.Format(w.flags, true));
+  a.I32(23, static_cast<int32_t>(w.revision));
+  a.I64(24, w.emitted_at);
+  if (w.quantiles.empty()) {
+    a.Null(25);
+  } else {
+    QuantilesJson(w.quantiles, json_);
+    a.Str(25, json_);
+  }
+  AppendGeometry(a, 26, w.centroid_lon, w.centroid_lat);
+  return a.EndRow();
+}
+
+Status ParquetSink::AppendQuarantine(const QuarantineRecord& q) {
+  ChunkAppender& a = tables_[kQuarantine].appender;
+  a.Date(0, q.arrival_time);
+  a.Str(1, q.reason.view());
+  a.StrOrNull(2, q.detail);
+  a.Str(3, q.raw);
+  a.StrOrNull(4, q.device.view());
+  a.StrOrNull(5, q.metric.view());
+  a.I64(6, q.arrival_time);
+  AppendProvenance(a, 7, q.prov);
+  return a.EndRow();
+}
+
+Status ParquetSink::AppendLate(const LateRecord& l) {
+  ChunkAppender& a = tables_[kLate].appender;
+  const Reading& r = l.reading;
+  a.Date(0, r.event_time);
+  a.Str(1, r.metric.view());
+  a.Str(2, l.window.view());
+  a.Str(3, r.device.view());
+  a.F64(4, r.value);
+  a.I64(5, r.event_time);
+  a.I64(6, r.arrival_time);
+  a.I64(7, l.lateness);
+  a.F64(8, static_cast<double>(l.lateness) / static_cast<double>(kMicrosPerSecond));
+  if (l.watermark <= kMinTime) {
+    a.Null(9);
+  } else {
+    a.I64(9, l.watermark);
+  }
+  a.F64(10, r.lat);
+  a.F64(11, r.lon);
+  a.StrOrNull(12, r.zone.view());
+  AppendH3(a, 13, r.h3);
+  a.Str(14, flags_text_.Format(r.flags.bits, false));
+  AppendProvenance(a, 15, r.prov);
+  AppendGeometry(a, 24, r.lon, r.lat);
+  return a.EndRow();
+}
+
+Status ParquetSink::Commit() {
+  if (!open_) return Status::Ok();
+  Status first_error;
+  for (int t = 0; t < kTableCount; ++t) {
+    if (!enabled_[t]) continue;
+    Status st = CommitTable(t);
+    if (!st.ok() && first_error.ok()) first_error = st;
+  }
+  return first_error;
+}
+
+Status ParquetSink::CommitTable(int t) {
+  Table& table = tables_[t];
+  TRIB_RETURN_IF_ERROR(table.appender.FlushAll());
+  if (table.buffered == 0) return Status::Ok();
+  const bool by_metric = kTables[t].partition_columns == 2;
+  std::string buffer = QuoteIdent(table.buffer);
+  DuckResult parts;
+  TRIB_RETURN_IF_ERROR(duck_.Exec(std::string("SELECT strftime(\"date\", '%Y-%m-%d'), ") +
+                                      (by_metric ? "metric" : "NULL") + ", count(*) FROM " +
+                                      buffer + " GROUP BY ALL ORDER BY ALL",
+                                  &parts));
+  std::vector<Partition> partitions;
+  for (idx_t row = 0; row < parts.rows(); ++row) {
+    Partition p;
+    p.date = parts.Text(0, row);
+    p.rows = static_cast<uint64_t>(parts.Int(2, row));
+    p.folder = root_ + "/" + std::string(kTableNames[t]) + "/date=" + p.date;
+    p.where = "\"date\" = DATE " + QuoteLiteral(p.date);
+    if (by_metric) {
+      p.metric = parts.Text(1, row);
+      p.folder += "/metric=" + HiveValue(p.metric);
+      p.where += " AND metric = " + QuoteLiteral(p.metric);
+    }
+    partitions.push_back(std::move(p));
+  }
+  uint64_t committed = 0;
+  Status st;
+  size_t done = 0;
+  for (; done < partitions.size(); ++done) {
+    st = WritePartition(t, partitions[done]);
+    if (!st.ok()) break;
+    committed += partitions[done].rows;
+  }
+  if (st.ok()) {
+    // Start from an empty table: dropping it frees its memory, a DELETE would not.
+    st = CreateBuffer(t);
+    if (st.ok()) table.buffered = 0;
+  } else {
+    // Keep the rows of the partitions not written; the next Commit retries them.
+    for (size_t i = 0; i < done; ++i) {
+      Status del = duck_.Exec("DELETE FROM " + buffer + " WHERE " + partitions[i].where);
+      if (!del.ok()) spdlog::error("parquet {}: {}", root_, del.message());
+    }
+    table.buffered -= std::min(table.buffered, committed);
+  }
+  if (ledger_ != nullptr && committed > 0) ledger_->AddSinkCommitted(table.ledger_key, committed);
+  return st;
+}
+
+// Write one partition's rows as one or more files: all as temporary files first, then
+// each renamed into place, so a failure leaves no new visible file.
+Status ParquetSink::WritePartition(int t, const Partition& p) {
+  Table& table = tables_[t];
+  std::error_code ec;
+  fs::create_directories(p.folder, ec);
+  if (ec) {
+    return Status::Io("parquet: cannot create the folder " + p.folder + ": " + ec.message(),
+                      /*retryable=*/true);
+  }
+  const double target = static_cast<double>(options_.target_file_bytes);
+  uint64_t files = static_cast<uint64_t>(
+      std::ceil(static_cast<double>(p.rows) * table.bytes_per_row / std::max(1.0, target)));
+  files = std::clamp<uint64_t>(files, 1, p.rows);
+  const uint64_t per_file = (p.rows + files - 1) / files;
+  std::string options =
+      std::string("FORMAT PARQUET, COMPRESSION ") + CompressionName(options_.compression);
+  if (kTables[t].geometry) {
+    options += ", KV_METADATA {geo: " + QuoteLiteral(kGeoMetadata) + "}";
+  }
+  std::vector<std::pair<std::string, std::string>> written;  // (temporary, final)
+  Status st;
+  uint64_t bytes = 0;
+  for (uint64_t offset = 0; offset < p.rows && st.ok(); offset += per_file) {
+    std::string seq = SeqName(next_seq_++);
+    std::string tmp = p.folder + "/.part-" + seq + ".parquet.tmp";
+    std::string final_path = p.folder + "/part-" + seq + ".parquet";
+    std::string sql =
+        "COPY (SELECT " + select_[t] + " FROM " + QuoteIdent(table.buffer) + " WHERE " + p.where;
+    if (files > 1) {
+      sql += " LIMIT " + std::to_string(per_file) + " OFFSET " + std::to_string(offset);
+    }
+    sql += ") TO " + QuoteLiteral(tmp) + " (" + options + ")";
+    written.emplace_back(tmp, final_path);
+    st = duck_.Exec(sql);
+    if (st.ok()) st = FsyncPath(tmp, /*directory=*/false);
+    if (st.ok()) bytes += static_cast<uint64_t>(fs::file_size(tmp, ec));
+  }
+  for (auto& [tmp, final_path] : written) {
+    if (st.ok()) {
+      fs::rename(tmp, final_path, ec);
+      if (ec) {
+        st = Status::Io("parquet: cannot rename " + tmp + " to " + final_path + ": " + ec.message(),
+                        /*retryable=*/true);
+      }
+    }
+    if (!st.ok()) fs::remove(tmp, ec);  // not yet visible: drop it
+  }
+  if (!st.ok()) return st;
+  TRIB_RETURN_IF_ERROR(FsyncPath(p.folder, /*directory=*/true));
+  // Learn the compressed size per row from large enough files for the next roll-over.
+  if (p.rows >= 10000 && bytes > 0) {
+    table.bytes_per_row = static_cast<double>(bytes) / static_cast<double>(p.rows);
+  }
+  return Status::Ok();
+}
+
+void ParquetSink::Close() {
+  uint64_t pending = 0;
+  for (Table& t : tables_) pending += t.buffered;
+  if (open_ && pending > 0) {
+    spdlog::warn("parquet {}: closed without a commit; {} buffered rows not written", root_,
+                 pending);
+  }
+  // Appenders go before the database they belong to (also after a failed Open).
+  for (Table& t : tables_) {
+    t.appender.Destroy();
+    t.buffered = 0;
+  }
+  duck_.Close();
+  open_ = false;
+}
+
+}  // namespace
+#endif  // TRIBUTARY_HAVE_DUCKDB
+
+const SectionSpec& ParquetSinkSpec() {
+  static const SectionSpec spec{
+      "sinks[] (type: parquet)",
+      "An archive of Hive-partitioned GeoParquet files written through DuckDB: "
+      "`<path>/<table>/date=YYYY-MM-DD/metric=<metric>/part-<seq>.parquet` (quarantine by "
+      "date only). Rows are buffered in memory and written as new files at every pipeline "
+      "commit; a file becomes visible only when complete. See docs/SCHEMA.md. Needs a build "
+      "with DuckDB (scripts/setup.sh --deps-only).",
+      {
+          {"path", OptionType::kString, "",
+           "Archive folder; a relative path is taken from the working directory. Empty: "
+           "`<data-dir>/archive`. Missing folders are created."},
+          {"tables", OptionType::kStringList, "readings, windows, quarantine, late",
+           "Tables archived: any of `readings`, `windows`, `quarantine`, `late`."},
+          {"target_file_mb", OptionType::kInt, "128",
+           "Size a file should not grow much past, in MiB: a partition holding more rows at "
+           "a commit is split over several files (sizes are estimated from the files "
+           "already written).",
+           "1..65536"},
+          {"compression", OptionType::kEnum, "zstd", "Parquet column compression.",
+           "zstd|snappy|uncompressed"},
+          {"threads", OptionType::kInt, "1", "DuckDB worker threads used to write files.", "1..64"},
+      }};
+  return spec;
+}
+
+Result<ParquetSinkOptions> ReadParquetSinkOptions(const SinkEntry& entry) {
+  const OptionReader& o = entry.options;
+  ParquetSinkOptions out;
+  out.name = entry.name.empty() ? std::string("parquet") : entry.name;
+  TRIB_ASSIGN_OR_RETURN(out.path, o.GetString("path"));
+  TRIB_ASSIGN_OR_RETURN(std::vector<std::string> tables, o.GetStringList("tables"));
+  if (tables.empty()) return o.Error("tables", "lists no table");
+  out.readings = out.windows = out.quarantine = out.late = false;
+  for (const std::string& t : tables) {
+    if (t == "readings") {
+      out.readings = true;
+    } else if (t == "windows") {
+      out.windows = true;
+    } else if (t == "quarantine") {
+      out.quarantine = true;
+    } else if (t == "late") {
+      out.late = true;
+    } else {
+      return o.Error("tables",
+                     "unknown table '" + t + "' (known: readings, windows, quarantine, late)");
+    }
+  }
+  TRIB_ASSIGN_OR_RETURN(int64_t mb, o.GetInt("target_file_mb"));
+  out.target_file_bytes = mb << 20;
+  TRIB_ASSIGN_OR_RETURN(std::string compression, o.GetString("compression"));
+  out.compression = compression == "snappy"         ? ParquetCompression::kSnappy
+                    : compression == "uncompressed" ? ParquetCompression::kUncompressed
+                                                    : ParquetCompression::kZstd;
+  TRIB_ASSIGN_OR_RETURN(int64_t threads, o.GetInt("threads"));
+  out.threads = static_cast<int>(threads);
+  return out;
+}
+
+Result<std::unique_ptr<Sink>> MakeParquetSink(ParquetSinkOptions options) {
+#ifdef TRIBUTARY_HAVE_DUCKDB
+  return std::unique_ptr<Sink>(std::make_unique<ParquetSink>(std::move(options)));
+#else
+  return Status::Invalid("parquet sink " + options.name +
+                         ": built without DuckDB; run scripts/setup.sh --deps-only and rebuild");
+#endif
+}
+
+void RegisterParquetSink(Registry& registry) {
+  registry.AddSink(
+      "parquet", &ParquetSinkSpec(), [](const SinkEntry& entry) -> Result<std::unique_ptr<Sink>> {
+        TRIB_ASSIGN_OR_RETURN(ParquetSinkOptions options, ReadParquetSinkOptions(entry));
+        return MakeParquetSink(std::move(options));
+      });
+}
+
+}  // namespace tributary
