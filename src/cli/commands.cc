@@ -176,9 +176,8 @@ int SimulateCommand(const SimulateOptions& opt) {
   }
   const SimulatorStats& stats = sim.stats();
   std::cerr << "simulated " << stats.messages << " messages from " << sim.devices().size()
-            << " devices (" << stats.burst_messages << " late bursts, "
-            << stats.duplicate_messages << " duplicates, " << stats.malformed_messages
-            << " malformed)\n";
+            << " devices (" << stats.burst_messages << " late bursts, " << stats.duplicate_messages
+            << " duplicates, " << stats.malformed_messages << " malformed)\n";
   return 0;
 }
 

@@ -239,7 +239,10 @@ TEST_F(GpkgStoreTest, UpgradesAVersionOneStoreInPlace) {
             Hex(Bytes(expected)));
   EXPECT_EQ(*db->QueryInt("SELECT geom IS NULL FROM readings WHERE device_id = 'nowhere'"), 1);
   EXPECT_EQ(*db->QueryInt("SELECT count(*) FROM readings WHERE geom IS NOT NULL"), 3);
-  EXPECT_EQ(*db->QueryText("SELECT group_concat(version, ',') FROM schema_version"), "1,2");
+  EXPECT_EQ(*db->QueryText("SELECT group_concat(version, ',') FROM schema_version"), "1,3");
+  EXPECT_EQ(*db->QueryInt("SELECT count(*) FROM pragma_table_info('windows') WHERE name IN "
+                          "('nowcast', 'aqi')"),
+            2);
   EXPECT_EQ(*db->QueryInt("PRAGMA application_id"), kGpkgApplicationId);
   // Bounds cover the upgraded rows and the new ones.
   EXPECT_EQ(*db->QueryText("SELECT min_x || ',' || min_y || ',' || max_x || ',' || max_y FROM "

@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS windows (
   last REAL,
   centroid_lat REAL,
   centroid_lon REAL,
+  nowcast REAL,
+  aqi INTEGER,
   distinct_sensors INTEGER NOT NULL,
   late_arrival_count INTEGER NOT NULL,
   aggregation_method TEXT,
@@ -141,9 +143,9 @@ INSERT OR IGNORE INTO windows (window, group_by, group_key, metric, window_start
   window_end_us, window_start, window_end, sample_count, mean, min, max, std, median, p95,
   trimmed_mean, first, last, centroid_lat, centroid_lon, distinct_sensors,
   late_arrival_count, aggregation_method, quality_flags, revision, emitted_at_us,
-  emitted_at, quantiles, geom)
+  emitted_at, quantiles, geom, nowcast, aqi)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-  ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29))sql";
+  ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31))sql";
 
 constexpr std::string_view kInsertQuarantine = R"sql(
 INSERT INTO quarantine (reason, detail, raw, device_id, metric, arrival_time_us,
@@ -542,6 +544,8 @@ Status SqliteSink::InsertWindow(const WindowResult& w, uint64_t& inserted, GeoBo
     s.BindText(28, json_);
   }
   BindGeom(s, 29, w.centroid_lon, w.centroid_lat, geom_buf_);
+  s.BindDouble(30, w.nowcast);
+  s.BindDouble(31, w.aqi);
   return StepInsert(s, inserted, &bounds, w.centroid_lon, w.centroid_lat);
 }
 
@@ -680,6 +684,17 @@ Status ApplySchema(SqliteDb& db) {
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "readings", "lon", "lat"));
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "windows", "centroid_lon", "centroid_lat"));
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "late", "lon", "lat"));
+  // Version 3: the regulatory columns of windows.
+  for (const char* column : {"nowcast REAL", "aqi INTEGER"}) {
+    std::string name(column, std::strchr(column, ' '));
+    TRIB_ASSIGN_OR_RETURN(
+        int64_t present,
+        db.QueryInt("SELECT count(*) FROM pragma_table_info('windows') WHERE name = '" + name +
+                    "'"));
+    if (present == 0) {
+      TRIB_RETURN_IF_ERROR(db.Exec(std::string("ALTER TABLE windows ADD COLUMN ") + column));
+    }
+  }
   return db.Exec("INSERT OR IGNORE INTO schema_version (version, applied_at, applied_by) VALUES (" +
                  std::to_string(kSqliteSchemaVersion) + ", '" + FormatTime(NowUs()) +
                  "', 'tributary')");

@@ -43,7 +43,7 @@ class Registry;
 class SqliteDb;
 
 /// Version of the schema this build writes (rows of the `schema_version` table).
-inline constexpr int kSqliteSchemaVersion = 2;
+inline constexpr int kSqliteSchemaVersion = 3;
 /// File name used when `path` is not set: <data-dir>/tributary.gpkg.
 inline constexpr std::string_view kSqliteDefaultFileName = "tributary.gpkg";
 
