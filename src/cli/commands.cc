@@ -11,14 +11,19 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <sstream>
 #include <string_view>
 #include <thread>
 
 #include "cli/progress.h"
 #include "core/config.h"
 #include "core/pipeline_config.h"
+#include "ingest/replay_quarantine.h"
 #include "io/sources/simulator.h"
 #include "spatial/h3.h"
 #include "stream/runtime.h"
@@ -184,6 +189,59 @@ int SimulateCommand(const SimulateOptions& opt) {
 // Read "lat,lon" lines (degrees) from stdin and print the H3 cell of each at `res`. A bad
 // line is reported on stderr with its number and skipped; blank lines are ignored. Exit
 // status 1 when no line could be converted.
+struct ReplayOptions {
+  std::string config;
+  std::string data_dir = "./tributary-data";
+};
+
+// Re-run the store's quarantined records through ingestion (e.g. after a mapping or
+// CRS fix) and move the recovered ones in the ledger.
+int ReplayQuarantineCommand(const ReplayOptions& opt) {
+  Result<PipelineConfig> config = LoadConfig(opt.config);
+  if (!config.ok()) {
+    std::cerr << "error: " << config.status().message() << "\n";
+    return 2;
+  }
+  std::string store = opt.data_dir + "/tributary.gpkg";
+  std::string ledger_path = opt.data_dir + "/ledger.json";
+  if (!std::filesystem::exists(store)) {
+    std::cerr << "error: no local store at " << store << " (use --data-dir)\n";
+    return 2;
+  }
+  std::optional<LedgerSnapshot> ledger;
+  if (std::filesystem::exists(ledger_path)) {
+    std::ifstream in(ledger_path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    Result<LedgerSnapshot> parsed = ParseLedgerJson(text.str());
+    if (!parsed.ok()) {
+      std::cerr << "error: " << ledger_path << ": " << parsed.status().message() << "\n";
+      return 1;
+    }
+    ledger = *parsed;
+  }
+  Result<ReplayReport> report = ReplayQuarantine(*config, store, ledger ? &*ledger : nullptr);
+  if (!report.ok()) {
+    std::cerr << "error: " << report.status().message() << "\n";
+    return 1;
+  }
+  if (ledger) {
+    Status st = WriteFileAtomic(ledger_path, ledger->ToJson());
+    if (!st.ok()) {
+      std::cerr << "error: " << st.message() << "\n";
+      return 1;
+    }
+  }
+  std::cout << "quarantine rows " << report->rows << ": recovered " << report->recovered << " ("
+            << report->readings << " readings stored, " << report->duplicates
+            << " duplicates), still quarantined " << report->still_quarantined << "\n";
+  for (const auto& [reason, n] : report->recovered_by_reason) {
+    std::cout << "  recovered from " << reason << ": " << n << "\n";
+  }
+  if (ledger) std::cout << ledger->ToText();
+  return 0;
+}
+
 int H3Command(int res) {
   std::string line;
   size_t line_no = 0;
@@ -278,6 +336,14 @@ int Main(int argc, char** argv) {
       "config-doc", "Print the configuration reference (docs/CONFIGURATION.md) in Markdown.");
 
   int h3_res = 0;
+  ReplayOptions replay;
+  CLI::App* replay_cmd = app.add_subcommand(
+      "replay-quarantine",
+      "Re-run the quarantined records of a local store through ingestion with the sources of "
+      "CONFIG (e.g. after fixing a mapping or CRS) and move the recovered ones in the ledger.");
+  replay_cmd->add_option("config", replay.config, "Pipeline YAML file (default: embedded)");
+  replay_cmd->add_option("--data-dir", replay.data_dir, "Folder of the store and ledger");
+
   CLI::App* h3_cmd = app.add_subcommand(
       "h3", "Print the H3 cell of each \"lat,lon\" line of stdin (degrees), one per line.");
   h3_cmd->add_option("--res", h3_res, "H3 resolution, 0-15")->required()->check(CLI::Range(0, 15));
@@ -292,6 +358,7 @@ int Main(int argc, char** argv) {
   if (run_cmd->parsed()) return RunCommand(run);
   if (check_cmd->parsed()) return CheckCommand(check_path);
   if (sim_cmd->parsed()) return SimulateCommand(sim);
+  if (replay_cmd->parsed()) return ReplayQuarantineCommand(replay);
   if (h3_cmd->parsed()) return H3Command(h3_res);
   if (default_cmd->parsed()) {
     std::cout << EmbeddedDefaultConfig();

@@ -29,11 +29,11 @@ namespace tributary {
 
 /// What one replay did.
 struct ReplayReport {
-  uint64_t rows = 0;               ///< quarantine rows read
-  uint64_t recovered = 0;          ///< rows moved out of quarantine
-  uint64_t readings = 0;           ///< readings stored for them
-  uint64_t duplicates = 0;         ///< readings of recovered rows already seen
-  uint64_t still_quarantined = 0;  ///< rows left in place
+  uint64_t rows = 0;                                    ///< quarantine rows read
+  uint64_t recovered = 0;                               ///< rows moved out of quarantine
+  uint64_t readings = 0;                                ///< readings stored for them
+  uint64_t duplicates = 0;                              ///< readings of recovered rows already seen
+  uint64_t still_quarantined = 0;                       ///< rows left in place
   std::map<std::string, uint64_t> recovered_by_reason;  ///< old reason → rows
 };
 

@@ -14,8 +14,8 @@ namespace {
 constexpr TimeUs kArrival = 1714564802000000;  // 2024-05-01T12:00:02Z
 
 PipelineConfig Config(const std::string& source_options) {
-  auto c = ParsePipelineConfig(
-      "sources:\n  - name: s\n    type: simulator\n" + source_options, "test.yaml");
+  auto c = ParsePipelineConfig("sources:\n  - name: s\n    type: simulator\n" + source_options,
+                               "test.yaml");
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   PipelineConfig config = c.ok() ? *c : PipelineConfig{};
   config.processing.max_future = 5 * kMicrosPerMinute;

@@ -234,6 +234,43 @@ TEST(DefaultRunTest, SimulateThenReplayFromFileAccountsForEveryLine) {
   EXPECT_GT(store.Int("SELECT count(*) FROM windows WHERE group_key = 'all'"), 0);
 }
 
+TEST(DefaultRunTest, ReplayQuarantineRecoversRecordsAfterAMappingFix) {
+  TempDir dir;
+  std::string lines;
+  for (int i = 0; i < 3; ++i) {
+    lines += "{\"dev\":\"x-" + std::to_string(i) +
+             "\",\"sensor_ts\":1714564800000,\"lat\":52.5,\"lon\":13.4,\"pm25\":" +
+             std::to_string(5 + i) + "}\n";
+  }
+  WriteFile(dir.File("in.ndjson"), lines);
+  std::string base =
+      "sources:\n  - name: field\n    type: file\n    path: " + dir.File("in.ndjson") + "\n";
+  WriteFile(dir.File("before.yaml"), base + "sinks:\n  - name: local\n    type: sqlite\n");
+  WriteFile(dir.File("after.yaml"), base + "    mapping: {device_id: dev}\n");
+  std::string data = dir.File("data");
+  testing::CommandResult run =
+      RunTributary({"run", dir.File("before.yaml"), "--data-dir", data, "--quiet"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(ReadLedger(data).quarantined, 3u);
+
+  testing::CommandResult replay =
+      RunTributary({"replay-quarantine", dir.File("after.yaml"), "--data-dir", data});
+  ASSERT_EQ(replay.exit_code, 0) << replay.err;
+  EXPECT_NE(replay.out.find("recovered 3"), std::string::npos) << replay.out;
+  LedgerSnapshot ledger = ReadLedger(data);
+  EXPECT_TRUE(ledger.balanced());
+  EXPECT_EQ(ledger.quarantined, 0u);
+  EXPECT_EQ(ledger.accepted, 3u);
+  Store store(data + "/tributary.gpkg");
+  EXPECT_EQ(store.Int("SELECT count(*) FROM quarantine"), 0);
+  EXPECT_EQ(store.Int("SELECT count(*) FROM readings WHERE device_id LIKE 'x-%'"), 3);
+  // A second replay finds nothing left and stores nothing twice.
+  testing::CommandResult again =
+      RunTributary({"replay-quarantine", dir.File("after.yaml"), "--data-dir", data});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(Store(data + "/tributary.gpkg").Int("SELECT count(*) FROM readings"), 3);
+}
+
 TEST(DefaultRunTest, CheckNamesTheBadLine) {
   TempDir dir;
   WriteFile(dir.File("bad.yaml"),
@@ -251,7 +288,8 @@ TEST(DefaultRunTest, VersionAndHelp) {
   testing::CommandResult v = RunTributary({"--version"});
   EXPECT_EQ(v.exit_code, 0);
   EXPECT_EQ(v.out.rfind("tributary ", 0), 0u) << v.out;
-  for (const char* verb : {"run", "check", "simulate", "config-doc", "default-config"}) {
+  for (const char* verb :
+       {"run", "check", "simulate", "config-doc", "default-config", "h3", "replay-quarantine"}) {
     testing::CommandResult h = RunTributary({verb, "--help"});
     EXPECT_EQ(h.exit_code, 0) << verb;
     EXPECT_NE(h.out.find("Usage"), std::string::npos) << verb << h.out;

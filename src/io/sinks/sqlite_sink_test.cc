@@ -285,6 +285,27 @@ TEST_F(SqliteSinkTest, RoundTripsWindowsWithNanAsNull) {
   EXPECT_FALSE(*stmt->Step());
 }
 
+TEST_F(SqliteSinkTest, RegulatoryColumnsRoundTrip) {
+  auto sink = MakeSqliteSink(Options());
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+  Batch b;
+  WindowResult hourly = FullWindow();
+  hourly.nowcast = 35.5;
+  hourly.aqi = 101;
+  b.windows.push_back(hourly);
+  WindowResult plain = FullWindow();
+  plain.start += kMicrosPerMinute;
+  plain.end += kMicrosPerMinute;
+  b.windows.push_back(plain);
+  ASSERT_TRUE(sink->Write(b).ok());
+  ASSERT_TRUE(sink->Commit().ok());
+  sink->Close();
+  auto db = Reader();
+  EXPECT_EQ(*db->QueryText("SELECT nowcast || '/' || aqi FROM windows ORDER BY id LIMIT 1"),
+            "35.5/101");
+  EXPECT_EQ(*db->QueryInt("SELECT count(*) FROM windows WHERE nowcast IS NULL AND aqi IS NULL"), 1);
+}
+
 TEST_F(SqliteSinkTest, LatestWindowsViewKeepsTheHighestRevision) {
   auto sink = MakeSqliteSink(Options());
   ASSERT_TRUE(sink->Open(ctx_).ok());
