@@ -198,14 +198,18 @@ Result<SourceIngestOptions> ReadSourceIngestOptions(const OptionReader& options)
     }
   }
   if (options.Has("epoch_unit")) {
-    TRIB_ASSIGN_OR_RETURN(std::string unit, options.GetString("epoch_unit"));
+    Result<std::string> unit_value = options.GetString("epoch_unit");
+    if (!unit_value.ok()) return unit_value.status();
+    const std::string& unit = *unit_value;
     out.epoch_unit = unit == "s"    ? EpochUnit::kSeconds
                      : unit == "ms" ? EpochUnit::kMillis
                      : unit == "us" ? EpochUnit::kMicros
                                     : EpochUnit::kAuto;
   }
   if (options.Has("owm_units")) {
-    TRIB_ASSIGN_OR_RETURN(std::string units, options.GetString("owm_units"));
+    Result<std::string> units_value = options.GetString("owm_units");
+    if (!units_value.ok()) return units_value.status();
+    const std::string& units = *units_value;
     out.owm_units = units == "metric"     ? OwmUnits::kMetric
                     : units == "imperial" ? OwmUnits::kImperial
                                           : OwmUnits::kStandard;
