@@ -26,6 +26,12 @@ find_package(SQLite3 QUIET)
 tributary_require(SQLite3_FOUND "SQLite3" "libsqlite3-dev")
 find_package(PROJ CONFIG QUIET)
 tributary_require(PROJ_FOUND "PROJ" "libproj-dev proj-data")
+find_package(OpenSSL QUIET)  # Paho's TLS libraries link OpenSSL::SSL
+tributary_require(OpenSSL_FOUND "OpenSSL" "libssl-dev")
+if(OpenSSL_FOUND)
+  find_package(eclipse-paho-mqtt-c CONFIG QUIET)
+endif()
+tributary_require(eclipse-paho-mqtt-c_FOUND "Eclipse Paho MQTT C" "libpaho-mqtt-dev")
 
 if(TRIBUTARY_BUILD_TESTS)
   find_package(GTest CONFIG QUIET)
@@ -46,7 +52,8 @@ endif()
 add_library(tributary_deps INTERFACE)
 target_link_libraries(tributary_deps INTERFACE
   Threads::Threads simdjson::simdjson yaml-cpp CLI11::CLI11 fmt::fmt spdlog::spdlog
-  SQLite::SQLite3 PROJ::proj)
+  SQLite::SQLite3 PROJ::proj eclipse-paho-mqtt-c::paho-mqtt3cs
+  eclipse-paho-mqtt-c::paho-mqtt3as)
 
 # DuckDB (C API) is optional: with it, TRIBUTARY_HAVE_DUCKDB is defined. scripts/setup.sh
 # unpacks a prebuilt copy into .deps/duckdb when the system has none (cmake/FindDuckDB.cmake).
@@ -62,3 +69,15 @@ else()
   message(STATUS "DuckDB not found: building without it "
                  "(get it with: scripts/setup.sh --deps-only)")
 endif()
+
+# cpp-httplib (HTTP API): Debian ships it compiled; its pkg-config file carries the feature
+# macros (TLS, compression) the library was built with, which every includer must share.
+if(PkgConfig_FOUND)
+  pkg_check_modules(CPPHTTPLIB QUIET IMPORTED_TARGET cpp-httplib)
+endif()
+if(NOT CPPHTTPLIB_FOUND)
+  message(FATAL_ERROR "tributary cannot be configured; missing dependency:\n"
+                      "  - cpp-httplib (Debian package libcpp-httplib-dev)\n"
+                      "Install it with: sudo scripts/setup.sh --deps-only")
+endif()
+target_link_libraries(tributary_deps INTERFACE PkgConfig::CPPHTTPLIB)

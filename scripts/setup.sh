@@ -19,6 +19,8 @@ PACKAGES=(
   libproj-dev proj-data
   libsqlite3-dev sqlite3 gdal-bin
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcpp-httplib-dev
+  libpaho-mqtt-dev libssl-dev mosquitto mosquitto-clients
   nodejs npm
 )
 

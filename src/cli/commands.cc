@@ -25,6 +25,7 @@
 #include "core/pipeline_config.h"
 #include "ingest/replay_quarantine.h"
 #include "io/sources/simulator.h"
+#include "server/http_server.h"
 #include "spatial/h3.h"
 #include "stream/runtime.h"
 
@@ -64,6 +65,7 @@ struct RunOptions {
   std::string config;
   std::string data_dir;
   std::string duration;
+  std::string listen;
   bool quiet = false;
   bool no_progress = false;
 };
@@ -92,6 +94,23 @@ int RunCommand(const RunOptions& opt) {
   Pipeline& p = **pipeline;
   spdlog::info("running pipeline '{}' from {} (data in {})", config->name, config->file,
                config->data_dir);
+  Result<ServerOptions> server_options = ReadServerOptions(*config, opt.listen);
+  if (!server_options.ok()) {
+    std::cerr << "error: " << server_options.status().message() << "\n";
+    return 2;
+  }
+  std::unique_ptr<ApiServer> server;
+  if (server_options->enabled) {
+    Result<std::unique_ptr<ApiServer>> started = ApiServer::Start(p, *server_options);
+    if (started.ok()) {
+      server = std::move(started).value();
+    } else if (server_options->listen_explicit) {
+      std::cerr << "error: " << started.status().message() << "\n";
+      return 2;
+    } else {
+      spdlog::warn("{}; running without the HTTP API", started.status().message());
+    }
+  }
   g_running = &p;
   InstallSignalHandlers();
   ProgressReporter progress(p, !opt.no_progress && !opt.quiet && isatty(STDERR_FILENO));
@@ -309,6 +328,8 @@ int Main(int argc, char** argv) {
   run_cmd->add_option("--data-dir", run.data_dir,
                       "Folder for the local store and ledger (default ./tributary-data)");
   run_cmd->add_option("--duration", run.duration, "Stop after this long, e.g. 30s, 5m");
+  run_cmd->add_option("--listen", run.listen,
+                      "HTTP API address host:port, or off (overrides server.listen)");
   run_cmd->add_flag("--quiet", run.quiet, "Print nothing but errors");
   run_cmd->add_flag("--no-progress", run.no_progress, "No live progress line");
 

@@ -140,6 +140,7 @@ const SectionSpec& TopLevelSpec() {
           {"sources", OptionType::kSection, "", "List of sources."},
           {"windows", OptionType::kSection, "", "List of window definitions."},
           {"sinks", OptionType::kSection, "", "List of sinks."},
+          {"server", OptionType::kSection, "", "HTTP API, live events and metrics."},
       }};
   return spec;
 }
@@ -250,6 +251,12 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
     entry.options = OptionReader(sinks[i], file, path, {&SinkCommonSpec(), spec});
     TRIB_RETURN_IF_ERROR(entry.options.CheckKeys());
     config.sinks.push_back(std::move(entry));
+  }
+
+  const SectionSpec* server_spec = FindSection("server");
+  if (server_spec != nullptr) {
+    config.server = top.Child("server", server_spec);
+    TRIB_RETURN_IF_ERROR(config.server.CheckKeys());
   }
   return config;
 }

@@ -46,6 +46,7 @@ struct PipelineConfig {
   OptionReader processing_options;  ///< the raw `processing` mapping, for module keys
   std::vector<OptionReader> windows;
   std::vector<SinkEntry> sinks;
+  OptionReader server;  ///< the `server` section, read by the server module
 };
 
 /// The `pipeline` section spec and the top-level key list.

@@ -4,10 +4,13 @@
 #include "core/pipeline_config.h"
 #include "core/registry.h"
 #include "ingest/source_options.h"
+#include "io/sinks/mqtt_sink.h"
 #include "io/sinks/parquet_sink.h"
 #include "io/sinks/sqlite_sink.h"
 #include "io/sources/file_source.h"
+#include "io/sources/mqtt_source.h"
 #include "io/sources/simulator.h"
+#include "server/http_server.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -20,12 +23,16 @@ void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&SourceMappingSpec());
   RegisterSimulatorSource(registry);
   RegisterFileSource(registry);
+  RegisterMqttSource(registry);
   // Windows.
   registry.AddSection(&WindowSectionSpec());
   // Sinks.
   registry.AddSection(&SinkCommonSpec());
   RegisterSqliteSink(registry);
   RegisterParquetSink(registry);
+  RegisterMqttSink(registry);
+  // Server.
+  registry.AddSection(&ServerSectionSpec());
 }
 
 }  // namespace tributary

@@ -27,7 +27,10 @@ class Source {
   /// first one. Set out.end_of_stream when a bounded source has nothing more.
   /// Raw records carry their arrival time (the wall clock, or the simulated clock).
   virtual Status Poll(RawBatch& out, size_t max_records, DurationUs wait) = 0;
-  /// Ask a blocked Poll to return; safe from any thread.
+  /// Ask a blocked Poll to return; safe from any thread. After Stop, Poll hands on only
+  /// what the source already holds (e.g. messages a broker considers delivered) and
+  /// then nothing: the runtime drains a stopped source that way, so nothing that was
+  /// acknowledged is lost on a clean shutdown.
   virtual void Stop() {}
   virtual void Close() {}
 };

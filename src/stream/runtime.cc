@@ -149,6 +149,8 @@ Status Pipeline::Run(DurationUs duration) {
     }
   }
 
+  running_.store(true, std::memory_order_release);
+
   // Source threads.
   std::vector<std::thread> source_threads;
   sh.sources_running = static_cast<int>(sources_.size());
@@ -167,6 +169,13 @@ Status Pipeline::Run(DurationUs duration) {
         bool end = raw.end_of_stream;
         if (!raw.empty() && !sh.raw.Push(raw)) break;
         if (end) break;
+      }
+      // Stopped: hand on what the source still holds (see Source::Stop).
+      while (stop_.load(std::memory_order_relaxed) && !sh.failed()) {
+        RawBatch rest;
+        rest.source_index = static_cast<uint16_t>(i);
+        if (!source.Poll(rest, config_.batch_size, 0).ok() || rest.empty()) break;
+        if (!sh.raw.Push(rest)) break;
       }
       if (sh.sources_running.fetch_sub(1) == 1) sh.raw.Close();
     });
@@ -270,6 +279,7 @@ Status Pipeline::Run(DurationUs duration) {
               i, [&] { return sinks_[i]->Write(*batch); }, "write");
         }
         if (!ok) stop_ = true;
+        if (ok && observer_ != nullptr) observer_->OnBatch(*batch);
       }
       if (ok && NowUs() - last_commit >= config_.commit_interval) {
         ok = commit_all();
@@ -293,6 +303,7 @@ Status Pipeline::Run(DurationUs duration) {
   for (auto& t : source_threads) t.join();
   process_thread.join();
   sink_thread.join();
+  running_.store(false, std::memory_order_release);
   for (auto& s : sources_) s->Close();
   for (auto& s : sinks_) s->Close();
   Status st = WriteFileAtomic(LedgerPath(), ledger_.Snapshot().ToJson());

@@ -28,6 +28,16 @@ class Source;
 class Sink;
 class Operator;
 class IngestStage;
+struct Batch;
+
+/// Watches what the pipeline delivered (e.g. the HTTP API's live state). OnBatch runs
+/// on the sink thread after every sink wrote the batch; it must return quickly (copy
+/// what it needs, never block), as the sink thread waits for it.
+class PipelineObserver {
+ public:
+  virtual ~PipelineObserver() = default;
+  virtual void OnBatch(const Batch& batch) = 0;
+};
 
 /// Live figures for progress displays.
 struct RunProgress {
@@ -50,6 +60,11 @@ class Pipeline {
   /// Ask the run to stop and flush; safe from any thread and from a signal handler.
   void Stop() { stop_.store(true, std::memory_order_relaxed); }
 
+  /// Attach an observer (not owned; must outlive the run). Set before Run().
+  void SetObserver(PipelineObserver* observer) { observer_ = observer; }
+  /// True from the moment every stage is open until the run has ended.
+  bool running() const { return running_.load(std::memory_order_acquire); }
+
   RunProgress Progress() const;
   LedgerSnapshot LedgerNow() const { return ledger_.Snapshot(); }
   const PipelineConfig& config() const { return config_; }
@@ -63,6 +78,8 @@ class Pipeline {
   PipelineConfig config_;
   Ledger ledger_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> running_{false};
+  PipelineObserver* observer_ = nullptr;
   std::vector<std::unique_ptr<Source>> sources_;
   std::unique_ptr<IngestStage> ingest_;
   std::vector<std::unique_ptr<Operator>> operators_;

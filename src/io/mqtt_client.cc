@@ -1,0 +1,536 @@
+#include "io/mqtt_client.h"
+
+#include <MQTTAsync.h>
+#include <MQTTClient.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+namespace tributary {
+namespace {
+
+MQTTClient Handle(void* h) {
+  return static_cast<MQTTClient>(h);
+}
+
+int TimeoutMs(DurationUs d) {
+  int64_t ms = d / 1000;
+  if (ms < 1) ms = 1;
+  if (ms > 3'600'000) ms = 3'600'000;
+  return static_cast<int>(ms);
+}
+
+// The text of a CONNACK return code of MQTT 3.1.1 (1..5), or Paho's own error text.
+std::string ConnectError(int rc) {
+  switch (rc) {
+    case 1:
+      return "unacceptable protocol version";
+    case 2:
+      return "client identifier rejected";
+    case 3:
+      return "server unavailable";
+    case 4:
+      return "bad user name or password";
+    case 5:
+      return "not authorized (wrong user name or password, or no access)";
+    case MQTTCLIENT_FAILURE:
+      return "connection failed (broker unreachable or it closed the connection)";
+    default:
+      break;
+  }
+  const char* text = MQTTClient_strerror(rc);
+  return std::string(text != nullptr ? text : "error") + " (" + std::to_string(rc) + ")";
+}
+
+}  // namespace
+
+const std::vector<OptionSpec>& MqttConnectionOptionSpecs() {
+  static const std::vector<OptionSpec> specs{
+      {"broker",
+       OptionType::kString,
+       "",
+       "Broker URL: `mqtt://host:port` (default port 1883), or `mqtts://host:port` for TLS "
+       "(default port 8883).",
+       {},
+       true},
+      {"client_id", OptionType::kString, "",
+       "MQTT client id. Required for a persistent session (clean_session: false); the broker "
+       "keeps that id's subscriptions and queued QoS 1/2 messages while it is away."},
+      {"clean_session", OptionType::kBool, "false",
+       "Start a fresh session on every connect (nothing queued while away is delivered)."},
+      {"username", OptionType::kString, "", "User name for the broker."},
+      {"password", OptionType::kString, "",
+       "Password for the broker; write `${MQTT_PASSWORD}` to take it from the environment."},
+      {"ca_file", OptionType::kString, "",
+       "TLS: PEM file of the CA(s) that signed the broker's certificate (default: the "
+       "system's)."},
+      {"cert", OptionType::kString, "", "TLS: client certificate (PEM), for mutual TLS."},
+      {"key", OptionType::kString, "", "TLS: client private key (PEM), for mutual TLS."},
+      {"keepalive", OptionType::kDuration, "30s",
+       "Keep-alive interval: a silent connection is probed (PINGREQ) after this long.", "1s.."},
+      {"connect_timeout", OptionType::kDuration, "10s", "How long one connect attempt may take.",
+       "1s.."},
+      {"protocol", OptionType::kEnum, "3.1.1", "MQTT protocol version.", "3.1.1|5"},
+  };
+  return specs;
+}
+
+Result<MqttConnectOptions> ParseMqttConnectOptions(const OptionReader& r) {
+  MqttConnectOptions o;
+  TRIB_ASSIGN_OR_RETURN(o.broker, r.GetString("broker"));
+  if (Result<std::string> uri = MqttPahoUri(o.broker); !uri.ok()) {
+    return r.Error("broker", uri.status().message());
+  }
+  TRIB_ASSIGN_OR_RETURN(o.client_id, r.GetString("client_id"));
+  TRIB_ASSIGN_OR_RETURN(o.clean_session, r.GetBool("clean_session"));
+  if (!o.clean_session && o.client_id.empty()) {
+    return r.Error("client_id", "is required with a persistent session (clean_session: false)");
+  }
+  TRIB_ASSIGN_OR_RETURN(o.username, r.GetString("username"));
+  TRIB_ASSIGN_OR_RETURN(o.password, r.GetString("password"));
+  TRIB_ASSIGN_OR_RETURN(o.ca_file, r.GetString("ca_file"));
+  TRIB_ASSIGN_OR_RETURN(o.cert_file, r.GetString("cert"));
+  TRIB_ASSIGN_OR_RETURN(o.key_file, r.GetString("key"));
+  TRIB_ASSIGN_OR_RETURN(DurationUs keepalive, r.GetDuration("keepalive"));
+  o.keepalive_s = static_cast<int>(keepalive / 1'000'000);
+  TRIB_ASSIGN_OR_RETURN(o.connect_timeout, r.GetDuration("connect_timeout"));
+  TRIB_ASSIGN_OR_RETURN(std::string protocol, r.GetString("protocol"));
+  o.protocol = protocol == "5" ? 5 : 4;
+  return o;
+}
+
+Result<std::string> MqttPahoUri(std::string_view broker) {
+  std::string_view rest;
+  std::string scheme;
+  int default_port = 1883;
+  if (broker.rfind("mqtt://", 0) == 0) {
+    rest = broker.substr(7);
+    scheme = "tcp://";
+  } else if (broker.rfind("mqtts://", 0) == 0) {
+    rest = broker.substr(8);
+    scheme = "ssl://";
+    default_port = 8883;
+  } else {
+    return Status::Invalid("'" + std::string(broker) +
+                           "' is not an MQTT URL (mqtt://host:port or mqtts://host:port)");
+  }
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty() || rest.find('/') != std::string_view::npos) {
+    return Status::Invalid("'" + std::string(broker) + "' must be mqtt[s]://host[:port]");
+  }
+  std::string out = scheme + std::string(rest);
+  // A port is present when the text after the last ':' (outside [IPv6]) is digits.
+  size_t colon = rest.rfind(':');
+  size_t bracket = rest.rfind(']');
+  if (colon == std::string_view::npos || (bracket != std::string_view::npos && bracket > colon)) {
+    out += ":" + std::to_string(default_port);
+  }
+  return out;
+}
+
+MqttClient::MqttClient(MqttConnectOptions options, MessageHandler on_message, LostHandler on_lost)
+    : options_(std::move(options)),
+      on_message_(std::move(on_message)),
+      on_lost_(std::move(on_lost)) {}
+
+Result<std::unique_ptr<MqttClient>> MqttClient::Create(MqttConnectOptions options,
+                                                       MessageHandler on_message,
+                                                       LostHandler on_lost) {
+  TRIB_ASSIGN_OR_RETURN(std::string uri, MqttPahoUri(options.broker));
+  std::unique_ptr<MqttClient> client(
+      new MqttClient(std::move(options), std::move(on_message), std::move(on_lost)));
+  client->uri_ = std::move(uri);
+  MQTTClient_createOptions create = MQTTClient_createOptions_initializer;
+  create.MQTTVersion = client->options_.protocol == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  MQTTClient handle = nullptr;
+  int rc = MQTTClient_createWithOptions(&handle, client->uri_.c_str(),
+                                        client->options_.client_id.c_str(),
+                                        MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
+  if (rc != MQTTCLIENT_SUCCESS) {
+    return Status::Invalid("mqtt: cannot create a client for " + client->options_.broker + ": " +
+                           ConnectError(rc));
+  }
+  client->handle_ = handle;
+  rc = MQTTClient_setCallbacks(
+      handle, client.get(), &MqttClient::OnLost,
+      [](void* context, char* topic, int topic_len, MQTTClient_message* message) {
+        return MqttClient::OnMessage(context, topic, topic_len, message);
+      },
+      nullptr);
+  if (rc != MQTTCLIENT_SUCCESS) {
+    return Status::Internal("mqtt: cannot set callbacks: " + ConnectError(rc));
+  }
+  return client;
+}
+
+MqttClient::~MqttClient() {
+  if (handle_ != nullptr) {
+    MQTTClient handle = Handle(handle_);
+    if (MQTTClient_isConnected(handle)) MQTTClient_disconnect(handle, 100);
+    MQTTClient_destroy(&handle);
+  }
+}
+
+int MqttClient::OnMessage(void* context, char* topic, int topic_len, void* message) {
+  auto* self = static_cast<MqttClient*>(context);
+  auto* msg = static_cast<MQTTClient_message*>(message);
+  std::string_view topic_view =
+      topic_len > 0 ? std::string_view(topic, static_cast<size_t>(topic_len)) : topic;
+  std::string_view payload(static_cast<const char*>(msg->payload),
+                           static_cast<size_t>(msg->payloadlen));
+  if (self->on_message_) self->on_message_(topic_view, payload, msg->qos);
+  MQTTClient_freeMessage(&msg);
+  MQTTClient_free(topic);
+  return 1;
+}
+
+void MqttClient::OnLost(void* context, char* cause) {
+  auto* self = static_cast<MqttClient*>(context);
+  if (self->on_lost_) self->on_lost_(cause != nullptr ? cause : "connection lost");
+  if (cause != nullptr) MQTTClient_free(cause);
+}
+
+Status MqttClient::Connect() {
+  MQTTClient handle = Handle(handle_);
+  const bool v5 = options_.protocol == 5;
+  MQTTClient_connectOptions conn = MQTTClient_connectOptions_initializer;
+  if (v5) {
+    MQTTClient_connectOptions conn5 = MQTTClient_connectOptions_initializer5;
+    conn = conn5;
+    conn.cleanstart = options_.clean_session ? 1 : 0;
+  } else {
+    conn.cleansession = options_.clean_session ? 1 : 0;
+  }
+  conn.keepAliveInterval = options_.keepalive_s;
+  conn.connectTimeout = static_cast<int>(options_.connect_timeout / 1'000'000);
+  if (conn.connectTimeout < 1) conn.connectTimeout = 1;
+  if (!options_.username.empty()) conn.username = options_.username.c_str();
+  if (!options_.password.empty()) conn.password = options_.password.c_str();
+  MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
+  if (uri_.rfind("ssl://", 0) == 0) {
+    if (!options_.ca_file.empty()) ssl.trustStore = options_.ca_file.c_str();
+    if (!options_.cert_file.empty()) ssl.keyStore = options_.cert_file.c_str();
+    if (!options_.key_file.empty()) ssl.privateKey = options_.key_file.c_str();
+    ssl.enableServerCertAuth = 1;
+    ssl.verify = 1;
+    conn.ssl = &ssl;
+  }
+  const std::string where = "mqtt: cannot connect to " + options_.broker;
+  if (v5) {
+    MQTTProperties props = MQTTProperties_initializer;
+    if (!options_.clean_session) {
+      // A persistent session outlives the connection (until the broker's own limit).
+      MQTTProperty expiry;
+      expiry.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
+      expiry.value.integer4 = 0xFFFFFFFFu;
+      MQTTProperties_add(&props, &expiry);
+    }
+    MQTTResponse response = MQTTClient_connect5(handle, &conn, &props, nullptr);
+    MQTTProperties_free(&props);
+    const int code = static_cast<int>(response.reasonCode);
+    MQTTResponse_free(response);
+    if (code < 0) return Status::Unavailable(where + ": " + ConnectError(code));
+    if (code >= 0x80) {
+      const char* text = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(code));
+      return Status::Invalid(where + ": refused: " + (text != nullptr ? text : "error"));
+    }
+    return Status::Ok();
+  }
+  int rc = MQTTClient_connect(handle, &conn);
+  if (rc == MQTTCLIENT_SUCCESS) return Status::Ok();
+  // Refusals by the broker (bad credentials, not authorized, id rejected) will not fix
+  // themselves; anything else (unreachable, timeout) may.
+  if (rc == 1 || rc == 2 || rc == 4 || rc == 5) {
+    return Status::Invalid(where + ": refused: " + ConnectError(rc));
+  }
+  return Status::Unavailable(where + ": " + ConnectError(rc));
+}
+
+bool MqttClient::IsConnected() const {
+  return MQTTClient_isConnected(Handle(handle_)) != 0;
+}
+
+Status MqttClient::Subscribe(const std::vector<std::string>& filters, int qos) {
+  if (filters.empty()) return Status::Ok();
+  std::vector<char*> topics;
+  std::vector<int> qoss(filters.size(), qos);
+  for (const std::string& f : filters) topics.push_back(const_cast<char*>(f.c_str()));
+  const int count = static_cast<int>(filters.size());
+  if (options_.protocol == 5) {
+    std::vector<MQTTSubscribe_options> sub_opts(filters.size());
+    for (auto& so : sub_opts) {
+      MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
+      so = init;
+    }
+    MQTTResponse response = MQTTClient_subscribeMany5(Handle(handle_), count, topics.data(),
+                                                      qoss.data(), sub_opts.data(), nullptr);
+    Status status = Status::Ok();
+    if (static_cast<int>(response.reasonCode) < 0) {
+      status = Status::Unavailable("mqtt: subscribe failed: " +
+                                   ConnectError(static_cast<int>(response.reasonCode)));
+    } else {
+      // With one filter Paho reports its code in reasonCode alone (reasonCodes null).
+      for (int i = 0; response.reasonCodes != nullptr && i < response.reasonCodeCount && i < count;
+           ++i) {
+        if (static_cast<int>(response.reasonCodes[i]) >= 0x80) {
+          status = Status::Invalid("mqtt: the broker refused the subscription to '" +
+                                   filters[static_cast<size_t>(i)] + "'");
+          break;
+        }
+      }
+      if (response.reasonCodes == nullptr && static_cast<int>(response.reasonCode) >= 0x80) {
+        status =
+            Status::Invalid("mqtt: the broker refused the subscription to '" + filters[0] + "'");
+      }
+    }
+    MQTTResponse_free(response);
+    return status;
+  }
+  int rc = MQTTClient_subscribeMany(Handle(handle_), count, topics.data(), qoss.data());
+  if (rc != MQTTCLIENT_SUCCESS) {
+    return Status::Unavailable("mqtt: subscribe failed: " + ConnectError(rc));
+  }
+  for (int i = 0; i < count; ++i) {
+    if (qoss[static_cast<size_t>(i)] == 0x80) {
+      return Status::Invalid("mqtt: the broker refused the subscription to '" +
+                             filters[static_cast<size_t>(i)] + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<int> MqttClient::Publish(const std::string& topic, std::string_view payload, int qos,
+                                bool retain) {
+  MQTTClient_deliveryToken token = 0;
+  const int len = static_cast<int>(payload.size());
+  void* data = const_cast<char*>(payload.data());
+  if (options_.protocol == 5) {
+    MQTTClient_message msg = MQTTClient_message_initializer;
+    msg.payload = data;
+    msg.payloadlen = len;
+    msg.qos = qos;
+    msg.retained = retain ? 1 : 0;
+    MQTTResponse response =
+        MQTTClient_publishMessage5(Handle(handle_), topic.c_str(), &msg, &token);
+    const int code = static_cast<int>(response.reasonCode);
+    MQTTResponse_free(response);
+    if (code < 0 || code >= 0x80) {
+      return Status::Unavailable("mqtt: publish to '" + topic + "' failed: " + ConnectError(code));
+    }
+    return static_cast<int>(token);
+  }
+  int rc =
+      MQTTClient_publish(Handle(handle_), topic.c_str(), len, data, qos, retain ? 1 : 0, &token);
+  if (rc != MQTTCLIENT_SUCCESS) {
+    return Status::Unavailable("mqtt: publish to '" + topic + "' failed: " + ConnectError(rc));
+  }
+  return static_cast<int>(token);
+}
+
+Status MqttClient::WaitForDelivery(int token, DurationUs timeout) {
+  int rc = MQTTClient_waitForCompletion(Handle(handle_), token,
+                                        static_cast<unsigned long>(TimeoutMs(timeout)));
+  if (rc != MQTTCLIENT_SUCCESS) {
+    return Status::Unavailable("mqtt: publish not acknowledged by " + options_.broker + ": " +
+                               ConnectError(rc));
+  }
+  return Status::Ok();
+}
+
+void MqttClient::Disconnect(DurationUs timeout) {
+  MQTTClient handle = Handle(handle_);
+  if (MQTTClient_isConnected(handle)) MQTTClient_disconnect(handle, TimeoutMs(timeout));
+}
+
+// ---------------------------------------------------------------------------
+// MqttPublisher
+
+namespace {
+
+MQTTAsync AsyncHandle(void* h) {
+  return static_cast<MQTTAsync>(h);
+}
+
+// The outcome of one asynchronous connect, filled in by Paho's callbacks.
+struct ConnectWaiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  bool ok = false;
+  int code = 0;         // Paho error or MQTT 3.1.1 CONNACK code
+  int reason_code = 0;  // MQTT 5 reason code
+  std::string message;
+
+  void Finish(bool success, int c, int reason, const char* text) {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    ok = success;
+    code = c;
+    reason_code = reason;
+    if (text != nullptr) message = text;
+    cv.notify_all();
+  }
+};
+
+void OnConnectSuccess(void* context, MQTTAsync_successData* /*data*/) {
+  static_cast<ConnectWaiter*>(context)->Finish(true, 0, 0, nullptr);
+}
+void OnConnectFailure(void* context, MQTTAsync_failureData* data) {
+  static_cast<ConnectWaiter*>(context)->Finish(false, data != nullptr ? data->code : -1, 0,
+                                               data != nullptr ? data->message : nullptr);
+}
+void OnConnectSuccess5(void* context, MQTTAsync_successData5* /*data*/) {
+  static_cast<ConnectWaiter*>(context)->Finish(true, 0, 0, nullptr);
+}
+void OnConnectFailure5(void* context, MQTTAsync_failureData5* data) {
+  static_cast<ConnectWaiter*>(context)->Finish(
+      false, data != nullptr ? data->code : -1,
+      data != nullptr ? static_cast<int>(data->reasonCode) : 0,
+      data != nullptr ? data->message : nullptr);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MqttPublisher>> MqttPublisher::Create(MqttConnectOptions options) {
+  TRIB_ASSIGN_OR_RETURN(std::string uri, MqttPahoUri(options.broker));
+  std::unique_ptr<MqttPublisher> p(new MqttPublisher(std::move(options)));
+  p->uri_ = std::move(uri);
+  MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
+  create.MQTTVersion = p->options_.protocol == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  MQTTAsync handle = nullptr;
+  int rc = MQTTAsync_createWithOptions(&handle, p->uri_.c_str(), p->options_.client_id.c_str(),
+                                       MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
+  if (rc != MQTTASYNC_SUCCESS) {
+    return Status::Invalid("mqtt: cannot create a client for " + p->options_.broker + ": " +
+                           ConnectError(rc));
+  }
+  p->handle_ = handle;
+  return p;
+}
+
+MqttPublisher::~MqttPublisher() {
+  if (handle_ != nullptr) {
+    Disconnect(100'000);
+    MQTTAsync handle = AsyncHandle(handle_);
+    MQTTAsync_destroy(&handle);
+  }
+}
+
+Status MqttPublisher::Connect() {
+  MQTTAsync handle = AsyncHandle(handle_);
+  const bool v5 = options_.protocol == 5;
+  ConnectWaiter waiter;
+  MQTTAsync_connectOptions conn = MQTTAsync_connectOptions_initializer;
+  MQTTProperties props = MQTTProperties_initializer;
+  if (v5) {
+    MQTTAsync_connectOptions conn5 = MQTTAsync_connectOptions_initializer5;
+    conn = conn5;
+    conn.cleanstart = options_.clean_session ? 1 : 0;
+    if (!options_.clean_session) {
+      MQTTProperty expiry;
+      expiry.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
+      expiry.value.integer4 = 0xFFFFFFFFu;
+      MQTTProperties_add(&props, &expiry);
+      conn.connectProperties = &props;
+    }
+    conn.onSuccess5 = &OnConnectSuccess5;
+    conn.onFailure5 = &OnConnectFailure5;
+  } else {
+    conn.cleansession = options_.clean_session ? 1 : 0;
+    conn.onSuccess = &OnConnectSuccess;
+    conn.onFailure = &OnConnectFailure;
+  }
+  conn.context = &waiter;
+  conn.keepAliveInterval = options_.keepalive_s;
+  conn.connectTimeout = static_cast<int>(options_.connect_timeout / 1'000'000);
+  if (conn.connectTimeout < 1) conn.connectTimeout = 1;
+  if (!options_.username.empty()) conn.username = options_.username.c_str();
+  if (!options_.password.empty()) conn.password = options_.password.c_str();
+  MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+  if (uri_.rfind("ssl://", 0) == 0) {
+    if (!options_.ca_file.empty()) ssl.trustStore = options_.ca_file.c_str();
+    if (!options_.cert_file.empty()) ssl.keyStore = options_.cert_file.c_str();
+    if (!options_.key_file.empty()) ssl.privateKey = options_.key_file.c_str();
+    ssl.enableServerCertAuth = 1;
+    ssl.verify = 1;
+    conn.ssl = &ssl;
+  }
+  const std::string where = "mqtt: cannot connect to " + options_.broker;
+  int rc = MQTTAsync_connect(handle, &conn);
+  if (rc != MQTTASYNC_SUCCESS) {
+    MQTTProperties_free(&props);
+    return Status::Unavailable(where + ": " + ConnectError(rc));
+  }
+  std::unique_lock<std::mutex> lock(waiter.mu);
+  // Paho always reports the outcome, at the latest after connectTimeout; the margin only
+  // guards against a lost callback.
+  const bool finished = waiter.cv.wait_for(
+      lock, std::chrono::microseconds(options_.connect_timeout) + std::chrono::seconds(5),
+      [&] { return waiter.done; });
+  MQTTProperties_free(&props);
+  if (!finished) return Status::Timeout(where + ": no answer");
+  if (waiter.ok) return Status::Ok();
+  if (waiter.reason_code >= 0x80) {
+    const char* text = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(waiter.reason_code));
+    return Status::Invalid(where + ": refused: " + (text != nullptr ? text : "error"));
+  }
+  if (waiter.code >= 1 && waiter.code <= 5) {
+    if (waiter.code == 3) return Status::Unavailable(where + ": " + ConnectError(waiter.code));
+    return Status::Invalid(where + ": refused: " + ConnectError(waiter.code));
+  }
+  std::string detail = waiter.message.empty() ? ConnectError(waiter.code) : waiter.message;
+  return Status::Unavailable(where + ": " + detail);
+}
+
+bool MqttPublisher::IsConnected() const {
+  return MQTTAsync_isConnected(AsyncHandle(handle_)) != 0;
+}
+
+Result<int> MqttPublisher::Publish(const std::string& topic, std::string_view payload, int qos,
+                                   bool retain) {
+  MQTTAsync_message msg = MQTTAsync_message_initializer;
+  msg.payload = const_cast<char*>(payload.data());
+  msg.payloadlen = static_cast<int>(payload.size());
+  msg.qos = qos;
+  msg.retained = retain ? 1 : 0;
+  MQTTAsync_responseOptions response = MQTTAsync_responseOptions_initializer;
+  int rc = MQTTAsync_sendMessage(AsyncHandle(handle_), topic.c_str(), &msg, &response);
+  if (rc != MQTTASYNC_SUCCESS) {
+    const char* text = MQTTAsync_strerror(rc);
+    return Status::Unavailable("mqtt: publish to '" + topic +
+                               "' failed: " + (text != nullptr ? text : "error") + " (" +
+                               std::to_string(rc) + ")");
+  }
+  return static_cast<int>(response.token);
+}
+
+Status MqttPublisher::WaitForDelivery(int token, DurationUs timeout) {
+  int rc = MQTTAsync_waitForCompletion(AsyncHandle(handle_), token,
+                                       static_cast<unsigned long>(TimeoutMs(timeout)));
+  if (rc != MQTTASYNC_SUCCESS) {
+    const char* text = MQTTAsync_strerror(rc);
+    return Status::Unavailable("mqtt: publish not acknowledged by " + options_.broker + ": " +
+                               (text != nullptr ? text : "error") + " (" + std::to_string(rc) +
+                               ")");
+  }
+  return Status::Ok();
+}
+
+void MqttPublisher::Disconnect(DurationUs timeout) {
+  MQTTAsync handle = AsyncHandle(handle_);
+  if (!MQTTAsync_isConnected(handle)) return;
+  MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
+  opts.timeout = TimeoutMs(timeout);
+  if (MQTTAsync_disconnect(handle, &opts) != MQTTASYNC_SUCCESS) return;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(timeout) +
+                        std::chrono::milliseconds(100);
+  while (MQTTAsync_isConnected(handle) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace tributary

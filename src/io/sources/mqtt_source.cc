@@ -1,0 +1,193 @@
+#include "io/sources/mqtt_source.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "core/pipeline_config.h"
+#include "core/registry.h"
+#include "core/time.h"
+
+namespace tributary {
+
+const SectionSpec& MqttSourceSectionSpec() {
+  static const SectionSpec spec = [] {
+    SectionSpec s{
+        "sources[] (type: mqtt)",
+        "Messages from an MQTT broker. Records: topic = the MQTT topic, offset = a "
+        "per-source sequence number. When the pipeline falls behind, reading pauses once "
+        "`buffer` messages wait (the broker keeps the rest). A lost connection is retried "
+        "with exponential backoff and the subscriptions are renewed.",
+        MqttConnectionOptionSpecs()};
+    s.options.push_back({"topics",
+                         OptionType::kStringList,
+                         "",
+                         "Topic filters to subscribe to (`+` and `#` wildcards, "
+                         "`$share/<group>/<filter>` for a shared subscription).",
+                         {},
+                         true});
+    s.options.push_back({"qos", OptionType::kInt, "1", "Subscription QoS.", "0..2"});
+    s.options.push_back({"reconnect_min", OptionType::kDuration, "1s",
+                         "First wait before reconnecting after a lost connection."});
+    s.options.push_back({"reconnect_max", OptionType::kDuration, "30s",
+                         "The wait doubles after each failed attempt, up to this."});
+    s.options.push_back({"buffer", OptionType::kInt, "1000",
+                         "Messages held for the pipeline before reading from the broker "
+                         "pauses.",
+                         "1..1000000"});
+    return s;
+  }();
+  return spec;
+}
+
+Result<MqttSourceOptions> ParseMqttSourceOptions(const OptionReader& r) {
+  MqttSourceOptions o;
+  TRIB_ASSIGN_OR_RETURN(o.connect, ParseMqttConnectOptions(r));
+  TRIB_ASSIGN_OR_RETURN(o.topics, r.GetStringList("topics"));
+  if (o.topics.empty()) return r.Error("topics", "needs at least one topic filter");
+  for (const std::string& t : o.topics) {
+    if (t.empty()) return r.Error("topics", "contains an empty topic filter");
+  }
+  TRIB_ASSIGN_OR_RETURN(int64_t qos, r.GetInt("qos"));
+  o.qos = static_cast<int>(qos);
+  TRIB_ASSIGN_OR_RETURN(o.reconnect_min, r.GetDuration("reconnect_min"));
+  TRIB_ASSIGN_OR_RETURN(o.reconnect_max, r.GetDuration("reconnect_max"));
+  if (o.reconnect_min <= 0) return r.Error("reconnect_min", "must be positive");
+  if (o.reconnect_max < o.reconnect_min) {
+    return r.Error("reconnect_max", "must not be less than reconnect_min");
+  }
+  TRIB_ASSIGN_OR_RETURN(int64_t buffer, r.GetInt("buffer"));
+  o.buffer = static_cast<size_t>(buffer);
+  return o;
+}
+
+MqttSource::MqttSource(MqttSourceOptions options) : options_(std::move(options)) {}
+
+MqttSource::~MqttSource() {
+  Close();
+}
+
+Status MqttSource::Open(RunContext& /*ctx*/) {
+  TRIB_ASSIGN_OR_RETURN(client_, MqttClient::Create(
+                                     options_.connect,
+                                     [this](std::string_view topic, std::string_view payload,
+                                            int /*qos*/) { OnMessage(topic, payload); },
+                                     [this](const std::string& cause) { OnLost(cause); }));
+  TRIB_RETURN_IF_ERROR(ConnectAndSubscribe());
+  supervisor_ = std::thread([this] { Supervise(); });
+  return Status::Ok();
+}
+
+Status MqttSource::ConnectAndSubscribe() {
+  {
+    // Cleared before connecting, so a loss reported right after the connect is kept.
+    std::lock_guard<std::mutex> lock(mu_);
+    lost_ = false;
+  }
+  TRIB_RETURN_IF_ERROR(client_->Connect());
+  connects_.fetch_add(1, std::memory_order_relaxed);
+  Status s = client_->Subscribe(options_.topics, options_.qos);
+  if (!s.ok()) {
+    client_->Disconnect(100'000);
+    return s;
+  }
+  return Status::Ok();
+}
+
+void MqttSource::OnMessage(std::string_view topic, std::string_view payload) {
+  Message m{Intern(topic), std::string(payload), NowUs()};
+  std::unique_lock<std::mutex> lock(mu_);
+  space_cv_.wait(lock, [&] { return stop_ || queue_.size() < options_.buffer; });
+  // Even when stopping, keep it: the broker already counts it as delivered, and the
+  // runtime drains the buffer after Stop (at most one message per callback over).
+  queue_.push_back(std::move(m));
+  data_cv_.notify_one();
+}
+
+void MqttSource::OnLost(const std::string& cause) {
+  spdlog::warn("mqtt: connection to {} lost: {}", options_.connect.broker, cause);
+  std::lock_guard<std::mutex> lock(mu_);
+  lost_ = true;
+  state_cv_.notify_all();
+}
+
+void MqttSource::Supervise() {
+  DurationUs backoff = options_.reconnect_min;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    // Woken by OnLost; the periodic look at the client catches a loss without callback.
+    if (!state_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || lost_; })) {
+      lock.unlock();
+      const bool connected = client_->IsConnected();
+      lock.lock();
+      if (!connected) lost_ = true;
+      continue;
+    }
+    if (stop_) break;
+    // Wait, then try; double the wait after each failure.
+    state_cv_.wait_for(lock, std::chrono::microseconds(backoff), [&] { return stop_; });
+    if (stop_) break;
+    lock.unlock();
+    Status s = ConnectAndSubscribe();
+    lock.lock();
+    if (s.ok()) {
+      spdlog::info("mqtt: reconnected to {}", options_.connect.broker);
+      backoff = options_.reconnect_min;
+    } else {
+      spdlog::warn("mqtt: reconnect failed, next attempt in {}: {}",
+                   FormatDuration(std::min(backoff * 2, options_.reconnect_max)), s.message());
+      backoff = std::min(backoff * 2, options_.reconnect_max);
+      lost_ = true;
+    }
+  }
+}
+
+Status MqttSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  data_cv_.wait_for(lock, std::chrono::microseconds(std::max<DurationUs>(wait, 0)),
+                    [&] { return stop_ || !queue_.empty(); });
+  size_t n = 0;
+  while (n < max_records && !queue_.empty()) {
+    Message& m = queue_.front();
+    out.Add(m.payload, m.arrival, m.topic, next_offset_++, -1);
+    queue_.pop_front();
+    ++n;
+  }
+  if (n > 0) space_cv_.notify_all();
+  return Status::Ok();
+}
+
+void MqttSource::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stop_ = true;
+  data_cv_.notify_all();
+  space_cv_.notify_all();
+  state_cv_.notify_all();
+}
+
+size_t MqttSource::buffered() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.size();
+}
+
+void MqttSource::Close() {
+  Stop();
+  if (supervisor_.joinable()) supervisor_.join();
+  if (client_ != nullptr) {
+    client_->Disconnect(1'000'000);
+    client_.reset();
+  }
+}
+
+void RegisterMqttSource(Registry& registry) {
+  registry.AddSource(
+      "mqtt", &MqttSourceSectionSpec(),
+      [](const SourceEntry& entry) -> Result<std::unique_ptr<Source>> {
+        TRIB_ASSIGN_OR_RETURN(MqttSourceOptions options, ParseMqttSourceOptions(entry.options));
+        return std::unique_ptr<Source>(std::make_unique<MqttSource>(std::move(options)));
+      });
+}
+
+}  // namespace tributary

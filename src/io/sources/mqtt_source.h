@@ -1,0 +1,104 @@
+// The `mqtt` source: an unbounded stream of messages from an MQTT broker.
+//
+// Subscribes to topic filters (`+`, `#`, `$share/<group>/<filter>`) at QoS 0, 1 or 2.
+// Records: topic = the MQTT topic, offset = a per-source sequence (1, 2, ...),
+// partition = -1, arrival time = the wall clock when the message arrived.
+//
+// Delivery: messages wait in a bounded buffer (`buffer` messages) until Poll hands them
+// on. When the buffer is full the client's receive thread blocks, so the client stops
+// reading from the socket and stops acknowledging: the broker keeps what is not yet
+// taken (in its in-flight window and, with a persistent session, its queue). The client
+// library acknowledges a QoS 1/2 message when it has received it (see io/mqtt_client.h),
+// so at most `buffer` + 2 acknowledged messages are held only in memory at any time:
+// these are lost if the process dies, and also on a clean stop (the runtime stops
+// polling at Stop, and what is still buffered is dropped). Several mqtt sources in one
+// process share the client library's receive thread: while one source's buffer is full,
+// the others pause too.
+//
+// Reconnection: a supervisor thread reconnects after a lost connection with exponential
+// backoff between `reconnect_min` and `reconnect_max`, and subscribes again. With
+// clean_session false and QoS ≥ 1 the broker delivers what was published meanwhile.
+//
+// Threading: Poll on the source thread; Stop from any thread; the message callback on
+// the client's receive thread; reconnection on the supervisor thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "core/intern.h"
+#include "io/connector.h"
+#include "io/mqtt_client.h"
+
+namespace tributary {
+
+class Registry;
+
+struct MqttSourceOptions {
+  MqttConnectOptions connect;
+  std::vector<std::string> topics;  ///< subscription filters
+  int qos = 1;
+  DurationUs reconnect_min = 1'000'000;   ///< first wait after a lost connection
+  DurationUs reconnect_max = 30'000'000;  ///< the wait doubles up to this
+  size_t buffer = 1000;                   ///< messages held before reading pauses
+};
+
+/// The option table of `sources[] (type: mqtt)`.
+const SectionSpec& MqttSourceSectionSpec();
+/// Read and validate mqtt source options; errors name the key.
+Result<MqttSourceOptions> ParseMqttSourceOptions(const OptionReader& reader);
+
+class MqttSource : public Source {
+ public:
+  explicit MqttSource(MqttSourceOptions options);
+  ~MqttSource() override;
+  /// Connects and subscribes once; a refused login or unreachable broker is an error
+  /// here ("bad user name or password"). Later losses are retried by the supervisor.
+  Status Open(RunContext& ctx) override;
+  Status Poll(RawBatch& out, size_t max_records, DurationUs wait) override;
+  void Stop() override;
+  void Close() override;
+
+  /// Successful connects so far (1 after Open; more after reconnects).
+  uint64_t connects() const { return connects_.load(std::memory_order_relaxed); }
+  /// Messages currently waiting for Poll.
+  size_t buffered() const;
+
+ private:
+  struct Message {
+    Symbol topic;
+    std::string payload;
+    TimeUs arrival = 0;
+  };
+  void OnMessage(std::string_view topic, std::string_view payload);
+  void OnLost(const std::string& cause);
+  Status ConnectAndSubscribe();
+  void Supervise();
+
+  MqttSourceOptions options_;
+  std::unique_ptr<MqttClient> client_;
+  std::thread supervisor_;
+  std::atomic<uint64_t> connects_{0};
+
+  mutable std::mutex mu_;
+  std::condition_variable data_cv_;   // Poll waits: a message arrived, or stop
+  std::condition_variable space_cv_;  // receive thread waits: buffer has room, or stop
+  std::condition_variable state_cv_;  // supervisor waits: connection lost, or stop
+  std::deque<Message> queue_;
+  bool stop_ = false;
+  bool lost_ = false;
+  int64_t next_offset_ = 1;
+};
+
+/// Register the `mqtt` source type.
+void RegisterMqttSource(Registry& registry);
+
+}  // namespace tributary

@@ -1,0 +1,240 @@
+#include "server/api.h"
+
+#include <charconv>
+
+#include "core/json_writer.h"
+#include "server/sse.h"
+#include "stream/runtime.h"
+
+namespace tributary {
+
+namespace {
+
+std::string Param(const QueryParams& params, const std::string& key) {
+  auto it = params.find(key);
+  return it == params.end() ? std::string() : it->second;
+}
+
+Result<TimeUs> TimeParam(const QueryParams& params, const std::string& key, TimeUs fallback) {
+  std::string v = Param(params, key);
+  if (v.empty()) return fallback;
+  Result<TimeUs> t = ParseTime(v);
+  if (!t.ok()) return Status::Invalid("parameter '" + key + "': " + t.status().message());
+  return *t;
+}
+
+void WriteTimeOrNull(JsonWriter& w, std::string_view key, TimeUs t) {
+  w.Key(key);
+  if (t == kMinTime || t == 0) {
+    w.Null();
+  } else {
+    w.String(FormatTime(t));
+  }
+}
+
+void WriteNumberOrNull(JsonWriter& w, std::string_view key, double v) {
+  w.Key(key);
+  if (std::isnan(v)) {
+    w.Null();
+  } else {
+    w.Number(v);
+  }
+}
+
+}  // namespace
+
+Result<size_t> ParseLimit(const QueryParams& params, size_t fallback, size_t max) {
+  std::string v = Param(params, "limit");
+  if (v.empty()) return fallback;
+  size_t n = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || ptr != v.data() + v.size() || n == 0 || n > max) {
+    return Status::Invalid("parameter 'limit': expected an integer in 1.." + std::to_string(max) +
+                           ", got '" + v + "'");
+  }
+  return n;
+}
+
+Result<WindowQuery> ParseWindowQuery(const QueryParams& params) {
+  WindowQuery q;
+  q.window = Param(params, "window");
+  q.group = Param(params, "group");
+  q.metric = Param(params, "metric");
+  TRIB_ASSIGN_OR_RETURN(q.from, TimeParam(params, "from", kMinTime));
+  TRIB_ASSIGN_OR_RETURN(q.to, TimeParam(params, "to", kMaxTime));
+  TRIB_ASSIGN_OR_RETURN(q.limit, ParseLimit(params, 1000, 10000));
+  return q;
+}
+
+std::string SensorsJson(const LiveState& live, TimeUs now) {
+  std::vector<SensorView> sensors = live.Sensors(now);
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("count").UInt(sensors.size());
+  w.Key("sensors").BeginArray();
+  for (const SensorView& s : sensors) {
+    w.BeginObject();
+    w.Key("device").String(s.device.view());
+    WriteNumberOrNull(w, "lat", s.lat);
+    WriteNumberOrNull(w, "lon", s.lon);
+    w.Key("status").String(SensorStatusName(s.status));
+    WriteTimeOrNull(w, "last_event_time", s.last_event_time);
+    WriteTimeOrNull(w, "last_arrival_time", s.last_arrival_time);
+    w.Key("readings").UInt(s.readings);
+    w.Key("quarantined").UInt(s.quarantined);
+    w.Key("metrics").BeginObject();
+    for (const MetricLatest& m : s.metrics) {
+      w.Key(m.metric.view()).BeginObject();
+      WriteNumberOrNull(w, "value", m.value);
+      WriteTimeOrNull(w, "event_time", m.event_time);
+      w.EndObject();
+    }
+    w.EndObject();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return w.Take();
+}
+
+std::string WindowsJson(const LiveState& live, const WindowQuery& query) {
+  std::vector<WindowResult> results = live.Windows(query);
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("count").UInt(results.size());
+  w.Key("windows").BeginArray();
+  for (const WindowResult& r : results) WriteWindowJson(w, r);
+  w.EndArray();
+  w.EndObject();
+  return w.Take();
+}
+
+std::string QuarantineJson(const LiveState& live, size_t limit) {
+  std::vector<QuarantineView> records = live.Quarantine(limit);
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("count").UInt(records.size());
+  w.Key("records").BeginArray();
+  for (const QuarantineView& q : records) WriteQuarantineJson(w, q);
+  w.EndArray();
+  w.EndObject();
+  return w.Take();
+}
+
+std::string LedgerJson(const Pipeline& pipeline) {
+  return pipeline.LedgerNow().ToJson();
+}
+
+std::string HealthJson(const Pipeline& pipeline, const LiveState& live, const EventLog& events,
+                       TimeUs now) {
+  bool running = pipeline.running();
+  RunProgress progress;
+  if (running) progress = pipeline.Progress();
+  LiveTotals totals = live.Totals();
+  TimeUs watermark = running ? progress.watermark : totals.watermark;
+  if (watermark == kMinTime) watermark = totals.watermark;
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("running").Bool(running);
+  w.Key("events_per_second").Number(live.ReadingsPerSecond(now));
+  WriteTimeOrNull(w, "watermark", watermark);
+  w.Key("watermark_lag_seconds");
+  if (watermark == kMinTime) {
+    w.Null();
+  } else {
+    w.Number(static_cast<double>(now - watermark) / kMicrosPerSecond);
+  }
+  w.Key("queues").BeginObject();
+  w.Key("raw").UInt(progress.raw_queue_depth);
+  w.Key("sink").UInt(progress.sink_queue_depth);
+  w.EndObject();
+  w.Key("batches").UInt(totals.batches);
+  w.Key("last_event_id").UInt(events.last_id());
+  w.EndObject();
+  return w.Take();
+}
+
+std::string ErrorJson(std::string_view message) {
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("error").String(message);
+  w.EndObject();
+  return w.Take();
+}
+
+std::string OpenApiJson() {
+  // Written by hand: small, and each path is checked by the server tests.
+  static const char kDoc[] = R"({
+"openapi": "3.0.3",
+"info": {"title": "tributary API", "version": "1",
+  "description": "Read-only live view of a running tributary pipeline. When a token is configured, /api/* require 'Authorization: Bearer <token>'."},
+"components": {
+  "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+  "schemas": {
+    "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+    "Window": {"type": "object", "properties": {
+      "window": {"type": "string"}, "group_by": {"type": "string"}, "group": {"type": "string"},
+      "metric": {"type": "string"}, "start": {"type": "string", "format": "date-time"},
+      "end": {"type": "string", "format": "date-time"}, "count": {"type": "integer"},
+      "mean": {"type": "number", "nullable": true}, "min": {"type": "number", "nullable": true},
+      "max": {"type": "number", "nullable": true}, "std": {"type": "number", "nullable": true},
+      "median": {"type": "number", "nullable": true}, "p95": {"type": "number", "nullable": true},
+      "nowcast": {"type": "number", "nullable": true}, "aqi": {"type": "number", "nullable": true},
+      "centroid_lat": {"type": "number", "nullable": true},
+      "centroid_lon": {"type": "number", "nullable": true},
+      "distinct_sensors": {"type": "integer"}, "late_count": {"type": "integer"},
+      "flags": {"type": "string"}, "revision": {"type": "integer"}}},
+    "Quarantine": {"type": "object", "properties": {
+      "reason": {"type": "string"}, "detail": {"type": "string"},
+      "arrival_time": {"type": "string", "format": "date-time"}, "device": {"type": "string"},
+      "metric": {"type": "string"}, "source": {"type": "string"}}}
+  }
+},
+"security": [{"bearer": []}],
+"paths": {
+  "/api/sensors": {"get": {"summary": "Every sensor seen, with position, latest value per metric and status (ok, stale, quarantining).",
+    "responses": {"200": {"description": "Sensors", "content": {"application/json": {"schema": {"type": "object", "properties": {
+      "count": {"type": "integer"}, "sensors": {"type": "array", "items": {"type": "object"}}}}}}},
+      "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/windows": {"get": {"summary": "Recent window results, newest first.",
+    "parameters": [
+      {"name": "window", "in": "query", "schema": {"type": "string"}, "description": "Window definition name."},
+      {"name": "group", "in": "query", "schema": {"type": "string"}, "description": "Group key (device id, zone, H3 cell, all)."},
+      {"name": "metric", "in": "query", "schema": {"type": "string"}},
+      {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "Window start >= from (ISO-8601)."},
+      {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "Window start < to (ISO-8601)."},
+      {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}}],
+    "responses": {"200": {"description": "Window results", "content": {"application/json": {"schema": {"type": "object", "properties": {
+      "count": {"type": "integer"}, "windows": {"type": "array", "items": {"$ref": "#/components/schemas/Window"}}}}}}},
+      "400": {"description": "Bad parameter", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/quarantine": {"get": {"summary": "Recent quarantine records, newest first.",
+    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+    "responses": {"200": {"description": "Quarantine records", "content": {"application/json": {"schema": {"type": "object", "properties": {
+      "count": {"type": "integer"}, "records": {"type": "array", "items": {"$ref": "#/components/schemas/Quarantine"}}}}}}},
+      "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/ledger": {"get": {"summary": "The ledger: input = accepted + quarantined + late + duplicate (+ in flight).",
+    "responses": {"200": {"description": "Ledger", "content": {"application/json": {"schema": {"type": "object"}}}},
+      "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/health": {"get": {"summary": "Pipeline health: readings per second, watermark, queue depths.",
+    "responses": {"200": {"description": "Health", "content": {"application/json": {"schema": {"type": "object"}}}},
+      "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/events": {"get": {"summary": "Server-Sent Events: window, quarantine and reading_summary events with increasing ids; send Last-Event-ID to resume.",
+    "parameters": [{"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}}],
+    "responses": {"200": {"description": "Event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+      "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/openapi.json": {"get": {"summary": "This document.",
+    "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+  "/healthz": {"get": {"summary": "Liveness: 200 while the process is up.", "security": [],
+    "responses": {"200": {"description": "Up"}}}},
+  "/readyz": {"get": {"summary": "Readiness: 200 while the pipeline runs, 503 otherwise.", "security": [],
+    "responses": {"200": {"description": "Running"}, "503": {"description": "Not running"}}}},
+  "/metrics": {"get": {"summary": "Prometheus text exposition of ledger counters and gauges.", "security": [],
+    "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
+}
+}
+)";
+  return kDoc;
+}
+
+}  // namespace tributary

@@ -1,0 +1,42 @@
+// The JSON documents of the read-only HTTP API, rendered from the live state and the
+// pipeline. Independent of the HTTP library: each function returns a body.
+//
+//   GET /api/sensors      every sensor seen: position, latest value per metric, status
+//   GET /api/windows      recent window results; ?window=&group=&metric=&from=&to=&limit=
+//   GET /api/quarantine   recent quarantine records; ?limit=
+//   GET /api/ledger       the ledger (same JSON as ledger.json)
+//   GET /api/health       events/s, watermark, queue depths, running
+//   GET /api/openapi.json the OpenAPI 3 description of all of the above
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "core/status.h"
+#include "server/live_state.h"
+
+namespace tributary {
+
+class Pipeline;
+class EventLog;
+
+/// Query parameters of one request (first value of each key).
+using QueryParams = std::map<std::string, std::string>;
+
+/// Parse the /api/windows query; `from`/`to` are ISO-8601, `limit` 1..10000.
+Result<WindowQuery> ParseWindowQuery(const QueryParams& params);
+/// Parse a positive `limit` (default `fallback`, at most `max`).
+Result<size_t> ParseLimit(const QueryParams& params, size_t fallback, size_t max);
+
+std::string SensorsJson(const LiveState& live, TimeUs now);
+std::string WindowsJson(const LiveState& live, const WindowQuery& query);
+std::string QuarantineJson(const LiveState& live, size_t limit);
+std::string LedgerJson(const Pipeline& pipeline);
+std::string HealthJson(const Pipeline& pipeline, const LiveState& live, const EventLog& events,
+                       TimeUs now);
+/// The OpenAPI 3.0 document of the API.
+std::string OpenApiJson();
+/// A JSON error body: {"error": message}.
+std::string ErrorJson(std::string_view message);
+
+}  // namespace tributary

@@ -1,0 +1,291 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <chrono>
+
+#include "server/api.h"
+#include "server/metrics.h"
+#include "stream/runtime.h"
+
+namespace tributary {
+
+namespace {
+
+constexpr size_t kWorkerThreads = 12;  // each open event stream holds one
+constexpr size_t kSseBatch = 512;      // events per written chunk, at most
+constexpr auto kSseWait = std::chrono::milliseconds(250);
+constexpr DurationUs kSseKeepAlive = 15 * kMicrosPerSecond;
+constexpr auto kStartTimeout = std::chrono::seconds(5);
+constexpr const char* kJson = "application/json";
+
+QueryParams FirstParams(const httplib::Request& req) {
+  QueryParams out;
+  for (const auto& [k, v] : req.params) out.emplace(k, v);  // emplace keeps the first
+  return out;
+}
+
+// Compare without an early exit so the time taken does not reveal the matching prefix.
+bool SameToken(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  }
+  return diff == 0;
+}
+
+void SendError(httplib::Response& res, int status, std::string_view message) {
+  res.status = status;
+  res.set_content(ErrorJson(message), kJson);
+}
+
+}  // namespace
+
+const SectionSpec& ServerSectionSpec() {
+  static const SectionSpec spec{
+      "server",
+      "HTTP API, live events (Server-Sent Events) and Prometheus metrics of a running "
+      "pipeline. Read-only.",
+      {
+          {"listen", OptionType::kString, "127.0.0.1:8080",
+           "host:port to listen on; `off` disables the server. `tributary run --listen` "
+           "overrides it."},
+          {"token", OptionType::kString, "",
+           "Bearer token required by /api/* (use `${VAR}` to keep it out of the file); empty: "
+           "no authentication. /healthz, /readyz and /metrics stay open."},
+          {"replay_buffer", OptionType::kInt, "10000",
+           "Live events kept for clients reconnecting with Last-Event-ID.", "1..10000000"},
+          {"max_body_bytes", OptionType::kInt, "65536", "Largest request body accepted, bytes.",
+           "0..1073741824"},
+          {"expected_interval", OptionType::kDuration, "60s",
+           "Expected reporting interval of a sensor; without data for 3× this long it is "
+           "`stale`.",
+           "1s..30d"},
+          {"max_windows", OptionType::kInt, "10000", "Recent window results kept for /api/windows.",
+           "1..10000000"},
+          {"max_quarantine", OptionType::kInt, "1000",
+           "Recent quarantine records kept for /api/quarantine.", "1..1000000"},
+      }};
+  return spec;
+}
+
+Status ParseListen(std::string_view text, ServerOptions& options) {
+  if (text == "off") {
+    options.enabled = false;
+    return Status::Ok();
+  }
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) {
+    return Status::Invalid("listen address '" + std::string(text) + "': expected host:port or off");
+  }
+  std::string_view host = text.substr(0, colon);
+  std::string_view port_text = text.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int port = -1;
+  auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+    return Status::Invalid("listen address '" + std::string(text) +
+                           "': port must be a number in 0..65535");
+  }
+  options.enabled = true;
+  options.host = host.empty() ? "0.0.0.0" : std::string(host);
+  options.port = port;
+  return Status::Ok();
+}
+
+Result<ServerOptions> ReadServerOptions(const PipelineConfig& config,
+                                        std::string_view listen_override) {
+  const OptionReader& raw = config.server;
+  OptionReader r(raw.node(), raw.file().empty() ? config.file : raw.file(), "server",
+                 {&ServerSectionSpec()});
+  TRIB_RETURN_IF_ERROR(r.CheckKeys());
+  ServerOptions o;
+  TRIB_ASSIGN_OR_RETURN(std::string listen, r.GetString("listen"));
+  if (!listen_override.empty()) {
+    TRIB_RETURN_IF_ERROR(ParseListen(listen_override, o).WithContext("--listen"));
+  } else {
+    Status st = ParseListen(listen, o);
+    if (!st.ok()) return r.Error("listen", st.message());
+  }
+  o.listen_explicit = !listen_override.empty() || r.Has("listen");
+  TRIB_ASSIGN_OR_RETURN(o.token, r.GetString("token"));
+  TRIB_ASSIGN_OR_RETURN(int64_t replay, r.GetInt("replay_buffer"));
+  TRIB_ASSIGN_OR_RETURN(int64_t max_body, r.GetInt("max_body_bytes"));
+  TRIB_ASSIGN_OR_RETURN(o.live.expected_interval, r.GetDuration("expected_interval"));
+  TRIB_ASSIGN_OR_RETURN(int64_t max_windows, r.GetInt("max_windows"));
+  TRIB_ASSIGN_OR_RETURN(int64_t max_quarantine, r.GetInt("max_quarantine"));
+  o.replay_buffer = static_cast<size_t>(replay);
+  o.max_body_bytes = static_cast<size_t>(max_body);
+  o.live.max_windows = static_cast<size_t>(max_windows);
+  o.live.max_quarantine = static_cast<size_t>(max_quarantine);
+  return o;
+}
+
+ApiServer::ApiServer(Pipeline& pipeline, const ServerOptions& options)
+    : pipeline_(pipeline),
+      options_(options),
+      events_(options.replay_buffer),
+      live_(options.live, &events_),
+      http_(std::make_unique<httplib::Server>()) {}
+
+ApiServer::~ApiServer() {
+  events_.Close();  // event streams see it within kSseWait and end
+  if (thread_.joinable()) {
+    http_->stop();
+    thread_.join();
+  }
+}
+
+Result<std::unique_ptr<ApiServer>> ApiServer::Start(Pipeline& pipeline,
+                                                    const ServerOptions& options) {
+  if (!options.enabled) return Status::Invalid("the HTTP server is disabled (listen: off)");
+  std::unique_ptr<ApiServer> s(new ApiServer(pipeline, options));
+  httplib::Server& http = *s->http_;
+  http.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+  http.set_keep_alive_timeout(1);
+  http.set_payload_max_length(options.max_body_bytes);
+  s->Route();
+  if (options.port == 0) {
+    s->port_ = http.bind_to_any_port(options.host);
+  } else if (http.bind_to_port(options.host, options.port)) {
+    s->port_ = options.port;
+  } else {
+    s->port_ = -1;
+  }
+  if (s->port_ <= 0) {
+    return Status::Io("cannot listen on " + options.host + ":" + std::to_string(options.port) +
+                      " (address in use or not local?)");
+  }
+  s->thread_ = std::thread([&http] { http.listen_after_bind(); });
+  // stop() is only effective once the accept loop runs: wait for it.
+  auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (!http.is_running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  pipeline.SetObserver(&s->live_);
+  spdlog::info("HTTP API on http://{}:{}/ ({})", options.host, s->port_,
+               options.token.empty() ? "no token" : "bearer token required");
+  return s;
+}
+
+void ApiServer::Route() {
+  httplib::Server& http = *http_;
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (req.method != "GET" && req.method != "HEAD") {
+      res.set_header("Allow", "GET, HEAD");
+      SendError(res, 405, "method " + req.method + " not allowed: the API is read-only");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (!options_.token.empty() && req.path.rfind("/api/", 0) == 0) {
+      std::string auth = req.get_header_value("Authorization");
+      constexpr std::string_view kBearer = "Bearer ";
+      if (auth.rfind(kBearer, 0) != 0 ||
+          !SameToken(std::string_view(auth).substr(kBearer.size()), options_.token)) {
+        res.set_header("WWW-Authenticate", "Bearer");
+        SendError(res, 401, "missing or wrong bearer token");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
+  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  http.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    if (pipeline_.running()) {
+      res.set_content("ready\n", "text/plain");
+    } else {
+      res.status = 503;
+      res.set_content("not running\n", "text/plain");
+    }
+  });
+  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    MetricsInput in;
+    in.running = pipeline_.running();
+    if (in.running) {
+      RunProgress p = pipeline_.Progress();
+      in.ledger = p.ledger;
+      in.raw_queue_depth = p.raw_queue_depth;
+      in.sink_queue_depth = p.sink_queue_depth;
+      in.watermark = p.watermark;
+    } else {
+      in.ledger = pipeline_.LedgerNow();
+      in.watermark = live_.Totals().watermark;
+    }
+    in.now = NowUs();
+    in.last_event_id = events_.last_id();
+    in.rss_bytes = ProcessRssBytes();
+    res.set_content(RenderPrometheus(in), "text/plain; version=0.0.4");
+  });
+  http.Get("/api/sensors", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(SensorsJson(live_, NowUs()), kJson);
+  });
+  http.Get("/api/windows", [this](const httplib::Request& req, httplib::Response& res) {
+    Result<WindowQuery> q = ParseWindowQuery(FirstParams(req));
+    if (!q.ok()) return SendError(res, 400, q.status().message());
+    res.set_content(WindowsJson(live_, *q), kJson);
+  });
+  http.Get("/api/quarantine", [this](const httplib::Request& req, httplib::Response& res) {
+    Result<size_t> limit = ParseLimit(FirstParams(req), 100, 1000);
+    if (!limit.ok()) return SendError(res, 400, limit.status().message());
+    res.set_content(QuarantineJson(live_, *limit), kJson);
+  });
+  http.Get("/api/ledger", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(LedgerJson(pipeline_), kJson);
+  });
+  http.Get("/api/health", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(HealthJson(pipeline_, live_, events_, NowUs()), kJson);
+  });
+  http.Get("/api/openapi.json", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(OpenApiJson(), kJson);
+  });
+  http.Get("/api/events", [this](const httplib::Request& req, httplib::Response& res) {
+    // Without Last-Event-ID a client gets live events only; with it, every kept event
+    // after that id first.
+    uint64_t after = events_.last_id();
+    std::string last = req.get_header_value("Last-Event-ID");
+    if (last.empty() && req.has_param("last_event_id")) last = req.get_param_value("last_event_id");
+    if (!last.empty()) {
+      uint64_t id = 0;
+      auto [ptr, ec] = std::from_chars(last.data(), last.data() + last.size(), id);
+      if (ec != std::errc() || ptr != last.data() + last.size()) {
+        return SendError(res, 400, "Last-Event-ID must be an event id, got '" + last + "'");
+      }
+      after = id;
+    }
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    TimeUs last_write = NowUs();
+    bool first = true;
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, after, last_write, first](size_t, httplib::DataSink& sink) mutable {
+          std::string out;
+          if (first) {
+            out = "retry: 1000\n\n";  // reconnect after a second
+            first = false;
+          }
+          std::vector<SseEvent> events = events_.ReadAfter(after, kSseBatch, kSseWait);
+          if (events_.closed()) {
+            sink.done();
+            return true;
+          }
+          for (const SseEvent& e : events) {
+            out += FormatSseEvent(e);
+            after = e.id;
+          }
+          TimeUs now = NowUs();
+          if (out.empty() && now - last_write >= kSseKeepAlive) out = ": keep-alive\n\n";
+          if (out.empty()) return true;
+          last_write = now;
+          return sink.write(out.data(), out.size());
+        });
+  });
+}
+
+}  // namespace tributary

@@ -1,0 +1,82 @@
+// The HTTP server of a running pipeline: JSON API, Server-Sent Events and metrics.
+//
+// Configured by the top-level `server` section of the pipeline file (see
+// ServerSectionSpec); `tributary run --listen` overrides `listen`, and `off` disables it.
+// The server attaches a LiveState to the pipeline as its observer and answers on its own
+// worker threads; it only reads. /api/* require `Authorization: Bearer <token>` when a
+// token is configured; /healthz, /readyz and /metrics stay open. Every method but GET
+// (and HEAD) is answered 405.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "core/config.h"
+#include "core/pipeline_config.h"
+#include "core/status.h"
+#include "server/live_state.h"
+#include "server/sse.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace tributary {
+
+class Pipeline;
+
+/// The `server` section spec (registered in io/builtins.cc).
+const SectionSpec& ServerSectionSpec();
+
+struct ServerOptions {
+  bool enabled = true;
+  std::string host = "127.0.0.1";
+  int port = 8080;  ///< 0 picks a free port
+  /// True when `listen` was given (file or flag): failing to bind is then an error;
+  /// otherwise the run goes on without the server.
+  bool listen_explicit = false;
+  std::string token;             ///< empty: no authentication
+  size_t replay_buffer = 10000;  ///< SSE events kept for reconnecting clients
+  size_t max_body_bytes = 65536;
+  LiveStateOptions live;
+};
+
+/// Parse "host:port" (or "off"); `port` may be 0.
+Status ParseListen(std::string_view text, ServerOptions& options);
+/// Read the `server` section of `config`; a non-empty `listen_override` (the --listen
+/// flag) replaces its `listen`.
+Result<ServerOptions> ReadServerOptions(const PipelineConfig& config,
+                                        std::string_view listen_override = {});
+
+class ApiServer {
+ public:
+  /// Bind the port, attach the live state to `pipeline` (which must outlive the server)
+  /// and start answering. Call before Pipeline::Run().
+  static Result<std::unique_ptr<ApiServer>> Start(Pipeline& pipeline, const ServerOptions& options);
+  /// Stops the server: open event streams end, worker threads are joined.
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  /// The bound port (the real one when 0 was asked for).
+  int port() const { return port_; }
+  const std::string& host() const { return options_.host; }
+  LiveState& live() { return live_; }
+  EventLog& events() { return events_; }
+
+ private:
+  ApiServer(Pipeline& pipeline, const ServerOptions& options);
+  void Route();
+
+  Pipeline& pipeline_;
+  const ServerOptions options_;
+  EventLog events_;
+  LiveState live_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace tributary

@@ -1,0 +1,223 @@
+#include "server/live_state.h"
+
+#include <algorithm>
+
+#include "server/sse.h"
+
+namespace tributary {
+
+namespace {
+constexpr DurationUs kRateWindow = 10 * kMicrosPerSecond;
+
+void NumberOrNull(JsonWriter& w, std::string_view key, double v) {
+  w.Key(key);
+  if (std::isnan(v)) {
+    w.Null();
+  } else {
+    w.Number(v);
+  }
+}
+}  // namespace
+
+const char* SensorStatusName(SensorStatus s) {
+  switch (s) {
+    case SensorStatus::kOk:
+      return "ok";
+    case SensorStatus::kStale:
+      return "stale";
+    case SensorStatus::kQuarantining:
+      return "quarantining";
+  }
+  return "ok";
+}
+
+void WriteWindowJson(JsonWriter& w, const WindowResult& r) {
+  w.BeginObject();
+  w.Key("window").String(r.window.view());
+  w.Key("group_by").String(r.group_by.view());
+  w.Key("group").String(r.group.view());
+  w.Key("metric").String(r.metric.view());
+  w.Key("start").String(FormatTime(r.start));
+  w.Key("end").String(FormatTime(r.end));
+  w.Key("count").UInt(r.count);
+  NumberOrNull(w, "mean", r.mean);
+  NumberOrNull(w, "min", r.min);
+  NumberOrNull(w, "max", r.max);
+  NumberOrNull(w, "std", r.std);
+  NumberOrNull(w, "median", r.median);
+  NumberOrNull(w, "p95", r.p95);
+  NumberOrNull(w, "nowcast", r.nowcast);
+  NumberOrNull(w, "aqi", r.aqi);
+  NumberOrNull(w, "centroid_lat", r.centroid_lat);
+  NumberOrNull(w, "centroid_lon", r.centroid_lon);
+  w.Key("distinct_sensors").UInt(r.distinct_sensors);
+  w.Key("late_count").UInt(r.late_count);
+  w.Key("flags").String(WindowFlagsToString(r.flags));
+  w.Key("revision").UInt(r.revision);
+  w.EndObject();
+}
+
+void WriteQuarantineJson(JsonWriter& w, const QuarantineView& q) {
+  w.BeginObject();
+  w.Key("reason").String(q.reason.view());
+  w.Key("detail").String(q.detail);
+  w.Key("arrival_time").String(FormatTime(q.arrival_time));
+  w.Key("device").String(q.device.view());
+  w.Key("metric").String(q.metric.view());
+  w.Key("source").String(q.source.view());
+  w.EndObject();
+}
+
+LiveState::LiveState(LiveStateOptions options, EventLog* events)
+    : options_(options), events_(events) {}
+
+LiveState::Sensor& LiveState::SensorOf(Symbol device) {
+  Sensor& s = sensors_[device.id];
+  s.device = device;
+  return s;
+}
+
+void LiveState::OnBatch(const Batch& batch) {
+  TimeUs now = NowUs();
+  {
+    std::lock_guard lock(mu_);
+    for (const Reading& r : batch.readings) {
+      Sensor& s = SensorOf(r.device);
+      if (!std::isnan(r.lat) && !std::isnan(r.lon)) {
+        s.lat = r.lat;
+        s.lon = r.lon;
+      }
+      s.last_event_time = std::max(s.last_event_time, r.event_time);
+      s.last_arrival_time = std::max(s.last_arrival_time, r.arrival_time);
+      ++s.readings;
+      MetricLatest& m = s.metrics[r.metric.id];
+      if (r.event_time >= m.event_time)
+        m = MetricLatest{r.metric, r.value, r.event_time, r.arrival_time};
+    }
+    for (const QuarantineRecord& q : batch.quarantine) {
+      if (q.device) {
+        Sensor& s = SensorOf(q.device);
+        s.last_quarantine_time = std::max(s.last_quarantine_time, q.arrival_time);
+        ++s.quarantined;
+      }
+      quarantine_.push_back(
+          QuarantineView{q.reason, q.detail, q.arrival_time, q.device, q.metric, q.prov.source});
+    }
+    while (quarantine_.size() > options_.max_quarantine) quarantine_.pop_front();
+    for (const WindowResult& r : batch.windows) windows_.push_back(r);
+    while (windows_.size() > options_.max_windows) windows_.pop_front();
+    rate_samples_.emplace_back(now, batch.readings.size());
+    while (!rate_samples_.empty() && rate_samples_.front().first < now - kRateWindow) {
+      rate_samples_.pop_front();
+    }
+    ++totals_.batches;
+    totals_.readings += batch.readings.size();
+    totals_.quarantined += batch.quarantine.size();
+    totals_.late += batch.late.size();
+    totals_.windows += batch.windows.size();
+    totals_.duplicates += batch.duplicates;
+    totals_.watermark = std::max(totals_.watermark, batch.watermark);
+  }
+  if (events_ == nullptr) return;
+  // Events are rendered outside the state mutex; the event log has its own.
+  for (const WindowResult& r : batch.windows) {
+    JsonWriter w;
+    WriteWindowJson(w, r);
+    events_->Publish("window", w.Take());
+  }
+  for (const QuarantineRecord& q : batch.quarantine) {
+    JsonWriter w;
+    WriteQuarantineJson(
+        w, QuarantineView{q.reason, q.detail, q.arrival_time, q.device, q.metric, q.prov.source});
+    events_->Publish("quarantine", w.Take());
+  }
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("readings").UInt(batch.readings.size());
+  w.Key("quarantined").UInt(batch.quarantine.size());
+  w.Key("late").UInt(batch.late.size());
+  w.Key("duplicates").UInt(batch.duplicates);
+  w.Key("windows").UInt(batch.windows.size());
+  w.Key("watermark");
+  if (batch.watermark == kMinTime) {
+    w.Null();
+  } else {
+    w.String(FormatTime(batch.watermark));
+  }
+  w.EndObject();
+  events_->Publish("reading_summary", w.Take());
+}
+
+std::vector<SensorView> LiveState::Sensors(TimeUs now) const {
+  const DurationUs horizon = 3 * options_.expected_interval;
+  std::vector<SensorView> out;
+  {
+    std::lock_guard lock(mu_);
+    out.reserve(sensors_.size());
+    for (const auto& [id, s] : sensors_) {
+      SensorView v;
+      v.device = s.device;
+      v.lat = s.lat;
+      v.lon = s.lon;
+      v.last_event_time = s.last_event_time;
+      v.last_arrival_time = s.last_arrival_time;
+      v.readings = s.readings;
+      v.quarantined = s.quarantined;
+      if (s.last_quarantine_time >= now - horizon) {
+        v.status = SensorStatus::kQuarantining;
+      } else if (s.last_arrival_time < now - horizon) {
+        v.status = SensorStatus::kStale;
+      }
+      for (const auto& [mid, m] : s.metrics) v.metrics.push_back(m);
+      out.push_back(std::move(v));
+    }
+  }
+  for (SensorView& v : out) {
+    std::sort(v.metrics.begin(), v.metrics.end(), [](const MetricLatest& a, const MetricLatest& b) {
+      return a.metric.view() < b.metric.view();
+    });
+  }
+  std::sort(out.begin(), out.end(), [](const SensorView& a, const SensorView& b) {
+    return a.device.view() < b.device.view();
+  });
+  return out;
+}
+
+std::vector<WindowResult> LiveState::Windows(const WindowQuery& query) const {
+  std::vector<WindowResult> out;
+  std::lock_guard lock(mu_);
+  for (auto it = windows_.rbegin(); it != windows_.rend() && out.size() < query.limit; ++it) {
+    const WindowResult& r = *it;
+    if (!query.window.empty() && r.window.view() != query.window) continue;
+    if (!query.group.empty() && r.group.view() != query.group) continue;
+    if (!query.metric.empty() && r.metric.view() != query.metric) continue;
+    if (r.start < query.from || r.start >= query.to) continue;
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::vector<QuarantineView> LiveState::Quarantine(size_t limit) const {
+  std::vector<QuarantineView> out;
+  std::lock_guard lock(mu_);
+  for (auto it = quarantine_.rbegin(); it != quarantine_.rend() && out.size() < limit; ++it) {
+    out.push_back(*it);
+  }
+  return out;
+}
+
+LiveTotals LiveState::Totals() const {
+  std::lock_guard lock(mu_);
+  return totals_;
+}
+
+double LiveState::ReadingsPerSecond(TimeUs now) const {
+  std::lock_guard lock(mu_);
+  uint64_t n = 0;
+  for (const auto& [t, count] : rate_samples_) {
+    if (t >= now - kRateWindow) n += count;
+  }
+  return static_cast<double>(n) / (static_cast<double>(kRateWindow) / kMicrosPerSecond);
+}
+
+}  // namespace tributary

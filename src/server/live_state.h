@@ -1,0 +1,137 @@
+// The live state behind the HTTP API: what the pipeline delivered recently.
+//
+// LiveState observes the pipeline (PipelineObserver::OnBatch, on the sink thread) and
+// keeps, each bounded:
+//   - the latest reading per (device, metric), with position, event and arrival time;
+//   - the most recent window results (revisions included, oldest dropped first);
+//   - the most recent quarantine records (reason and detail, without raw bytes);
+// and publishes `window`, `quarantine` and `reading_summary` events to an EventLog.
+// OnBatch copies under one mutex and never waits on readers for long; readers (HTTP
+// worker threads) copy out under the same mutex and render outside it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/json_writer.h"
+#include "core/model.h"
+#include "stream/runtime.h"
+
+namespace tributary {
+
+class EventLog;
+
+struct LiveStateOptions {
+  size_t max_windows = 10000;                            ///< window results kept
+  size_t max_quarantine = 1000;                          ///< quarantine records kept
+  DurationUs expected_interval = 60 * kMicrosPerSecond;  ///< a sensor's reporting interval
+};
+
+/// ok: reporting; stale: no data for 3 × expected interval (processing time);
+/// quarantining: a quarantine record for the device within 3 × expected interval.
+enum class SensorStatus { kOk, kStale, kQuarantining };
+const char* SensorStatusName(SensorStatus s);
+
+/// The latest value of one metric of one sensor.
+struct MetricLatest {
+  Symbol metric;
+  double value = NAN;
+  TimeUs event_time = 0;    ///< UTC µs, sensor clock
+  TimeUs arrival_time = 0;  ///< UTC µs, processing time
+};
+
+/// One sensor as the API shows it.
+struct SensorView {
+  Symbol device;
+  double lat = NAN;  ///< WGS84 degrees of the latest reading
+  double lon = NAN;
+  TimeUs last_event_time = 0;
+  TimeUs last_arrival_time = 0;
+  uint64_t readings = 0;     ///< accepted readings seen since start
+  uint64_t quarantined = 0;  ///< quarantine records naming this device since start
+  SensorStatus status = SensorStatus::kOk;
+  std::vector<MetricLatest> metrics;  ///< sorted by metric name
+};
+
+/// A quarantine record without its raw bytes.
+struct QuarantineView {
+  Symbol reason;
+  std::string detail;
+  TimeUs arrival_time = 0;
+  Symbol device;
+  Symbol metric;
+  Symbol source;
+};
+
+/// Filter of window results; empty strings match everything. A result matches the time
+/// range when from <= start < to.
+struct WindowQuery {
+  std::string window;
+  std::string group;
+  std::string metric;
+  TimeUs from = kMinTime;
+  TimeUs to = kMaxTime;
+  size_t limit = 1000;  ///< newest results first, at most this many
+};
+
+/// Running totals over every batch observed.
+struct LiveTotals {
+  uint64_t batches = 0;
+  uint64_t readings = 0;
+  uint64_t quarantined = 0;
+  uint64_t late = 0;
+  uint64_t windows = 0;
+  uint64_t duplicates = 0;
+  TimeUs watermark = kMinTime;  ///< operator watermark of the last batch
+};
+
+class LiveState : public PipelineObserver {
+ public:
+  /// `events` (not owned, may be null) receives the live events.
+  LiveState(LiveStateOptions options, EventLog* events);
+
+  void OnBatch(const Batch& batch) override;
+
+  /// Every sensor seen, sorted by device id, with its status at processing time `now`.
+  std::vector<SensorView> Sensors(TimeUs now) const;
+  /// Window results matching `query`, newest first.
+  std::vector<WindowResult> Windows(const WindowQuery& query) const;
+  /// The newest `limit` quarantine records, newest first.
+  std::vector<QuarantineView> Quarantine(size_t limit) const;
+  LiveTotals Totals() const;
+  /// Accepted readings per second of processing time over the last ten seconds.
+  double ReadingsPerSecond(TimeUs now) const;
+
+ private:
+  struct Sensor {
+    Symbol device;
+    double lat = NAN, lon = NAN;
+    TimeUs last_event_time = 0;
+    TimeUs last_arrival_time = 0;
+    TimeUs last_quarantine_time = kMinTime;
+    uint64_t readings = 0;
+    uint64_t quarantined = 0;
+    std::unordered_map<uint32_t, MetricLatest> metrics;  ///< by metric symbol id
+  };
+  Sensor& SensorOf(Symbol device);
+
+  const LiveStateOptions options_;
+  EventLog* const events_;
+  mutable std::mutex mu_;
+  std::unordered_map<uint32_t, Sensor> sensors_;  ///< by device symbol id
+  std::deque<WindowResult> windows_;
+  std::deque<QuarantineView> quarantine_;
+  std::deque<std::pair<TimeUs, uint64_t>> rate_samples_;  ///< (arrival µs, readings)
+  LiveTotals totals_;
+};
+
+/// Write one window result as a JSON object (NaN aggregates as null, times ISO-8601).
+void WriteWindowJson(JsonWriter& w, const WindowResult& r);
+/// Write one quarantine record as a JSON object.
+void WriteQuarantineJson(JsonWriter& w, const QuarantineView& q);
+
+}  // namespace tributary

@@ -1,0 +1,104 @@
+#include "server/metrics.h"
+
+#include <unistd.h>
+
+#include <fstream>
+
+namespace tributary {
+
+namespace {
+
+void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+void Sample(std::string& out, std::string_view name, std::string_view labels, uint64_t v) {
+  out += name;
+  out += labels;
+  out += ' ';
+  out += std::to_string(v);
+  out += '\n';
+}
+
+std::string Label(std::string_view key, std::string_view value) {
+  return "{" + std::string(key) + "=\"" + EscapeLabelValue(value) + "\"}";
+}
+
+}  // namespace
+
+std::string EscapeLabelValue(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string RenderPrometheus(const MetricsInput& in) {
+  const LedgerSnapshot& l = in.ledger;
+  std::string out;
+  Header(out, "tributary_records_input_total", "counter", "Records that entered ingestion.");
+  Sample(out, "tributary_records_input_total", "", l.input);
+  Header(out, "tributary_records_total", "counter", "Records by final outcome.");
+  Sample(out, "tributary_records_total", Label("outcome", "accepted"), l.accepted);
+  Sample(out, "tributary_records_total", Label("outcome", "quarantined"), l.quarantined);
+  Sample(out, "tributary_records_total", Label("outcome", "late"), l.late);
+  Sample(out, "tributary_records_total", Label("outcome", "duplicate"), l.duplicate);
+  Header(out, "tributary_quarantined_total", "counter", "Quarantined records by reason code.");
+  for (const auto& [reason, n] : l.quarantine_reasons) {
+    Sample(out, "tributary_quarantined_total", Label("reason", reason), n);
+  }
+  Header(out, "tributary_windows_emitted_total", "counter",
+         "Window results emitted, revisions included.");
+  Sample(out, "tributary_windows_emitted_total", "", l.windows_emitted);
+  Header(out, "tributary_sink_committed_rows_total", "counter",
+         "Rows committed durably by sink and table.");
+  for (const auto& [sink_table, n] : l.sink_committed) {
+    Sample(out, "tributary_sink_committed_rows_total", Label("sink_table", sink_table), n);
+  }
+  Header(out, "tributary_queue_depth", "gauge", "Batches waiting in an inter-stage queue.");
+  Sample(out, "tributary_queue_depth", Label("queue", "raw"), in.raw_queue_depth);
+  Sample(out, "tributary_queue_depth", Label("queue", "sink"), in.sink_queue_depth);
+  if (in.watermark != kMinTime) {
+    Header(out, "tributary_watermark_lag_seconds", "gauge",
+           "Processing time minus the operator watermark, seconds.");
+    double lag = static_cast<double>(in.now - in.watermark) / kMicrosPerSecond;
+    out += "tributary_watermark_lag_seconds " + std::to_string(lag) + "\n";
+  }
+  Header(out, "tributary_pipeline_running", "gauge", "1 while the pipeline runs.");
+  Sample(out, "tributary_pipeline_running", "", in.running ? 1 : 0);
+  Header(out, "tributary_sse_last_event_id", "counter", "Id of the newest live event.");
+  Sample(out, "tributary_sse_last_event_id", "", in.last_event_id);
+  Header(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  Sample(out, "process_resident_memory_bytes", "", in.rss_bytes);
+  return out;
+}
+
+uint64_t ProcessRssBytes() {
+  // /proc/self/statm: size resident shared text lib data dt, in pages.
+  std::ifstream in("/proc/self/statm");
+  uint64_t size = 0;
+  uint64_t resident = 0;
+  if (!(in >> size >> resident)) return 0;
+  long page = ::sysconf(_SC_PAGESIZE);
+  return resident * static_cast<uint64_t>(page > 0 ? page : 4096);
+}
+
+}  // namespace tributary

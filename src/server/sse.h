@@ -1,0 +1,57 @@
+// Server-Sent Events: a bounded, numbered log of live events.
+//
+// Every published event gets the next id (1, 2, 3, ...). The log keeps the last
+// `capacity` events so that a client reconnecting with `Last-Event-ID: n` receives every
+// event after n that is still kept, then the live ones; events older than the buffer are
+// gone (the client sees the jump in ids). Thread-safe: publishers (the sink thread) and
+// readers (HTTP worker threads) share one mutex held only to copy events.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tributary {
+
+struct SseEvent {
+  uint64_t id = 0;
+  std::string type;  ///< the `event:` field ("window", "quarantine", ...)
+  std::string data;  ///< one line of JSON
+};
+
+/// Render one event in the text/event-stream format (id, event, data, blank line).
+std::string FormatSseEvent(const SseEvent& event);
+
+class EventLog {
+ public:
+  explicit EventLog(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+
+  /// Append an event and wake waiting readers; returns its id.
+  uint64_t Publish(std::string_view type, std::string data);
+  /// Events with id > `after` still kept, oldest first, at most `max_events`. Waits up to
+  /// `timeout` when there are none yet; returns empty on timeout or after Close().
+  std::vector<SseEvent> ReadAfter(uint64_t after, size_t max_events,
+                                  std::chrono::milliseconds timeout);
+  /// Wake every reader and make further reads return at once.
+  void Close();
+  bool closed() const;
+  /// Id of the newest event (0 when none was published).
+  uint64_t last_id() const;
+  /// Id of the oldest kept event (0 when empty).
+  uint64_t first_id() const;
+
+ private:
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<SseEvent> events_;
+  uint64_t next_id_ = 1;
+  bool closed_ = false;
+};
+
+}  // namespace tributary

@@ -1,0 +1,87 @@
+// End-to-end: the built binary reads sensor messages from a real Mosquitto broker
+// (the `mqtt` source) into the local sqlite store.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "core/ledger.h"
+#include "core/time.h"
+#include "integration/mosquitto.h"
+#include "test_util.h"
+
+namespace tributary {
+namespace {
+
+using testing::MosquittoBroker;
+
+int64_t QueryInt(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  int64_t v = -1;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      v = sqlite3_column_int64(stmt, 0);
+    } else {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db);
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return v;
+}
+
+TEST(MqttRunTest, BinaryReadsFromBrokerIntoSqlite) {
+  if (MosquittoBroker::BinaryPath().empty()) GTEST_SKIP() << "mosquitto is not installed";
+  MosquittoBroker broker;
+  ASSERT_EQ(broker.Start(), "");
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("mqtt.yaml"),
+                     "pipeline:\n  name: mqtt-e2e\n"
+                     "sources:\n  - name: city\n    type: mqtt\n    broker: " +
+                         broker.url() +
+                         "\n    client_id: tributary-e2e\n    topics: [city/+/up]\n    qos: 1\n"
+                         "sinks:\n  - name: local\n    type: sqlite\n");
+  testing::CommandResult run;
+  std::thread runner([&] {
+    run = testing::RunTributary({"run", dir.File("mqtt.yaml"), "--data-dir", dir.File("data"),
+                                 "--duration", "6s", "--quiet"});
+  });
+  // Publish once the run had time to connect and subscribe.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  constexpr int kDevices = 4;
+  constexpr int kPerDevice = 10;
+  const int64_t now_ms = NowUs() / 1000;
+  for (int d = 0; d < kDevices; ++d) {
+    std::vector<std::string> lines;
+    for (int i = 0; i < kPerDevice; ++i) {
+      lines.push_back("{\"device_id\":\"dev-" + std::to_string(d) +
+                      "\",\"sensor_ts\":" + std::to_string(now_ms - 1000 * (kPerDevice - i)) +
+                      ",\"lat\":52.5,\"lon\":13.4,\"pm25\":" + std::to_string(10 + i) +
+                      ",\"temperature\":" + std::to_string(15 + d) + "}");
+    }
+    ASSERT_EQ(broker.Publish("city/dev-" + std::to_string(d) + "/up", lines, 1).exit_code, 0);
+  }
+  runner.join();
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  Result<LedgerSnapshot> ledger = ParseLedgerJson(testing::ReadFile(dir.File("data/ledger.json")));
+  ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
+  EXPECT_TRUE(ledger->balanced());
+  const std::string db = dir.File("data/tributary.gpkg");
+  // Two metrics per message.
+  EXPECT_EQ(QueryInt(db, "SELECT count(*) FROM readings"), 2 * kDevices * kPerDevice);
+  EXPECT_EQ(QueryInt(db,
+                     "SELECT count(DISTINCT json_extract(provenance, '$.topic')) FROM "
+                     "readings WHERE json_extract(provenance, '$.topic') LIKE 'city/%/up'"),
+            kDevices);
+  EXPECT_EQ(QueryInt(db,
+                     "SELECT count(*) FROM readings WHERE json_extract(provenance, "
+                     "'$.source') = 'city'"),
+            2 * kDevices * kPerDevice);
+}
+
+}  // namespace
+}  // namespace tributary
