@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/registry.h"
+#include "io/sinks/table_selection.h"
 
 #ifdef TRIBUTARY_HAVE_DUCKDB
 #include <duckdb.h>
@@ -953,23 +954,11 @@ Result<ParquetSinkOptions> ReadParquetSinkOptions(const SinkEntry& entry) {
   ParquetSinkOptions out;
   out.name = entry.name.empty() ? std::string("parquet") : entry.name;
   TRIB_ASSIGN_OR_RETURN(out.path, o.GetString("path"));
-  TRIB_ASSIGN_OR_RETURN(std::vector<std::string> tables, o.GetStringList("tables"));
-  if (tables.empty()) return o.Error("tables", "lists no table");
-  out.readings = out.windows = out.quarantine = out.late = false;
-  for (const std::string& t : tables) {
-    if (t == "readings") {
-      out.readings = true;
-    } else if (t == "windows") {
-      out.windows = true;
-    } else if (t == "quarantine") {
-      out.quarantine = true;
-    } else if (t == "late") {
-      out.late = true;
-    } else {
-      return o.Error("tables",
-                     "unknown table '" + t + "' (known: readings, windows, quarantine, late)");
-    }
-  }
+  TRIB_ASSIGN_OR_RETURN(TableSelection tables, ReadTableSelection(o));
+  out.readings = tables.readings;
+  out.windows = tables.windows;
+  out.quarantine = tables.quarantine;
+  out.late = tables.late;
   TRIB_ASSIGN_OR_RETURN(int64_t mb, o.GetInt("target_file_mb"));
   out.target_file_bytes = mb << 20;
   TRIB_ASSIGN_OR_RETURN(std::string compression, o.GetString("compression"));

@@ -13,6 +13,7 @@
 #include "core/registry.h"
 #include "io/sinks/gpkg.h"
 #include "io/sinks/sqlite_util.h"
+#include "io/sinks/table_selection.h"
 
 namespace tributary {
 
@@ -763,23 +764,11 @@ Result<SqliteSinkOptions> ReadSqliteSinkOptions(const SinkEntry& entry) {
   SqliteSinkOptions out;
   out.name = entry.name.empty() ? std::string("sqlite") : entry.name;
   TRIB_ASSIGN_OR_RETURN(out.path, o.GetString("path"));
-  TRIB_ASSIGN_OR_RETURN(std::vector<std::string> tables, o.GetStringList("tables"));
-  if (tables.empty()) return o.Error("tables", "lists no table");
-  out.readings = out.windows = out.quarantine = out.late = false;
-  for (const std::string& t : tables) {
-    if (t == "readings") {
-      out.readings = true;
-    } else if (t == "windows") {
-      out.windows = true;
-    } else if (t == "quarantine") {
-      out.quarantine = true;
-    } else if (t == "late") {
-      out.late = true;
-    } else {
-      return o.Error("tables",
-                     "unknown table '" + t + "' (known: readings, windows, quarantine, late)");
-    }
-  }
+  TRIB_ASSIGN_OR_RETURN(TableSelection tables, ReadTableSelection(o));
+  out.readings = tables.readings;
+  out.windows = tables.windows;
+  out.quarantine = tables.quarantine;
+  out.late = tables.late;
   TRIB_ASSIGN_OR_RETURN(std::string sync, o.GetString("synchronous"));
   out.synchronous = sync == "off"    ? SqliteSynchronous::kOff
                     : sync == "full" ? SqliteSynchronous::kFull
