@@ -12,6 +12,7 @@
 
 #include "core/registry.h"
 #include "io/sinks/gpkg.h"
+#include "sink_test_records.h"
 #include "test_util.h"
 
 #ifdef TRIBUTARY_HAVE_DUCKDB
@@ -23,7 +24,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const TimeUs kT0 = 1714564800000000;  // 2024-05-01T12:00:00Z
+const TimeUs kT0 = testing::kSinkT0;
+using testing::BareReading;
+using testing::FullReading;
 
 SinkEntry Entry(const std::string& yaml) {
   SinkEntry e;
@@ -145,41 +148,6 @@ std::string WkbHex(double lon, double lat) {
     h += kDigits[byte & 15];
   }
   return h;
-}
-
-Reading FullReading() {
-  Reading r;
-  r.device = Intern("node-17");
-  r.metric = Intern("pm25");
-  r.value = 12.5;
-  r.event_time = kT0 + 123456;
-  r.arrival_time = kT0 + 2 * kMicrosPerSecond;
-  r.lat = 48.2082;
-  r.lon = 16.3738;
-  r.h3 = 0x85283473fffffffULL;
-  r.zone = Intern("zone-a");
-  r.flags.Set(QcFlag::kCalibrated);
-  r.flags.Set(QcFlag::kCrsTransformed);
-  r.prov.source = Intern("mqtt-city");
-  r.prov.topic = Intern("city/air/node-17");
-  r.prov.partition = 3;
-  r.prov.offset = 991;
-  r.prov.firmware = Intern("2.4.1");
-  r.prov.calibration_date = Intern("2024-03-01");
-  r.prov.crs_source = Intern("EPSG:32633");
-  r.prov.orig_x = 601234.5;
-  r.prov.orig_y = 5340123.25;
-  return r;
-}
-
-Reading BareReading(const char* device, const char* metric, TimeUs t, double value) {
-  Reading r;
-  r.device = Intern(device);
-  r.metric = Intern(metric);
-  r.value = value;
-  r.event_time = t;
-  r.arrival_time = t + kMicrosPerSecond;
-  return r;
 }
 
 class ParquetSinkTest : public ::testing::Test {

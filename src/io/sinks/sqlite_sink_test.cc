@@ -9,46 +9,17 @@
 
 #include "core/registry.h"
 #include "io/sinks/sqlite_util.h"
+#include "sink_test_records.h"
 #include "test_util.h"
 
 namespace tributary {
 namespace {
 
-const TimeUs kT0 = 1714564800000000;  // 2024-05-01T12:00:00Z
-
-Reading FullReading() {
-  Reading r;
-  r.device = Intern("node-17");
-  r.metric = Intern("pm25");
-  r.value = 12.5;
-  r.event_time = kT0 + 123456;
-  r.arrival_time = kT0 + 2 * kMicrosPerSecond;
-  r.lat = 48.2082;
-  r.lon = 16.3738;
-  r.h3 = 0x85283473fffffffULL;
-  r.zone = Intern("zone-a");
-  r.flags.Set(QcFlag::kCalibrated);
-  r.flags.Set(QcFlag::kCrsTransformed);
-  r.prov.source = Intern("mqtt-city");
-  r.prov.topic = Intern("city/air/node-17");
-  r.prov.partition = 3;
-  r.prov.offset = 991;
-  r.prov.firmware = Intern("2.4.1");
-  r.prov.calibration_date = Intern("2024-03-01");
-  r.prov.crs_source = Intern("EPSG:32633");
-  r.prov.orig_x = 601234.5;
-  r.prov.orig_y = 5340123.25;
-  return r;
-}
+const TimeUs kT0 = testing::kSinkT0;
+using testing::FullReading;
 
 Reading BareReading(const char* device, TimeUs t, double value) {
-  Reading r;
-  r.device = Intern(device);
-  r.metric = Intern("temperature");
-  r.value = value;
-  r.event_time = t;
-  r.arrival_time = t + kMicrosPerSecond;
-  return r;
+  return testing::BareReading(device, "temperature", t, value);
 }
 
 WindowResult FullWindow() {
