@@ -32,6 +32,22 @@ if(OpenSSL_FOUND)
   find_package(eclipse-paho-mqtt-c CONFIG QUIET)
 endif()
 tributary_require(eclipse-paho-mqtt-c_FOUND "Eclipse Paho MQTT C" "libpaho-mqtt-dev")
+find_package(GDAL CONFIG QUIET)
+tributary_require(GDAL_FOUND "GDAL/OGR" "libgdal-dev")
+find_package(GEOS CONFIG QUIET)  # the reentrant C API: GEOS::geos_c
+tributary_require(GEOS_FOUND "GEOS" "libgeos-dev")
+find_package(nanoflann CONFIG QUIET)
+tributary_require(nanoflann_FOUND "nanoflann" "libnanoflann-dev")
+find_package(Eigen3 CONFIG QUIET)
+tributary_require(Eigen3_FOUND "Eigen" "libeigen3-dev")
+find_package(CURL QUIET)
+tributary_require(CURL_FOUND "libcurl" "libcurl4-openssl-dev")
+if(PkgConfig_FOUND)
+  pkg_check_modules(RDKAFKA QUIET IMPORTED_TARGET rdkafka)
+  pkg_check_modules(LIBPQ QUIET IMPORTED_TARGET libpq)
+endif()
+tributary_require(RDKAFKA_FOUND "librdkafka" "librdkafka-dev")
+tributary_require(LIBPQ_FOUND "libpq" "libpq-dev")
 
 if(TRIBUTARY_BUILD_TESTS)
   find_package(GTest CONFIG QUIET)
@@ -53,7 +69,8 @@ add_library(tributary_deps INTERFACE)
 target_link_libraries(tributary_deps INTERFACE
   Threads::Threads simdjson::simdjson yaml-cpp CLI11::CLI11 fmt::fmt spdlog::spdlog
   SQLite::SQLite3 PROJ::proj eclipse-paho-mqtt-c::paho-mqtt3cs
-  eclipse-paho-mqtt-c::paho-mqtt3as)
+  eclipse-paho-mqtt-c::paho-mqtt3as GDAL::GDAL GEOS::geos_c nanoflann::nanoflann
+  Eigen3::Eigen CURL::libcurl PkgConfig::RDKAFKA PkgConfig::LIBPQ)
 
 # DuckDB (C API) is optional: with it, TRIBUTARY_HAVE_DUCKDB is defined. scripts/setup.sh
 # unpacks a prebuilt copy into .deps/duckdb when the system has none (cmake/FindDuckDB.cmake).

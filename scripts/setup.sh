@@ -21,6 +21,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev
   libpaho-mqtt-dev libssl-dev mosquitto mosquitto-clients
+  libgdal-dev libgeos-dev libnanoflann-dev libeigen3-dev
+  librdkafka-dev libpq-dev libcurl4-openssl-dev
+  postgresql-15 postgresql-15-postgis-3 influxdb
   nodejs npm
 )
 
