@@ -62,6 +62,25 @@ const SectionSpec& ProcessingSectionSpec() {
            "quarantined (future_timestamp), so a fast device clock cannot drag the "
            "watermark forward.",
            "0s..30d"},
+          // Read by ingestion (ingest/ingest.cc).
+          {"registry", OptionType::kString, "",
+           "Device registry file (YAML or JSON; a relative path is relative to the pipeline "
+           "file): per device id or glob pattern the model, firmware, reporting interval, "
+           "default CRS, fixed position, field aliases, units and calibration (keys under "
+           "`registry devices.<id or pattern>`). Reloaded when it changes; a broken new file "
+           "keeps the previous registry and logs the error. Empty: no registry."},
+          {"registry_poll", OptionType::kDuration, "2s",
+           "How often the registry file's modification time is checked.", "100ms..1h"},
+          {"unknown_devices", OptionType::kEnum, "accept",
+           "Devices the registry does not list: `accept` them with defaults (no calibration, "
+           "units as sent), or `quarantine` their records (reason unknown_device; "
+           "`replay-quarantine` recovers them after the registry is fixed). Needs `registry` "
+           "for `quarantine`.",
+           "accept|quarantine"},
+          {"gas_unit", OptionType::kEnum, "ppb",
+           "Unit of NO2, O3, SO2 and CO readings: `ppb` (mixing ratio, canonical) or `ug/m3` "
+           "(mass concentration at 25 degC and 1013.25 hPa: ug/m3 = ppb x M / 24.45).",
+           "ppb|ug/m3"},
       }};
   return spec;
 }

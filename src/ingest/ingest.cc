@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 namespace tributary {
 
@@ -86,6 +87,7 @@ struct IngestStage::RecordContext {
   TimeUs arrival = 0;
   Symbol device;
   TimeUs event_time = 0;
+  const DeviceEntry* entry = nullptr;  // registry entry of the device, if any
   double lat = NAN;
   double lon = NAN;
   QcFlags flags;
@@ -117,11 +119,69 @@ Result<std::unique_ptr<IngestStage>> IngestStage::Make(const PipelineConfig& con
     state.options = std::move(options);
     sources.push_back(std::move(state));
   }
-  return std::unique_ptr<IngestStage>(new IngestStage(config.processing, std::move(sources)));
+  TRIB_ASSIGN_OR_RETURN(StageOptions stage_options, ReadStageOptions(config));
+  return std::unique_ptr<IngestStage>(
+      new IngestStage(config.processing, std::move(stage_options), std::move(sources)));
 }
 
-IngestStage::IngestStage(ProcessingOptions options, std::vector<SourceState> sources)
-    : options_(options), sources_(std::move(sources)), dedup_(options.dedup_horizon) {}
+Result<IngestStage::StageOptions> IngestStage::ReadStageOptions(const PipelineConfig& config) {
+  // Tests and tools may build a PipelineConfig without a `processing` reader: absent keys
+  // then take the defaults documented in ProcessingSectionSpec.
+  const OptionReader& p = config.processing_options;
+  StageOptions out;
+  std::string path;
+  if (p.Has("registry")) {
+    TRIB_ASSIGN_OR_RETURN(path, p.GetString("registry"));
+  }
+  if (!path.empty()) {
+    std::filesystem::path file(path);
+    // Relative to the pipeline file, so a pipeline and its registry travel together.
+    if (file.is_relative() && !config.file.empty() && config.file.front() != '<') {
+      file = std::filesystem::path(config.file).parent_path() / file;
+    }
+    DurationUs poll = 2 * kMicrosPerSecond;
+    if (p.Has("registry_poll")) {
+      TRIB_ASSIGN_OR_RETURN(poll, p.GetDuration("registry_poll"));
+    }
+    auto registry = DeviceRegistry::Open(file.lexically_normal().string(), poll);
+    if (!registry.ok()) return p.Error("registry", registry.status().message());
+    out.registry = std::move(registry).value();
+  }
+  if (p.Has("unknown_devices")) {
+    TRIB_ASSIGN_OR_RETURN(std::string policy, p.GetString("unknown_devices"));
+    out.quarantine_unknown = policy == "quarantine";
+    if (out.quarantine_unknown && out.registry == nullptr) {
+      return p.Error("unknown_devices", "`quarantine` needs a device registry (`registry`)");
+    }
+  }
+  if (p.Has("gas_unit")) {
+    TRIB_ASSIGN_OR_RETURN(std::string unit, p.GetString("gas_unit"));
+    out.gas_mass_concentration = unit == "ug/m3";
+  }
+  return out;
+}
+
+IngestStage::IngestStage(ProcessingOptions options, StageOptions stage_options,
+                         std::vector<SourceState> sources)
+    : options_(options),
+      stage_options_(std::move(stage_options)),
+      sources_(std::move(sources)),
+      dedup_(options.dedup_horizon) {
+  registry_ = stage_options_.registry;
+  if (registry_ != nullptr) {
+    registry_generation_ = registry_->generation();
+    registry_snapshot_ = registry_->Snapshot();
+  }
+}
+
+const DeviceEntry* IngestStage::EntryFor(Symbol device) {
+  if (registry_snapshot_ == nullptr || device.empty()) return nullptr;
+  if (auto it = entries_.find(device.id); it != entries_.end()) return it->second;
+  const DeviceEntry* entry = registry_snapshot_->Find(device.view());
+  if (entries_.size() >= kMaxCachedSymbols) entries_.clear();
+  entries_.emplace(device.id, entry);
+  return entry;
+}
 
 IngestStage::~IngestStage() = default;
 
@@ -138,6 +198,14 @@ Status IngestStage::Process(const RawBatch& in, Batch& out) {
                                         in.source_index, sources_.size()));
   }
   SourceState& source = sources_[in.source_index];
+  if (registry_ != nullptr) {
+    registry_->Poll();
+    if (uint64_t g = registry_->generation(); g != registry_generation_) {
+      registry_generation_ = g;
+      registry_snapshot_ = registry_->Snapshot();
+      entries_.clear();
+    }
+  }
   IngestCounts counts;
   auto expected = static_cast<size_t>(std::ceil(readings_per_record_));
   out.readings.reserve(out.readings.size() + in.records.size() * expected);
@@ -234,6 +302,13 @@ void IngestStage::ProcessRecord(SourceState& source, std::string_view payload, c
     }
     MetricField field;
     source.decoder->ResolveMetricName(name.text, field);
+    if (rc.entry != nullptr) {
+      if (const FieldAlias* alias = rc.entry->AliasFor(name.text, name.text); alias != nullptr) {
+        field.metric = alias->metric;
+        field.implied_unit = alias->implied_unit;
+        field.name = alias->name;
+      }
+    }
     if (Missing(value) || IsDropout(value)) {
       ++counts.input;
       std::string_view value_name =
@@ -252,6 +327,9 @@ void IngestStage::ProcessRecord(SourceState& source, std::string_view payload, c
     field.path = name.text;
     const JsonScalar& unit = rec.role(FieldRole::kUnit);
     std::string_view unit_text = unit.kind == JsonKind::kString ? unit.text : std::string_view();
+    if (unit_text.empty() && rc.entry != nullptr) {
+      unit_text = rc.entry->UnitFor(name.text, name.text, field.metric);
+    }
     ProcessMetric(rc, field, unit_text, out, counts);
     return;
   }
@@ -259,7 +337,21 @@ void IngestStage::ProcessRecord(SourceState& source, std::string_view payload, c
   size_t readings = 0;
   for (const MetricField& field : rec.metrics) {
     if (IsDropout(field.value)) continue;
-    ProcessMetric(rc, field, UnitFor(rec, field, source.decoder->mapping()), out, counts);
+    const FieldAlias* alias = nullptr;
+    if (rc.entry != nullptr && !rc.entry->aliases.empty()) {
+      alias = rc.entry->AliasFor(field.path, field.leaf);
+    }
+    if (alias != nullptr) {
+      MetricField renamed = field;
+      renamed.metric = alias->metric;
+      renamed.implied_unit = alias->implied_unit;
+      renamed.name = alias->name;
+      ProcessMetric(rc, renamed, UnitFor(rec, renamed, source.decoder->mapping(), rc.entry), out,
+                    counts);
+    } else {
+      ProcessMetric(rc, field, UnitFor(rec, field, source.decoder->mapping(), rc.entry), out,
+                    counts);
+    }
     ++readings;
   }
   if (readings == 0) {
@@ -291,6 +383,14 @@ bool IngestStage::CheckRecord(RecordContext& rc, Verdict& verdict) {
     rc.prov.firmware = firmware_.Get(fw);
   }
 
+  // The device first: its registry entry may supply the position.
+  std::string_view id;
+  if (!Missing(device) && !IsDropout(device) && IdentifierText(device, id) &&
+      id.size() <= kMaxDeviceIdBytes) {
+    rc.device = devices_.Get(id);
+    rc.entry = EntryFor(rc.device);
+  }
+
   // Required fields, all named at once.
   std::string missing;
   auto add_missing = [&](std::string what) {
@@ -299,13 +399,16 @@ bool IngestStage::CheckRecord(RecordContext& rc, Verdict& verdict) {
   };
   bool has_latlon = !Missing(lat) || !Missing(lon);
   bool has_xy = !Missing(x) || !Missing(y);
+  bool registry_position = !has_latlon && !has_xy && rc.entry != nullptr && rc.entry->has_position;
   if (Missing(device) || IsDropout(device)) {
     add_missing(fmt::format("device id ({})", RoleNames(mapping, FieldRole::kDeviceId)));
   }
   if ((Missing(ts) || IsDropout(ts)) && !rec.time_from_arrival) {
     add_missing(fmt::format("timestamp ({})", RoleNames(mapping, FieldRole::kTimestamp)));
   }
-  if (has_latlon || !has_xy) {
+  if (registry_position) {
+    // The station's fixed position from the registry stands in for the payload's.
+  } else if (has_latlon || !has_xy) {
     if (Missing(lat))
       add_missing(fmt::format("latitude ({})", RoleNames(mapping, FieldRole::kLat)));
     if (Missing(lon))
@@ -313,7 +416,7 @@ bool IngestStage::CheckRecord(RecordContext& rc, Verdict& verdict) {
   } else {
     if (Missing(x)) add_missing("x");
     if (Missing(y)) add_missing("y");
-    if (Missing(crs) && rc.options->crs.empty()) {
+    if (Missing(crs) && rc.options->crs.empty() && (rc.entry == nullptr || rc.entry->crs.empty())) {
       add_missing("crs (x/y coordinates need one, in the payload or the source's crs option)");
     }
   }
@@ -323,7 +426,6 @@ bool IngestStage::CheckRecord(RecordContext& rc, Verdict& verdict) {
   }
 
   // Device id.
-  std::string_view id;
   if (!IdentifierText(device, id)) {
     verdict = Verdict::Fail(
         QuarantineReason::kInvalidDeviceId,
@@ -336,9 +438,17 @@ bool IngestStage::CheckRecord(RecordContext& rc, Verdict& verdict) {
         fmt::format("{} is {} bytes long (limit {})", device.path, id.size(), kMaxDeviceIdBytes));
     return false;
   }
-  rc.device = devices_.Get(id);
+  if (stage_options_.quarantine_unknown && rc.entry == nullptr) {
+    verdict = Verdict::Fail(QuarantineReason::kUnknownDevice,
+                            fmt::format("device \"{}\" ({}) has no entry in the device registry {}",
+                                        id, device.path, registry_->path()));
+    return false;
+  }
+  if (rc.prov.firmware.empty() && rc.entry != nullptr) rc.prov.firmware = rc.entry->firmware;
 
-  if (!ReadEventTime(rc, verdict) || !ReadPosition(rc, has_latlon, verdict)) return false;
+  if (!ReadEventTime(rc, verdict) || !ReadPosition(rc, has_latlon, registry_position, verdict)) {
+    return false;
+  }
   if (HasTimestampDrift(rc.event_time, rc.arrival, options_.drift_threshold)) {
     rc.flags.Set(QcFlag::kTimestampDrift);
   }
@@ -378,8 +488,32 @@ bool IngestStage::ReadEventTime(RecordContext& rc, Verdict& verdict) {
   return verdict.ok;
 }
 
-bool IngestStage::ReadPosition(RecordContext& rc, bool has_latlon, Verdict& verdict) {
+bool IngestStage::ReadPosition(RecordContext& rc, bool has_latlon, bool from_registry,
+                               Verdict& verdict) {
   const DecodedRecord& rec = *rc.rec;
+  if (from_registry) {
+    const DeviceEntry& e = *rc.entry;
+    rc.flags.Set(QcFlag::kPositionFromRegistry);
+    if (!e.position_xy) {
+      rc.lat = e.lat;  // checked when the registry was read
+      rc.lon = e.lon;
+      return true;
+    }
+    if (SaneCrs(e.crs)) rc.prov.crs_source = crs_symbols_.Get(e.crs);
+    rc.prov.orig_x = e.lon;
+    rc.prov.orig_y = e.lat;
+    LonLat out;
+    verdict = crs_.ToWgs84(e.crs, e.lon, e.lat, out);
+    if (!verdict.ok) {
+      verdict.detail =
+          fmt::format("registry position of {} (line {}): {}", e.key, e.line, verdict.detail);
+      return false;
+    }
+    rc.lat = out.lat;
+    rc.lon = out.lon;
+    rc.flags.Set(QcFlag::kCrsTransformed);
+    return true;
+  }
   const JsonScalar& crs = rec.role(FieldRole::kCrs);
   std::string_view crs_text;
   bool crs_given = IdentifierText(crs, crs_text);
@@ -388,7 +522,11 @@ bool IngestStage::ReadPosition(RecordContext& rc, bool has_latlon, Verdict& verd
                             fmt::format("{} = {} is not a CRS name", crs.path, crs.Describe()));
     return false;
   }
-  if (!crs_given) crs_text = rc.options->crs;  // the source's default ("" = WGS84)
+  if (!crs_given) {
+    // The device's default from the registry, else the source's ("" = WGS84).
+    crs_text = rc.entry != nullptr && !rc.entry->crs.empty() ? std::string_view(rc.entry->crs)
+                                                             : std::string_view(rc.options->crs);
+  }
   const JsonScalar& lat_field = has_latlon ? rec.role(FieldRole::kLat) : rec.role(FieldRole::kY);
   const JsonScalar& lon_field = has_latlon ? rec.role(FieldRole::kLon) : rec.role(FieldRole::kX);
   double coord[2] = {NAN, NAN};  // lat (or y), lon (or x)
@@ -423,7 +561,7 @@ bool IngestStage::ReadPosition(RecordContext& rc, bool has_latlon, Verdict& verd
 }
 
 std::string_view IngestStage::UnitFor(const DecodedRecord& rec, const MetricField& field,
-                                      const FieldMapping& mapping) const {
+                                      const FieldMapping& mapping, const DeviceEntry* entry) const {
   const auto& fixed_units = mapping.fixed_units;
   for (const UnitEntry& u : rec.units) {
     if (u.key == field.leaf || u.key == field.path) return u.unit;
@@ -435,6 +573,10 @@ std::string_view IngestStage::UnitFor(const DecodedRecord& rec, const MetricFiel
   }
   const JsonScalar& unit = rec.role(FieldRole::kUnit);
   if (unit.kind == JsonKind::kString) return unit.text;
+  if (entry != nullptr && !entry->units.empty()) {
+    std::string_view text = entry->UnitFor(field.path, field.leaf, field.metric);
+    if (!text.empty()) return text;
+  }
   for (const auto& [key, text] : fixed_units) {
     if (key == field.path || key == field.leaf ||
         (field.metric != nullptr && FindMetric(key) == field.metric)) {
@@ -470,6 +612,9 @@ void IngestStage::ProcessMetric(RecordContext& rc, const MetricField& field,
   }
   double value = raw_value;
   QcFlags flags = rc.flags;
+  const Calibration* calibration = rc.entry != nullptr && !rc.entry->calibrations.empty()
+                                       ? rc.entry->CalibrationFor(field.name)
+                                       : nullptr;
   if (const MetricInfo* metric = field.metric; metric != nullptr) {
     const UnitInfo* unit = field.implied_unit != nullptr ? field.implied_unit : metric->unit_info;
     if (!unit_text.empty()) {
@@ -499,8 +644,34 @@ void IngestStage::ProcessMetric(RecordContext& rc, const MetricField& field,
     // Name the unit the value was read in, also when only the alias implied it.
     std::string_view unit_label =
         unit_text.empty() && unit != metric->unit_info ? unit->name : unit_text;
+    if (calibration != nullptr) {
+      value = calibration->Apply(value);
+      flags.Set(QcFlag::kCalibrated);
+      if (!std::isfinite(value)) {
+        return reject(QuarantineReason::kNonFiniteValue,
+                      fmt::format("{} = {}: calibration gives a non-finite value", field.path,
+                                  field.value.Describe()));
+      }
+    }
     Verdict bounds = CheckBounds(*metric, value, raw_value, field.path, unit_label);
-    if (!bounds.ok) return reject(bounds.reason, std::move(bounds.detail));
+    if (!bounds.ok) {
+      if (calibration != nullptr) bounds.detail += " after calibration";
+      return reject(bounds.reason, std::move(bounds.detail));
+    }
+    if (stage_options_.gas_mass_concentration) {
+      if (const MetricConversion gas = GasMassConversion(*metric); gas.known) {
+        value = gas.conversion.Apply(value);
+        flags.Set(QcFlag::kUnitConverted);
+      }
+    }
+  } else if (calibration != nullptr) {
+    value = calibration->Apply(value);
+    flags.Set(QcFlag::kCalibrated);
+    if (!std::isfinite(value)) {
+      return reject(QuarantineReason::kNonFiniteValue,
+                    fmt::format("{} = {}: calibration gives a non-finite value", field.path,
+                                field.value.Describe()));
+    }
   }
   if (dedup_.IsDuplicate(rc.device, field.name, rc.event_time)) {
     ++counts.duplicate;
@@ -516,6 +687,7 @@ void IngestStage::ProcessMetric(RecordContext& rc, const MetricField& field,
   r.lon = rc.lon;
   r.flags = flags;
   r.prov = rc.prov;
+  if (calibration != nullptr) r.prov.calibration_date = calibration->date;
   ++counts.forwarded;
 }
 

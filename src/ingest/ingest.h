@@ -19,6 +19,13 @@
 // original values and CRS in provenance and get QcFlag kCrsTransformed. Timestamps
 // without an offset are local time of the source's `time_zone` when one is set.
 //
+// Device registry (device_registry.h, `processing.registry`): the entry of a record's
+// device is looked up once per device and cached by Symbol until the registry reloads;
+// it supplies the firmware, the default CRS, a fixed position, field aliases, units and
+// calibration curves. With `unknown_devices: quarantine` a device without an entry is
+// quarantined as unknown_device. The stage polls the file for changes at the start of
+// Process, at the rate of `processing.registry_poll`.
+//
 // Threading: Make and Open on the runtime thread; Process only ever from one thread at a
 // time (the process thread). The stage owns its decoders, its PROJ transformer and its
 // dedup state, so a stage per worker gives each worker its own PROJ context.
@@ -39,6 +46,7 @@
 #include "core/status.h"
 #include "ingest/crs.h"
 #include "ingest/dedup.h"
+#include "ingest/device_registry.h"
 #include "ingest/json_decoder.h"
 #include "ingest/source_options.h"
 #include "ingest/validate.h"
@@ -70,6 +78,9 @@ class IngestStage {
   /// Totals since Open, for tests and progress displays.
   const IngestCounts& totals() const { return totals_; }
   const Deduplicator& dedup() const { return dedup_; }
+  /// The device registry of the run (null when none is configured); thread-safe, so
+  /// later stages may ask it for expected reporting intervals.
+  const std::shared_ptr<DeviceRegistry>& registry() const { return registry_; }
 
  private:
   struct SourceState {
@@ -91,21 +102,37 @@ class IngestStage {
   // Per-record context while processing one payload.
   struct RecordContext;
 
-  IngestStage(ProcessingOptions options, std::vector<SourceState> sources);
+  // What ingestion reads from the `processing` section besides ProcessingOptions.
+  struct StageOptions {
+    std::shared_ptr<DeviceRegistry> registry;
+    bool quarantine_unknown = false;
+    bool gas_mass_concentration = false;  // gas_unit: ug/m3
+  };
+
+  IngestStage(ProcessingOptions options, StageOptions stage_options,
+              std::vector<SourceState> sources);
+  static Result<StageOptions> ReadStageOptions(const PipelineConfig& config);
+  // The registry entry of `device` (cached per Symbol); nullptr when none.
+  const DeviceEntry* EntryFor(Symbol device);
 
   void ProcessRecord(SourceState& source, std::string_view payload, const RawRecord& raw,
                      Batch& out, IngestCounts& counts);
   bool CheckRecord(RecordContext& rc, Verdict& verdict);
   bool ReadEventTime(RecordContext& rc, Verdict& verdict);
-  bool ReadPosition(RecordContext& rc, bool has_latlon, Verdict& verdict);
+  bool ReadPosition(RecordContext& rc, bool has_latlon, bool from_registry, Verdict& verdict);
   void ProcessMetric(RecordContext& rc, const MetricField& field, std::string_view unit_text,
                      Batch& out, IngestCounts& counts);
   std::string_view UnitFor(const DecodedRecord& rec, const MetricField& field,
-                           const FieldMapping& mapping) const;
+                           const FieldMapping& mapping, const DeviceEntry* entry) const;
   void Quarantine(const RecordContext& rc, Verdict verdict, Symbol metric, Batch& out,
                   IngestCounts& counts);
 
   ProcessingOptions options_;
+  StageOptions stage_options_;
+  std::shared_ptr<DeviceRegistry> registry_;
+  std::shared_ptr<const RegistrySnapshot> registry_snapshot_;  // held while entries are cached
+  uint64_t registry_generation_ = 0;
+  std::unordered_map<uint32_t, const DeviceEntry*> entries_;  // device Symbol id → entry
   std::vector<SourceState> sources_;
   Deduplicator dedup_;
   CrsTransformer crs_;

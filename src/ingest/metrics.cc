@@ -20,12 +20,12 @@ std::vector<MetricInfo> BuildMetrics() {
       // Dust storms push PM10 well past 1000 µg/m³ (hourly values of 2000+ are reported
       // in desert-dust events); low-cost optical sensors saturate near 1000-2000.
       {"pm10", "ug/m3", 0, 2000, 0, false, "PM10 mass concentration"},
-      // Gases: the top of the US AQI scale (2049 ppb NO2, 604 ppb O3, 1004 ppb SO2,
-      // 50.4 ppm CO) with headroom, converted to mass concentration.
-      {"no2", "ug/m3", 0, 4000, 46.0055, false, "nitrogen dioxide"},
-      {"o3", "ug/m3", 0, 2000, 47.9982, false, "ozone"},
-      {"so2", "ug/m3", 0, 3000, 64.066, false, "sulphur dioxide"},
-      {"co", "mg/m3", 0, 200, 28.010, false, "carbon monoxide"},
+      // Gases in ppb: the top of the US AQI scale (2049 ppb NO2, 604 ppb O3, 1004 ppb
+      // SO2, 50.4 ppm CO) with headroom (about 4000, 2000, 3000 ug/m3 and 200 mg/m3).
+      {"no2", "ppb", 0, 2500, 46.0055, false, "nitrogen dioxide"},
+      {"o3", "ppb", 0, 1000, 47.9982, false, "ozone"},
+      {"so2", "ppb", 0, 1200, 64.066, false, "sulphur dioxide"},
+      {"co", "ppb", 0, 175000, 28.010, false, "carbon monoxide"},
       // Outdoor ~420 ppm, crowded rooms 5000+, NDIR sensors read up to 40000-50000 ppm.
       {"co2", "ppm", 0, 50000, 44.0095, false, "carbon dioxide"},
       {"temperature", "degC", -50, 60, 0, false, "air temperature (seed 001: -50..60)"},
@@ -203,6 +203,21 @@ const MetricInfo* MetricBySymbol(Symbol name) {
     if (m.symbol == name) return &m;
   }
   return nullptr;
+}
+
+MetricConversion GasMassConversion(const MetricInfo& metric) {
+  MetricConversion out;
+  if (metric.molar_mass <= 0 || metric.unit_info == nullptr || metric.unit != "ppb") return out;
+  // µg/m³ = ppb × M / 24.45; CO is reported in mg/m³ (EU directive 2008/50/EC).
+  out.known = true;
+  out.conversion.scale = metric.molar_mass / kMolarVolume;
+  if (metric.name == "co") out.conversion.scale /= 1000.0;
+  return out;
+}
+
+std::string_view GasMassUnit(const MetricInfo& metric) {
+  if (!GasMassConversion(metric).known) return {};
+  return metric.name == "co" ? "mg/m3" : "ug/m3";
 }
 
 MetricConversion ConversionTo(const MetricInfo& metric, const UnitInfo* unit) {

@@ -12,10 +12,11 @@
 // Where the seeds give a number it is used (seed 000: PM2.5 0–1000 µg/m³; seed 001:
 // temperature −50–60 °C, soil moisture 0–100 %, flow 0–1e6 m³/s, DO 0–20 mg/L).
 //
-// Gas concentrations are canonical in mass per volume (µg/m³; mg/m³ for CO), as in the
-// EU air-quality directive and the WHO guidelines; mixing ratios (ppb, ppm) convert
-// with the metric's molar mass at 25 °C and 1013.25 hPa (molar volume 24.45 L/mol):
-// µg/m³ = ppb × M / 24.45. CO2 stays a mixing ratio (ppm).
+// Gas concentrations (NO2, O3, SO2, CO) are canonical as mixing ratios in ppb, the unit
+// of the US AQI breakpoints and of most gas sensors; mass concentrations (µg/m³, mg/m³)
+// convert with the metric's molar mass at 25 °C and 1013.25 hPa (molar volume
+// 24.45 L/mol): µg/m³ = ppb × M / 24.45. A pipeline may ask for mass concentration
+// instead (`processing.gas_unit: ug/m3`, GasMassConversion). CO2 stays in ppm.
 #pragma once
 
 #include <cstdint>
@@ -59,6 +60,12 @@ struct MetricConversion {
   bool known = false;  ///< false: the unit is unknown or not a unit of this metric
   UnitConversion conversion;
 };
+
+/// For a gas canonical in ppb: the conversion from ppb to mass concentration at 25 °C
+/// and 1 atm (µg/m³; mg/m³ for CO). Not known for other metrics.
+MetricConversion GasMassConversion(const MetricInfo& metric);
+/// The unit GasMassConversion produces ("ug/m3", "mg/m3"); empty when not a gas.
+std::string_view GasMassUnit(const MetricInfo& metric);
 
 /// Resolve the conversion of `unit` (a FindUnit result, may be nullptr) to the metric's
 /// canonical unit, including the molar-mass and ppm-by-mass cross conversions.

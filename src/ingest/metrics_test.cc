@@ -75,23 +75,56 @@ TEST(IngestMetrics, BoundsFromTheSeeds) {
 }
 
 TEST(IngestMetrics, GasMixingRatiosConvertWithMolarMass) {
+  // NO2, O3, SO2 and CO are canonical in ppb.
+  for (std::string_view gas : {"no2", "o3", "so2", "co"}) {
+    const MetricInfo* m = FindMetric(gas);
+    ASSERT_NE(m, nullptr) << gas;
+    EXPECT_EQ(m->unit, "ppb") << gas;
+  }
   const MetricInfo* no2 = FindMetric("no2");
-  ASSERT_NE(no2, nullptr);
   MetricConversion c = ConversionTo(*no2, FindUnit("ppb"));
   ASSERT_TRUE(c.known);
-  // EPA/WHO reference: 1 ppb NO2 = 1.88 µg/m³ at 25 °C.
-  EXPECT_NEAR(c.conversion.Apply(1.0), 1.8816, 1e-3);
+  EXPECT_TRUE(c.conversion.identity());
   c = ConversionTo(*no2, FindUnit("ppm"));
   ASSERT_TRUE(c.known);
-  EXPECT_NEAR(c.conversion.Apply(0.1), 188.16, 0.1);
-  const MetricInfo* co = FindMetric("co");
-  c = ConversionTo(*co, FindUnit("ppm"));
+  EXPECT_DOUBLE_EQ(c.conversion.Apply(0.1), 100.0);
+  // EPA/WHO reference: 1 ppb NO2 = 1.88 µg/m³ at 25 °C (µg/m³ = ppb × 46.0055 / 24.45).
+  c = ConversionTo(*no2, FindUnit("ug/m3"));
   ASSERT_TRUE(c.known);
-  EXPECT_NEAR(c.conversion.Apply(1.0), 1.1456, 1e-3);  // mg/m³
+  EXPECT_NEAR(c.conversion.Apply(1.8816), 1.0, 1e-4);
+  c = ConversionTo(*no2, FindUnit("mg/m3"));
+  ASSERT_TRUE(c.known);
+  EXPECT_NEAR(c.conversion.Apply(0.18816), 100.0, 1e-2);
+  // 1 ppb O3 = 47.9982 / 24.45 = 1.9631 µg/m³; 1 ppb SO2 = 2.6203 µg/m³.
+  EXPECT_NEAR(ConversionTo(*FindMetric("o3"), FindUnit("ug/m3")).conversion.Apply(196.31), 100.0,
+              1e-2);
+  EXPECT_NEAR(ConversionTo(*FindMetric("so2"), FindUnit("ug/m3")).conversion.Apply(26.203), 10.0,
+              1e-2);
+  // CO: 1 ppm = 1000 ppb = 1.1456 mg/m³.
+  const MetricInfo* co = FindMetric("co");
+  EXPECT_DOUBLE_EQ(ConversionTo(*co, FindUnit("ppm")).conversion.Apply(1.0), 1000.0);
+  EXPECT_NEAR(ConversionTo(*co, FindUnit("mg/m3")).conversion.Apply(1.1456), 1000.0, 0.1);
   const MetricInfo* co2 = FindMetric("co2");
   c = ConversionTo(*co2, FindUnit("ppb"));
   ASSERT_TRUE(c.known);
   EXPECT_DOUBLE_EQ(c.conversion.Apply(420000.0), 420.0);
+}
+
+TEST(IngestMetrics, GasMassConversionOnRequest) {
+  MetricConversion no2 = GasMassConversion(*FindMetric("no2"));
+  ASSERT_TRUE(no2.known);
+  EXPECT_NEAR(no2.conversion.Apply(20.0), 37.632, 1e-3);
+  EXPECT_EQ(GasMassUnit(*FindMetric("no2")), "ug/m3");
+  EXPECT_NEAR(GasMassConversion(*FindMetric("o3")).conversion.Apply(50.0), 98.156, 1e-3);
+  EXPECT_NEAR(GasMassConversion(*FindMetric("so2")).conversion.Apply(10.0), 26.203, 1e-3);
+  MetricConversion co = GasMassConversion(*FindMetric("co"));
+  ASSERT_TRUE(co.known);
+  EXPECT_NEAR(co.conversion.Apply(1000.0), 1.1456, 1e-4);  // mg/m³
+  EXPECT_EQ(GasMassUnit(*FindMetric("co")), "mg/m3");
+  // Not gases in ppb: no conversion.
+  EXPECT_FALSE(GasMassConversion(*FindMetric("pm25")).known);
+  EXPECT_FALSE(GasMassConversion(*FindMetric("co2")).known);
+  EXPECT_TRUE(GasMassUnit(*FindMetric("temperature")).empty());
 }
 
 TEST(IngestMetrics, DissolvedOxygenPpmIsMilligramsPerLitre) {

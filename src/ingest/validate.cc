@@ -45,6 +45,8 @@ std::string_view QuarantineReasonName(QuarantineReason reason) {
       return "non_finite_value";
     case QuarantineReason::kOutOfBounds:
       return "out_of_bounds";
+    case QuarantineReason::kUnknownDevice:
+      return "unknown_device";
   }
   return "unknown";
 }

@@ -37,8 +37,9 @@ enum class QuarantineReason : uint8_t {
   kNonNumericValue,       ///< a metric value that is not a number
   kNonFiniteValue,        ///< NaN, infinity, or a number too large for a double
   kOutOfBounds,           ///< outside the metric's physical bounds
+  kUnknownDevice,         ///< not in the device registry (unknown_devices: quarantine)
 };
-inline constexpr size_t kQuarantineReasonCount = 18;
+inline constexpr size_t kQuarantineReasonCount = 19;
 
 /// The stable code of a reason ("malformed_json").
 std::string_view QuarantineReasonName(QuarantineReason reason);

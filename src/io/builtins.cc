@@ -3,6 +3,7 @@
 // Register<Name>(Registry&), and one line below calls it.
 #include "core/pipeline_config.h"
 #include "core/registry.h"
+#include "ingest/device_registry.h"
 #include "ingest/source_options.h"
 #include "io/sinks/mqtt_sink.h"
 #include "io/sinks/parquet_sink.h"
@@ -18,6 +19,8 @@ namespace tributary {
 void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&PipelineSectionSpec());
   registry.AddSection(&ProcessingSectionSpec());
+  registry.AddSection(&DeviceRegistryEntrySpec());
+  registry.AddSection(&DeviceCalibrationSpec());
   // Sources.
   registry.AddSection(&SourceCommonSpec());
   registry.AddSection(&SourceMappingSpec());

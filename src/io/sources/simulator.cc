@@ -681,10 +681,13 @@ std::string Simulator::Format(uint32_t d, TimeUs sample_time, TimeUs sensor_time
       double pm25 = (env.Pm25(t, x, y) * st.exposure + plume) * (1.0 + 0.08 * rng.Normal());
       pm25 = Clamp(pm25, 0.5, 480.0);
       double pm10 = pm25 * (1.45 + 0.1 * env.Field(1, x, y)) + 2.0 + 1.5 * std::fabs(rng.Normal());
-      double no2 = (env.No2(t, x, y) + 0.5 * plume) * (1.0 + 0.1 * rng.Normal());
+      // The NO2 model is in µg/m³; payloads carry ppb, the canonical gas unit
+      // (1 ppb NO2 = 46.0055 / 24.45 µg/m³ at 25 °C and 1 atm).
+      double no2 =
+          (env.No2(t, x, y) + 0.5 * plume) * (1.0 + 0.1 * rng.Normal()) * (24.45 / 46.0055);
       values[0] = pm25;
       values[1] = Clamp(pm10, 1.0, 580.0);
-      values[2] = Clamp(no2, 0.5, 380.0);
+      values[2] = Clamp(no2, 0.25, 200.0);
       values[3] = env.Temperature(t, x, y) + st.bias + 0.3 * rng.Normal();
       values[4] = Clamp(env.Humidity(t, x, y) + 2.0 * rng.Normal(), 5.0, 100.0);
       break;

@@ -50,7 +50,7 @@
 //                  weather:     temperature, humidity, pressure, wind_speed
 //                  river:       stage, flow
 //                  soil:        soil_moisture, temperature
-//                Canonical units unless `units` says otherwise: pm25/pm10/no2 µg/m³,
+//                Canonical units unless `units` says otherwise: pm25/pm10 µg/m³, no2 ppb,
 //                temperature °C, humidity % RH, pressure hPa, wind_speed m/s,
 //                soil_moisture % volumetric water content, stage m, flow m³/s.
 //   battery_pct  integer 0..100, metadata (not a metric); absent for weather stations.
