@@ -167,6 +167,24 @@ Status ReadCalibrations(const OptionReader& entry, DeviceEntry& e) {
   return Status::Ok();
 }
 
+// Whether PROJ knows `crs` ("" when it does, else the reason). Answers are remembered
+// process-wide, so reloading a registry does not build PROJ transformers again.
+std::string CheckCrs(const std::string& crs) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::string> known;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = known.find(crs); it != known.end()) return it->second;
+  }
+  CrsTransformer probe;
+  LonLat ignored;
+  Verdict v = probe.ToWgs84(crs, 0, 0, ignored);
+  std::string error = !v.ok && v.reason == QuarantineReason::kUnknownCrs ? v.detail : "";
+  std::lock_guard<std::mutex> lock(mu);
+  if (known.size() < 1024) known.emplace(crs, error);
+  return error;
+}
+
 Result<DeviceEntry> ReadEntry(const std::string& file, const YAML::Node& key_node,
                               const YAML::Node& value) {
   DeviceEntry e;
@@ -196,10 +214,7 @@ Result<DeviceEntry> ReadEntry(const std::string& file, const YAML::Node& key_nod
     if (!ParseEpsgCode(e.crs, code)) {
       return entry.Error("crs", fmt::format("\"{}\" is not an EPSG code (EPSG:27700)", e.crs));
     }
-    CrsTransformer probe;
-    LonLat ignored;
-    Verdict v = probe.ToWgs84(e.crs, 0, 0, ignored);
-    if (!v.ok && v.reason == QuarantineReason::kUnknownCrs) return entry.Error("crs", v.detail);
+    if (std::string error = CheckCrs(e.crs); !error.empty()) return entry.Error("crs", error);
   }
   TRIB_RETURN_IF_ERROR(ReadPosition(entry, e));
   TRIB_ASSIGN_OR_RETURN(auto aliases, ReadStringMap(entry, "aliases"));

@@ -2,14 +2,10 @@
 // stage. Checks what must hold for any input: nothing crashes, and every payload is
 // accounted for (input == forwarded + quarantined + duplicate, at least one input).
 //
-// Build (not part of the normal build), e.g. with clang (duckdb only when the library
-// was built with it):
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
-//     src/ingest/json_decoder_fuzz.cc \
-//     src/ingest/{ingest,json_decoder,validate,units,metrics,dedup,crs,time_zone}.cc \
-//     src/ingest/{source_options,vendor_decoders}.cc build/<dir>/libtributary_lib.a \
-//     -lsimdjson -lyaml-cpp -lfmt -lspdlog -lsqlite3 -lproj [-lduckdb] -o json_decoder_fuzz
-//   ./json_decoder_fuzz tests/fuzz/corpus/json
+// Under GCC the target runs through tests/fuzz/fuzz_driver.cc (ctest `fuzz_json_decoder`:
+// the seed corpus plus deterministic mutations); with clang, configure with
+// -DTRIBUTARY_LIBFUZZER=ON and run build/<dir>/tests/fuzz/json_decoder_fuzz
+// tests/fuzz/corpus/json (see tests/fuzz/README.md).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

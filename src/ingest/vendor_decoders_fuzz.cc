@@ -6,14 +6,10 @@
 // input: nothing crashes, every decode failure has a detail, and every payload is
 // accounted for (input == forwarded + quarantined + duplicate, at least one input).
 //
-// Build (not part of the normal build), e.g. with clang (duckdb only when the library
-// was built with it):
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
-//     src/ingest/vendor_decoders_fuzz.cc \
-//     src/ingest/{ingest,json_decoder,validate,units,metrics,dedup,crs,time_zone}.cc \
-//     src/ingest/{source_options,vendor_decoders}.cc build/<dir>/libtributary_lib.a \
-//     -lsimdjson -lyaml-cpp -lfmt -lspdlog -lsqlite3 -lproj [-lduckdb] -o vendor_decoders_fuzz
-//   ./vendor_decoders_fuzz tests/fuzz/corpus/{sensor_community,ttn_v3,chirpstack_v4,owm}
+// Under GCC the target runs through tests/fuzz/fuzz_driver.cc (ctest `fuzz_vendor_decoders`:
+// the seed corpus plus deterministic mutations); with clang, configure with
+// -DTRIBUTARY_LIBFUZZER=ON and run build/<dir>/tests/fuzz/vendor_decoders_fuzz
+// tests/fuzz/corpus/{sensor_community,ttn_v3,chirpstack_v4,owm} (see tests/fuzz/README.md).
 #include <yaml-cpp/yaml.h>
 
 #include <array>
