@@ -342,7 +342,8 @@ const SectionSpec& DeviceRegistryEntrySpec() {
       "One entry of the device registry file (`processing.registry`), under `devices:` keyed "
       "by an exact device id or a glob pattern (`*` any run, `?` one character, `[a-z]` a "
       "set). An exact id wins over patterns; among patterns the one with the most literal "
-      "characters wins, ties go to the first written. All keys are optional.",
+      "characters wins, ties go to the first written. Only that entry applies (entries do not "
+      "merge). All keys are optional.",
       {
           {"model", OptionType::kString, "", "Device model, for people and lookups."},
           {"firmware", OptionType::kString, "",

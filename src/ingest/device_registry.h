@@ -19,9 +19,10 @@
 //       model: generic
 //
 // Lookup: an exact id wins; otherwise the matching pattern with the most literal
-// characters; ties go to the pattern written first. Calibration is y = c·x² + m·x + b
-// applied to the value already in the metric's canonical unit (so coefficients are
-// fitted in canonical units), before the physical-bounds check.
+// characters; ties go to the pattern written first. Only that one entry applies: entries
+// do not merge, so an exact entry repeats what it needs of a pattern's. Calibration is y = c·x² +
+// m·x + b applied to the value already in the metric's canonical unit (so coefficients are fitted
+// in canonical units), before the physical-bounds check.
 //
 // Reload: DeviceRegistry polls the file's modification time and size at a bounded rate
 // from the thread that calls Poll (the ingest process thread). A changed file is
