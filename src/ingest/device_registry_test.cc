@@ -124,6 +124,21 @@ TEST(IngestRegistryParse, ExactWinsThenMostSpecificPattern) {
   EXPECT_EQ(snap->size(), 7u);
 }
 
+TEST(IngestRegistryParse, JsonFilesAndNumericIds) {
+  auto snap = Parse(R"({"devices": {"12345": {"model": "x", "interval": "5m"},
+                        "s[0-9]?": {"calibration": {"no2": {"m": 0.9, "b": -1.5}}}}})");
+  ASSERT_NE(snap, nullptr);
+  ASSERT_NE(snap->Find("12345"), nullptr);
+  EXPECT_EQ(snap->Find("12345")->interval, 5 * kMicrosPerMinute);
+  const DeviceEntry* e = snap->Find("s7x");
+  ASSERT_NE(e, nullptr);
+  EXPECT_DOUBLE_EQ(e->CalibrationFor(Intern("no2"))->Apply(10.0), 7.5);
+  EXPECT_EQ(snap->Find("sx7"), nullptr);
+  // An empty file is an empty registry.
+  ASSERT_NE(Parse(""), nullptr);
+  EXPECT_EQ(Parse("")->size(), 0u);
+}
+
 TEST(IngestRegistryParse, ErrorsNameTheLineAndKey) {
   std::string e = ParseError("devices:\n  aq-1:\n    modle: x\n");
   EXPECT_NE(e.find("devices.yaml:3"), std::string::npos) << e;
