@@ -141,6 +141,7 @@ const SectionSpec& TopLevelSpec() {
           {"windows", OptionType::kSection, "", "List of window definitions."},
           {"sinks", OptionType::kSection, "", "List of sinks."},
           {"server", OptionType::kSection, "", "HTTP API, live events and metrics."},
+          {"zones", OptionType::kSection, "", "H3 cells and zone layers of readings."},
       }};
   return spec;
 }
@@ -258,6 +259,11 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
     config.server = top.Child("server", server_spec);
     TRIB_RETURN_IF_ERROR(config.server.CheckKeys());
   }
+  const SectionSpec* zones_spec = FindSection("zones");
+  if (zones_spec != nullptr) {
+    config.zones = top.Child("zones", zones_spec);
+    TRIB_RETURN_IF_ERROR(config.zones.CheckKeys());
+  }
   return config;
 }
 
@@ -272,7 +278,8 @@ Result<PipelineConfig> LoadPipelineConfig(const std::string& path) {
 std::string_view EmbeddedDefaultConfig() {
   static const char kText[] =
       R"(# The embedded default pipeline: a simulated city sensor network processed
-# into per-device one-minute windows and stored in ./tributary-data/tributary.gpkg.
+# into per-device one-minute and per-district five-minute windows, stored in
+# ./tributary-data/tributary.gpkg.
 pipeline:
   name: embedded-default
 processing:
@@ -288,6 +295,18 @@ windows:
     size: 1m
     group_by: device
     aggregates: [count, mean, min, max]
+  - name: district_5m
+    type: tumbling
+    size: 5m
+    group_by: zone
+    aggregates: [count, mean, min, max, p95]
+zones:
+  h3_resolution: 8
+  layers:
+    - name: district
+      path: builtin:city_districts   # also examples/zones/city_districts.geojson
+      id_field: district_id
+      name_field: name
 sinks:
   - name: local
     type: sqlite

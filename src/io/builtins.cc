@@ -11,6 +11,7 @@
 #include "io/sources/mqtt_source.h"
 #include "io/sources/simulator.h"
 #include "server/http_server.h"
+#include "spatial/zones.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -24,6 +25,9 @@ void RegisterBuiltins(Registry& registry) {
   RegisterSimulatorSource(registry);
   RegisterFileSource(registry);
   RegisterMqttSource(registry);
+  // Spatial enrichment.
+  registry.AddSection(&ZonesSectionSpec());
+  registry.AddSection(&ZoneLayerSectionSpec());
   // Windows.
   registry.AddSection(&WindowSectionSpec());
   // Sinks.

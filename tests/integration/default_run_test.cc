@@ -99,9 +99,18 @@ TEST(DefaultRunTest, EmbeddedDefaultFillsTheLocalStoreAndBalancesTheLedger) {
   EXPECT_EQ(store.Int("SELECT count(*) FROM quarantine WHERE raw IS NULL"), 0);
   EXPECT_GT(store.Int("SELECT count(*) FROM quarantine WHERE reason = 'malformed_json'"), 0);
   // Windows are one-minute tumbling per device and metric, with consistent aggregates.
-  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE window_end_us - window_start_us "
-                      "!= 60000000 OR window_start_us % 60000000 != 0"),
+  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE window = 'device_1m' AND "
+                      "(window_end_us - window_start_us != 60000000 OR window_start_us % "
+                      "60000000 != 0)"),
             0);
+  // ... and five-minute tumbling per district of the builtin boundary set.
+  EXPECT_GT(store.Int("SELECT count(*) FROM windows WHERE window = 'district_5m'"), 0);
+  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE window = 'district_5m' AND "
+                      "(group_by != 'zone' OR group_key NOT GLOB 'D[1-9]' OR "
+                      "window_end_us - window_start_us != 300000000)"),
+            0);
+  // Enrichment gave every reading its district and H3 cell.
+  EXPECT_EQ(store.Int("SELECT count(*) FROM readings WHERE zone_id IS NULL OR h3 IS NULL"), 0);
   EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE NOT (min <= mean AND mean <= max) "
                       "OR sample_count < 1"),
             0);
