@@ -52,7 +52,7 @@ Envelope Union(const Envelope& a, const Envelope& b) {
 }  // namespace
 
 PackedRTree::PackedRTree(const std::vector<Envelope>& items, int node_size)
-    : node_size_(std::max(2, node_size)), num_items_(items.size()) {
+    : node_size_(std::clamp(node_size, 2, 32)), num_items_(items.size()) {
   if (items.empty()) return;
   std::vector<Packed> level(items.size());
   for (size_t i = 0; i < items.size(); ++i) level[i] = {items[i], static_cast<uint32_t>(i)};
@@ -161,7 +161,58 @@ Status FinishZone(const GeosContext& ctx, GeomPtr g, const std::string& where, Z
   GEOSGeom_getYMax_r(ctx.get(), g.get(), &y1);
   zone.envelope = {x0, y0, x1, y1};
   zone.wkb = WriteWkb(ctx, g.get());
+  if (static_cast<size_t>(GEOSGetNumCoordinates_r(ctx.get(), g.get())) <= kFastPathMaxVertices) {
+    auto add_ring = [&](const GEOSGeometry* ring) {
+      const GEOSCoordSequence* seq = GEOSGeom_getCoordSeq_r(ctx.get(), ring);
+      unsigned int n = 0;
+      GEOSCoordSeq_getSize_r(ctx.get(), seq, &n);
+      for (unsigned int i = 0; i < n; ++i) {
+        double x = 0, y = 0;
+        GEOSCoordSeq_getXY_r(ctx.get(), seq, i, &x, &y);
+        zone.xy.push_back(x);
+        zone.xy.push_back(y);
+      }
+      zone.ring_end.push_back(static_cast<uint32_t>(zone.xy.size() / 2));
+    };
+    int parts = GEOSGetNumGeometries_r(ctx.get(), g.get());
+    for (int p = 0; p < parts; ++p) {
+      const GEOSGeometry* poly = GEOSGetGeometryN_r(ctx.get(), g.get(), p);
+      add_ring(GEOSGetExteriorRing_r(ctx.get(), poly));
+      int holes = GEOSGetNumInteriorRings_r(ctx.get(), poly);
+      for (int h = 0; h < holes; ++h) add_ring(GEOSGetInteriorRingN_r(ctx.get(), poly, h));
+    }
+  }
   return Status::Ok();
+}
+
+enum class FastAnswer { kInside, kOutside, kNearEdge };
+
+// Even-odd crossing count over every ring of a valid (multi)polygon: parts do not
+// overlap and holes lie inside their shells, so the parity over all rings is the
+// answer. Rounding in the crossing abscissa is far below kEdgeTolerance, so a point
+// farther than that from every crossing, and not level with a vertex, is decided
+// exactly; anything else (on or next to an edge) is left to GEOS.
+FastAnswer FastLocate(const Zone& z, double px, double py) {
+  constexpr double kEdgeTolerance = 1e-9;  // degrees
+  bool inside = false;
+  uint32_t begin = 0;
+  const double* xy = z.xy.data();
+  for (uint32_t end : z.ring_end) {
+    for (uint32_t i = begin; i + 1 < end; ++i) {
+      double x1 = xy[2 * i], y1 = xy[2 * i + 1], x2 = xy[2 * i + 2], y2 = xy[2 * i + 3];
+      if ((y1 > py) != (y2 > py)) {
+        double d = px - (x1 + (py - y1) * (x2 - x1) / (y2 - y1));
+        if (std::fabs(d) <= kEdgeTolerance) return FastAnswer::kNearEdge;
+        inside ^= d < 0;
+      } else if ((std::fabs(py - y1) <= kEdgeTolerance || std::fabs(py - y2) <= kEdgeTolerance) &&
+                 px >= std::min(x1, x2) - kEdgeTolerance &&
+                 px <= std::max(x1, x2) + kEdgeTolerance) {
+        return FastAnswer::kNearEdge;  // level with a vertex, or on a horizontal edge
+      }
+    }
+    begin = end;
+  }
+  return inside ? FastAnswer::kInside : FastAnswer::kOutside;
 }
 
 void FinishLayer(ZoneLayer& layer) {
@@ -408,9 +459,18 @@ int ZoneLocator::Locate(size_t layer_index, double lat, double lon) {
   if (cand.empty()) return -1;
   if (cand.size() > 1) std::sort(cand.begin(), cand.end());
   GEOSContextHandle_t h = geos_->ctx.get();
-  GeomPtr point(GEOSGeom_createPointFromXY_r(h, lon, lat), GeomDeleter{h});
-  if (point == nullptr) return -1;
+  GeomPtr point(nullptr, GeomDeleter{h});  // built only when GEOS has to decide
   for (uint32_t i : cand) {
+    const Zone& zone = layer.zones[i];
+    if (!zone.ring_end.empty()) {
+      FastAnswer a = FastLocate(zone, lon, lat);
+      if (a == FastAnswer::kInside) return static_cast<int>(i);
+      if (a == FastAnswer::kOutside) continue;
+    }
+    if (point == nullptr) {
+      point.reset(GEOSGeom_createPointFromXY_r(h, lon, lat));
+      if (point == nullptr) return -1;
+    }
     const GEOSPreparedGeometry*& prep = geos_->prepared[layer_index][i];
     if (prep == nullptr) {
       GEOSGeometry*& g = geos_->geoms[layer_index][i];

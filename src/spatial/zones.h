@@ -15,6 +15,11 @@
 // shared, immutable ZoneSet. Prepared geometries are built on first use of a zone, so a
 // layer of many zones costs nothing for the zones no reading ever falls into.
 //
+// GEOS's C API costs an allocation and a call chain per point; for the small polygons of
+// most zone layers an own even-odd crossing count over the rings answers the points
+// that are clearly inside or outside, and only points within 1e-9 degrees (0.1 mm) of
+// an edge go to GEOS, so the boundary decision is always GEOS's "covers".
+//
 // Boundary rule (deterministic): a point on a zone's boundary belongs to it ("covers",
 // not "contains"); where the point is covered by several zones of one layer — a shared
 // edge or vertex, or overlapping polygons — the zone whose id sorts first (bytewise)
@@ -55,6 +60,7 @@ struct Envelope {
 class PackedRTree {
  public:
   PackedRTree() = default;
+  /// `node_size` is 2..32.
   explicit PackedRTree(const std::vector<Envelope>& items, int node_size = 16);
 
   /// Call `visit(item)` for every item whose envelope contains (x, y), in no particular
@@ -91,7 +97,16 @@ struct Zone {
   std::string name;
   Envelope envelope;
   std::string wkb;
+  /// For zones of at most kFastPathMaxVertices vertices: every ring of every part as
+  /// flat x, y pairs, ring r spanning [ring_end[r-1], ring_end[r]) points (closed).
+  std::vector<double> xy;
+  std::vector<uint32_t> ring_end;
 };
+
+/// Zones with more vertices than this are always tested by GEOS (whose prepared
+/// geometry indexes the edges); smaller ones are first tested by an even-odd crossing
+/// count that hands any point within 1e-9 degrees of an edge to GEOS.
+inline constexpr size_t kFastPathMaxVertices = 256;
 
 /// One loaded layer: zones sorted by id, and the R-tree over their envelopes.
 struct ZoneLayer {
@@ -178,16 +193,26 @@ void PackedRTree::Query(double x, double y, Visit&& visit) const {
                   static_cast<uint32_t>(level_begin_.size() - 1)};
   while (top > 0) {
     Entry e = stack[--top];
-    if (!boxes_[e.node].Contains(x, y)) continue;
-    if (e.level == 0) {
+    if (e.level == 0) {  // a root that is a leaf
+      if (!boxes_[e.node].Contains(x, y)) continue;
       if (!visit(refs_[e.node])) return;
       continue;
     }
     uint32_t begin = refs_[e.node];
     uint32_t end =
         std::min<uint32_t>(begin + static_cast<uint32_t>(node_size_), level_begin_[e.level]);
+    // Branch-free containment mask over the children: the tests are unpredictable, so
+    // computing all of them beats branching on each.
+    uint32_t mask = 0;
     for (uint32_t c = begin; c < end; ++c) {
-      if (!boxes_[c].Contains(x, y)) continue;
+      const Envelope& b = boxes_[c];
+      mask |=
+          static_cast<uint32_t>((x >= b.min_x) & (x <= b.max_x) & (y >= b.min_y) & (y <= b.max_y))
+          << (c - begin);
+    }
+    while (mask != 0) {
+      uint32_t c = begin + static_cast<uint32_t>(__builtin_ctz(mask));
+      mask &= mask - 1;
       if (e.level == 1) {
         if (!visit(refs_[c])) return;
       } else if (top < 256) {

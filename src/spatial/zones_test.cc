@@ -4,6 +4,7 @@
 #include "spatial/zones.h"
 
 #include <gdal_priv.h>
+#include <geos_c.h>
 #include <gtest/gtest.h>
 #include <ogrsf_frmts.h>
 
@@ -86,6 +87,76 @@ TEST(ZonesTest, AntimeridianSplitPolygon) {
   EXPECT_EQ(IdAt(loc, -17, 0), "");
   EXPECT_EQ(IdAt(loc, -17, 171), "far");
   EXPECT_EQ(IdAt(loc, NAN, 171), "");
+}
+
+// The crossing-count fast path and GEOS must agree everywhere, on edges and vertices too:
+// a jittered grid of polygons sharing their boundaries, one with a hole, checked against
+// GEOS covers evaluated directly (smallest covering id wins).
+TEST(ZonesTest, FastPathAgreesWithGeosCovers) {
+  std::mt19937_64 rng(9);
+  std::uniform_real_distribution<double> jitter(-0.3, 0.3);
+  const int n = 12;
+  std::vector<std::pair<double, double>> v((n + 1) * (n + 1));
+  for (int j = 0; j <= n; ++j) {
+    for (int i = 0; i <= n; ++i) {
+      bool border = i == 0 || j == 0 || i == n || j == n;
+      v[j * (n + 1) + i] = {i + (border ? 0 : jitter(rng)), j + (border ? 0 : jitter(rng))};
+    }
+  }
+  auto at = [&](int i, int j) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g %.17g", v[j * (n + 1) + i].first,
+                  v[j * (n + 1) + i].second);
+    return std::string(buf);
+  };
+  std::vector<ZoneSet::WktZone> zones;
+  for (int j = 0; j < n; ++j) {
+    for (int i = 0; i < n; ++i) {
+      std::string shell = "(" + at(i, j) + "," + at(i + 1, j) + "," + at(i + 1, j + 1) + "," +
+                          at(i, j + 1) + "," + at(i, j) + ")";
+      double cx = (v[j * (n + 1) + i].first + v[(j + 1) * (n + 1) + i + 1].first) / 2;
+      double cy = (v[j * (n + 1) + i].second + v[(j + 1) * (n + 1) + i + 1].second) / 2;
+      std::string hole;
+      if ((i + j) % 5 == 0) {
+        char buf[200];
+        std::snprintf(buf, sizeof buf, ",(%g %g,%g %g,%g %g,%g %g,%g %g)", cx - .1, cy - .1,
+                      cx + .1, cy - .1, cx + .1, cy + .1, cx - .1, cy + .1, cx - .1, cy - .1);
+        hole = buf;
+      }
+      zones.push_back({"z" + std::to_string(rng() % 1000000), "", "POLYGON(" + shell + hole + ")"});
+    }
+  }
+  auto set = MustBuild({{"grid", zones}});
+  ZoneLocator loc(set);
+  GEOSContextHandle_t h = GEOS_init_r();
+  GEOSWKTReader* reader = GEOSWKTReader_create_r(h);
+  std::vector<std::pair<std::string, GEOSGeometry*>> geoms;
+  for (const auto& z : zones) {
+    geoms.push_back({z.id, GEOSWKTReader_read_r(h, reader, z.wkt.c_str())});
+  }
+  std::vector<std::pair<double, double>> points;
+  std::uniform_real_distribution<double> u(-0.5, n + 0.5);
+  for (int k = 0; k < 4000; ++k) points.push_back({u(rng), u(rng)});
+  for (const auto& p : v) points.push_back(p);  // every vertex
+  for (int j = 0; j < n; ++j) {                 // midpoints of horizontal edges
+    for (int i = 0; i < n; ++i) {
+      const auto& a = v[j * (n + 1) + i];
+      const auto& b = v[j * (n + 1) + i + 1];
+      points.push_back({(a.first + b.first) / 2, (a.second + b.second) / 2});
+    }
+  }
+  for (const auto& [x, y] : points) {
+    GEOSGeometry* pt = GEOSGeom_createPointFromXY_r(h, x, y);
+    std::string want;
+    for (const auto& [id, g] : geoms) {
+      if (GEOSCovers_r(h, g, pt) == 1 && (want.empty() || id < want)) want = id;
+    }
+    GEOSGeom_destroy_r(h, pt);
+    ASSERT_EQ(IdAt(loc, y, x), want) << "at " << x << "," << y;
+  }
+  for (auto& [id, g] : geoms) GEOSGeom_destroy_r(h, g);
+  GEOSWKTReader_destroy_r(h, reader);
+  GEOS_finish_r(h);
 }
 
 TEST(ZonesTest, RejectsNonPolygons) {
