@@ -11,6 +11,7 @@
 #include "io/sources/mqtt_source.h"
 #include "io/sources/simulator.h"
 #include "server/http_server.h"
+#include "spatial/surface.h"
 #include "spatial/zones.h"
 #include "stream/window.h"
 
@@ -30,6 +31,7 @@ void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&ZoneLayerSectionSpec());
   // Windows.
   registry.AddSection(&WindowSectionSpec());
+  registry.AddSection(&SurfaceSectionSpec());
   // Sinks.
   registry.AddSection(&SinkCommonSpec());
   RegisterSqliteSink(registry);
