@@ -14,6 +14,7 @@
 // decoded into readings at all (broken JSON counts once, whatever it held).
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -76,6 +77,9 @@ struct Provenance {
 /// Render provenance (plus qc flags) as the JSON object sinks store.
 std::string ProvenanceToJson(const Provenance& p, Symbol device, QcFlags flags);
 
+/// Zone layers a reading carries ids for (`zones.layers`).
+inline constexpr size_t kMaxZoneLayers = 4;
+
 /// One measurement of one metric by one device at one instant, normalised:
 /// canonical metric and unit, WGS84 position, UTC event time.
 struct Reading {
@@ -87,7 +91,9 @@ struct Reading {
   double lat = NAN;    ///< WGS84 degrees
   double lon = NAN;
   uint64_t h3 = 0;  ///< H3 cell after enrichment (0 = not computed)
-  Symbol zone;      ///< zone id after enrichment (empty = none)
+  Symbol zone;      ///< zone id in the first zone layer after enrichment (empty = none)
+  /// Zone ids in zone layers 2..kMaxZoneLayers, in configured order (empty = none).
+  std::array<Symbol, kMaxZoneLayers - 1> extra_zones{};
   QcFlags flags;
   Provenance prov;
 };

@@ -160,6 +160,8 @@ const SectionSpec& TopLevelSpec() {
           {"windows", OptionType::kSection, "", "List of window definitions."},
           {"sinks", OptionType::kSection, "", "List of sinks."},
           {"server", OptionType::kSection, "", "HTTP API, live events and metrics."},
+          {"zones", OptionType::kSection, "", "H3 cells and zone layers of readings."},
+          {"surfaces", OptionType::kSection, "", "List of interpolated surfaces."},
       }};
   return spec;
 }
@@ -277,6 +279,20 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
     config.server = top.Child("server", server_spec);
     TRIB_RETURN_IF_ERROR(config.server.CheckKeys());
   }
+  TRIB_ASSIGN_OR_RETURN(std::vector<YAML::Node> surfaces, ListOf(top, "surfaces"));
+  const SectionSpec* surface_spec = FindSection("surfaces[]");
+  for (size_t i = 0; i < surfaces.size(); ++i) {
+    std::string path = "surfaces[" + std::to_string(i) + "]";
+    OptionReader reader(surfaces[i], file, path, {surface_spec});
+    if (!surfaces[i].IsMap()) return reader.Error("", "expected a mapping of surface options");
+    if (surface_spec != nullptr) TRIB_RETURN_IF_ERROR(reader.CheckKeys());
+    config.surfaces.push_back(std::move(reader));
+  }
+  const SectionSpec* zones_spec = FindSection("zones");
+  if (zones_spec != nullptr) {
+    config.zones = top.Child("zones", zones_spec);
+    TRIB_RETURN_IF_ERROR(config.zones.CheckKeys());
+  }
   return config;
 }
 
@@ -291,7 +307,8 @@ Result<PipelineConfig> LoadPipelineConfig(const std::string& path) {
 std::string_view EmbeddedDefaultConfig() {
   static const char kText[] =
       R"(# The embedded default pipeline: a simulated city sensor network processed
-# into per-device one-minute windows and stored in ./tributary-data/tributary.gpkg.
+# into per-device one-minute and per-district five-minute windows, stored in
+# ./tributary-data/tributary.gpkg.
 pipeline:
   name: embedded-default
 processing:
@@ -307,6 +324,29 @@ windows:
     size: 1m
     group_by: device
     aggregates: [count, mean, min, max]
+  - name: district_5m
+    type: tumbling
+    size: 5m
+    group_by: zone
+    aggregates: [count, mean, min, max, p95]
+  - name: pm25_5m
+    type: tumbling
+    size: 5m
+    group_by: device
+    metrics: [pm25]
+    aggregates: [count, mean, centroid]
+surfaces:                # IDW grid of PM2.5 for every closed five-minute window
+  - name: pm25
+    window: pm25_5m
+    metric: pm25
+    width: 200
+zones:
+  h3_resolution: 8
+  layers:
+    - name: district
+      path: builtin:city_districts   # also examples/zones/city_districts.geojson
+      id_field: district_id
+      name_field: name
 sinks:
   - name: local
     type: sqlite

@@ -47,6 +47,8 @@ struct PipelineConfig {
   std::vector<OptionReader> windows;
   std::vector<SinkEntry> sinks;
   OptionReader server;  ///< the `server` section, read by the server module
+  OptionReader zones;   ///< the `zones` section, read by the spatial module
+  std::vector<OptionReader> surfaces;  ///< `surfaces[]` entries, read by the spatial module
 };
 
 /// The `pipeline` section spec and the top-level key list.

@@ -12,6 +12,8 @@
 #include "io/sources/mqtt_source.h"
 #include "io/sources/simulator.h"
 #include "server/http_server.h"
+#include "spatial/surface.h"
+#include "spatial/zones.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -27,8 +29,12 @@ void RegisterBuiltins(Registry& registry) {
   RegisterSimulatorSource(registry);
   RegisterFileSource(registry);
   RegisterMqttSource(registry);
+  // Spatial enrichment.
+  registry.AddSection(&ZonesSectionSpec());
+  registry.AddSection(&ZoneLayerSectionSpec());
   // Windows.
   registry.AddSection(&WindowSectionSpec());
+  registry.AddSection(&SurfaceSectionSpec());
   // Sinks.
   registry.AddSection(&SinkCommonSpec());
   RegisterSqliteSink(registry);

@@ -13,6 +13,8 @@
 #include "core/registry.h"
 #include "ingest/ingest.h"
 #include "io/connector.h"
+#include "spatial/enrich.h"
+#include "spatial/surface.h"
 #include "stream/operator.h"
 #include "stream/window.h"
 
@@ -57,8 +59,14 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config) 
     p->sources_.push_back(std::move(source));
   }
   TRIB_ASSIGN_OR_RETURN(p->ingest_, IngestStage::Make(p->config_));
+  // Enrichment first: windows group by the zone and H3 cell it attaches.
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> enrich, MakeZoneEnrichOperator(p->config_));
+  if (enrich != nullptr) p->operators_.push_back(std::move(enrich));
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> window, MakeWindowOperator(p->config_));
   p->operators_.push_back(std::move(window));
+  // Surfaces interpolate the per-device results the window stage emitted.
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> surface, MakeSurfaceOperator(p->config_));
+  if (surface != nullptr) p->operators_.push_back(std::move(surface));
   for (const SinkEntry& entry : p->config_.sinks) {
     TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, registry.MakeSink(entry));
     p->sinks_.push_back(std::move(sink));

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <thread>
@@ -99,11 +100,23 @@ TEST(DefaultRunTest, EmbeddedDefaultFillsTheLocalStoreAndBalancesTheLedger) {
   EXPECT_EQ(store.Int("SELECT count(*) FROM quarantine WHERE raw IS NULL"), 0);
   EXPECT_GT(store.Int("SELECT count(*) FROM quarantine WHERE reason = 'malformed_json'"), 0);
   // Windows are one-minute tumbling per device and metric, with consistent aggregates.
-  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE window_end_us - window_start_us "
-                      "!= 60000000 OR window_start_us % 60000000 != 0"),
+  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE window = 'device_1m' AND "
+                      "(window_end_us - window_start_us != 60000000 OR window_start_us % "
+                      "60000000 != 0)"),
             0);
-  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE NOT (min <= mean AND mean <= max) "
-                      "OR sample_count < 1"),
+  // ... and five-minute tumbling per district of the builtin boundary set.
+  EXPECT_GT(store.Int("SELECT count(*) FROM windows WHERE window = 'district_5m'"), 0);
+  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE window = 'district_5m' AND "
+                      "(group_by != 'zone' OR group_key NOT GLOB 'D[1-9]' OR "
+                      "window_end_us - window_start_us != 300000000)"),
+            0);
+  // A PM2.5 surface was written for closed windows.
+  EXPECT_FALSE(std::filesystem::is_empty(dir.path() + "/surfaces/pm25"));
+  // Enrichment gave every reading its district and H3 cell.
+  EXPECT_EQ(store.Int("SELECT count(*) FROM readings WHERE zone_id IS NULL OR h3 IS NULL"), 0);
+  // (The mean of equal values may round one ulp past them: a relative 1e-12 slack.)
+  EXPECT_EQ(store.Int("SELECT count(*) FROM windows WHERE NOT (min - abs(min) * 1e-12 <= mean "
+                      "AND mean <= max + abs(max) * 1e-12) OR sample_count < 1"),
             0);
   EXPECT_GT(store.Int("SELECT count(DISTINCT metric) FROM windows"), 3);
   // Provenance travels with every reading.

@@ -1,0 +1,576 @@
+#include "spatial/surface.h"
+
+#include <gdal_priv.h>
+#include <ogr_spatialref.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+
+#include "core/json_writer.h"
+#include "stream/runtime.h"
+#include "stream/window.h"
+
+namespace tributary {
+
+namespace {
+
+constexpr int kMaxCells = 4000 * 4000;
+
+struct ValueKind {
+  std::string_view name;
+  AggregateKind kind;
+  double WindowResult::*field;
+};
+constexpr ValueKind kValueKinds[] = {
+    {"mean", AggregateKind::kMean, &WindowResult::mean},
+    {"median", AggregateKind::kMedian, &WindowResult::median},
+    {"p95", AggregateKind::kP95, &WindowResult::p95},
+    {"max", AggregateKind::kMax, &WindowResult::max},
+    {"min", AggregateKind::kMin, &WindowResult::min},
+    {"last", AggregateKind::kLast, &WindowResult::last},
+    {"trimmed_mean", AggregateKind::kTrimmedMean, &WindowResult::trimmed_mean},
+};
+
+const ValueKind* FindValueKind(std::string_view name) {
+  for (const ValueKind& v : kValueKinds) {
+    if (v.name == name) return &v;
+  }
+  return nullptr;
+}
+
+// "20240501T120000Z" from a UTC µs time.
+std::string FileStamp(TimeUs t) {
+  std::string iso = FormatTime(t);  // 2024-05-01T12:00:00Z or with fraction
+  std::string out;
+  for (char c : iso) {
+    if (c == '.') break;
+    if (c != '-' && c != ':' && c != 'Z') out += c;
+  }
+  return out + "Z";
+}
+
+std::mutex g_latest_mu;
+std::map<std::string, std::shared_ptr<const Surface>>& Latest() {
+  static std::map<std::string, std::shared_ptr<const Surface>> latest;
+  return latest;
+}
+std::shared_ptr<const Surface> g_newest;
+
+void RegisterGdalOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { GDALAllRegister(); });
+}
+
+std::string Wgs84Wkt() {
+  OGRSpatialReference srs;
+  srs.SetWellKnownGeogCS("WGS84");
+  char* wkt = nullptr;
+  srs.exportToWkt(&wkt);
+  std::string out = wkt != nullptr ? wkt : "";
+  CPLFree(wkt);
+  return out;
+}
+
+void SetMetadata(GDALDataset& ds, const Surface& s) {
+  ds.SetMetadataItem("TRIBUTARY_SURFACE", s.name.c_str());
+  ds.SetMetadataItem("WINDOW", s.window.str().c_str());
+  ds.SetMetadataItem("METRIC", s.metric.str().c_str());
+  ds.SetMetadataItem("WINDOW_START", FormatTime(s.start).c_str());
+  ds.SetMetadataItem("WINDOW_END", FormatTime(s.end).c_str());
+  ds.SetMetadataItem("SENSORS", std::to_string(s.sensors).c_str());
+  ds.SetMetadataItem("METHOD", "idw");
+  ds.SetMetadataItem("REVISION", std::to_string(s.revision).c_str());
+}
+
+Status Rename(const std::string& tmp, const std::string& path) {
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::Io("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+// Colour map: viridis sampled at five stops, linearly interpolated.
+void ColourOf(double t, uint8_t rgb[3]) {
+  static const double kStops[5][3] = {
+      {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+  t = std::clamp(t, 0.0, 1.0) * 4;
+  int i = std::min(3, static_cast<int>(t));
+  double f = t - i;
+  for (int c = 0; c < 3; ++c) {
+    rgb[c] =
+        static_cast<uint8_t>(std::lround(kStops[i][c] + f * (kStops[i + 1][c] - kStops[i][c])));
+  }
+}
+
+// A 3 × 5 pixel font for legend labels: digits, '.', '-', 'e', '+'.
+const char* Glyph(char c) {
+  switch (c) {
+    case '0':
+      return "111101101101111";
+    case '1':
+      return "010110010010111";
+    case '2':
+      return "111001111100111";
+    case '3':
+      return "111001111001111";
+    case '4':
+      return "101101111001001";
+    case '5':
+      return "111100111001111";
+    case '6':
+      return "111100111101111";
+    case '7':
+      return "111001001001001";
+    case '8':
+      return "111101111101111";
+    case '9':
+      return "111101111001111";
+    case '.':
+      return "000000000000010";
+    case '-':
+      return "000000111000000";
+    case '+':
+      return "000010111010000";
+    case 'e':
+      return "000111101110111";
+    default:
+      return "000000000000000";
+  }
+}
+
+}  // namespace
+
+const SectionSpec& SurfaceSectionSpec() {
+  static const SectionSpec spec{
+      "surfaces[]",
+      "Interpolated surfaces (IDW) of one metric for every closed window of a window "
+      "definition that groups by device and computes `centroid` and the value aggregate. "
+      "Written to <data_dir>/surfaces/<name>/<window start>.tif|.png|.json; windows with "
+      "fewer than `min_sensors` sensors are skipped.",
+      {
+          {"name", OptionType::kString, "", "Name of the surface (its folder).", {}, true},
+          {"window",
+           OptionType::kString,
+           "",
+           "Window definition (`windows[].name`) whose per-device results are the sensors.",
+           {},
+           true},
+          {"metric",
+           OptionType::kString,
+           "",
+           "Canonical metric to interpolate (`pm25`).",
+           {},
+           true},
+          {"value", OptionType::kEnum, "mean", "Aggregate of each sensor's window to interpolate.",
+           "mean|median|p95|max|min|last|trimmed_mean"},
+          {"min_lon", OptionType::kDouble, "",
+           "West edge of the grid (degrees). The four edges are given together; without "
+           "them the grid covers the window's sensors plus 10% on each side.",
+           "-180..180"},
+          {"min_lat", OptionType::kDouble, "", "South edge of the grid (degrees).", "-90..90"},
+          {"max_lon", OptionType::kDouble, "", "East edge of the grid (degrees).", "-180..180"},
+          {"max_lat", OptionType::kDouble, "", "North edge of the grid (degrees).", "-90..90"},
+          {"width", OptionType::kInt, "200", "Grid columns.", "2..4000"},
+          {"height", OptionType::kInt, "0",
+           "Grid rows; 0 keeps cells about square (from the extent's aspect).", "0..4000"},
+          {"power", OptionType::kDouble, "2", "IDW distance exponent.", "0.1..10"},
+          {"k", OptionType::kInt, "8", "Nearest sensors used per cell.", "1..64"},
+          {"radius", OptionType::kDouble, "0",
+           "Search radius in metres; cells with no sensor inside are no data. 0: unlimited.",
+           "0.."},
+          {"min_sensors", OptionType::kInt, "2", "Windows with fewer sensors get no surface.",
+           "2.."},
+          {"formats", OptionType::kStringList, "geotiff, png, json",
+           "Files to write: any of `geotiff`, `png` (colour map with legend), `json`."},
+      }};
+  return spec;
+}
+
+Result<SurfaceDefinition> ParseSurfaceDefinition(const OptionReader& options,
+                                                 const PipelineConfig& config) {
+  const OptionReader o(options.node(), options.file(), options.path(), {&SurfaceSectionSpec()});
+  TRIB_RETURN_IF_ERROR(o.CheckKeys());
+  SurfaceDefinition d;
+  TRIB_ASSIGN_OR_RETURN(d.name, o.GetString("name"));
+  if (d.name.empty() || d.name.find('/') != std::string::npos || d.name[0] == '.') {
+    return o.Error("name", "must be a plain folder name");
+  }
+  TRIB_ASSIGN_OR_RETURN(d.window, o.GetString("window"));
+  TRIB_ASSIGN_OR_RETURN(std::string metric, o.GetString("metric"));
+  d.metric = Intern(metric);
+  d.window_symbol = Intern(d.window);
+  TRIB_ASSIGN_OR_RETURN(d.value, o.GetString("value"));
+  const ValueKind* vk = FindValueKind(d.value);
+
+  TRIB_ASSIGN_OR_RETURN(std::vector<WindowDefinition> windows, ParseWindowDefinitions(config));
+  const WindowDefinition* w = nullptr;
+  for (const WindowDefinition& def : windows) {
+    if (def.name == d.window) w = &def;
+  }
+  if (w == nullptr) return o.Error("window", "no window definition named '" + d.window + "'");
+  if (w->group_by != GroupBy::kDevice) {
+    return o.Error("window", "window '" + d.window + "' must group by device");
+  }
+  if (!w->aggregates.Has(AggregateKind::kCentroid) || !w->aggregates.Has(vk->kind)) {
+    return o.Error("window", "window '" + d.window + "' must compute centroid and " + d.value);
+  }
+  if (!w->Accepts(d.metric)) {
+    return o.Error("metric", "window '" + d.window + "' does not take metric " + metric);
+  }
+
+  int edges = o.Has("min_lon") + o.Has("min_lat") + o.Has("max_lon") + o.Has("max_lat");
+  if (edges != 0 && edges != 4) {
+    return o.Error("", "give all four of min_lon, min_lat, max_lon, max_lat, or none");
+  }
+  if (edges == 4) {
+    d.auto_extent = false;
+    TRIB_ASSIGN_OR_RETURN(d.grid.min_lon, o.GetDouble("min_lon"));
+    TRIB_ASSIGN_OR_RETURN(d.grid.min_lat, o.GetDouble("min_lat"));
+    TRIB_ASSIGN_OR_RETURN(d.grid.max_lon, o.GetDouble("max_lon"));
+    TRIB_ASSIGN_OR_RETURN(d.grid.max_lat, o.GetDouble("max_lat"));
+    if (!(d.grid.min_lon < d.grid.max_lon) || !(d.grid.min_lat < d.grid.max_lat)) {
+      return o.Error("min_lon", "the extent is empty (min must be below max)");
+    }
+  }
+  TRIB_ASSIGN_OR_RETURN(int64_t width, o.GetInt("width"));
+  TRIB_ASSIGN_OR_RETURN(int64_t height, o.GetInt("height"));
+  d.grid.width = static_cast<int>(width);
+  d.grid.height = static_cast<int>(height);
+  TRIB_ASSIGN_OR_RETURN(d.idw.power, o.GetDouble("power"));
+  TRIB_ASSIGN_OR_RETURN(int64_t k, o.GetInt("k"));
+  d.idw.k = static_cast<int>(k);
+  TRIB_ASSIGN_OR_RETURN(d.idw.radius_m, o.GetDouble("radius"));
+  TRIB_ASSIGN_OR_RETURN(int64_t min_sensors, o.GetInt("min_sensors"));
+  d.min_sensors = static_cast<size_t>(min_sensors);
+  TRIB_ASSIGN_OR_RETURN(std::vector<std::string> formats, o.GetStringList("formats"));
+  d.geotiff = d.png = d.json = false;
+  for (const std::string& f : formats) {
+    if (f == "geotiff") {
+      d.geotiff = true;
+    } else if (f == "png") {
+      d.png = true;
+    } else if (f == "json") {
+      d.json = true;
+    } else {
+      return o.Error("formats", "unknown format '" + f + "' (known: geotiff, png, json)");
+    }
+  }
+  return d;
+}
+
+Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorValue> sensors) {
+  Surface s;
+  s.name = def.name;
+  s.window = def.window_symbol;
+  s.metric = def.metric;
+  s.idw = def.idw;
+  s.sensors = sensors.size();
+  s.grid = def.grid;
+  if (def.auto_extent) {
+    double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+    for (const SensorValue& v : sensors) {
+      x0 = std::min(x0, v.lon);
+      x1 = std::max(x1, v.lon);
+      y0 = std::min(y0, v.lat);
+      y1 = std::max(y1, v.lat);
+    }
+    if (!(x0 <= x1)) return Status::Invalid("no sensor positions");
+    double px = std::max(0.1 * (x1 - x0), 1e-3), py = std::max(0.1 * (y1 - y0), 1e-3);
+    s.grid.min_lon = std::max(-180.0, x0 - px);
+    s.grid.max_lon = std::min(180.0, x1 + px);
+    s.grid.min_lat = std::max(-90.0, y0 - py);
+    s.grid.max_lat = std::min(90.0, y1 + py);
+  }
+  double lat0 = (s.grid.min_lat + s.grid.max_lat) / 2, lon0 = (s.grid.min_lon + s.grid.max_lon) / 2;
+  if (s.grid.height == 0) {
+    double aspect = (s.grid.max_lat - s.grid.min_lat) /
+                    ((s.grid.max_lon - s.grid.min_lon) * std::cos(lat0 * M_PI / 180));
+    s.grid.height = std::clamp(static_cast<int>(std::lround(s.grid.width * aspect)), 2, 4000);
+  }
+  if (static_cast<int64_t>(s.grid.width) * s.grid.height > kMaxCells) {
+    return Status::Invalid("surface grid too large");
+  }
+  TRIB_ASSIGN_OR_RETURN(auto idw, IdwInterpolator::Make(std::move(sensors), def.idw, lat0, lon0));
+  idw->Interpolate(s.grid, s.values);
+  for (float v : s.values) {
+    if (!std::isfinite(v)) continue;
+    if (!(v >= s.min)) s.min = v;
+    if (!(v <= s.max)) s.max = v;
+  }
+  return s;
+}
+
+Status WriteSurfaceGeoTiff(const Surface& s, const std::string& path) {
+  RegisterGdalOnce();
+  GDALDriver* drv = GetGDALDriverManager()->GetDriverByName("GTiff");
+  if (drv == nullptr) return Status::Internal("GDAL has no GTiff driver");
+  std::string tmp = path + ".tmp";
+  CPLErrorReset();
+  {
+    char** opts = nullptr;
+    opts = CSLSetNameValue(opts, "COMPRESS", "DEFLATE");
+    opts = CSLSetNameValue(opts, "PREDICTOR", "3");
+    GDALDatasetUniquePtr ds(
+        drv->Create(tmp.c_str(), s.grid.width, s.grid.height, 1, GDT_Float32, opts));
+    CSLDestroy(opts);
+    if (ds == nullptr) return Status::Io("cannot create " + tmp + ": " + CPLGetLastErrorMsg());
+    double gt[6] = {s.grid.min_lon,
+                    (s.grid.max_lon - s.grid.min_lon) / s.grid.width,
+                    0,
+                    s.grid.max_lat,
+                    0,
+                    -(s.grid.max_lat - s.grid.min_lat) / s.grid.height};
+    ds->SetGeoTransform(gt);
+    ds->SetProjection(Wgs84Wkt().c_str());
+    SetMetadata(*ds, s);
+    GDALRasterBand* band = ds->GetRasterBand(1);
+    band->SetNoDataValue(NAN);
+    band->SetDescription(s.metric.str().c_str());
+    if (band->RasterIO(GF_Write, 0, 0, s.grid.width, s.grid.height,
+                       const_cast<float*>(s.values.data()), s.grid.width, s.grid.height,
+                       GDT_Float32, 0, 0) != CE_None) {
+      return Status::Io("cannot write " + tmp + ": " + CPLGetLastErrorMsg());
+    }
+    ds->FlushCache();
+    if (CPLGetLastErrorType() == CE_Failure) {
+      return Status::Io("cannot write " + tmp + ": " + CPLGetLastErrorMsg());
+    }
+  }
+  return Rename(tmp, path);
+}
+
+Status WriteSurfacePng(const Surface& s, const std::string& path) {
+  RegisterGdalOnce();
+  // The map, then a legend strip: a colour bar from min to max with both values written
+  // under its ends and the metric's mid value in the middle.
+  const int w = std::max(s.grid.width, 120), map_h = s.grid.height;
+  const int scale = 2, legend_h = 12 + 4 + 5 * scale + 4;
+  const int h = map_h + legend_h;
+  std::vector<uint8_t> rgba(static_cast<size_t>(w) * h * 4, 0);
+  auto px = [&](int x, int y) { return rgba.data() + (static_cast<size_t>(y) * w + x) * 4; };
+  double range = s.max - s.min;
+  for (int r = 0; r < map_h; ++r) {
+    for (int c = 0; c < s.grid.width; ++c) {
+      float v = s.values[static_cast<size_t>(r) * s.grid.width + c];
+      if (!std::isfinite(v)) continue;  // transparent
+      uint8_t* p = px(c, r);
+      ColourOf(range > 0 ? (v - s.min) / range : 0.5, p);
+      p[3] = 255;
+    }
+  }
+  for (int y = map_h; y < h; ++y) {  // white legend background
+    for (int x = 0; x < w; ++x) {
+      uint8_t* p = px(x, y);
+      p[0] = p[1] = p[2] = p[3] = 255;
+    }
+  }
+  for (int x = 4; x < w - 4; ++x) {
+    uint8_t rgb[3];
+    ColourOf(static_cast<double>(x - 4) / (w - 9), rgb);
+    for (int y = map_h + 2; y < map_h + 12; ++y) std::copy(rgb, rgb + 3, px(x, y));
+  }
+  auto text = [&](const std::string& t, int x, int y) {
+    for (char ch : t) {
+      const char* g = Glyph(ch);
+      for (int gy = 0; gy < 5; ++gy) {
+        for (int gx = 0; gx < 3; ++gx) {
+          if (g[gy * 3 + gx] != '1') continue;
+          for (int sy = 0; sy < scale; ++sy) {
+            for (int sx = 0; sx < scale; ++sx) {
+              int X = x + gx * scale + sx, Y = y + gy * scale + sy;
+              if (X < 0 || X >= w || Y >= h) continue;
+              uint8_t* p = px(X, Y);
+              p[0] = p[1] = p[2] = 0;
+            }
+          }
+        }
+      }
+      x += 4 * scale;
+    }
+  };
+  auto label = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", v);
+    return std::string(buf);
+  };
+  int ty = map_h + 16;
+  std::string lo = label(s.min), hi = label(s.max), mid = label((s.min + s.max) / 2);
+  text(lo, 4, ty);
+  text(hi, w - 4 - static_cast<int>(hi.size()) * 4 * scale, ty);
+  text(mid, w / 2 - static_cast<int>(mid.size()) * 2 * scale, ty);
+
+  GDALDriver* mem = GetGDALDriverManager()->GetDriverByName("MEM");
+  GDALDriver* png = GetGDALDriverManager()->GetDriverByName("PNG");
+  if (mem == nullptr || png == nullptr) return Status::Internal("GDAL has no MEM or PNG driver");
+  GDALDatasetUniquePtr src(mem->Create("", w, h, 4, GDT_Byte, nullptr));
+  if (src == nullptr) return Status::Internal("cannot create an in-memory raster");
+  for (int b = 0; b < 4; ++b) {
+    if (src->GetRasterBand(b + 1)->RasterIO(GF_Write, 0, 0, w, h, rgba.data() + b, w, h, GDT_Byte,
+                                            4, static_cast<GSpacing>(w) * 4) != CE_None) {
+      return Status::Internal("cannot fill the in-memory raster");
+    }
+  }
+  src->GetRasterBand(4)->SetColorInterpretation(GCI_AlphaBand);
+  SetMetadata(*src, s);
+  std::string tmp = path + ".tmp";
+  {
+    GDALDatasetUniquePtr out(
+        png->CreateCopy(tmp.c_str(), src.get(), FALSE, nullptr, nullptr, nullptr));
+    if (out == nullptr) return Status::Io("cannot write " + tmp + ": " + CPLGetLastErrorMsg());
+  }
+  std::filesystem::remove(tmp + ".aux.xml");
+  return Rename(tmp, path);
+}
+
+std::string SurfaceToJson(const Surface& s) {
+  JsonWriter j;
+  j.BeginObject();
+  j.Key("name").String(s.name);
+  j.Key("window").String(s.window.view());
+  j.Key("metric").String(s.metric.view());
+  j.Key("window_start").String(FormatTime(s.start));
+  j.Key("window_end").String(FormatTime(s.end));
+  j.Key("revision").UInt(s.revision);
+  j.Key("method").String("idw");
+  j.Key("power").Number(s.idw.power);
+  j.Key("k").Int(s.idw.k);
+  j.Key("radius_m").Number(s.idw.radius_m);
+  j.Key("sensors").UInt(s.sensors);
+  j.Key("bbox").BeginArray();
+  j.Number(s.grid.min_lon).Number(s.grid.min_lat).Number(s.grid.max_lon).Number(s.grid.max_lat);
+  j.EndArray();
+  j.Key("width").Int(s.grid.width);
+  j.Key("height").Int(s.grid.height);
+  j.Key("min").Number(s.min);
+  j.Key("max").Number(s.max);
+  j.Key("values").BeginArray();  // rows, north first; null = no data
+  for (int r = 0; r < s.grid.height; ++r) {
+    j.BeginArray();
+    for (int c = 0; c < s.grid.width; ++c) {
+      float v = s.values[static_cast<size_t>(r) * s.grid.width + c];
+      if (std::isfinite(v)) {
+        // Six significant digits are below any sensor's resolution and keep files small.
+        j.Number(std::stod(fmt::format("{:.6g}", v)));
+      } else {
+        j.Null();
+      }
+    }
+    j.EndArray();
+  }
+  j.EndArray();
+  j.EndObject();
+  return j.Take();
+}
+
+std::shared_ptr<const Surface> LatestSurface(const std::string& name) {
+  std::lock_guard lock(g_latest_mu);
+  if (name.empty()) return g_newest;
+  auto it = Latest().find(name);
+  return it == Latest().end() ? nullptr : it->second;
+}
+
+SurfaceOperator::SurfaceOperator(std::vector<SurfaceDefinition> defs)
+    : defs_(std::move(defs)), pending_(defs_.size()) {}
+
+Status SurfaceOperator::Open(RunContext& ctx) {
+  dir_ = ctx.data_dir + "/surfaces";
+  for (const SurfaceDefinition& d : defs_) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir_ + "/" + d.name, ec);
+    if (ec) return Status::Io("cannot create " + dir_ + "/" + d.name + ": " + ec.message());
+  }
+  return Status::Ok();
+}
+
+Status SurfaceOperator::Emit(size_t index, TimeUs start, Pending& p) {
+  const SurfaceDefinition& def = defs_[index];
+  p.dirty = false;
+  if (p.sensors.size() < def.min_sensors) {
+    spdlog::debug("surface {}: window {} has {} sensors, fewer than {}", def.name,
+                  FormatTime(start), p.sensors.size(), def.min_sensors);
+    return Status::Ok();
+  }
+  std::vector<SensorValue> sensors;
+  sensors.reserve(p.sensors.size());
+  for (const auto& [device, v] : p.sensors) sensors.push_back(v);
+  Result<Surface> built = BuildSurface(def, std::move(sensors));
+  if (!built.ok()) {
+    spdlog::warn("surface {}: window {}: {}", def.name, FormatTime(start),
+                 built.status().ToString());
+    return Status::Ok();
+  }
+  Surface& s = *built;
+  s.start = start;
+  s.end = p.end;
+  s.revision = p.built ? ++p.revision : 0;
+  p.built = true;
+  std::string base = dir_ + "/" + def.name + "/" + FileStamp(start);
+  if (def.geotiff) TRIB_RETURN_IF_ERROR(WriteSurfaceGeoTiff(s, base + ".tif"));
+  if (def.png) TRIB_RETURN_IF_ERROR(WriteSurfacePng(s, base + ".png"));
+  if (def.json) TRIB_RETURN_IF_ERROR(WriteFileAtomic(base + ".json", SurfaceToJson(s)));
+  ++written_;
+  auto shared = std::make_shared<const Surface>(std::move(s));
+  std::lock_guard lock(g_latest_mu);
+  auto& slot = Latest()[def.name];
+  if (slot == nullptr || slot->start <= shared->start) slot = shared;
+  if (g_newest == nullptr || g_newest->start <= shared->start) g_newest = shared;
+  return Status::Ok();
+}
+
+Status SurfaceOperator::Flush(TimeUs watermark, bool all) {
+  for (size_t d = 0; d < defs_.size(); ++d) {
+    auto& windows = pending_[d];
+    for (auto& [start, p] : windows) {
+      if (p.dirty && (all || p.end <= watermark)) TRIB_RETURN_IF_ERROR(Emit(d, start, p));
+    }
+    // Keep a few built windows for revisions; older ones are done.
+    while (windows.size() > 8 && windows.begin()->second.built && !windows.begin()->second.dirty) {
+      windows.erase(windows.begin());
+    }
+  }
+  return Status::Ok();
+}
+
+Status SurfaceOperator::Process(Batch& batch) {
+  for (const WindowResult& w : batch.windows) {
+    for (size_t d = 0; d < defs_.size(); ++d) {
+      const SurfaceDefinition& def = defs_[d];
+      if (w.window != def.window_symbol || w.metric != def.metric) continue;
+      double value = w.*(FindValueKind(def.value)->field);
+      if (!std::isfinite(value) || !std::isfinite(w.centroid_lat) ||
+          !std::isfinite(w.centroid_lon)) {
+        continue;
+      }
+      Pending& p = pending_[d][w.start];
+      p.end = w.end;
+      p.sensors[w.group.id] = {w.centroid_lat, w.centroid_lon, value};
+      p.dirty = true;
+    }
+  }
+  return Flush(batch.watermark, false);
+}
+
+Status SurfaceOperator::Finish(Batch& out) {
+  (void)out;
+  return Flush(kMaxTime, true);
+}
+
+Result<std::unique_ptr<Operator>> MakeSurfaceOperator(const PipelineConfig& config) {
+  std::vector<SurfaceDefinition> defs;
+  std::vector<std::string> names;
+  for (const OptionReader& o : config.surfaces) {
+    TRIB_ASSIGN_OR_RETURN(SurfaceDefinition d, ParseSurfaceDefinition(o, config));
+    if (std::find(names.begin(), names.end(), d.name) != names.end()) {
+      return o.Error("name", "duplicate surface name '" + d.name + "'");
+    }
+    names.push_back(d.name);
+    defs.push_back(std::move(d));
+  }
+  if (defs.empty()) return std::unique_ptr<Operator>();
+  return std::unique_ptr<Operator>(std::make_unique<SurfaceOperator>(std::move(defs)));
+}
+
+}  // namespace tributary

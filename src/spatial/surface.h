@@ -1,0 +1,111 @@
+// The surface stage: an interpolated grid of one metric for every closed window.
+//
+// Each `surfaces[]` entry names a window definition that groups by device and computes
+// the centroid and the value aggregate (default mean): every window result of that
+// definition and metric is one sensor (its centroid, its value). When the watermark has
+// passed a window's end, the stage interpolates the configured grid with IDW (idw.h) and
+// writes it under <data_dir>/surfaces/<name>/ as <start>.tif (GeoTIFF, float32, WGS84,
+// NaN = no data), <start>.png (colour map with a legend) and <start>.json, each
+// atomically (temporary file, then rename); <start> is the window start in UTC,
+// "20240501T120000Z". Windows with fewer than `min_sensors` sensors are skipped. A
+// window re-emitted as a revision (a late reading within grace) updates its sensor
+// and the surface is rebuilt and rewritten with the next revision number.
+//
+// The latest surface of each entry is kept in memory for the HTTP API (LatestSurface).
+// Threading: the operator runs on the process thread; LatestSurface is safe from any
+// thread (it returns an immutable snapshot).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/intern.h"
+#include "core/pipeline_config.h"
+#include "core/time.h"
+#include "spatial/idw.h"
+#include "stream/operator.h"
+
+namespace tributary {
+
+/// One interpolated grid.
+struct Surface {
+  std::string name;  ///< the surfaces[] entry
+  Symbol window;
+  Symbol metric;
+  TimeUs start = 0, end = 0;
+  uint32_t revision = 0;
+  GridSpec grid;
+  IdwOptions idw;
+  size_t sensors = 0;
+  std::vector<float> values;    ///< row-major, row 0 north; NaN = no data
+  double min = NAN, max = NAN;  ///< over the finite values
+};
+
+/// Options of one surfaces[] entry.
+struct SurfaceDefinition {
+  std::string name;
+  std::string window;
+  Symbol window_symbol;
+  Symbol metric;
+  std::string value = "mean";  ///< which aggregate of the window is the sensor's value
+  bool auto_extent = true;     ///< extent from the sensors (padded 10%) when not given
+  GridSpec grid;               ///< extent and width/height (height 0: from the aspect)
+  IdwOptions idw;
+  size_t min_sensors = 2;
+  bool geotiff = true, png = true, json = true;
+};
+
+/// The surfaces[] section.
+const SectionSpec& SurfaceSectionSpec();
+
+/// Read one surfaces[] entry; checks that its window exists, groups by device and
+/// computes the centroid and the value aggregate.
+Result<SurfaceDefinition> ParseSurfaceDefinition(const OptionReader& options,
+                                                 const PipelineConfig& config);
+
+/// Interpolate `sensors` for `def` (grid resolved from the sensors when auto).
+Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorValue> sensors);
+
+/// Encoders (also used by tests): GeoTIFF to `path`, colour PNG with a legend to
+/// `path`, and the JSON document.
+Status WriteSurfaceGeoTiff(const Surface& s, const std::string& path);
+Status WriteSurfacePng(const Surface& s, const std::string& path);
+std::string SurfaceToJson(const Surface& s);
+
+/// The newest surface of entry `name` (any entry when empty); null when none yet.
+std::shared_ptr<const Surface> LatestSurface(const std::string& name = {});
+
+class SurfaceOperator : public Operator {
+ public:
+  explicit SurfaceOperator(std::vector<SurfaceDefinition> defs);
+  std::string_view name() const override { return "surface"; }
+  Status Open(RunContext& ctx) override;
+  Status Process(Batch& batch) override;
+  Status Finish(Batch& out) override;
+
+  /// Surfaces written so far (for tests and progress).
+  uint64_t written() const { return written_; }
+
+ private:
+  struct Pending {
+    TimeUs end = 0;
+    std::map<uint32_t, SensorValue> sensors;  // by device symbol id
+    bool dirty = false;
+    bool built = false;
+    uint32_t revision = 0;
+  };
+  Status Emit(size_t def, TimeUs start, Pending& p);
+  Status Flush(TimeUs watermark, bool all);
+
+  std::vector<SurfaceDefinition> defs_;
+  std::vector<std::map<TimeUs, Pending>> pending_;  // per definition, by window start
+  std::string dir_;
+  uint64_t written_ = 0;
+};
+
+/// Build the surface stage from `surfaces[]`; null when there is none.
+Result<std::unique_ptr<Operator>> MakeSurfaceOperator(const PipelineConfig& config);
+
+}  // namespace tributary

@@ -1,0 +1,145 @@
+// Surfaces: the encoders read back with GDAL, and a pipeline run that writes a surface
+// for every closed window of a simulated network.
+#include "spatial/surface.h"
+
+#include <gdal_priv.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/pipeline_config.h"
+#include "stream/runtime.h"
+#include "test_util.h"
+
+namespace tributary {
+namespace {
+
+SurfaceDefinition Def() {
+  SurfaceDefinition d;
+  d.name = "t";
+  d.window_symbol = Intern("w");
+  d.metric = Intern("pm25");
+  d.auto_extent = false;
+  d.grid = {13.0, 52.0, 14.0, 53.0, 40, 30};
+  return d;
+}
+
+TEST(SurfaceTest, GeoTiffPngAndJsonReadBack) {
+  std::vector<SensorValue> sensors = {{52.2, 13.2, 10}, {52.8, 13.8, 30}, {52.5, 13.5, 20}};
+  auto s = BuildSurface(Def(), sensors);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  s->start = 1714521600000000;  // 2024-05-01T00:00:00Z
+  s->end = s->start + 300000000;
+  EXPECT_EQ(s->values.size(), 40u * 30u);
+  EXPECT_GE(s->min, 10.0);
+  EXPECT_LE(s->max, 30.0);
+  testing::TempDir dir;
+  ASSERT_TRUE(WriteSurfaceGeoTiff(*s, dir.File("s.tif")).ok());
+  ASSERT_TRUE(WriteSurfacePng(*s, dir.File("s.png")).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir.File("s.tif.tmp")));
+
+  GDALDatasetUniquePtr tif(GDALDataset::Open(dir.File("s.tif").c_str(), GDAL_OF_RASTER));
+  ASSERT_NE(tif, nullptr);
+  EXPECT_EQ(tif->GetRasterXSize(), 40);
+  EXPECT_EQ(tif->GetRasterYSize(), 30);
+  double gt[6];
+  ASSERT_EQ(tif->GetGeoTransform(gt), CE_None);
+  EXPECT_DOUBLE_EQ(gt[0], 13.0);
+  EXPECT_DOUBLE_EQ(gt[1], 1.0 / 40);
+  EXPECT_DOUBLE_EQ(gt[3], 53.0);
+  EXPECT_DOUBLE_EQ(gt[5], -1.0 / 30);
+  EXPECT_NE(std::string(tif->GetProjectionRef()).find("WGS 84"), std::string::npos);
+  EXPECT_STREQ(tif->GetMetadataItem("METRIC"), "pm25");
+  EXPECT_STREQ(tif->GetMetadataItem("WINDOW_START"), "2024-05-01T00:00:00Z");
+  std::vector<float> back(40 * 30);
+  ASSERT_EQ(tif->GetRasterBand(1)->RasterIO(GF_Read, 0, 0, 40, 30, back.data(), 40, 30, GDT_Float32,
+                                            0, 0),
+            CE_None);
+  EXPECT_EQ(back, s->values);
+
+  GDALDatasetUniquePtr png(GDALDataset::Open(dir.File("s.png").c_str(), GDAL_OF_RASTER));
+  ASSERT_NE(png, nullptr);
+  EXPECT_EQ(png->GetRasterCount(), 4);
+  EXPECT_EQ(png->GetRasterXSize(), 120);  // at least wide enough for the legend
+  EXPECT_GT(png->GetRasterYSize(), 30);   // map + legend strip
+
+  std::string json = SurfaceToJson(*s);
+  EXPECT_NE(json.find("\"metric\":\"pm25\""), std::string::npos);
+  EXPECT_NE(json.find("\"bbox\":[13,52,14,53]"), std::string::npos);
+  EXPECT_NE(json.find("\"sensors\":3"), std::string::npos);
+  EXPECT_EQ(std::count(json.begin(), json.end(), '['), 1 + 1 + 30);  // bbox, values, rows
+}
+
+TEST(SurfaceTest, PipelineWritesASurfacePerClosedWindow) {
+  testing::TempDir dir;
+  std::string yaml = R"(pipeline:
+  name: surfaces
+sources:
+  - name: sim
+    type: simulator
+    seed: 3
+    devices: 60
+    start: "2024-05-01T00:00:00Z"
+    duration: 30m
+    as_fast_as_possible: true
+windows:
+  - name: pm_5m
+    type: tumbling
+    size: 5m
+    group_by: device
+    metrics: [pm25]
+    aggregates: [count, mean, centroid]
+surfaces:
+  - name: pm25
+    window: pm_5m
+    metric: pm25
+    width: 50
+sinks: []
+)";
+  testing::WriteFile(dir.File("p.yaml"), yaml);
+  auto config = LoadPipelineConfig(dir.File("p.yaml"));
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  config->data_dir = dir.File("data");
+  auto pipeline = Pipeline::Build(*config);
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status().ToString();
+  ASSERT_TRUE((*pipeline)->Run().ok());
+  std::string folder = dir.File("data/surfaces/pm25");
+  for (const char* stamp : {"20240501T000000Z", "20240501T001000Z", "20240501T002500Z"}) {
+    for (const char* ext : {".tif", ".png", ".json"}) {
+      EXPECT_TRUE(std::filesystem::exists(folder + "/" + stamp + ext)) << stamp << ext;
+    }
+  }
+  auto latest = LatestSurface("pm25");
+  ASSERT_NE(latest, nullptr);
+  EXPECT_EQ(latest->start, 1714521600000000 + 25 * 60000000LL);
+  EXPECT_GE(latest->sensors, 2u);
+  EXPECT_EQ(latest->grid.width, 50);
+  EXPECT_TRUE(std::isfinite(latest->min));
+}
+
+TEST(SurfaceTest, ConfigErrorsNameTheProblem) {
+  auto config = ParsePipelineConfig(R"(sources: [{name: s, type: simulator}]
+windows:
+  - {name: z, type: tumbling, size: 5m, group_by: zone, aggregates: [mean, centroid]}
+  - {name: d, type: tumbling, size: 5m, group_by: device, aggregates: [mean]}
+surfaces:
+  - {name: a, window: z, metric: pm25}
+)",
+                                    "p.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto op = MakeSurfaceOperator(*config);
+  ASSERT_FALSE(op.ok());
+  EXPECT_NE(op.status().message().find("must group by device"), std::string::npos);
+  YAML::Node entry = config->surfaces[0].node();  // a handle: edits the parsed config
+  entry["window"] = "d";
+  op = MakeSurfaceOperator(*config);
+  ASSERT_FALSE(op.ok());
+  EXPECT_NE(op.status().message().find("centroid"), std::string::npos);
+  entry["window"] = "nope";
+  op = MakeSurfaceOperator(*config);
+  ASSERT_FALSE(op.ok());
+  EXPECT_NE(op.status().message().find("no window definition named 'nope'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tributary

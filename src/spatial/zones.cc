@@ -1,0 +1,574 @@
+#include "spatial/zones.h"
+
+#include <cpl_conv.h>
+#include <cpl_vsi.h>
+#include <gdal.h>
+#include <gdal_priv.h>
+#include <geos_c.h>
+#include <ogr_geometry.h>
+#include <ogrsf_frmts.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <mutex>
+#include <numeric>
+
+#include "spatial/h3.h"
+
+namespace tributary {
+
+// ---------------------------------------------------------------------------------------
+// PackedRTree
+
+namespace {
+
+struct Packed {
+  Envelope box;
+  uint32_t ref;
+};
+
+// Sort-tile-recursive order: sqrt(n / node_size) vertical slices by centre x, each slice
+// sorted by centre y, so consecutive runs of node_size items are compact tiles.
+void StrSort(std::vector<Packed>& v, int node_size) {
+  auto cx = [](const Packed& p) { return p.box.min_x + p.box.max_x; };
+  auto cy = [](const Packed& p) { return p.box.min_y + p.box.max_y; };
+  std::sort(v.begin(), v.end(), [&](const Packed& a, const Packed& b) { return cx(a) < cx(b); });
+  size_t nodes = (v.size() + static_cast<size_t>(node_size) - 1) / static_cast<size_t>(node_size);
+  size_t slices = static_cast<size_t>(std::ceil(std::sqrt(static_cast<double>(nodes))));
+  size_t per_slice = slices == 0 ? v.size() : (nodes + slices - 1) / slices * node_size;
+  for (size_t b = 0; b < v.size(); b += per_slice) {
+    auto end = v.begin() + static_cast<ptrdiff_t>(std::min(v.size(), b + per_slice));
+    std::sort(v.begin() + static_cast<ptrdiff_t>(b), end,
+              [&](const Packed& a, const Packed& c) { return cy(a) < cy(c); });
+  }
+}
+
+Envelope Union(const Envelope& a, const Envelope& b) {
+  return {std::min(a.min_x, b.min_x), std::min(a.min_y, b.min_y), std::max(a.max_x, b.max_x),
+          std::max(a.max_y, b.max_y)};
+}
+
+}  // namespace
+
+PackedRTree::PackedRTree(const std::vector<Envelope>& items, int node_size)
+    : node_size_(std::clamp(node_size, 2, 32)), num_items_(items.size()) {
+  if (items.empty()) return;
+  std::vector<Packed> level(items.size());
+  for (size_t i = 0; i < items.size(); ++i) level[i] = {items[i], static_cast<uint32_t>(i)};
+  while (true) {
+    StrSort(level, node_size_);
+    uint32_t begin = static_cast<uint32_t>(boxes_.size());
+    level_begin_.push_back(begin);
+    for (const Packed& p : level) {
+      boxes_.push_back(p.box);
+      refs_.push_back(p.ref);
+    }
+    if (level.size() == 1 && level_begin_.size() > 1) break;
+    std::vector<Packed> parents;
+    for (size_t i = 0; i < level.size(); i += static_cast<size_t>(node_size_)) {
+      Envelope box = level[i].box;
+      size_t end = std::min(level.size(), i + static_cast<size_t>(node_size_));
+      for (size_t k = i + 1; k < end; ++k) box = Union(box, level[k].box);
+      parents.push_back({box, begin + static_cast<uint32_t>(i)});
+    }
+    level = std::move(parents);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// GEOS handles
+
+namespace {
+
+// One GEOS context with its error messages; RAII for the handle.
+class GeosContext {
+ public:
+  GeosContext() : handle_(GEOS_init_r()) {
+    GEOSContext_setErrorMessageHandler_r(handle_, &GeosContext::OnError, this);
+  }
+  ~GeosContext() { GEOS_finish_r(handle_); }
+  GeosContext(const GeosContext&) = delete;
+  GeosContext& operator=(const GeosContext&) = delete;
+  GEOSContextHandle_t get() const { return handle_; }
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  static void OnError(const char* message, void* user) {
+    static_cast<GeosContext*>(user)->last_error_ = message != nullptr ? message : "";
+  }
+  GEOSContextHandle_t handle_;
+  std::string last_error_;
+};
+
+struct GeomDeleter {
+  GEOSContextHandle_t ctx;
+  void operator()(GEOSGeometry* g) const { GEOSGeom_destroy_r(ctx, g); }
+};
+using GeomPtr = std::unique_ptr<GEOSGeometry, GeomDeleter>;
+
+GeomPtr ReadWkb(const GeosContext& ctx, std::string_view wkb) {
+  GEOSWKBReader* reader = GEOSWKBReader_create_r(ctx.get());
+  GEOSGeometry* g = GEOSWKBReader_read_r(
+      ctx.get(), reader, reinterpret_cast<const unsigned char*>(wkb.data()), wkb.size());
+  GEOSWKBReader_destroy_r(ctx.get(), reader);
+  return GeomPtr(g, GeomDeleter{ctx.get()});
+}
+
+std::string WriteWkb(const GeosContext& ctx, const GEOSGeometry* g) {
+  GEOSWKBWriter* writer = GEOSWKBWriter_create_r(ctx.get());
+  size_t size = 0;
+  unsigned char* buf = GEOSWKBWriter_write_r(ctx.get(), writer, g, &size);
+  GEOSWKBWriter_destroy_r(ctx.get(), writer);
+  std::string out;
+  if (buf != nullptr) {
+    out.assign(reinterpret_cast<const char*>(buf), size);
+    GEOSFree_r(ctx.get(), buf);
+  }
+  return out;
+}
+
+bool IsPolygonal(const GeosContext& ctx, const GEOSGeometry* g) {
+  int type = GEOSGeomTypeId_r(ctx.get(), g);
+  return type == GEOS_POLYGON || type == GEOS_MULTIPOLYGON;
+}
+
+// Check a zone geometry: polygonal, valid (repaired with MakeValid when not, keeping the
+// polygonal part), and fill its WKB and envelope. `where` names the feature in errors.
+Status FinishZone(const GeosContext& ctx, GeomPtr g, const std::string& where, Zone& zone) {
+  if (g == nullptr) return Status::Invalid(where + ": unreadable geometry: " + ctx.last_error());
+  if (!IsPolygonal(ctx, g.get())) {
+    return Status::Invalid(where + ": geometry is a " +
+                           std::string(GEOSGeomType_r(ctx.get(), g.get())) +
+                           ", expected a Polygon or MultiPolygon");
+  }
+  if (GEOSisValid_r(ctx.get(), g.get()) != 1) {
+    char* reason = GEOSisValidReason_r(ctx.get(), g.get());
+    spdlog::warn("{}: invalid polygon ({}), repaired with MakeValid", where,
+                 reason != nullptr ? reason : "?");
+    if (reason != nullptr) GEOSFree_r(ctx.get(), reason);
+    GeomPtr fixed(GEOSMakeValid_r(ctx.get(), g.get()), GeomDeleter{ctx.get()});
+    if (fixed == nullptr || !IsPolygonal(ctx, fixed.get())) {
+      return Status::Invalid(where + ": invalid polygon that MakeValid cannot repair to a polygon");
+    }
+    g = std::move(fixed);
+  }
+  if (GEOSisEmpty_r(ctx.get(), g.get()) == 1) return Status::Invalid(where + ": empty geometry");
+  double x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+  GEOSGeom_getXMin_r(ctx.get(), g.get(), &x0);
+  GEOSGeom_getYMin_r(ctx.get(), g.get(), &y0);
+  GEOSGeom_getXMax_r(ctx.get(), g.get(), &x1);
+  GEOSGeom_getYMax_r(ctx.get(), g.get(), &y1);
+  zone.envelope = {x0, y0, x1, y1};
+  zone.wkb = WriteWkb(ctx, g.get());
+  if (static_cast<size_t>(GEOSGetNumCoordinates_r(ctx.get(), g.get())) <= kFastPathMaxVertices) {
+    auto add_ring = [&](const GEOSGeometry* ring) {
+      const GEOSCoordSequence* seq = GEOSGeom_getCoordSeq_r(ctx.get(), ring);
+      unsigned int n = 0;
+      GEOSCoordSeq_getSize_r(ctx.get(), seq, &n);
+      for (unsigned int i = 0; i < n; ++i) {
+        double x = 0, y = 0;
+        GEOSCoordSeq_getXY_r(ctx.get(), seq, i, &x, &y);
+        zone.xy.push_back(x);
+        zone.xy.push_back(y);
+      }
+      zone.ring_end.push_back(static_cast<uint32_t>(zone.xy.size() / 2));
+    };
+    int parts = GEOSGetNumGeometries_r(ctx.get(), g.get());
+    for (int p = 0; p < parts; ++p) {
+      const GEOSGeometry* poly = GEOSGetGeometryN_r(ctx.get(), g.get(), p);
+      add_ring(GEOSGetExteriorRing_r(ctx.get(), poly));
+      int holes = GEOSGetNumInteriorRings_r(ctx.get(), poly);
+      for (int h = 0; h < holes; ++h) add_ring(GEOSGetInteriorRingN_r(ctx.get(), poly, h));
+    }
+  }
+  return Status::Ok();
+}
+
+enum class FastAnswer { kInside, kOutside, kNearEdge };
+
+// Even-odd crossing count over every ring of a valid (multi)polygon: parts do not
+// overlap and holes lie inside their shells, so the parity over all rings is the
+// answer. Rounding in the crossing abscissa is far below kEdgeTolerance, so a point
+// farther than that from every crossing, and not level with a vertex, is decided
+// exactly; anything else (on or next to an edge) is left to GEOS.
+FastAnswer FastLocate(const Zone& z, double px, double py) {
+  constexpr double kEdgeTolerance = 1e-9;  // degrees
+  bool inside = false;
+  uint32_t begin = 0;
+  const double* xy = z.xy.data();
+  for (uint32_t end : z.ring_end) {
+    for (uint32_t i = begin; i + 1 < end; ++i) {
+      double x1 = xy[2 * i], y1 = xy[2 * i + 1], x2 = xy[2 * i + 2], y2 = xy[2 * i + 3];
+      if ((y1 > py) != (y2 > py)) {
+        double d = px - (x1 + (py - y1) * (x2 - x1) / (y2 - y1));
+        if (std::fabs(d) <= kEdgeTolerance) return FastAnswer::kNearEdge;
+        inside ^= d < 0;
+      } else if ((std::fabs(py - y1) <= kEdgeTolerance || std::fabs(py - y2) <= kEdgeTolerance) &&
+                 px >= std::min(x1, x2) - kEdgeTolerance &&
+                 px <= std::max(x1, x2) + kEdgeTolerance) {
+        return FastAnswer::kNearEdge;  // level with a vertex, or on a horizontal edge
+      }
+    }
+    begin = end;
+  }
+  return inside ? FastAnswer::kInside : FastAnswer::kOutside;
+}
+
+void FinishLayer(ZoneLayer& layer) {
+  // Sorted by id: the boundary rule picks the first covering zone in index order.
+  std::stable_sort(layer.zones.begin(), layer.zones.end(),
+                   [](const Zone& a, const Zone& b) { return a.id.view() < b.id.view(); });
+  std::vector<Envelope> boxes;
+  boxes.reserve(layer.zones.size());
+  for (const Zone& z : layer.zones) boxes.push_back(z.envelope);
+  layer.tree = PackedRTree(boxes);
+  layer.name_symbol = Intern(layer.name);
+}
+
+// ---------------------------------------------------------------------------------------
+// GDAL/OGR reading
+
+struct CtDeleter {
+  void operator()(OGRCoordinateTransformation* ct) const {
+    OGRCoordinateTransformation::DestroyCT(ct);
+  }
+};
+
+void RegisterGdalOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { GDALAllRegister(); });
+}
+
+// A /vsimem/ file holding a builtin dataset for the lifetime of the guard.
+class MemFile {
+ public:
+  MemFile(std::string path, std::string_view content) : path_(std::move(path)) {
+    VSILFILE* f = VSIFileFromMemBuffer(path_.c_str(),
+                                       reinterpret_cast<GByte*>(const_cast<char*>(content.data())),
+                                       static_cast<vsi_l_offset>(content.size()), FALSE);
+    if (f != nullptr) VSIFCloseL(f);
+  }
+  ~MemFile() { VSIUnlink(path_.c_str()); }
+  MemFile(const MemFile&) = delete;
+  MemFile& operator=(const MemFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+Result<ZoneLayer> LoadLayer(const ZoneLayerSpec& spec, const GeosContext& geos) {
+  RegisterGdalOnce();
+  std::string where_file = "zones layer '" + spec.name + "' (" + spec.path + ")";
+  std::unique_ptr<MemFile> mem;
+  std::string open_path = spec.path;
+  if (spec.path.rfind("builtin:", 0) == 0) {
+    if (spec.path != "builtin:city_districts") {
+      return Status::NotFound(where_file +
+                              ": unknown builtin boundary set (known: "
+                              "builtin:city_districts)");
+    }
+    mem = std::make_unique<MemFile>("/vsimem/tributary_zones_" +
+                                        std::to_string(reinterpret_cast<uintptr_t>(&spec)) +
+                                        ".geojson",
+                                    BuiltinCityDistricts());
+    open_path = mem->path();
+  }
+  GDALDatasetUniquePtr ds(GDALDataset::Open(open_path.c_str(), GDAL_OF_VECTOR | GDAL_OF_READONLY,
+                                            nullptr, nullptr, nullptr));
+  if (ds == nullptr) {
+    return Status::NotFound(where_file +
+                            ": cannot open as a vector dataset: " + CPLGetLastErrorMsg());
+  }
+  OGRLayer* layer = nullptr;
+  if (!spec.layer.empty()) {
+    layer = ds->GetLayerByName(spec.layer.c_str());
+    if (layer == nullptr) {
+      std::string known;
+      for (int i = 0; i < ds->GetLayerCount(); ++i) {
+        known += (i ? ", " : "") + std::string(ds->GetLayer(i)->GetName());
+      }
+      return Status::NotFound(where_file + ": no layer '" + spec.layer + "' (layers: " + known +
+                              ")");
+    }
+  } else {
+    if (ds->GetLayerCount() < 1) return Status::Invalid(where_file + ": the file has no layer");
+    layer = ds->GetLayer(0);
+  }
+  OGRFeatureDefn* defn = layer->GetLayerDefn();
+  auto field_list = [&] {
+    std::string known;
+    for (int i = 0; i < defn->GetFieldCount(); ++i) {
+      known += (i ? ", " : "") + std::string(defn->GetFieldDefn(i)->GetNameRef());
+    }
+    return known;
+  };
+  int id_index = defn->GetFieldIndex(spec.id_field.c_str());
+  if (id_index < 0) {
+    return Status::Invalid(where_file + ": no id field '" + spec.id_field +
+                           "' (fields: " + field_list() + ")");
+  }
+  int name_index = -1;
+  if (!spec.name_field.empty()) {
+    name_index = defn->GetFieldIndex(spec.name_field.c_str());
+    if (name_index < 0) {
+      return Status::Invalid(where_file + ": no name field '" + spec.name_field +
+                             "' (fields: " + field_list() + ")");
+    }
+  }
+
+  // Reproject to WGS84 with x = longitude whatever the CRS's declared axis order.
+  std::unique_ptr<OGRCoordinateTransformation, CtDeleter> ct;
+  const OGRSpatialReference* src_srs = layer->GetSpatialRef();
+  OGRSpatialReference wgs84;
+  wgs84.SetWellKnownGeogCS("WGS84");
+  wgs84.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  if (src_srs != nullptr) {
+    OGRSpatialReference src(*src_srs);
+    src.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+    if (!src.IsSame(&wgs84)) {
+      ct.reset(OGRCreateCoordinateTransformation(&src, &wgs84));
+      if (ct == nullptr) {
+        return Status::Invalid(where_file +
+                               ": cannot transform its CRS to WGS84: " + CPLGetLastErrorMsg());
+      }
+    }
+  }
+
+  ZoneLayer out;
+  out.name = spec.name;
+  layer->ResetReading();
+  for (auto& feature : *layer) {
+    std::string where = where_file + " feature " + std::to_string(feature->GetFID());
+    if (!feature->IsFieldSetAndNotNull(id_index)) {
+      return Status::Invalid(where + ": id field '" + spec.id_field + "' is empty");
+    }
+    Zone zone;
+    zone.id = Intern(feature->GetFieldAsString(id_index));
+    if (zone.id.empty()) {
+      return Status::Invalid(where + ": id field '" + spec.id_field + "' is empty");
+    }
+    if (name_index >= 0) zone.name = feature->GetFieldAsString(name_index);
+    OGRGeometry* geom = feature->GetGeometryRef();
+    if (geom == nullptr || geom->IsEmpty()) {
+      return Status::Invalid(where + " (id " + zone.id.str() + "): no geometry");
+    }
+    std::unique_ptr<OGRGeometry> linear;
+    if (geom->hasCurveGeometry()) {
+      linear.reset(geom->getLinearGeometry());
+      geom = linear.get();
+    }
+    if (ct != nullptr && geom->transform(ct.get()) != OGRERR_NONE) {
+      return Status::Invalid(where + " (id " + zone.id.str() + "): cannot reproject to WGS84");
+    }
+    geom->flattenTo2D();
+    std::string wkb(static_cast<size_t>(geom->WkbSize()), '\0');
+    geom->exportToWkb(wkbNDR, reinterpret_cast<unsigned char*>(wkb.data()), wkbVariantIso);
+    TRIB_RETURN_IF_ERROR(
+        FinishZone(geos, ReadWkb(geos, wkb), where + " (id " + zone.id.str() + ")", zone));
+    out.zones.push_back(std::move(zone));
+  }
+  if (out.zones.empty()) return Status::Invalid(where_file + ": the layer has no features");
+  FinishLayer(out);
+  return out;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const ZoneSet>> ZoneSet::Load(const std::vector<ZoneLayerSpec>& specs) {
+  GeosContext geos;
+  auto set = std::make_shared<ZoneSet>();
+  for (const ZoneLayerSpec& spec : specs) {
+    TRIB_ASSIGN_OR_RETURN(ZoneLayer layer, LoadLayer(spec, geos));
+    spdlog::info("zones layer '{}': {} zones from {}", layer.name, layer.zones.size(), spec.path);
+    set->layers_.push_back(std::move(layer));
+  }
+  return std::shared_ptr<const ZoneSet>(std::move(set));
+}
+
+Result<std::shared_ptr<const ZoneSet>> ZoneSet::FromWkt(
+    const std::vector<std::pair<std::string, std::vector<WktZone>>>& layers) {
+  GeosContext geos;
+  auto set = std::make_shared<ZoneSet>();
+  GEOSWKTReader* reader = GEOSWKTReader_create_r(geos.get());
+  for (const auto& [name, zones] : layers) {
+    ZoneLayer layer;
+    layer.name = name;
+    for (const WktZone& wz : zones) {
+      Zone zone;
+      zone.id = Intern(wz.id);
+      zone.name = wz.name;
+      GeomPtr g(GEOSWKTReader_read_r(geos.get(), reader, wz.wkt.c_str()), GeomDeleter{geos.get()});
+      Status st = FinishZone(geos, std::move(g), "zone " + wz.id + " of layer " + name, zone);
+      if (!st.ok()) {
+        GEOSWKTReader_destroy_r(geos.get(), reader);
+        return st;
+      }
+      layer.zones.push_back(std::move(zone));
+    }
+    FinishLayer(layer);
+    set->layers_.push_back(std::move(layer));
+  }
+  GEOSWKTReader_destroy_r(geos.get(), reader);
+  return std::shared_ptr<const ZoneSet>(std::move(set));
+}
+
+// ---------------------------------------------------------------------------------------
+// ZoneLocator
+
+struct ZoneLocator::Geos {
+  GeosContext ctx;
+  // Per layer, per zone: the parsed geometry and its prepared form, built on first use.
+  std::vector<std::vector<GEOSGeometry*>> geoms;
+  std::vector<std::vector<const GEOSPreparedGeometry*>> prepared;
+  std::vector<uint32_t> candidates;  // reused per lookup
+
+  ~Geos() {
+    for (size_t l = 0; l < geoms.size(); ++l) {
+      for (size_t i = 0; i < geoms[l].size(); ++i) {
+        if (prepared[l][i] != nullptr) GEOSPreparedGeom_destroy_r(ctx.get(), prepared[l][i]);
+        if (geoms[l][i] != nullptr) GEOSGeom_destroy_r(ctx.get(), geoms[l][i]);
+      }
+    }
+  }
+};
+
+ZoneLocator::ZoneLocator(std::shared_ptr<const ZoneSet> zones)
+    : zones_(std::move(zones)), geos_(std::make_unique<Geos>()) {
+  for (const ZoneLayer& layer : zones_->layers()) {
+    geos_->geoms.emplace_back(layer.zones.size(), nullptr);
+    geos_->prepared.emplace_back(layer.zones.size(), nullptr);
+  }
+}
+
+ZoneLocator::~ZoneLocator() = default;
+
+int ZoneLocator::Locate(size_t layer_index, double lat, double lon) {
+  if (layer_index >= zones_->layers().size() || !std::isfinite(lat) || !std::isfinite(lon)) {
+    return -1;
+  }
+  if (lon > 180.0 || lon < -180.0) lon = std::remainder(lon, 360.0);
+  const ZoneLayer& layer = zones_->layers()[layer_index];
+  std::vector<uint32_t>& cand = geos_->candidates;
+  cand.clear();
+  layer.tree.Query(lon, lat, [&](uint32_t item) {
+    cand.push_back(item);
+    return true;
+  });
+  if (cand.empty()) return -1;
+  if (cand.size() > 1) std::sort(cand.begin(), cand.end());
+  GEOSContextHandle_t h = geos_->ctx.get();
+  GeomPtr point(nullptr, GeomDeleter{h});  // built only when GEOS has to decide
+  for (uint32_t i : cand) {
+    const Zone& zone = layer.zones[i];
+    if (!zone.ring_end.empty()) {
+      FastAnswer a = FastLocate(zone, lon, lat);
+      if (a == FastAnswer::kInside) return static_cast<int>(i);
+      if (a == FastAnswer::kOutside) continue;
+    }
+    if (point == nullptr) {
+      point.reset(GEOSGeom_createPointFromXY_r(h, lon, lat));
+      if (point == nullptr) return -1;
+    }
+    const GEOSPreparedGeometry*& prep = geos_->prepared[layer_index][i];
+    if (prep == nullptr) {
+      GEOSGeometry*& g = geos_->geoms[layer_index][i];
+      if (g == nullptr) g = ReadWkb(geos_->ctx, layer.zones[i].wkb).release();
+      if (g == nullptr) continue;  // checked at load; cannot happen
+      prep = GEOSPrepare_r(h, g);
+      if (prep == nullptr) continue;
+    }
+    if (GEOSPreparedCovers_r(h, prep, point.get()) == 1) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+Symbol ZoneLocator::LocateId(size_t layer, double lat, double lon) {
+  int i = Locate(layer, lat, lon);
+  return i < 0 ? Symbol{} : zones_->layers()[layer].zones[static_cast<size_t>(i)].id;
+}
+
+// ---------------------------------------------------------------------------------------
+// Config
+
+const SectionSpec& ZonesSectionSpec() {
+  static const SectionSpec spec{
+      "zones",
+      "Spatial enrichment before windowing: the H3 cell of every reading and its zone in "
+      "each boundary layer, so windows with `group_by: zone` group by the first layer's "
+      "zone. A point on a boundary belongs to the zone it touches; on an edge shared by "
+      "several zones of a layer, to the one whose id sorts first. A reading outside every "
+      "zone of a layer gets no zone for it and the flag NO_ZONE.",
+      {
+          {"h3_resolution", OptionType::kInt, "8",
+           "H3 resolution (0-15) of `reading.h3`, used by `group_by: h3` and stored by the "
+           "sinks; -1 leaves it unset. Resolution 8 cells are about 0.74 km².",
+           "-1..15"},
+          {"layers", OptionType::kSection, "",
+           "Boundary layers, in order; the first one's zone is the reading's `zone`. Keys "
+           "are listed under `zones.layers[]`."},
+      }};
+  return spec;
+}
+
+const SectionSpec& ZoneLayerSectionSpec() {
+  static const SectionSpec spec{
+      "zones.layers[]",
+      "One boundary layer, read with GDAL/OGR (GeoJSON, GeoPackage, Shapefile, FlatGeobuf, "
+      "...) and reprojected to WGS84. Features must be polygons or multipolygons (holes are "
+      "honoured); invalid polygons are repaired with MakeValid and logged.",
+      {
+          {"name", OptionType::kString, "", "Name of the layer (`district`).", {}, true},
+          {"path",
+           OptionType::kString,
+           "",
+           "Boundary file, relative to the pipeline file's folder, or "
+           "`builtin:city_districts` for the districts of the simulator's default city.",
+           {},
+           true},
+          {"layer", OptionType::kString, "",
+           "Layer inside the file (GeoPackage tables, ...); empty: the first layer."},
+          {"id_field", OptionType::kString, "", "Attribute holding the zone id.", {}, true},
+          {"name_field", OptionType::kString, "", "Attribute holding a display name; optional."},
+      }};
+  return spec;
+}
+
+Result<ZoneOptions> ReadZoneOptions(const OptionReader& section, const std::string& base_dir) {
+  ZoneOptions out;
+  const OptionReader o(section.node(), section.file(), section.path(), {&ZonesSectionSpec()});
+  TRIB_RETURN_IF_ERROR(o.CheckKeys());
+  TRIB_ASSIGN_OR_RETURN(int64_t res, o.GetInt("h3_resolution"));
+  out.h3_resolution = static_cast<int>(res);
+  YAML::Node layers = o.Node("layers");
+  if (!layers.IsDefined() || layers.IsNull()) return out;
+  if (!layers.IsSequence()) return o.Error("layers", "expected a list (entries start with '- ')");
+  std::vector<std::string> names;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::string path =
+        (o.path().empty() ? "zones" : o.path()) + ".layers[" + std::to_string(i) + "]";
+    OptionReader l(layers[i], o.file(), path, {&ZoneLayerSectionSpec()});
+    if (!layers[i].IsMap()) return l.Error("", "expected a mapping with name, path and id_field");
+    TRIB_RETURN_IF_ERROR(l.CheckKeys());
+    ZoneLayerSpec spec;
+    TRIB_ASSIGN_OR_RETURN(spec.name, l.GetString("name"));
+    TRIB_ASSIGN_OR_RETURN(spec.path, l.GetString("path"));
+    TRIB_ASSIGN_OR_RETURN(spec.layer, l.GetString("layer"));
+    TRIB_ASSIGN_OR_RETURN(spec.id_field, l.GetString("id_field"));
+    TRIB_ASSIGN_OR_RETURN(spec.name_field, l.GetString("name_field"));
+    if (spec.name.empty()) return l.Error("name", "must not be empty");
+    if (std::find(names.begin(), names.end(), spec.name) != names.end()) {
+      return l.Error("name", "duplicate layer name '" + spec.name + "'");
+    }
+    names.push_back(spec.name);
+    if (spec.path.rfind("builtin:", 0) != 0 && std::filesystem::path(spec.path).is_relative() &&
+        !base_dir.empty()) {
+      spec.path = (std::filesystem::path(base_dir) / spec.path).string();
+    }
+    out.layers.push_back(std::move(spec));
+  }
+  return out;
+}
+
+}  // namespace tributary
