@@ -7,6 +7,7 @@
 #include "ingest/source_options.h"
 #include "io/sinks/mqtt_sink.h"
 #include "io/sinks/parquet_sink.h"
+#include "io/sinks/postgres_sink.h"
 #include "io/sinks/sqlite_sink.h"
 #include "io/sources/file_source.h"
 #include "io/sources/mqtt_source.h"
@@ -40,6 +41,7 @@ void RegisterBuiltins(Registry& registry) {
   RegisterSqliteSink(registry);
   RegisterParquetSink(registry);
   RegisterMqttSink(registry);
+  RegisterPostgresSink(registry);
   // Server.
   registry.AddSection(&ServerSectionSpec());
 }

@@ -1,0 +1,926 @@
+#include "io/sinks/postgres_sink.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "core/registry.h"
+#include "io/sinks/pg_conn.h"
+#include "io/sinks/table_selection.h"
+
+namespace tributary {
+
+namespace {
+
+enum TableIndex : int { kReadings = 0, kWindows, kQuarantine, kLate, kTableCount };
+constexpr const char* kTableNames[kTableCount] = {"readings", "windows", "quarantine", "late"};
+
+// ---- COPY text encoding ------------------------------------------------------------
+// One row per line, columns separated by tabs, \N for NULL; backslash, tab, newline and
+// carriage return are escaped. Text must be valid UTF-8 without NUL: invalid bytes and
+// NUL become U+FFFD so a bad device string cannot make the whole batch fail forever.
+
+void AppendNull(std::string& out) {
+  out += "\\N";
+}
+
+// Length of the valid UTF-8 sequence starting at s[i], 0 when invalid.
+size_t Utf8SeqLen(std::string_view s, size_t i) {
+  auto b = static_cast<unsigned char>(s[i]);
+  auto cont = [&](size_t k) {
+    return i + k < s.size() && (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+  };
+  if (b < 0x80) return 1;
+  if (b >= 0xC2 && b <= 0xDF) return cont(1) ? 2 : 0;
+  if (b >= 0xE0 && b <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    auto b1 = static_cast<unsigned char>(s[i + 1]);
+    if (b == 0xE0 && b1 < 0xA0) return 0;   // overlong
+    if (b == 0xED && b1 >= 0xA0) return 0;  // surrogates
+    return 3;
+  }
+  if (b >= 0xF0 && b <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    auto b1 = static_cast<unsigned char>(s[i + 1]);
+    if (b == 0xF0 && b1 < 0x90) return 0;
+    if (b == 0xF4 && b1 >= 0x90) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+void AppendText(std::string& out, std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    char c = s[i];
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        ++i;
+        continue;
+      case '\t':
+        out += "\\t";
+        ++i;
+        continue;
+      case '\n':
+        out += "\\n";
+        ++i;
+        continue;
+      case '\r':
+        out += "\\r";
+        ++i;
+        continue;
+      case '\0':
+        out += "\xEF\xBF\xBD";
+        ++i;
+        continue;
+      default:
+        break;
+    }
+    size_t n = Utf8SeqLen(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(s.data() + i, n);
+      i += n;
+    }
+  }
+}
+
+void AppendTextOrNull(std::string& out, std::string_view s) {
+  if (s.empty()) {
+    AppendNull(out);
+  } else {
+    AppendText(out, s);
+  }
+}
+
+void AppendInt(std::string& out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void AppendDouble(std::string& out, double v) {
+  if (std::isnan(v)) {
+    AppendNull(out);
+  } else if (std::isinf(v)) {
+    out += v > 0 ? "Infinity" : "-Infinity";
+  } else {
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, r.ptr);
+  }
+}
+
+void AppendH3(std::string& out, uint64_t cell) {
+  if (cell == 0) {
+    AppendNull(out);
+    return;
+  }
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, cell, 16);
+  out.append(buf, r.ptr);
+}
+
+// bytea in hex format; the backslash of "\x" is itself escaped for COPY text.
+void AppendBytea(std::string& out, std::string_view raw) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += "\\\\x";
+  for (char c : raw) {
+    auto b = static_cast<unsigned char>(c);
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+}
+
+// QC flag names of the last bitset seen (flags repeat from row to row).
+class FlagsText {
+ public:
+  const std::string& Format(uint32_t bits, bool window_flags) {
+    if (!valid_ || bits != bits_) {
+      text_ = window_flags ? WindowFlagsToString(bits) : QcFlagsToString(QcFlags{bits});
+      bits_ = bits;
+      valid_ = true;
+    }
+    return text_;
+  }
+
+ private:
+  bool valid_ = false;
+  uint32_t bits_ = 0;
+  std::string text_;
+};
+
+// ---- SQL -------------------------------------------------------------------------------
+
+// Microseconds since the epoch as timestamptz, exactly (no float rounding).
+std::string Ts(const std::string& col) {
+  return "(timestamptz 'epoch' + " + col + " * interval '1 microsecond')";
+}
+std::string Geom(const std::string& lon, const std::string& lat) {
+  return "CASE WHEN " + lon + " IS NULL OR " + lat + " IS NULL THEN NULL ELSE ST_SetSRID(" +
+         "ST_MakePoint(" + lon + ", " + lat + "), 4326) END";
+}
+
+// Column lists of the staging tables, in the order Write encodes them.
+constexpr const char* kStageColumns[kTableCount] = {
+    // readings
+    "device_id text, metric text, value float8, event_time_us int8, arrival_time_us int8, "
+    "lat float8, lon float8, zone_id text, h3 text, qc_flags text, provenance jsonb",
+    // windows
+    "window_name text, group_by text, group_key text, metric text, start_us int8, end_us int8, "
+    "sample_count int8, mean float8, min float8, max float8, std float8, median float8, "
+    "p95 float8, trimmed_mean float8, first float8, last float8, centroid_lat float8, "
+    "centroid_lon float8, nowcast float8, aqi float8, distinct_sensors int8, "
+    "late_arrival_count int8, aggregation_method text, quality_flags text, revision int8, "
+    "emitted_at_us int8, quantiles jsonb",
+    // quarantine
+    "reason text, detail text, raw bytea, device_id text, metric text, arrival_time_us int8, "
+    "source text, topic text, kafka_partition int8, source_offset int8, provenance jsonb",
+    // late
+    "window_name text, device_id text, metric text, value float8, event_time_us int8, "
+    "arrival_time_us int8, lateness_us int8, watermark_us int8, lat float8, lon float8, "
+    "zone_id text, h3 text, qc_flags text, provenance jsonb",
+};
+
+std::string SchemaSql(const std::string& s, bool hypertable) {
+  std::string sql;
+  sql += "CREATE SCHEMA IF NOT EXISTS " + s + ";\n";
+  sql += "CREATE TABLE IF NOT EXISTS " + s +
+         ".readings (\n"
+         "  event_time timestamptz NOT NULL,\n"
+         "  device_id text NOT NULL,\n"
+         "  metric text NOT NULL,\n"
+         "  value double precision,\n"
+         "  arrival_time timestamptz NOT NULL,\n"
+         "  lat double precision,\n"
+         "  lon double precision,\n"
+         "  geom geometry(Point, 4326),\n"
+         "  zone_id text,\n"
+         "  h3 text,\n"
+         "  qc_flags text NOT NULL DEFAULT '',\n"
+         "  provenance jsonb,\n"
+         "  PRIMARY KEY (event_time, device_id, metric)\n"
+         ")" +
+         std::string(hypertable ? "" : " PARTITION BY RANGE (event_time)") + ";\n";
+  sql += "CREATE INDEX IF NOT EXISTS readings_geom_gist ON " + s + ".readings USING gist (geom);\n";
+  sql += "CREATE TABLE IF NOT EXISTS " + s +
+         ".windows (\n"
+         "  \"window\" text NOT NULL,\n"
+         "  group_by text NOT NULL,\n"
+         "  group_key text NOT NULL,\n"
+         "  metric text NOT NULL,\n"
+         "  window_start timestamptz NOT NULL,\n"
+         "  window_end timestamptz NOT NULL,\n"
+         "  sample_count bigint NOT NULL,\n"
+         "  mean double precision, min double precision, max double precision,\n"
+         "  std double precision, median double precision, p95 double precision,\n"
+         "  trimmed_mean double precision, first double precision, last double precision,\n"
+         "  centroid_lat double precision, centroid_lon double precision,\n"
+         "  geom geometry(Point, 4326),\n"
+         "  nowcast double precision, aqi double precision,\n"
+         "  distinct_sensors integer NOT NULL,\n"
+         "  late_arrival_count bigint NOT NULL,\n"
+         "  aggregation_method text,\n"
+         "  quality_flags text NOT NULL DEFAULT '',\n"
+         "  revision integer NOT NULL,\n"
+         "  emitted_at timestamptz NOT NULL,\n"
+         "  quantiles jsonb,\n"
+         "  PRIMARY KEY (window_start, \"window\", group_by, group_key, metric, revision)\n"
+         ");\n";
+  sql += "CREATE INDEX IF NOT EXISTS windows_geom_gist ON " + s + ".windows USING gist (geom);\n";
+  sql += "CREATE TABLE IF NOT EXISTS " + s +
+         ".quarantine (\n"
+         "  id bigserial PRIMARY KEY,\n"
+         "  reason text NOT NULL,\n"
+         "  detail text,\n"
+         "  raw bytea NOT NULL,\n"
+         "  device_id text,\n"
+         "  metric text,\n"
+         "  arrival_time timestamptz NOT NULL,\n"
+         "  source text,\n"
+         "  topic text,\n"
+         "  kafka_partition integer,\n"
+         "  source_offset bigint,\n"
+         "  provenance jsonb\n"
+         ");\n";
+  // Quarantine rows have no natural key; one payload at one arrival instant failing
+  // for the same reason on the same device and metric is one record, delivered again.
+  sql += "CREATE UNIQUE INDEX IF NOT EXISTS quarantine_key ON " + s +
+         ".quarantine (arrival_time, reason, coalesce(device_id, ''), coalesce(metric, ''), "
+         "md5(coalesce(detail, '')), md5(raw));\n";
+  sql += "CREATE TABLE IF NOT EXISTS " + s +
+         ".late (\n"
+         "  event_time timestamptz NOT NULL,\n"
+         "  device_id text NOT NULL,\n"
+         "  metric text NOT NULL,\n"
+         "  \"window\" text NOT NULL,\n"
+         "  value double precision,\n"
+         "  arrival_time timestamptz NOT NULL,\n"
+         "  lateness_s double precision NOT NULL,\n"
+         "  watermark timestamptz,\n"
+         "  lat double precision,\n"
+         "  lon double precision,\n"
+         "  geom geometry(Point, 4326),\n"
+         "  zone_id text,\n"
+         "  h3 text,\n"
+         "  qc_flags text NOT NULL DEFAULT '',\n"
+         "  provenance jsonb,\n"
+         "  PRIMARY KEY (event_time, device_id, metric, \"window\")\n"
+         ");\n";
+  sql += "CREATE INDEX IF NOT EXISTS late_geom_gist ON " + s + ".late USING gist (geom);\n";
+  // Alerts: the table is part of the schema for the alert stage; rules write to it.
+  sql += "CREATE TABLE IF NOT EXISTS " + s +
+         ".alerts (\n"
+         "  triggered_at timestamptz NOT NULL,\n"
+         "  rule text NOT NULL,\n"
+         "  group_key text NOT NULL,\n"
+         "  metric text NOT NULL,\n"
+         "  severity text,\n"
+         "  value double precision,\n"
+         "  threshold double precision,\n"
+         "  message text,\n"
+         "  geom geometry(Point, 4326),\n"
+         "  provenance jsonb,\n"
+         "  PRIMARY KEY (triggered_at, rule, group_key, metric)\n"
+         ");\n";
+  sql += "CREATE INDEX IF NOT EXISTS alerts_geom_gist ON " + s + ".alerts USING gist (geom);\n";
+  sql += "CREATE TABLE IF NOT EXISTS " + s +
+         ".sink_commits (\n"
+         "  commit_id text PRIMARY KEY,\n"
+         "  sink text NOT NULL,\n"
+         "  committed_at timestamptz NOT NULL DEFAULT now(),\n"
+         "  readings bigint NOT NULL, windows bigint NOT NULL,\n"
+         "  quarantine bigint NOT NULL, late bigint NOT NULL\n"
+         ");\n";
+  return sql;
+}
+
+std::string InsertSql(const std::string& s, int table) {
+  const std::string stage = "pg_temp.tributary_stage_" + std::string(kTableNames[table]);
+  switch (table) {
+    case kReadings:
+      return "INSERT INTO " + s +
+             ".readings (event_time, device_id, metric, value, arrival_time, lat, lon, geom, "
+             "zone_id, h3, qc_flags, provenance) SELECT " +
+             Ts("event_time_us") + ", device_id, metric, value, " + Ts("arrival_time_us") +
+             ", lat, lon, " + Geom("lon", "lat") + ", zone_id, h3, qc_flags, provenance FROM " +
+             stage + " ON CONFLICT DO NOTHING";
+    case kWindows:
+      return "INSERT INTO " + s +
+             ".windows (\"window\", group_by, group_key, metric, window_start, window_end, "
+             "sample_count, mean, min, max, std, median, p95, trimmed_mean, first, last, "
+             "centroid_lat, centroid_lon, geom, nowcast, aqi, distinct_sensors, "
+             "late_arrival_count, aggregation_method, quality_flags, revision, emitted_at, "
+             "quantiles) SELECT window_name, group_by, group_key, metric, " +
+             Ts("start_us") + ", " + Ts("end_us") +
+             ", sample_count, mean, min, max, std, median, p95, trimmed_mean, first, last, "
+             "centroid_lat, centroid_lon, " +
+             Geom("centroid_lon", "centroid_lat") +
+             ", nowcast, aqi, distinct_sensors, late_arrival_count, aggregation_method, "
+             "quality_flags, revision, " +
+             Ts("emitted_at_us") + ", quantiles FROM " + stage + " ON CONFLICT DO NOTHING";
+    case kQuarantine:
+      return "INSERT INTO " + s +
+             ".quarantine (reason, detail, raw, device_id, metric, arrival_time, source, "
+             "topic, kafka_partition, source_offset, provenance) SELECT reason, detail, raw, "
+             "device_id, metric, " +
+             Ts("arrival_time_us") +
+             ", source, topic, kafka_partition, source_offset, provenance FROM " + stage +
+             " ON CONFLICT DO NOTHING";
+    case kLate:
+      return "INSERT INTO " + s +
+             ".late (event_time, device_id, metric, \"window\", value, arrival_time, "
+             "lateness_s, watermark, lat, lon, geom, zone_id, h3, qc_flags, provenance) "
+             "SELECT " +
+             Ts("event_time_us") + ", device_id, metric, window_name, value, " +
+             Ts("arrival_time_us") + ", lateness_us / 1e6, " + Ts("watermark_us") + ", lat, lon, " +
+             Geom("lon", "lat") + ", zone_id, h3, qc_flags, provenance FROM " + stage +
+             " ON CONFLICT DO NOTHING";
+    default:
+      return {};
+  }
+}
+
+// Month number since year 0 (year * 12 + month - 1) of a UTC day number.
+int64_t MonthOfDay(int64_t days) {
+  std::string d = FormatTime(days * kMicrosPerDay);  // "YYYY-MM-DDT..."
+  int64_t y = 0;
+  int64_t m = 0;
+  std::from_chars(d.data(), d.data() + 4, y);
+  std::from_chars(d.data() + 5, d.data() + 7, m);
+  return y * 12 + m - 1;
+}
+
+std::string MonthText(int64_t month) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04lld-%02lld-01", static_cast<long long>(month / 12),
+                static_cast<long long>(month % 12 + 1));
+  return buf;
+}
+
+// ---- the sink --------------------------------------------------------------------------
+
+class PostgresSink final : public Sink {
+ public:
+  explicit PostgresSink(PostgresSinkOptions options)
+      : options_(std::move(options)), schema_(PgQuoteIdent(options_.schema)) {
+    enabled_[kReadings] = options_.readings;
+    enabled_[kWindows] = options_.windows;
+    enabled_[kQuarantine] = options_.quarantine;
+    enabled_[kLate] = options_.late;
+    for (int i = 0; i < kTableCount; ++i) {
+      ledger_keys_[i] = options_.name + "/" + kTableNames[i];
+    }
+    std::random_device rd;
+    rng_.seed(rd());
+    // Unique across processes and restarts: host pid, start time and a random word.
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%lld-%d-%08x", static_cast<long long>(NowUs()),
+                  static_cast<int>(::getpid()), static_cast<unsigned>(rng_()));
+    commit_prefix_ = options_.name + "-" + buf + "-";
+  }
+  ~PostgresSink() override { Close(); }
+
+  Status Open(RunContext& ctx) override;
+  Status Write(const Batch& batch) override;
+  Status Commit() override;
+  void Close() override;
+
+ private:
+  // Connect (with backoff) and prepare the session; schema on the first connection.
+  Status EnsureConnected();
+  Status PrepareSession();
+  Status CreateSchema();
+  // Send the buffered rows in one transaction, retrying for up to retry_for.
+  Status Flush();
+  Status FlushOnce();
+  Status EnsurePartitions();
+  void ClearBuffers() {
+    for (std::string& b : copy_) b.clear();
+    for (uint64_t& n : buffered_) n = 0;
+    months_.clear();
+    buffered_rows_ = 0;
+  }
+  void SleepBackoff();
+
+  void EncodeReading(const Reading& r, std::string& out);
+  void EncodeWindow(const WindowResult& w, std::string& out);
+  void EncodeQuarantine(const QuarantineRecord& q, std::string& out);
+  void EncodeLate(const LateRecord& l, std::string& out);
+  void NoteMonth(TimeUs t) {
+    int64_t days = FloorDiv(t, kMicrosPerDay);
+    if (days != last_day_) {
+      last_day_ = days;
+      last_month_ = MonthOfDay(days);
+    }
+    months_.insert(last_month_);
+  }
+
+  PostgresSinkOptions options_;
+  std::string schema_;  // quoted identifier
+  bool enabled_[kTableCount] = {};
+  std::string ledger_keys_[kTableCount];
+  Ledger* ledger_ = nullptr;
+  bool opened_ = false;
+
+  PgConnection conn_;
+  bool schema_ready_ = false;
+  bool partitioned_ = false;  // readings is partitioned by month (no TimescaleDB)
+  std::set<int64_t> created_months_;
+
+  // Rows waiting for the next flush, as COPY text per table.
+  std::string copy_[kTableCount];
+  uint64_t buffered_[kTableCount] = {};
+  uint64_t buffered_rows_ = 0;
+  std::set<int64_t> months_;  // months of the buffered readings
+  int64_t last_day_ = INT64_MIN;
+  int64_t last_month_ = 0;
+
+  std::string commit_prefix_;
+  uint64_t commit_seq_ = 0;
+  bool outcome_unknown_ = false;  // the last flush broke off; it may have committed
+
+  std::mt19937 rng_;
+  DurationUs backoff_ = 0;
+  FlagsText flags_text_;
+};
+
+Status PostgresSink::Open(RunContext& ctx) {
+  if (opened_) return Status::Internal("postgres sink " + options_.name + " opened twice");
+  ledger_ = ctx.ledger;
+  opened_ = true;
+  return EnsureConnected();
+}
+
+void PostgresSink::SleepBackoff() {
+  if (backoff_ <= 0) backoff_ = options_.reconnect_backoff;
+  std::uniform_int_distribution<int64_t> jitter(backoff_ / 2, std::max<int64_t>(backoff_, 1));
+  std::this_thread::sleep_for(std::chrono::microseconds(jitter(rng_)));
+  backoff_ = std::min(backoff_ * 2, options_.reconnect_backoff_max);
+}
+
+Status PostgresSink::EnsureConnected() {
+  if (conn_.connected()) return Status::Ok();
+  TimeUs deadline = NowUs() + options_.retry_for;
+  int timeout_s = static_cast<int>(std::max<DurationUs>(options_.connect_timeout / 1000000, 1));
+  while (true) {
+    Status st = conn_.Connect(options_.conninfo, "tributary/" + options_.name, timeout_s);
+    if (st.ok()) st = PrepareSession();
+    if (st.ok()) {
+      if (backoff_ > 0) spdlog::info("postgres sink {}: connected again", options_.name);
+      backoff_ = 0;
+      return Status::Ok();
+    }
+    conn_.Close();
+    if (!st.retryable() || NowUs() >= deadline) {
+      return st.WithContext("postgres sink " + options_.name);
+    }
+    spdlog::warn("postgres sink {}: {}; reconnecting", options_.name, st.message());
+    SleepBackoff();
+  }
+}
+
+Status PostgresSink::PrepareSession() {
+  TRIB_RETURN_IF_ERROR(conn_.Exec("SET client_min_messages = warning; SET TIME ZONE 'UTC'"));
+  if (!schema_ready_) TRIB_RETURN_IF_ERROR(CreateSchema());
+  for (int i = 0; i < kTableCount; ++i) {
+    TRIB_RETURN_IF_ERROR(conn_.Exec("CREATE TEMP TABLE IF NOT EXISTS tributary_stage_" +
+                                    std::string(kTableNames[i]) + " (" + kStageColumns[i] +
+                                    ") ON COMMIT DELETE ROWS"));
+  }
+  return Status::Ok();
+}
+
+Status PostgresSink::CreateSchema() {
+  TRIB_ASSIGN_OR_RETURN(
+      int64_t has_postgis,
+      conn_.QueryInt("SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'"));
+  if (has_postgis == 0) {
+    return Status::Invalid("postgres sink " + options_.name +
+                           ": the server has no PostGIS extension (install postgis for "
+                           "PostgreSQL " +
+                           std::to_string(conn_.server_major()) + ")");
+  }
+  TRIB_ASSIGN_OR_RETURN(
+      int64_t has_timescale,
+      conn_.QueryInt("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"));
+  // One transaction, and an advisory lock so two sinks starting at once do not race
+  // on CREATE ... IF NOT EXISTS.
+  std::string sql = "BEGIN; SELECT pg_advisory_xact_lock(7236051);\n";
+  sql += "CREATE EXTENSION IF NOT EXISTS postgis;\n";
+  if (has_timescale > 0) sql += "CREATE EXTENSION IF NOT EXISTS timescaledb;\n";
+  sql += SchemaSql(schema_, has_timescale > 0);
+  if (has_timescale > 0) {
+    sql += "SELECT create_hypertable(" + PgQuoteLiteral(options_.schema + ".readings") +
+           ", 'event_time', if_not_exists => TRUE);\n";
+  }
+  sql += "COMMIT;";
+  Status st = conn_.Exec(sql);
+  if (!st.ok()) {
+    (void)conn_.Exec("ROLLBACK");
+    return st;
+  }
+  TRIB_ASSIGN_OR_RETURN(
+      int64_t partitioned,
+      conn_.QueryInt("SELECT count(*) FROM pg_partitioned_table WHERE partrelid = " +
+                     PgQuoteLiteral(options_.schema + ".readings") + "::regclass"));
+  partitioned_ = partitioned > 0;
+  schema_ready_ = true;
+  return Status::Ok();
+}
+
+Status PostgresSink::EnsurePartitions() {
+  if (!partitioned_) return Status::Ok();
+  for (int64_t m : months_) {
+    if (created_months_.count(m) != 0) continue;
+    std::string from = MonthText(m);
+    std::string to = MonthText(m + 1);
+    std::string name = "readings_" + from.substr(0, 4) + from.substr(5, 2);
+    TRIB_RETURN_IF_ERROR(conn_.Exec("CREATE TABLE IF NOT EXISTS " + schema_ + "." +
+                                    PgQuoteIdent(name) + " PARTITION OF " + schema_ +
+                                    ".readings FOR VALUES FROM ('" + from + " 00:00:00+00') TO ('" +
+                                    to + " 00:00:00+00')"));
+  }
+  return Status::Ok();
+}
+
+Status PostgresSink::Write(const Batch& batch) {
+  if (!opened_) {
+    return Status::Internal("postgres sink " + options_.name + ": Write before Open");
+  }
+  if (enabled_[kReadings]) {
+    for (const Reading& r : batch.readings) EncodeReading(r, copy_[kReadings]);
+    buffered_[kReadings] += batch.readings.size();
+    buffered_rows_ += batch.readings.size();
+  }
+  if (enabled_[kWindows]) {
+    for (const WindowResult& w : batch.windows) EncodeWindow(w, copy_[kWindows]);
+    buffered_[kWindows] += batch.windows.size();
+    buffered_rows_ += batch.windows.size();
+  }
+  if (enabled_[kQuarantine]) {
+    for (const QuarantineRecord& q : batch.quarantine) EncodeQuarantine(q, copy_[kQuarantine]);
+    buffered_[kQuarantine] += batch.quarantine.size();
+    buffered_rows_ += batch.quarantine.size();
+  }
+  if (enabled_[kLate]) {
+    for (const LateRecord& l : batch.late) EncodeLate(l, copy_[kLate]);
+    buffered_[kLate] += batch.late.size();
+    buffered_rows_ += batch.late.size();
+  }
+  if (buffered_rows_ >= static_cast<uint64_t>(options_.batch_rows)) {
+    Status st = Flush();
+    // This batch is already encoded and stays buffered; a retried Write would encode it
+    // twice, so a retryable failure is only logged and the next Commit sends every row.
+    if (!st.ok()) {
+      spdlog::warn("postgres sink {}: {} (retried at the next commit)", options_.name,
+                   st.message());
+      if (!st.retryable()) return st;
+    }
+  }
+  return Status::Ok();
+}
+
+Status PostgresSink::Commit() {
+  if (!opened_) return Status::Internal("postgres sink " + options_.name + ": Commit before Open");
+  if (buffered_rows_ == 0 && !outcome_unknown_) return Status::Ok();
+  return Flush();
+}
+
+Status PostgresSink::Flush() {
+  TimeUs deadline = NowUs() + options_.retry_for;
+  while (true) {
+    Status st = EnsureConnected();
+    if (st.ok()) st = FlushOnce();
+    if (st.ok()) return st;
+    if (!st.retryable() || NowUs() >= deadline) {
+      return st.WithContext("postgres sink " + options_.name);
+    }
+    spdlog::warn("postgres sink {}: {}; retrying", options_.name, st.message());
+    SleepBackoff();
+  }
+}
+
+Status PostgresSink::FlushOnce() {
+  const std::string commit_id = commit_prefix_ + std::to_string(commit_seq_);
+  if (outcome_unknown_) {
+    // The previous attempt broke off, perhaps after its COMMIT reached the server.
+    TRIB_ASSIGN_OR_RETURN(
+        PgResult r, conn_.Query("SELECT readings, windows, quarantine, late FROM " + schema_ +
+                                ".sink_commits WHERE commit_id = " + PgQuoteLiteral(commit_id)));
+    outcome_unknown_ = false;
+    if (r.rows() == 1) {
+      spdlog::info("postgres sink {}: commit {} had reached the server", options_.name, commit_id);
+      if (ledger_ != nullptr) {
+        for (int i = 0; i < kTableCount; ++i) {
+          if (enabled_[i]) {
+            ledger_->AddSinkCommitted(ledger_keys_[i],
+                                      std::strtoull(r.Value(0, i).c_str(), nullptr, 10));
+          }
+        }
+      }
+      ++commit_seq_;
+      ClearBuffers();
+      return Status::Ok();
+    }
+    if (buffered_rows_ == 0) return Status::Ok();
+  }
+  uint64_t inserted[kTableCount] = {};
+  outcome_unknown_ = true;  // until the server has answered COMMIT or ROLLBACK
+  Status st = conn_.Exec("BEGIN");
+  if (st.ok()) st = EnsurePartitions();
+  for (int i = 0; i < kTableCount && st.ok(); ++i) {
+    if (buffered_[i] == 0) continue;
+    Result<uint64_t> copied = conn_.CopyIn(
+        "COPY pg_temp.tributary_stage_" + std::string(kTableNames[i]) + " FROM STDIN", copy_[i]);
+    if (!copied.ok()) {
+      st = copied.status();
+      break;
+    }
+    Result<PgResult> ins = conn_.Query(InsertSql(schema_, i));
+    if (!ins.ok()) {
+      st = ins.status();
+      break;
+    }
+    inserted[i] = ins->Affected();
+  }
+  if (st.ok()) {
+    st = conn_.Exec(
+        "INSERT INTO " + schema_ +
+        ".sink_commits (commit_id, sink, readings, windows, quarantine, late) "
+        "VALUES (" +
+        PgQuoteLiteral(commit_id) + ", " + PgQuoteLiteral(options_.name) + ", " +
+        std::to_string(inserted[kReadings]) + ", " + std::to_string(inserted[kWindows]) + ", " +
+        std::to_string(inserted[kQuarantine]) + ", " + std::to_string(inserted[kLate]) + ")");
+  }
+  if (st.ok()) st = conn_.Exec("COMMIT");
+  if (!st.ok()) {
+    if (conn_.connected()) {
+      // The server answered with an error: nothing of this transaction is stored.
+      (void)conn_.Exec("ROLLBACK");
+      outcome_unknown_ = false;
+      created_months_.clear();  // partitions created in the transaction were rolled back
+    } else {
+      conn_.Close();
+    }
+    return st;
+  }
+  outcome_unknown_ = false;
+  for (int64_t m : months_) created_months_.insert(m);
+  if (ledger_ != nullptr) {
+    for (int i = 0; i < kTableCount; ++i) {
+      if (enabled_[i]) ledger_->AddSinkCommitted(ledger_keys_[i], inserted[i]);
+    }
+  }
+  ++commit_seq_;
+  ClearBuffers();
+  return Status::Ok();
+}
+
+void PostgresSink::Close() {
+  if (buffered_rows_ > 0) {
+    spdlog::warn("postgres sink {}: closed with {} rows not committed", options_.name,
+                 buffered_rows_);
+    ClearBuffers();
+  }
+  conn_.Close();
+}
+
+void PostgresSink::EncodeReading(const Reading& r, std::string& out) {
+  NoteMonth(r.event_time);
+  AppendText(out, r.device.view());
+  out.push_back('\t');
+  AppendText(out, r.metric.view());
+  out.push_back('\t');
+  AppendDouble(out, r.value);
+  out.push_back('\t');
+  AppendInt(out, r.event_time);
+  out.push_back('\t');
+  AppendInt(out, r.arrival_time);
+  out.push_back('\t');
+  AppendDouble(out, r.lat);
+  out.push_back('\t');
+  AppendDouble(out, r.lon);
+  out.push_back('\t');
+  AppendTextOrNull(out, r.zone.view());
+  out.push_back('\t');
+  AppendH3(out, r.h3);
+  out.push_back('\t');
+  AppendText(out, flags_text_.Format(r.flags.bits, false));
+  out.push_back('\t');
+  AppendText(out, ProvenanceToJson(r.prov, r.device, r.flags));
+  out.push_back('\n');
+}
+
+void PostgresSink::EncodeWindow(const WindowResult& w, std::string& out) {
+  AppendText(out, w.window.view());
+  out.push_back('\t');
+  AppendText(out, w.group_by.view());
+  out.push_back('\t');
+  AppendText(out, w.group.view());
+  out.push_back('\t');
+  AppendText(out, w.metric.view());
+  out.push_back('\t');
+  AppendInt(out, w.start);
+  out.push_back('\t');
+  AppendInt(out, w.end);
+  out.push_back('\t');
+  AppendInt(out, static_cast<int64_t>(w.count));
+  for (double v : {w.mean, w.min, w.max, w.std, w.median, w.p95, w.trimmed_mean, w.first, w.last,
+                   w.centroid_lat, w.centroid_lon, w.nowcast, w.aqi}) {
+    out.push_back('\t');
+    AppendDouble(out, v);
+  }
+  out.push_back('\t');
+  AppendInt(out, w.distinct_sensors);
+  out.push_back('\t');
+  AppendInt(out, static_cast<int64_t>(w.late_count));
+  out.push_back('\t');
+  AppendTextOrNull(out, w.aggregation_method.view());
+  out.push_back('\t');
+  AppendText(out, flags_text_.Format(w.flags, true));
+  out.push_back('\t');
+  AppendInt(out, w.revision);
+  out.push_back('\t');
+  AppendInt(out, w.emitted_at);
+  out.push_back('\t');
+  if (w.quantiles.empty()) {
+    AppendNull(out);
+  } else {
+    std::string json = "{";
+    for (size_t i = 0; i < w.quantiles.size(); ++i) {
+      if (i > 0) json += ',';
+      json += '"';
+      AppendDouble(json, w.quantiles[i].first);
+      json += "\":";
+      if (std::isfinite(w.quantiles[i].second)) {
+        AppendDouble(json, w.quantiles[i].second);
+      } else {
+        json += "null";
+      }
+    }
+    json += '}';
+    AppendText(out, json);
+  }
+  out.push_back('\n');
+}
+
+void PostgresSink::EncodeQuarantine(const QuarantineRecord& q, std::string& out) {
+  AppendText(out, q.reason.view());
+  out.push_back('\t');
+  AppendTextOrNull(out, q.detail);
+  out.push_back('\t');
+  AppendBytea(out, q.raw);
+  out.push_back('\t');
+  AppendTextOrNull(out, q.device.view());
+  out.push_back('\t');
+  AppendTextOrNull(out, q.metric.view());
+  out.push_back('\t');
+  AppendInt(out, q.arrival_time);
+  out.push_back('\t');
+  AppendTextOrNull(out, q.prov.source.view());
+  out.push_back('\t');
+  AppendTextOrNull(out, q.prov.topic.view());
+  out.push_back('\t');
+  if (q.prov.partition < 0) {
+    AppendNull(out);
+  } else {
+    AppendInt(out, q.prov.partition);
+  }
+  out.push_back('\t');
+  if (q.prov.offset < 0) {
+    AppendNull(out);
+  } else {
+    AppendInt(out, q.prov.offset);
+  }
+  out.push_back('\t');
+  AppendText(out, ProvenanceToJson(q.prov, q.device, QcFlags{}));
+  out.push_back('\n');
+}
+
+void PostgresSink::EncodeLate(const LateRecord& l, std::string& out) {
+  const Reading& r = l.reading;
+  AppendText(out, l.window.view());
+  out.push_back('\t');
+  AppendText(out, r.device.view());
+  out.push_back('\t');
+  AppendText(out, r.metric.view());
+  out.push_back('\t');
+  AppendDouble(out, r.value);
+  out.push_back('\t');
+  AppendInt(out, r.event_time);
+  out.push_back('\t');
+  AppendInt(out, r.arrival_time);
+  out.push_back('\t');
+  AppendInt(out, l.lateness);
+  out.push_back('\t');
+  if (l.watermark <= kMinTime) {
+    AppendNull(out);
+  } else {
+    AppendInt(out, l.watermark);
+  }
+  out.push_back('\t');
+  AppendDouble(out, r.lat);
+  out.push_back('\t');
+  AppendDouble(out, r.lon);
+  out.push_back('\t');
+  AppendTextOrNull(out, r.zone.view());
+  out.push_back('\t');
+  AppendH3(out, r.h3);
+  out.push_back('\t');
+  AppendText(out, flags_text_.Format(r.flags.bits, false));
+  out.push_back('\t');
+  AppendText(out, ProvenanceToJson(r.prov, r.device, r.flags));
+  out.push_back('\n');
+}
+
+}  // namespace
+
+const SectionSpec& PostgresSinkSpec() {
+  static const SectionSpec spec{
+      "sinks[] (type: postgres)",
+      "PostgreSQL with PostGIS: the tables readings (partitioned by month, or a TimescaleDB "
+      "hypertable where that extension is available), windows, quarantine, late and alerts, "
+      "created on start with geometry(Point, 4326) columns, GiST indexes and provenance as "
+      "jsonb. Rows are sent with COPY at every pipeline commit and inserted with ON CONFLICT "
+      "DO NOTHING, so replayed input is stored once; a lost connection is re-established with "
+      "exponential backoff and jitter.",
+      {
+          {"conninfo", OptionType::kString, "",
+           "libpq connection string (`host=127.0.0.1 port=5432 dbname=air user=tributary`) or "
+           "URI (`postgresql://user@host/db`); use `${PGPASSWORD}`-style substitution or "
+           "libpq's environment variables and ~/.pgpass for secrets. Required."},
+          {"schema", OptionType::kString, "public",
+           "Schema that holds the tables; created if missing."},
+          {"tables", OptionType::kStringList, "readings, windows, quarantine, late",
+           "Tables that receive rows (every table is created either way): any of "
+           "`readings`, `windows`, `quarantine`, `late`."},
+          {"batch_rows", OptionType::kInt, "100000",
+           "Send buffered rows once this many are waiting, even between pipeline commits.", "1.."},
+          {"connect_timeout", OptionType::kDuration, "5s",
+           "How long one connection attempt may take.", "1s..10m"},
+          {"reconnect_backoff", OptionType::kDuration, "200ms",
+           "First wait before reconnecting after a lost connection; it doubles at every "
+           "failed attempt (each wait drawn at random between half and all of it).",
+           "1ms..1min"},
+          {"reconnect_backoff_max", OptionType::kDuration, "10s",
+           "Longest wait between reconnection attempts.", "1ms..1h"},
+          {"retry_for", OptionType::kDuration, "60s",
+           "How long one write or commit keeps reconnecting and retrying before it reports "
+           "the failure to the pipeline (which retries again, or diverts to the local buffer "
+           "when the circuit breaker is on).",
+           "0s..1h"},
+      }};
+  return spec;
+}
+
+Result<PostgresSinkOptions> ReadPostgresSinkOptions(const SinkEntry& entry) {
+  const OptionReader& o = entry.options;
+  PostgresSinkOptions out;
+  out.name = entry.name.empty() ? std::string("postgres") : entry.name;
+  TRIB_ASSIGN_OR_RETURN(out.conninfo, o.GetString("conninfo"));
+  if (out.conninfo.empty()) {
+    return o.Error("conninfo", "is required (a libpq connection string or postgresql:// URI)");
+  }
+  TRIB_ASSIGN_OR_RETURN(out.schema, o.GetString("schema"));
+  if (out.schema.empty()) return o.Error("schema", "must not be empty");
+  TRIB_ASSIGN_OR_RETURN(TableSelection tables, ReadTableSelection(o));
+  out.readings = tables.readings;
+  out.windows = tables.windows;
+  out.quarantine = tables.quarantine;
+  out.late = tables.late;
+  TRIB_ASSIGN_OR_RETURN(out.batch_rows, o.GetInt("batch_rows"));
+  TRIB_ASSIGN_OR_RETURN(out.connect_timeout, o.GetDuration("connect_timeout"));
+  TRIB_ASSIGN_OR_RETURN(out.reconnect_backoff, o.GetDuration("reconnect_backoff"));
+  TRIB_ASSIGN_OR_RETURN(out.reconnect_backoff_max, o.GetDuration("reconnect_backoff_max"));
+  if (out.reconnect_backoff_max < out.reconnect_backoff) {
+    return o.Error("reconnect_backoff_max", "must not be shorter than reconnect_backoff");
+  }
+  TRIB_ASSIGN_OR_RETURN(out.retry_for, o.GetDuration("retry_for"));
+  return out;
+}
+
+std::unique_ptr<Sink> MakePostgresSink(PostgresSinkOptions options) {
+  return std::make_unique<PostgresSink>(std::move(options));
+}
+
+void RegisterPostgresSink(Registry& registry) {
+  registry.AddSink(
+      "postgres", &PostgresSinkSpec(), [](const SinkEntry& entry) -> Result<std::unique_ptr<Sink>> {
+        TRIB_ASSIGN_OR_RETURN(PostgresSinkOptions options, ReadPostgresSinkOptions(entry));
+        return MakePostgresSink(std::move(options));
+      });
+}
+
+}  // namespace tributary

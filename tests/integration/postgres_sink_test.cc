@@ -1,0 +1,325 @@
+// The postgres sink against a real PostgreSQL 15 with PostGIS (tests/integration/postgres.h).
+#include "io/sinks/postgres_sink.h"
+
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "core/ledger.h"
+#include "core/registry.h"
+#include "integration/postgres.h"
+#include "io/sinks/pg_conn.h"
+#include "sink_test_records.h"
+
+namespace tributary {
+namespace {
+
+using testing::BareReading;
+using testing::FullReading;
+using testing::kSinkT0;
+using testing::PostgresServer;
+
+WindowResult SomeWindow() {
+  WindowResult w;
+  w.window = Intern("zone_15m");
+  w.group_by = Intern("zone");
+  w.group = Intern("zone-a");
+  w.metric = Intern("pm25");
+  w.start = kSinkT0;
+  w.end = kSinkT0 + 15 * kMicrosPerMinute;
+  w.count = 42;
+  w.mean = 11.5;
+  w.min = 3.0;
+  w.max = 20.25;
+  w.p95 = 19.0;
+  w.centroid_lat = 48.2;
+  w.centroid_lon = 16.37;
+  w.distinct_sensors = 3;
+  w.late_count = 1;
+  w.quantiles = {{0.9, 18.5}};
+  w.aggregation_method = Intern("mean");
+  w.flags = static_cast<uint32_t>(WindowFlag::kSparse);
+  w.revision = 0;
+  w.emitted_at = w.end + kMicrosPerSecond;
+  return w;
+}
+
+class PostgresSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string err = server_.Start();
+    ASSERT_EQ(err, "") << err;
+    ctx_.ledger = &ledger_;
+    ASSERT_TRUE(db_.Connect(server_.conninfo(), "tributary-tests", 5).ok());
+  }
+
+  PostgresSinkOptions Options() const {
+    PostgresSinkOptions o;
+    o.name = "warehouse";
+    o.conninfo = server_.conninfo();
+    o.schema = "air";
+    o.reconnect_backoff = 50 * kMicrosPerMilli;
+    o.reconnect_backoff_max = kMicrosPerSecond;
+    return o;
+  }
+
+  int64_t Int(const std::string& sql) {
+    Result<int64_t> n = db_.QueryInt(sql);
+    EXPECT_TRUE(n.ok()) << sql << ": " << n.status().ToString();
+    return n.value_or(-1);
+  }
+  std::string Text(const std::string& sql) {
+    Result<PgResult> r = db_.Query(sql);
+    EXPECT_TRUE(r.ok()) << sql << ": " << r.status().ToString();
+    if (!r.ok() || r->rows() == 0) return "<no row>";
+    return r->Value(0, 0);
+  }
+  uint64_t Committed(const std::string& key) {
+    auto snap = ledger_.Snapshot();
+    auto it = snap.sink_committed.find(key);
+    return it == snap.sink_committed.end() ? 0 : it->second;
+  }
+
+  PostgresServer server_;
+  Ledger ledger_;
+  RunContext ctx_;
+  PgConnection db_;
+};
+
+TEST_F(PostgresSinkTest, RowsArriveWithGeometryProvenanceAndFlags) {
+  Batch b;
+  b.readings.push_back(FullReading());
+  b.readings.push_back(BareReading("node-2", "temperature", kSinkT0 + 40 * kMicrosPerDay, 21.5));
+  b.windows.push_back(SomeWindow());
+  QuarantineRecord q;
+  q.reason = Intern("malformed_json");
+  q.detail = "byte 3: expected a value\tbut found \\";
+  q.raw = std::string("{\"pm25\":\x01\xff\0tail", 15);
+  q.arrival_time = kSinkT0;
+  q.prov.source = Intern("mqtt-city");
+  q.prov.topic = Intern("city/air/node-17");
+  q.prov.offset = 7;
+  b.quarantine.push_back(q);
+  LateRecord l;
+  l.reading = FullReading();
+  l.window = Intern("zone_15m");
+  l.lateness = 90 * kMicrosPerSecond;
+  l.watermark = kSinkT0 + 20 * kMicrosPerMinute;
+  b.late.push_back(l);
+
+  auto sink = MakePostgresSink(Options());
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+  ASSERT_TRUE(sink->Write(b).ok());
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), 0) << "nothing is visible before Commit";
+  Status st = sink->Commit();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  sink->Close();
+
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), 2);
+  EXPECT_EQ(Text("SELECT ST_AsText(geom) || ' ' || ST_SRID(geom) FROM air.readings WHERE "
+                 "device_id = 'node-17'"),
+            "POINT(16.3738 48.2082) 4326");
+  EXPECT_EQ(Text("SELECT event_time::text FROM air.readings WHERE device_id = 'node-17'"),
+            "2024-05-01 12:00:00.123456+00");
+  EXPECT_EQ(Text("SELECT provenance->>'firmware_version' || ' ' || (provenance->>'offset') || ' ' "
+                 "|| (provenance->'qc_flags'->>0) FROM "
+                 "air.readings WHERE device_id = 'node-17'"),
+            "2.4.1 991 CALIBRATED");
+  EXPECT_EQ(Text("SELECT jsonb_typeof(provenance) FROM air.readings WHERE device_id = 'node-17'"),
+            "object");
+  EXPECT_EQ(Text("SELECT qc_flags FROM air.readings WHERE device_id = 'node-17'"),
+            QcFlagsToString(FullReading().flags));
+  EXPECT_EQ(Text("SELECT h3 || ' ' || zone_id FROM air.readings WHERE device_id = 'node-17'"),
+            "85283473fffffff zone-a");
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings WHERE device_id = 'node-2' AND geom IS NULL"),
+            1);
+  // One partition per month; the June reading went to its own partition.
+  EXPECT_EQ(
+      Text("SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i "
+           "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'air.readings'::regclass"),
+      "readings_202405,readings_202406");
+  EXPECT_EQ(Int("SELECT count(*) FROM pg_indexes WHERE schemaname = 'air' AND indexdef LIKE "
+                "'%USING gist (geom)%'"),
+            6)
+      << "readings, its two partitions, windows, late and alerts";
+  EXPECT_EQ(Text("SELECT indexdef FROM pg_indexes WHERE schemaname = 'air' AND indexname = "
+                 "'readings_geom_gist'"),
+            "CREATE INDEX readings_geom_gist ON ONLY air.readings USING gist (geom)");
+  EXPECT_EQ(Text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                 "'air.readings'::regclass AND attname = 'geom'"),
+            "geometry(Point,4326)");
+
+  EXPECT_EQ(Text("SELECT sample_count || ' ' || mean || ' ' || quality_flags || ' ' || "
+                 "(quantiles->>'0.9') || ' ' || ST_AsText(geom) || ' ' || window_start::text "
+                 "FROM air.windows"),
+            "42 11.5 SPARSE 18.5 POINT(16.37 48.2) 2024-05-01 12:00:00+00");
+  EXPECT_EQ(Text("SELECT (median IS NULL)::text FROM air.windows"), "true");
+  // Raw bytes survive exactly, and the text columns keep tabs and backslashes.
+  EXPECT_EQ(Text("SELECT encode(raw, 'hex') FROM air.quarantine"),
+            "7b22706d3235223a01ff007461696c");
+  EXPECT_EQ(Text("SELECT detail FROM air.quarantine"), q.detail);
+  EXPECT_EQ(Text("SELECT source_offset || ' ' || (provenance->>'source') FROM air.quarantine"),
+            "7 mqtt-city");
+  EXPECT_EQ(
+      Text("SELECT lateness_s || ' ' || \"window\" || ' ' || (provenance->>'firmware_version') "
+           "FROM air.late"),
+      "90 zone_15m 2.4.1");
+  EXPECT_EQ(Int("SELECT count(*) FROM air.alerts"), 0);
+
+  EXPECT_EQ(Committed("warehouse/readings"), 2u);
+  EXPECT_EQ(Committed("warehouse/windows"), 1u);
+  EXPECT_EQ(Committed("warehouse/quarantine"), 1u);
+  EXPECT_EQ(Committed("warehouse/late"), 1u);
+  EXPECT_EQ(Int("SELECT sum(readings + windows + quarantine + late) FROM air.sink_commits"), 5);
+}
+
+TEST_F(PostgresSinkTest, RedeliveryStoresEachRowOnce) {
+  Batch b;
+  for (int i = 0; i < 500; ++i) {
+    b.readings.push_back(BareReading("node-1", "pm10", kSinkT0 + i * kMicrosPerSecond, i));
+  }
+  b.windows.push_back(SomeWindow());
+  WindowResult revised = SomeWindow();
+  revised.revision = 1;
+  revised.count = 43;
+  b.windows.push_back(revised);
+  QuarantineRecord q;
+  q.reason = Intern("lat_out_of_range");
+  q.raw = "{\"lat\":123}";
+  q.arrival_time = kSinkT0;
+  b.quarantine.push_back(q);
+
+  {
+    auto sink = MakePostgresSink(Options());
+    ASSERT_TRUE(sink->Open(ctx_).ok());
+    ASSERT_TRUE(sink->Write(b).ok());
+    ASSERT_TRUE(sink->Commit().ok());
+  }
+  // A restart replays the same input (at-least-once), plus one new reading, twice over.
+  Batch again = b;
+  again.readings.push_back(BareReading("node-1", "pm10", kSinkT0 + 9999 * kMicrosPerSecond, 1));
+  for (int round = 0; round < 2; ++round) {
+    auto sink = MakePostgresSink(Options());
+    ASSERT_TRUE(sink->Open(ctx_).ok());
+    ASSERT_TRUE(sink->Write(again).ok());
+    ASSERT_TRUE(sink->Write(again).ok());
+    Status st = sink->Commit();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), 501);
+  EXPECT_EQ(Int("SELECT count(*) FROM air.windows"), 2) << "revisions are distinct rows";
+  EXPECT_EQ(Int("SELECT count(*) FROM air.quarantine"), 1);
+  // The ledger counts what was inserted, not what was sent.
+  EXPECT_EQ(Committed("warehouse/readings"), 501u);
+  EXPECT_EQ(Committed("warehouse/windows"), 2u);
+  EXPECT_EQ(Committed("warehouse/quarantine"), 1u);
+}
+
+TEST_F(PostgresSinkTest, ReportsAnUnreachableServerAsRetryable) {
+  PostgresSinkOptions o = Options();
+  o.conninfo = "host=127.0.0.1 port=" + std::to_string(testing::FreeLoopbackPort()) +
+               " dbname=tributary user=tributary";
+  o.retry_for = 300 * kMicrosPerMilli;
+  auto sink = MakePostgresSink(o);
+  Status st = sink->Open(ctx_);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(st.retryable()) << st.ToString();
+  EXPECT_NE(st.message().find("warehouse"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("cannot connect"), std::string::npos) << st.message();
+}
+
+// The outage of issue 6: PostgreSQL stops under load for 10 s and comes back; every
+// row arrives exactly once.
+TEST_F(PostgresSinkTest, OutageUnderLoadLosesAndDoublesNothing) {
+  PostgresSinkOptions o = Options();
+  o.batch_rows = 2000;
+  o.retry_for = 60 * kMicrosPerSecond;
+  auto sink = MakePostgresSink(o);
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+
+  constexpr int kBatches = 400;
+  constexpr int kPerBatch = 250;
+  std::atomic<int> written{0};
+  std::atomic<bool> failed{false};
+  std::string failure;
+  std::thread writer([&] {
+    for (int i = 0; i < kBatches; ++i) {
+      Batch b;
+      for (int k = 0; k < kPerBatch; ++k) {
+        int64_t n = static_cast<int64_t>(i) * kPerBatch + k;
+        b.readings.push_back(BareReading(n % 2 == 0 ? "node-a" : "node-b", "pm25",
+                                         kSinkT0 + n * kMicrosPerMilli, static_cast<double>(n)));
+      }
+      Status st = sink->Write(b);
+      if (st.ok() && i % 8 == 7) st = sink->Commit();
+      if (!st.ok()) {
+        failure = st.ToString();
+        failed = true;
+        return;
+      }
+      written = i + 1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    Status st = sink->Commit();
+    if (!st.ok()) {
+      failure = st.ToString();
+      failed = true;
+    }
+  });
+  // Let some rows land, then take the server away for 10 s while the writer goes on.
+  while (written.load() < 40 && !failed.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  db_.Close();
+  server_.Stop();
+  int at_stop = written.load();
+  std::this_thread::sleep_for(std::chrono::seconds(10));
+  std::string err = server_.Start();
+  ASSERT_EQ(err, "") << err;
+  writer.join();
+  ASSERT_FALSE(failed.load()) << failure;
+  EXPECT_LT(at_stop, kBatches) << "the outage happened while rows were still coming";
+  sink->Close();
+
+  ASSERT_TRUE(db_.Connect(server_.conninfo(), "tributary-tests", 5).ok());
+  const int64_t total = static_cast<int64_t>(kBatches) * kPerBatch;
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), total);
+  EXPECT_EQ(Int("SELECT count(DISTINCT value) FROM air.readings"), total);
+  EXPECT_EQ(Int("SELECT min(value)::bigint FROM air.readings"), 0);
+  EXPECT_EQ(Int("SELECT max(value)::bigint FROM air.readings"), total - 1);
+  EXPECT_EQ(Committed("warehouse/readings"), static_cast<uint64_t>(total));
+  EXPECT_EQ(Int("SELECT sum(readings) FROM air.sink_commits"), total);
+}
+
+TEST(PostgresSinkOptionsTest, RequiresAConnectionString) {
+  ASSERT_EQ(Registry::Get().SinkSpec("postgres"), &PostgresSinkSpec());
+  auto entry = [](const std::string& yaml) {
+    YAML::Node node = YAML::Load(yaml);
+    SinkEntry e;
+    e.name = node["name"].as<std::string>();
+    e.type = "postgres";
+    e.options =
+        OptionReader(node, "pipeline.yaml", "sinks[0]", {&SinkCommonSpec(), &PostgresSinkSpec()});
+    return e;
+  };
+  Result<PostgresSinkOptions> o = ReadPostgresSinkOptions(entry("{name: pg, type: postgres}"));
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.status().message().find("conninfo"), std::string::npos) << o.status().message();
+  o = ReadPostgresSinkOptions(
+      entry("{name: pg, type: postgres, conninfo: 'host=db dbname=air', schema: s1, "
+            "reconnect_backoff: 2s, reconnect_backoff_max: 1s}"));
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.status().message().find("reconnect_backoff_max"), std::string::npos);
+  o = ReadPostgresSinkOptions(
+      entry("{name: pg, type: postgres, conninfo: 'host=db dbname=air', schema: s1}"));
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->schema, "s1");
+  EXPECT_EQ(o->batch_rows, 100000);
+  EXPECT_EQ(o->retry_for, 60 * kMicrosPerSecond);
+}
+
+}  // namespace
+}  // namespace tributary
