@@ -8,6 +8,10 @@
 //   1  plus the order statistics median, p95, p10 and trimmed_mean (values kept)
 //   2  session windows (gap 30 s) over bursts: each device reports for 20 s of
 //      every minute, so about a third of the readings arrive per second
+//   3  15-minute windows sliding every minute (count, mean, min, max, std), with the
+//      two-tier pre-aggregation (1-minute panes, the default)
+//   4  the same without panes (`pane: 0s`: each reading goes into 15 windows)
+//   5  15-minute windows sliding every minute with every aggregate (mode 1's) on panes
 // The per-minute quality flags (history per key) are computed in every mode.
 // Counters: readings/s, open windows at the end, and bytes per open window, both as
 // the operator accounts it (Stats) and as measured on the heap (glibc mallinfo2).
@@ -30,8 +34,15 @@ PipelineConfig MakeConfig(int grace_minutes, bool group_all, int mode) {
   std::string yaml =
       "processing:\n  out_of_orderness: 5s\n  grace: " + std::to_string(grace_minutes) +
       "m\nwindows:\n  - name: w1m\n    group_by: " + (group_all ? "all" : "device") + "\n";
+  const std::string all_aggregates =
+      "[count, mean, min, max, std, median, p95, p10, trimmed_mean]\n";
   if (mode == 2) {
     yaml += "    type: session\n    gap: 30s\n    aggregates: [count, mean, min, max, std]\n";
+  } else if (mode >= 3) {
+    yaml += "    type: sliding\n    size: 15m\n    step: 1m\n";
+    if (mode == 4) yaml += "    pane: 0s\n";
+    yaml += "    aggregates: " +
+            (mode == 5 ? all_aggregates : std::string("[count, mean, min, max, std]\n"));
   } else if (mode == 1) {
     yaml +=
         "    size: 1m\n    aggregates: [count, mean, min, max, std, median, p95, p10, "
@@ -135,6 +146,7 @@ void BM_WindowTumbling1m(benchmark::State& state) {
   state.SetItemsProcessed(readings);
   state.counters["windows_emitted"] = static_cast<double>(emitted);
   state.counters["open_windows"] = static_cast<double>(end_stats.open_windows);
+  state.counters["open_panes"] = static_cast<double>(end_stats.open_panes);
   state.counters["bytes_per_window"] =
       peak.open_windows == 0
           ? 0.0
@@ -155,6 +167,10 @@ BENCHMARK(BM_WindowTumbling1m)
     ->Args({0, 0, 1})
     ->Args({0, 1, 1})
     ->Args({0, 0, 2})
+    ->Args({0, 0, 3})
+    ->Args({15, 0, 3})
+    ->Args({0, 0, 4})
+    ->Args({0, 0, 5})
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0);
 

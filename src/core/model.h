@@ -149,6 +149,9 @@ struct WindowResult {
   double nowcast = NAN;  ///< EPA NowCast concentration (truncated), 1 h windows of PM
   double aqi = NAN;      ///< US AQI of `nowcast`
   uint32_t distinct_sensors = 0;
+  /// Resampled windows (`resample:`): share of the grid points filled by forward
+  /// fill or interpolation, in [0, 1]; NaN when the window is not resampled.
+  double interpolated_sample_fraction = NAN;
   uint64_t late_count = 0;                           ///< late_arrival_count
   std::vector<std::pair<double, double>> quantiles;  ///< extra (q, value) pairs
   Symbol aggregation_method;  ///< e.g. "mean", "nowcast", "trimmed_mean_10_90"

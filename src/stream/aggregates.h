@@ -132,6 +132,9 @@ double ParseQuantileName(std::string_view name);
 /// NaN when empty. `q` in [0, 1].
 double SelectQuantile(std::vector<double>& values, double q);
 
+/// The type-7 quantile of values sorted ascending (−0.0 before +0.0); NaN when empty.
+double SortedQuantile(std::span<const double> sorted, double q);
+
 /// Resolve aggregate names (and q<NN>/p<NN>; "p50"/"q50" mean median, "q95" p95).
 /// Unknown names and planned ones are errors whose message names the aggregate and
 /// lists the supported ones.

@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <unordered_map>
 
 #include "alert/aqi.h"
@@ -65,6 +66,8 @@ struct Cell {
 };
 
 using CellMap = std::unordered_map<CellKey, Cell, CellKeyHash>;
+// The partial aggregates of one pane of a sliding definition, by (group, metric).
+using PaneMap = std::unordered_map<CellKey, WindowAccumulator, CellKeyHash>;
 
 Status BadOption(const OptionReader& o, std::string_view key, const std::string& msg) {
   return o.Error(key, msg);
@@ -83,7 +86,21 @@ struct WindowOperator::Slice {
   TimeUs start = 0;
   TimeUs end = 0;
   bool emitted = false;  // the on-time emission happened
+  // Pane definitions: the slice was created while open, so its panes are merged into
+  // `cells` when it is emitted (cells may already hold next_window additions).
+  bool merge_panes = false;
   CellMap cells;
+};
+
+// Two-tier pre-aggregation of sliding definitions: a reading is added once, to the
+// pane (a short tumbling partial) of its event time; a window merges its size / pane
+// panes when it is emitted. Readings for windows already emitted (within grace) are
+// added to those windows' merged cells directly, which makes the revision.
+struct WindowOperator::Panes {
+  std::vector<std::map<TimeUs, PaneMap>> by_def;  // pane start -> partials
+  std::vector<std::pair<TimeUs, PaneMap*>> last;  // per definition: the pane used last
+  std::vector<size_t> size_hint;                  // per definition: keys of the last pane
+  size_t open = 0;                                // pane partials held, all definitions
 };
 
 struct WindowOperator::DirtyRef {
@@ -276,6 +293,13 @@ const SectionSpec& WindowSectionSpec() {
            "session only (and required there): inactivity that ends a session; a session "
            "is [first reading, last reading + gap)",
            "1ms.."},
+          {"pane", OptionType::kDuration, "",
+           "sliding only: pane of the two-tier pre-aggregation. Each reading is added once, to "
+           "the pane of its event time, and a window merges its panes when it closes, so the "
+           "cost does not grow with size / step; results are identical to adding each "
+           "reading to every window. Must divide size and step; default gcd(size, step); 0s "
+           "adds readings to every window directly",
+           "0s.."},
           {"offset", OptionType::kDuration, "0s",
            "shifts window boundaries: start = floor((t − offset) / step)·step + offset "
            "(e.g. 30m on 1h windows gives half-past boundaries)"},
@@ -393,6 +417,20 @@ Result<WindowDefinition> ParseWindowDefinition(const OptionReader& options,
                            " windows per reading; pre-aggregate with a shorter tumbling window");
     }
     TRIB_ASSIGN_OR_RETURN(def.offset, o.GetDuration("offset"));
+    if (def.type == WindowType::kSliding) {
+      def.pane = def.step == def.size ? 0 : std::gcd(def.size, def.step);
+      if (o.Has("pane")) {
+        TRIB_ASSIGN_OR_RETURN(def.pane, o.GetDuration("pane"));
+        if (def.pane != 0 && (def.size % def.pane != 0 || def.step % def.pane != 0)) {
+          return BadOption(o, "pane",
+                           FormatDuration(def.pane) + " does not divide the size " +
+                               FormatDuration(def.size) + " and the step " +
+                               FormatDuration(def.step));
+        }
+      }
+    } else if (o.Has("pane")) {
+      return BadOption(o, "pane", "applies to sliding windows only");
+    }
   }
 
   TRIB_ASSIGN_OR_RETURN(bool has_grace, duration("grace", preset ? preset->grace : "", def.grace));
@@ -479,9 +517,13 @@ WindowOperator::WindowOperator(std::vector<WindowDefinition> definitions,
       last_slice_(definitions_.size(), nullptr),
       size_hint_(definitions_.size(), 0),
       sessions_(std::make_unique<Sessions>()),
-      histories_(std::make_unique<Histories>()) {
+      histories_(std::make_unique<Histories>()),
+      panes_(std::make_unique<Panes>()) {
   sessions_->by_def.resize(definitions_.size());
   histories_->by_def.resize(definitions_.size());
+  panes_->by_def.resize(definitions_.size());
+  panes_->last.assign(definitions_.size(), {kMinTime, nullptr});
+  panes_->size_hint.assign(definitions_.size(), 0);
 }
 
 WindowOperator::~WindowOperator() = default;
@@ -491,7 +533,7 @@ Status WindowOperator::Open(RunContext& ctx) {
   return Status::Ok();
 }
 
-WindowOperator::Slice& WindowOperator::GetSlice(uint16_t d, TimeUs start) {
+WindowOperator::Slice& WindowOperator::GetSlice(uint16_t d, TimeUs start, TimeUs watermark) {
   Slice* cached = last_slice_[d];
   if (cached != nullptr && cached->start == start) return *cached;
   auto [it, added] = slices_.try_emplace(SliceId{d, start});
@@ -501,7 +543,8 @@ WindowOperator::Slice& WindowOperator::GetSlice(uint16_t d, TimeUs start) {
     s.def = d;
     s.start = start;
     s.end = start + definitions_[d].size;
-    s.cells.reserve(size_hint_[d]);
+    s.merge_panes = definitions_[d].pane > 0 && s.end > watermark;
+    if (!s.merge_panes) s.cells.reserve(size_hint_[d]);
     timeline_.insert(Due{s.end, d, start});
   }
   last_slice_[d] = it->second.get();
@@ -545,7 +588,7 @@ DurationUs WindowOperator::Assign(uint16_t d, const Reading& r, TimeUs watermark
   const CellKey key = KeyOf(def, r);
   const bool keep = def.aggregates.NeedsValues();
   auto add = [&](TimeUs start, bool count_late) {
-    Slice& slice = GetSlice(d, start);
+    Slice& slice = GetSlice(d, start, watermark);
     auto [it, added] = slice.cells.try_emplace(key);
     Cell& cell = it->second;
     cell.acc.Add(r, keep);
@@ -562,12 +605,46 @@ DurationUs WindowOperator::Assign(uint16_t d, const Reading& r, TimeUs watermark
     late_arrival = true;
     return -1;
   }
-  for (TimeUs start = last_start; start > r.event_time - def.size; start -= def.step) {
+  TimeUs first_direct = last_start;  // the latest window the reading goes to directly
+  if (def.pane > 0) {
+    // Windows still open (end > watermark) take the reading through its pane; the
+    // emitted ones still within grace take it directly (below).
+    if (last_start + def.size > watermark) {
+      AddToPane(d, r, watermark);
+      // Every window containing t ends after t: when t >= watermark all are open.
+      if (r.event_time >= watermark) return -1;
+      first_direct = def.LastStart(watermark - def.size);  // the latest with end <= watermark
+    }
+  }
+  for (TimeUs start = first_direct; start > r.event_time - def.size; start -= def.step) {
     const TimeUs end = start + def.size;
     if (end + def.grace <= watermark) break;  // this and every earlier window are past grace
     add(start, watermark >= end);
   }
   return -1;
+}
+
+void WindowOperator::AddToPane(uint16_t d, const Reading& r, TimeUs watermark) {
+  const WindowDefinition& def = definitions_[d];
+  const TimeUs pane_start = FloorDiv(r.event_time - def.offset, def.pane) * def.pane + def.offset;
+  Panes& ps = *panes_;
+  PaneMap* pane = ps.last[d].second;
+  if (pane == nullptr || ps.last[d].first != pane_start) {
+    auto [it, added] = ps.by_def[d].try_emplace(pane_start);
+    pane = &it->second;
+    ps.last[d] = {pane_start, pane};
+    if (added) {
+      pane->reserve(ps.size_hint[d]);
+      // The open windows containing the pane exist from now on, so they merge it.
+      for (TimeUs start = def.LastStart(pane_start);
+           start > pane_start - def.size && start + def.size > watermark; start -= def.step) {
+        GetSlice(d, start, watermark);
+      }
+    }
+  }
+  auto [it, added] = pane->try_emplace(KeyOf(def, r));
+  if (added) ++ps.open;
+  it->second.Add(r, def.aggregates.NeedsValues());
 }
 
 DurationUs WindowOperator::AssignSession(uint16_t d, const Reading& r, TimeUs watermark,
@@ -766,6 +843,9 @@ Status WindowOperator::Finish(Batch& out) {
   ss.timeline.clear();
   for (auto& per_key : ss.by_def) per_key.clear();
   ss.open = 0;
+  for (auto& panes : panes_->by_def) panes.clear();
+  panes_->last.assign(definitions_.size(), {kMinTime, nullptr});
+  panes_->open = 0;
   out.watermark = tracker_.watermark();
   return Status::Ok();
 }
@@ -976,6 +1056,28 @@ size_t EmitSession(const WindowDefinition& def, const CellKey& key, Session& ses
 }  // namespace
 
 void WindowOperator::EmitSlice(Slice& slice, std::vector<WindowResult>& out) {
+  const WindowDefinition& def = definitions_[slice.def];
+  if (def.pane > 0) {
+    Panes& ps = *panes_;
+    std::map<TimeUs, PaneMap>& panes = ps.by_def[slice.def];
+    if (slice.merge_panes) {
+      slice.merge_panes = false;
+      slice.cells.reserve(size_hint_[slice.def]);
+      for (auto it = panes.lower_bound(slice.start); it != panes.end() && it->first < slice.end;
+           ++it) {
+        for (const auto& [key, acc] : it->second) slice.cells[key].acc.Merge(acc);
+      }
+    }
+    // Windows are emitted in order of their starts, so no later window contains the
+    // panes before the next start.
+    const TimeUs next_start = slice.start + def.step;
+    for (auto it = panes.begin(); it != panes.end() && it->first < next_start;) {
+      ps.size_hint[slice.def] = it->second.size();
+      ps.open -= it->second.size();
+      if (ps.last[slice.def].second == &it->second) ps.last[slice.def] = {kMinTime, nullptr};
+      it = panes.erase(it);
+    }
+  }
   std::vector<CellRef> cells;
   cells.reserve(slice.cells.size());
   for (auto& [key, cell] : slice.cells) cells.emplace_back(&key, &cell);
@@ -1062,6 +1164,33 @@ WindowStats WindowOperator::Stats() const {
     }
   }
   stats.state_bytes += timeline_.size() * alloc(sizeof(void*) * 4 + sizeof(Due));
+  // Pane definitions: a window not emitted yet holds no cells of its own; it counts
+  // once per key of its panes.
+  for (uint16_t d = 0; d < definitions_.size(); ++d) {
+    const std::map<TimeUs, PaneMap>& panes = panes_->by_def[d];
+    for (const auto& [start, pane] : panes) {
+      stats.open_panes += pane.size();
+      stats.state_bytes += alloc(sizeof(void*) * 4 + sizeof(std::pair<const TimeUs, PaneMap>));
+      stats.state_bytes += alloc(pane.bucket_count() * sizeof(void*));
+      for (const auto& [key, acc] : pane) {
+        stats.state_bytes +=
+            alloc(sizeof(void*) + sizeof(std::pair<const CellKey, WindowAccumulator>));
+        stats.state_bytes += acc.HeapBytes();
+      }
+    }
+    if (panes.empty()) continue;
+    for (const auto& [id, slice] : slices_) {
+      if (id.first != d || !slice->merge_panes) continue;
+      std::unordered_map<CellKey, bool, CellKeyHash> keys;
+      for (auto it = panes.lower_bound(slice->start); it != panes.end() && it->first < slice->end;
+           ++it) {
+        for (const auto& [key, acc] : it->second) {
+          if (slice->cells.count(key) == 0) keys.emplace(key, true);
+        }
+      }
+      stats.open_windows += keys.size();
+    }
+  }
   stats.open_windows += sessions_->open;
   for (const auto& per_key : sessions_->by_def) {
     stats.state_bytes += alloc(per_key.bucket_count() * sizeof(void*));

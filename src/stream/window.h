@@ -5,7 +5,13 @@
 // A definition assigns a reading at event time t to windows [start, start + size):
 //   tumbling: start = floor((t − offset) / size)·size + offset   (one window)
 //   sliding:  every start = k·step + offset with start <= t < start + size
-//             (size / step windows, rounded up)
+//             (size / step windows, rounded up). Two-tier pre-aggregation (`pane`,
+//             default gcd(size, step)): the reading is added once, to the pane
+//             [p, p + pane) holding t; a window merges its size / pane panes when it
+//             is emitted, so the cost per reading does not grow with size / step.
+//             The partials merge exactly (exact sums, kept values), so the rows are
+//             identical to adding the reading to every window. A reading for windows
+//             already emitted (within grace) is added to their merged state directly.
 //   session:  per key, readings closer than `gap` in event time form one session
 //             [first event, last event + gap); a reading that falls within `gap` of
 //             two sessions merges them (see "Sessions" below)
@@ -117,7 +123,9 @@
 // the NowCast when grace is not shorter than the window.
 //
 // State: open windows live in slices, one per (definition, window start), each a
-// hash map from (group, metric) to a compact accumulator. An ordered timeline of
+// hash map from (group, metric) to a compact accumulator (for pane definitions, a
+// window holds its merged accumulators only from its emission until it is freed;
+// before, its state is the panes it shares with the overlapping windows). An ordered timeline of
 // slices by their next due time (end, then end + grace) finds what to emit or free
 // as the watermark advances without scanning open windows. Sessions are held per
 // (definition, key) in a map by start, with their own timeline. Per key, a small
@@ -177,6 +185,9 @@ struct WindowDefinition {
   DurationUs gap = 0;   ///< session inactivity gap (sessions only)
   DurationUs offset = 0;
   DurationUs grace = 0;
+  /// Sliding only: pane length of the two-tier pre-aggregation (divides size and
+  /// step); 0 when readings go into every window directly.
+  DurationUs pane = 0;
   GroupBy group_by = GroupBy::kDevice;
   Symbol group_by_symbol;       ///< "device", "zone", "h3" or "all"
   std::vector<Symbol> metrics;  ///< empty: every metric
@@ -203,6 +214,7 @@ Result<std::vector<WindowDefinition>> ParseWindowDefinitions(const PipelineConfi
 struct WindowStats {
   size_t open_windows = 0;  ///< (definition, group, metric, start) keys held
   size_t open_slices = 0;   ///< (definition, start) slices held
+  size_t open_panes = 0;    ///< (definition, group, metric, pane start) partials held
   size_t state_bytes = 0;   ///< estimated heap bytes of all window state
 };
 
@@ -237,6 +249,7 @@ class WindowOperator : public Operator {
   struct Slice;      // one (definition, window start) and its cells; defined in window.cc
   struct Sessions;   // session windows of every session definition; in window.cc
   struct Histories;  // per (definition, key): previous window, hourly means
+  struct Panes;      // pre-aggregated panes of sliding definitions; in window.cc
   using SliceId = std::pair<uint16_t, TimeUs>;       // (definition, window start)
   using Due = std::tuple<TimeUs, uint16_t, TimeUs>;  // (due time, definition, start)
   struct DirtyRef;
@@ -246,7 +259,11 @@ class WindowOperator : public Operator {
   // `late_arrival` is set when the late policy took the reading into a next window.
   DurationUs Assign(uint16_t d, const Reading& r, TimeUs watermark, bool& late_arrival);
   DurationUs AssignSession(uint16_t d, const Reading& r, TimeUs watermark, bool& late_arrival);
-  Slice& GetSlice(uint16_t d, TimeUs start);
+  // `watermark`: the one readings are judged against (a new slice of a pane
+  // definition merges its panes at emission only when it was still open).
+  Slice& GetSlice(uint16_t d, TimeUs start, TimeUs watermark);
+  // Add `r` to its pane (pane definitions); creates the pane's open windows.
+  void AddToPane(uint16_t d, const Reading& r, TimeUs watermark);
   // Emit pending revisions, then every slice due at the current watermark.
   void EmitDue(std::vector<WindowResult>& out);
   void EmitRevisions(std::vector<WindowResult>& out);
@@ -266,6 +283,7 @@ class WindowOperator : public Operator {
   std::vector<DirtyRef> dirty_;     // windows of emitted slices updated this batch
   std::unique_ptr<Sessions> sessions_;
   std::unique_ptr<Histories> histories_;
+  std::unique_ptr<Panes> panes_;
 };
 
 /// Build the window stage from the pipeline's `windows` list and `processing` options.

@@ -962,6 +962,139 @@ TEST(WindowDeterminismTest, ShuffledReadingsGiveBitIdenticalFinalRows) {
 }
 
 // ---------------------------------------------------------------------------
+// Two-tier pre-aggregation: sliding windows built from panes give the same rows, in
+// the same order, as adding each reading to every window (`pane: 0s`), on shuffled
+// input with revisions within grace, late readings and the next_window policy.
+
+void ExpectSameRow(const WindowResult& a, const WindowResult& b) {
+  EXPECT_EQ(a.window, b.window);
+  EXPECT_EQ(a.group, b.group);
+  EXPECT_EQ(a.metric, b.metric);
+  EXPECT_EQ(a.start, b.start);
+  EXPECT_EQ(a.end, b.end);
+  EXPECT_EQ(a.count, b.count);
+  for (auto [x, y] : {std::pair{a.mean, b.mean},
+                      {a.min, b.min},
+                      {a.max, b.max},
+                      {a.std, b.std},
+                      {a.median, b.median},
+                      {a.p95, b.p95},
+                      {a.trimmed_mean, b.trimmed_mean},
+                      {a.first, b.first},
+                      {a.last, b.last},
+                      {a.centroid_lat, b.centroid_lat},
+                      {a.centroid_lon, b.centroid_lon},
+                      {a.interpolated_sample_fraction, b.interpolated_sample_fraction}}) {
+    EXPECT_EQ(Bits(x), Bits(y));
+  }
+  ASSERT_EQ(a.quantiles.size(), b.quantiles.size());
+  for (size_t q = 0; q < a.quantiles.size(); ++q) {
+    EXPECT_EQ(Bits(a.quantiles[q].second), Bits(b.quantiles[q].second));
+  }
+  EXPECT_EQ(a.distinct_sensors, b.distinct_sensors);
+  EXPECT_EQ(a.late_count, b.late_count);
+  EXPECT_EQ(a.flags, b.flags);
+  EXPECT_EQ(a.revision, b.revision);
+}
+
+TEST(WindowPaneTest, PanesGiveTheSameRowsAsDirectAssignment) {
+  const std::string windows =
+      "  - name: slide\n    type: sliding\n    size: 15m\n    step: 1m\n    grace: 3m\n"
+      "    aggregates: [count, mean, min, max, std, median, p95, p10, trimmed_mean]\n"
+      "  - name: zone\n    type: sliding\n    size: 10m\n    step: 4m\n    offset: 30s\n"
+      "    group_by: zone\n    aggregates: [mean, std, q99]\n"
+      "  - name: next\n    type: sliding\n    size: 6m\n    step: 3m\n    grace: 0s\n"
+      "    late_policy: next_window\n    group_by: all\n    aggregates: [mean, max, median]\n";
+  std::string direct = windows;
+  for (size_t at = direct.find("aggregates"); at != std::string::npos;
+       at = direct.find("aggregates", at + 20)) {
+    direct.insert(at, "pane: 0s\n    ");
+  }
+  const std::string processing = "processing:\n  out_of_orderness: 10s\n  grace: 2m\nwindows:\n";
+  Harness panes(processing + windows);
+  Harness plain(processing + direct);
+  ASSERT_NE(panes.op, nullptr);
+  ASSERT_NE(plain.op, nullptr);
+  EXPECT_EQ(panes.op->definitions()[0].pane, kMicrosPerMinute);
+  EXPECT_EQ(panes.op->definitions()[1].pane, 2 * kMicrosPerMinute);  // gcd(10m, 4m)
+  EXPECT_EQ(panes.op->definitions()[2].pane, 3 * kMicrosPerMinute);
+  EXPECT_EQ(plain.op->definitions()[0].pane, 0);
+
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::vector<Reading> input;
+  for (int i = 0; i < 6000; ++i) {
+    const double t = i * 0.6;  // 1 h of event time
+    // Most readings are a few seconds late; some minutes late (within and past grace).
+    const double delay = unit(rng) < 0.1 ? unit(rng) * 1200.0 : unit(rng) * 5.0;
+    const int device = static_cast<int>(unit(rng) * 12);
+    Reading r = MakeReading(t - delay, t, "d" + std::to_string(device), i % 2 ? "pm25" : "no2",
+                            unit(rng) < 0.02 ? 1e6 : 20.0 * unit(rng) + device);
+    r.lat = 48.0 + 0.01 * device;
+    r.lon = 11.0 + 0.01 * device;
+    r.zone = Intern(device % 3 == 0 ? "north" : "south");
+    input.push_back(r);
+  }
+  // Shuffle within blocks of 200 so arrival order differs from event order but the
+  // watermark still advances.
+  for (size_t b = 0; b < input.size(); b += 200) {
+    std::shuffle(input.begin() + static_cast<ptrdiff_t>(b),
+                 input.begin() + static_cast<ptrdiff_t>(std::min(b + 200, input.size())), rng);
+  }
+  size_t rows = 0, revisions = 0, late = 0, late_counted = 0;
+  auto compare = [&](const Batch& a, const Batch& b) {
+    ASSERT_EQ(a.windows.size(), b.windows.size());
+    for (size_t i = 0; i < a.windows.size(); ++i) {
+      SCOPED_TRACE(FormatWindow(b.windows[i]));
+      ExpectSameRow(a.windows[i], b.windows[i]);
+      revisions += a.windows[i].revision > 0;
+      late_counted += a.windows[i].late_count > 0;
+    }
+    ASSERT_EQ(a.late.size(), b.late.size());
+    for (size_t i = 0; i < a.late.size(); ++i)
+      EXPECT_EQ(FormatLate(a.late[i]), FormatLate(b.late[i]));
+    ASSERT_EQ(a.readings.size(), b.readings.size());
+    rows += a.windows.size();
+    late += a.late.size();
+  };
+  std::uniform_int_distribution<size_t> batch_size(1, 150);
+  for (size_t i = 0; i < input.size();) {
+    const size_t n = std::min(batch_size(rng), input.size() - i);
+    std::vector<Reading> part(input.begin() + static_cast<ptrdiff_t>(i),
+                              input.begin() + static_cast<ptrdiff_t>(i + n));
+    i += n;
+    Batch a = panes.Run(part);
+    Batch b = plain.Run(part);
+    compare(a, b);
+    if (HasFailure()) return;
+    EXPECT_EQ(panes.op->Stats().open_windows, plain.op->Stats().open_windows);
+  }
+  Batch a, b;
+  ASSERT_TRUE(panes.op->Finish(a).ok());
+  ASSERT_TRUE(plain.op->Finish(b).ok());
+  compare(a, b);
+  EXPECT_EQ(panes.ledger.Snapshot().accepted, plain.ledger.Snapshot().accepted);
+  EXPECT_EQ(panes.ledger.Snapshot().late, plain.ledger.Snapshot().late);
+  EXPECT_EQ(panes.op->Stats().open_panes, 0u);
+  // The input exercises what the panes must get right.
+  EXPECT_GT(rows, 3000u);
+  EXPECT_GT(revisions, 100u);
+  EXPECT_GT(late, 50u);
+  EXPECT_GT(late_counted, 50u);
+}
+
+TEST(WindowPaneTest, PaneMustDivideSizeAndStep) {
+  EXPECT_NE(ErrorOf("  - name: s\n    type: sliding\n    size: 15m\n    step: 1m\n    pane: 7m\n")
+                .find("windows[0].pane: 7m does not divide the size 15m and the step 1m"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: t\n    size: 15m\n    pane: 1m\n")
+                .find("windows[0].pane: applies to sliding windows only"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf("  - name: s\n    type: sliding\n    size: 15m\n    step: 5m\n    pane: 1m\n"),
+            "");
+}
+
+// ---------------------------------------------------------------------------
 // Ledger: every reading ends accepted or late, once.
 
 TEST(WindowLedgerTest, AcceptedPlusLateEqualsReadingsIn) {
