@@ -10,6 +10,8 @@
 #include <mutex>
 
 #include "core/json_writer.h"
+#include "spatial/moran.h"
+#include "spatial/variogram.h"
 #include "stream/runtime.h"
 #include "stream/window.h"
 
@@ -81,7 +83,9 @@ void SetMetadata(GDALDataset& ds, const Surface& s) {
   ds.SetMetadataItem("WINDOW_START", FormatTime(s.start).c_str());
   ds.SetMetadataItem("WINDOW_END", FormatTime(s.end).c_str());
   ds.SetMetadataItem("SENSORS", std::to_string(s.sensors).c_str());
-  ds.SetMetadataItem("METHOD", "idw");
+  ds.SetMetadataItem("METHOD", s.method.c_str());
+  ds.SetMetadataItem("NUGGET_SILL", fmt::format("{:.6g}", s.nugget_sill).c_str());
+  ds.SetMetadataItem("MORANS_I", fmt::format("{:.6g}", s.morans_i).c_str());
   ds.SetMetadataItem("REVISION", std::to_string(s.revision).c_str());
 }
 
@@ -293,7 +297,24 @@ Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorVal
   if (static_cast<int64_t>(s.grid.width) * s.grid.height > kMaxCells) {
     return Status::Invalid("surface grid too large");
   }
-  TRIB_ASSIGN_OR_RETURN(auto idw, IdwInterpolator::Make(std::move(sensors), def.idw, lat0, lon0));
+  // Spatial structure of this window: variogram over half the grid's diagonal in ten
+  // lags, and Moran's I.
+  double diag = HaversineM(s.grid.min_lat, s.grid.min_lon, s.grid.max_lat, s.grid.max_lon);
+  VariogramFit fit =
+      FitVariogram(EmpiricalVariogram(sensors, diag / 20, diag / 2), VariogramModel::kSpherical);
+  s.nugget_sill = fit.NuggetSillRatio();
+  s.variogram_range_m = fit.ok ? fit.range : NAN;
+  MoranResult moran = ComputeMoran(sensors, {MoranWeights::kKNearest, 0, 4});
+  s.morans_i = moran.i;
+  s.morans_z = moran.z;
+  IdwOptions idw_options = def.idw;
+  if (s.nugget_sill > kNuggetSillNearestNeighbour) {
+    s.method = "nearest";
+    idw_options.k = 1;
+  }
+  s.idw = idw_options;
+  TRIB_ASSIGN_OR_RETURN(auto idw,
+                        IdwInterpolator::Make(std::move(sensors), idw_options, lat0, lon0));
   idw->Interpolate(s.grid, s.values);
   for (float v : s.values) {
     if (!std::isfinite(v)) continue;
@@ -434,7 +455,11 @@ std::string SurfaceToJson(const Surface& s) {
   j.Key("window_start").String(FormatTime(s.start));
   j.Key("window_end").String(FormatTime(s.end));
   j.Key("revision").UInt(s.revision);
-  j.Key("method").String("idw");
+  j.Key("method").String(s.method);
+  j.Key("nugget_sill").Number(s.nugget_sill);
+  j.Key("variogram_range_m").Number(s.variogram_range_m);
+  j.Key("morans_i").Number(s.morans_i);
+  j.Key("morans_z").Number(s.morans_z);
   j.Key("power").Number(s.idw.power);
   j.Key("k").Int(s.idw.k);
   j.Key("radius_m").Number(s.idw.radius_m);

@@ -8,6 +8,9 @@
 // NaN = no data), <start>.png (colour map with a legend) and <start>.json, each
 // atomically (temporary file, then rename); <start> is the window start in UTC,
 // "20240501T120000Z". Windows with fewer than `min_sensors` sensors are skipped. A
+// The sensors' semivariogram (spherical model) and Moran's I are computed with every
+// surface and stored in its JSON and GeoTIFF metadata; where the nugget/sill ratio is
+// above 0.7 the grid is filled by nearest neighbour instead and `method` says so. A
 // window re-emitted as a revision (a late reading within grace) updates its sensor
 // and the surface is rebuilt and rewritten with the next revision number.
 //
@@ -41,6 +44,13 @@ struct Surface {
   size_t sensors = 0;
   std::vector<float> values;    ///< row-major, row 0 north; NaN = no data
   double min = NAN, max = NAN;  ///< over the finite values
+  /// "idw", or "nearest" when the variogram's nugget/sill ratio is above 0.7 (values
+  /// too noisy at the sensors' spacing for weighting to mean anything; flagged).
+  std::string method = "idw";
+  double nugget_sill = NAN;  ///< of the spherical variogram fitted to the sensors
+  double variogram_range_m = NAN;
+  double morans_i = NAN;  ///< global Moran's I, 4-nearest-neighbour weights
+  double morans_z = NAN;  ///< its z-score under normality
 };
 
 /// Options of one surfaces[] entry.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
 
 #include "core/pipeline_config.h"
 #include "stream/runtime.h"
@@ -68,6 +69,29 @@ TEST(SurfaceTest, GeoTiffPngAndJsonReadBack) {
   EXPECT_NE(json.find("\"bbox\":[13,52,14,53]"), std::string::npos);
   EXPECT_NE(json.find("\"sensors\":3"), std::string::npos);
   EXPECT_EQ(std::count(json.begin(), json.end(), '['), 1 + 1 + 30);  // bbox, values, rows
+}
+
+TEST(SurfaceTest, NoisyFieldsFallBackToNearestNeighbour) {
+  std::mt19937_64 rng(4);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<SensorValue> smooth, noisy;
+  for (int i = 0; i < 150; ++i) {
+    double lat = 52 + u(rng), lon = 13 + u(rng);
+    smooth.push_back({lat, lon, 100 * (lon - 13) + 50 * (lat - 52)});  // a gradient
+    noisy.push_back({lat, lon, 100 * u(rng)});                         // white noise
+  }
+  auto a = BuildSurface(Def(), smooth);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->method, "idw");
+  EXPECT_LT(a->nugget_sill, 0.3);
+  EXPECT_GT(a->morans_i, 0.8);
+  auto b = BuildSurface(Def(), noisy);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->method, "nearest");
+  EXPECT_GT(b->nugget_sill, 0.7);
+  EXPECT_LT(std::fabs(b->morans_i), 0.2);
+  EXPECT_EQ(b->idw.k, 1);
+  EXPECT_NE(SurfaceToJson(*b).find("\"method\":\"nearest\""), std::string::npos);
 }
 
 TEST(SurfaceTest, PipelineWritesASurfacePerClosedWindow) {
