@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "core/json_writer.h"
+#include "spatial/kriging.h"
 #include "spatial/moran.h"
 #include "spatial/variogram.h"
 #include "stream/runtime.h"
@@ -187,6 +188,13 @@ const SectionSpec& SurfaceSectionSpec() {
            "0.."},
           {"min_sensors", OptionType::kInt, "2", "Windows with fewer sensors get no surface.",
            "2.."},
+          {"method", OptionType::kEnum, "idw",
+           "`idw`, or `kriging`: ordinary kriging with the spherical variogram fitted to the "
+           "window's sensors (`kriging_neighbours` nearest each), slower and meant for "
+           "backfill; falls back to IDW when no variogram can be fitted.",
+           "idw|kriging"},
+          {"kriging_neighbours", OptionType::kInt, "16", "Sensors per local kriging system.",
+           "2..64"},
           {"formats", OptionType::kStringList, "geotiff, png, json",
            "Files to write: any of `geotiff`, `png` (colour map with legend), `json`."},
       }};
@@ -249,6 +257,10 @@ Result<SurfaceDefinition> ParseSurfaceDefinition(const OptionReader& options,
   TRIB_ASSIGN_OR_RETURN(d.idw.radius_m, o.GetDouble("radius"));
   TRIB_ASSIGN_OR_RETURN(int64_t min_sensors, o.GetInt("min_sensors"));
   d.min_sensors = static_cast<size_t>(min_sensors);
+  TRIB_ASSIGN_OR_RETURN(std::string method, o.GetString("method"));
+  d.kriging = method == "kriging";
+  TRIB_ASSIGN_OR_RETURN(int64_t kn, o.GetInt("kriging_neighbours"));
+  d.kriging_neighbours = static_cast<int>(kn);
   TRIB_ASSIGN_OR_RETURN(std::vector<std::string> formats, o.GetStringList("formats"));
   d.geotiff = d.png = d.json = false;
   for (const std::string& f : formats) {
@@ -311,11 +323,17 @@ Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorVal
   if (s.nugget_sill > kNuggetSillNearestNeighbour) {
     s.method = "nearest";
     idw_options.k = 1;
+  } else if (def.kriging && fit.ok) {
+    auto krige = OrdinaryKriging::Make(sensors, fit, def.kriging_neighbours, lat0, lon0);
+    if (krige.ok()) {
+      s.method = "kriging";
+      krige->Interpolate(s.grid, s.values);
+    }
   }
   s.idw = idw_options;
   TRIB_ASSIGN_OR_RETURN(auto idw,
                         IdwInterpolator::Make(std::move(sensors), idw_options, lat0, lon0));
-  idw->Interpolate(s.grid, s.values);
+  if (s.method != "kriging") idw->Interpolate(s.grid, s.values);
   for (float v : s.values) {
     if (!std::isfinite(v)) continue;
     if (!(v >= s.min)) s.min = v;

@@ -44,8 +44,8 @@ struct Surface {
   size_t sensors = 0;
   std::vector<float> values;    ///< row-major, row 0 north; NaN = no data
   double min = NAN, max = NAN;  ///< over the finite values
-  /// "idw", or "nearest" when the variogram's nugget/sill ratio is above 0.7 (values
-  /// too noisy at the sensors' spacing for weighting to mean anything; flagged).
+  /// "idw" or "kriging" as configured, or "nearest" when the variogram's nugget/sill ratio is above
+  /// 0.7 (values too noisy at the sensors' spacing for weighting to mean anything; flagged).
   std::string method = "idw";
   double nugget_sill = NAN;  ///< of the spherical variogram fitted to the sensors
   double variogram_range_m = NAN;
@@ -64,6 +64,8 @@ struct SurfaceDefinition {
   GridSpec grid;               ///< extent and width/height (height 0: from the aspect)
   IdwOptions idw;
   size_t min_sensors = 2;
+  bool kriging = false;  ///< ordinary kriging with the fitted variogram instead of IDW
+  int kriging_neighbours = 16;
   bool geotiff = true, png = true, json = true;
 };
 

@@ -94,6 +94,31 @@ TEST(SurfaceTest, NoisyFieldsFallBackToNearestNeighbour) {
   EXPECT_NE(SurfaceToJson(*b).find("\"method\":\"nearest\""), std::string::npos);
 }
 
+TEST(SurfaceTest, KrigingWhenConfigured) {
+  std::mt19937_64 rng(8);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<SensorValue> smooth;
+  for (int i = 0; i < 60; ++i) {
+    double lat = 52 + u(rng), lon = 13 + u(rng);
+    smooth.push_back({lat, lon, 100 * (lon - 13) + 50 * (lat - 52)});
+  }
+  SurfaceDefinition def = Def();
+  def.kriging = true;
+  auto s = BuildSurface(def, smooth);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->method, "kriging");
+  // A smooth plane: kriging stays within the sensors' range and close to the plane.
+  int checked = 0;
+  for (int r = 5; r < def.grid.height - 5; r += 5) {
+    for (int c = 5; c < def.grid.width - 5; c += 5) {
+      double want = 100 * (def.grid.CellLon(c) - 13) + 50 * (def.grid.CellLat(r) - 52);
+      EXPECT_NEAR(s->values[static_cast<size_t>(r * def.grid.width + c)], want, 8) << r << "," << c;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10);
+}
+
 TEST(SurfaceTest, PipelineWritesASurfacePerClosedWindow) {
   testing::TempDir dir;
   std::string yaml = R"(pipeline:
