@@ -277,7 +277,49 @@ Result<SurfaceDefinition> ParseSurfaceDefinition(const OptionReader& options,
   return d;
 }
 
-Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorValue> sensors) {
+namespace {
+
+// Moran's I and nugget/sill of the sensors of each zone with at least 3 of them.
+std::vector<ZoneStructure> ZoneStructures(const std::vector<SensorValue>& sensors,
+                                          ZoneLocator& zones) {
+  std::map<uint32_t, std::vector<SensorValue>> by_zone;
+  for (const SensorValue& v : sensors) {
+    Symbol z = zones.LocateId(0, v.lat, v.lon);
+    if (!z.empty()) by_zone[z.id].push_back(v);
+  }
+  std::vector<ZoneStructure> out;
+  for (const auto& [id, members] : by_zone) {
+    if (members.size() < 3) continue;
+    ZoneStructure zs;
+    zs.zone = Symbol{id};
+    zs.sensors = members.size();
+    int k = static_cast<int>(std::min<size_t>(4, members.size() - 1));
+    zs.morans_i = ComputeMoran(members, {MoranWeights::kKNearest, 0, k}).i;
+    double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+    for (const SensorValue& v : members) {
+      x0 = std::min(x0, v.lon);
+      x1 = std::max(x1, v.lon);
+      y0 = std::min(y0, v.lat);
+      y1 = std::max(y1, v.lat);
+    }
+    double diag = HaversineM(y0, x0, y1, x1);
+    if (diag > 0) {
+      zs.nugget_sill =
+          FitVariogram(EmpiricalVariogram(members, diag / 10, diag), VariogramModel::kSpherical)
+              .NuggetSillRatio();
+    }
+    out.push_back(zs);
+  }
+  std::sort(out.begin(), out.end(), [](const ZoneStructure& a, const ZoneStructure& b) {
+    return a.zone.view() < b.zone.view();
+  });
+  return out;
+}
+
+}  // namespace
+
+Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorValue> sensors,
+                             ZoneLocator* zones) {
   Surface s;
   s.name = def.name;
   s.window = def.window_symbol;
@@ -319,6 +361,7 @@ Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorVal
   MoranResult moran = ComputeMoran(sensors, {MoranWeights::kKNearest, 0, 4});
   s.morans_i = moran.i;
   s.morans_z = moran.z;
+  if (zones != nullptr) s.zones = ZoneStructures(sensors, *zones);
   IdwOptions idw_options = def.idw;
   if (s.nugget_sill > kNuggetSillNearestNeighbour) {
     s.method = "nearest";
@@ -489,6 +532,16 @@ std::string SurfaceToJson(const Surface& s) {
   j.Key("height").Int(s.grid.height);
   j.Key("min").Number(s.min);
   j.Key("max").Number(s.max);
+  j.Key("zones").BeginArray();  // per zone of the first layer, 3 sensors or more
+  for (const ZoneStructure& z : s.zones) {
+    j.BeginObject();
+    j.Key("zone").String(z.zone.view());
+    j.Key("sensors").UInt(z.sensors);
+    j.Key("morans_i").Number(z.morans_i);
+    j.Key("nugget_sill").Number(z.nugget_sill);
+    j.EndObject();
+  }
+  j.EndArray();
   j.Key("values").BeginArray();  // rows, north first; null = no data
   for (int r = 0; r < s.grid.height; ++r) {
     j.BeginArray();
@@ -515,8 +568,13 @@ std::shared_ptr<const Surface> LatestSurface(const std::string& name) {
   return it == Latest().end() ? nullptr : it->second;
 }
 
-SurfaceOperator::SurfaceOperator(std::vector<SurfaceDefinition> defs)
-    : defs_(std::move(defs)), pending_(defs_.size()) {}
+SurfaceOperator::SurfaceOperator(std::vector<SurfaceDefinition> defs,
+                                 std::shared_ptr<const ZoneSet> zones)
+    : defs_(std::move(defs)), pending_(defs_.size()) {
+  if (zones != nullptr && !zones->layers().empty()) {
+    zones_ = std::make_unique<ZoneLocator>(std::move(zones));
+  }
+}
 
 Status SurfaceOperator::Open(RunContext& ctx) {
   dir_ = ctx.data_dir + "/surfaces";
@@ -539,7 +597,7 @@ Status SurfaceOperator::Emit(size_t index, TimeUs start, Pending& p) {
   std::vector<SensorValue> sensors;
   sensors.reserve(p.sensors.size());
   for (const auto& [device, v] : p.sensors) sensors.push_back(v);
-  Result<Surface> built = BuildSurface(def, std::move(sensors));
+  Result<Surface> built = BuildSurface(def, std::move(sensors), zones_.get());
   if (!built.ok()) {
     spdlog::warn("surface {}: window {}: {}", def.name, FormatTime(start),
                  built.status().ToString());
@@ -567,7 +625,13 @@ Status SurfaceOperator::Flush(TimeUs watermark, bool all) {
   for (size_t d = 0; d < defs_.size(); ++d) {
     auto& windows = pending_[d];
     for (auto& [start, p] : windows) {
-      if (p.dirty && (all || p.end <= watermark)) TRIB_RETURN_IF_ERROR(Emit(d, start, p));
+      if (!p.dirty) continue;
+      bool due =
+          !p.built ? p.end <= watermark : watermark >= p.emitted_at_watermark + (p.end - start);
+      if (all || due) {
+        p.emitted_at_watermark = watermark;
+        TRIB_RETURN_IF_ERROR(Emit(d, start, p));
+      }
     }
     // Keep a few built windows for revisions; older ones are done.
     while (windows.size() > 8 && windows.begin()->second.built && !windows.begin()->second.dirty) {
@@ -613,7 +677,19 @@ Result<std::unique_ptr<Operator>> MakeSurfaceOperator(const PipelineConfig& conf
     defs.push_back(std::move(d));
   }
   if (defs.empty()) return std::unique_ptr<Operator>();
-  return std::unique_ptr<Operator>(std::make_unique<SurfaceOperator>(std::move(defs)));
+  // The zone layers again (an immutable set is cheap to share, but the enrichment stage
+  // is built separately): per-zone structure uses the first layer.
+  std::string base_dir;
+  if (!config.file.empty() && config.file.front() != '<') {
+    base_dir = std::filesystem::path(config.file).parent_path().string();
+  }
+  TRIB_ASSIGN_OR_RETURN(ZoneOptions zone_options, ReadZoneOptions(config.zones, base_dir));
+  std::shared_ptr<const ZoneSet> zones;
+  if (!zone_options.layers.empty()) {
+    zone_options.layers.resize(1);
+    TRIB_ASSIGN_OR_RETURN(zones, ZoneSet::Load(zone_options.layers));
+  }
+  return std::unique_ptr<Operator>(std::make_unique<SurfaceOperator>(std::move(defs), zones));
 }
 
 }  // namespace tributary

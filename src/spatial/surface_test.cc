@@ -68,7 +68,9 @@ TEST(SurfaceTest, GeoTiffPngAndJsonReadBack) {
   EXPECT_NE(json.find("\"metric\":\"pm25\""), std::string::npos);
   EXPECT_NE(json.find("\"bbox\":[13,52,14,53]"), std::string::npos);
   EXPECT_NE(json.find("\"sensors\":3"), std::string::npos);
-  EXPECT_EQ(std::count(json.begin(), json.end(), '['), 1 + 1 + 30);  // bbox, values, rows
+  // bbox, zones (empty without zone layers), values and its 30 rows.
+  EXPECT_EQ(std::count(json.begin(), json.end(), '['), 1 + 1 + 1 + 30);
+  EXPECT_NE(json.find("\"zones\":[]"), std::string::npos);
 }
 
 TEST(SurfaceTest, NoisyFieldsFallBackToNearestNeighbour) {
@@ -92,6 +94,31 @@ TEST(SurfaceTest, NoisyFieldsFallBackToNearestNeighbour) {
   EXPECT_LT(std::fabs(b->morans_i), 0.2);
   EXPECT_EQ(b->idw.k, 1);
   EXPECT_NE(SurfaceToJson(*b).find("\"method\":\"nearest\""), std::string::npos);
+}
+
+TEST(SurfaceTest, PerZoneStructureWithZones) {
+  // Two zones: the west half carries a gradient, the east half white noise.
+  auto set = ZoneSet::FromWkt({{"half",
+                                {{"west", "", "POLYGON((13 52,13.5 52,13.5 53,13 53,13 52))"},
+                                 {"east", "", "POLYGON((13.5 52,14 52,14 53,13.5 53,13.5 52))"}}}});
+  ASSERT_TRUE(set.ok());
+  ZoneLocator loc(*set);
+  std::mt19937_64 rng(6);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<SensorValue> s;
+  for (int i = 0; i < 120; ++i) {
+    double lat = 52 + u(rng), lon = 13 + u(rng);
+    s.push_back({lat, lon, lon < 13.5 ? 200 * (lat - 52) : 100 * u(rng)});
+  }
+  auto surface = BuildSurface(Def(), s, &loc);
+  ASSERT_TRUE(surface.ok());
+  ASSERT_EQ(surface->zones.size(), 2u);
+  EXPECT_EQ(surface->zones[0].zone.str(), "east");
+  EXPECT_LT(std::fabs(surface->zones[0].morans_i), 0.3);
+  EXPECT_EQ(surface->zones[1].zone.str(), "west");
+  EXPECT_GT(surface->zones[1].morans_i, 0.8);
+  EXPECT_EQ(surface->zones[0].sensors + surface->zones[1].sensors, 120u);
+  EXPECT_NE(SurfaceToJson(*surface).find("\"zone\":\"west\""), std::string::npos);
 }
 
 TEST(SurfaceTest, KrigingWhenConfigured) {
