@@ -8,6 +8,7 @@
 
 #include "server/api.h"
 #include "server/metrics.h"
+#include "spatial/surface.h"
 #include "stream/runtime.h"
 
 namespace tributary {
@@ -240,6 +241,11 @@ void ApiServer::Route() {
   });
   http.Get("/api/health", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(HealthJson(pipeline_, live_, events_, NowUs()), kJson);
+  });
+  http.Get("/api/surface/latest", [](const httplib::Request& req, httplib::Response& res) {
+    std::shared_ptr<const Surface> s = LatestSurface(req.get_param_value("name"));
+    if (s == nullptr) return SendError(res, 404, "no surface has been computed yet");
+    res.set_content(SurfaceToJson(*s), kJson);
   });
   http.Get("/api/openapi.json", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(OpenApiJson(), kJson);

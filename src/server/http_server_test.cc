@@ -304,11 +304,16 @@ TEST_F(ServerTest, OpenApiListsEveryPath) {
   simdjson::dom::element doc = parser_.parse(Get("/api/openapi.json"));
   EXPECT_EQ(std::string_view(doc["openapi"]).substr(0, 2), "3.");
   simdjson::dom::object paths = doc["paths"];
-  for (const char* path :
-       {"/api/sensors", "/api/windows", "/api/quarantine", "/api/ledger", "/api/health",
-        "/api/events", "/api/openapi.json", "/healthz", "/readyz", "/metrics"}) {
+  for (const char* path : {"/api/sensors", "/api/windows", "/api/quarantine", "/api/ledger",
+                           "/api/health", "/api/events", "/api/surface/latest", "/api/openapi.json",
+                           "/healthz", "/readyz", "/metrics"}) {
     EXPECT_EQ(paths[path].error(), simdjson::SUCCESS) << path;
   }
+}
+
+TEST_F(ServerTest, SurfaceOfAnUnknownEntryIs404) {
+  std::string body = Get("/api/surface/latest?name=no-such-surface", 404);
+  EXPECT_NE(body.find("no surface"), std::string::npos);
 }
 
 TEST_F(ServerTest, TokenIsEnforcedOnApiOnly) {

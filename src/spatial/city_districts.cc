@@ -6,7 +6,8 @@
 namespace tributary {
 
 std::string_view BuiltinCityDistricts() {
-  static const char kText[] = R"geojson({"type":"FeatureCollection","name":"city_districts","features":[
+  static const char kText[] =
+      R"geojson({"type":"FeatureCollection","name":"city_districts","features":[
 {"type":"Feature","properties":{"district_id":"D1","name":"Südwest"},"geometry":{"type":"Polygon","coordinates":[[[13.24,52.42],[13.351497,52.42],[13.332985,52.487384],[13.24,52.483143],[13.24,52.42]]]}},
 {"type":"Feature","properties":{"district_id":"D2","name":"Süd"},"geometry":{"type":"Polygon","coordinates":[[[13.351497,52.42],[13.438533,52.42],[13.45121,52.478064],[13.332985,52.487384],[13.351497,52.42]]]}},
 {"type":"Feature","properties":{"district_id":"D3","name":"Südost"},"geometry":{"type":"Polygon","coordinates":[[[13.438533,52.42],[13.56,52.42],[13.56,52.479143],[13.45121,52.478064],[13.438533,52.42]]]}},

@@ -10,6 +10,9 @@
 #include <mutex>
 
 #include "core/json_writer.h"
+#include "spatial/kriging.h"
+#include "spatial/moran.h"
+#include "spatial/variogram.h"
 #include "stream/runtime.h"
 #include "stream/window.h"
 
@@ -81,7 +84,9 @@ void SetMetadata(GDALDataset& ds, const Surface& s) {
   ds.SetMetadataItem("WINDOW_START", FormatTime(s.start).c_str());
   ds.SetMetadataItem("WINDOW_END", FormatTime(s.end).c_str());
   ds.SetMetadataItem("SENSORS", std::to_string(s.sensors).c_str());
-  ds.SetMetadataItem("METHOD", "idw");
+  ds.SetMetadataItem("METHOD", s.method.c_str());
+  ds.SetMetadataItem("NUGGET_SILL", fmt::format("{:.6g}", s.nugget_sill).c_str());
+  ds.SetMetadataItem("MORANS_I", fmt::format("{:.6g}", s.morans_i).c_str());
   ds.SetMetadataItem("REVISION", std::to_string(s.revision).c_str());
 }
 
@@ -183,6 +188,13 @@ const SectionSpec& SurfaceSectionSpec() {
            "0.."},
           {"min_sensors", OptionType::kInt, "2", "Windows with fewer sensors get no surface.",
            "2.."},
+          {"method", OptionType::kEnum, "idw",
+           "`idw`, or `kriging`: ordinary kriging with the spherical variogram fitted to the "
+           "window's sensors (`kriging_neighbours` nearest each), slower and meant for "
+           "backfill; falls back to IDW when no variogram can be fitted.",
+           "idw|kriging"},
+          {"kriging_neighbours", OptionType::kInt, "16", "Sensors per local kriging system.",
+           "2..64"},
           {"formats", OptionType::kStringList, "geotiff, png, json",
            "Files to write: any of `geotiff`, `png` (colour map with legend), `json`."},
       }};
@@ -245,6 +257,10 @@ Result<SurfaceDefinition> ParseSurfaceDefinition(const OptionReader& options,
   TRIB_ASSIGN_OR_RETURN(d.idw.radius_m, o.GetDouble("radius"));
   TRIB_ASSIGN_OR_RETURN(int64_t min_sensors, o.GetInt("min_sensors"));
   d.min_sensors = static_cast<size_t>(min_sensors);
+  TRIB_ASSIGN_OR_RETURN(std::string method, o.GetString("method"));
+  d.kriging = method == "kriging";
+  TRIB_ASSIGN_OR_RETURN(int64_t kn, o.GetInt("kriging_neighbours"));
+  d.kriging_neighbours = static_cast<int>(kn);
   TRIB_ASSIGN_OR_RETURN(std::vector<std::string> formats, o.GetStringList("formats"));
   d.geotiff = d.png = d.json = false;
   for (const std::string& f : formats) {
@@ -261,7 +277,49 @@ Result<SurfaceDefinition> ParseSurfaceDefinition(const OptionReader& options,
   return d;
 }
 
-Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorValue> sensors) {
+namespace {
+
+// Moran's I and nugget/sill of the sensors of each zone with at least 3 of them.
+std::vector<ZoneStructure> ZoneStructures(const std::vector<SensorValue>& sensors,
+                                          ZoneLocator& zones) {
+  std::map<uint32_t, std::vector<SensorValue>> by_zone;
+  for (const SensorValue& v : sensors) {
+    Symbol z = zones.LocateId(0, v.lat, v.lon);
+    if (!z.empty()) by_zone[z.id].push_back(v);
+  }
+  std::vector<ZoneStructure> out;
+  for (const auto& [id, members] : by_zone) {
+    if (members.size() < 3) continue;
+    ZoneStructure zs;
+    zs.zone = Symbol{id};
+    zs.sensors = members.size();
+    int k = static_cast<int>(std::min<size_t>(4, members.size() - 1));
+    zs.morans_i = ComputeMoran(members, {MoranWeights::kKNearest, 0, k}).i;
+    double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+    for (const SensorValue& v : members) {
+      x0 = std::min(x0, v.lon);
+      x1 = std::max(x1, v.lon);
+      y0 = std::min(y0, v.lat);
+      y1 = std::max(y1, v.lat);
+    }
+    double diag = HaversineM(y0, x0, y1, x1);
+    if (diag > 0) {
+      zs.nugget_sill =
+          FitVariogram(EmpiricalVariogram(members, diag / 10, diag), VariogramModel::kSpherical)
+              .NuggetSillRatio();
+    }
+    out.push_back(zs);
+  }
+  std::sort(out.begin(), out.end(), [](const ZoneStructure& a, const ZoneStructure& b) {
+    return a.zone.view() < b.zone.view();
+  });
+  return out;
+}
+
+}  // namespace
+
+Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorValue> sensors,
+                             ZoneLocator* zones) {
   Surface s;
   s.name = def.name;
   s.window = def.window_symbol;
@@ -293,8 +351,32 @@ Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorVal
   if (static_cast<int64_t>(s.grid.width) * s.grid.height > kMaxCells) {
     return Status::Invalid("surface grid too large");
   }
-  TRIB_ASSIGN_OR_RETURN(auto idw, IdwInterpolator::Make(std::move(sensors), def.idw, lat0, lon0));
-  idw->Interpolate(s.grid, s.values);
+  // Spatial structure of this window: variogram over half the grid's diagonal in ten
+  // lags, and Moran's I.
+  double diag = HaversineM(s.grid.min_lat, s.grid.min_lon, s.grid.max_lat, s.grid.max_lon);
+  VariogramFit fit =
+      FitVariogram(EmpiricalVariogram(sensors, diag / 20, diag / 2), VariogramModel::kSpherical);
+  s.nugget_sill = fit.NuggetSillRatio();
+  s.variogram_range_m = fit.ok ? fit.range : NAN;
+  MoranResult moran = ComputeMoran(sensors, {MoranWeights::kKNearest, 0, 4});
+  s.morans_i = moran.i;
+  s.morans_z = moran.z;
+  if (zones != nullptr) s.zones = ZoneStructures(sensors, *zones);
+  IdwOptions idw_options = def.idw;
+  if (s.nugget_sill > kNuggetSillNearestNeighbour) {
+    s.method = "nearest";
+    idw_options.k = 1;
+  } else if (def.kriging && fit.ok) {
+    auto krige = OrdinaryKriging::Make(sensors, fit, def.kriging_neighbours, lat0, lon0);
+    if (krige.ok()) {
+      s.method = "kriging";
+      krige->Interpolate(s.grid, s.values);
+    }
+  }
+  s.idw = idw_options;
+  TRIB_ASSIGN_OR_RETURN(auto idw,
+                        IdwInterpolator::Make(std::move(sensors), idw_options, lat0, lon0));
+  if (s.method != "kriging") idw->Interpolate(s.grid, s.values);
   for (float v : s.values) {
     if (!std::isfinite(v)) continue;
     if (!(v >= s.min)) s.min = v;
@@ -434,7 +516,11 @@ std::string SurfaceToJson(const Surface& s) {
   j.Key("window_start").String(FormatTime(s.start));
   j.Key("window_end").String(FormatTime(s.end));
   j.Key("revision").UInt(s.revision);
-  j.Key("method").String("idw");
+  j.Key("method").String(s.method);
+  j.Key("nugget_sill").Number(s.nugget_sill);
+  j.Key("variogram_range_m").Number(s.variogram_range_m);
+  j.Key("morans_i").Number(s.morans_i);
+  j.Key("morans_z").Number(s.morans_z);
   j.Key("power").Number(s.idw.power);
   j.Key("k").Int(s.idw.k);
   j.Key("radius_m").Number(s.idw.radius_m);
@@ -446,6 +532,16 @@ std::string SurfaceToJson(const Surface& s) {
   j.Key("height").Int(s.grid.height);
   j.Key("min").Number(s.min);
   j.Key("max").Number(s.max);
+  j.Key("zones").BeginArray();  // per zone of the first layer, 3 sensors or more
+  for (const ZoneStructure& z : s.zones) {
+    j.BeginObject();
+    j.Key("zone").String(z.zone.view());
+    j.Key("sensors").UInt(z.sensors);
+    j.Key("morans_i").Number(z.morans_i);
+    j.Key("nugget_sill").Number(z.nugget_sill);
+    j.EndObject();
+  }
+  j.EndArray();
   j.Key("values").BeginArray();  // rows, north first; null = no data
   for (int r = 0; r < s.grid.height; ++r) {
     j.BeginArray();
@@ -472,8 +568,13 @@ std::shared_ptr<const Surface> LatestSurface(const std::string& name) {
   return it == Latest().end() ? nullptr : it->second;
 }
 
-SurfaceOperator::SurfaceOperator(std::vector<SurfaceDefinition> defs)
-    : defs_(std::move(defs)), pending_(defs_.size()) {}
+SurfaceOperator::SurfaceOperator(std::vector<SurfaceDefinition> defs,
+                                 std::shared_ptr<const ZoneSet> zones)
+    : defs_(std::move(defs)), pending_(defs_.size()) {
+  if (zones != nullptr && !zones->layers().empty()) {
+    zones_ = std::make_unique<ZoneLocator>(std::move(zones));
+  }
+}
 
 Status SurfaceOperator::Open(RunContext& ctx) {
   dir_ = ctx.data_dir + "/surfaces";
@@ -496,7 +597,7 @@ Status SurfaceOperator::Emit(size_t index, TimeUs start, Pending& p) {
   std::vector<SensorValue> sensors;
   sensors.reserve(p.sensors.size());
   for (const auto& [device, v] : p.sensors) sensors.push_back(v);
-  Result<Surface> built = BuildSurface(def, std::move(sensors));
+  Result<Surface> built = BuildSurface(def, std::move(sensors), zones_.get());
   if (!built.ok()) {
     spdlog::warn("surface {}: window {}: {}", def.name, FormatTime(start),
                  built.status().ToString());
@@ -524,7 +625,13 @@ Status SurfaceOperator::Flush(TimeUs watermark, bool all) {
   for (size_t d = 0; d < defs_.size(); ++d) {
     auto& windows = pending_[d];
     for (auto& [start, p] : windows) {
-      if (p.dirty && (all || p.end <= watermark)) TRIB_RETURN_IF_ERROR(Emit(d, start, p));
+      if (!p.dirty) continue;
+      bool due =
+          !p.built ? p.end <= watermark : watermark >= p.emitted_at_watermark + (p.end - start);
+      if (all || due) {
+        p.emitted_at_watermark = watermark;
+        TRIB_RETURN_IF_ERROR(Emit(d, start, p));
+      }
     }
     // Keep a few built windows for revisions; older ones are done.
     while (windows.size() > 8 && windows.begin()->second.built && !windows.begin()->second.dirty) {
@@ -570,7 +677,19 @@ Result<std::unique_ptr<Operator>> MakeSurfaceOperator(const PipelineConfig& conf
     defs.push_back(std::move(d));
   }
   if (defs.empty()) return std::unique_ptr<Operator>();
-  return std::unique_ptr<Operator>(std::make_unique<SurfaceOperator>(std::move(defs)));
+  // The zone layers again (an immutable set is cheap to share, but the enrichment stage
+  // is built separately): per-zone structure uses the first layer.
+  std::string base_dir;
+  if (!config.file.empty() && config.file.front() != '<') {
+    base_dir = std::filesystem::path(config.file).parent_path().string();
+  }
+  TRIB_ASSIGN_OR_RETURN(ZoneOptions zone_options, ReadZoneOptions(config.zones, base_dir));
+  std::shared_ptr<const ZoneSet> zones;
+  if (!zone_options.layers.empty()) {
+    zone_options.layers.resize(1);
+    TRIB_ASSIGN_OR_RETURN(zones, ZoneSet::Load(zone_options.layers));
+  }
+  return std::unique_ptr<Operator>(std::make_unique<SurfaceOperator>(std::move(defs), zones));
 }
 
 }  // namespace tributary

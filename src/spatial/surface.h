@@ -8,8 +8,13 @@
 // NaN = no data), <start>.png (colour map with a legend) and <start>.json, each
 // atomically (temporary file, then rename); <start> is the window start in UTC,
 // "20240501T120000Z". Windows with fewer than `min_sensors` sensors are skipped. A
+// The sensors' semivariogram (spherical model) and Moran's I are computed with every
+// surface and stored in its JSON and GeoTIFF metadata; where the nugget/sill ratio is
+// above 0.7 the grid is filled by nearest neighbour instead and `method` says so. A
 // window re-emitted as a revision (a late reading within grace) updates its sensor
-// and the surface is rebuilt and rewritten with the next revision number.
+// and the surface is rebuilt and rewritten with the next revision number — at most once
+// per window length of watermark progress (revisions come in bursts of late readings),
+// and finally when the input ends.
 //
 // The latest surface of each entry is kept in memory for the HTTP API (LatestSurface).
 // Threading: the operator runs on the process thread; LatestSurface is safe from any
@@ -25,9 +30,18 @@
 #include "core/pipeline_config.h"
 #include "core/time.h"
 #include "spatial/idw.h"
+#include "spatial/zones.h"
 #include "stream/operator.h"
 
 namespace tributary {
+
+/// Spatial structure of the sensors inside one zone of the first zone layer.
+struct ZoneStructure {
+  Symbol zone;
+  size_t sensors = 0;
+  double morans_i = NAN;     ///< 4-nearest-neighbour weights (fewer in small zones)
+  double nugget_sill = NAN;  ///< spherical variogram of the zone's sensors
+};
 
 /// One interpolated grid.
 struct Surface {
@@ -41,6 +55,14 @@ struct Surface {
   size_t sensors = 0;
   std::vector<float> values;    ///< row-major, row 0 north; NaN = no data
   double min = NAN, max = NAN;  ///< over the finite values
+  /// "idw" or "kriging" as configured, or "nearest" when the variogram's nugget/sill ratio is above
+  /// 0.7 (values too noisy at the sensors' spacing for weighting to mean anything; flagged).
+  std::string method = "idw";
+  double nugget_sill = NAN;  ///< of the spherical variogram fitted to the sensors
+  double variogram_range_m = NAN;
+  double morans_i = NAN;             ///< global Moran's I, 4-nearest-neighbour weights
+  double morans_z = NAN;             ///< its z-score under normality
+  std::vector<ZoneStructure> zones;  ///< per zone with at least 3 sensors (zones configured)
 };
 
 /// Options of one surfaces[] entry.
@@ -54,6 +76,8 @@ struct SurfaceDefinition {
   GridSpec grid;               ///< extent and width/height (height 0: from the aspect)
   IdwOptions idw;
   size_t min_sensors = 2;
+  bool kriging = false;  ///< ordinary kriging with the fitted variogram instead of IDW
+  int kriging_neighbours = 16;
   bool geotiff = true, png = true, json = true;
 };
 
@@ -66,7 +90,9 @@ Result<SurfaceDefinition> ParseSurfaceDefinition(const OptionReader& options,
                                                  const PipelineConfig& config);
 
 /// Interpolate `sensors` for `def` (grid resolved from the sensors when auto).
-Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorValue> sensors);
+/// With `zones`, also the per-zone Moran's I and nugget/sill of the first layer.
+Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorValue> sensors,
+                             ZoneLocator* zones = nullptr);
 
 /// Encoders (also used by tests): GeoTIFF to `path`, colour PNG with a legend to
 /// `path`, and the JSON document.
@@ -79,7 +105,8 @@ std::shared_ptr<const Surface> LatestSurface(const std::string& name = {});
 
 class SurfaceOperator : public Operator {
  public:
-  explicit SurfaceOperator(std::vector<SurfaceDefinition> defs);
+  /// `zones` (may be null) gives the per-zone structure of each surface.
+  SurfaceOperator(std::vector<SurfaceDefinition> defs, std::shared_ptr<const ZoneSet> zones);
   std::string_view name() const override { return "surface"; }
   Status Open(RunContext& ctx) override;
   Status Process(Batch& batch) override;
@@ -95,11 +122,13 @@ class SurfaceOperator : public Operator {
     bool dirty = false;
     bool built = false;
     uint32_t revision = 0;
+    TimeUs emitted_at_watermark = kMinTime;
   };
   Status Emit(size_t def, TimeUs start, Pending& p);
   Status Flush(TimeUs watermark, bool all);
 
   std::vector<SurfaceDefinition> defs_;
+  std::unique_ptr<ZoneLocator> zones_;
   std::vector<std::map<TimeUs, Pending>> pending_;  // per definition, by window start
   std::string dir_;
   uint64_t written_ = 0;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
 
 #include "core/pipeline_config.h"
 #include "stream/runtime.h"
@@ -67,7 +68,82 @@ TEST(SurfaceTest, GeoTiffPngAndJsonReadBack) {
   EXPECT_NE(json.find("\"metric\":\"pm25\""), std::string::npos);
   EXPECT_NE(json.find("\"bbox\":[13,52,14,53]"), std::string::npos);
   EXPECT_NE(json.find("\"sensors\":3"), std::string::npos);
-  EXPECT_EQ(std::count(json.begin(), json.end(), '['), 1 + 1 + 30);  // bbox, values, rows
+  // bbox, zones (empty without zone layers), values and its 30 rows.
+  EXPECT_EQ(std::count(json.begin(), json.end(), '['), 1 + 1 + 1 + 30);
+  EXPECT_NE(json.find("\"zones\":[]"), std::string::npos);
+}
+
+TEST(SurfaceTest, NoisyFieldsFallBackToNearestNeighbour) {
+  std::mt19937_64 rng(4);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<SensorValue> smooth, noisy;
+  for (int i = 0; i < 150; ++i) {
+    double lat = 52 + u(rng), lon = 13 + u(rng);
+    smooth.push_back({lat, lon, 100 * (lon - 13) + 50 * (lat - 52)});  // a gradient
+    noisy.push_back({lat, lon, 100 * u(rng)});                         // white noise
+  }
+  auto a = BuildSurface(Def(), smooth);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->method, "idw");
+  EXPECT_LT(a->nugget_sill, 0.3);
+  EXPECT_GT(a->morans_i, 0.8);
+  auto b = BuildSurface(Def(), noisy);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->method, "nearest");
+  EXPECT_GT(b->nugget_sill, 0.7);
+  EXPECT_LT(std::fabs(b->morans_i), 0.2);
+  EXPECT_EQ(b->idw.k, 1);
+  EXPECT_NE(SurfaceToJson(*b).find("\"method\":\"nearest\""), std::string::npos);
+}
+
+TEST(SurfaceTest, PerZoneStructureWithZones) {
+  // Two zones: the west half carries a gradient, the east half white noise.
+  auto set = ZoneSet::FromWkt({{"half",
+                                {{"west", "", "POLYGON((13 52,13.5 52,13.5 53,13 53,13 52))"},
+                                 {"east", "", "POLYGON((13.5 52,14 52,14 53,13.5 53,13.5 52))"}}}});
+  ASSERT_TRUE(set.ok());
+  ZoneLocator loc(*set);
+  std::mt19937_64 rng(6);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<SensorValue> s;
+  for (int i = 0; i < 120; ++i) {
+    double lat = 52 + u(rng), lon = 13 + u(rng);
+    s.push_back({lat, lon, lon < 13.5 ? 200 * (lat - 52) : 100 * u(rng)});
+  }
+  auto surface = BuildSurface(Def(), s, &loc);
+  ASSERT_TRUE(surface.ok());
+  ASSERT_EQ(surface->zones.size(), 2u);
+  EXPECT_EQ(surface->zones[0].zone.str(), "east");
+  EXPECT_LT(std::fabs(surface->zones[0].morans_i), 0.3);
+  EXPECT_EQ(surface->zones[1].zone.str(), "west");
+  EXPECT_GT(surface->zones[1].morans_i, 0.8);
+  EXPECT_EQ(surface->zones[0].sensors + surface->zones[1].sensors, 120u);
+  EXPECT_NE(SurfaceToJson(*surface).find("\"zone\":\"west\""), std::string::npos);
+}
+
+TEST(SurfaceTest, KrigingWhenConfigured) {
+  std::mt19937_64 rng(8);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<SensorValue> smooth;
+  for (int i = 0; i < 60; ++i) {
+    double lat = 52 + u(rng), lon = 13 + u(rng);
+    smooth.push_back({lat, lon, 100 * (lon - 13) + 50 * (lat - 52)});
+  }
+  SurfaceDefinition def = Def();
+  def.kriging = true;
+  auto s = BuildSurface(def, smooth);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->method, "kriging");
+  // A smooth plane: kriging stays within the sensors' range and close to the plane.
+  int checked = 0;
+  for (int r = 5; r < def.grid.height - 5; r += 5) {
+    for (int c = 5; c < def.grid.width - 5; c += 5) {
+      double want = 100 * (def.grid.CellLon(c) - 13) + 50 * (def.grid.CellLat(r) - 52);
+      EXPECT_NEAR(s->values[static_cast<size_t>(r * def.grid.width + c)], want, 8) << r << "," << c;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10);
 }
 
 TEST(SurfaceTest, PipelineWritesASurfacePerClosedWindow) {

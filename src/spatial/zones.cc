@@ -192,12 +192,14 @@ enum class FastAnswer { kInside, kOutside, kNearEdge };
 // answer. Rounding in the crossing abscissa is far below kEdgeTolerance, so a point
 // farther than that from every crossing, and not level with a vertex, is decided
 // exactly; anything else (on or next to an edge) is left to GEOS.
-FastAnswer FastLocate(const Zone& z, double px, double py) {
+FastAnswer FastLocate(const double* blob, double px, double py) {
   constexpr double kEdgeTolerance = 1e-9;  // degrees
   bool inside = false;
   uint32_t begin = 0;
-  const double* xy = z.xy.data();
-  for (uint32_t end : z.ring_end) {
+  const uint32_t rings = static_cast<uint32_t>(blob[0]);
+  const double* xy = blob + 1 + rings;
+  for (uint32_t r = 0; r < rings; ++r) {
+    const uint32_t end = static_cast<uint32_t>(blob[1 + r]);
     for (uint32_t i = begin; i + 1 < end; ++i) {
       double x1 = xy[2 * i], y1 = xy[2 * i + 1], x2 = xy[2 * i + 2], y2 = xy[2 * i + 3];
       if ((y1 > py) != (y2 > py)) {
@@ -224,6 +226,18 @@ void FinishLayer(ZoneLayer& layer) {
   for (const Zone& z : layer.zones) boxes.push_back(z.envelope);
   layer.tree = PackedRTree(boxes);
   layer.name_symbol = Intern(layer.name);
+  layer.fast.clear();
+  layer.fast_offset.assign(layer.zones.size(), kNoFastPath);
+  for (uint32_t i : layer.tree.LeafOrder()) {
+    Zone& z = layer.zones[i];
+    if (z.ring_end.empty()) continue;
+    layer.fast_offset[i] = static_cast<uint32_t>(layer.fast.size());
+    layer.fast.push_back(static_cast<double>(z.ring_end.size()));
+    for (uint32_t e : z.ring_end) layer.fast.push_back(static_cast<double>(e));
+    layer.fast.insert(layer.fast.end(), z.xy.begin(), z.xy.end());
+    // The zone keeps no second copy.
+    std::vector<double>().swap(z.xy);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -461,9 +475,8 @@ int ZoneLocator::Locate(size_t layer_index, double lat, double lon) {
   GEOSContextHandle_t h = geos_->ctx.get();
   GeomPtr point(nullptr, GeomDeleter{h});  // built only when GEOS has to decide
   for (uint32_t i : cand) {
-    const Zone& zone = layer.zones[i];
-    if (!zone.ring_end.empty()) {
-      FastAnswer a = FastLocate(zone, lon, lat);
+    if (uint32_t off = layer.fast_offset[i]; off != kNoFastPath) {
+      FastAnswer a = FastLocate(layer.fast.data() + off, lon, lat);
       if (a == FastAnswer::kInside) return static_cast<int>(i);
       if (a == FastAnswer::kOutside) continue;
     }

@@ -69,6 +69,10 @@ class PackedRTree {
   void Query(double x, double y, Visit&& visit) const;
 
   size_t size() const { return num_items_; }
+  /// The items in leaf order (spatially clustered).
+  std::vector<uint32_t> LeafOrder() const {
+    return {refs_.begin(), refs_.begin() + static_cast<ptrdiff_t>(num_items_)};
+  }
 
  private:
   // Nodes level by level, leaves (the items, in packed order) first, the root last. For
@@ -98,7 +102,8 @@ struct Zone {
   Envelope envelope;
   std::string wkb;
   /// For zones of at most kFastPathMaxVertices vertices: every ring of every part as
-  /// flat x, y pairs, ring r spanning [ring_end[r-1], ring_end[r]) points (closed).
+  /// flat x, y pairs, ring r spanning [ring_end[r-1], ring_end[r]) points (closed). The
+  /// pairs move into ZoneLayer::fast when the layer is finished; ring_end stays.
   std::vector<double> xy;
   std::vector<uint32_t> ring_end;
 };
@@ -114,7 +119,14 @@ struct ZoneLayer {
   Symbol name_symbol;
   std::vector<Zone> zones;
   PackedRTree tree;
+  /// The fast-path geometry of every small zone in one array, laid out in the R-tree's
+  /// leaf order so spatial neighbours are adjacent in memory (a lookup touches one or
+  /// two cache lines of it): at fast_offset[zone] the ring count, the rings' end
+  /// offsets (in points), then the x, y pairs. kNoFastPath for zones GEOS handles alone.
+  std::vector<double> fast;
+  std::vector<uint32_t> fast_offset;
 };
+inline constexpr uint32_t kNoFastPath = UINT32_MAX;
 
 /// Immutable set of zone layers, shared by every locator.
 class ZoneSet {
