@@ -295,6 +295,30 @@ TEST_F(PostgresSinkTest, OutageUnderLoadLosesAndDoublesNothing) {
   EXPECT_EQ(Int("SELECT sum(readings) FROM air.sink_commits"), total);
 }
 
+// The binary with a postgres sink in its pipeline file: what the ledger says each table
+// committed is exactly what the database holds.
+TEST_F(PostgresSinkTest, BinaryRunCommitsWhatItsLedgerReports) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("p.yaml"),
+                     "pipeline:\n  name: pg-run\nprocessing:\n  grace: 15m\nsources:\n"
+                     "  - name: simulator\n    type: simulator\n    speed: 300\n"
+                     "windows:\n  - name: device_1m\n    type: tumbling\n    size: 1m\n"
+                     "    group_by: device\n    aggregates: [count, mean]\n"
+                     "sinks:\n  - name: warehouse\n    type: postgres\n"
+                     "    conninfo: \"${TRIB_TEST_PG}\"\n    schema: run\n");
+  testing::CommandResult r = testing::RunTributary(
+      {"run", dir.File("p.yaml"), "--data-dir", dir.File("out"), "--duration", "3s", "--quiet"}, {},
+      {"TRIB_TEST_PG=" + server_.conninfo()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string ledger = testing::ReadFile(dir.File("out/ledger.json"));
+  for (const char* table : {"readings", "windows", "quarantine", "late"}) {
+    int64_t stored = Int(std::string("SELECT count(*) FROM run.") + table);
+    std::string key = std::string("\"warehouse/") + table + "\":" + std::to_string(stored);
+    EXPECT_NE(ledger.find(key), std::string::npos) << key << " in " << ledger;
+  }
+  EXPECT_GT(Int("SELECT count(*) FROM run.readings"), 0);
+}
+
 TEST(PostgresSinkOptionsTest, RequiresAConnectionString) {
   ASSERT_EQ(Registry::Get().SinkSpec("postgres"), &PostgresSinkSpec());
   auto entry = [](const std::string& yaml) {
