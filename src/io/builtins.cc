@@ -5,6 +5,7 @@
 #include "core/registry.h"
 #include "ingest/device_registry.h"
 #include "ingest/source_options.h"
+#include "io/sinks/influx_sink.h"
 #include "io/sinks/mqtt_sink.h"
 #include "io/sinks/parquet_sink.h"
 #include "io/sinks/postgres_sink.h"
@@ -42,6 +43,7 @@ void RegisterBuiltins(Registry& registry) {
   RegisterParquetSink(registry);
   RegisterMqttSink(registry);
   RegisterPostgresSink(registry);
+  RegisterInfluxSink(registry);
   // Server.
   registry.AddSection(&ServerSectionSpec());
 }

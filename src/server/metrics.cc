@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
+
+#include "core/sink_health.h"
 
 namespace tributary {
 
@@ -51,6 +54,33 @@ std::string EscapeLabelValue(std::string_view v) {
   return out;
 }
 
+namespace {
+
+// Circuit breakers of remote sinks (io/sinks/breaker_sink.h).
+void RenderSinkHealth(std::string& out) {
+  std::map<std::string, SinkHealth> health = SinkHealthSnapshot();
+  if (health.empty()) return;
+  auto each = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
+    Header(out, name, type, help);
+    for (const auto& [sink, h] : health) Sample(out, name, Label("sink", sink), value(h));
+  };
+  each("tributary_sink_breaker_state", "gauge",
+       "Circuit breaker of a remote sink: 0 closed, 1 open, 2 half-open.",
+       [](const SinkHealth& h) { return static_cast<uint64_t>(h.state); });
+  each("tributary_sink_breaker_opened_total", "counter", "Times the breaker opened.",
+       [](const SinkHealth& h) { return h.opened_total; });
+  each("tributary_sink_buffer_rows", "gauge", "Rows waiting in the local buffer.",
+       [](const SinkHealth& h) { return h.buffered_rows; });
+  each("tributary_sink_buffer_drained_rows_total", "counter",
+       "Rows sent from the local buffer after a recovery.",
+       [](const SinkHealth& h) { return h.drained_rows_total; });
+  each("tributary_sink_buffer_drain_rows_per_second", "gauge",
+       "Rate of the last drain of the local buffer.",
+       [](const SinkHealth& h) { return static_cast<uint64_t>(h.drain_rows_per_s); });
+}
+
+}  // namespace
+
 std::string RenderPrometheus(const MetricsInput& in) {
   const LedgerSnapshot& l = in.ledger;
   std::string out;
@@ -73,6 +103,7 @@ std::string RenderPrometheus(const MetricsInput& in) {
   for (const auto& [sink_table, n] : l.sink_committed) {
     Sample(out, "tributary_sink_committed_rows_total", Label("sink_table", sink_table), n);
   }
+  RenderSinkHealth(out);
   Header(out, "tributary_queue_depth", "gauge", "Batches waiting in an inter-stage queue.");
   Sample(out, "tributary_queue_depth", Label("queue", "raw"), in.raw_queue_depth);
   Sample(out, "tributary_queue_depth", Label("queue", "sink"), in.sink_queue_depth);

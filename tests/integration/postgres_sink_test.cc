@@ -10,6 +10,7 @@
 
 #include "core/ledger.h"
 #include "core/registry.h"
+#include "core/sink_health.h"
 #include "integration/postgres.h"
 #include "io/sinks/pg_conn.h"
 #include "sink_test_records.h"
@@ -294,6 +295,30 @@ TEST_F(PostgresSinkTest, OutageUnderLoadLosesAndDoublesNothing) {
   EXPECT_EQ(Int("SELECT sum(readings) FROM air.sink_commits"), total);
 }
 
+// The binary with a postgres sink in its pipeline file: what the ledger says each table
+// committed is exactly what the database holds.
+TEST_F(PostgresSinkTest, BinaryRunCommitsWhatItsLedgerReports) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("p.yaml"),
+                     "pipeline:\n  name: pg-run\nprocessing:\n  grace: 15m\nsources:\n"
+                     "  - name: simulator\n    type: simulator\n    speed: 300\n"
+                     "windows:\n  - name: device_1m\n    type: tumbling\n    size: 1m\n"
+                     "    group_by: device\n    aggregates: [count, mean]\n"
+                     "sinks:\n  - name: warehouse\n    type: postgres\n"
+                     "    conninfo: \"${TRIB_TEST_PG}\"\n    schema: run\n");
+  testing::CommandResult r = testing::RunTributary(
+      {"run", dir.File("p.yaml"), "--data-dir", dir.File("out"), "--duration", "3s", "--quiet"}, {},
+      {"TRIB_TEST_PG=" + server_.conninfo()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string ledger = testing::ReadFile(dir.File("out/ledger.json"));
+  for (const char* table : {"readings", "windows", "quarantine", "late"}) {
+    int64_t stored = Int(std::string("SELECT count(*) FROM run.") + table);
+    std::string key = std::string("\"warehouse/") + table + "\":" + std::to_string(stored);
+    EXPECT_NE(ledger.find(key), std::string::npos) << key << " in " << ledger;
+  }
+  EXPECT_GT(Int("SELECT count(*) FROM run.readings"), 0);
+}
+
 TEST(PostgresSinkOptionsTest, RequiresAConnectionString) {
   ASSERT_EQ(Registry::Get().SinkSpec("postgres"), &PostgresSinkSpec());
   auto entry = [](const std::string& yaml) {
@@ -319,6 +344,120 @@ TEST(PostgresSinkOptionsTest, RequiresAConnectionString) {
   EXPECT_EQ(o->schema, "s1");
   EXPECT_EQ(o->batch_rows, 100000);
   EXPECT_EQ(o->retry_for, 60 * kMicrosPerSecond);
+}
+
+}  // namespace
+}  // namespace tributary
+
+namespace tributary {
+namespace {
+
+// The postgres sink as a pipeline builds it: through the registry, behind the breaker.
+class PostgresBreakerTest : public PostgresSinkTest {
+ protected:
+  std::unique_ptr<Sink> MakeFromConfig() {
+    YAML::Node node = YAML::Load(
+        "{name: warehouse, type: postgres, schema: air, "
+        "breaker_probe_interval: 200ms, breaker_probe_interval_max: 1s}");
+    node["conninfo"] = server_.conninfo();
+    node["breaker_buffer"] = buffer_dir_.File("warehouse.buffer.sqlite");
+    SinkEntry e;
+    e.name = "warehouse";
+    e.type = "postgres";
+    e.options =
+        OptionReader(node, "pipeline.yaml", "sinks[0]", {&SinkCommonSpec(), &PostgresSinkSpec()});
+    EXPECT_TRUE(e.options.CheckKeys().ok());
+    Result<std::unique_ptr<Sink>> sink = Registry::Get().MakeSink(e);
+    EXPECT_TRUE(sink.ok()) << sink.status().ToString();
+    return sink.ok() ? std::move(sink).value() : nullptr;
+  }
+  static Batch Readings(int first, int n) {
+    Batch b;
+    for (int k = first; k < first + n; ++k) {
+      b.readings.push_back(BareReading(k % 3 == 0 ? "node-a" : "node-b", "no2",
+                                       kSinkT0 + int64_t{k} * kMicrosPerMilli, k));
+    }
+    return b;
+  }
+  testing::TempDir buffer_dir_;
+};
+
+TEST_F(PostgresBreakerTest, OutageDivertsToTheLocalBufferAndDrainsInOrder) {
+  std::unique_ptr<Sink> sink = MakeFromConfig();
+  ASSERT_NE(sink, nullptr);
+  ctx_.data_dir = buffer_dir_.path();
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+
+  constexpr int kBatches = 300;
+  constexpr int kPerBatch = 200;
+  int i = 0;
+  auto step = [&] {
+    Status st = sink->Write(Readings(i * kPerBatch, kPerBatch));
+    if (st.ok() && i % 5 == 4) st = sink->Commit();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    ++i;
+  };
+  for (; i < 50;) step();
+  db_.Close();
+  server_.Stop();
+  // 10 s of outage under load: writes go on without blocking on the dead server.
+  TimeUs outage_start = NowUs();
+  DurationUs slowest_call = 0;
+  while (NowUs() - outage_start < 10 * kMicrosPerSecond && i < kBatches - 50) {
+    TimeUs t = NowUs();
+    step();
+    slowest_call = std::max(slowest_call, NowUs() - t);
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  }
+  SinkHealth during = SinkHealthSnapshot()["warehouse"];
+  EXPECT_EQ(during.state, BreakerState::kOpen);
+  EXPECT_GT(during.buffered_rows, 0u);
+  EXPECT_GE(during.opened_total, 1u);
+  EXPECT_LT(slowest_call, 2 * kMicrosPerSecond) << "an open breaker does not wait for the server";
+  std::string err = server_.Start();
+  ASSERT_EQ(err, "") << err;
+  for (; i < kBatches;) step();
+  // The next probe is due at most breaker_probe_interval_max after the last failed one.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_TRUE(sink->Commit().ok());
+  SinkHealth after = SinkHealthSnapshot()["warehouse"];
+  sink->Close();
+
+  EXPECT_EQ(after.state, BreakerState::kClosed);
+  EXPECT_EQ(after.buffered_rows, 0u);
+  EXPECT_GT(after.drained_rows_total, 0u);
+  EXPECT_GT(after.drain_rows_per_s, 0.0);
+  ASSERT_TRUE(db_.Connect(server_.conninfo(), "tributary-tests", 5).ok());
+  const int64_t total = int64_t{kBatches} * kPerBatch;
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), total);
+  EXPECT_EQ(Int("SELECT count(DISTINCT value) FROM air.readings"), total);
+  EXPECT_EQ(Int("SELECT max(value)::bigint FROM air.readings"), total - 1);
+  EXPECT_EQ(Committed("warehouse/readings"), static_cast<uint64_t>(total));
+}
+
+TEST_F(PostgresBreakerTest, ABufferLeftByAnEarlierRunIsDrainedAtTheNextStart) {
+  ctx_.data_dir = buffer_dir_.path();
+  db_.Close();
+  server_.Stop();
+  {
+    std::unique_ptr<Sink> sink = MakeFromConfig();
+    ASSERT_TRUE(sink->Open(ctx_).ok()) << "an unreachable server does not stop the run";
+    ASSERT_TRUE(sink->Write(Readings(0, 700)).ok());
+    ASSERT_TRUE(sink->Commit().ok());
+    sink->Close();
+  }
+  EXPECT_EQ(SinkHealthSnapshot()["warehouse"].buffered_rows, 700u);
+  std::string err = server_.Start();
+  ASSERT_EQ(err, "") << err;
+  std::unique_ptr<Sink> sink = MakeFromConfig();
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+  ASSERT_TRUE(sink->Write(Readings(700, 300)).ok());
+  ASSERT_TRUE(sink->Commit().ok());
+  sink->Close();
+  ASSERT_TRUE(db_.Connect(server_.conninfo(), "tributary-tests", 5).ok());
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), 1000);
+  EXPECT_EQ(SinkHealthSnapshot()["warehouse"].buffered_rows, 0u);
+  EXPECT_EQ(Committed("warehouse/readings"), 1000u);
 }
 
 }  // namespace

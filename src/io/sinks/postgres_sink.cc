@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "core/registry.h"
+#include "io/sinks/breaker_sink.h"
 #include "io/sinks/pg_conn.h"
 #include "io/sinks/table_selection.h"
 
@@ -848,40 +849,45 @@ void PostgresSink::EncodeLate(const LateRecord& l, std::string& out) {
 }  // namespace
 
 const SectionSpec& PostgresSinkSpec() {
-  static const SectionSpec spec{
-      "sinks[] (type: postgres)",
-      "PostgreSQL with PostGIS: the tables readings (partitioned by month, or a TimescaleDB "
-      "hypertable where that extension is available), windows, quarantine, late and alerts, "
-      "created on start with geometry(Point, 4326) columns, GiST indexes and provenance as "
-      "jsonb. Rows are sent with COPY at every pipeline commit and inserted with ON CONFLICT "
-      "DO NOTHING, so replayed input is stored once; a lost connection is re-established with "
-      "exponential backoff and jitter.",
-      {
-          {"conninfo", OptionType::kString, "",
-           "libpq connection string (`host=127.0.0.1 port=5432 dbname=air user=tributary`) or "
-           "URI (`postgresql://user@host/db`); use `${PGPASSWORD}`-style substitution or "
-           "libpq's environment variables and ~/.pgpass for secrets. Required."},
-          {"schema", OptionType::kString, "public",
-           "Schema that holds the tables; created if missing."},
-          {"tables", OptionType::kStringList, "readings, windows, quarantine, late",
-           "Tables that receive rows (every table is created either way): any of "
-           "`readings`, `windows`, `quarantine`, `late`."},
-          {"batch_rows", OptionType::kInt, "100000",
-           "Send buffered rows once this many are waiting, even between pipeline commits.", "1.."},
-          {"connect_timeout", OptionType::kDuration, "5s",
-           "How long one connection attempt may take.", "1s..10m"},
-          {"reconnect_backoff", OptionType::kDuration, "200ms",
-           "First wait before reconnecting after a lost connection; it doubles at every "
-           "failed attempt (each wait drawn at random between half and all of it).",
-           "1ms..1min"},
-          {"reconnect_backoff_max", OptionType::kDuration, "10s",
-           "Longest wait between reconnection attempts.", "1ms..1h"},
-          {"retry_for", OptionType::kDuration, "60s",
-           "How long one write or commit keeps reconnecting and retrying before it reports "
-           "the failure to the pipeline (which retries again, or diverts to the local buffer "
-           "when the circuit breaker is on).",
-           "0s..1h"},
-      }};
+  static const SectionSpec spec = [] {
+    SectionSpec s{
+        "sinks[] (type: postgres)",
+        "PostgreSQL with PostGIS: the tables readings (partitioned by month, or a TimescaleDB "
+        "hypertable where that extension is available), windows, quarantine, late and alerts, "
+        "created on start with geometry(Point, 4326) columns, GiST indexes and provenance as "
+        "jsonb. Rows are sent with COPY at every pipeline commit and inserted with ON CONFLICT "
+        "DO NOTHING, so replayed input is stored once; a lost connection is re-established with "
+        "exponential backoff and jitter.",
+        {
+            {"conninfo", OptionType::kString, "",
+             "libpq connection string (`host=127.0.0.1 port=5432 dbname=air user=tributary`) or "
+             "URI (`postgresql://user@host/db`); use `${PGPASSWORD}`-style substitution or "
+             "libpq's environment variables and ~/.pgpass for secrets. Required."},
+            {"schema", OptionType::kString, "public",
+             "Schema that holds the tables; created if missing."},
+            {"tables", OptionType::kStringList, "readings, windows, quarantine, late",
+             "Tables that receive rows (every table is created either way): any of "
+             "`readings`, `windows`, `quarantine`, `late`."},
+            {"batch_rows", OptionType::kInt, "100000",
+             "Send buffered rows once this many are waiting, even between pipeline commits.",
+             "1.."},
+            {"connect_timeout", OptionType::kDuration, "5s",
+             "How long one connection attempt may take.", "1s..10m"},
+            {"reconnect_backoff", OptionType::kDuration, "200ms",
+             "First wait before reconnecting after a lost connection; it doubles at every "
+             "failed attempt (each wait drawn at random between half and all of it).",
+             "1ms..1min"},
+            {"reconnect_backoff_max", OptionType::kDuration, "10s",
+             "Longest wait between reconnection attempts.", "1ms..1h"},
+            {"retry_for", OptionType::kDuration, "60s",
+             "How long one write or commit keeps reconnecting and retrying before it reports "
+             "the failure to the pipeline (which retries again, or diverts to the local buffer "
+             "when the circuit breaker is on).",
+             "0s..1h"},
+        }};
+    for (OptionSpec& o : BreakerOptionSpecs()) s.options.push_back(o);
+    return s;
+  }();
   return spec;
 }
 
@@ -919,7 +925,14 @@ void RegisterPostgresSink(Registry& registry) {
   registry.AddSink(
       "postgres", &PostgresSinkSpec(), [](const SinkEntry& entry) -> Result<std::unique_ptr<Sink>> {
         TRIB_ASSIGN_OR_RETURN(PostgresSinkOptions options, ReadPostgresSinkOptions(entry));
-        return MakePostgresSink(std::move(options));
+        TRIB_ASSIGN_OR_RETURN(BreakerOptions breaker, ReadBreakerOptions(entry.options));
+        if (!breaker.enabled) return MakePostgresSink(std::move(options));
+        // Behind the breaker one attempt per call is enough: the breaker buffers locally
+        // and probes with its own backoff.
+        options.retry_for = 0;
+        std::string name = options.name;
+        return MakeBreakerSink(name, std::move(breaker),
+                               [options] { return MakePostgresSink(options); });
       });
 }
 

@@ -1,0 +1,332 @@
+#include "io/sinks/breaker_sink.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <utility>
+
+#include "core/sink_health.h"
+#include "io/sinks/batch_codec.h"
+#include "io/sinks/sqlite_util.h"
+
+namespace tributary {
+
+namespace {
+
+class BreakerSink final : public Sink {
+ public:
+  BreakerSink(std::string name, BreakerOptions options, SinkMaker make)
+      : name_(std::move(name)), options_(std::move(options)), make_(std::move(make)) {}
+  ~BreakerSink() override { Close(); }
+
+  Status Open(RunContext& ctx) override;
+  Status Write(const Batch& batch) override;
+  Status Commit() override;
+  void Close() override;
+
+ private:
+  Status OpenBuffer();
+  // Send to the buffer (one durable row per batch).
+  Status Buffer(const Batch& batch);
+  // Open the breaker: buffer the uncommitted copies, drop the remote sink.
+  Status Trip(const std::string& why);
+  // Half-open when due: open a fresh remote sink and drain the buffer.
+  Status MaybeProbe();
+  Status Drain();
+  void ProbeFailed(const Status& st);
+  void Publish() { PublishSinkHealth(name_, health_); }
+  void NoteCommitLatency(DurationUs dt, uint64_t rows);
+
+  std::string name_;
+  BreakerOptions options_;
+  SinkMaker make_;
+  RunContext* ctx_ = nullptr;
+  std::unique_ptr<Sink> remote_;
+
+  SqliteDb db_;
+  SqliteStatement insert_, delete_;
+
+  SinkHealth health_;
+  std::vector<Batch> uncommitted_;  // written to the remote sink since its last Commit
+  uint64_t uncommitted_rows_ = 0;
+  TimeUs next_probe_ = 0;
+  DurationUs probe_wait_ = 0;
+  double baseline_us_ = 0;  // moving average of healthy commit latencies
+  int healthy_samples_ = 0;
+  int slow_in_row_ = 0;
+};
+
+Status BreakerSink::Open(RunContext& ctx) {
+  ctx_ = &ctx;
+  TRIB_RETURN_IF_ERROR(OpenBuffer());
+  probe_wait_ = options_.probe_interval;
+  if (health_.buffered_rows > 0) {
+    // Left by an earlier run: drain it before anything new goes to the remote sink.
+    spdlog::info("sink {}: {} rows wait in the local buffer {}; draining them first", name_,
+                 health_.buffered_rows, db_.path());
+    health_.state = BreakerState::kOpen;
+    next_probe_ = 0;
+    Publish();
+    return MaybeProbe();
+  }
+  remote_ = make_();
+  Status st = remote_->Open(ctx);
+  if (!st.ok()) {
+    if (!st.retryable()) return st;
+    remote_->Close();
+    remote_.reset();
+    spdlog::warn("sink {}: {}; buffering locally until it recovers", name_, st.message());
+    health_.state = BreakerState::kOpen;
+    ++health_.opened_total;
+    next_probe_ = NowUs() + probe_wait_;
+  }
+  Publish();
+  return Status::Ok();
+}
+
+Status BreakerSink::OpenBuffer() {
+  std::string path = options_.buffer_path;
+  if (path.empty()) {
+    std::string dir = ctx_->data_dir.empty() ? std::string(".") : ctx_->data_dir;
+    path = dir + "/" + name_ + ".buffer.sqlite";
+  }
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  TRIB_RETURN_IF_ERROR(db_.Open(path));
+  TRIB_RETURN_IF_ERROR(
+      db_.Exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+               "CREATE TABLE IF NOT EXISTS buffer (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+               "rows INTEGER NOT NULL, buffered_at_us INTEGER NOT NULL, batch BLOB NOT NULL)"));
+  TRIB_ASSIGN_OR_RETURN(int64_t rows, db_.QueryInt("SELECT COALESCE(SUM(rows), 0) FROM buffer"));
+  health_.buffered_rows = static_cast<uint64_t>(rows);
+  TRIB_ASSIGN_OR_RETURN(insert_,
+                        db_.Prepare("INSERT INTO buffer (rows, buffered_at_us, batch) VALUES (?1, "
+                                    "?2, ?3)"));
+  TRIB_ASSIGN_OR_RETURN(delete_, db_.Prepare("DELETE FROM buffer WHERE seq <= ?1"));
+  return Status::Ok();
+}
+
+Status BreakerSink::Buffer(const Batch& batch) {
+  uint64_t rows = BatchRecordRows(batch);
+  if (rows == 0) return Status::Ok();
+  std::string bytes;
+  EncodeBatchRecords(batch, bytes);
+  insert_.BindInt(1, static_cast<int64_t>(rows));
+  insert_.BindInt(2, NowUs());
+  insert_.BindBlob(3, bytes);
+  Status st = insert_.Run();
+  if (!st.ok()) return st.WithContext("sink " + name_ + ": local buffer");
+  health_.buffered_rows += rows;
+  Publish();
+  return Status::Ok();
+}
+
+Status BreakerSink::Trip(const std::string& why) {
+  spdlog::warn("sink {}: circuit breaker opens ({}); buffering in {}", name_, why, db_.path());
+  if (remote_) {
+    remote_->Close();  // drops what it had not committed: the copies below hold it
+    remote_.reset();
+  }
+  health_.state = BreakerState::kOpen;
+  ++health_.opened_total;
+  slow_in_row_ = 0;
+  probe_wait_ = options_.probe_interval;
+  next_probe_ = NowUs() + probe_wait_;
+  Status st;
+  for (const Batch& b : uncommitted_) {
+    if (st.ok()) st = Buffer(b);
+  }
+  uncommitted_.clear();
+  uncommitted_rows_ = 0;
+  Publish();
+  return st;
+}
+
+void BreakerSink::ProbeFailed(const Status& st) {
+  if (remote_) {
+    remote_->Close();
+    remote_.reset();
+  }
+  health_.state = BreakerState::kOpen;
+  probe_wait_ = std::min(probe_wait_ * 2, options_.probe_interval_max);
+  next_probe_ = NowUs() + probe_wait_;
+  spdlog::warn("sink {}: probe failed ({}); next probe in {}", name_, st.message(),
+               FormatDuration(probe_wait_));
+  Publish();
+}
+
+Status BreakerSink::MaybeProbe() {
+  if (health_.state == BreakerState::kClosed || NowUs() < next_probe_) return Status::Ok();
+  health_.state = BreakerState::kHalfOpen;
+  Publish();
+  remote_ = make_();
+  Status st = remote_->Open(*ctx_);
+  if (st.ok()) st = Drain();
+  if (!st.ok()) {
+    ProbeFailed(st);
+    return Status::Ok();  // the rows are safe in the buffer
+  }
+  spdlog::info("sink {}: recovered; the local buffer is drained and the breaker closes", name_);
+  health_.state = BreakerState::kClosed;
+  probe_wait_ = options_.probe_interval;
+  Publish();
+  return Status::Ok();
+}
+
+Status BreakerSink::Drain() {
+  TimeUs started = NowUs();
+  uint64_t sent = 0;
+  while (true) {
+    // One chunk: consecutive batches up to drain_chunk_rows rows, one remote commit.
+    int64_t last_seq = -1;
+    uint64_t chunk_rows = 0;
+    bool more = true;
+    while (more && chunk_rows < static_cast<uint64_t>(options_.drain_chunk_rows)) {
+      // Rows after last_seq, read in pages of 64 batches.
+      int got = 0;
+      Result<SqliteStatement> page =
+          db_.Prepare("SELECT seq, rows, batch FROM buffer WHERE seq > " +
+                      std::to_string(last_seq) + " ORDER BY seq LIMIT 64");
+      if (!page.ok()) return page.status();
+      while (chunk_rows < static_cast<uint64_t>(options_.drain_chunk_rows)) {
+        Result<bool> row = page->Step();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        ++got;
+        Result<Batch> batch = DecodeBatchRecords(page->ColumnBlob(2));
+        if (!batch.ok()) return batch.status().WithContext(db_.path());
+        TRIB_RETURN_IF_ERROR(remote_->Write(*batch));
+        last_seq = page->ColumnInt(0);
+        chunk_rows += static_cast<uint64_t>(page->ColumnInt(1));
+      }
+      if (got == 0) more = false;
+    }
+    if (last_seq < 0) break;  // empty
+    TRIB_RETURN_IF_ERROR(remote_->Commit());
+    delete_.BindInt(1, last_seq);
+    TRIB_RETURN_IF_ERROR(delete_.Run());
+    sent += chunk_rows;
+    health_.buffered_rows -= std::min(health_.buffered_rows, chunk_rows);
+    health_.drained_rows_total += chunk_rows;
+    DurationUs elapsed = std::max<DurationUs>(NowUs() - started, 1);
+    health_.drain_rows_per_s =
+        static_cast<double>(sent) * static_cast<double>(kMicrosPerSecond) / elapsed;
+    Publish();
+  }
+  if (sent > 0) {
+    spdlog::info("sink {}: drained {} buffered rows at {:.0f} rows/s", name_, sent,
+                 health_.drain_rows_per_s);
+  }
+  health_.buffered_rows = 0;
+  return Status::Ok();
+}
+
+Status BreakerSink::Write(const Batch& batch) {
+  TRIB_RETURN_IF_ERROR(MaybeProbe());
+  if (health_.state != BreakerState::kClosed) return Buffer(batch);
+  uint64_t rows = BatchRecordRows(batch);
+  if (rows == 0) return Status::Ok();
+  uncommitted_.push_back(batch);
+  uncommitted_rows_ += rows;
+  Status st = remote_->Write(batch);
+  if (!st.ok()) {
+    if (!st.retryable()) return st;
+    return Trip(st.message());
+  }
+  return Status::Ok();
+}
+
+void BreakerSink::NoteCommitLatency(DurationUs dt, uint64_t rows) {
+  if (rows == 0) return;
+  auto us = static_cast<double>(dt);
+  bool slow = healthy_samples_ >= 3 && us > options_.latency_factor * baseline_us_ &&
+              dt >= options_.min_slow;
+  if (slow) {
+    ++slow_in_row_;
+    return;
+  }
+  slow_in_row_ = 0;
+  baseline_us_ = healthy_samples_ == 0 ? us : 0.8 * baseline_us_ + 0.2 * us;
+  ++healthy_samples_;
+}
+
+Status BreakerSink::Commit() {
+  TRIB_RETURN_IF_ERROR(MaybeProbe());
+  if (health_.state != BreakerState::kClosed) return Status::Ok();  // buffer rows are durable
+  TimeUs t0 = NowUs();
+  Status st = remote_->Commit();
+  if (!st.ok()) {
+    if (!st.retryable()) return st;
+    return Trip(st.message());
+  }
+  NoteCommitLatency(NowUs() - t0, uncommitted_rows_);
+  uncommitted_.clear();
+  uncommitted_rows_ = 0;
+  if (slow_in_row_ >= options_.slow_batches) {
+    return Trip(std::to_string(slow_in_row_) + " commits in a row took more than " +
+                std::to_string(options_.latency_factor) + "x the usual " +
+                FormatDuration(static_cast<DurationUs>(baseline_us_)));
+  }
+  return Status::Ok();
+}
+
+void BreakerSink::Close() {
+  if (remote_) {
+    remote_->Close();
+    remote_.reset();
+  }
+  if (!db_.is_open()) return;
+  if (health_.buffered_rows > 0) {
+    spdlog::warn("sink {}: {} rows stay in the local buffer {} for the next run", name_,
+                 health_.buffered_rows, db_.path());
+  }
+  insert_.Finalize();
+  delete_.Finalize();
+  db_.Close();
+}
+
+}  // namespace
+
+std::vector<OptionSpec> BreakerOptionSpecs() {
+  return {
+      {"breaker", OptionType::kBool, "true",
+       "Put a circuit breaker with a durable local buffer in front of this sink: while the "
+       "remote side fails or is slow, records go to a local SQLite file and are sent, in "
+       "order, once it recovers."},
+      {"breaker_buffer", OptionType::kString, "",
+       "The breaker's buffer file. Empty: `<data-dir>/<sink name>.buffer.sqlite`."},
+      {"breaker_latency_factor", OptionType::kDouble, "2",
+       "A commit is slow when it takes longer than this many times the average of the "
+       "healthy ones.",
+       "1.."},
+      {"breaker_slow_batches", OptionType::kInt, "3",
+       "Open the breaker after this many slow commits in a row.", "1.."},
+      {"breaker_probe_interval", OptionType::kDuration, "1s",
+       "Wait before the first half-open probe; it doubles while probes fail.", "1ms..1h"},
+      {"breaker_probe_interval_max", OptionType::kDuration, "30s", "Longest wait between probes.",
+       "1ms..1h"},
+  };
+}
+
+Result<BreakerOptions> ReadBreakerOptions(const OptionReader& o) {
+  BreakerOptions out;
+  TRIB_ASSIGN_OR_RETURN(out.enabled, o.GetBool("breaker"));
+  TRIB_ASSIGN_OR_RETURN(out.buffer_path, o.GetString("breaker_buffer"));
+  TRIB_ASSIGN_OR_RETURN(out.latency_factor, o.GetDouble("breaker_latency_factor"));
+  TRIB_ASSIGN_OR_RETURN(int64_t slow, o.GetInt("breaker_slow_batches"));
+  out.slow_batches = static_cast<int>(std::min<int64_t>(slow, 1000000));
+  TRIB_ASSIGN_OR_RETURN(out.probe_interval, o.GetDuration("breaker_probe_interval"));
+  TRIB_ASSIGN_OR_RETURN(out.probe_interval_max, o.GetDuration("breaker_probe_interval_max"));
+  if (out.probe_interval_max < out.probe_interval) {
+    return o.Error("breaker_probe_interval_max", "must not be shorter than breaker_probe_interval");
+  }
+  return out;
+}
+
+std::unique_ptr<Sink> MakeBreakerSink(std::string name, BreakerOptions options, SinkMaker make) {
+  return std::make_unique<BreakerSink>(std::move(name), std::move(options), std::move(make));
+}
+
+}  // namespace tributary

@@ -1,0 +1,60 @@
+// A circuit breaker with a durable local buffer in front of a remote sink (postgres,
+// influx, mqtt).
+//
+// Closed: batches go to the remote sink. The breaker keeps a copy of every batch written
+// since the remote sink's last successful Commit, and times each Commit. It opens when a
+// Write or Commit fails, or when `slow_batches` consecutive commits take longer than
+// `latency_factor` × the baseline (a moving average of the healthy commits, which need
+// at least `min_slow` to count as slow at all, so jitter on tiny commits does not trip it).
+// Open: the uncommitted copies and every new batch go, in order, to a SQLite file
+// (<data-dir>/<sink>.buffer.sqlite by default), one row per batch, durable at once; the
+// remote sink is closed. Half-open: at the first Write or Commit after the probe interval
+// (doubling from `probe_interval` up to `probe_interval_max` while probes fail) a fresh
+// remote sink is opened and the buffer is sent, oldest batch first, committed chunk by
+// chunk and deleted only after its chunk committed; then the breaker closes and live
+// traffic follows. A failure during the drain opens the breaker again; rows sent twice
+// that way are ignored by the remote sink's idempotent keys.
+//
+// A run that stops while the breaker is open leaves the buffer on disk; the next run
+// starts half-open and drains it first. The ledger counts what the remote sink committed,
+// so buffered rows are counted when they are drained. State, buffer depth and drain rate
+// are published through core/sink_health.h and exported by /metrics.
+//
+// Threading: like every sink, one thread at a time.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/time.h"
+#include "io/connector.h"
+
+namespace tributary {
+
+/// Options of a sink's circuit breaker.
+struct BreakerOptions {
+  bool enabled = true;
+  std::string buffer_path;  ///< empty: <data-dir>/<sink name>.buffer.sqlite
+  double latency_factor = 2.0;
+  int slow_batches = 3;
+  DurationUs min_slow = 50 * kMicrosPerMilli;
+  DurationUs probe_interval = kMicrosPerSecond;
+  DurationUs probe_interval_max = 30 * kMicrosPerSecond;
+  int64_t drain_chunk_rows = 50000;  ///< rows per remote commit while draining
+};
+
+/// The breaker options every remote sink accepts (appended to its own option table).
+std::vector<OptionSpec> BreakerOptionSpecs();
+/// Read the breaker options of a sink entry.
+Result<BreakerOptions> ReadBreakerOptions(const OptionReader& options);
+
+/// Make the remote sink anew (each probe opens a fresh one).
+using SinkMaker = std::function<std::unique_ptr<Sink>()>;
+
+/// Wrap the sink made by `make` in a circuit breaker named `name`.
+std::unique_ptr<Sink> MakeBreakerSink(std::string name, BreakerOptions options, SinkMaker make);
+
+}  // namespace tributary
