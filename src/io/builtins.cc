@@ -4,10 +4,12 @@
 #include "core/pipeline_config.h"
 #include "core/registry.h"
 #include "ingest/source_options.h"
+#include "io/sinks/kafka_sink.h"
 #include "io/sinks/mqtt_sink.h"
 #include "io/sinks/parquet_sink.h"
 #include "io/sinks/sqlite_sink.h"
 #include "io/sources/file_source.h"
+#include "io/sources/kafka_source.h"
 #include "io/sources/mqtt_source.h"
 #include "io/sources/simulator.h"
 #include "server/http_server.h"
@@ -24,6 +26,7 @@ void RegisterBuiltins(Registry& registry) {
   RegisterSimulatorSource(registry);
   RegisterFileSource(registry);
   RegisterMqttSource(registry);
+  RegisterKafkaSource(registry);
   // Windows.
   registry.AddSection(&WindowSectionSpec());
   // Sinks.
@@ -31,6 +34,7 @@ void RegisterBuiltins(Registry& registry) {
   RegisterSqliteSink(registry);
   RegisterParquetSink(registry);
   RegisterMqttSink(registry);
+  RegisterKafkaSink(registry);
   // Server.
   registry.AddSection(&ServerSectionSpec());
 }
