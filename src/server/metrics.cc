@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -129,7 +130,9 @@ std::string RenderPrometheus(const MetricsInput& in) {
       out += name;
       out += labels;
       out += ' ';
-      out += std::to_string(v);
+      // Whole numbers (counts, offsets, flags) without a fraction.
+      out += (v == std::floor(v) && std::fabs(v) < 1e15) ? std::to_string(static_cast<int64_t>(v))
+                                                         : std::to_string(v);
       out += '\n';
     }
   }
