@@ -170,6 +170,10 @@ struct Batch {
   uint64_t duplicates = 0;      ///< counted at dedup, not forwarded
   TimeUs watermark = kMinTime;  ///< operator watermark after this batch
   uint64_t checkpoint_id = 0;   ///< non-zero: a checkpoint barrier follows
+  /// The raw batch this batch was made from (RawBatch::source_index and ::checkpoint);
+  /// -1 for batches an operator emitted on its own (idle timers, the final flush).
+  int32_t source_index = -1;
+  uint64_t source_checkpoint = 0;
 
   bool empty() const {
     return readings.empty() && quarantine.empty() && late.empty() && windows.empty() &&
@@ -193,6 +197,9 @@ struct RawBatch {
   std::string data;
   std::vector<RawRecord> records;
   bool end_of_stream = false;  ///< the source has nothing more (bounded input)
+  /// Set by the source (0 = none), handed back through Source::OnCommitted once
+  /// every sink committed what this batch produced.
+  uint64_t checkpoint = 0;
 
   void Add(std::string_view payload, TimeUs arrival, Symbol topic = {}, int64_t offset = -1,
            int32_t partition = -1) {
@@ -215,6 +222,7 @@ struct RawBatch {
     data.clear();
     records.clear();
     end_of_stream = false;
+    checkpoint = 0;
   }
 };
 

@@ -6,11 +6,13 @@
 #include "ingest/device_registry.h"
 #include "ingest/source_options.h"
 #include "io/sinks/influx_sink.h"
+#include "io/sinks/kafka_sink.h"
 #include "io/sinks/mqtt_sink.h"
 #include "io/sinks/parquet_sink.h"
 #include "io/sinks/postgres_sink.h"
 #include "io/sinks/sqlite_sink.h"
 #include "io/sources/file_source.h"
+#include "io/sources/kafka_source.h"
 #include "io/sources/mqtt_source.h"
 #include "io/sources/simulator.h"
 #include "server/http_server.h"
@@ -31,6 +33,7 @@ void RegisterBuiltins(Registry& registry) {
   RegisterSimulatorSource(registry);
   RegisterFileSource(registry);
   RegisterMqttSource(registry);
+  RegisterKafkaSource(registry);
   // Spatial enrichment.
   registry.AddSection(&ZonesSectionSpec());
   registry.AddSection(&ZoneLayerSectionSpec());
@@ -44,6 +47,7 @@ void RegisterBuiltins(Registry& registry) {
   RegisterMqttSink(registry);
   RegisterPostgresSink(registry);
   RegisterInfluxSink(registry);
+  RegisterKafkaSink(registry);
   // Server.
   registry.AddSection(&ServerSectionSpec());
 }

@@ -32,6 +32,14 @@ class Source {
   /// then nothing: the runtime drains a stopped source that way, so nothing that was
   /// acknowledged is lost on a clean shutdown.
   virtual void Stop() {}
+  /// Every sink committed the results of this source's raw batches up to and including
+  /// the one whose RawBatch::checkpoint was `checkpoint` (checkpoints only grow). A
+  /// source with broker offsets or a file position commits them here, so it never
+  /// marks as consumed what is not yet durable downstream. Readings still held in an
+  /// open window are not covered: only the rows sinks store per batch (readings,
+  /// quarantine, late records) are. Called on the sink thread, concurrently with Poll;
+  /// called only for checkpoints != 0; last call before Close.
+  virtual void OnCommitted(uint64_t checkpoint) { (void)checkpoint; }
   virtual void Close() {}
 };
 

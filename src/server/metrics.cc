@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <utility>
 
 #include "core/sink_health.h"
 
@@ -35,7 +38,36 @@ std::string Label(std::string_view key, std::string_view value) {
   return "{" + std::string(key) + "=\"" + EscapeLabelValue(value) + "\"}";
 }
 
+struct ConnectorGauges {
+  std::mutex mu;
+  std::map<std::string, std::string> help;                      // by gauge name
+  std::map<std::string, std::map<std::string, double>> series;  // name → labels → value
+};
+
+ConnectorGauges& Gauges() {
+  static ConnectorGauges* g = new ConnectorGauges();  // never destroyed: used at exit
+  return *g;
+}
+
 }  // namespace
+
+void SetConnectorGauge(const std::string& name, const std::string& labels, double value,
+                       const std::string& help) {
+  ConnectorGauges& g = Gauges();
+  std::lock_guard lock(g.mu);
+  g.help[name] = help;
+  g.series[name][labels] = value;
+}
+
+void ClearConnectorGauges(const std::string& label_fragment) {
+  ConnectorGauges& g = Gauges();
+  std::lock_guard lock(g.mu);
+  for (auto& [name, by_labels] : g.series) {
+    std::erase_if(by_labels, [&](const auto& kv) {
+      return kv.first.find(label_fragment) != std::string::npos;
+    });
+  }
+}
 
 std::string EscapeLabelValue(std::string_view v) {
   std::string out;
@@ -119,6 +151,21 @@ std::string RenderPrometheus(const MetricsInput& in) {
   Sample(out, "tributary_sse_last_event_id", "", in.last_event_id);
   Header(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
   Sample(out, "process_resident_memory_bytes", "", in.rss_bytes);
+  ConnectorGauges& g = Gauges();
+  std::lock_guard lock(g.mu);
+  for (const auto& [name, by_labels] : g.series) {
+    if (by_labels.empty()) continue;
+    Header(out, name, "gauge", g.help[name]);
+    for (const auto& [labels, v] : by_labels) {
+      out += name;
+      out += labels;
+      out += ' ';
+      // Whole numbers (counts, offsets, flags) without a fraction.
+      out += (v == std::floor(v) && std::fabs(v) < 1e15) ? std::to_string(static_cast<int64_t>(v))
+                                                         : std::to_string(v);
+      out += '\n';
+    }
+  }
   return out;
 }
 

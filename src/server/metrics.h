@@ -11,10 +11,15 @@
 // tributary_sse_last_event_id, process_resident_memory_bytes; per remote sink with a circuit
 // breaker: tributary_sink_breaker_state, _breaker_opened_total, _buffer_rows,
 // _buffer_drained_rows_total and _buffer_drain_rows_per_second (label sink).
+// Connector gauges (SetConnectorGauge) follow, e.g. from the kafka source:
+//   tributary_kafka_consumer_lag{source="...",topic="...",partition="0"}  records behind
+//   tributary_kafka_poll_records{source="..."}   the adaptive records-per-poll limit
+//   tributary_kafka_paused{source="..."}         1 while partitions are paused
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "core/ledger.h"
 #include "core/time.h"
@@ -36,6 +41,13 @@ struct MetricsInput {
 std::string RenderPrometheus(const MetricsInput& in);
 /// Resident set size of this process in bytes (0 when /proc is unavailable).
 uint64_t ProcessRssBytes();
+/// Set a connector's gauge `name` with `labels` (`{k="v",...}`, already escaped, or
+/// empty) to `value`; process-wide and thread-safe. RenderPrometheus shows it.
+void SetConnectorGauge(const std::string& name, const std::string& labels, double value,
+                       const std::string& help);
+/// Remove every series of connector gauges whose labels contain `label_fragment`
+/// (e.g. `source="kafka-in"` when that source closes).
+void ClearConnectorGauges(const std::string& label_fragment);
 /// Escape a label value (backslash, double quote, newline).
 std::string EscapeLabelValue(std::string_view v);
 

@@ -230,7 +230,11 @@ Status Pipeline::Run(DurationUs duration) {
         sh.Fail(st.WithContext("ingest"));
         break;
       }
-      ok = run_chain(batch, 0) && sh.batches.Push(batch);
+      ok = run_chain(batch, 0);
+      // Set after the chain, so no operator can lose it; Source::OnCommitted needs it.
+      batch.source_index = raw->source_index;
+      batch.source_checkpoint = raw->checkpoint;
+      ok = ok && sh.batches.Push(batch);
     }
     // Finish: each operator emits what is still open; later operators process it.
     for (size_t k = 0; k < operators_.size() && !sh.failed(); ++k) {
@@ -251,6 +255,10 @@ Status Pipeline::Run(DurationUs duration) {
 
   // Sink thread.
   std::thread sink_thread([this, &sh] {
+    // Per source: the checkpoint of the last raw batch whose results every sink wrote,
+    // and the last one handed to Source::OnCommitted.
+    std::vector<uint64_t> written_checkpoint(sources_.size(), 0);
+    std::vector<uint64_t> committed_checkpoint(sources_.size(), 0);
     auto with_retry = [&](size_t i, auto&& op, const char* what) -> bool {
       DurationUs backoff = 100 * kMicrosPerMilli;
       for (int attempt = 0;; ++attempt) {
@@ -274,6 +282,13 @@ Status Pipeline::Run(DurationUs duration) {
       }
       Status st = WriteFileAtomic(LedgerPath(), ledger_.Snapshot().ToJson());
       if (!st.ok()) spdlog::warn("{}", st.ToString());
+      // Everything written so far is durable: sources may commit their positions.
+      for (size_t i = 0; i < sources_.size(); ++i) {
+        if (written_checkpoint[i] != committed_checkpoint[i]) {
+          sources_[i]->OnCommitted(written_checkpoint[i]);
+          committed_checkpoint[i] = written_checkpoint[i];
+        }
+      }
       return true;
     };
     TimeUs last_commit = NowUs();
@@ -287,6 +302,10 @@ Status Pipeline::Run(DurationUs duration) {
               i, [&] { return sinks_[i]->Write(*batch); }, "write");
         }
         if (!ok) stop_ = true;
+        if (ok && batch->source_checkpoint != 0 && batch->source_index >= 0 &&
+            static_cast<size_t>(batch->source_index) < sources_.size()) {
+          written_checkpoint[static_cast<size_t>(batch->source_index)] = batch->source_checkpoint;
+        }
         if (ok && observer_ != nullptr) observer_->OnBatch(*batch);
       }
       if (ok && NowUs() - last_commit >= config_.commit_interval) {

@@ -1,0 +1,100 @@
+// The `kafka` sink: readings, window results, quarantined and late records as JSON
+// messages on Kafka topics.
+//
+// Topics (empty disables one): `readings_topic`, `windows_topic`, and two dead-letter
+// topics, `quarantine_topic` (records that failed decoding or validation, with the reason
+// and the raw payload) and `late_topic` (readings past a window's grace, default
+// sensor.late_events) for reconciliation later.
+//
+// Keys: a reading (also a late one) is keyed by its H3 cell at `h3_resolution` (5 by
+// default, about 250 km² per cell) as the 15-digit hex string, so the readings of one
+// area land in one partition, in order; a reading without a position is keyed by its
+// device. Window results are keyed by their group, quarantined records by device.
+//
+// Delivery: the producer is idempotent (no duplicates or reordering from its own
+// retries). Write hands messages to librdkafka; Commit waits until every one is
+// acknowledged by the brokers (acks=all) and then counts them in the ledger
+// ("<sink>/readings", "<sink>/windows", "<sink>/quarantine", "<sink>/late"). A message
+// that could not be delivered fails Commit without retry, so the sources do not commit
+// the input offsets and a restart produces the output again.
+// With `transactional_id` set, everything between two Commits is one Kafka transaction:
+// consumers reading with isolation.level=read_committed see a batch entirely or not at
+// all, and an aborted run leaves nothing visible.
+//
+// Threading: Write and Commit on the sink thread; delivery reports are served there too
+// (rd_kafka_poll/flush), so no callback runs on another thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "core/config.h"
+#include "core/model.h"
+#include "io/connector.h"
+#include "io/kafka_client.h"
+
+namespace tributary {
+
+class Registry;
+class Ledger;
+
+struct KafkaSinkOptions {
+  std::string name;  ///< the sink's configured name (ledger key prefix)
+  KafkaConnectOptions connect;
+  std::string readings_topic = "sensor.readings";
+  std::string windows_topic = "sensor.windows";
+  std::string quarantine_topic = "sensor.quarantine";
+  std::string late_topic = "sensor.late_events";
+  int h3_resolution = 5;
+  std::string transactional_id;  ///< empty: no transactions
+  DurationUs flush_timeout = 30'000'000;
+};
+
+/// The option table of `sinks[] (type: kafka)`.
+const SectionSpec& KafkaSinkSectionSpec();
+/// Read and validate kafka sink options; errors name the key.
+Result<KafkaSinkOptions> ParseKafkaSinkOptions(const OptionReader& reader, std::string name);
+
+/// The message key of a reading: its H3 cell at `resolution` in hex, else its device.
+std::string KafkaReadingKey(const Reading& r, int resolution);
+/// A reading as one JSON object (device, metric, value, times, position, h3, zone, flags,
+/// provenance).
+std::string KafkaReadingJson(const Reading& r);
+/// A quarantined record as one JSON object (reason, detail, raw, arrival time, device,
+/// metric, provenance).
+std::string KafkaQuarantineJson(const QuarantineRecord& q);
+/// A late record: the reading's fields plus window, lateness_s and watermark.
+std::string KafkaLateJson(const LateRecord& l);
+
+class KafkaSink : public Sink {
+ public:
+  explicit KafkaSink(KafkaSinkOptions options);
+  ~KafkaSink() override;
+  Status Open(RunContext& ctx) override;
+  Status Write(const Batch& batch) override;
+  Status Commit() override;
+  void Close() override;
+
+ private:
+  enum Table { kReadings, kWindows, kQuarantine, kLate, kTableCount };
+  Status Produce(Table table, const std::string& key, const std::string& value);
+  Status BeginTransactionIfNeeded();
+  static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
+
+  KafkaSinkOptions options_;
+  KafkaHandle producer_;
+  Ledger* ledger_ = nullptr;
+  std::array<std::string, kTableCount> topics_;
+  std::array<std::string, kTableCount> ledger_keys_;
+  std::array<uint64_t, kTableCount> pending_{};  // produced since the last Commit
+  bool in_transaction_ = false;
+  // Set by delivery reports, which run on the sink thread inside poll/flush.
+  uint64_t failed_ = 0;
+  std::string first_failure_;
+};
+
+/// Register the `kafka` sink type.
+void RegisterKafkaSink(Registry& registry);
+
+}  // namespace tributary

@@ -1,0 +1,332 @@
+#include "io/sources/kafka_source.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <utility>
+
+#include "core/intern.h"
+#include "core/pipeline_config.h"
+#include "core/registry.h"
+#include "core/time.h"
+#include "server/metrics.h"
+
+namespace tributary {
+
+namespace {
+
+constexpr DurationUs kLagCheckIntervalUs = 100 * kMicrosPerMilli;
+
+std::string SourceLabel(const std::string& name) {
+  return "source=\"" + EscapeLabelValue(name) + "\"";
+}
+
+}  // namespace
+
+const SectionSpec& KafkaSourceSectionSpec() {
+  static const SectionSpec spec = [] {
+    SectionSpec s{
+        "sources[] (type: kafka)",
+        "Records from Kafka topics, read in a consumer group. Offsets are committed only "
+        "after every sink committed what the records produced, so a crash re-reads (never "
+        "loses) what was not yet stored. Records per poll adapt to lag and latency; "
+        "partitions pause while too many records wait for the sinks. Consumer lag per "
+        "partition is exported as tributary_kafka_consumer_lag.",
+        KafkaConnectionOptionSpecs()};
+    s.options.push_back(
+        {"topics", OptionType::kStringList, "", "Topics to subscribe to.", {}, true});
+    s.options.push_back({"group_id", OptionType::kString, "tributary",
+                         "Consumer group: processes with the same group split the partitions."});
+    s.options.push_back({"start", OptionType::kEnum, "earliest",
+                         "Where a group without committed offsets starts reading.",
+                         "earliest|latest"});
+    s.options.push_back({"poll_records", OptionType::kInt, "500",
+                         "Records per poll while the pipeline keeps up.", "1..100000"});
+    s.options.push_back({"poll_records_min", OptionType::kInt, "100",
+                         "Records per poll while lag grows by more than `lag_jump` between "
+                         "measurements or latency exceeds `latency_threshold`.",
+                         "1..100000"});
+    s.options.push_back({"lag_jump", OptionType::kInt, "10000",
+                         "Growth of the total consumer lag (records) between two measurements "
+                         "that switches to `poll_records_min`.",
+                         "1.."});
+    s.options.push_back({"latency_threshold", OptionType::kDuration, "1s",
+                         "Time the pipeline may take to accept a batch before polls shrink "
+                         "to `poll_records_min`."});
+    s.options.push_back({"max_uncommitted", OptionType::kInt, "200000",
+                         "Records handed on but not yet committed by the sinks; partitions "
+                         "pause at 75% of this and resume under 50%.",
+                         "100.."});
+    return s;
+  }();
+  return spec;
+}
+
+Result<KafkaSourceOptions> ParseKafkaSourceOptions(const OptionReader& r, std::string name) {
+  KafkaSourceOptions o;
+  o.name = std::move(name);
+  TRIB_ASSIGN_OR_RETURN(o.connect, ParseKafkaConnectOptions(r));
+  TRIB_ASSIGN_OR_RETURN(o.topics, r.GetStringList("topics"));
+  if (o.topics.empty()) return r.Error("topics", "needs at least one topic");
+  for (const std::string& t : o.topics) {
+    if (t.empty()) return r.Error("topics", "contains an empty topic name");
+  }
+  TRIB_ASSIGN_OR_RETURN(o.group_id, r.GetString("group_id"));
+  if (o.group_id.empty()) return r.Error("group_id", "must not be empty");
+  TRIB_ASSIGN_OR_RETURN(o.start, r.GetString("start"));
+  TRIB_ASSIGN_OR_RETURN(int64_t records, r.GetInt("poll_records"));
+  o.poll_records = static_cast<size_t>(records);
+  TRIB_ASSIGN_OR_RETURN(int64_t records_min, r.GetInt("poll_records_min"));
+  o.poll_records_min = static_cast<size_t>(records_min);
+  if (o.poll_records_min > o.poll_records) {
+    return r.Error("poll_records_min", "must not exceed poll_records");
+  }
+  TRIB_ASSIGN_OR_RETURN(o.lag_jump, r.GetInt("lag_jump"));
+  TRIB_ASSIGN_OR_RETURN(o.latency_threshold, r.GetDuration("latency_threshold"));
+  if (o.latency_threshold <= 0) return r.Error("latency_threshold", "must be positive");
+  TRIB_ASSIGN_OR_RETURN(int64_t max_uncommitted, r.GetInt("max_uncommitted"));
+  o.max_uncommitted = static_cast<size_t>(max_uncommitted);
+  return o;
+}
+
+KafkaSource::KafkaSource(KafkaSourceOptions options) : options_(std::move(options)) {
+  poll_limit_ = options_.poll_records;
+}
+
+KafkaSource::~KafkaSource() {
+  Close();
+}
+
+Status KafkaSource::Open(RunContext& /*ctx*/) {
+  KafkaProperties props = {
+      {"bootstrap.servers", options_.connect.brokers},
+      {"group.id", options_.group_id},
+      {"enable.auto.commit", "false"},        // committed in OnCommitted only
+      {"enable.auto.offset.store", "false"},  // idem
+      {"auto.offset.reset", options_.start},
+      {"client.id", "tributary-" + options_.name},
+  };
+  props.insert(props.end(), options_.connect.properties.begin(), options_.connect.properties.end());
+  TRIB_ASSIGN_OR_RETURN(KafkaConf conf, MakeKafkaConf(props));
+  TRIB_ASSIGN_OR_RETURN(consumer_, MakeKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  // Rebalance and error events go to the consumer queue, which Poll serves.
+  rd_kafka_poll_set_consumer(consumer_.get());
+  KafkaPartitionList topics(
+      rd_kafka_topic_partition_list_new(static_cast<int>(options_.topics.size())));
+  for (const std::string& t : options_.topics) {
+    rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  TRIB_RETURN_IF_ERROR(
+      KafkaStatus(rd_kafka_subscribe(consumer_.get(), topics.get()), "kafka subscribe"));
+  SetConnectorGauge("tributary_kafka_poll_records", "{" + SourceLabel(options_.name) + "}",
+                    static_cast<double>(poll_limit()), "Records per poll of a kafka source.");
+  SetConnectorGauge("tributary_kafka_paused", "{" + SourceLabel(options_.name) + "}", 0,
+                    "1 while a kafka source pauses its partitions for backpressure.");
+  return Status::Ok();
+}
+
+Status KafkaSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
+  if (stop_.load(std::memory_order_relaxed) || consumer_ == nullptr) {
+    // Nothing is held in memory: what was not polled stays in Kafka, uncommitted.
+    return Status::Ok();
+  }
+  const TimeUs start = NowUs();
+  // Processing latency: how long the pipeline took to accept the previous batch.
+  const DurationUs latency = last_poll_end_ == 0 ? 0 : start - last_poll_end_;
+  MeasureLag(start, latency);
+  {
+    std::lock_guard lock(mu_);
+    const bool want_pause = paused() ? uncommitted_ >= options_.max_uncommitted / 2
+                                     : uncommitted_ >= options_.max_uncommitted * 3 / 4;
+    if (want_pause != paused()) SetPaused(want_pause, uncommitted_);
+  }
+
+  const size_t limit = std::min(max_records, poll_limit());
+  // Partition positions in this batch; linear search, as a batch touches few partitions.
+  struct Position {
+    rd_kafka_topic_t* rkt;
+    int32_t partition;
+    int64_t next;
+    Symbol topic;
+  };
+  std::vector<Position> positions;
+  int timeout_ms = static_cast<int>(std::max<DurationUs>(wait, 0) / kMicrosPerMilli);
+  TimeUs arrival = 0;
+  while (out.size() < limit && !stop_.load(std::memory_order_relaxed)) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_.get(), timeout_ms);
+    timeout_ms = 0;  // only the first poll waits
+    if (m == nullptr) break;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        spdlog::warn("kafka source {}: {}", options_.name, rd_kafka_message_errstr(m));
+      }
+      rd_kafka_message_destroy(m);
+      std::array<char, 256> reason{};
+      rd_kafka_resp_err_t fatal =
+          rd_kafka_fatal_error(consumer_.get(), reason.data(), reason.size());
+      if (fatal != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return Status::Io("kafka source " + options_.name + ": fatal error: " + reason.data());
+      }
+      continue;
+    }
+    auto it = std::find_if(positions.begin(), positions.end(), [&](const Position& p) {
+      return p.rkt == m->rkt && p.partition == m->partition;
+    });
+    if (it == positions.end()) {
+      positions.push_back({m->rkt, m->partition, 0, Intern(rd_kafka_topic_name(m->rkt))});
+      it = positions.end() - 1;
+    }
+    it->next = m->offset + 1;
+    if (arrival == 0) arrival = NowUs();
+    out.Add(std::string_view(static_cast<const char*>(m->payload), m->len), arrival, it->topic,
+            m->offset, m->partition);
+    rd_kafka_message_destroy(m);
+  }
+  if (!out.empty()) {
+    Pending p;
+    p.records = out.size();
+    for (const Position& pos : positions) {
+      PartitionKey key{std::string(pos.topic.view()), pos.partition};
+      p.next_offsets[key] = pos.next;
+      read_next_[key] = pos.next;
+    }
+    out.checkpoint = next_checkpoint_++;
+    std::lock_guard lock(mu_);
+    uncommitted_ += p.records;
+    pending_.emplace(out.checkpoint, std::move(p));
+  }
+  last_poll_end_ = NowUs();
+  return Status::Ok();
+}
+
+void KafkaSource::MeasureLag(TimeUs now, DurationUs latency) {
+  if (now - last_lag_check_ < kLagCheckIntervalUs && latency <= options_.latency_threshold) {
+    return;
+  }
+  last_lag_check_ = now;
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  if (rd_kafka_assignment(consumer_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  KafkaPartitionList assignment(raw);
+  rd_kafka_position(consumer_.get(), assignment.get());
+  int64_t total = 0;
+  for (int i = 0; i < assignment->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = assignment->elems[i];
+    int64_t low = 0;
+    int64_t high = -1;
+    if (rd_kafka_get_watermark_offsets(consumer_.get(), tp.topic, tp.partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;  // not fetched yet: unknown
+    }
+    int64_t next = tp.offset >= 0 ? tp.offset : low;
+    int64_t lag = std::max<int64_t>(high - next, 0);
+    total += lag;
+    SetConnectorGauge("tributary_kafka_consumer_lag",
+                      "{" + SourceLabel(options_.name) + ",topic=\"" + EscapeLabelValue(tp.topic) +
+                          "\",partition=\"" + std::to_string(tp.partition) + "\"}",
+                      static_cast<double>(lag),
+                      "Records between a kafka source's position and the partition's end.");
+  }
+  const bool lag_jumped = last_total_lag_ >= 0 && total - last_total_lag_ > options_.lag_jump;
+  const bool slow = latency > options_.latency_threshold;
+  const size_t limit = (lag_jumped || slow) ? options_.poll_records_min : options_.poll_records;
+  if (limit != poll_limit()) {
+    spdlog::info("kafka source {}: {} records per poll (lag {} was {}, latency {})", options_.name,
+                 limit, total, last_total_lag_, FormatDuration(latency));
+    poll_limit_ = limit;
+    SetConnectorGauge("tributary_kafka_poll_records", "{" + SourceLabel(options_.name) + "}",
+                      static_cast<double>(limit), "Records per poll of a kafka source.");
+  }
+  last_total_lag_ = total;
+  // A rebalance may have assigned partitions that are not paused yet.
+  if (paused()) SetPaused(true, 0);
+}
+
+void KafkaSource::SetPaused(bool pause, size_t waiting) {
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  if (rd_kafka_assignment(consumer_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  KafkaPartitionList assignment(raw);
+  rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(consumer_.get(), assignment.get())
+                                  : rd_kafka_resume_partitions(consumer_.get(), assignment.get());
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    spdlog::warn("kafka source {}: cannot {} partitions: {}", options_.name,
+                 pause ? "pause" : "resume", rd_kafka_err2str(err));
+    return;
+  }
+  if (pause != paused()) {
+    spdlog::info("kafka source {}: {} {} partitions ({} records wait for the sinks)", options_.name,
+                 pause ? "paused" : "resumed", assignment->cnt, waiting);
+    SetConnectorGauge("tributary_kafka_paused", "{" + SourceLabel(options_.name) + "}",
+                      pause ? 1 : 0,
+                      "1 while a kafka source pauses its partitions for backpressure.");
+  }
+  paused_ = pause;
+}
+
+void KafkaSource::OnCommitted(uint64_t checkpoint) {
+  std::map<PartitionKey, int64_t> offsets;
+  {
+    std::lock_guard lock(mu_);
+    auto end = pending_.upper_bound(checkpoint);
+    for (auto it = pending_.begin(); it != end; ++it) {
+      for (const auto& [key, next] : it->second.next_offsets) {
+        int64_t& o = offsets[key];
+        o = std::max(o, next);
+      }
+      uncommitted_ -= it->second.records;
+    }
+    pending_.erase(pending_.begin(), end);
+  }
+  if (offsets.empty() || consumer_ == nullptr) return;
+  KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
+  for (const auto& [key, next] : offsets) {
+    rd_kafka_topic_partition_list_add(list.get(), key.first.c_str(), key.second)->offset = next;
+  }
+  // Synchronous: when this returns the group coordinator has the offsets. A failure
+  // (e.g. the partition moved to another member in a rebalance) only means those
+  // records may be read again.
+  rd_kafka_resp_err_t err = rd_kafka_commit(consumer_.get(), list.get(), 0);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    spdlog::warn("kafka source {}: offset commit failed (records may be read again): {}",
+                 options_.name, rd_kafka_err2str(err));
+    return;
+  }
+  std::lock_guard lock(mu_);
+  for (const auto& [key, next] : offsets) committed_[key] = next;
+}
+
+std::map<std::pair<std::string, int32_t>, int64_t> KafkaSource::committed_offsets() const {
+  std::lock_guard lock(mu_);
+  return committed_;
+}
+
+void KafkaSource::Stop() {
+  stop_ = true;
+}
+
+void KafkaSource::Close() {
+  stop_ = true;
+  if (consumer_ != nullptr) {
+    // Leaves the group (its partitions go to other members at once); commits nothing.
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer_.get());
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      spdlog::warn("kafka source {}: close: {}", options_.name, rd_kafka_err2str(err));
+    }
+    consumer_.reset();
+    ClearConnectorGauges(SourceLabel(options_.name));
+  }
+}
+
+void RegisterKafkaSource(Registry& registry) {
+  registry.AddSource(
+      "kafka", &KafkaSourceSectionSpec(),
+      [](const SourceEntry& entry) -> Result<std::unique_ptr<Source>> {
+        TRIB_ASSIGN_OR_RETURN(KafkaSourceOptions options,
+                              ParseKafkaSourceOptions(entry.options, entry.name));
+        return std::unique_ptr<Source>(std::make_unique<KafkaSource>(std::move(options)));
+      });
+}
+
+}  // namespace tributary

@@ -1,0 +1,98 @@
+#include "integration/kafka_mock.h"
+
+#include <librdkafka/rdkafka_mock.h>
+
+#include <chrono>
+
+namespace tributary::testing {
+
+KafkaMockCluster::KafkaMockCluster(int brokers) {
+  Result<KafkaConf> conf = MakeKafkaConf({{"log_level", "3"}});
+  if (!conf.ok()) return;
+  Result<KafkaHandle> rk = MakeKafkaHandle(RD_KAFKA_PRODUCER, std::move(*conf));
+  if (!rk.ok()) return;
+  owner_ = std::move(*rk);
+  cluster_ = rd_kafka_mock_cluster_new(owner_.get(), brokers);
+  if (cluster_ != nullptr) bootstrap_ = rd_kafka_mock_cluster_bootstraps(cluster_);
+}
+
+KafkaMockCluster::~KafkaMockCluster() {
+  if (cluster_ != nullptr) rd_kafka_mock_cluster_destroy(cluster_);
+}
+
+std::string KafkaMockCluster::CreateTopic(const std::string& topic, int partitions) {
+  rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(cluster_, topic.c_str(), partitions, 3);
+  return err == RD_KAFKA_RESP_ERR_NO_ERROR ? "" : rd_kafka_err2str(err);
+}
+
+std::string KafkaMockCluster::Produce(
+    const std::string& topic, const std::vector<std::pair<std::string, std::string>>& messages,
+    int32_t partition) {
+  Result<KafkaConf> conf = MakeKafkaConf({{"bootstrap.servers", bootstrap_}, {"linger.ms", "5"}});
+  if (!conf.ok()) return conf.status().ToString();
+  Result<KafkaHandle> rk = MakeKafkaHandle(RD_KAFKA_PRODUCER, std::move(*conf));
+  if (!rk.ok()) return rk.status().ToString();
+  for (const auto& [key, value] : messages) {
+    while (true) {
+      rd_kafka_resp_err_t err =
+          rd_kafka_producev(rk->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                            RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
+                            RD_KAFKA_V_KEY(key.data(), key.size()),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return rd_kafka_err2str(err);
+      rd_kafka_poll(rk->get(), 10);
+    }
+  }
+  if (rd_kafka_flush(rk->get(), 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) return "flush timed out";
+  return "";
+}
+
+std::map<int32_t, int64_t> KafkaMockCluster::Committed(const std::string& group,
+                                                       const std::string& topic, int partitions) {
+  std::map<int32_t, int64_t> out;
+  Result<KafkaConf> conf = MakeKafkaConf({{"bootstrap.servers", bootstrap_}, {"group.id", group}});
+  if (!conf.ok()) return out;
+  Result<KafkaHandle> rk = MakeKafkaHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+  if (!rk.ok()) return out;
+  KafkaPartitionList list(rd_kafka_topic_partition_list_new(partitions));
+  for (int p = 0; p < partitions; ++p)
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
+  if (rd_kafka_committed(rk->get(), list.get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < list->cnt; ++i) out[list->elems[i].partition] = list->elems[i].offset;
+  }
+  rd_kafka_consumer_close(rk->get());
+  return out;
+}
+
+std::vector<KafkaMockCluster::Message> KafkaMockCluster::ReadAll(const std::string& topic,
+                                                                 size_t expected, int timeout_ms) {
+  std::vector<Message> out;
+  Result<KafkaConf> conf = MakeKafkaConf({{"bootstrap.servers", bootstrap_},
+                                          {"group.id", "test-reader-" + topic},
+                                          {"auto.offset.reset", "earliest"},
+                                          {"isolation.level", "read_committed"}});
+  if (!conf.ok()) return out;
+  Result<KafkaHandle> rk = MakeKafkaHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+  if (!rk.ok()) return out;
+  rd_kafka_poll_set_consumer(rk->get());
+  KafkaPartitionList list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(rk->get(), list.get());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (out.size() < expected && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk->get(), 200);
+    if (m == nullptr) continue;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      out.push_back({m->partition, m->offset,
+                     std::string(static_cast<const char*>(m->key), m->key_len),
+                     std::string(static_cast<const char*>(m->payload), m->len)});
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk->get());
+  return out;
+}
+
+}  // namespace tributary::testing
