@@ -141,6 +141,7 @@ const SectionSpec& TopLevelSpec() {
           {"windows", OptionType::kSection, "", "List of window definitions."},
           {"sinks", OptionType::kSection, "", "List of sinks."},
           {"server", OptionType::kSection, "", "HTTP API, live events and metrics."},
+          {"alerts", OptionType::kSection, "", "Alert rules and delivery channels."},
       }};
   return spec;
 }
@@ -257,6 +258,11 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
   if (server_spec != nullptr) {
     config.server = top.Child("server", server_spec);
     TRIB_RETURN_IF_ERROR(config.server.CheckKeys());
+  }
+  const SectionSpec* alerts_spec = FindSection("alerts");
+  if (alerts_spec != nullptr) {
+    config.alerts = top.Child("alerts", alerts_spec);
+    TRIB_RETURN_IF_ERROR(config.alerts.CheckKeys());
   }
   return config;
 }

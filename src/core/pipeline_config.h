@@ -47,6 +47,7 @@ struct PipelineConfig {
   std::vector<OptionReader> windows;
   std::vector<SinkEntry> sinks;
   OptionReader server;  ///< the `server` section, read by the server module
+  OptionReader alerts;  ///< the `alerts` section, read by the alert module (alert/rules.h)
 };
 
 /// The `pipeline` section spec and the top-level key list.

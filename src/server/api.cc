@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "alert/rules.h"
 #include "core/json_writer.h"
 #include "server/sse.h"
 #include "stream/runtime.h"
@@ -121,6 +122,23 @@ std::string QuarantineJson(const LiveState& live, size_t limit) {
   return w.Take();
 }
 
+Result<std::string> AlertsJson(const LiveState& live, const QueryParams& params) {
+  std::string state = "firing";
+  if (auto it = params.find("state"); it != params.end()) state = it->second;
+  if (state != "firing" && state != "all") {
+    return Status::Invalid("state must be 'firing' or 'all', got '" + state + "'");
+  }
+  TRIB_ASSIGN_OR_RETURN(size_t limit, ParseLimit(params, 100, 1000));
+  std::vector<AlertEvent> alerts = live.Alerts(state == "firing", limit);
+  std::string out = "{\"count\":" + std::to_string(alerts.size()) + ",\"alerts\":[";
+  for (size_t i = 0; i < alerts.size(); ++i) {
+    if (i > 0) out += ',';
+    out += AlertEventJson(alerts[i]);
+  }
+  out += "]}";
+  return out;
+}
+
 std::string LedgerJson(const Pipeline& pipeline) {
   return pipeline.LedgerNow().ToJson();
 }
@@ -213,6 +231,11 @@ std::string OpenApiJson() {
     "responses": {"200": {"description": "Quarantine records", "content": {"application/json": {"schema": {"type": "object", "properties": {
       "count": {"type": "integer"}, "records": {"type": "array", "items": {"$ref": "#/components/schemas/Quarantine"}}}}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/alerts": {"get": {"summary": "Alerts: the latest event of each alert life, newest first.",
+    "parameters": [{"name": "state", "in": "query", "schema": {"type": "string", "enum": ["firing", "all"]}},
+      {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+    "responses": {"200": {"description": "Alerts", "content": {"application/json": {"schema": {"type": "object"}}}},
+      "400": {"description": "Bad parameter"}, "401": {"description": "Missing or wrong bearer token"}}}},
   "/api/ledger": {"get": {"summary": "The ledger: input = accepted + quarantined + late + duplicate (+ in flight).",
     "responses": {"200": {"description": "Ledger", "content": {"application/json": {"schema": {"type": "object"}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},
