@@ -240,6 +240,11 @@ void ApiServer::Route() {
     if (!body.ok()) return SendError(res, 400, body.status().message());
     res.set_content(*body, kJson);
   });
+  http.Get("/api/forecast", [this](const httplib::Request& req, httplib::Response& res) {
+    Result<std::string> body = ForecastJson(live_, FirstParams(req));
+    if (!body.ok()) return SendError(res, 400, body.status().message());
+    res.set_content(*body, kJson);
+  });
   http.Get("/api/ledger", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(LedgerJson(pipeline_), kJson);
   });
