@@ -94,3 +94,19 @@ std::string ProvenanceToJson(const Provenance& p, Symbol device, QcFlags flags) 
 }
 
 }  // namespace tributary
+
+namespace tributary {
+
+const char* AlertStateName(AlertState s) {
+  switch (s) {
+    case AlertState::kFiring:
+      return "firing";
+    case AlertState::kRenotify:
+      return "renotify";
+    case AlertState::kResolved:
+      return "resolved";
+  }
+  return "firing";
+}
+
+}  // namespace tributary

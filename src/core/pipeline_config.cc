@@ -162,6 +162,7 @@ const SectionSpec& TopLevelSpec() {
           {"server", OptionType::kSection, "", "HTTP API, live events and metrics."},
           {"zones", OptionType::kSection, "", "H3 cells and zone layers of readings."},
           {"surfaces", OptionType::kSection, "", "List of interpolated surfaces."},
+          {"alerts", OptionType::kSection, "", "Alert rules and delivery channels."},
       }};
   return spec;
 }
@@ -292,6 +293,11 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
   if (zones_spec != nullptr) {
     config.zones = top.Child("zones", zones_spec);
     TRIB_RETURN_IF_ERROR(config.zones.CheckKeys());
+  }
+  const SectionSpec* alerts_spec = FindSection("alerts");
+  if (alerts_spec != nullptr) {
+    config.alerts = top.Child("alerts", alerts_spec);
+    TRIB_RETURN_IF_ERROR(config.alerts.CheckKeys());
   }
   return config;
 }

@@ -49,6 +49,7 @@ struct PipelineConfig {
   OptionReader server;  ///< the `server` section, read by the server module
   OptionReader zones;   ///< the `zones` section, read by the spatial module
   std::vector<OptionReader> surfaces;  ///< `surfaces[]` entries, read by the spatial module
+  OptionReader alerts;  ///< the `alerts` section, read by the alert module (alert/rules.h)
 };
 
 /// The `pipeline` section spec and the top-level key list.

@@ -1,6 +1,8 @@
 // The one list of built-in connectors and documented config sections, in the order
 // the configuration reference shows them. Adding a connector: its file pair ends with
 // Register<Name>(Registry&), and one line below calls it.
+#include "alert/dispatch.h"
+#include "alert/rules.h"
 #include "core/pipeline_config.h"
 #include "core/registry.h"
 #include "ingest/device_registry.h"
@@ -50,6 +52,13 @@ void RegisterBuiltins(Registry& registry) {
   RegisterKafkaSink(registry);
   // Server.
   registry.AddSection(&ServerSectionSpec());
+  // Alerts.
+  registry.AddSection(&AlertsSectionSpec());
+  registry.AddSection(&AlertRuleSectionSpec());
+  registry.AddSection(&AlertChannelCommonSpec());
+  registry.AddSection(&AlertMqttChannelSpec());
+  registry.AddSection(&AlertWebhookChannelSpec());
+  registry.AddSection(&AlertEmailChannelSpec());
 }
 
 }  // namespace tributary

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "alert/forecast.h"
+#include "alert/rules.h"
 #include "core/json_writer.h"
 #include "server/sse.h"
 #include "stream/runtime.h"
@@ -121,6 +123,70 @@ std::string QuarantineJson(const LiveState& live, size_t limit) {
   return w.Take();
 }
 
+Result<std::string> AlertsJson(const LiveState& live, const QueryParams& params) {
+  std::string state = "firing";
+  if (auto it = params.find("state"); it != params.end()) state = it->second;
+  if (state != "firing" && state != "all") {
+    return Status::Invalid("state must be 'firing' or 'all', got '" + state + "'");
+  }
+  TRIB_ASSIGN_OR_RETURN(size_t limit, ParseLimit(params, 100, 1000));
+  std::vector<AlertEvent> alerts = live.Alerts(state == "firing", limit);
+  std::string out = "{\"count\":" + std::to_string(alerts.size()) + ",\"alerts\":[";
+  for (size_t i = 0; i < alerts.size(); ++i) {
+    if (i > 0) out += ',';
+    out += AlertEventJson(alerts[i]);
+  }
+  out += "]}";
+  return out;
+}
+
+Result<std::string> ForecastJson(const LiveState& live, const QueryParams& params) {
+  WindowQuery q;
+  auto get = [&](const char* k) {
+    auto it = params.find(k);
+    return it == params.end() ? std::string() : it->second;
+  };
+  q.window = get("window");
+  q.group = get("group");
+  q.metric = get("metric");
+  if (q.window.empty() || q.group.empty() || q.metric.empty()) {
+    return Status::Invalid("window, group and metric are required");
+  }
+  std::string method = get("method").empty() ? "linear" : get("method");
+  if (method != "linear" && method != "seasonal_naive") {
+    return Status::Invalid("method must be 'linear' or 'seasonal_naive', got '" + method + "'");
+  }
+  size_t points = 50;
+  if (!get("points").empty()) {
+    QueryParams lp{{"limit", get("points")}};
+    TRIB_ASSIGN_OR_RETURN(points, ParseLimit(lp, 50, 10000));
+  }
+  q.limit = 10000;
+  std::vector<WindowResult> rows = live.Windows(q);  // newest first, revisions included
+  std::map<TimeUs, double> by_start;                 // the latest revision of each window
+  for (auto it = rows.rbegin(); it != rows.rend(); ++it) by_start[it->start] = it->mean;
+  std::vector<SeriesPoint> series;
+  for (const auto& [t, v] : by_start) series.push_back({t, v});
+  Result<Forecast> f =
+      method == "linear" ? LinearTrendForecast(series, points) : SeasonalNaiveForecast(series);
+  if (!f.ok()) return f.status();
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("window").String(q.window);
+  w.Key("group").String(q.group);
+  w.Key("metric").String(q.metric);
+  w.Key("method").String(f->method);
+  w.Key("points").UInt(f->points);
+  w.Key("next_time").String(FormatTime(f->next_time));
+  w.Key("next").Number(f->next);
+  w.Key("next_day_time").String(FormatTime(f->next_day_time));
+  w.Key("next_day").Number(f->next_day);
+  if (f->method == "linear") w.Key("slope_per_hour").Number(f->slope_per_hour);
+  w.Key("rmse").Number(f->rmse);
+  w.EndObject();
+  return w.Take();
+}
+
 std::string LedgerJson(const Pipeline& pipeline) {
   return pipeline.LedgerNow().ToJson();
 }
@@ -213,6 +279,19 @@ std::string OpenApiJson() {
     "responses": {"200": {"description": "Quarantine records", "content": {"application/json": {"schema": {"type": "object", "properties": {
       "count": {"type": "integer"}, "records": {"type": "array", "items": {"$ref": "#/components/schemas/Quarantine"}}}}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/alerts": {"get": {"summary": "Alerts: the latest event of each alert life, newest first.",
+    "parameters": [{"name": "state", "in": "query", "schema": {"type": "string", "enum": ["firing", "all"]}},
+      {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+    "responses": {"200": {"description": "Alerts", "content": {"application/json": {"schema": {"type": "object"}}}},
+      "400": {"description": "Bad parameter"}, "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/forecast": {"get": {"summary": "Forecast of the mean of one window series: linear trend over the last points, or seasonal-naive (1 day), with the fit's RMSE.",
+    "parameters": [{"name": "window", "in": "query", "required": true, "schema": {"type": "string"}},
+      {"name": "group", "in": "query", "required": true, "schema": {"type": "string"}},
+      {"name": "metric", "in": "query", "required": true, "schema": {"type": "string"}},
+      {"name": "method", "in": "query", "schema": {"type": "string", "enum": ["linear", "seasonal_naive"]}},
+      {"name": "points", "in": "query", "schema": {"type": "integer"}}],
+    "responses": {"200": {"description": "Forecast", "content": {"application/json": {"schema": {"type": "object"}}}},
+      "400": {"description": "Bad parameter or too few results"}, "401": {"description": "Missing or wrong bearer token"}}}},
   "/api/ledger": {"get": {"summary": "The ledger: input = accepted + quarantined + late + duplicate (+ in flight).",
     "responses": {"200": {"description": "Ledger", "content": {"application/json": {"schema": {"type": "object"}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},

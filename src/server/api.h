@@ -4,6 +4,9 @@
 //   GET /api/sensors      every sensor seen: position, latest value per metric, status
 //   GET /api/windows      recent window results; ?window=&group=&metric=&from=&to=&limit=
 //   GET /api/quarantine   recent quarantine records; ?limit=
+//   GET /api/alerts       alerts (latest event of each life); ?state=firing|all&limit=
+//   GET /api/forecast     forecast of one window series; ?window=&group=&metric=
+//                         &method=linear|seasonal_naive&points=50
 //   GET /api/ledger       the ledger (same JSON as ledger.json)
 //   GET /api/health       events/s, watermark, queue depths, running
 //   GET /api/openapi.json the OpenAPI 3 description of all of the above
@@ -31,6 +34,10 @@ Result<size_t> ParseLimit(const QueryParams& params, size_t fallback, size_t max
 std::string SensorsJson(const LiveState& live, TimeUs now);
 std::string WindowsJson(const LiveState& live, const WindowQuery& query);
 std::string QuarantineJson(const LiveState& live, size_t limit);
+/// `state`: "firing" (default) or "all".
+Result<std::string> AlertsJson(const LiveState& live, const QueryParams& params);
+/// Forecast of the mean of one (window, group, metric) series from the kept results.
+Result<std::string> ForecastJson(const LiveState& live, const QueryParams& params);
 std::string LedgerJson(const Pipeline& pipeline);
 std::string HealthJson(const Pipeline& pipeline, const LiveState& live, const EventLog& events,
                        TimeUs now);

@@ -236,6 +236,16 @@ void ApiServer::Route() {
     if (!limit.ok()) return SendError(res, 400, limit.status().message());
     res.set_content(QuarantineJson(live_, *limit), kJson);
   });
+  http.Get("/api/alerts", [this](const httplib::Request& req, httplib::Response& res) {
+    Result<std::string> body = AlertsJson(live_, FirstParams(req));
+    if (!body.ok()) return SendError(res, 400, body.status().message());
+    res.set_content(*body, kJson);
+  });
+  http.Get("/api/forecast", [this](const httplib::Request& req, httplib::Response& res) {
+    Result<std::string> body = ForecastJson(live_, FirstParams(req));
+    if (!body.ok()) return SendError(res, 400, body.status().message());
+    res.set_content(*body, kJson);
+  });
   http.Get("/api/ledger", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(LedgerJson(pipeline_), kJson);
   });

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "alert/rules.h"
 #include "server/sse.h"
 
 namespace tributary {
@@ -106,6 +107,15 @@ void LiveState::OnBatch(const Batch& batch) {
     while (quarantine_.size() > options_.max_quarantine) quarantine_.pop_front();
     for (const WindowResult& r : batch.windows) windows_.push_back(r);
     while (windows_.size() > options_.max_windows) windows_.pop_front();
+    for (const AlertEvent& a : batch.alerts) {
+      // Replace the earlier event of the same life (few lives are open at once).
+      auto same = std::find_if(alerts_.begin(), alerts_.end(), [&](const AlertEvent& x) {
+        return x.rule == a.rule && x.key == a.key && x.fired_at == a.fired_at;
+      });
+      if (same != alerts_.end()) alerts_.erase(same);
+      alerts_.push_back(a);
+    }
+    while (alerts_.size() > options_.max_alerts) alerts_.pop_front();
     rate_samples_.emplace_back(now, batch.readings.size());
     while (!rate_samples_.empty() && rate_samples_.front().first < now - kRateWindow) {
       rate_samples_.pop_front();
@@ -125,6 +135,7 @@ void LiveState::OnBatch(const Batch& batch) {
     WriteWindowJson(w, r);
     events_->Publish("window", w.Take());
   }
+  for (const AlertEvent& a : batch.alerts) events_->Publish("alert", AlertEventJson(a));
   for (const QuarantineRecord& q : batch.quarantine) {
     JsonWriter w;
     WriteQuarantineJson(
@@ -218,6 +229,20 @@ double LiveState::ReadingsPerSecond(TimeUs now) const {
     if (t >= now - kRateWindow) n += count;
   }
   return static_cast<double>(n) / (static_cast<double>(kRateWindow) / kMicrosPerSecond);
+}
+
+}  // namespace tributary
+
+namespace tributary {
+
+std::vector<AlertEvent> LiveState::Alerts(bool firing_only, size_t limit) const {
+  std::vector<AlertEvent> out;
+  std::lock_guard lock(mu_);
+  for (auto it = alerts_.rbegin(); it != alerts_.rend() && out.size() < limit; ++it) {
+    if (firing_only && it->state == AlertState::kResolved) continue;
+    out.push_back(*it);
+  }
+  return out;
 }
 
 }  // namespace tributary

@@ -5,7 +5,9 @@
 //   - the latest reading per (device, metric), with position, event and arrival time;
 //   - the most recent window results (revisions included, oldest dropped first);
 //   - the most recent quarantine records (reason and detail, without raw bytes);
-// and publishes `window`, `quarantine` and `reading_summary` events to an EventLog.
+//   - the latest event of the most recent alert lives (firing or resolved);
+// and publishes `window`, `quarantine`, `alert` and `reading_summary` events to an
+// EventLog.
 // OnBatch copies under one mutex and never waits on readers for long; readers (HTTP
 // worker threads) copy out under the same mutex and render outside it.
 #pragma once
@@ -28,6 +30,7 @@ class EventLog;
 struct LiveStateOptions {
   size_t max_windows = 10000;                            ///< window results kept
   size_t max_quarantine = 1000;                          ///< quarantine records kept
+  size_t max_alerts = 1000;                              ///< alert lives kept
   DurationUs expected_interval = 60 * kMicrosPerSecond;  ///< a sensor's reporting interval
 };
 
@@ -103,6 +106,9 @@ class LiveState : public PipelineObserver {
   /// The newest `limit` quarantine records, newest first.
   std::vector<QuarantineView> Quarantine(size_t limit) const;
   LiveTotals Totals() const;
+  /// Alerts: the latest event of each alert life, newest first; with `firing_only`
+  /// only those not resolved. At most `limit`.
+  std::vector<AlertEvent> Alerts(bool firing_only, size_t limit) const;
   /// Accepted readings per second of processing time over the last ten seconds.
   double ReadingsPerSecond(TimeUs now) const;
 
@@ -125,6 +131,7 @@ class LiveState : public PipelineObserver {
   std::unordered_map<uint32_t, Sensor> sensors_;  ///< by device symbol id
   std::deque<WindowResult> windows_;
   std::deque<QuarantineView> quarantine_;
+  std::deque<AlertEvent> alerts_;  ///< latest event per alert life, oldest first
   std::deque<std::pair<TimeUs, uint64_t>> rate_samples_;  ///< (arrival µs, readings)
   LiveTotals totals_;
 };

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "alert/alert_operator.h"
 #include "core/queue.h"
 #include "core/registry.h"
 #include "ingest/ingest.h"
@@ -67,6 +68,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config) 
   // Surfaces interpolate the per-device results the window stage emitted.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> surface, MakeSurfaceOperator(p->config_));
   if (surface != nullptr) p->operators_.push_back(std::move(surface));
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<AlertOperator> alerts, AlertOperator::Make(p->config_));
+  if (alerts) p->operators_.push_back(std::move(alerts));
   for (const SinkEntry& entry : p->config_.sinks) {
     TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, registry.MakeSink(entry));
     p->sinks_.push_back(std::move(sink));
@@ -215,12 +218,14 @@ Status Pipeline::Run(DurationUs duration) {
             ok = false;
             break;
           }
+          if (out.empty() && out.watermark == kMinTime) continue;
+          // Later operators see an idle watermark move too (stale-sensor alerts).
+          ok = run_chain(out, k + 1);
           if (out.empty()) {
-            // Nothing to pass on, but an idle watermark may have moved.
             sh.watermark.store(std::max(sh.watermark.load(), out.watermark));
             continue;
           }
-          ok = run_chain(out, k + 1) && sh.batches.Push(out);
+          ok = ok && sh.batches.Push(out);
         }
         continue;
       }

@@ -132,6 +132,47 @@ CREATE VIEW IF NOT EXISTS latest_windows AS
       AND x.metric = w.metric AND x.window_start_us = w.window_start_us);
 )sql";
 
+// Each alert's life (alert/rules.h): one row per (rule, key, fired_at), inserted when it
+// fires and updated by its re-notify and resolved events. Created by every schema
+// version from 3 on (CREATE IF NOT EXISTS: older files gain it on open).
+constexpr std::string_view kAlertsSql = R"sql(
+CREATE TABLE IF NOT EXISTS alerts (
+  id INTEGER PRIMARY KEY,
+  alert_id TEXT NOT NULL UNIQUE,
+  rule TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  metric TEXT,
+  severity TEXT NOT NULL,
+  state TEXT NOT NULL,
+  fired_at_us INTEGER NOT NULL,
+  fired_at TEXT NOT NULL,
+  resolved_at_us INTEGER,
+  resolved_at TEXT,
+  first_value REAL,
+  last_value REAL,
+  level REAL,
+  notifications INTEGER NOT NULL,
+  last_event_us INTEGER NOT NULL,
+  message TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, fired_at_us);
+)sql";
+
+constexpr std::string_view kUpsertAlert = R"sql(
+INSERT INTO alerts (alert_id, rule, kind, key, metric, severity, state, fired_at_us, fired_at,
+  resolved_at_us, resolved_at, first_value, last_value, level, notifications, last_event_us,
+  message)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, 1, ?14, ?15)
+ON CONFLICT (alert_id) DO UPDATE SET
+  state = excluded.state,
+  resolved_at_us = excluded.resolved_at_us,
+  resolved_at = excluded.resolved_at,
+  last_value = excluded.last_value,
+  notifications = notifications + (excluded.state = 'firing'),
+  last_event_us = excluded.last_event_us,
+  message = excluded.message)sql";
+
 // Parameter numbers below follow the column order of these statements.
 constexpr std::string_view kInsertReading = R"sql(
 INSERT OR IGNORE INTO readings (device_id, metric, value, unit, event_time_us, event_time,
@@ -339,6 +380,7 @@ class SqliteSink final : public Sink {
   Status InsertWindow(const WindowResult& w, uint64_t& inserted, GeoBounds& bounds);
   Status InsertQuarantine(const QuarantineRecord& q, uint64_t& inserted);
   Status InsertLate(const LateRecord& l, uint64_t& inserted, GeoBounds& bounds);
+  Status UpsertAlert(const AlertEvent& a);
   // Undo a failed Write: back to the savepoint, or account for a rolled-back transaction.
   Status AbortWrite(const Status& cause);
   // COMMIT and count the committed rows in the ledger.
@@ -361,6 +403,7 @@ class SqliteSink final : public Sink {
   SqliteDb db_;
   SqliteStatement begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
   SqliteStatement insert_[kTableCount];
+  SqliteStatement upsert_alert_;
 
   bool in_transaction_ = false;
   uint64_t pending_[kTableCount] = {};     // rows inserted in the open transaction
@@ -422,6 +465,7 @@ Status SqliteSink::Open(RunContext& ctx) {
   TRIB_RETURN_IF_ERROR(Prepare(insert_[kWindows], kInsertWindow));
   TRIB_RETURN_IF_ERROR(Prepare(insert_[kQuarantine], kInsertQuarantine));
   TRIB_RETURN_IF_ERROR(Prepare(insert_[kLate], kInsertLate));
+  TRIB_RETURN_IF_ERROR(Prepare(upsert_alert_, kUpsertAlert));
   return Status::Ok();
 }
 
@@ -432,7 +476,7 @@ Status SqliteSink::Write(const Batch& batch) {
   size_t rows = (enabled_[kReadings] ? batch.readings.size() : 0) +
                 (enabled_[kWindows] ? batch.windows.size() : 0) +
                 (enabled_[kQuarantine] ? batch.quarantine.size() : 0) +
-                (enabled_[kLate] ? batch.late.size() : 0);
+                (enabled_[kLate] ? batch.late.size() : 0) + batch.alerts.size();
   if (rows == 0) return Status::Ok();
   if (!in_transaction_) {
     TRIB_RETURN_IF_ERROR(begin_.Run());
@@ -485,7 +529,35 @@ Status SqliteSink::WriteRows(const Batch& batch, uint64_t (&inserted)[kTableCoun
       TRIB_RETURN_IF_ERROR(InsertLate(l, inserted[kLate], bounds[kLate]));
     }
   }
+  for (const AlertEvent& a : batch.alerts) TRIB_RETURN_IF_ERROR(UpsertAlert(a));
   return Status::Ok();
+}
+
+Status SqliteSink::UpsertAlert(const AlertEvent& a) {
+  SqliteStatement& s = upsert_alert_;
+  std::string id = a.rule.str() + "|" + a.key.str() + "|" + std::to_string(a.fired_at);
+  bool resolved = a.state == AlertState::kResolved;
+  s.BindText(1, id);
+  s.BindText(2, a.rule.view());
+  s.BindText(3, a.kind.view());
+  s.BindText(4, a.key.view());
+  s.BindTextOrNull(5, a.metric.view());
+  s.BindText(6, a.severity.view());
+  s.BindText(7, resolved ? "resolved" : "firing");
+  s.BindInt(8, a.fired_at);
+  s.BindText(9, time_a_.Format(a.fired_at));
+  if (resolved) {
+    s.BindInt(10, a.event_time);
+    s.BindText(11, time_b_.Format(a.event_time));
+  } else {
+    s.BindNull(10);
+    s.BindNull(11);
+  }
+  s.BindDouble(12, a.value);
+  s.BindDouble(13, a.level);
+  s.BindInt(14, a.event_time);
+  s.BindText(15, a.message);
+  return s.Run();
 }
 
 Status SqliteSink::InsertReading(const Reading& r, uint64_t& inserted, GeoBounds& bounds) {
@@ -661,6 +733,7 @@ void SqliteSink::Close() {
     ClearPending();
   }
   for (SqliteStatement& s : insert_) s.Finalize();
+  upsert_alert_.Finalize();
   for (SqliteStatement* s :
        {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_}) {
     s->Finalize();
@@ -685,6 +758,7 @@ Status ApplySchema(SqliteDb& db) {
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "readings", "lon", "lat"));
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "windows", "centroid_lon", "centroid_lat"));
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "late", "lon", "lat"));
+  TRIB_RETURN_IF_ERROR(db.Exec(kAlertsSql));
   // Version 3: the regulatory columns of windows.
   for (const char* column : {"nowcast REAL", "aqi INTEGER"}) {
     std::string name(column, std::strchr(column, ' '));

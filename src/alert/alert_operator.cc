@@ -1,0 +1,77 @@
+#include "alert/alert_operator.h"
+
+#include <filesystem>
+
+namespace tributary {
+
+Result<std::unique_ptr<AlertOperator>> AlertOperator::Make(const PipelineConfig& config) {
+  TRIB_ASSIGN_OR_RETURN(std::vector<AlertRule> rules, ParseAlertRules(config));
+  std::vector<std::string> names;
+  std::vector<std::vector<std::string>> channels;
+  for (const AlertRule& r : rules) {
+    names.push_back(r.name);
+    channels.push_back(r.channels);
+  }
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<AlertDispatcher> dispatcher,
+                        AlertDispatcher::Make(config, names, channels));
+  if (rules.empty()) return std::unique_ptr<AlertOperator>();
+  TRIB_ASSIGN_OR_RETURN(std::string queue_file, config.alerts.GetString("queue_file"));
+  TRIB_ASSIGN_OR_RETURN(DurationUs wait, config.alerts.GetDuration("shutdown_wait"));
+  return std::make_unique<AlertOperator>(std::move(rules), std::move(dispatcher), queue_file, wait);
+}
+
+AlertOperator::AlertOperator(std::vector<AlertRule> rules,
+                             std::unique_ptr<AlertDispatcher> dispatcher, std::string queue_file,
+                             DurationUs shutdown_wait)
+    : engine_(std::move(rules)),
+      dispatcher_(std::move(dispatcher)),
+      queue_file_(std::move(queue_file)),
+      shutdown_wait_(shutdown_wait) {}
+
+AlertOperator::~AlertOperator() {
+  if (dispatcher_) dispatcher_->Stop(0);
+}
+
+Status AlertOperator::Open(RunContext& ctx) {
+  if (opened_) return Status::Internal("alert operator opened twice");
+  opened_ = true;
+  if (!dispatcher_ || dispatcher_->channel_count() == 0) return Status::Ok();
+  std::string file = queue_file_;
+  if (file.empty())
+    file = (ctx.data_dir.empty() ? std::string(".") : ctx.data_dir) + "/alert_queue.db";
+  std::filesystem::path parent = std::filesystem::path(file).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  return dispatcher_->Open(file);
+}
+
+void AlertOperator::Emit(std::vector<AlertEvent>& events, size_t from) {
+  TimeUs now = NowUs();
+  for (size_t i = from; i < events.size(); ++i) {
+    events[i].emitted_at = now;
+    if (dispatcher_) dispatcher_->Submit(events[i]);
+  }
+}
+
+Status AlertOperator::Process(Batch& batch) {
+  size_t from = batch.alerts.size();
+  for (const Reading& r : batch.readings) engine_.OnReading(r, batch.alerts);
+  for (const WindowResult& w : batch.windows) engine_.OnWindow(w, batch.alerts);
+  engine_.OnWatermark(batch.watermark, batch.alerts);
+  Emit(batch.alerts, from);
+  return Status::Ok();
+}
+
+void AlertOperator::AddGeofenceEvents(const std::vector<GeofenceEvent>& events, Batch& out) {
+  size_t from = out.alerts.size();
+  for (const GeofenceEvent& e : events) engine_.OnGeofence(e, out.alerts);
+  Emit(out.alerts, from);
+}
+
+Status AlertOperator::Finish(Batch& out) {
+  (void)out;
+  if (dispatcher_) dispatcher_->Stop(shutdown_wait_);
+  return Status::Ok();
+}
+
+}  // namespace tributary

@@ -1,0 +1,49 @@
+// The alert operator: evaluates the `alerts.rules` after the window stage and hands
+// every alert event to the sinks (batch.alerts) and to the delivery channels.
+//
+// Runs on the process thread, after the window operator (operator.h): for each batch it
+// evaluates the readings, then the window results, then stale sensors against
+// batch.watermark (rules.h explains the clocks), appends the events to batch.alerts and
+// Submit()s them to the AlertDispatcher, which never blocks. The dispatcher's workers
+// (dispatch.h) are started in Open and given `alerts.shutdown_wait` in Finish to empty
+// their queues; what is left is delivered by the next run.
+#pragma once
+
+#include <memory>
+
+#include "alert/dispatch.h"
+#include "alert/rules.h"
+#include "stream/operator.h"
+
+namespace tributary {
+
+class AlertOperator final : public Operator {
+ public:
+  /// Build from config; nothing is opened or connected. Null when there are no rules.
+  static Result<std::unique_ptr<AlertOperator>> Make(const PipelineConfig& config);
+  /// Build from rules and a dispatcher (may be null), for tests and benchmarks.
+  AlertOperator(std::vector<AlertRule> rules, std::unique_ptr<AlertDispatcher> dispatcher,
+                std::string queue_file, DurationUs shutdown_wait);
+  ~AlertOperator() override;
+
+  std::string_view name() const override { return "alerts"; }
+  Status Open(RunContext& ctx) override;
+  Status Process(Batch& batch) override;
+  Status Finish(Batch& out) override;
+
+  AlertEngine& engine() { return engine_; }
+  AlertDispatcher* dispatcher() { return dispatcher_.get(); }
+  /// Evaluate geofence events (the seam for the spatial stage) into `out`.
+  void AddGeofenceEvents(const std::vector<GeofenceEvent>& events, Batch& out);
+
+ private:
+  void Emit(std::vector<AlertEvent>& events, size_t from);
+
+  AlertEngine engine_;
+  std::unique_ptr<AlertDispatcher> dispatcher_;
+  std::string queue_file_;
+  DurationUs shutdown_wait_;
+  bool opened_ = false;
+};
+
+}  // namespace tributary

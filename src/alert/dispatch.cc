@@ -1,0 +1,698 @@
+#include "alert/dispatch.h"
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <set>
+
+#include "alert/rules.h"
+#include "io/mqtt_client.h"
+#include "io/sinks/sqlite_util.h"
+
+namespace tributary {
+
+namespace {
+
+const std::vector<OptionSpec>& MqttChannelOptions() {
+  static const std::vector<OptionSpec> specs = [] {
+    std::vector<OptionSpec> v = MqttConnectionOptionSpecs();
+    v.push_back({"topic", OptionType::kString, "tributary/alerts/{rule}/{key}",
+                 "Topic of each alert; `{rule}`, `{key}`, `{severity}` and `{state}` are "
+                 "replaced."});
+    v.push_back({"qos", OptionType::kInt, "1",
+                 "QoS of alert messages; with 1 or 2 a message counts as delivered once the "
+                 "broker acknowledged it.",
+                 "0..2"});
+    v.push_back({"retain", OptionType::kBool, "false", "Publish alerts as retained messages."});
+    return v;
+  }();
+  return specs;
+}
+
+}  // namespace
+
+const SectionSpec& AlertChannelCommonSpec() {
+  static const SectionSpec spec{
+      "alerts.channels[]",
+      "Every delivery channel has these keys; the keys of each type follow. Each channel "
+      "has its own worker thread and persistent retry queue: a slow or failing channel "
+      "never delays the others or the pipeline.",
+      {
+          {"name", OptionType::kString, "", "Unique channel name (rules route by it).", {}, true},
+          {"type", OptionType::kEnum, "", "`mqtt`, `webhook` or `email`.", "mqtt|webhook|email",
+           true},
+          {"retry_initial", OptionType::kDuration, "1s",
+           "Wait before the second attempt; doubled after each failure (±20 % jitter).", "1ms..1h"},
+          {"retry_max", OptionType::kDuration, "5m", "Longest wait between attempts.", "1ms..1d"},
+          {"max_pending", OptionType::kInt, "10000",
+           "Most messages kept for this channel; past it the oldest are dropped (logged and "
+           "counted).",
+           "1..10000000"},
+          {"severities", OptionType::kStringList, "",
+           "Only alerts of these severities (empty: all)."},
+          {"resolved", OptionType::kBool, "true", "Also deliver `resolved` events."},
+      }};
+  return spec;
+}
+
+const SectionSpec& AlertMqttChannelSpec() {
+  static const SectionSpec spec{"alerts.channels[] (type: mqtt)",
+                                "Publish each alert event as JSON to an MQTT topic.",
+                                MqttChannelOptions()};
+  return spec;
+}
+
+const SectionSpec& AlertWebhookChannelSpec() {
+  static const SectionSpec spec{
+      "alerts.channels[] (type: webhook)",
+      "POST each alert event as JSON (`Content-Type: application/json`). A 2xx answer is "
+      "delivered; anything else, or no answer within `timeout`, is retried.",
+      {
+          {"url", OptionType::kString, "", "http:// or https:// URL.", {}, true},
+          {"headers", OptionType::kStringList, "",
+           "Extra headers, `Name: value` each (e.g. `Authorization: Bearer ${HOOK_TOKEN}`)."},
+          {"timeout", OptionType::kDuration, "10s", "Longest time one request may take.",
+           "10ms..10m"},
+      }};
+  return spec;
+}
+
+const SectionSpec& AlertEmailChannelSpec() {
+  static const SectionSpec spec{
+      "alerts.channels[] (type: email)",
+      "Send each alert as a plain-text email over SMTP (libcurl).",
+      {
+          {"url",
+           OptionType::kString,
+           "",
+           "SMTP server: `smtp://host:587` (STARTTLS per `starttls`) or `smtps://host:465`.",
+           {},
+           true},
+          {"from", OptionType::kString, "", "Sender address.", {}, true},
+          {"to", OptionType::kStringList, "", "Recipient addresses.", {}, true},
+          {"username", OptionType::kString, "",
+           "SMTP user; write `${SMTP_USER}` to take it from the environment."},
+          {"password", OptionType::kString, "",
+           "SMTP password; write `${SMTP_PASSWORD}` to take it from the environment."},
+          {"starttls", OptionType::kEnum, "try",
+           "`required`: fail unless the server upgrades to TLS; `try`: upgrade when offered; "
+           "`off`: never.",
+           "required|try|off"},
+          {"ca_file", OptionType::kString, "", "CA bundle to verify the server (default: system)."},
+          {"timeout", OptionType::kDuration, "30s", "Longest time one message may take.",
+           "100ms..10m"},
+      }};
+  return spec;
+}
+
+AlertMessage MakeAlertMessage(const AlertEvent& e) {
+  AlertMessage m;
+  m.rule = e.rule.str();
+  m.key = e.key.str();
+  m.severity = e.severity.str();
+  m.state = AlertStateName(e.state);
+  m.json = AlertEventJson(e);
+  const char* state = e.state == AlertState::kResolved   ? "RESOLVED"
+                      : e.state == AlertState::kRenotify ? "STILL FIRING"
+                                                         : "FIRING";
+  m.subject = fmt::format("[{}] {} {}: {}", m.severity, state, m.rule, m.key);
+  m.text = fmt::format(
+      "{}\n\nRule:       {}\nKey:        {}\nSeverity:   {}\nState:      {}\nFiring "
+      "since: {}\nEvent time: {}\nValue:      {}\nLevel:      {}\n",
+      e.message, m.rule, m.key, m.severity, m.state, FormatTime(e.fired_at),
+      FormatTime(e.event_time), e.value, e.level);
+  return m;
+}
+
+namespace {
+
+// ---- curl helpers ----------------------------------------------------------------
+
+struct CurlDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
+using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
+
+void CurlGlobalInit() {
+  static const bool done = [] {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return true;
+  }();
+  (void)done;
+}
+
+size_t DiscardBody(char*, size_t size, size_t n, void*) {
+  return size * n;
+}
+
+long TimeoutMs(DurationUs d) {
+  return static_cast<long>(std::max<DurationUs>(1, d / 1000));
+}
+
+class WebhookChannel final : public AlertChannel {
+ public:
+  WebhookChannel(std::string url, std::vector<std::string> headers, DurationUs timeout)
+      : url_(std::move(url)), headers_(std::move(headers)), timeout_(timeout) {}
+
+  Status Deliver(const AlertMessage& m) override {
+    CurlGlobalInit();
+    if (!curl_) curl_.reset(curl_easy_init());
+    if (!curl_) return Status::Internal("webhook: curl_easy_init failed");
+    CURL* c = curl_.get();
+    curl_easy_reset(c);
+    curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json");
+    for (const std::string& h : headers_) list = curl_slist_append(list, h.c_str());
+    SlistPtr headers(list);
+    curl_easy_setopt(c, CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, m.json.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(m.json.size()));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, TimeoutMs(timeout_));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, TimeoutMs(timeout_));
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, DiscardBody);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+      return Status::Unavailable(fmt::format("webhook {}: {}", url_, curl_easy_strerror(rc)));
+    }
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (code < 200 || code >= 300) {
+      return Status(StatusCode::kUnavailable, fmt::format("webhook {}: HTTP {}", url_, code),
+                    code >= 500 || code == 429 || code == 408);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::string url_;
+  std::vector<std::string> headers_;
+  DurationUs timeout_;
+  CurlPtr curl_;
+};
+
+struct UploadState {
+  const std::string* data;
+  size_t pos;
+};
+
+size_t ReadUpload(char* buf, size_t size, size_t n, void* user) {
+  auto* u = static_cast<UploadState*>(user);
+  size_t want = size * n;
+  size_t left = u->data->size() - u->pos;
+  size_t take = std::min(want, left);
+  std::memcpy(buf, u->data->data() + u->pos, take);
+  u->pos += take;
+  return take;
+}
+
+std::string RfcDate(TimeUs t) {
+  std::time_t s = static_cast<std::time_t>(FloorDiv(t, kMicrosPerSecond));
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
+}
+
+}  // namespace
+
+/// An SMTP sender shared by alert emails and (later) summaries.
+class SmtpSender {
+ public:
+  struct Options {
+    std::string url, from, username, password, starttls = "try", ca_file;
+    DurationUs timeout = 30 * kMicrosPerSecond;
+  };
+  explicit SmtpSender(Options o) : o_(std::move(o)) {}
+
+  Status Send(const std::vector<std::string>& to, const std::string& subject,
+              const std::string& text) {
+    CurlGlobalInit();
+    CurlPtr curl(curl_easy_init());
+    if (!curl) return Status::Internal("email: curl_easy_init failed");
+    CURL* c = curl.get();
+    static std::atomic<uint64_t> seq{0};
+    std::string msg;
+    msg += "Date: " + RfcDate(NowUs()) + "\r\n";
+    msg += "From: " + o_.from + "\r\n";
+    std::string to_line;
+    for (const std::string& r : to) to_line += (to_line.empty() ? "" : ", ") + r;
+    msg += "To: " + to_line + "\r\n";
+    msg += "Subject: " + subject + "\r\n";
+    msg += fmt::format("Message-ID: <{}.{}@tributary>\r\n", NowUs(), seq.fetch_add(1));
+    msg +=
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n";
+    // Body lines end with CRLF; a line starting with '.' is dot-stuffed by curl.
+    for (char ch : text) {
+      if (ch == '\n') {
+        msg += "\r\n";
+      } else {
+        msg.push_back(ch);
+      }
+    }
+    if (msg.size() < 2 || msg.compare(msg.size() - 2, 2, "\r\n") != 0) msg += "\r\n";
+    UploadState up{&msg, 0};
+    curl_slist* rcpt = nullptr;
+    for (const std::string& r : to) rcpt = curl_slist_append(rcpt, ("<" + r + ">").c_str());
+    SlistPtr rcpts(rcpt);
+    std::string from = "<" + o_.from + ">";
+    curl_easy_setopt(c, CURLOPT_URL, o_.url.c_str());
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, from.c_str());
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadUpload);
+    curl_easy_setopt(c, CURLOPT_READDATA, &up);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, TimeoutMs(o_.timeout));
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (!o_.username.empty()) curl_easy_setopt(c, CURLOPT_USERNAME, o_.username.c_str());
+    if (!o_.password.empty()) curl_easy_setopt(c, CURLOPT_PASSWORD, o_.password.c_str());
+    if (!o_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o_.ca_file.c_str());
+    long ssl = o_.starttls == "required" ? CURLUSESSL_ALL
+               : o_.starttls == "try"    ? CURLUSESSL_TRY
+                                         : CURLUSESSL_NONE;
+    curl_easy_setopt(c, CURLOPT_USE_SSL, ssl);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+      return Status::Unavailable(fmt::format("email via {}: {}", o_.url, curl_easy_strerror(rc)));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Options o_;
+};
+
+namespace {
+
+class EmailChannel final : public AlertChannel {
+ public:
+  EmailChannel(SmtpSender::Options o, std::vector<std::string> to)
+      : sender_(std::move(o)), to_(std::move(to)) {}
+  Status Deliver(const AlertMessage& m) override { return sender_.Send(to_, m.subject, m.text); }
+
+ private:
+  SmtpSender sender_;
+  std::vector<std::string> to_;
+};
+
+std::string Expand(std::string topic, const AlertMessage& m) {
+  auto rep = [&](std::string_view from, const std::string& to) {
+    for (size_t p = topic.find(from); p != std::string::npos; p = topic.find(from, p + to.size())) {
+      topic.replace(p, from.size(), to);
+    }
+  };
+  rep("{rule}", m.rule);
+  rep("{key}", m.key);
+  rep("{severity}", m.severity);
+  rep("{state}", m.state);
+  return topic;
+}
+
+class MqttChannel final : public AlertChannel {
+ public:
+  MqttChannel(MqttConnectOptions o, std::string topic, int qos, bool retain)
+      : options_(std::move(o)), topic_(std::move(topic)), qos_(qos), retain_(retain) {}
+  ~MqttChannel() override {
+    if (client_) client_->Disconnect(kMicrosPerSecond);
+  }
+  Status Deliver(const AlertMessage& m) override {
+    if (!client_) {
+      TRIB_ASSIGN_OR_RETURN(client_, MqttPublisher::Create(options_));
+    }
+    if (!client_->IsConnected()) TRIB_RETURN_IF_ERROR(client_->Connect());
+    TRIB_ASSIGN_OR_RETURN(int token, client_->Publish(Expand(topic_, m), m.json, qos_, retain_));
+    if (qos_ > 0) TRIB_RETURN_IF_ERROR(client_->WaitForDelivery(token, options_.connect_timeout));
+    return Status::Ok();
+  }
+
+ private:
+  MqttConnectOptions options_;
+  std::string topic_;
+  int qos_;
+  bool retain_;
+  std::unique_ptr<MqttPublisher> client_;
+};
+
+}  // namespace
+
+// ---- the worker ------------------------------------------------------------------
+
+struct AlertDispatcher::Worker {
+  ChannelOptions options;
+  std::unique_ptr<AlertChannel> channel;
+  std::string queue_file;
+  std::thread thread;
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::deque<AlertMessage> inbox;
+  bool stop = false;
+  TimeUs drain_deadline = kMaxTime;  // stop once the queue is empty or this passes
+  ChannelStats stats;
+  std::atomic<uint64_t> queued_rows{0};
+  std::mt19937_64 rng{std::random_device{}()};
+
+  void Run();
+  Status Loop(SqliteDb& db);
+  DurationUs Backoff(int64_t attempts) {
+    double d = static_cast<double>(options.retry_initial);
+    for (int64_t i = 1; i < attempts && d < static_cast<double>(options.retry_max); ++i) d *= 2;
+    d = std::min(d, static_cast<double>(options.retry_max));
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    return static_cast<DurationUs>(d * jitter(rng));
+  }
+};
+
+void AlertDispatcher::Worker::Run() {
+  SqliteDb db;
+  Status st = db.Open(queue_file);
+  if (st.ok()) st = db.Exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL");
+  if (st.ok()) {
+    st = db.Exec(
+        "CREATE TABLE IF NOT EXISTS alert_queue (id INTEGER PRIMARY KEY, channel TEXT NOT "
+        "NULL, rule TEXT, key TEXT, severity TEXT, state TEXT, json TEXT NOT NULL, subject "
+        "TEXT, body TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_us INTEGER NOT "
+        "NULL, created_us INTEGER NOT NULL, last_error TEXT);"
+        "CREATE INDEX IF NOT EXISTS alert_queue_due ON alert_queue (channel, next_attempt_us)");
+  }
+  if (st.ok()) st = Loop(db);
+  if (!st.ok()) {
+    spdlog::error("alert channel {}: {}; its alerts are no longer delivered", options.name,
+                  st.ToString());
+    std::lock_guard lock(mu);
+    stats.last_error = st.ToString();
+  }
+}
+
+Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
+  TRIB_ASSIGN_OR_RETURN(
+      SqliteStatement insert,
+      db.Prepare("INSERT INTO alert_queue (channel, rule, key, severity, state, json, subject, "
+                 "body, next_attempt_us, created_us) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9)"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement due,
+                        db.Prepare("SELECT id, rule, key, severity, state, json, subject, body, "
+                                   "attempts FROM alert_queue WHERE channel = ?1 AND "
+                                   "next_attempt_us <= ?2 ORDER BY id LIMIT 64"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement next,
+                        db.Prepare("SELECT MIN(next_attempt_us), COUNT(*) FROM alert_queue "
+                                   "WHERE channel = ?1"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement del, db.Prepare("DELETE FROM alert_queue WHERE id = ?1"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement fail,
+                        db.Prepare("UPDATE alert_queue SET attempts = ?2, next_attempt_us = ?3, "
+                                   "last_error = ?4 WHERE id = ?1"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement trim,
+                        db.Prepare("DELETE FROM alert_queue WHERE id IN (SELECT id FROM "
+                                   "alert_queue WHERE channel = ?1 ORDER BY id LIMIT ?2)"));
+  const std::string& name = options.name;
+  while (true) {
+    std::deque<AlertMessage> taken;
+    {
+      std::lock_guard lock(mu);
+      taken.swap(inbox);
+    }
+    TimeUs now = NowUs();
+    for (const AlertMessage& m : taken) {
+      insert.BindText(1, name);
+      insert.BindText(2, m.rule);
+      insert.BindText(3, m.key);
+      insert.BindText(4, m.severity);
+      insert.BindText(5, m.state);
+      insert.BindText(6, m.json);
+      insert.BindText(7, m.subject);
+      insert.BindText(8, m.text);
+      insert.BindInt(9, now);
+      TRIB_RETURN_IF_ERROR(insert.Run());
+    }
+    // Bound the queue: drop the oldest beyond max_pending.
+    next.BindText(1, name);
+    TRIB_ASSIGN_OR_RETURN(bool row, next.Step());
+    int64_t count = row ? next.ColumnInt(1) : 0;
+    next.Reset();
+    if (count > options.max_pending) {
+      int64_t over = count - options.max_pending;
+      trim.BindText(1, name);
+      trim.BindInt(2, over);
+      TRIB_RETURN_IF_ERROR(trim.Run());
+      spdlog::warn("alert channel {}: queue full ({} pending), dropped the {} oldest", name, count,
+                   over);
+      std::lock_guard lock(mu);
+      stats.dropped += static_cast<uint64_t>(over);
+    }
+    // Deliver what is due, oldest first.
+    bool delivered_any = true;
+    while (delivered_any) {
+      delivered_any = false;
+      due.BindText(1, name);
+      due.BindInt(2, NowUs());
+      struct Row {
+        int64_t id, attempts;
+        AlertMessage m;
+      };
+      std::vector<Row> rows;
+      while (true) {
+        TRIB_ASSIGN_OR_RETURN(bool has, due.Step());
+        if (!has) break;
+        Row r;
+        r.id = due.ColumnInt(0);
+        r.m.rule = due.ColumnText(1);
+        r.m.key = due.ColumnText(2);
+        r.m.severity = due.ColumnText(3);
+        r.m.state = due.ColumnText(4);
+        r.m.json = due.ColumnText(5);
+        r.m.subject = due.ColumnText(6);
+        r.m.text = due.ColumnText(7);
+        r.attempts = due.ColumnInt(8);
+        rows.push_back(std::move(r));
+      }
+      due.Reset();
+      for (Row& r : rows) {
+        Status st = channel->Deliver(r.m);
+        if (st.ok()) {
+          del.BindInt(1, r.id);
+          TRIB_RETURN_IF_ERROR(del.Run());
+          std::lock_guard lock(mu);
+          ++stats.delivered;
+          delivered_any = true;
+          continue;
+        }
+        int64_t attempts = r.attempts + 1;
+        std::string err = st.ToString();
+        fail.BindInt(1, r.id);
+        fail.BindInt(2, attempts);
+        fail.BindInt(3, NowUs() + Backoff(attempts));
+        fail.BindText(4, err);
+        TRIB_RETURN_IF_ERROR(fail.Run());
+        if (attempts == 1 || attempts % 10 == 0) {
+          spdlog::warn("alert channel {}: attempt {} failed: {} (kept, retried)", name, attempts,
+                       err);
+        }
+        std::lock_guard lock(mu);
+        ++stats.failed_attempts;
+        stats.last_error = err;
+        break;  // keep order: later rows wait for this one's retry
+      }
+    }
+    next.BindText(1, name);
+    TRIB_ASSIGN_OR_RETURN(row, next.Step());
+    TimeUs next_due = row && !next.ColumnIsNull(0) ? next.ColumnInt(0) : kMaxTime;
+    count = row ? next.ColumnInt(1) : 0;
+    next.Reset();
+    queued_rows.store(static_cast<uint64_t>(count));
+    std::unique_lock lock(mu);
+    if (stop && (NowUs() >= drain_deadline || (count == 0 && inbox.empty()))) break;
+    if (!inbox.empty()) continue;
+    TimeUs wake = std::min(next_due, stop ? drain_deadline : kMaxTime);
+    TimeUs wait_us =
+        wake == kMaxTime ? 1000 * kMicrosPerMilli : std::max<TimeUs>(wake - NowUs(), 0);
+    wait_us = std::min<TimeUs>(wait_us, 1000 * kMicrosPerMilli);
+    if (wait_us > 0) {
+      cv.wait_for(lock, std::chrono::microseconds(wait_us),
+                  [&] { return !inbox.empty() || (stop && drain_deadline <= NowUs()); });
+    }
+  }
+  return Status::Ok();
+}
+
+// ---- the dispatcher --------------------------------------------------------------
+
+namespace {
+
+Result<std::unique_ptr<AlertChannel>> MakeChannel(const OptionReader& o, const std::string& type) {
+  if (type == "mqtt") {
+    TRIB_ASSIGN_OR_RETURN(MqttConnectOptions c, ParseMqttConnectOptions(o));
+    if (c.client_id.empty()) c.clean_session = true;
+    TRIB_ASSIGN_OR_RETURN(std::string topic, o.GetString("topic"));
+    TRIB_ASSIGN_OR_RETURN(int64_t qos, o.GetInt("qos"));
+    TRIB_ASSIGN_OR_RETURN(bool retain, o.GetBool("retain"));
+    return std::unique_ptr<AlertChannel>(
+        new MqttChannel(std::move(c), topic, static_cast<int>(qos), retain));
+  }
+  if (type == "webhook") {
+    TRIB_ASSIGN_OR_RETURN(std::string url, o.GetString("url"));
+    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+      return o.Error("url", "expected an http:// or https:// URL, got '" + url + "'");
+    }
+    TRIB_ASSIGN_OR_RETURN(std::vector<std::string> headers, o.GetStringList("headers"));
+    for (const std::string& h : headers) {
+      if (h.find(':') == std::string::npos) {
+        return o.Error("headers", "expected 'Name: value', got '" + h + "'");
+      }
+    }
+    TRIB_ASSIGN_OR_RETURN(DurationUs timeout, o.GetDuration("timeout"));
+    return std::unique_ptr<AlertChannel>(new WebhookChannel(url, headers, timeout));
+  }
+  SmtpSender::Options s;
+  TRIB_ASSIGN_OR_RETURN(s.url, o.GetString("url"));
+  if (s.url.rfind("smtp://", 0) != 0 && s.url.rfind("smtps://", 0) != 0) {
+    return o.Error("url", "expected an smtp:// or smtps:// URL, got '" + s.url + "'");
+  }
+  TRIB_ASSIGN_OR_RETURN(s.from, o.GetString("from"));
+  TRIB_ASSIGN_OR_RETURN(std::vector<std::string> to, o.GetStringList("to"));
+  if (to.empty()) return o.Error("to", "needs at least one recipient");
+  TRIB_ASSIGN_OR_RETURN(s.username, o.GetString("username"));
+  TRIB_ASSIGN_OR_RETURN(s.password, o.GetString("password"));
+  TRIB_ASSIGN_OR_RETURN(s.starttls, o.GetString("starttls"));
+  TRIB_ASSIGN_OR_RETURN(s.ca_file, o.GetString("ca_file"));
+  TRIB_ASSIGN_OR_RETURN(s.timeout, o.GetDuration("timeout"));
+  return std::unique_ptr<AlertChannel>(new EmailChannel(std::move(s), std::move(to)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<AlertDispatcher>> AlertDispatcher::Make(
+    const PipelineConfig& config, const std::vector<std::string>& rule_names,
+    const std::vector<std::vector<std::string>>& rule_channels) {
+  std::unique_ptr<AlertDispatcher> d(new AlertDispatcher());
+  const OptionReader& alerts = config.alerts;
+  YAML::Node list = alerts.Node("channels");
+  std::set<std::string> names;
+  if (list.IsDefined() && !list.IsNull()) {
+    if (!list.IsSequence()) return alerts.Error("channels", "expected a list");
+    size_t i = 0;
+    for (const YAML::Node& item : list) {
+      std::string path = "alerts.channels[" + std::to_string(i++) + "]";
+      OptionReader common(item, alerts.file(), path, {&AlertChannelCommonSpec()});
+      if (!item.IsMap()) return common.Error("", "expected a mapping with name and type");
+      TRIB_ASSIGN_OR_RETURN(std::string type, common.GetString("type"));
+      const SectionSpec* spec = type == "mqtt"      ? &AlertMqttChannelSpec()
+                                : type == "webhook" ? &AlertWebhookChannelSpec()
+                                                    : &AlertEmailChannelSpec();
+      OptionReader o(item, alerts.file(), path, {&AlertChannelCommonSpec(), spec});
+      TRIB_RETURN_IF_ERROR(o.CheckKeys());
+      auto w = std::make_unique<Worker>();
+      ChannelOptions& co = w->options;
+      co.type = type;
+      TRIB_ASSIGN_OR_RETURN(co.name, o.GetString("name"));
+      if (!names.insert(co.name).second) {
+        return o.Error("name", "duplicate channel name '" + co.name + "'");
+      }
+      TRIB_ASSIGN_OR_RETURN(co.retry_initial, o.GetDuration("retry_initial"));
+      TRIB_ASSIGN_OR_RETURN(co.retry_max, o.GetDuration("retry_max"));
+      TRIB_ASSIGN_OR_RETURN(co.max_pending, o.GetInt("max_pending"));
+      TRIB_ASSIGN_OR_RETURN(co.severities, o.GetStringList("severities"));
+      TRIB_ASSIGN_OR_RETURN(co.resolved, o.GetBool("resolved"));
+      TRIB_ASSIGN_OR_RETURN(w->channel, MakeChannel(o, type));
+      w->stats.name = co.name;
+      d->workers_.push_back(std::move(w));
+    }
+  }
+  for (size_t i = 0; i < rule_names.size(); ++i) {
+    for (const std::string& c : rule_channels[i]) {
+      if (names.count(c) == 0) {
+        return alerts.Error("rules", "rule '" + rule_names[i] + "' names channel '" + c +
+                                         "', which is not in alerts.channels");
+      }
+    }
+    d->routes_.emplace_back(rule_names[i], rule_channels[i]);
+  }
+  return d;
+}
+
+std::unique_ptr<AlertDispatcher> AlertDispatcher::FromChannels(
+    std::vector<std::pair<ChannelOptions, std::unique_ptr<AlertChannel>>> channels) {
+  std::unique_ptr<AlertDispatcher> d(new AlertDispatcher());
+  for (auto& [o, c] : channels) {
+    auto w = std::make_unique<Worker>();
+    w->options = o;
+    w->channel = std::move(c);
+    w->stats.name = o.name;
+    d->workers_.push_back(std::move(w));
+  }
+  return d;
+}
+
+AlertDispatcher::~AlertDispatcher() {
+  Stop(0);
+}
+
+Status AlertDispatcher::Open(const std::string& queue_file) {
+  for (auto& w : workers_) {
+    w->queue_file = queue_file;
+    Worker* raw = w.get();
+    w->thread = std::thread([raw] { raw->Run(); });
+  }
+  return Status::Ok();
+}
+
+void AlertDispatcher::Submit(const AlertEvent& e) {
+  if (workers_.empty()) return;
+  const std::vector<std::string>* route = nullptr;
+  for (const auto& [rule, channels] : routes_) {
+    if (rule == e.rule.view()) route = &channels;
+  }
+  std::optional<AlertMessage> msg;
+  for (auto& w : workers_) {
+    const ChannelOptions& o = w->options;
+    if (route != nullptr && !route->empty() &&
+        std::find(route->begin(), route->end(), o.name) == route->end()) {
+      continue;
+    }
+    if (!o.severities.empty() && std::find(o.severities.begin(), o.severities.end(),
+                                           e.severity.view()) == o.severities.end()) {
+      continue;
+    }
+    if (!o.resolved && e.state == AlertState::kResolved) continue;
+    if (!msg) msg = MakeAlertMessage(e);
+    {
+      std::lock_guard lock(w->mu);
+      w->inbox.push_back(*msg);
+    }
+    w->cv.notify_one();
+  }
+}
+
+void AlertDispatcher::Stop(DurationUs wait) {
+  for (auto& w : workers_) {
+    std::lock_guard lock(w->mu);
+    w->stop = true;
+    w->drain_deadline = NowUs() + wait;
+  }
+  for (auto& w : workers_) {
+    w->cv.notify_all();
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+std::vector<ChannelStats> AlertDispatcher::Stats() const {
+  std::vector<ChannelStats> out;
+  for (const auto& w : workers_) {
+    std::lock_guard lock(w->mu);
+    ChannelStats s = w->stats;
+    s.pending = w->queued_rows.load() + w->inbox.size();
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace tributary

@@ -1,0 +1,168 @@
+#include "alert/rules.h"
+
+#include <gtest/gtest.h>
+
+#include "core/pipeline_config.h"
+
+namespace tributary {
+namespace {
+
+Reading At(const char* device, const char* metric, TimeUs t, double v) {
+  Reading r;
+  r.device = Intern(device);
+  r.metric = Intern(metric);
+  r.event_time = t;
+  r.arrival_time = t;
+  r.value = v;
+  return r;
+}
+
+constexpr TimeUs kMin = 60 * kMicrosPerSecond;
+
+Result<std::vector<AlertRule>> Rules(const std::string& yaml) {
+  TRIB_ASSIGN_OR_RETURN(PipelineConfig c, ParsePipelineConfig(yaml, "test.yaml"));
+  return ParseAlertRules(c);
+}
+
+TEST(AlertRulesTest, ThresholdHysteresisDedupAndRenotify) {
+  auto rules = Rules(R"(
+sources: [{name: s, type: simulator}]
+alerts:
+  rules:
+    - {name: pm_high, kind: reading_threshold, metric: pm25, level: 35, clear: 30,
+       renotify: 10m, severity: critical}
+)");
+  ASSERT_TRUE(rules.ok()) << rules.status().ToString();
+  AlertEngine e(*rules);
+  std::vector<AlertEvent> out;
+  e.OnReading(At("d1", "pm25", 0, 20), out);
+  EXPECT_TRUE(out.empty());
+  e.OnReading(At("d1", "pm25", kMin, 40), out);       // fires
+  e.OnReading(At("d1", "pm25", 2 * kMin, 50), out);   // deduplicated
+  e.OnReading(At("d1", "pm25", 3 * kMin, 32), out);   // below level, above clear: still firing
+  e.OnReading(At("d1", "pm25", 12 * kMin, 33), out);  // renotify after 10 min
+  e.OnReading(At("d2", "pm25", 12 * kMin, 36), out);  // another key fires on its own
+  e.OnReading(At("d1", "pm25", 13 * kMin, 29), out);  // resolves
+  e.OnReading(At("d1", "pm25", 14 * kMin, 34), out);  // below level: nothing
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0].state, AlertState::kFiring);
+  EXPECT_EQ(out[0].key.view(), "d1");
+  EXPECT_EQ(out[0].severity.view(), "critical");
+  EXPECT_DOUBLE_EQ(out[0].value, 40);
+  EXPECT_EQ(out[1].state, AlertState::kRenotify);
+  EXPECT_EQ(out[1].fired_at, kMin);
+  EXPECT_EQ(out[2].key.view(), "d2");
+  EXPECT_EQ(out[3].state, AlertState::kResolved);
+  EXPECT_EQ(out[3].fired_at, kMin);
+  EXPECT_EQ(out[3].event_time, 13 * kMin);
+  EXPECT_EQ(e.firing(), 1u);
+}
+
+TEST(AlertRulesTest, RateOfChangeStaleAndWindow) {
+  auto rules = Rules(R"(
+sources: [{name: s, type: simulator}]
+windows: [{name: h1, type: tumbling, size: 1h, aggregates: [mean, p95]}]
+alerts:
+  rules:
+    - {name: rise, kind: rate_of_change, metric: stage, level: 0.5, per: 1h}
+    - {name: quiet, kind: stale, expected_interval: 1m, stale_factor: 3}
+    - {name: p95, kind: window_threshold, window: h1, metric: pm25, aggregate: p95, level: 35}
+)");
+  ASSERT_TRUE(rules.ok()) << rules.status().ToString();
+  AlertEngine e(*rules);
+  std::vector<AlertEvent> out;
+  e.OnReading(At("g1", "stage", 0, 1.0), out);
+  e.OnReading(At("g1", "stage", 30 * kMin, 1.1), out);  // 0.2 m/h
+  EXPECT_TRUE(out.empty());
+  e.OnReading(At("g1", "stage", 60 * kMin, 1.5), out);  // 0.8 m/h
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].rule.view(), "rise");
+  EXPECT_NEAR(out[0].value, 0.8, 1e-9);
+  out.clear();
+  e.OnWatermark(62 * kMin, out);  // 2 min of silence: not yet stale
+  EXPECT_TRUE(out.empty());
+  e.OnWatermark(64 * kMin, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].rule.view(), "quiet");
+  EXPECT_EQ(out[0].key.view(), "g1");
+  EXPECT_NEAR(out[0].value, 240, 1e-9);
+  out.clear();
+  // Reports again: the stale alert resolves, and so does the rise (0 m/h now).
+  e.OnReading(At("g1", "stage", 65 * kMin, 1.5), out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].rule.view(), "rise");
+  EXPECT_EQ(out[0].state, AlertState::kResolved);
+  EXPECT_EQ(out[1].rule.view(), "quiet");
+  EXPECT_EQ(out[1].state, AlertState::kResolved);
+  out.clear();
+  WindowResult w;
+  w.window = Intern("h1");
+  w.group = Intern("zone-a");
+  w.metric = Intern("pm25");
+  w.end = 60 * kMin;
+  w.p95 = 40;
+  e.OnWindow(w, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].key.view(), "zone-a");
+}
+
+TEST(AlertRulesTest, AqiCategoryChangeAndGeofence) {
+  auto rules = Rules(R"(
+sources: [{name: s, type: simulator}]
+windows: [{name: h1, preset: pm25_regulatory}]
+alerts:
+  rules:
+    - {name: aqi, kind: aqi_category, window: h1, metric: pm25, min_category: unhealthy_sensitive}
+    - {name: fence, kind: geofence, zones: [school]}
+)");
+  ASSERT_TRUE(rules.ok()) << rules.status().ToString();
+  AlertEngine e(*rules);
+  std::vector<AlertEvent> out;
+  WindowResult w;
+  w.window = Intern("h1");
+  w.group = Intern("d1");
+  w.metric = Intern("pm25");
+  for (double aqi : {80.0, 120.0, 160.0, 90.0}) {
+    w.end += 60 * kMin;
+    w.aqi = aqi;
+    e.OnWindow(w, out);
+  }
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].state, AlertState::kFiring);
+  EXPECT_EQ(out[1].state, AlertState::kRenotify);  // category changed while firing
+  EXPECT_EQ(out[2].state, AlertState::kResolved);
+  out.clear();
+  GeofenceEvent g{
+      Intern("truck"), Intern("school"), GeofenceEventKind::kEnter, 5, NAN, NAN, NAN, 0};
+  e.OnGeofence(g, out);
+  g.zone = Intern("park");
+  e.OnGeofence(g, out);  // not a watched zone
+  g.zone = Intern("school");
+  g.kind = GeofenceEventKind::kExit;
+  e.OnGeofence(g, out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].key.view(), "truck@school");
+  EXPECT_EQ(out[1].state, AlertState::kResolved);
+}
+
+TEST(AlertRulesTest, BadRulesNameTheProblem) {
+  auto r = Rules(R"(
+sources: [{name: s, type: simulator}]
+alerts:
+  rules:
+    - {name: x, kind: window_threshold, window: nope, metric: pm25, level: 1}
+)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("no window definition named 'nope'"), std::string::npos);
+  r = Rules(R"(
+sources: [{name: s, type: simulator}]
+alerts:
+  rules:
+    - {name: x, kind: reading_threshold, metric: pm25, level: 35, clear: 40}
+)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("alerts.rules[0].clear"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tributary
