@@ -62,9 +62,9 @@ Status AlertOperator::Process(Batch& batch) {
   return Status::Ok();
 }
 
-void AlertOperator::AddGeofenceEvents(const std::vector<GeofenceEvent>& events, Batch& out) {
+void AlertOperator::AddGeofenceEvents(const std::vector<ZoneCrossing>& events, Batch& out) {
   size_t from = out.alerts.size();
-  for (const GeofenceEvent& e : events) engine_.OnGeofence(e, out.alerts);
+  for (const ZoneCrossing& e : events) engine_.OnGeofence(e, out.alerts);
   Emit(out.alerts, from);
 }
 

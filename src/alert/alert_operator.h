@@ -34,7 +34,7 @@ class AlertOperator final : public Operator {
   AlertEngine& engine() { return engine_; }
   AlertDispatcher* dispatcher() { return dispatcher_.get(); }
   /// Evaluate geofence events (the seam for the spatial stage) into `out`.
-  void AddGeofenceEvents(const std::vector<GeofenceEvent>& events, Batch& out);
+  void AddGeofenceEvents(const std::vector<ZoneCrossing>& events, Batch& out);
 
  private:
   void Emit(std::vector<AlertEvent>& events, size_t from);

@@ -491,15 +491,15 @@ void AlertEngine::OnWindow(const WindowResult& w, std::vector<AlertEvent>& out) 
   }
 }
 
-void AlertEngine::OnGeofence(const GeofenceEvent& e, std::vector<AlertEvent>& out) {
+void AlertEngine::OnGeofence(const ZoneCrossing& e, std::vector<AlertEvent>& out) {
   for (size_t ri : geofence_rules_) {
     const AlertRule& rule = rules_[ri];
     if (!rule.zones.empty() && !Contains(rule.zones, e.zone)) continue;
     if (!rule.devices.empty() && !Contains(rule.devices, e.device)) continue;
     bool proximity =
-        e.kind == GeofenceEventKind::kProximity || e.kind == GeofenceEventKind::kProximityEnd;
+        e.kind == ZoneCrossingKind::kProximity || e.kind == ZoneCrossingKind::kProximityEnd;
     if (proximity && !rule.on_proximity) continue;
-    bool starts = e.kind == GeofenceEventKind::kEnter || e.kind == GeofenceEventKind::kProximity;
+    bool starts = e.kind == ZoneCrossingKind::kEnter || e.kind == ZoneCrossingKind::kProximity;
     KeyState& s = state_[ri][Pack(e.device, e.zone)];
     s.key = Intern(fmt::format("{}@{}", e.device.view(), e.zone.view()));
     s.metric = Symbol{};

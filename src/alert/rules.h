@@ -13,7 +13,7 @@
 //   stale              no reading of a device (of `metric`, or of any metric) for more
 //                      than `stale_factor` × its expected interval; key = device
 //   geofence           a device entered a zone or came within the proximity distance
-//                      of one (GeofenceEvent, produced by the spatial stage); resolved
+//                      of one (ZoneCrossing, produced by the spatial stage); resolved
 //                      when it leaves; key = "device@zone"
 //
 // Hysteresis. `op` > or >= fires when value op level, and resolves only once the value
@@ -67,13 +67,13 @@ enum class AlertRuleKind {
 enum class CompareOp { kGt, kGe, kLt, kLe };
 enum class WindowAggregate { kMean, kP95, kMax, kNowcast, kAqi };
 
-/// What the spatial stage reports about a device and a zone (the seam for geofence and
+/// A device entering or leaving a zone, or coming near one (the seam for geofence and
 /// proximity rules; the spatial module produces these).
-enum class GeofenceEventKind { kEnter, kExit, kProximity, kProximityEnd };
-struct GeofenceEvent {
+enum class ZoneCrossingKind { kEnter, kExit, kProximity, kProximityEnd };
+struct ZoneCrossing {
   Symbol device;
   Symbol zone;
-  GeofenceEventKind kind = GeofenceEventKind::kEnter;
+  ZoneCrossingKind kind = ZoneCrossingKind::kEnter;
   TimeUs event_time = 0;  ///< event time of the reading that crossed
   double lat = NAN;
   double lon = NAN;
@@ -133,7 +133,7 @@ class AlertEngine {
   /// Evaluate window_threshold and aqi_category rules.
   void OnWindow(const WindowResult& w, std::vector<AlertEvent>& out);
   /// Evaluate geofence rules.
-  void OnGeofence(const GeofenceEvent& e, std::vector<AlertEvent>& out);
+  void OnGeofence(const ZoneCrossing& e, std::vector<AlertEvent>& out);
   /// Check stale rules against the watermark `w` (no-op when it did not move).
   void OnWatermark(TimeUs w, std::vector<AlertEvent>& out);
 

@@ -132,13 +132,13 @@ alerts:
   EXPECT_EQ(out[1].state, AlertState::kRenotify);  // category changed while firing
   EXPECT_EQ(out[2].state, AlertState::kResolved);
   out.clear();
-  GeofenceEvent g{
-      Intern("truck"), Intern("school"), GeofenceEventKind::kEnter, 5, NAN, NAN, NAN, 0};
+  ZoneCrossing g{
+      Intern("truck"), Intern("school"), ZoneCrossingKind::kEnter, 5, NAN, NAN, NAN, 0};
   e.OnGeofence(g, out);
   g.zone = Intern("park");
   e.OnGeofence(g, out);  // not a watched zone
   g.zone = Intern("school");
-  g.kind = GeofenceEventKind::kExit;
+  g.kind = ZoneCrossingKind::kExit;
   e.OnGeofence(g, out);
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].key.view(), "truck@school");
