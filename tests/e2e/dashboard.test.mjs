@@ -52,7 +52,8 @@ before(async () => {
     headless: true,
     viewport: { width: 1400, height: 1000 },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--disable-dev-shm-usage'],
   });
   page = browser.pages()[0] ?? await browser.newPage();
   const errors = [];
@@ -70,7 +71,7 @@ after(async () => {
 });
 
 test('the map shows the simulated sensors', async () => {
-  const n = await waitFor(async () => Number(await page.getAttribute('#map', 'data-sensors')) || 0, 'sensors on the map');
+  const n = await waitFor(async () => Number(await page.getAttribute('#map', 'data-sensors', { timeout: 5000 })) || 0, 'sensors on the map');
   const api = await (await fetch(`${base}/api/sensors`)).json();
   assert.ok(n > 0 && n <= api.count, `map shows ${n} sensors, API has ${api.count}`);
   // Markers are drawn on the canvas: some pixels of it are not the background.
@@ -91,9 +92,9 @@ test('the map shows the simulated sensors', async () => {
 });
 
 test('the trend chart updates after new data arrives', async () => {
-  const first = await waitFor(async () => Number(await page.getAttribute('#trend-chart', 'data-last')) || 0, 'a first trend point');
+  const first = await waitFor(async () => Number(await page.getAttribute('#trend-chart', 'data-last', { timeout: 5000 })) || 0, 'a first trend point');
   const later = await waitFor(async () => {
-    const v = Number(await page.getAttribute('#trend-chart', 'data-last')) || 0;
+    const v = Number(await page.getAttribute('#trend-chart', 'data-last', { timeout: 5000 })) || 0;
     return v > first ? v : 0;
   }, 'a newer trend point');
   assert.ok(later > first);
@@ -101,7 +102,7 @@ test('the trend chart updates after new data arrives', async () => {
 });
 
 test('the ledger panel shows balanced counts', async () => {
-  const text = await waitFor(async () => page.textContent('#ledger-balance'), 'the ledger panel');
+  const text = await waitFor(async () => page.textContent('#ledger-balance', { timeout: 5000 }), 'the ledger panel');
   assert.match(text, /^balanced: input \d+ = \d+$/);
   const [, input, sum] = text.match(/input (\d+) = (\d+)/);
   assert.equal(input, sum);
