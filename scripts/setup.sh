@@ -25,6 +25,7 @@ PACKAGES=(
   librdkafka-dev libpq-dev libcurl4-openssl-dev
   postgresql-15 postgresql-15-postgis-3 influxdb
   nodejs npm
+  chromium
 )
 
 # DuckDB has no Debian package. When the system has none, its prebuilt libduckdb.so comes
@@ -222,11 +223,31 @@ setup_ccache() {
   fi
 }
 
+# Builds the dashboard (web/ → web/dist) and installs playwright-core for the browser
+# tests (tests/e2e/node_modules), from the committed lock files. Skipped when dist/ is
+# newer than every source of the dashboard and the test packages are present.
+build_web() {
+  local root web
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  web="$root/web"
+  if [ ! -d "$root/tests/e2e/node_modules/playwright-core" ]; then
+    (cd "$root/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if [ -f "$web/dist/index.html" ] &&
+    [ -z "$(find "$web/index.html" "$web/src" "$web/package-lock.json" "$web/vite.config.js" \
+      -newer "$web/dist/index.html" -print -quit)" ]; then
+    return
+  fi
+  log "building the dashboard in web/"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+}
+
 install_deps() {
   install_packages
   install_duckdb
   install_h3js
   setup_ccache
+  build_web
 }
 
 # Configures PRESET and builds it (or the given targets).

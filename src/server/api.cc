@@ -1,6 +1,8 @@
 #include "server/api.h"
 
 #include <charconv>
+#include <cmath>
+#include <limits>
 
 #include "alert/forecast.h"
 #include "alert/rules.h"
@@ -220,6 +222,59 @@ std::string HealthJson(const Pipeline& pipeline, const LiveState& live, const Ev
   return w.Take();
 }
 
+std::string ZonesJson(const LiveState& live) {
+  // Zone geometry is not part of the live state yet: a zone is placed at the centroid of
+  // its latest window. Zones loaded from boundary files will supply polygons here.
+  WindowQuery q;
+  q.limit = std::numeric_limits<size_t>::max();
+  std::vector<WindowResult> results = live.Windows(q);  // newest first
+  std::map<std::string, std::map<std::string, const WindowResult*>> latest;
+  for (const WindowResult& r : results) {
+    if (r.group_by.view() != "zone") continue;
+    latest[std::string(r.group.view())].try_emplace(std::string(r.metric.view()), &r);
+  }
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("type").String("FeatureCollection");
+  w.Key("features").BeginArray();
+  for (const auto& [zone, metrics] : latest) {
+    const WindowResult* head = metrics.count("pm25") ? metrics.at("pm25") : metrics.begin()->second;
+    w.BeginObject();
+    w.Key("type").String("Feature");
+    w.Key("id").String(zone);
+    w.Key("geometry");
+    if (std::isnan(head->centroid_lat) || std::isnan(head->centroid_lon)) {
+      w.Null();
+    } else {
+      w.BeginObject();
+      w.Key("type").String("Point");
+      w.Key("coordinates").BeginArray().Number(head->centroid_lon).Number(head->centroid_lat);
+      w.EndArray();
+      w.EndObject();
+    }
+    w.Key("properties").BeginObject();
+    w.Key("zone").String(zone);
+    w.Key("window").String(head->window.view());
+    w.Key("end").String(FormatTime(head->end));
+    w.Key("metric").String(head->metric.view());
+    WriteNumberOrNull(w, "value", head->mean);
+    WriteNumberOrNull(w, "aqi", head->aqi);
+    w.Key("metrics").BeginObject();
+    for (const auto& [metric, r] : metrics) {
+      w.Key(metric).BeginObject();
+      WriteNumberOrNull(w, "mean", r->mean);
+      WriteNumberOrNull(w, "aqi", r->aqi);
+      w.EndObject();
+    }
+    w.EndObject();
+    w.EndObject();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return w.Take();
+}
+
 std::string ErrorJson(std::string_view message) {
   JsonWriter w;
   w.BeginObject();
@@ -306,6 +361,8 @@ std::string OpenApiJson() {
     "parameters": [{"name": "name", "in": "query", "schema": {"type": "string"}}],
     "responses": {"200": {"description": "Surface", "content": {"application/json": {"schema": {"type": "object"}}}},
       "404": {"description": "No surface yet"}, "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/zones": {"get": {"summary": "Zones as a GeoJSON FeatureCollection with the latest window per metric (empty when no zone windows are configured).",
+    "responses": {"200": {"description": "FeatureCollection", "content": {"application/geo+json": {}}}}}},
   "/api/openapi.json": {"get": {"summary": "This document.",
     "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
   "/healthz": {"get": {"summary": "Liveness: 200 while the process is up.", "security": [],

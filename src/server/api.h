@@ -9,6 +9,7 @@
 //                         &method=linear|seasonal_naive&points=50
 //   GET /api/ledger       the ledger (same JSON as ledger.json)
 //   GET /api/health       events/s, watermark, queue depths, running
+//   GET /api/zones        zones as a GeoJSON FeatureCollection with their latest windows
 //   GET /api/openapi.json the OpenAPI 3 description of all of the above
 #pragma once
 
@@ -41,6 +42,11 @@ Result<std::string> ForecastJson(const LiveState& live, const QueryParams& param
 std::string LedgerJson(const Pipeline& pipeline);
 std::string HealthJson(const Pipeline& pipeline, const LiveState& live, const EventLog& events,
                        TimeUs now);
+/// Zones as GeoJSON: one Feature per group of the window results grouped by `zone`, with
+/// properties {zone, window, end, metrics: {metric: {mean, aqi}}, metric, value, aqi} (the
+/// headline metric is pm25 when present), and a Point at the window centroid (null when
+/// the window carries none). Empty collection when no zone windows were seen.
+std::string ZonesJson(const LiveState& live);
 /// The OpenAPI 3.0 document of the API.
 std::string OpenApiJson();
 /// A JSON error body: {"error": message}.

@@ -3,8 +3,10 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <filesystem>
 
 #include "server/api.h"
 #include "server/metrics.h"
@@ -42,6 +44,67 @@ void SendError(httplib::Response& res, int status, std::string_view message) {
   res.set_content(ErrorJson(message), kJson);
 }
 
+constexpr std::string_view kTokenCookie = "tributary_token";
+
+// The value of cookie `name` in a Cookie header, or empty.
+std::string CookieValue(const std::string& header, std::string_view name) {
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = header.find(';', pos);
+    if (end == std::string::npos) end = header.size();
+    std::string_view part = std::string_view(header).substr(pos, end - pos);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    if (part.size() > name.size() && part.substr(0, name.size()) == name &&
+        part[name.size()] == '=') {
+      return std::string(part.substr(name.size() + 1));
+    }
+    pos = end + 1;
+  }
+  return {};
+}
+
+std::string BearerOf(const httplib::Request& req) {
+  std::string auth = req.get_header_value("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  return auth.rfind(kBearer, 0) == 0 ? auth.substr(kBearer.size()) : std::string();
+}
+
+bool IsOpenPath(const std::string& path) {
+  return path == "/healthz" || path == "/readyz" || path == "/metrics";
+}
+
+const char kTokenPage[] =
+    R"(<!doctype html><html><head><meta charset="utf-8"><title>tributary</title></head>
+<body style="font-family:sans-serif;margin:3rem"><h1>tributary</h1>
+<p>This server requires an access token.</p>
+<form method="get" action="/"><input name="token" type="password" autofocus placeholder="token">
+<button>Open the dashboard</button></form></body></html>
+)";
+
+const char kNotBuiltPage[] =
+    R"(<!doctype html><html><head><meta charset="utf-8"><title>tributary</title></head>
+<body style="font-family:sans-serif;margin:3rem"><h1>tributary</h1>
+<p>The dashboard is not built: no index.html in <code>%DIR%</code>.
+Run <code>scripts/setup.sh</code> (or <code>npm ci &amp;&amp; npm run build</code> in <code>web/</code>),
+or point <code>server.static_dir</code> at a built dashboard.
+The API answers at <a href="/api/openapi.json">/api/openapi.json</a>.</p></body></html>
+)";
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(pos, end - pos);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+    pos = end + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 const SectionSpec& ServerSectionSpec() {
@@ -58,8 +121,22 @@ const SectionSpec& ServerSectionSpec() {
            "no authentication. /healthz, /readyz and /metrics stay open."},
           {"replay_buffer", OptionType::kInt, "10000",
            "Live events kept for clients reconnecting with Last-Event-ID.", "1..10000000"},
-          {"max_body_bytes", OptionType::kInt, "65536", "Largest request body accepted, bytes.",
-           "0..1073741824"},
+          {"max_body_bytes", OptionType::kInt, "65536",
+           "Largest request body accepted, bytes; larger requests get 413.", "0..1073741824"},
+          {"write_token", OptionType::kString, "",
+           "Bearer token for write requests (POST, PUT, PATCH, DELETE: subscriptions, "
+           "ingest), separate from `token`; empty: the server is read-only and answers "
+           "them 405."},
+          {"static_dir", OptionType::kString, "",
+           "Folder of the built dashboard served at /; empty: web/dist of the source tree "
+           "this binary was built from."},
+          {"cors_origins", OptionType::kString, "",
+           "Comma-separated origins allowed to call the API from a browser (CORS), or `*`; "
+           "empty: no CORS headers."},
+          {"rate_limit", OptionType::kDouble, "100",
+           "Requests per second allowed per client address (bursts up to twice that); "
+           "more get 429. 0: unlimited.",
+           "0..1000000"},
           {"expected_interval", OptionType::kDuration, "60s",
            "Expected reporting interval of a sensor; without data for 3× this long it is "
            "`stale`.",
@@ -114,6 +191,11 @@ Result<ServerOptions> ReadServerOptions(const PipelineConfig& config,
   }
   o.listen_explicit = !listen_override.empty() || r.Has("listen");
   TRIB_ASSIGN_OR_RETURN(o.token, r.GetString("token"));
+  TRIB_ASSIGN_OR_RETURN(o.write_token, r.GetString("write_token"));
+  TRIB_ASSIGN_OR_RETURN(o.static_dir, r.GetString("static_dir"));
+  TRIB_ASSIGN_OR_RETURN(std::string cors, r.GetString("cors_origins"));
+  o.cors_origins = SplitList(cors);
+  TRIB_ASSIGN_OR_RETURN(o.rate_limit, r.GetDouble("rate_limit"));
   TRIB_ASSIGN_OR_RETURN(int64_t replay, r.GetInt("replay_buffer"));
   TRIB_ASSIGN_OR_RETURN(int64_t max_body, r.GetInt("max_body_bytes"));
   TRIB_ASSIGN_OR_RETURN(o.live.expected_interval, r.GetDuration("expected_interval"));
@@ -173,25 +255,120 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(Pipeline& pipeline,
   return s;
 }
 
+bool ApiServer::Admit(const std::string& client) {
+  auto now = std::chrono::steady_clock::now();
+  double burst = std::max(10.0, 2 * options_.rate_limit);
+  std::lock_guard<std::mutex> lock(rate_mu_);
+  if (buckets_.size() > 10000) {
+    // Forget clients whose bucket has refilled: they lose nothing.
+    std::erase_if(buckets_, [&](const auto& kv) {
+      return std::chrono::duration<double>(now - kv.second.last).count() * options_.rate_limit >=
+             burst;
+    });
+  }
+  auto [it, fresh] = buckets_.try_emplace(client, Bucket{burst, now});
+  Bucket& b = it->second;
+  if (!fresh) {
+    double elapsed = std::chrono::duration<double>(now - b.last).count();
+    b.tokens = std::min(burst, b.tokens + elapsed * options_.rate_limit);
+    b.last = now;
+  }
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
 void ApiServer::Route() {
   httplib::Server& http = *http_;
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (req.method != "GET" && req.method != "HEAD") {
-      res.set_header("Allow", "GET, HEAD");
-      SendError(res, 405, "method " + req.method + " not allowed: the API is read-only");
-      return httplib::Server::HandlerResponse::Handled;
+    using HR = httplib::Server::HandlerResponse;
+    if (options_.rate_limit > 0 && !Admit(req.remote_addr)) {
+      res.set_header("Retry-After", "1");
+      SendError(res, 429, "too many requests from " + req.remote_addr + " (server.rate_limit)");
+      return HR::Handled;
     }
-    if (!options_.token.empty() && req.path.rfind("/api/", 0) == 0) {
-      std::string auth = req.get_header_value("Authorization");
-      constexpr std::string_view kBearer = "Bearer ";
-      if (auth.rfind(kBearer, 0) != 0 ||
-          !SameToken(std::string_view(auth).substr(kBearer.size()), options_.token)) {
+    std::string origin = req.get_header_value("Origin");
+    bool cors = !origin.empty() &&
+                std::any_of(options_.cors_origins.begin(), options_.cors_origins.end(),
+                            [&](const std::string& o) { return o == "*" || o == origin; });
+    if (cors) {
+      res.set_header("Access-Control-Allow-Origin", origin);
+      res.set_header("Vary", "Origin");
+    }
+    if (req.method == "OPTIONS") {  // CORS preflight
+      if (!cors) {
+        SendError(res, 403, "origin '" + origin + "' is not in server.cors_origins");
+        return HR::Handled;
+      }
+      res.status = 204;
+      res.set_header("Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE");
+      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID");
+      res.set_header("Access-Control-Max-Age", "600");
+      return HR::Handled;
+    }
+    bool read = req.method == "GET" || req.method == "HEAD";
+    if (!read) {
+      // Writes are authorised by their own token, never by the read token.
+      if (options_.write_token.empty()) {
+        res.set_header("Allow", "GET, HEAD");
+        SendError(res, 405,
+                  "method " + req.method + " not allowed: the API is read-only (no write_token)");
+        return HR::Handled;
+      }
+      if (!SameToken(BearerOf(req), options_.write_token)) {
+        res.set_header("WWW-Authenticate", "Bearer");
+        SendError(res, 401, "missing or wrong write token");
+        return HR::Handled;
+      }
+      return HR::Unhandled;
+    }
+    if (options_.token.empty() || IsOpenPath(req.path)) return HR::Unhandled;
+    bool api = req.path.rfind("/api/", 0) == 0;
+    if (!api && req.has_param("token")) {
+      // The dashboard's sign-in: the token once in the address, then a cookie.
+      if (!SameToken(req.get_param_value("token"), options_.token)) {
+        res.status = 401;
+        res.set_content(kTokenPage, "text/html; charset=utf-8");
+        return HR::Handled;
+      }
+      res.set_header("Set-Cookie", std::string(kTokenCookie) + "=" + options_.token +
+                                       "; Path=/; HttpOnly; SameSite=Strict");
+      res.set_redirect(req.path, 303);
+      return HR::Handled;
+    }
+    std::string given = BearerOf(req);
+    if (given.empty()) given = CookieValue(req.get_header_value("Cookie"), kTokenCookie);
+    if (!SameToken(given, options_.token)) {
+      res.status = 401;
+      if (api) {
         res.set_header("WWW-Authenticate", "Bearer");
         SendError(res, 401, "missing or wrong bearer token");
-        return httplib::Server::HandlerResponse::Handled;
+      } else {
+        res.set_content(kTokenPage, "text/html; charset=utf-8");
       }
+      return HR::Handled;
     }
-    return httplib::Server::HandlerResponse::Unhandled;
+    return HR::Unhandled;
+  });
+
+  // The dashboard. httplib refuses paths with `..` segments (after %-decoding) and sets
+  // the content type from the extension.
+  std::string dir = options_.static_dir.empty() ? std::string(TRIBUTARY_SOURCE_DIR) + "/web/dist"
+                                                : options_.static_dir;
+  std::error_code fs_error;
+  if (std::filesystem::is_regular_file(dir + "/index.html", fs_error)) {
+    http.set_mount_point("/", dir);
+  } else {
+    spdlog::warn("dashboard not built: no index.html in {}", dir);
+    std::string page = kNotBuiltPage;
+    page.replace(page.find("%DIR%"), 5, dir);
+    http.Get("/", [page](const httplib::Request&, httplib::Response& res) {
+      res.status = 503;
+      res.set_content(page, "text/html; charset=utf-8");
+    });
+  }
+  http.Get("/api/zones", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(ZonesJson(live_), "application/geo+json");
   });
 
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {

@@ -3,15 +3,22 @@
 // Configured by the top-level `server` section of the pipeline file (see
 // ServerSectionSpec); `tributary run --listen` overrides `listen`, and `off` disables it.
 // The server attaches a LiveState to the pipeline as its observer and answers on its own
-// worker threads; it only reads. /api/* require `Authorization: Bearer <token>` when a
-// token is configured; /healthz, /readyz and /metrics stay open. Every method but GET
-// (and HEAD) is answered 405.
+// worker threads. /api/* and the dashboard (web/dist, served at /) require the token when
+// one is configured, as `Authorization: Bearer <token>` or the `tributary_token` cookie
+// that `/?token=<token>` sets; /healthz, /readyz and /metrics stay open. Reads are GET
+// (and HEAD); any other method needs `server.write_token` (405 when none is set, so the
+// server is read-only by default). Each client address is rate limited; CORS answers only
+// the configured origins.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "core/config.h"
 #include "core/pipeline_config.h"
@@ -40,6 +47,11 @@ struct ServerOptions {
   std::string token;             ///< empty: no authentication
   size_t replay_buffer = 10000;  ///< SSE events kept for reconnecting clients
   size_t max_body_bytes = 65536;
+  std::string write_token;  ///< empty: every method but GET/HEAD is refused (405)
+  std::string static_dir;   ///< the built dashboard; empty: <source>/web/dist
+  /// Allowed CORS origins (`*` for any); empty: no CORS headers are sent.
+  std::vector<std::string> cors_origins;
+  double rate_limit = 100;  ///< requests per second per client address; 0: unlimited
   LiveStateOptions live;
 };
 
@@ -69,6 +81,8 @@ class ApiServer {
  private:
   ApiServer(Pipeline& pipeline, const ServerOptions& options);
   void Route();
+  /// True when `client` may make one more request now (token bucket per address).
+  bool Admit(const std::string& client);
 
   Pipeline& pipeline_;
   const ServerOptions options_;
@@ -77,6 +91,12 @@ class ApiServer {
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   int port_ = 0;
+  struct Bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point last;
+  };
+  std::mutex rate_mu_;
+  std::unordered_map<std::string, Bucket> buckets_;  ///< by client address
 };
 
 }  // namespace tributary

@@ -145,6 +145,14 @@ std::string RenderPrometheus(const MetricsInput& in) {
     double lag = static_cast<double>(in.now - in.watermark) / kMicrosPerSecond;
     out += "tributary_watermark_lag_seconds " + std::to_string(lag) + "\n";
   }
+  // Fractions of all input so far: a dashboard shows them without PromQL ratios.
+  double input = l.input > 0 ? static_cast<double>(l.input) : 1.0;
+  Header(out, "tributary_late_fraction", "gauge", "Late records / input records since start.");
+  out += "tributary_late_fraction " + std::to_string(static_cast<double>(l.late) / input) + "\n";
+  Header(out, "tributary_quarantine_fraction", "gauge",
+         "Quarantined records / input records since start.");
+  out += "tributary_quarantine_fraction " +
+         std::to_string(static_cast<double>(l.quarantined) / input) + "\n";
   Header(out, "tributary_pipeline_running", "gauge", "1 while the pipeline runs.");
   Sample(out, "tributary_pipeline_running", "", in.running ? 1 : 0);
   Header(out, "tributary_sse_last_event_id", "counter", "Id of the newest live event.");

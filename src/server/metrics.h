@@ -7,7 +7,8 @@
 //   tributary_windows_emitted_total                    window results (revisions included)
 //   tributary_sink_committed_rows_total{sink_table="sqlite/readings"}
 // Gauges: tributary_queue_depth{queue="raw|sink"} (batches), tributary_watermark_lag_seconds
-// (processing time − operator watermark), tributary_pipeline_running (0/1),
+// (processing time − operator watermark), tributary_late_fraction and
+// tributary_quarantine_fraction (of all input), tributary_pipeline_running (0/1),
 // tributary_sse_last_event_id, process_resident_memory_bytes; per remote sink with a circuit
 // breaker: tributary_sink_breaker_state, _breaker_opened_total, _buffer_rows,
 // _buffer_drained_rows_total and _buffer_drain_rows_per_second (label sink).

@@ -1,0 +1,475 @@
+import L from 'leaflet';
+import 'leaflet/dist/leaflet.css';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import './style.css';
+import { aqiOf, categoryOf, rampColor, CATEGORIES } from './aqi.js';
+import { getJson, getText, parsePrometheus, NotConfigured } from './api.js';
+
+const REFRESH_MS = 5000; // polling fallback and slow-changing panels
+const REDRAW_MS = 1000; // live chart redraws are throttled to this
+const STATUS_COLORS = { ok: '#1a9850', stale: '#9e9e9e', quarantining: '#f46d43' };
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const fmt = (v, d = 1) => (v == null || !Number.isFinite(v) ? '–' : Number(v).toFixed(d));
+
+const state = {
+  metric: 'pm25',
+  sensors: [],
+  zones: null, // FeatureCollection or null when not configured
+  windowByGroupBy: {}, // group_by → window name, learned from results
+  series: new Map(), // "group|metric" → Map(startSec → mean)
+  alerts: [],
+  quarantine: [],
+  sseOpen: false,
+  dirty: new Set(),
+};
+
+// ---------------------------------------------------------------- map
+const map = L.map('map', { preferCanvas: true, zoomSnap: 0.25, attributionControl: false });
+map.setView([0, 0], 2);
+const renderer = L.canvas({ padding: 0.2 });
+const sensorLayer = L.layerGroup().addTo(map);
+const zoneLayer = L.layerGroup().addTo(map);
+let surfaceLayer = null;
+const markers = new Map(); // device → circleMarker
+let fitted = false;
+
+function drawSensors() {
+  const seen = new Set();
+  const bounds = [];
+  let counts = { ok: 0, stale: 0, quarantining: 0 };
+  for (const s of state.sensors) {
+    if (s.lat == null || s.lon == null) continue;
+    seen.add(s.device);
+    bounds.push([s.lat, s.lon]);
+    counts[s.status] = (counts[s.status] || 0) + 1;
+    const color = STATUS_COLORS[s.status] || '#000';
+    let m = markers.get(s.device);
+    if (!m) {
+      m = L.circleMarker([s.lat, s.lon], { renderer, radius: 5, weight: 1, color: '#222', fillOpacity: 0.9 });
+      m.on('click', () => setFocus(`device:${s.device}`));
+      m.addTo(sensorLayer);
+      markers.set(s.device, m);
+    } else {
+      m.setLatLng([s.lat, s.lon]);
+    }
+    const v = s.metrics?.[state.metric]?.value;
+    m.setStyle({ fillColor: color });
+    m.bindTooltip(`${esc(s.device)} · ${esc(s.status)}${v != null ? ` · ${state.metric} ${fmt(v)}` : ''}`);
+  }
+  for (const [device, m] of markers) {
+    if (!seen.has(device)) { sensorLayer.removeLayer(m); markers.delete(device); }
+  }
+  $('map-summary').textContent = `${markers.size} sensors · ${counts.ok} ok · ${counts.stale} stale · ${counts.quarantining} quarantining`
+    + (state.zones ? ` · ${state.zones.features.length} zones` : ' · zones not configured');
+  $('map').dataset.sensors = String(markers.size);
+  if (!fitted && bounds.length) { map.fitBounds(bounds, { padding: [20, 20] }); fitted = true; }
+}
+
+function zoneColor(props) {
+  const aqi = props.aqi ?? aqiOf(props.metric ?? state.metric, props.value ?? props.mean);
+  const cat = categoryOf(aqi);
+  return cat ? cat.color : '#6baed6';
+}
+
+function drawZones() {
+  zoneLayer.clearLayers();
+  if (!state.zones) return;
+  L.geoJSON(state.zones, {
+    renderer,
+    style: (f) => ({ color: '#333', weight: 1, fillColor: zoneColor(f.properties || {}), fillOpacity: 0.35 }),
+    pointToLayer: (f, ll) => L.circleMarker(ll, { renderer, radius: 14, weight: 2, color: '#333',
+      fillColor: zoneColor(f.properties || {}), fillOpacity: 0.5 }),
+    onEachFeature: (f, layer) => {
+      const p = f.properties || {};
+      const name = p.zone ?? p.name ?? f.id;
+      layer.bindTooltip(`zone ${esc(name)}${p.value != null ? ` · ${esc(p.metric ?? '')} ${fmt(p.value)}` : ''}`);
+      layer.on('click', () => setFocus(`zone:${name}`));
+    },
+  }).addTo(zoneLayer);
+  $('map').dataset.zones = String(state.zones.features.length);
+}
+
+// The surface format is read tolerantly: {bbox|bounds: [minLon, minLat, maxLon, maxLat],
+// width|cols, height|rows, values|grid (row-major from the north-west, flat or nested)}.
+function drawSurface(doc) {
+  if (surfaceLayer) { map.removeLayer(surfaceLayer); surfaceLayer = null; }
+  const bbox = doc.bbox ?? doc.bounds;
+  let values = doc.values ?? doc.grid ?? doc.cells;
+  if (Array.isArray(values) && Array.isArray(values[0])) values = values.flat();
+  const w = doc.width ?? doc.cols ?? doc.nx;
+  const h = doc.height ?? doc.rows ?? doc.ny;
+  if (!Array.isArray(bbox) || !Array.isArray(values) || !w || !h || values.length < w * h) {
+    $('legend').textContent = 'Surface: format not recognised';
+    return;
+  }
+  const finite = values.filter((v) => v != null && Number.isFinite(v));
+  const lo = Math.min(...finite), hi = Math.max(...finite);
+  const canvas = document.createElement('canvas');
+  canvas.width = w; canvas.height = h;
+  const ctx = canvas.getContext('2d');
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const v = values[y * w + x];
+      if (v == null || !Number.isFinite(v)) continue;
+      ctx.fillStyle = rampColor(hi > lo ? (v - lo) / (hi - lo) : 0.5);
+      ctx.fillRect(x, y, 1, 1);
+    }
+  }
+  surfaceLayer = L.imageOverlay(canvas.toDataURL(), [[bbox[1], bbox[0]], [bbox[3], bbox[2]]], { opacity: 0.5 }).addTo(map);
+  surfaceLayer.bringToBack();
+  const stops = [0, 0.25, 0.5, 0.75, 1].map((t) => `${rampColor(t)} ${t * 100}%`).join(',');
+  $('legend').innerHTML = `Surface ${esc(doc.metric ?? '')}: ${fmt(lo)} <span class="ramp" style="background:linear-gradient(to right,${stops})"></span> ${fmt(hi)}`;
+}
+
+function drawLegend() {
+  if (surfaceLayer) return;
+  const status = Object.entries(STATUS_COLORS).map(([k, c]) => `<span class="dot" style="background:${c}"></span>${k}`).join(' ');
+  const aqi = CATEGORIES.map((c) => `<span class="dot" style="background:${c.color}"></span>${c.name}`).join(' ');
+  $('legend').innerHTML = `Sensors: ${status}<br>Zones (AQI): ${aqi}<br><span class="muted">${esc(state.surfaceNote ?? '')}</span>`;
+}
+
+// ---------------------------------------------------------------- focus & charts
+function groups() {
+  const out = [];
+  if (state.zones) for (const f of state.zones.features) out.push(`zone:${f.properties?.zone ?? f.properties?.name ?? f.id}`);
+  for (const s of state.sensors) out.push(`device:${s.device}`);
+  return out;
+}
+
+function fillSelect(el, options, keep) {
+  const current = el.value || keep;
+  const key = options.join('\n');
+  if (el.dataset.key === key) return;
+  el.dataset.key = key;
+  el.innerHTML = options.map((o) => `<option value="${esc(o)}">${esc(o.replace(':', ' '))}</option>`).join('');
+  if (options.includes(current)) el.value = current;
+}
+
+function setFocus(g) {
+  if (![...$('focus').options].some((o) => o.value === g)) return;
+  $('focus').value = g;
+  onFocusChanged();
+}
+
+function windowFor(kind) {
+  return state.windowByGroupBy[kind] ?? '';
+}
+
+async function loadSeries(g) {
+  const [kind, name] = splitGroup(g);
+  const q = new URLSearchParams({ group: name, metric: state.metric, limit: '720' });
+  const w = windowFor(kind);
+  if (w) q.set('window', w);
+  const doc = await getJson(`api/windows?${q}`);
+  const m = new Map();
+  for (const r of doc.windows.slice().reverse()) {
+    if (r.group_by !== kind && w) continue;
+    m.set(Date.parse(r.start) / 1000, r.mean);
+  }
+  state.series.set(`${name}|${state.metric}`, m);
+  return m;
+}
+
+function splitGroup(g) {
+  const i = g.indexOf(':');
+  return [g.slice(0, i), g.slice(i + 1)];
+}
+
+function seriesData(g) {
+  const m = state.series.get(`${splitGroup(g)[1]}|${state.metric}`) ?? new Map();
+  const xs = [...m.keys()].sort((a, b) => a - b);
+  return [xs, xs.map((x) => m.get(x) ?? null)];
+}
+
+function makeChart(el, labels, colors) {
+  el.innerHTML = '';
+  const width = Math.max(300, el.clientWidth || 600);
+  return new uPlot({
+    width, height: 220,
+    scales: { x: { time: true } },
+    series: [{}, ...labels.map((l, i) => ({ label: l, stroke: colors[i], width: 2, spanGaps: true, dash: l.startsWith('forecast') ? [6, 4] : undefined }))],
+    axes: [{}, { label: state.metric }],
+  }, [[], ...labels.map(() => [])], el);
+}
+
+let trendChart = null;
+let cmpChart = null;
+let forecast = null; // [xs, ys] for the focus, or null
+
+async function onFocusChanged() {
+  const g = $('focus').value;
+  if (!g) return;
+  $('trend-title').textContent = `${g.replace(':', ' ')} · ${state.metric}`;
+  await loadSeries(g).catch(() => {});
+  forecast = await loadForecast(g);
+  trendChart = makeChart($('trend-chart'), [state.metric, `forecast ${state.metric}`], ['#2166ac', '#b2182b']);
+  redrawTrend();
+  renderConditions();
+}
+
+async function loadForecast(g) {
+  const [, name] = splitGroup(g);
+  try {
+    const doc = await getJson(`api/forecast?${new URLSearchParams({ group: name, zone: name, metric: state.metric })}`);
+    const list = Array.isArray(doc) ? doc : doc.forecast ?? doc.points ?? doc.forecasts ?? [];
+    const pts = list.map((p) => [Date.parse(p.time ?? p.end ?? p.start ?? p.t) / 1000, p.value ?? p.mean ?? p.yhat]).filter(([x, y]) => Number.isFinite(x) && y != null);
+    $('forecast-note').textContent = pts.length ? `forecast: ${pts.length} points (dashed)` : 'forecast: no points for this selection';
+    return pts.length ? [pts.map((p) => p[0]), pts.map((p) => p[1])] : null;
+  } catch (e) {
+    $('forecast-note').textContent = e instanceof NotConfigured ? 'forecast: not configured on this server' : `forecast: ${e.message}`;
+    return null;
+  }
+}
+
+function merge(xsList, ysList) {
+  const xs = [...new Set(xsList.flat())].sort((a, b) => a - b);
+  const ys = ysList.map((ys, i) => {
+    const m = new Map(xsList[i].map((x, k) => [x, ys[k]]));
+    return xs.map((x) => m.get(x) ?? null);
+  });
+  return [xs, ...ys];
+}
+
+function redrawTrend() {
+  if (!trendChart) return;
+  const g = $('focus').value;
+  const [xs, ys] = seriesData(g);
+  const data = forecast ? merge([xs, forecast[0]], [ys, forecast[1]]) : [xs, ys, xs.map(() => null)];
+  trendChart.setData(data);
+  $('trend-chart').dataset.points = String(xs.length);
+  $('trend-chart').dataset.last = String(xs.length ? xs[xs.length - 1] : 0);
+}
+
+async function onCompareChanged() {
+  const a = $('cmp-a').value, b = $('cmp-b').value;
+  if (!a || !b) return;
+  await Promise.all([loadSeries(a), loadSeries(b)]).catch(() => {});
+  cmpChart = makeChart($('cmp-chart'), [a.replace(':', ' '), b.replace(':', ' ')], ['#1b9e77', '#d95f02']);
+  redrawCompare();
+}
+
+function redrawCompare() {
+  if (!cmpChart) return;
+  const a = $('cmp-a').value, b = $('cmp-b').value;
+  const [xa, ya] = seriesData(a), [xb, yb] = seriesData(b);
+  cmpChart.setData(merge([xa, xb], [ya, yb]));
+  $('cmp-chart').dataset.series = String([ya, yb].filter((y) => y.length).length);
+  $('cmp-cards').innerHTML = [[a, ya], [b, yb]].map(([g, ys]) => {
+    const v = ys.length ? ys[ys.length - 1] : null;
+    const cat = categoryOf(aqiOf(state.metric, v));
+    return `<div class="card" style="border-color:${cat?.color ?? '#ccc'}"><b>${esc(g.replace(':', ' '))}</b><br>${state.metric} ${fmt(v)}${cat ? `<br>${esc(cat.name)}` : ''}</div>`;
+  }).join('');
+}
+
+function renderConditions() {
+  const g = $('focus').value;
+  if (!g) { $('conditions').textContent = 'no sensors yet'; return; }
+  const [kind, name] = splitGroup(g);
+  let rows = [];
+  if (kind === 'device') {
+    const s = state.sensors.find((x) => x.device === name);
+    if (s) rows = Object.entries(s.metrics).map(([m, v]) => [m, v.value, v.event_time]);
+    if (s) rows.unshift(['status', s.status, s.last_event_time]);
+  } else {
+    const [xs, ys] = seriesData(g);
+    if (xs.length) rows.push([state.metric, ys[ys.length - 1], new Date(xs[xs.length - 1] * 1000).toISOString()]);
+  }
+  const pm = rows.find((r) => r[0] === 'pm25') ?? rows.find((r) => r[0] === state.metric);
+  const aqi = pm ? aqiOf(pm[0], pm[1]) : null;
+  const cat = categoryOf(aqi);
+  const advice = cat
+    ? `<div class="advice" style="border-color:${cat.color}"><b>AQI ${aqi} · ${esc(cat.name)}</b><br>${esc(cat.advice)}</div>`
+    : '<div class="advice">No particulate reading here: no air-quality advice.</div>';
+  $('conditions').innerHTML = advice + '<table>' + rows.map(([m, v, t]) =>
+    `<tr><td>${esc(m)}</td><td>${typeof v === 'number' ? fmt(v, 2) : esc(v)}</td><td class="muted">${esc(t ?? '')}</td></tr>`).join('') + '</table>';
+}
+
+// ---------------------------------------------------------------- health, ledger, feeds
+let lastSummary = { late: 0, readings: 0 };
+
+async function refreshHealth() {
+  const [health, ledger, metricsText] = await Promise.all([
+    getJson('api/health').catch((e) => ({ error: e.message })),
+    getJson('api/ledger').catch((e) => ({ error: e.message })),
+    getText('metrics').catch(() => ''),
+  ]);
+  const breakers = parsePrometheus(metricsText).filter((m) => m.name.includes('breaker'));
+  const input = ledger.input || 0;
+  const pct = (n) => (input ? `${((100 * n) / input).toFixed(2)} %` : '–');
+  $('health').innerHTML = health.error ? esc(health.error) : `<table>
+    <tr><td>pipeline</td><td>${health.running ? 'running' : 'stopped'}</td></tr>
+    <tr><td>events/s</td><td>${fmt(health.events_per_second, 0)}</td></tr>
+    <tr><td>watermark lag</td><td>${fmt(health.watermark_lag_seconds, 0)} s</td></tr>
+    <tr><td>late fraction</td><td>${pct(ledger.late || 0)}</td></tr>
+    <tr><td>quarantine rate</td><td>${pct(ledger.quarantined || 0)}</td></tr>
+    <tr><td>queues (raw / sink)</td><td>${health.queues?.raw ?? '–'} / ${health.queues?.sink ?? '–'}</td></tr>
+    <tr><td>sink breakers</td><td>${breakers.length ? breakers.map((b) => `${esc(b.labels.sink ?? b.labels.sink_table ?? '')}=${b.value === 0 ? 'closed' : b.value === 1 ? 'open' : 'half-open'}`).join(', ') : 'not reported'}</td></tr>
+  </table>`;
+  if (!ledger.error) {
+    const sum = ledger.accepted + ledger.quarantined + ledger.late + ledger.duplicate + ledger.in_flight;
+    $('ledger').innerHTML = `<table id="ledger-table">
+      ${['input', 'accepted', 'quarantined', 'late', 'duplicate', 'in_flight'].map((k) => `<tr><td>${k}</td><td data-k="${k}">${ledger[k]}</td></tr>`).join('')}
+    </table><div class="${ledger.balanced ? 'ok' : 'bad'}" id="ledger-balance">${ledger.balanced ? 'balanced' : 'NOT balanced'}: input ${input} = ${sum}</div>`;
+  } else {
+    $('ledger').textContent = ledger.error;
+  }
+}
+
+function renderAlerts() {
+  $('alerts').innerHTML = state.alertsNote
+    ? `<div class="muted">${esc(state.alertsNote)}</div>`
+    : state.alerts.length
+      ? state.alerts.slice(0, 50).map((a) => `<div class="item alert ${esc(a.state ?? '')}"><b>${esc(a.rule ?? a.name ?? 'alert')}</b> ${esc(a.state ?? '')} · ${esc(a.zone ?? a.group ?? a.device ?? '')} ${esc(a.metric ?? '')} ${a.value != null ? fmt(a.value) : ''}<br><span class="muted">${esc(a.time ?? a.fired_at ?? a.start ?? '')} ${esc(a.message ?? '')}</span></div>`).join('')
+      : '<div class="muted">no alerts</div>';
+}
+
+function renderQuarantine() {
+  $('quarantine').innerHTML = state.quarantine.length
+    ? state.quarantine.slice(0, 30).map((q) => `<div class="item"><b>${esc(q.reason)}</b> ${esc(q.device)} ${esc(q.metric)}<br><span class="muted">${esc(q.arrival_time)} ${esc(q.detail)}</span></div>`).join('')
+    : '<div class="muted">nothing quarantined recently</div>';
+}
+
+async function refreshSlow() {
+  const [sensors, zones, alerts, surface, quarantine] = await Promise.allSettled([
+    getJson('api/sensors'), getJson('api/zones'), getJson('api/alerts?state=all'), getJson('api/surface/latest'),
+    state.sseOpen ? Promise.resolve(null) : getJson('api/quarantine?limit=30'),
+  ]);
+  if (sensors.status === 'fulfilled') state.sensors = sensors.value.sensors;
+  state.zones = zones.status === 'fulfilled' ? zones.value : null;
+  if (alerts.status === 'fulfilled') {
+    state.alertsNote = null;
+    state.alerts = Array.isArray(alerts.value) ? alerts.value : alerts.value.alerts ?? [];
+  } else if (alerts.reason instanceof NotConfigured) {
+    state.alertsNote = 'alerts: not configured on this server';
+  }
+  if (surface.status === 'fulfilled') drawSurface(surface.value);
+  else { state.surfaceNote = surface.reason instanceof NotConfigured ? 'IDW surface: not configured on this server' : `IDW surface: ${surface.reason.message}`; if (surfaceLayer) { map.removeLayer(surfaceLayer); surfaceLayer = null; } }
+  if (quarantine.status === 'fulfilled' && quarantine.value) state.quarantine = quarantine.value.records;
+  drawSensors();
+  drawZones();
+  drawLegend();
+  renderAlerts();
+  renderQuarantine();
+  const gs = groups();
+  fillSelect($('focus'), gs);
+  fillSelect($('sub-zone'), gs);
+  fillSelect($('cmp-a'), gs, gs[0]);
+  fillSelect($('cmp-b'), gs, gs[1]);
+  if ($('cmp-a').value === $('cmp-b').value && gs.length > 1) $('cmp-b').value = gs[1];
+  if (!trendChart && $('focus').value) await onFocusChanged();
+  if (!cmpChart && $('cmp-a').value && $('cmp-b').value) await onCompareChanged();
+  if (!state.sseOpen) {
+    // Without the live stream, charts are re-read on each refresh.
+    const gsel = [$('focus').value, $('cmp-a').value, $('cmp-b').value].filter(Boolean);
+    await Promise.all(gsel.map((g) => loadSeries(g).catch(() => {})));
+    redrawTrend();
+    redrawCompare();
+  }
+  renderConditions();
+  await refreshHealth();
+}
+
+async function discoverWindows() {
+  try {
+    const doc = await getJson('api/windows?limit=1000');
+    const metrics = new Set();
+    for (const r of doc.windows) {
+      state.windowByGroupBy[r.group_by] ??= r.window;
+      metrics.add(r.metric);
+    }
+    const list = [...metrics].sort();
+    if (!list.length) list.push('pm25');
+    fillSelect($('metric'), list, 'pm25');
+    if (list.includes('pm25')) $('metric').value = 'pm25';
+    state.metric = $('metric').value;
+  } catch {
+    fillSelect($('metric'), ['pm25']);
+  }
+}
+
+// ---------------------------------------------------------------- live events
+function connectEvents() {
+  const es = new EventSource('api/events'); // reconnects by itself, sending Last-Event-ID
+  es.onopen = () => { state.sseOpen = true; $('conn').textContent = 'live'; $('conn').className = 'badge ok'; };
+  es.onerror = () => { state.sseOpen = false; $('conn').textContent = 'reconnecting… (refreshing every 5 s)'; $('conn').className = 'badge bad'; };
+  es.addEventListener('window', (ev) => {
+    const r = JSON.parse(ev.data);
+    state.windowByGroupBy[r.group_by] ??= r.window;
+    if (r.window !== windowFor(r.group_by)) return;
+    const key = `${r.group}|${r.metric}`;
+    const m = state.series.get(key);
+    if (!m) return; // only series someone is looking at are kept
+    m.set(Date.parse(r.start) / 1000, r.mean);
+    if (m.size > 2000) m.delete(Math.min(...m.keys()));
+    state.dirty.add('charts');
+  });
+  es.addEventListener('quarantine', (ev) => {
+    state.quarantine.unshift(JSON.parse(ev.data));
+    state.quarantine.length = Math.min(state.quarantine.length, 100);
+    state.dirty.add('quarantine');
+  });
+  es.addEventListener('alert', (ev) => {
+    state.alertsNote = null;
+    state.alerts.unshift(JSON.parse(ev.data));
+    state.dirty.add('alerts');
+  });
+  es.addEventListener('reading_summary', (ev) => {
+    const s = JSON.parse(ev.data);
+    lastSummary = { late: lastSummary.late + s.late, readings: lastSummary.readings + s.readings };
+  });
+}
+
+setInterval(() => {
+  if (state.dirty.has('charts')) { redrawTrend(); redrawCompare(); }
+  if (state.dirty.has('quarantine')) renderQuarantine();
+  if (state.dirty.has('alerts')) renderAlerts();
+  state.dirty.clear();
+  $('clock').textContent = new Date().toISOString().slice(0, 19) + 'Z';
+}, REDRAW_MS);
+
+// ---------------------------------------------------------------- subscription form
+$('sub-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const [kind, name] = splitGroup(String(f.get('zone') || ':'));
+  const body = { email: f.get('email'), zone: name, kind, time: f.get('time') };
+  const headers = { 'Content-Type': 'application/json' };
+  if (f.get('write_token')) headers.Authorization = `Bearer ${f.get('write_token')}`;
+  const out = $('sub-answer');
+  out.className = 'note';
+  out.textContent = 'sending…';
+  try {
+    const res = await fetch('api/subscriptions', { method: 'POST', headers, body: JSON.stringify(body), credentials: 'same-origin' });
+    const text = await res.text();
+    let msg = text;
+    try { const j = JSON.parse(text); msg = j.error ?? j.message ?? JSON.stringify(j); } catch { /* not JSON */ }
+    if (res.status === 404) msg = 'subscriptions are not configured on this server';
+    out.className = res.ok ? 'note ok' : 'note bad';
+    out.textContent = `${res.ok ? 'Subscribed' : 'Not subscribed'} (HTTP ${res.status}): ${msg}`;
+  } catch (e) {
+    out.className = 'note bad';
+    out.textContent = `Not subscribed: ${e.message}`;
+  }
+});
+
+$('focus').addEventListener('change', onFocusChanged);
+$('cmp-a').addEventListener('change', onCompareChanged);
+$('cmp-b').addEventListener('change', onCompareChanged);
+$('metric').addEventListener('change', () => {
+  state.metric = $('metric').value;
+  onFocusChanged();
+  onCompareChanged();
+  drawSensors();
+});
+window.addEventListener('resize', () => {
+  for (const [c, el] of [[trendChart, 'trend-chart'], [cmpChart, 'cmp-chart']]) if (c) c.setSize({ width: $(el).clientWidth, height: 220 });
+});
+
+(async () => {
+  await discoverWindows();
+  connectEvents();
+  await refreshSlow();
+  setInterval(() => refreshSlow().catch(() => {}), REFRESH_MS);
+})();
