@@ -71,6 +71,8 @@ target_link_libraries(tributary_deps INTERFACE
   SQLite::SQLite3 PROJ::proj eclipse-paho-mqtt-c::paho-mqtt3cs
   eclipse-paho-mqtt-c::paho-mqtt3as GDAL::GDAL GEOS::geos_c nanoflann::nanoflann
   Eigen3::Eigen CURL::libcurl PkgConfig::RDKAFKA PkgConfig::LIBPQ)
+# SHA-256 of backfill inputs and configs (run manifests).
+target_link_libraries(tributary_deps INTERFACE OpenSSL::Crypto)
 
 # DuckDB (C API) is optional: with it, TRIBUTARY_HAVE_DUCKDB is defined. scripts/setup.sh
 # unpacks a prebuilt copy into .deps/duckdb when the system has none (cmake/FindDuckDB.cmake).

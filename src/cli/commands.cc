@@ -20,6 +20,7 @@
 #include <string_view>
 #include <thread>
 
+#include "cli/backfill_command.h"
 #include "cli/progress.h"
 #include "core/config.h"
 #include "core/pipeline_config.h"
@@ -369,6 +370,9 @@ int Main(int argc, char** argv) {
       "h3", "Print the H3 cell of each \"lat,lon\" line of stdin (degrees), one per line.");
   h3_cmd->add_option("--res", h3_res, "H3 resolution, 0-15")->required()->check(CLI::Range(0, 15));
 
+  BackfillCliOptions backfill;
+  CLI::App* backfill_cmd = AddBackfillCommand(app, backfill);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -377,6 +381,7 @@ int Main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   if (run_cmd->parsed()) return RunCommand(run);
+  if (backfill_cmd->parsed()) return BackfillCommand(backfill);
   if (check_cmd->parsed()) return CheckCommand(check_path);
   if (sim_cmd->parsed()) return SimulateCommand(sim);
   if (replay_cmd->parsed()) return ReplayQuarantineCommand(replay);

@@ -49,8 +49,10 @@ struct Pipeline::Shared {
 Pipeline::Pipeline(PipelineConfig config) : config_(std::move(config)) {}
 Pipeline::~Pipeline() = default;
 
-Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config) {
+Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
+                                                  const PipelineBuildOptions& options) {
   std::unique_ptr<Pipeline> p(new Pipeline(config));
+  p->idle_ticks_ = options.idle_ticks;
   const Registry& registry = Registry::Get();
   if (config.sources.empty()) {
     return Status::Invalid(config.file + ": the pipeline has no sources");
@@ -63,8 +65,14 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config) 
   // Enrichment first: windows group by the zone and H3 cell it attaches.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> enrich, MakeZoneEnrichOperator(p->config_));
   if (enrich != nullptr) p->operators_.push_back(std::move(enrich));
-  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> window, MakeWindowOperator(p->config_));
-  p->operators_.push_back(std::move(window));
+  if (options.processing_clock) {
+    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<WindowOperator> window,
+                          MakeWindowOperator(p->config_, options.processing_clock));
+    p->operators_.push_back(std::move(window));
+  } else {
+    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> window, MakeWindowOperator(p->config_));
+    p->operators_.push_back(std::move(window));
+  }
   // Surfaces interpolate the per-device results the window stage emitted.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> surface, MakeSurfaceOperator(p->config_));
   if (surface != nullptr) p->operators_.push_back(std::move(surface));
@@ -210,6 +218,7 @@ Status Pipeline::Run(DurationUs duration) {
       std::optional<RawBatch> raw = sh.raw.PopFor(kPollWait);
       if (!raw) {
         if (sh.raw.closed()) break;
+        if (!idle_ticks_) continue;
         for (size_t k = 0; k < operators_.size() && ok; ++k) {
           Batch out;
           Status st = operators_[k]->OnIdle(NowUs(), out);

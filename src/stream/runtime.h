@@ -47,11 +47,22 @@ struct RunProgress {
   size_t sink_queue_depth = 0;
 };
 
+/// How a pipeline is built beyond its config (bounded re-processing uses these).
+struct PipelineBuildOptions {
+  /// The processing clock of operators (window emitted_at, idle timing); empty = the
+  /// wall clock. A fixed clock makes re-runs over the same input reproducible.
+  std::function<TimeUs()> processing_clock;
+  /// False: operators get no idle ticks, so the watermark advances only from the data
+  /// (identical results whatever the read speed; right for bounded inputs).
+  bool idle_ticks = true;
+};
+
 class Pipeline {
  public:
   /// Build every stage from config: factories validate options; nothing is opened or
   /// connected, so this is also how `tributary check` validates a pipeline.
-  static Result<std::unique_ptr<Pipeline>> Build(const PipelineConfig& config);
+  static Result<std::unique_ptr<Pipeline>> Build(const PipelineConfig& config,
+                                                 const PipelineBuildOptions& options = {});
   ~Pipeline();
 
   /// Open all stages and run until the input ends, Stop() is called, or `duration`
@@ -68,6 +79,8 @@ class Pipeline {
   RunProgress Progress() const;
   LedgerSnapshot LedgerNow() const { return ledger_.Snapshot(); }
   const PipelineConfig& config() const { return config_; }
+  /// The i-th source of the config (for progress figures such as bytes read).
+  const Source* source(size_t i) const { return i < sources_.size() ? sources_[i].get() : nullptr; }
   /// Path of the ledger file written during and after the run.
   std::string LedgerPath() const;
 
@@ -80,6 +93,7 @@ class Pipeline {
   std::atomic<bool> stop_{false};
   std::atomic<bool> running_{false};
   PipelineObserver* observer_ = nullptr;
+  bool idle_ticks_ = true;
   std::vector<std::unique_ptr<Source>> sources_;
   std::unique_ptr<IngestStage> ingest_;
   std::vector<std::unique_ptr<Operator>> operators_;

@@ -181,6 +181,9 @@ const SectionSpec& FileSourceSectionSpec() {
            "auto|ndjson|csv"},
           {"delimiter", OptionType::kString, ",",
            "CSV field separator: one character, or `tab` (auto for .tsv files)."},
+          {"arrival_time", OptionType::kString, "",
+           "A UTC timestamp used as every record's arrival time instead of the wall clock "
+           "(reproducible re-reads of archives; drift and future checks compare against it)."},
           {"follow", OptionType::kBool, "false",
            "Keep reading as the file grows (tail mode); not supported yet, must be false."},
       }};
@@ -200,6 +203,12 @@ Result<FileSourceOptions> ParseFileSourceOptions(const OptionReader& r) {
   TRIB_ASSIGN_OR_RETURN(std::string format, r.GetString("file_format"));
   o.auto_format = format == "auto";
   o.format = format == "csv" ? FileFormat::kCsv : FileFormat::kNdjson;
+  TRIB_ASSIGN_OR_RETURN(std::string arrival, r.GetString("arrival_time"));
+  if (!arrival.empty()) {
+    Result<TimeUs> t = ParseTime(arrival);
+    if (!t.ok()) return r.Error("arrival_time", t.status().message());
+    o.fixed_arrival_time = *t;
+  }
   TRIB_ASSIGN_OR_RETURN(std::string delimiter, r.GetString("delimiter"));
   o.delimiter_set = r.Has("delimiter");
   if (delimiter == "tab" || delimiter == "\\t" || delimiter == "\t") {
@@ -383,7 +392,8 @@ Status FileSource::Poll(RawBatch& out, size_t max_records, DurationUs /*wait*/) 
     out.end_of_stream = true;
     return Status::Ok();
   }
-  const TimeUs now = NowUs();
+  const TimeUs now =
+      options_.fixed_arrival_time != kMinTime ? options_.fixed_arrival_time : NowUs();
   size_t added = 0;
   const size_t start_bytes = out.data.size();
   while (added < max_records && !stop_.load(std::memory_order_relaxed)) {

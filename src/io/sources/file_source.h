@@ -23,8 +23,8 @@
 // Both formats: a UTF-8 byte-order mark at the start of a file is dropped; empty and
 // whitespace-only lines are not records (skipped silently); RawRecord offset = the
 // 1-based line number where the record starts, topic = the file path, partition = -1,
-// arrival time = the wall clock when read. Several files are read one after another;
-// the stream ends after the last.
+// arrival time = the wall clock when read (or the fixed `arrival_time` option). Several files are
+// read one after another; the stream ends after the last.
 #pragma once
 
 #include <atomic>
@@ -37,6 +37,7 @@
 
 #include "core/config.h"
 #include "core/intern.h"
+#include "core/time.h"
 #include "io/connector.h"
 
 namespace tributary {
@@ -54,6 +55,9 @@ struct FileSourceOptions {
   FileFormat format = FileFormat::kNdjson;  ///< used when auto_format is false
   char delimiter = ',';                     ///< CSV field separator ('\t' for .tsv when auto)
   bool delimiter_set = false;               ///< delimiter given explicitly
+  /// When set (UTC µs), every record's arrival time instead of the wall clock, so a
+  /// re-read of an archive is reproducible (`tributary backfill` sets it).
+  TimeUs fixed_arrival_time = kMinTime;
 };
 
 /// The option table of `sources[] (type: file)`.
