@@ -300,6 +300,17 @@ const SectionSpec& WindowSectionSpec() {
            "reading to every window. Must divide size and step; default gcd(size, step); 0s "
            "adds readings to every window directly",
            "0s.."},
+          {"resample", OptionType::kEnum, "none",
+           "tumbling and sliding: put each sensor's readings on a common grid of "
+           "`resample_interval` before aggregating (for sensors reporting at different "
+           "rates): a grid point with readings takes their mean; ffill fills later empty "
+           "points with the last observed value, linear interpolates between observed "
+           "points (and holds the last one); points before a sensor's first reading in the "
+           "window stay empty. count and every aggregate are then over the grid points, and "
+           "interpolated_sample_fraction is the share of filled ones",
+           "none|ffill|linear"},
+          {"resample_interval", OptionType::kDuration, "1m",
+           "grid of `resample`; must divide the window size", "1ms.."},
           {"offset", OptionType::kDuration, "0s",
            "shifts window boundaries: start = floor((t − offset) / step)·step + offset "
            "(e.g. 30m on 1h windows gives half-past boundaries)"},
@@ -430,6 +441,21 @@ Result<WindowDefinition> ParseWindowDefinition(const OptionReader& options,
       }
     } else if (o.Has("pane")) {
       return BadOption(o, "pane", "applies to sliding windows only");
+    }
+  }
+  TRIB_ASSIGN_OR_RETURN(std::string resample, o.GetString("resample"));
+  def.resample = resample == "ffill"    ? ResampleMode::kForwardFill
+                 : resample == "linear" ? ResampleMode::kLinear
+                                        : ResampleMode::kNone;
+  TRIB_ASSIGN_OR_RETURN(def.resample_interval, o.GetDuration("resample_interval"));
+  if (def.resample != ResampleMode::kNone) {
+    if (def.type == WindowType::kSession) {
+      return BadOption(o, "resample", "applies to tumbling and sliding windows only");
+    }
+    if (def.size % def.resample_interval != 0) {
+      return BadOption(o, "resample_interval",
+                       FormatDuration(def.resample_interval) + " does not divide the size " +
+                           FormatDuration(def.size));
     }
   }
 
@@ -591,7 +617,7 @@ DurationUs WindowOperator::Assign(uint16_t d, const Reading& r, TimeUs watermark
     Slice& slice = GetSlice(d, start, watermark);
     auto [it, added] = slice.cells.try_emplace(key);
     Cell& cell = it->second;
-    cell.acc.Add(r, keep);
+    cell.acc.Add(r, keep, def.resample != ResampleMode::kNone);
     if (count_late) ++cell.late_count;
     if (slice.emitted && !cell.dirty) {
       cell.dirty = true;
@@ -644,7 +670,7 @@ void WindowOperator::AddToPane(uint16_t d, const Reading& r, TimeUs watermark) {
   }
   auto [it, added] = pane->try_emplace(KeyOf(def, r));
   if (added) ++ps.open;
-  it->second.Add(r, def.aggregates.NeedsValues());
+  it->second.Add(r, def.aggregates.NeedsValues(), def.resample != ResampleMode::kNone);
 }
 
 DurationUs WindowOperator::AssignSession(uint16_t d, const Reading& r, TimeUs watermark,
@@ -918,7 +944,7 @@ void SetFlag(WindowResult& w, WindowFlag f) {
 }
 
 // The flags a window's own values decide (see window.h).
-void OwnQualityFlags(const WindowDefinition& def, const Cell& cell, WindowResult& w) {
+void OwnQualityFlags(const WindowDefinition& def, const WindowAccumulator& acc, WindowResult& w) {
   if (static_cast<int64_t>(w.count) < def.min_samples) SetFlag(w, WindowFlag::kBelowMinSamples);
   if (w.count == 0) return;
   const double n = static_cast<double>(w.count);
@@ -926,7 +952,7 @@ void OwnQualityFlags(const WindowDefinition& def, const Cell& cell, WindowResult
                           static_cast<double>(def.expected_interval) * w.distinct_sensors;
   if (n / expected < 0.7) SetFlag(w, WindowFlag::kSparse);
   if (const MetricInfo* m = MetricBySymbol(w.metric)) {
-    const double v = std::isnan(w.p95) ? cell.acc.max() : w.p95;
+    const double v = std::isnan(w.p95) ? acc.max() : w.p95;
     if (v < m->min || v > m->max) SetFlag(w, WindowFlag::kRangeViolation);
   }
   if (static_cast<double>(w.late_count) / n > 0.2) SetFlag(w, WindowFlag::kLatencyDegraded);
@@ -937,9 +963,10 @@ void OwnQualityFlags(const WindowDefinition& def, const Cell& cell, WindowResult
 
 // GAP_BEFORE, CENTROID_JUMP and the NowCast/AQI, from the key's history; records
 // this window in it.
-void HistoryFlags(const WindowDefinition& def, const Cell& cell, KeyHistory& h, WindowResult& w) {
-  const double lat = cell.acc.centroid_lat();
-  const double lon = cell.acc.centroid_lon();
+void HistoryFlags(const WindowDefinition& def, const WindowAccumulator& acc, KeyHistory& h,
+                  WindowResult& w) {
+  const double lat = acc.centroid_lat();
+  const double lon = acc.centroid_lon();
   // The latest earlier window of the key, then record (or update) this one.
   auto pos =
       std::lower_bound(h.windows.begin(), h.windows.end(), w.start,
@@ -986,7 +1013,7 @@ void HistoryFlags(const WindowDefinition& def, const Cell& cell, KeyHistory& h, 
   const size_t own = slot(w.start);
   if (h.hours->start[own] <= w.start) {
     h.hours->start[own] = w.start;
-    h.hours->mean[own] = present ? cell.acc.mean() : NAN;
+    h.hours->mean[own] = present ? acc.mean() : NAN;
   }
   std::array<double, kNowCastHours> hourly;
   for (size_t i = 0; i < kNowCastHours; ++i) {
@@ -1029,11 +1056,23 @@ size_t EmitCells(const WindowDefinition& def, TimeUs start, TimeUs end,
     w.metric = Symbol{p.ref.first->metric};
     w.start = start;
     w.end = end;
-    cell.acc.Fill(def.aggregates, w);
+    const WindowAccumulator* acc = &cell.acc;
+    WindowAccumulator grid;
+    if (def.resample != ResampleMode::kNone) {
+      uint64_t filled = 0;
+      grid = cell.acc.Resample(start, end, def.resample_interval, def.resample,
+                               def.aggregates.NeedsValues(), filled);
+      acc = &grid;
+      if (grid.count() > 0) {
+        w.interpolated_sample_fraction =
+            static_cast<double>(filled) / static_cast<double>(grid.count());
+      }
+    }
+    acc->Fill(def.aggregates, w);
     w.late_count = cell.late_count;
     w.aggregation_method = def.aggregation_method;
-    OwnQualityFlags(def, cell, w);
-    HistoryFlags(def, cell, history[*p.ref.first], w);
+    OwnQualityFlags(def, *acc, w);
+    HistoryFlags(def, *acc, history[*p.ref.first], w);
     if (cell.emitted) {
       ++cell.revision;
       SetFlag(w, WindowFlag::kRevision);

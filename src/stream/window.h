@@ -188,6 +188,8 @@ struct WindowDefinition {
   /// Sliding only: pane length of the two-tier pre-aggregation (divides size and
   /// step); 0 when readings go into every window directly.
   DurationUs pane = 0;
+  ResampleMode resample = ResampleMode::kNone;      ///< grid before aggregating
+  DurationUs resample_interval = kMicrosPerMinute;  ///< the grid's spacing
   GroupBy group_by = GroupBy::kDevice;
   Symbol group_by_symbol;       ///< "device", "zone", "h3" or "all"
   std::vector<Symbol> metrics;  ///< empty: every metric

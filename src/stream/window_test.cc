@@ -1095,6 +1095,70 @@ TEST(WindowPaneTest, PaneMustDivideSizeAndStep) {
 }
 
 // ---------------------------------------------------------------------------
+// Resampling to a common grid: mixed-rate sensors, interpolated_sample_fraction.
+
+std::map<std::string, WindowResult> ResampledRows(const std::string& mode) {
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\n  grace: 0s\nwindows:\n"
+      "  - name: r\n    size: 5m\n    resample: " +
+      mode + "\n    resample_interval: 1m\n    aggregates: [mean, min, max, median]\n");
+  std::map<std::string, WindowResult> rows;
+  if (h.op == nullptr) return rows;
+  std::vector<Reading> in;
+  in.push_back(MakeReading(0, 0, "slow", "pm25", 10));  // a 3-minute sensor
+  in.push_back(MakeReading(180, 0, "slow", "pm25", 40));
+  for (int t = 0; t < 300; t += 10) in.push_back(MakeReading(t, 0, "fast", "pm25", t / 10.0));
+  in.push_back(MakeReading(130, 0, "starter", "pm25", 7));  // first reading mid-window
+  std::mt19937_64 rng(3);
+  std::shuffle(in.begin(), in.end(), rng);
+  h.Run(in);
+  Batch out = h.Run({MakeReading(400, 1, "other", "no2", 1)});
+  for (const WindowResult& w : out.windows) rows[w.group.str()] = w;
+  return rows;
+}
+
+TEST(WindowResampleTest, LinearAndForwardFillOnAOneMinuteGrid) {
+  std::map<std::string, WindowResult> lin = ResampledRows("linear");
+  ASSERT_EQ(lin.size(), 3u);
+  // slow: observed at 0 (10) and 180 (40); 60 and 120 interpolated, 240 holds 40.
+  EXPECT_EQ(lin["slow"].count, 5u);
+  EXPECT_DOUBLE_EQ(lin["slow"].mean, (10 + 20 + 30 + 40 + 40) / 5.0);
+  EXPECT_DOUBLE_EQ(lin["slow"].median, 30);
+  EXPECT_DOUBLE_EQ(lin["slow"].interpolated_sample_fraction, 0.6);
+  // fast: every point observed; each is the mean of its six readings.
+  EXPECT_EQ(lin["fast"].count, 5u);
+  EXPECT_DOUBLE_EQ(lin["fast"].min, 2.5);
+  EXPECT_DOUBLE_EQ(lin["fast"].max, 26.5);
+  EXPECT_DOUBLE_EQ(lin["fast"].interpolated_sample_fraction, 0.0);
+  // starter: nothing before its first reading; 180 and 240 hold its value.
+  EXPECT_EQ(lin["starter"].count, 3u);
+  EXPECT_DOUBLE_EQ(lin["starter"].mean, 7);
+  EXPECT_DOUBLE_EQ(lin["starter"].interpolated_sample_fraction, 2.0 / 3.0);
+
+  std::map<std::string, WindowResult> ffill = ResampledRows("ffill");
+  ASSERT_EQ(ffill.size(), 3u);
+  EXPECT_EQ(ffill["slow"].count, 5u);
+  EXPECT_DOUBLE_EQ(ffill["slow"].mean, (10 + 10 + 10 + 40 + 40) / 5.0);
+  EXPECT_DOUBLE_EQ(ffill["slow"].interpolated_sample_fraction, 0.6);
+  EXPECT_DOUBLE_EQ(ffill["fast"].mean, lin["fast"].mean);
+
+  // Without resampling the raw counts differ by sensor rate and the fraction is NaN.
+  std::map<std::string, WindowResult> raw = ResampledRows("none");
+  EXPECT_EQ(raw["fast"].count, 30u);
+  EXPECT_EQ(raw["slow"].count, 2u);
+  EXPECT_TRUE(std::isnan(raw["slow"].interpolated_sample_fraction));
+}
+
+TEST(WindowResampleTest, ConfigErrors) {
+  EXPECT_NE(ErrorOf("  - name: r\n    size: 5m\n    resample: linear\n    resample_interval: 2m\n")
+                .find("windows[0].resample_interval: 2m does not divide the size 5m"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: s\n    type: session\n    gap: 5m\n    resample: ffill\n")
+                .find("windows[0].resample: applies to tumbling and sliding windows only"),
+            std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
 // Ledger: every reading ends accepted or late, once.
 
 TEST(WindowLedgerTest, AcceptedPlusLateEqualsReadingsIn) {

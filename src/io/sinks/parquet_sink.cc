@@ -119,6 +119,7 @@ const std::vector<ColumnDef> kWindowColumns = {
     {"emitted_at", DUCKDB_TYPE_TIMESTAMP_TZ},
     {"quantiles", DUCKDB_TYPE_VARCHAR},
     {"geometry", DUCKDB_TYPE_BLOB},
+    {"interpolated_sample_fraction", DUCKDB_TYPE_DOUBLE},
 };
 
 const std::vector<ColumnDef> kQuarantineColumns =
@@ -744,6 +745,7 @@ Status ParquetSink::AppendWindow(const WindowResult& w) {
     a.Str(25, json_);
   }
   AppendGeometry(a, 26, w.centroid_lon, w.centroid_lat);
+  a.F64(27, w.interpolated_sample_fraction);
   return a.EndRow();
 }
 
