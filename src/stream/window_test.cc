@@ -1159,6 +1159,38 @@ TEST(WindowResampleTest, ConfigErrors) {
 }
 
 // ---------------------------------------------------------------------------
+// NowCast and AQI through the window stage: EPA's worked example (alert/aqi_test.cc
+// cites it) as 12 hourly windows of the pm25_regulatory preset.
+
+TEST(WindowNowCastTest, EpaWorkedExampleThroughHourlyWindows) {
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\nwindows:\n"
+      "  - name: reg\n    preset: pm25_regulatory\n    min_samples: 1\n");
+  ASSERT_NE(h.op, nullptr);
+  const double hourly[] = {50, 80, 75, 90, 82, 53, 64, 74, 21, 10, 16, 13};
+  std::vector<WindowResult> rows;
+  for (int i = 0; i < 12; ++i) {
+    // Two readings per hour whose mean is the hour's value.
+    Batch b = h.Run({MakeReading(3600.0 * i + 600, 0, "s1", "pm25", hourly[i] - 1),
+                     MakeReading(3600.0 * i + 1200, 0, "s1", "pm25", hourly[i] + 1)});
+    rows.insert(rows.end(), b.windows.begin(), b.windows.end());
+  }
+  Batch out;
+  ASSERT_TRUE(h.op->Finish(out).ok());
+  rows.insert(rows.end(), out.windows.begin(), out.windows.end());
+  ASSERT_EQ(rows.size(), 12u);
+  const WindowResult& last = rows.back();
+  EXPECT_EQ(last.start, 11 * kMicrosPerHour);
+  EXPECT_DOUBLE_EQ(last.mean, 13);
+  EXPECT_DOUBLE_EQ(last.nowcast, 17.4);
+  EXPECT_DOUBLE_EQ(last.aqi, 66);
+  EXPECT_EQ(last.aggregation_method.view(), "nowcast");
+  // The first hour alone: 2 of the 3 most recent hours are missing, so no NowCast.
+  EXPECT_TRUE(std::isnan(rows[0].nowcast));
+  EXPECT_TRUE(std::isnan(rows[0].aqi));
+}
+
+// ---------------------------------------------------------------------------
 // Ledger: every reading ends accepted or late, once.
 
 TEST(WindowLedgerTest, AcceptedPlusLateEqualsReadingsIn) {
