@@ -361,6 +361,13 @@ void WindowAccumulator::AddDevice(Symbol device) {
   if (it == more_devices_->end() || *it != device.id) more_devices_->insert(it, device.id);
 }
 
+void WindowAccumulator::Devices(std::vector<uint32_t>& out) const {
+  out.clear();
+  if (count_ == 0) return;
+  out.push_back(device_.id);
+  if (more_devices_) out.insert(out.end(), more_devices_->begin(), more_devices_->end());
+}
+
 void WindowAccumulator::Merge(const WindowAccumulator& other) {
   if (other.count_ == 0) return;
   if (count_ == 0) {

@@ -173,6 +173,8 @@ class WindowAccumulator {
   void Merge(const WindowAccumulator& other);
 
   uint64_t count() const { return count_; }
+  /// The distinct devices seen (symbol ids), into `out` (cleared first).
+  void Devices(std::vector<uint32_t>& out) const;
   /// Exact mean, max and positions (NaN when empty / without positions).
   double mean() const;
   double max() const { return count_ > 0 ? max_ : NAN; }

@@ -158,6 +158,7 @@ const SectionSpec& WindowSectionSpec();
 enum class WindowType { kTumbling, kSliding, kSession };
 enum class GroupBy { kDevice, kZone, kH3, kAll };
 enum class LatePolicy { kLateSink, kNextWindow };
+enum class ExceedancePeriod { kYear, kMonth, kAll };
 
 /// One built-in preset (seed 001's tuning table); see the file comment.
 struct WindowPreset {
@@ -170,6 +171,8 @@ struct WindowPreset {
   int64_t min_samples;
   std::vector<std::string> aggregates;
   std::vector<std::string> metrics;
+  double data_capture;          ///< EU data-capture fraction; 0: off
+  double exceedance_threshold;  ///< NaN: no exceedance count
 };
 
 /// The built-in presets, in documentation order.
@@ -198,7 +201,10 @@ struct WindowDefinition {
   int64_t min_samples = 1;
   LatePolicy late_policy = LatePolicy::kLateSink;
   DurationUs expected_interval = 60 * kMicrosPerSecond;  ///< per sensor, for SPARSE
-  std::string preset;                                    ///< "" when none
+  double data_capture = 0;            ///< EU rule: valid when count ≥ this × expected
+  double exceedance_threshold = NAN;  ///< mean above it exceeds; NaN: not counted
+  ExceedancePeriod exceedance_period = ExceedancePeriod::kYear;
+  std::string preset;  ///< "" when none
 
   /// Whether readings of `metric` belong to this definition.
   bool Accepts(Symbol metric) const;
@@ -225,6 +231,10 @@ class WindowOperator : public Operator {
  public:
   /// Wall clock, for OnIdle's quiet time and emitted_at; tests pass a fake one.
   using Clock = std::function<TimeUs()>;
+  /// A device's reporting interval for a metric (e.g. from the device registry), for
+  /// SPARSE and the data-capture rule; 0 when unknown (the definition's
+  /// expected_interval applies). Called when a window is emitted, on this thread.
+  using ExpectedInterval = std::function<DurationUs(Symbol device, Symbol metric)>;
 
   WindowOperator(std::vector<WindowDefinition> definitions, const ProcessingOptions& processing,
                  Clock clock = NowUs);
@@ -241,6 +251,9 @@ class WindowOperator : public Operator {
   Status OnIdle(TimeUs wall_now, Batch& out) override;
   /// Emit all windows still open and pending revisions; free all state.
   Status Finish(Batch& out) override;
+
+  /// Use `lookup` for each sensor's expected reporting interval (call before Open).
+  void SetExpectedInterval(ExpectedInterval lookup) { expected_interval_ = std::move(lookup); }
 
   const std::vector<WindowDefinition>& definitions() const { return definitions_; }
   TimeUs watermark() const { return tracker_.watermark(); }
@@ -286,6 +299,7 @@ class WindowOperator : public Operator {
   std::unique_ptr<Sessions> sessions_;
   std::unique_ptr<Histories> histories_;
   std::unique_ptr<Panes> panes_;
+  ExpectedInterval expected_interval_;  // empty: every sensor at expected_interval
 };
 
 /// Build the window stage from the pipeline's `windows` list and `processing` options.

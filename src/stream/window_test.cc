@@ -564,6 +564,36 @@ TEST(WindowConfigTest, PresetsFromSeed001) {
        {K::kMedian},
        "conductivity",
        "median"},
+      {"pm10_daily",
+       WindowType::kTumbling,
+       1440 * m,
+       1440 * m,
+       0,
+       60 * m,
+       1,
+       {K::kMean, K::kMax},
+       "pm10",
+       "mean"},
+      {"pm25_daily",
+       WindowType::kTumbling,
+       1440 * m,
+       1440 * m,
+       0,
+       60 * m,
+       1,
+       {K::kMean, K::kMax},
+       "pm25",
+       "mean"},
+      {"no2_hourly",
+       WindowType::kTumbling,
+       60 * m,
+       60 * m,
+       0,
+       10 * m,
+       1,
+       {K::kMean, K::kMax},
+       "no2",
+       "mean"},
   };
   ASSERT_EQ(WindowPresets().size(), std::size(expected));
   for (const Expect& e : expected) {
@@ -1188,6 +1218,76 @@ TEST(WindowNowCastTest, EpaWorkedExampleThroughHourlyWindows) {
   // The first hour alone: 2 of the 3 most recent hours are missing, so no NowCast.
   EXPECT_TRUE(std::isnan(rows[0].nowcast));
   EXPECT_TRUE(std::isnan(rows[0].aqi));
+}
+
+// ---------------------------------------------------------------------------
+// EU data capture (75 %) on daily means and the yearly exceedance count.
+
+TEST(WindowRegulatoryTest, DataCaptureAndExceedanceCount) {
+  // pm10_daily: 1-day means, valid with >= 75 % of the expected readings (hourly
+  // sensors here: 18 of 24), days with a valid mean > 50 µg/m³ counted per year.
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\nwindows:\n"
+      "  - name: day\n    preset: pm10_daily\n    expected_interval: 1h\n");
+  ASSERT_NE(h.op, nullptr);
+  const TimeUs day = 24 * kMicrosPerHour;
+  const TimeUs t0 = 1735689600LL * kMicrosPerSecond - 3 * day;  // 2024-12-29 00:00 UTC
+  std::vector<WindowResult> rows;
+  // Days: 60 with 24 hours, 70 with 18 hours (valid), 80 with 17 hours (invalid),
+  // then in the new year 55 with 24 hours.
+  const struct {
+    double mean;
+    int hours;
+  } days[] = {{60, 24}, {70, 18}, {80, 17}, {55, 24}};
+  for (int d = 0; d < 4; ++d) {
+    std::vector<Reading> in;
+    for (int hr = 0; hr < days[d].hours; ++hr) {
+      Reading r = MakeReading(0, 0, "station", "pm10", days[d].mean);
+      r.event_time = t0 + d * day + hr * kMicrosPerHour;
+      in.push_back(r);
+    }
+    Batch b = h.Run(in);
+    rows.insert(rows.end(), b.windows.begin(), b.windows.end());
+  }
+  Batch out;
+  ASSERT_TRUE(h.op->Finish(out).ok());
+  rows.insert(rows.end(), out.windows.begin(), out.windows.end());
+  ASSERT_EQ(rows.size(), 4u);
+  const auto capture = static_cast<uint32_t>(WindowFlag::kInsufficientCapture);
+  const auto exceed = static_cast<uint32_t>(WindowFlag::kExceedance);
+  EXPECT_EQ(rows[0].flags & (capture | exceed), exceed);
+  EXPECT_EQ(rows[0].exceedance_count, 1);
+  EXPECT_EQ(rows[1].flags & (capture | exceed), exceed);  // 18 / 24 = 75 %: valid
+  EXPECT_EQ(rows[1].exceedance_count, 2);
+  EXPECT_EQ(rows[2].flags & (capture | exceed), capture);  // 17 / 24: invalid, not counted
+  EXPECT_DOUBLE_EQ(rows[2].mean, 80);                      // the value is still reported
+  EXPECT_EQ(rows[2].exceedance_count, 2);
+  EXPECT_EQ(rows[3].start, 1735689600LL * kMicrosPerSecond);
+  EXPECT_EQ(rows[3].exceedance_count, 1);  // a new calendar year
+}
+
+TEST(WindowRegulatoryTest, ExpectedIntervalComesFromALookup) {
+  // Per-device reporting intervals (the device registry's): a 10-minute sensor with 4
+  // readings in an hour is sparse and below 75 %; a 1-hour sensor with 1 is complete.
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\nwindows:\n"
+      "  - name: h\n    size: 1h\n    data_capture: 0.75\n");
+  ASSERT_NE(h.op, nullptr);
+  h.op->SetExpectedInterval([](Symbol device, Symbol) -> DurationUs {
+    return device.view() == "fast"   ? 10 * kMicrosPerMinute
+           : device.view() == "slow" ? kMicrosPerHour
+                                     : 0;
+  });
+  std::vector<Reading> in;
+  for (int i = 0; i < 4; ++i) in.push_back(MakeReading(600.0 * i, 0, "fast", "pm25", 1));
+  in.push_back(MakeReading(100, 0, "slow", "pm25", 1));
+  h.Run(in);
+  Batch out = h.Run({MakeReading(4000, 1, "x", "no2", 1)});
+  ASSERT_EQ(out.windows.size(), 2u);
+  std::map<std::string, uint32_t> flags;
+  for (const WindowResult& w : out.windows) flags[w.group.str()] = w.flags;
+  EXPECT_EQ(WindowFlagsToString(flags["fast"]), "SPARSE|INSUFFICIENT_CAPTURE");  // 4 of 6
+  EXPECT_EQ(WindowFlagsToString(flags["slow"]), "");
 }
 
 // ---------------------------------------------------------------------------
