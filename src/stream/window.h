@@ -80,6 +80,12 @@
 //                    of the same key (tumbling and sliding)
 //   CENTROID_JUMP    centroid moved more than 0.5° in latitude or longitude since the
 //                    previous window of the same key (group_by other than device)
+//   INSUFFICIENT_CAPTURE  count / expected below `data_capture` (EU rule, 0.75):
+//                    the row keeps its values but is not valid
+//   EXCEEDANCE       valid and mean > `exceedance_threshold`; exceedance_count is the
+//                    key's exceeding windows in the calendar period (UTC) up to this one
+// "expected" is per sensor: its interval from SetExpectedInterval (the device
+// registry) when known, else expected_interval.
 // "Previous window" is the latest window of the key with an earlier start emitted
 // before this row (among the key's last 4 windows); those two flags therefore
 // depend on what was emitted before, not only on the window's own readings.
