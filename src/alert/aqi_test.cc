@@ -135,6 +135,25 @@ TEST(NowCastTest, WeightedByRecency) {
   EXPECT_DOUBLE_EQ(PmNowCast(mild), num / den);
 }
 
+TEST(NowCastTest, EpaWorkedExample) {
+  // The worked example of EPA/AirNow, "Computing the NowCast" (AirNow training
+  // material for the PM NowCast; the same steps as EPA's fact sheet "The NowCast
+  // Method", nepis.epa.gov P100X0J6): the 12 hourly PM2.5 averages, oldest first,
+  //   50 80 75 90 82 53 64 74 21 10 16 13  (µg/m³; 13 is the current hour)
+  // have range 90 − 10 = 80, scaled rate 80 / 90, weight 1 − 80/90 = 0.11 < 0.5, so
+  // w = 0.5, and NowCast = (13·0.5⁰ + 16·0.5¹ + 10·0.5² + 21·0.5³ + …) / Σ 0.5^i
+  // = 17.4 µg/m³ as the document states (17.41…, truncated to 0.1).
+  const std::vector<double> oldest_first = {50, 80, 75, 90, 82, 53, 64, 74, 21, 10, 16, 13};
+  const std::vector<double> hours(oldest_first.rbegin(), oldest_first.rend());
+  EXPECT_EQ(PmNowCastWeight(hours), 0.5);
+  EXPECT_NEAR(PmNowCast(hours), 17.41, 0.005);
+  EXPECT_EQ(TruncateConcentration(AqiPollutant::kPm25, PmNowCast(hours)), 17.4);
+  // Its AQI with the 2024 breakpoints (Moderate, 9.1–35.4 → 51–100), worked by hand:
+  // (100 − 51) / (35.4 − 9.1) · (17.4 − 9.1) + 51 = 66.46… → 66.
+  EXPECT_EQ(AqiFromConcentration(AqiPollutant::kPm25, PmNowCast(hours)), 66);
+  EXPECT_EQ(AqiCategory(66), "Moderate");
+}
+
 TEST(NowCastTest, MissingHours) {
   std::vector<double> hours(12, 10.0);
   hours[0] = NAN;  // c1 missing, c2 and c3 present: valid

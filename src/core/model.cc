@@ -39,6 +39,8 @@ constexpr FlagName kWindowFlagNames[] = {
     {static_cast<uint32_t>(WindowFlag::kRevision), "REVISION"},
     {static_cast<uint32_t>(WindowFlag::kGapBefore), "GAP_BEFORE"},
     {static_cast<uint32_t>(WindowFlag::kCentroidJump), "CENTROID_JUMP"},
+    {static_cast<uint32_t>(WindowFlag::kInsufficientCapture), "INSUFFICIENT_CAPTURE"},
+    {static_cast<uint32_t>(WindowFlag::kExceedance), "EXCEEDANCE"},
 };
 
 template <size_t N>

@@ -119,14 +119,16 @@ struct LateRecord {
 
 /// Window-level quality flags.
 enum class WindowFlag : uint32_t {
-  kSparse = 1u << 0,           ///< sample_count / expected < 0.7
-  kRangeViolation = 1u << 1,   ///< p95 outside the metric's physical bounds
-  kLatencyDegraded = 1u << 2,  ///< late fraction > 0.2
-  kLowCoverage = 1u << 3,      ///< fewer than 2 active sensors
-  kBelowMinSamples = 1u << 4,  ///< sample_count < min_samples
-  kRevision = 1u << 5,         ///< re-emitted after a late reading within grace
-  kGapBefore = 1u << 6,        ///< more than 2 windows missing before this one
-  kCentroidJump = 1u << 7,     ///< centroid moved more than 0.5° since the last window
+  kSparse = 1u << 0,               ///< sample_count / expected < 0.7
+  kRangeViolation = 1u << 1,       ///< p95 outside the metric's physical bounds
+  kLatencyDegraded = 1u << 2,      ///< late fraction > 0.2
+  kLowCoverage = 1u << 3,          ///< fewer than 2 active sensors
+  kBelowMinSamples = 1u << 4,      ///< sample_count < min_samples
+  kRevision = 1u << 5,             ///< re-emitted after a late reading within grace
+  kGapBefore = 1u << 6,            ///< more than 2 windows missing before this one
+  kCentroidJump = 1u << 7,         ///< centroid moved more than 0.5° since the last window
+  kInsufficientCapture = 1u << 8,  ///< below the data-capture rule (e.g. 75 %): not valid
+  kExceedance = 1u << 9,           ///< valid and its mean above the exceedance threshold
 };
 
 /// Render window flags as "SPARSE|LOW_COVERAGE".
@@ -152,6 +154,9 @@ struct WindowResult {
   /// Resampled windows (`resample:`): share of the grid points filled by forward
   /// fill or interpolation, in [0, 1]; NaN when the window is not resampled.
   double interpolated_sample_fraction = NAN;
+  /// Exceeding windows of the key in the current period up to this one; -1 when the
+  /// definition counts no exceedances.
+  int64_t exceedance_count = -1;
   uint64_t late_count = 0;                           ///< late_arrival_count
   std::vector<std::pair<double, double>> quantiles;  ///< extra (q, value) pairs
   Symbol aggregation_method;  ///< e.g. "mean", "nowcast", "trimmed_mean_10_90"

@@ -312,9 +312,13 @@ std::string_view AggregationMethodName(const AggregateSet& set) {
 // ---------------------------------------------------------------------------
 // WindowAccumulator
 
-bool WindowAccumulator::Add(const Reading& r, bool keep_value) {
+bool WindowAccumulator::Add(const Reading& r, bool keep_value, bool keep_sample) {
   const double v = r.value;
   if (!std::isfinite(v)) return false;
+  if (keep_sample) {
+    if (!samples_) samples_ = std::make_unique<std::vector<Sample>>();
+    samples_->push_back(Sample{r.device.id, r.event_time, v, r.lat, r.lon});
+  }
   if (keep_value) {
     if (!values_) values_ = std::make_unique<std::vector<double>>();
     values_->push_back(v);
@@ -357,6 +361,13 @@ void WindowAccumulator::AddDevice(Symbol device) {
   if (it == more_devices_->end() || *it != device.id) more_devices_->insert(it, device.id);
 }
 
+void WindowAccumulator::Devices(std::vector<uint32_t>& out) const {
+  out.clear();
+  if (count_ == 0) return;
+  out.push_back(device_.id);
+  if (more_devices_) out.insert(out.end(), more_devices_->begin(), more_devices_->end());
+}
+
 void WindowAccumulator::Merge(const WindowAccumulator& other) {
   if (other.count_ == 0) return;
   if (count_ == 0) {
@@ -388,6 +399,10 @@ void WindowAccumulator::Merge(const WindowAccumulator& other) {
   if (other.values_) {
     if (!values_) values_ = std::make_unique<std::vector<double>>();
     values_->insert(values_->end(), other.values_->begin(), other.values_->end());
+  }
+  if (other.samples_) {
+    if (!samples_) samples_ = std::make_unique<std::vector<Sample>>();
+    samples_->insert(samples_->end(), other.samples_->begin(), other.samples_->end());
   }
   count_ += other.count_;
   positions_ += other.positions_;
@@ -464,6 +479,75 @@ void WindowAccumulator::Fill(const AggregateSet& set, WindowResult& out) const {
   }
 }
 
+WindowAccumulator WindowAccumulator::Resample(TimeUs start, TimeUs end, DurationUs interval,
+                                              ResampleMode mode, bool keep_values,
+                                              uint64_t& interpolated) const {
+  WindowAccumulator grid;
+  interpolated = 0;
+  if (!samples_ || samples_->empty() || interval <= 0 || end <= start) return grid;
+  // Sorted by (device, time, value) the samples give the same grid in any arrival
+  // order; each point's mean is an exact sum rounded once.
+  std::vector<Sample> s = *samples_;
+  std::sort(s.begin(), s.end(), [](const Sample& a, const Sample& b) {
+    if (a.device != b.device) return a.device < b.device;
+    if (a.time != b.time) return a.time < b.time;
+    return Before(a.value, b.value);
+  });
+  const auto points = static_cast<size_t>((end - start + interval - 1) / interval);
+  std::vector<ExactSum> sums(points);
+  std::vector<uint32_t> counts(points);
+  std::vector<double> value(points);
+  for (size_t begin = 0; begin < s.size();) {
+    size_t stop = begin;
+    while (stop < s.size() && s[stop].device == s[begin].device) ++stop;
+    std::fill(counts.begin(), counts.end(), 0);
+    for (ExactSum& x : sums) x = ExactSum();
+    for (size_t i = begin; i < stop; ++i) {
+      const int64_t k = std::clamp<int64_t>(FloorDiv(s[i].time - start, interval), 0,
+                                            static_cast<int64_t>(points) - 1);
+      sums[static_cast<size_t>(k)].Add(s[i].value);
+      ++counts[static_cast<size_t>(k)];
+    }
+    Reading r;
+    r.device = Symbol{s[begin].device};
+    r.lat = s[begin].lat;  // the sensor's earliest position in the window
+    r.lon = s[begin].lon;
+    size_t prev = points;  // the latest observed point so far; `points`: none yet
+    for (size_t k = 0; k < points; ++k) {
+      if (counts[k] > 0) {
+        value[k] = sums[k].Value() / counts[k];
+      } else if (prev == points) {
+        continue;  // before the sensor's first observation: stays empty
+      } else {
+        size_t next = k + 1;
+        if (mode == ResampleMode::kLinear) {
+          while (next < points && counts[next] == 0) ++next;
+        }
+        if (mode == ResampleMode::kLinear && next < points) {
+          if (counts[next] > 0 && next > k) {
+            const double b = sums[next].Value() / counts[next];
+            const double f = static_cast<double>(k - prev) / static_cast<double>(next - prev);
+            value[k] = value[prev] + f * (b - value[prev]);
+          }
+        } else {
+          value[k] = value[prev];
+        }
+        ++interpolated;
+        r.event_time = start + static_cast<TimeUs>(k) * interval;
+        r.value = value[k];
+        grid.Add(r, keep_values);
+        continue;  // a filled point is not an observation: `prev` stays
+      }
+      prev = k;
+      r.event_time = start + static_cast<TimeUs>(k) * interval;
+      r.value = value[k];
+      grid.Add(r, keep_values);
+    }
+    begin = stop;
+  }
+  return grid;
+}
+
 double WindowAccumulator::mean() const {
   return count_ > 0 ? sum_.Value() / static_cast<double>(count_) : NAN;
 }
@@ -482,6 +566,7 @@ size_t WindowAccumulator::HeapBytes() const {
     bytes += sizeof(std::vector<uint32_t>) + more_devices_->capacity() * sizeof(uint32_t);
   }
   if (values_) bytes += sizeof(std::vector<double>) + values_->capacity() * sizeof(double);
+  if (samples_) bytes += sizeof(std::vector<Sample>) + samples_->capacity() * sizeof(Sample);
   return bytes;
 }
 

@@ -145,16 +145,36 @@ Result<AggregateSet> ParseAggregates(const std::vector<std::string>& names);
 /// then the first configured of std/min/max, otherwise "count".
 std::string_view AggregationMethodName(const AggregateSet& set);
 
+/// How a window puts each sensor's readings on a common time grid before it
+/// aggregates (seed 001: mixed 1 s / 10 s / 1 min sensors on one 1-minute grid).
+/// Grid points are start + k·interval inside the window; a point with readings of
+/// the sensor in [point, point + interval) is observed and takes their exact mean.
+/// The other points of the sensor are filled after its first observed point:
+///   kForwardFill  the value of the latest observed point before it;
+///   kLinear       interpolated in time between the observed points around it, and
+///                 the last observed value after the last one (no extrapolation).
+/// Points before a sensor's first observed point in the window stay empty.
+enum class ResampleMode : uint8_t { kNone, kForwardFill, kLinear };
+
 /// The state of one (window, group, metric): compact, mergeable, order independent.
 class WindowAccumulator {
  public:
   /// Add one reading. Returns false (and changes nothing) for a non-finite value.
   /// `keep_value`: also store the value for order statistics (AggregateSet::NeedsValues).
-  bool Add(const Reading& r, bool keep_value = false);
+  /// `keep_sample`: also store (device, time, value, position) for resampling.
+  bool Add(const Reading& r, bool keep_value = false, bool keep_sample = false);
+  /// The grid samples of the kept samples over [start, end) (see ResampleMode): one
+  /// reading per filled grid point and sensor, added with `keep_values`. Readings
+  /// outside [start, end) (taken by late_policy next_window) count in the first or
+  /// last point. `interpolated` is the number of filled, not observed, points.
+  WindowAccumulator Resample(TimeUs start, TimeUs end, DurationUs interval, ResampleMode mode,
+                             bool keep_values, uint64_t& interpolated) const;
   /// Fold another accumulator of the same key in (sessions, panes, restore).
   void Merge(const WindowAccumulator& other);
 
   uint64_t count() const { return count_; }
+  /// The distinct devices seen (symbol ids), into `out` (cleared first).
+  void Devices(std::vector<uint32_t>& out) const;
   /// Exact mean, max and positions (NaN when empty / without positions).
   double mean() const;
   double max() const { return count_ > 0 ? max_ : NAN; }
@@ -181,6 +201,12 @@ class WindowAccumulator {
   // Every value, when order statistics are asked for; selection reorders it, which
   // changes no result (hence mutable).
   mutable std::unique_ptr<std::vector<double>> values_;
+  struct Sample {
+    uint32_t device;
+    TimeUs time;
+    double value, lat, lon;
+  };
+  std::unique_ptr<std::vector<Sample>> samples_;  // resampled definitions only
 };
 
 }  // namespace tributary

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -130,6 +131,17 @@ struct SessionRef {
 
 constexpr size_t kNowCastHours = 12;
 
+// Start of the UTC calendar period holding t (kMinTime for "all").
+TimeUs PeriodStart(ExceedancePeriod period, TimeUs t) {
+  using namespace std::chrono;
+  if (period == ExceedancePeriod::kAll) return kMinTime;
+  const sys_days day = floor<days>(sys_time<microseconds>(microseconds(t)));
+  const year_month_day ymd(day);
+  const sys_days first = period == ExceedancePeriod::kYear ? sys_days(ymd.year() / January / 1)
+                                                           : sys_days(ymd.year() / ymd.month() / 1);
+  return duration_cast<microseconds>(first.time_since_epoch()).count();
+}
+
 // Windows of a key remembered for GAP_BEFORE and CENTROID_JUMP (enough for a
 // revision of a window a few windows back to find its own predecessor).
 constexpr size_t kHistoryWindows = 4;
@@ -142,6 +154,7 @@ struct KeyHistory {
     double lat, lon;
   };
   std::vector<Window> windows;
+  std::unique_ptr<std::set<TimeUs>> exceedances;  // starts of exceeding windows
   struct Hours {
     std::array<TimeUs, kNowCastHours> start;
     std::array<double, kNowCastHours> mean;
@@ -152,7 +165,8 @@ using HistoryMap = std::unordered_map<CellKey, KeyHistory, CellKeyHash>;
 
 // Emit one session's row (defined with the other emission helpers below).
 size_t EmitSession(const WindowDefinition& def, const CellKey& key, Session& session, TimeUs now,
-                   HistoryMap& history, std::vector<WindowResult>& out);
+                   HistoryMap& history, const WindowOperator::ExpectedInterval& expected,
+                   std::vector<WindowResult>& out);
 
 }  // namespace
 
@@ -193,16 +207,68 @@ const std::vector<WindowPreset>& WindowPresets() {
        "10m",
        45,
        {"mean", "nowcast", "aqi"},
-       {"pm25"}},
-      {"pm25_realtime", "sliding", "15m", "5m", "", "3m", 8, {"p95", "median"}, {"pm25"}},
-      {"temp_regulatory", "tumbling", "1h", "", "", "5m", 50, {"mean", "std"}, {"temperature"}},
-      {"temp_realtime", "sliding", "5m", "1m", "", "1m", 3, {"mean", "std"}, {"temperature"}},
-      {"soil_regulatory", "tumbling", "30m", "", "", "8m", 12, {"trimmed_mean"}, {"soil_moisture"}},
-      {"soil_realtime", "sliding", "30m", "10m", "", "8m", 12, {"trimmed_mean"}, {"soil_moisture"}},
-      {"soil_burst", "session", "", "", "12m", "15m", 3, {"median"}, {"soil_moisture"}},
-      {"flow_regulatory", "tumbling", "15m", "", "", "5m", 10, {"mean", "max"}, {"flow"}},
-      {"flow_realtime", "sliding", "15m", "5m", "", "5m", 10, {"mean", "max"}, {"flow"}},
-      {"do_regulatory", "tumbling", "30m", "", "", "5m", 20, {"mean", "min"}, {"dissolved_oxygen"}},
+       {"pm25"},
+       0,
+       NAN},
+      {"pm25_realtime", "sliding", "15m", "5m", "", "3m", 8, {"p95", "median"}, {"pm25"}, 0, NAN},
+      {"temp_regulatory",
+       "tumbling",
+       "1h",
+       "",
+       "",
+       "5m",
+       50,
+       {"mean", "std"},
+       {"temperature"},
+       0,
+       NAN},
+      {"temp_realtime",
+       "sliding",
+       "5m",
+       "1m",
+       "",
+       "1m",
+       3,
+       {"mean", "std"},
+       {"temperature"},
+       0,
+       NAN},
+      {"soil_regulatory",
+       "tumbling",
+       "30m",
+       "",
+       "",
+       "8m",
+       12,
+       {"trimmed_mean"},
+       {"soil_moisture"},
+       0,
+       NAN},
+      {"soil_realtime",
+       "sliding",
+       "30m",
+       "10m",
+       "",
+       "8m",
+       12,
+       {"trimmed_mean"},
+       {"soil_moisture"},
+       0,
+       NAN},
+      {"soil_burst", "session", "", "", "12m", "15m", 3, {"median"}, {"soil_moisture"}, 0, NAN},
+      {"flow_regulatory", "tumbling", "15m", "", "", "5m", 10, {"mean", "max"}, {"flow"}, 0, NAN},
+      {"flow_realtime", "sliding", "15m", "5m", "", "5m", 10, {"mean", "max"}, {"flow"}, 0, NAN},
+      {"do_regulatory",
+       "tumbling",
+       "30m",
+       "",
+       "",
+       "5m",
+       20,
+       {"mean", "min"},
+       {"dissolved_oxygen"},
+       0,
+       NAN},
       {"conductivity_regulatory",
        "tumbling",
        "1h",
@@ -211,7 +277,12 @@ const std::vector<WindowPreset>& WindowPresets() {
        "10m",
        40,
        {"median"},
-       {"conductivity"}},
+       {"conductivity"},
+       0,
+       NAN},
+      {"pm10_daily", "tumbling", "1d", "", "", "1h", 1, {"mean", "max"}, {"pm10"}, 0.75, 50},
+      {"pm25_daily", "tumbling", "1d", "", "", "1h", 1, {"mean", "max"}, {"pm25"}, 0.75, NAN},
+      {"no2_hourly", "tumbling", "1h", "", "", "10m", 1, {"mean", "max"}, {"no2"}, 0.75, 200},
   };
   return presets;
 }
@@ -231,6 +302,12 @@ std::string Join(const std::vector<std::string>& v) {
   return out;
 }
 
+std::string FormatNumber(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 const std::string& SectionDescription() {
   static const std::string text = [] {
     std::string t =
@@ -243,13 +320,17 @@ const std::string& SectionDescription() {
         "BELOW_MIN_SAMPLES and REVISION (see src/stream/window.h).\n\n"
         "Presets (`preset: <name>`, from seed 001's tuning table; keys set explicitly "
         "override the preset's):\n\n"
-        "| preset | type | size | step | gap | grace | min_samples | aggregates | metrics |\n"
-        "|---|---|---|---|---|---|---|---|---|\n";
+        "| preset | type | size | step | gap | grace | min_samples | aggregates | metrics | "
+        "data_capture | exceedance_threshold |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n";
     auto cell = [](std::string_view v) { return v.empty() ? std::string("—") : std::string(v); };
     for (const WindowPreset& p : WindowPresets()) {
       t += "| " + std::string(p.name) + " | " + std::string(p.type) + " | " + cell(p.size) + " | " +
            cell(p.step) + " | " + cell(p.gap) + " | " + std::string(p.grace) + " | " +
            std::to_string(p.min_samples) + " | " + Join(p.aggregates) + " | " + Join(p.metrics) +
+           " | " + (p.data_capture > 0 ? FormatNumber(p.data_capture) : std::string("—")) + " | " +
+           (std::isnan(p.exceedance_threshold) ? std::string("—")
+                                               : FormatNumber(p.exceedance_threshold)) +
            " |\n";
     }
     t.pop_back();
@@ -300,6 +381,31 @@ const SectionSpec& WindowSectionSpec() {
            "reading to every window. Must divide size and step; default gcd(size, step); 0s "
            "adds readings to every window directly",
            "0s.."},
+          {"resample", OptionType::kEnum, "none",
+           "tumbling and sliding: put each sensor's readings on a common grid of "
+           "`resample_interval` before aggregating (for sensors reporting at different "
+           "rates): a grid point with readings takes their mean; ffill fills later empty "
+           "points with the last observed value, linear interpolates between observed "
+           "points (and holds the last one); points before a sensor's first reading in the "
+           "window stay empty. count and every aggregate are then over the grid points, and "
+           "interpolated_sample_fraction is the share of filled ones",
+           "none|ffill|linear"},
+          {"resample_interval", OptionType::kDuration, "1m",
+           "grid of `resample`; must divide the window size", "1ms.."},
+          {"data_capture", OptionType::kDouble, "0",
+           "EU data-capture rule: a window is valid only when its readings are at least this "
+           "fraction of the expected ones (0.75 for hourly and daily means; expected as for "
+           "SPARSE, from each device's reporting interval when the registry knows it, else "
+           "expected_interval). Invalid windows are still emitted with their values, flagged "
+           "INSUFFICIENT_CAPTURE, and never count as exceedances. 0: off",
+           "0..1"},
+          {"exceedance_threshold", OptionType::kDouble, "",
+           "count exceedances: a valid window whose mean is above this value (in the metric's "
+           "canonical unit) is flagged EXCEEDANCE, and every row carries exceedance_count, the "
+           "key's exceeding windows in the current exceedance_period up to this one (e.g. "
+           "days with a daily PM10 mean > 50 µg/m³ per year). Needs the mean"},
+          {"exceedance_period", OptionType::kEnum, "year",
+           "the calendar period (UTC) over which exceedance_count counts", "year|month|all"},
           {"offset", OptionType::kDuration, "0s",
            "shifts window boundaries: start = floor((t − offset) / step)·step + offset "
            "(e.g. 30m on 1h windows gives half-past boundaries)"},
@@ -432,6 +538,21 @@ Result<WindowDefinition> ParseWindowDefinition(const OptionReader& options,
       return BadOption(o, "pane", "applies to sliding windows only");
     }
   }
+  TRIB_ASSIGN_OR_RETURN(std::string resample, o.GetString("resample"));
+  def.resample = resample == "ffill"    ? ResampleMode::kForwardFill
+                 : resample == "linear" ? ResampleMode::kLinear
+                                        : ResampleMode::kNone;
+  TRIB_ASSIGN_OR_RETURN(def.resample_interval, o.GetDuration("resample_interval"));
+  if (def.resample != ResampleMode::kNone) {
+    if (def.type == WindowType::kSession) {
+      return BadOption(o, "resample", "applies to tumbling and sliding windows only");
+    }
+    if (def.size % def.resample_interval != 0) {
+      return BadOption(o, "resample_interval",
+                       FormatDuration(def.resample_interval) + " does not divide the size " +
+                           FormatDuration(def.size));
+    }
+  }
 
   TRIB_ASSIGN_OR_RETURN(bool has_grace, duration("grace", preset ? preset->grace : "", def.grace));
   if (!has_grace) def.grace = processing.grace;
@@ -479,6 +600,22 @@ Result<WindowDefinition> ParseWindowDefinition(const OptionReader& options,
   if ((def.aggregates.Has(AggregateKind::kNowCast) || def.aggregates.Has(AggregateKind::kAqi)) &&
       (def.type != WindowType::kTumbling || def.size != kMicrosPerHour)) {
     return BadOption(o, "aggregates", "nowcast and aqi need 1h tumbling windows (hourly means)");
+  }
+
+  def.data_capture = preset != nullptr ? preset->data_capture : 0;
+  if (o.Has("data_capture")) {
+    TRIB_ASSIGN_OR_RETURN(def.data_capture, o.GetDouble("data_capture"));
+  }
+  def.exceedance_threshold = preset != nullptr ? preset->exceedance_threshold : NAN;
+  if (o.Has("exceedance_threshold")) {
+    TRIB_ASSIGN_OR_RETURN(def.exceedance_threshold, o.GetDouble("exceedance_threshold"));
+  }
+  TRIB_ASSIGN_OR_RETURN(std::string period, o.GetString("exceedance_period"));
+  def.exceedance_period = period == "month" ? ExceedancePeriod::kMonth
+                          : period == "all" ? ExceedancePeriod::kAll
+                                            : ExceedancePeriod::kYear;
+  if (!std::isnan(def.exceedance_threshold) && !def.aggregates.Has(AggregateKind::kMean)) {
+    return BadOption(o, "exceedance_threshold", "needs the mean in `aggregates`");
   }
 
   if (preset != nullptr && !o.Has("min_samples")) {
@@ -591,7 +728,7 @@ DurationUs WindowOperator::Assign(uint16_t d, const Reading& r, TimeUs watermark
     Slice& slice = GetSlice(d, start, watermark);
     auto [it, added] = slice.cells.try_emplace(key);
     Cell& cell = it->second;
-    cell.acc.Add(r, keep);
+    cell.acc.Add(r, keep, def.resample != ResampleMode::kNone);
     if (count_late) ++cell.late_count;
     if (slice.emitted && !cell.dirty) {
       cell.dirty = true;
@@ -644,7 +781,7 @@ void WindowOperator::AddToPane(uint16_t d, const Reading& r, TimeUs watermark) {
   }
   auto [it, added] = pane->try_emplace(KeyOf(def, r));
   if (added) ++ps.open;
-  it->second.Add(r, def.aggregates.NeedsValues());
+  it->second.Add(r, def.aggregates.NeedsValues(), def.resample != ResampleMode::kNone);
 }
 
 DurationUs WindowOperator::AssignSession(uint16_t d, const Reading& r, TimeUs watermark,
@@ -837,8 +974,8 @@ Status WindowOperator::Finish(Batch& out) {
   });
   for (const auto& [end, d, group, metric, session] : pending) {
     const CellKey key{group, metric};
-    CountEmitted(
-        EmitSession(definitions_[d], key, *session, clock_(), histories_->by_def[d], out.windows));
+    CountEmitted(EmitSession(definitions_[d], key, *session, clock_(), histories_->by_def[d],
+                             expected_interval_, out.windows));
   }
   ss.timeline.clear();
   for (auto& per_key : ss.by_def) per_key.clear();
@@ -885,7 +1022,8 @@ void WindowOperator::EmitDue(std::vector<WindowResult>& out) {
         ss.timeline.insert(SessionDue{end, d, group, metric, first});
         continue;
       }
-      CountEmitted(EmitSession(def, key, *session, clock_(), histories_->by_def[d], out));
+      CountEmitted(EmitSession(def, key, *session, clock_(), histories_->by_def[d],
+                               expected_interval_, out));
     }
     if (end + def.grace > watermark) {
       ss.timeline.insert(SessionDue{end + def.grace, d, group, metric, first});
@@ -918,15 +1056,34 @@ void SetFlag(WindowResult& w, WindowFlag f) {
 }
 
 // The flags a window's own values decide (see window.h).
-void OwnQualityFlags(const WindowDefinition& def, const Cell& cell, WindowResult& w) {
+void OwnQualityFlags(const WindowDefinition& def, const WindowAccumulator& acc,
+                     const WindowOperator::ExpectedInterval& interval_of, WindowResult& w) {
   if (static_cast<int64_t>(w.count) < def.min_samples) SetFlag(w, WindowFlag::kBelowMinSamples);
-  if (w.count == 0) return;
+  if (w.count == 0) {
+    if (def.data_capture > 0) SetFlag(w, WindowFlag::kInsufficientCapture);
+    return;
+  }
   const double n = static_cast<double>(w.count);
-  const double expected = static_cast<double>(w.end - w.start) /
-                          static_cast<double>(def.expected_interval) * w.distinct_sensors;
+  const auto length = static_cast<double>(w.end - w.start);
+  double expected = 0;
+  if (interval_of) {
+    // Per sensor: its own reporting interval, else the definition's.
+    std::vector<uint32_t> devices;
+    acc.Devices(devices);
+    for (uint32_t id : devices) {
+      DurationUs interval = interval_of(Symbol{id}, w.metric);
+      if (interval <= 0) interval = def.expected_interval;
+      expected += length / static_cast<double>(interval);
+    }
+  } else {
+    expected = length / static_cast<double>(def.expected_interval) * w.distinct_sensors;
+  }
   if (n / expected < 0.7) SetFlag(w, WindowFlag::kSparse);
+  if (def.data_capture > 0 && n / expected < def.data_capture) {
+    SetFlag(w, WindowFlag::kInsufficientCapture);
+  }
   if (const MetricInfo* m = MetricBySymbol(w.metric)) {
-    const double v = std::isnan(w.p95) ? cell.acc.max() : w.p95;
+    const double v = std::isnan(w.p95) ? acc.max() : w.p95;
     if (v < m->min || v > m->max) SetFlag(w, WindowFlag::kRangeViolation);
   }
   if (static_cast<double>(w.late_count) / n > 0.2) SetFlag(w, WindowFlag::kLatencyDegraded);
@@ -937,9 +1094,10 @@ void OwnQualityFlags(const WindowDefinition& def, const Cell& cell, WindowResult
 
 // GAP_BEFORE, CENTROID_JUMP and the NowCast/AQI, from the key's history; records
 // this window in it.
-void HistoryFlags(const WindowDefinition& def, const Cell& cell, KeyHistory& h, WindowResult& w) {
-  const double lat = cell.acc.centroid_lat();
-  const double lon = cell.acc.centroid_lon();
+void HistoryFlags(const WindowDefinition& def, const WindowAccumulator& acc, KeyHistory& h,
+                  WindowResult& w) {
+  const double lat = acc.centroid_lat();
+  const double lon = acc.centroid_lon();
   // The latest earlier window of the key, then record (or update) this one.
   auto pos =
       std::lower_bound(h.windows.begin(), h.windows.end(), w.start,
@@ -968,6 +1126,28 @@ void HistoryFlags(const WindowDefinition& def, const Cell& cell, KeyHistory& h, 
     }
   }
 
+  if (!std::isnan(def.exceedance_threshold)) {
+    // Valid windows of the key whose mean is above the threshold, by start; a
+    // revision that changes the answer replaces its entry.
+    if (!h.exceedances) h.exceedances = std::make_unique<std::set<TimeUs>>();
+    const bool valid =
+        w.count > 0 && (w.flags & static_cast<uint32_t>(WindowFlag::kInsufficientCapture)) == 0;
+    const bool exceeds = valid && acc.mean() > def.exceedance_threshold;
+    if (exceeds) {
+      h.exceedances->insert(w.start);
+      SetFlag(w, WindowFlag::kExceedance);
+    } else {
+      h.exceedances->erase(w.start);
+    }
+    const TimeUs period = PeriodStart(def.exceedance_period, w.start);
+    if (period != kMinTime) {  // forget what is before the previous period
+      h.exceedances->erase(h.exceedances->begin(), h.exceedances->lower_bound(PeriodStart(
+                                                       def.exceedance_period, period - 1)));
+    }
+    w.exceedance_count = static_cast<int64_t>(
+        std::distance(h.exceedances->lower_bound(period), h.exceedances->upper_bound(w.start)));
+  }
+
   if (!def.aggregates.Has(AggregateKind::kNowCast) && !def.aggregates.Has(AggregateKind::kAqi)) {
     return;
   }
@@ -986,7 +1166,7 @@ void HistoryFlags(const WindowDefinition& def, const Cell& cell, KeyHistory& h, 
   const size_t own = slot(w.start);
   if (h.hours->start[own] <= w.start) {
     h.hours->start[own] = w.start;
-    h.hours->mean[own] = present ? cell.acc.mean() : NAN;
+    h.hours->mean[own] = present ? acc.mean() : NAN;
   }
   std::array<double, kNowCastHours> hourly;
   for (size_t i = 0; i < kNowCastHours; ++i) {
@@ -1003,7 +1183,7 @@ void HistoryFlags(const WindowDefinition& def, const Cell& cell, KeyHistory& h, 
 // first emission is revision 0, later ones are revisions. Returns the rows added.
 size_t EmitCells(const WindowDefinition& def, TimeUs start, TimeUs end,
                  const std::vector<CellRef>& cells, TimeUs now, HistoryMap& history,
-                 std::vector<WindowResult>& out) {
+                 const WindowOperator::ExpectedInterval& expected, std::vector<WindowResult>& out) {
   struct Pending {
     CellRef ref;
     Symbol group;
@@ -1029,11 +1209,23 @@ size_t EmitCells(const WindowDefinition& def, TimeUs start, TimeUs end,
     w.metric = Symbol{p.ref.first->metric};
     w.start = start;
     w.end = end;
-    cell.acc.Fill(def.aggregates, w);
+    const WindowAccumulator* acc = &cell.acc;
+    WindowAccumulator grid;
+    if (def.resample != ResampleMode::kNone) {
+      uint64_t filled = 0;
+      grid = cell.acc.Resample(start, end, def.resample_interval, def.resample,
+                               def.aggregates.NeedsValues(), filled);
+      acc = &grid;
+      if (grid.count() > 0) {
+        w.interpolated_sample_fraction =
+            static_cast<double>(filled) / static_cast<double>(grid.count());
+      }
+    }
+    acc->Fill(def.aggregates, w);
     w.late_count = cell.late_count;
     w.aggregation_method = def.aggregation_method;
-    OwnQualityFlags(def, cell, w);
-    HistoryFlags(def, cell, history[*p.ref.first], w);
+    OwnQualityFlags(def, *acc, expected, w);
+    HistoryFlags(def, *acc, history[*p.ref.first], w);
     if (cell.emitted) {
       ++cell.revision;
       SetFlag(w, WindowFlag::kRevision);
@@ -1048,9 +1240,10 @@ size_t EmitCells(const WindowDefinition& def, TimeUs start, TimeUs end,
 }
 
 size_t EmitSession(const WindowDefinition& def, const CellKey& key, Session& session, TimeUs now,
-                   HistoryMap& history, std::vector<WindowResult>& out) {
+                   HistoryMap& history, const WindowOperator::ExpectedInterval& expected,
+                   std::vector<WindowResult>& out) {
   const std::vector<CellRef> cells{CellRef{&key, &session.cell}};
-  return EmitCells(def, session.first, session.last + def.gap, cells, now, history, out);
+  return EmitCells(def, session.first, session.last + def.gap, cells, now, history, expected, out);
 }
 
 }  // namespace
@@ -1083,7 +1276,7 @@ void WindowOperator::EmitSlice(Slice& slice, std::vector<WindowResult>& out) {
   for (auto& [key, cell] : slice.cells) cells.emplace_back(&key, &cell);
   slice.emitted = true;
   CountEmitted(EmitCells(definitions_[slice.def], slice.start, slice.end, cells, clock_(),
-                         histories_->by_def[slice.def], out));
+                         histories_->by_def[slice.def], expected_interval_, out));
 }
 
 void WindowOperator::EmitRevisions(std::vector<WindowResult>& out) {
@@ -1102,7 +1295,7 @@ void WindowOperator::EmitRevisions(std::vector<WindowResult>& out) {
         cells.emplace_back(dirty_[i].key, dirty_[i].cell);
       }
       CountEmitted(EmitCells(definitions_[slice.def], slice.start, slice.end, cells, now,
-                             histories_->by_def[slice.def], out));
+                             histories_->by_def[slice.def], expected_interval_, out));
     }
     dirty_.clear();
   }
@@ -1131,8 +1324,8 @@ void WindowOperator::EmitRevisions(std::vector<WindowResult>& out) {
   });
   for (const Pending& x : due) {
     const CellKey key{x.group, x.metric};
-    CountEmitted(
-        EmitSession(definitions_[x.def], key, *x.session, now, histories_->by_def[x.def], out));
+    CountEmitted(EmitSession(definitions_[x.def], key, *x.session, now, histories_->by_def[x.def],
+                             expected_interval_, out));
   }
 }
 

@@ -80,6 +80,12 @@
 //                    of the same key (tumbling and sliding)
 //   CENTROID_JUMP    centroid moved more than 0.5° in latitude or longitude since the
 //                    previous window of the same key (group_by other than device)
+//   INSUFFICIENT_CAPTURE  count / expected below `data_capture` (EU rule, 0.75):
+//                    the row keeps its values but is not valid
+//   EXCEEDANCE       valid and mean > `exceedance_threshold`; exceedance_count is the
+//                    key's exceeding windows in the calendar period (UTC) up to this one
+// "expected" is per sensor: its interval from SetExpectedInterval (the device
+// registry) when known, else expected_interval.
 // "Previous window" is the latest window of the key with an earlier start emitted
 // before this row (among the key's last 4 windows); those two flags therefore
 // depend on what was emitted before, not only on the window's own readings.
@@ -158,6 +164,7 @@ const SectionSpec& WindowSectionSpec();
 enum class WindowType { kTumbling, kSliding, kSession };
 enum class GroupBy { kDevice, kZone, kH3, kAll };
 enum class LatePolicy { kLateSink, kNextWindow };
+enum class ExceedancePeriod { kYear, kMonth, kAll };
 
 /// One built-in preset (seed 001's tuning table); see the file comment.
 struct WindowPreset {
@@ -170,6 +177,8 @@ struct WindowPreset {
   int64_t min_samples;
   std::vector<std::string> aggregates;
   std::vector<std::string> metrics;
+  double data_capture;          ///< EU data-capture fraction; 0: off
+  double exceedance_threshold;  ///< NaN: no exceedance count
 };
 
 /// The built-in presets, in documentation order.
@@ -188,6 +197,8 @@ struct WindowDefinition {
   /// Sliding only: pane length of the two-tier pre-aggregation (divides size and
   /// step); 0 when readings go into every window directly.
   DurationUs pane = 0;
+  ResampleMode resample = ResampleMode::kNone;      ///< grid before aggregating
+  DurationUs resample_interval = kMicrosPerMinute;  ///< the grid's spacing
   GroupBy group_by = GroupBy::kDevice;
   Symbol group_by_symbol;       ///< "device", "zone", "h3" or "all"
   std::vector<Symbol> metrics;  ///< empty: every metric
@@ -196,7 +207,10 @@ struct WindowDefinition {
   int64_t min_samples = 1;
   LatePolicy late_policy = LatePolicy::kLateSink;
   DurationUs expected_interval = 60 * kMicrosPerSecond;  ///< per sensor, for SPARSE
-  std::string preset;                                    ///< "" when none
+  double data_capture = 0;            ///< EU rule: valid when count ≥ this × expected
+  double exceedance_threshold = NAN;  ///< mean above it exceeds; NaN: not counted
+  ExceedancePeriod exceedance_period = ExceedancePeriod::kYear;
+  std::string preset;  ///< "" when none
 
   /// Whether readings of `metric` belong to this definition.
   bool Accepts(Symbol metric) const;
@@ -223,6 +237,10 @@ class WindowOperator : public Operator {
  public:
   /// Wall clock, for OnIdle's quiet time and emitted_at; tests pass a fake one.
   using Clock = std::function<TimeUs()>;
+  /// A device's reporting interval for a metric (e.g. from the device registry), for
+  /// SPARSE and the data-capture rule; 0 when unknown (the definition's
+  /// expected_interval applies). Called when a window is emitted, on this thread.
+  using ExpectedInterval = std::function<DurationUs(Symbol device, Symbol metric)>;
 
   WindowOperator(std::vector<WindowDefinition> definitions, const ProcessingOptions& processing,
                  Clock clock = NowUs);
@@ -239,6 +257,9 @@ class WindowOperator : public Operator {
   Status OnIdle(TimeUs wall_now, Batch& out) override;
   /// Emit all windows still open and pending revisions; free all state.
   Status Finish(Batch& out) override;
+
+  /// Use `lookup` for each sensor's expected reporting interval (call before Open).
+  void SetExpectedInterval(ExpectedInterval lookup) { expected_interval_ = std::move(lookup); }
 
   const std::vector<WindowDefinition>& definitions() const { return definitions_; }
   TimeUs watermark() const { return tracker_.watermark(); }
@@ -284,6 +305,7 @@ class WindowOperator : public Operator {
   std::unique_ptr<Sessions> sessions_;
   std::unique_ptr<Histories> histories_;
   std::unique_ptr<Panes> panes_;
+  ExpectedInterval expected_interval_;  // empty: every sensor at expected_interval
 };
 
 /// Build the window stage from the pipeline's `windows` list and `processing` options.

@@ -564,6 +564,36 @@ TEST(WindowConfigTest, PresetsFromSeed001) {
        {K::kMedian},
        "conductivity",
        "median"},
+      {"pm10_daily",
+       WindowType::kTumbling,
+       1440 * m,
+       1440 * m,
+       0,
+       60 * m,
+       1,
+       {K::kMean, K::kMax},
+       "pm10",
+       "mean"},
+      {"pm25_daily",
+       WindowType::kTumbling,
+       1440 * m,
+       1440 * m,
+       0,
+       60 * m,
+       1,
+       {K::kMean, K::kMax},
+       "pm25",
+       "mean"},
+      {"no2_hourly",
+       WindowType::kTumbling,
+       60 * m,
+       60 * m,
+       0,
+       10 * m,
+       1,
+       {K::kMean, K::kMax},
+       "no2",
+       "mean"},
   };
   ASSERT_EQ(WindowPresets().size(), std::size(expected));
   for (const Expect& e : expected) {
@@ -1092,6 +1122,172 @@ TEST(WindowPaneTest, PaneMustDivideSizeAndStep) {
             std::string::npos);
   EXPECT_EQ(ErrorOf("  - name: s\n    type: sliding\n    size: 15m\n    step: 5m\n    pane: 1m\n"),
             "");
+}
+
+// ---------------------------------------------------------------------------
+// Resampling to a common grid: mixed-rate sensors, interpolated_sample_fraction.
+
+std::map<std::string, WindowResult> ResampledRows(const std::string& mode) {
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\n  grace: 0s\nwindows:\n"
+      "  - name: r\n    size: 5m\n    resample: " +
+      mode + "\n    resample_interval: 1m\n    aggregates: [mean, min, max, median]\n");
+  std::map<std::string, WindowResult> rows;
+  if (h.op == nullptr) return rows;
+  std::vector<Reading> in;
+  in.push_back(MakeReading(0, 0, "slow", "pm25", 10));  // a 3-minute sensor
+  in.push_back(MakeReading(180, 0, "slow", "pm25", 40));
+  for (int t = 0; t < 300; t += 10) in.push_back(MakeReading(t, 0, "fast", "pm25", t / 10.0));
+  in.push_back(MakeReading(130, 0, "starter", "pm25", 7));  // first reading mid-window
+  std::mt19937_64 rng(3);
+  std::shuffle(in.begin(), in.end(), rng);
+  h.Run(in);
+  Batch out = h.Run({MakeReading(400, 1, "other", "no2", 1)});
+  for (const WindowResult& w : out.windows) rows[w.group.str()] = w;
+  return rows;
+}
+
+TEST(WindowResampleTest, LinearAndForwardFillOnAOneMinuteGrid) {
+  std::map<std::string, WindowResult> lin = ResampledRows("linear");
+  ASSERT_EQ(lin.size(), 3u);
+  // slow: observed at 0 (10) and 180 (40); 60 and 120 interpolated, 240 holds 40.
+  EXPECT_EQ(lin["slow"].count, 5u);
+  EXPECT_DOUBLE_EQ(lin["slow"].mean, (10 + 20 + 30 + 40 + 40) / 5.0);
+  EXPECT_DOUBLE_EQ(lin["slow"].median, 30);
+  EXPECT_DOUBLE_EQ(lin["slow"].interpolated_sample_fraction, 0.6);
+  // fast: every point observed; each is the mean of its six readings.
+  EXPECT_EQ(lin["fast"].count, 5u);
+  EXPECT_DOUBLE_EQ(lin["fast"].min, 2.5);
+  EXPECT_DOUBLE_EQ(lin["fast"].max, 26.5);
+  EXPECT_DOUBLE_EQ(lin["fast"].interpolated_sample_fraction, 0.0);
+  // starter: nothing before its first reading; 180 and 240 hold its value.
+  EXPECT_EQ(lin["starter"].count, 3u);
+  EXPECT_DOUBLE_EQ(lin["starter"].mean, 7);
+  EXPECT_DOUBLE_EQ(lin["starter"].interpolated_sample_fraction, 2.0 / 3.0);
+
+  std::map<std::string, WindowResult> ffill = ResampledRows("ffill");
+  ASSERT_EQ(ffill.size(), 3u);
+  EXPECT_EQ(ffill["slow"].count, 5u);
+  EXPECT_DOUBLE_EQ(ffill["slow"].mean, (10 + 10 + 10 + 40 + 40) / 5.0);
+  EXPECT_DOUBLE_EQ(ffill["slow"].interpolated_sample_fraction, 0.6);
+  EXPECT_DOUBLE_EQ(ffill["fast"].mean, lin["fast"].mean);
+
+  // Without resampling the raw counts differ by sensor rate and the fraction is NaN.
+  std::map<std::string, WindowResult> raw = ResampledRows("none");
+  EXPECT_EQ(raw["fast"].count, 30u);
+  EXPECT_EQ(raw["slow"].count, 2u);
+  EXPECT_TRUE(std::isnan(raw["slow"].interpolated_sample_fraction));
+}
+
+TEST(WindowResampleTest, ConfigErrors) {
+  EXPECT_NE(ErrorOf("  - name: r\n    size: 5m\n    resample: linear\n    resample_interval: 2m\n")
+                .find("windows[0].resample_interval: 2m does not divide the size 5m"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("  - name: s\n    type: session\n    gap: 5m\n    resample: ffill\n")
+                .find("windows[0].resample: applies to tumbling and sliding windows only"),
+            std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// NowCast and AQI through the window stage: EPA's worked example (alert/aqi_test.cc
+// cites it) as 12 hourly windows of the pm25_regulatory preset.
+
+TEST(WindowNowCastTest, EpaWorkedExampleThroughHourlyWindows) {
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\nwindows:\n"
+      "  - name: reg\n    preset: pm25_regulatory\n    min_samples: 1\n");
+  ASSERT_NE(h.op, nullptr);
+  const double hourly[] = {50, 80, 75, 90, 82, 53, 64, 74, 21, 10, 16, 13};
+  std::vector<WindowResult> rows;
+  for (int i = 0; i < 12; ++i) {
+    // Two readings per hour whose mean is the hour's value.
+    Batch b = h.Run({MakeReading(3600.0 * i + 600, 0, "s1", "pm25", hourly[i] - 1),
+                     MakeReading(3600.0 * i + 1200, 0, "s1", "pm25", hourly[i] + 1)});
+    rows.insert(rows.end(), b.windows.begin(), b.windows.end());
+  }
+  Batch out;
+  ASSERT_TRUE(h.op->Finish(out).ok());
+  rows.insert(rows.end(), out.windows.begin(), out.windows.end());
+  ASSERT_EQ(rows.size(), 12u);
+  const WindowResult& last = rows.back();
+  EXPECT_EQ(last.start, 11 * kMicrosPerHour);
+  EXPECT_DOUBLE_EQ(last.mean, 13);
+  EXPECT_DOUBLE_EQ(last.nowcast, 17.4);
+  EXPECT_DOUBLE_EQ(last.aqi, 66);
+  EXPECT_EQ(last.aggregation_method.view(), "nowcast");
+  // The first hour alone: 2 of the 3 most recent hours are missing, so no NowCast.
+  EXPECT_TRUE(std::isnan(rows[0].nowcast));
+  EXPECT_TRUE(std::isnan(rows[0].aqi));
+}
+
+// ---------------------------------------------------------------------------
+// EU data capture (75 %) on daily means and the yearly exceedance count.
+
+TEST(WindowRegulatoryTest, DataCaptureAndExceedanceCount) {
+  // pm10_daily: 1-day means, valid with >= 75 % of the expected readings (hourly
+  // sensors here: 18 of 24), days with a valid mean > 50 µg/m³ counted per year.
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\nwindows:\n"
+      "  - name: day\n    preset: pm10_daily\n    expected_interval: 1h\n");
+  ASSERT_NE(h.op, nullptr);
+  const TimeUs day = 24 * kMicrosPerHour;
+  const TimeUs t0 = 1735689600LL * kMicrosPerSecond - 3 * day;  // 2024-12-29 00:00 UTC
+  std::vector<WindowResult> rows;
+  // Days: 60 with 24 hours, 70 with 18 hours (valid), 80 with 17 hours (invalid),
+  // then in the new year 55 with 24 hours.
+  const struct {
+    double mean;
+    int hours;
+  } days[] = {{60, 24}, {70, 18}, {80, 17}, {55, 24}};
+  for (int d = 0; d < 4; ++d) {
+    std::vector<Reading> in;
+    for (int hr = 0; hr < days[d].hours; ++hr) {
+      Reading r = MakeReading(0, 0, "station", "pm10", days[d].mean);
+      r.event_time = t0 + d * day + hr * kMicrosPerHour;
+      in.push_back(r);
+    }
+    Batch b = h.Run(in);
+    rows.insert(rows.end(), b.windows.begin(), b.windows.end());
+  }
+  Batch out;
+  ASSERT_TRUE(h.op->Finish(out).ok());
+  rows.insert(rows.end(), out.windows.begin(), out.windows.end());
+  ASSERT_EQ(rows.size(), 4u);
+  const auto capture = static_cast<uint32_t>(WindowFlag::kInsufficientCapture);
+  const auto exceed = static_cast<uint32_t>(WindowFlag::kExceedance);
+  EXPECT_EQ(rows[0].flags & (capture | exceed), exceed);
+  EXPECT_EQ(rows[0].exceedance_count, 1);
+  EXPECT_EQ(rows[1].flags & (capture | exceed), exceed);  // 18 / 24 = 75 %: valid
+  EXPECT_EQ(rows[1].exceedance_count, 2);
+  EXPECT_EQ(rows[2].flags & (capture | exceed), capture);  // 17 / 24: invalid, not counted
+  EXPECT_DOUBLE_EQ(rows[2].mean, 80);                      // the value is still reported
+  EXPECT_EQ(rows[2].exceedance_count, 2);
+  EXPECT_EQ(rows[3].start, 1735689600LL * kMicrosPerSecond);
+  EXPECT_EQ(rows[3].exceedance_count, 1);  // a new calendar year
+}
+
+TEST(WindowRegulatoryTest, ExpectedIntervalComesFromALookup) {
+  // Per-device reporting intervals (the device registry's): a 10-minute sensor with 4
+  // readings in an hour is sparse and below 75 %; a 1-hour sensor with 1 is complete.
+  Harness h(
+      "processing:\n  out_of_orderness: 0s\nwindows:\n"
+      "  - name: h\n    size: 1h\n    data_capture: 0.75\n");
+  ASSERT_NE(h.op, nullptr);
+  h.op->SetExpectedInterval([](Symbol device, Symbol) -> DurationUs {
+    return device.view() == "fast"   ? 10 * kMicrosPerMinute
+           : device.view() == "slow" ? kMicrosPerHour
+                                     : 0;
+  });
+  std::vector<Reading> in;
+  for (int i = 0; i < 4; ++i) in.push_back(MakeReading(600.0 * i, 0, "fast", "pm25", 1));
+  in.push_back(MakeReading(100, 0, "slow", "pm25", 1));
+  h.Run(in);
+  Batch out = h.Run({MakeReading(4000, 1, "x", "no2", 1)});
+  ASSERT_EQ(out.windows.size(), 2u);
+  std::map<std::string, uint32_t> flags;
+  for (const WindowResult& w : out.windows) flags[w.group.str()] = w.flags;
+  EXPECT_EQ(WindowFlagsToString(flags["fast"]), "SPARSE|INSUFFICIENT_CAPTURE");  // 4 of 6
+  EXPECT_EQ(WindowFlagsToString(flags["slow"]), "");
 }
 
 // ---------------------------------------------------------------------------

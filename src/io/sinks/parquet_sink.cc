@@ -119,6 +119,8 @@ const std::vector<ColumnDef> kWindowColumns = {
     {"emitted_at", DUCKDB_TYPE_TIMESTAMP_TZ},
     {"quantiles", DUCKDB_TYPE_VARCHAR},
     {"geometry", DUCKDB_TYPE_BLOB},
+    {"interpolated_sample_fraction", DUCKDB_TYPE_DOUBLE},
+    {"exceedance_count", DUCKDB_TYPE_BIGINT},
 };
 
 const std::vector<ColumnDef> kQuarantineColumns =
@@ -744,6 +746,12 @@ Status ParquetSink::AppendWindow(const WindowResult& w) {
     a.Str(25, json_);
   }
   AppendGeometry(a, 26, w.centroid_lon, w.centroid_lat);
+  a.F64(27, w.interpolated_sample_fraction);
+  if (w.exceedance_count < 0) {
+    a.Null(28);
+  } else {
+    a.I64(28, w.exceedance_count);
+  }
   return a.EndRow();
 }
 

@@ -226,6 +226,8 @@ TEST_F(ParquetSinkTest, ArchivesMixedBatchesAndReadsThemBack) {
   w.centroid_lon = 16.37;
   w.distinct_sensors = 1;
   w.late_count = 2;
+  w.interpolated_sample_fraction = 0.5;
+  w.exceedance_count = 4;
   w.quantiles = {{0.9, 14.5}};
   w.aggregation_method = Intern("mean");
   w.flags = static_cast<uint32_t>(WindowFlag::kSparse);
@@ -307,6 +309,9 @@ TEST_F(ParquetSinkTest, ArchivesMixedBatchesAndReadsThemBack) {
                 "11.0|8.0|15.5|2.25|10.5|15.0|NULL|9.0|12.0|48.2|16.37|1|2|mean|SPARSE|1|"
                 "1714564860500000|{\"0.9\":14.5}|" +
                 WkbHex(16.37, 48.2)}));
+
+  EXPECT_EQ(db.One("SELECT interpolated_sample_fraction FROM " + Glob("windows")), "0.5");
+  EXPECT_EQ(db.One("SELECT exceedance_count FROM " + Glob("windows")), "4");
 
   EXPECT_EQ(db.Rows("SELECT \"date\", reason, detail, hex(raw), octet_length(raw), device_id, "
                     "metric, epoch_us(arrival_time), source, topic, \"partition\", \"offset\" "

@@ -185,9 +185,9 @@ INSERT OR IGNORE INTO windows (window, group_by, group_key, metric, window_start
   window_end_us, window_start, window_end, sample_count, mean, min, max, std, median, p95,
   trimmed_mean, first, last, centroid_lat, centroid_lon, distinct_sensors,
   late_arrival_count, aggregation_method, quality_flags, revision, emitted_at_us,
-  emitted_at, quantiles, geom, nowcast, aqi)
+  emitted_at, quantiles, geom, nowcast, aqi, interpolated_sample_fraction, exceedance_count)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-  ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31))sql";
+  ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33))sql";
 
 constexpr std::string_view kInsertQuarantine = R"sql(
 INSERT INTO quarantine (reason, detail, raw, device_id, metric, arrival_time_us,
@@ -619,6 +619,12 @@ Status SqliteSink::InsertWindow(const WindowResult& w, uint64_t& inserted, GeoBo
   BindGeom(s, 29, w.centroid_lon, w.centroid_lat, geom_buf_);
   s.BindDouble(30, w.nowcast);
   s.BindDouble(31, w.aqi);
+  s.BindDouble(32, w.interpolated_sample_fraction);
+  if (w.exceedance_count < 0) {
+    s.BindNull(33);
+  } else {
+    s.BindInt(33, w.exceedance_count);
+  }
   return StepInsert(s, inserted, &bounds, w.centroid_lon, w.centroid_lat);
 }
 
@@ -759,8 +765,10 @@ Status ApplySchema(SqliteDb& db) {
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "windows", "centroid_lon", "centroid_lat"));
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "late", "lon", "lat"));
   TRIB_RETURN_IF_ERROR(db.Exec(kAlertsSql));
-  // Version 3: the regulatory columns of windows.
-  for (const char* column : {"nowcast REAL", "aqi INTEGER"}) {
+  // Version 3: the regulatory columns of windows; then the share of resampled grid
+  // points (added where missing, so older version 3 files gain it too).
+  for (const char* column : {"nowcast REAL", "aqi INTEGER", "interpolated_sample_fraction REAL",
+                             "exceedance_count INTEGER"}) {
     std::string name(column, std::strchr(column, ' '));
     TRIB_ASSIGN_OR_RETURN(
         int64_t present,

@@ -263,6 +263,8 @@ TEST_F(SqliteSinkTest, RegulatoryColumnsRoundTrip) {
   WindowResult hourly = FullWindow();
   hourly.nowcast = 35.5;
   hourly.aqi = 101;
+  hourly.interpolated_sample_fraction = 0.25;
+  hourly.exceedance_count = 3;
   b.windows.push_back(hourly);
   WindowResult plain = FullWindow();
   plain.start += kMicrosPerMinute;
@@ -275,6 +277,12 @@ TEST_F(SqliteSinkTest, RegulatoryColumnsRoundTrip) {
   EXPECT_EQ(*db->QueryText("SELECT nowcast || '/' || aqi FROM windows ORDER BY id LIMIT 1"),
             "35.5/101");
   EXPECT_EQ(*db->QueryInt("SELECT count(*) FROM windows WHERE nowcast IS NULL AND aqi IS NULL"), 1);
+  EXPECT_EQ(*db->QueryText("SELECT interpolated_sample_fraction FROM windows ORDER BY id LIMIT 1"),
+            "0.25");
+  EXPECT_EQ(*db->QueryInt("SELECT exceedance_count FROM windows ORDER BY id LIMIT 1"), 3);
+  EXPECT_EQ(*db->QueryInt("SELECT count(*) FROM windows WHERE exceedance_count IS NULL"), 1);
+  EXPECT_EQ(
+      *db->QueryInt("SELECT count(*) FROM windows WHERE interpolated_sample_fraction IS NULL"), 1);
 }
 
 TEST_F(SqliteSinkTest, LatestWindowsViewKeepsTheHighestRevision) {
