@@ -1,0 +1,112 @@
+#include "stream/qc/qc.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "core/intern.h"
+
+namespace tributary {
+namespace {
+
+constexpr TimeUs kStart = 1714521600LL * 1000000;  // 2024-05-01T00:00:00Z
+constexpr TimeUs kMinute = 60LL * 1000000;
+
+Reading MakeReading(Symbol device, Symbol metric, TimeUs t, double v) {
+  Reading r;
+  r.device = device;
+  r.metric = metric;
+  r.event_time = t;
+  r.arrival_time = t;
+  r.value = v;
+  return r;
+}
+
+// A diurnal temperature curve with sensor noise (σ = 0.2 °C), one reading a minute per
+// device; a fraction of readings is replaced by spikes of ±(3..8) °C, marked
+// SIMULATED_FAULT so detections can be scored.
+TEST(QcOperatorTest, SpikeDetectionAndFalsePositiveRates) {
+  std::mt19937 rng(14);
+  std::normal_distribution<double> noise(0.0, 0.2);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  QcOperator op(DefaultQcOptions());
+  Symbol metric = Intern("temperature");
+  size_t faults = 0, detected = 0, clean = 0, false_pos = 0;
+  for (int d = 0; d < 20; ++d) {
+    Symbol device = Intern("aq-" + std::to_string(d));
+    Batch batch;
+    for (int i = 0; i < 2000; ++i) {
+      double t_min = i;
+      double v = 15.0 + 5.0 * std::sin(2 * M_PI * t_min / 1440.0) + noise(rng);
+      Reading r = MakeReading(device, metric, kStart + i * kMinute, v);
+      if (i > 30 && u(rng) < 0.01) {
+        double size = 3.0 + 5.0 * u(rng);
+        r.value += u(rng) < 0.5 ? size : -size;
+        r.flags.Set(QcFlag::kSimulatedFault);
+      }
+      batch.readings.push_back(r);
+    }
+    ASSERT_TRUE(op.Process(batch).ok());
+    ASSERT_EQ(batch.readings.size(), 2000u);  // never drops
+    ASSERT_EQ(op.last_scores().size(), batch.readings.size());
+    for (size_t i = 0; i < batch.readings.size(); ++i) {
+      const Reading& r = batch.readings[i];
+      bool fault = r.flags.Has(QcFlag::kSimulatedFault);
+      bool hit = r.flags.Has(QcFlag::kSpike);
+      if (fault) {
+        ++faults;
+        detected += hit;
+        EXPECT_GE(op.last_scores()[i], 1.0f);
+      } else {
+        ++clean;
+        false_pos += hit;
+      }
+    }
+  }
+  double detection = static_cast<double>(detected) / static_cast<double>(faults);
+  double fp = static_cast<double>(false_pos) / static_cast<double>(clean);
+  std::printf("spike: %zu faults, detection %.4f, false positives %.5f of %zu clean\n", faults,
+              detection, fp, clean);
+  ASSERT_GT(faults, 200u);
+  EXPECT_GE(detection, 0.9);
+  EXPECT_LE(fp, 0.01);
+}
+
+TEST(QcOperatorTest, FlatlineFlaggedFromTheNthIdenticalReading) {
+  QcOptions options = DefaultQcOptions();
+  options.defaults.flatline_count = 5;
+  options.per_metric.clear();
+  QcOperator op(options);
+  Symbol device = Intern("sm-1"), metric = Intern("soil_moisture");
+  Batch batch;
+  for (int i = 0; i < 20; ++i) {
+    double v = (i >= 10 && i < 16) ? 31.5 : 30.0 + 0.1 * i;  // stuck for six readings
+    batch.readings.push_back(MakeReading(device, metric, kStart + i * kMinute, v));
+  }
+  ASSERT_TRUE(op.Process(batch).ok());
+  for (int i = 0; i < 20; ++i) {
+    bool expect = i >= 14 && i < 16;  // the 5th and 6th identical readings
+    EXPECT_EQ(batch.readings[static_cast<size_t>(i)].flags.Has(QcFlag::kFlatline), expect) << i;
+  }
+}
+
+TEST(QcOperatorTest, RateOfChangeAgainstThePhysicalLimit) {
+  QcOperator op(DefaultQcOptions());  // temperature: 3 °C per minute
+  Symbol device = Intern("ws-1"), metric = Intern("temperature");
+  Batch batch;
+  batch.readings.push_back(MakeReading(device, metric, kStart, 10.0));
+  batch.readings.push_back(MakeReading(device, metric, kStart + kMinute, 12.5));       // 2.5/min
+  batch.readings.push_back(MakeReading(device, metric, kStart + 2 * kMinute, 16.0));   // 3.5/min
+  batch.readings.push_back(MakeReading(device, metric, kStart + 12 * kMinute, 22.0));  // 0.6/min
+  ASSERT_TRUE(op.Process(batch).ok());
+  EXPECT_FALSE(batch.readings[1].flags.Has(QcFlag::kRateOfChange));
+  EXPECT_TRUE(batch.readings[2].flags.Has(QcFlag::kRateOfChange));
+  EXPECT_FALSE(batch.readings[3].flags.Has(QcFlag::kRateOfChange));
+  EXPECT_GT(op.last_scores()[2], 1.0f);
+  EXPECT_LT(op.last_scores()[3], 1.0f);
+}
+
+}  // namespace
+}  // namespace tributary
