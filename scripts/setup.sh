@@ -217,6 +217,9 @@ install_h3js() {
 setup_ccache() {
   export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/ccache}"
   mkdir -p "$CCACHE_DIR"
+  # Paths inside the tree are hashed relative to it, so a fresh clone elsewhere (CI) hits
+  # the cache that earlier builds filled.
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}"
   if ! grep -qs '^max_size' "$CCACHE_DIR/ccache.conf"; then
     ccache -M 5G >/dev/null
     log "ccache: $CCACHE_DIR, at most 5G"
