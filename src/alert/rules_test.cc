@@ -132,8 +132,7 @@ alerts:
   EXPECT_EQ(out[1].state, AlertState::kRenotify);  // category changed while firing
   EXPECT_EQ(out[2].state, AlertState::kResolved);
   out.clear();
-  ZoneCrossing g{
-      Intern("truck"), Intern("school"), ZoneCrossingKind::kEnter, 5, NAN, NAN, NAN, 0};
+  ZoneCrossing g{Intern("truck"), Intern("school"), ZoneCrossingKind::kEnter, 5, NAN, NAN, NAN, 0};
   e.OnGeofence(g, out);
   g.zone = Intern("park");
   e.OnGeofence(g, out);  // not a watched zone

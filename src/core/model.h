@@ -172,17 +172,17 @@ enum class AlertState : uint8_t { kFiring, kRenotify, kResolved };
 /// One alert event emitted by the alert operator. An alert's life is identified by
 /// (rule, key, fired_at); every event of that life carries the same three.
 struct AlertEvent {
-  Symbol rule;          ///< rule name from the `alerts.rules` config
-  Symbol kind;          ///< rule kind ("reading_threshold", "stale", ...)
-  Symbol key;           ///< what the alert is about: device id, window group, zone
-  Symbol metric;        ///< empty for rules without a metric (stale on any metric)
-  Symbol severity;      ///< "info", "warning" or "critical"
+  Symbol rule;      ///< rule name from the `alerts.rules` config
+  Symbol kind;      ///< rule kind ("reading_threshold", "stale", ...)
+  Symbol key;       ///< what the alert is about: device id, window group, zone
+  Symbol metric;    ///< empty for rules without a metric (stale on any metric)
+  Symbol severity;  ///< "info", "warning" or "critical"
   AlertState state = AlertState::kFiring;
-  TimeUs fired_at = 0;    ///< event time at which this alert life started firing
-  TimeUs event_time = 0;  ///< event time of the evaluation that produced this event
-  double value = NAN;     ///< the value compared (reading, aggregate, rate, gap in s)
-  double level = NAN;     ///< the level it was compared with (clear level when resolved)
-  std::string message;    ///< one line for people ("pm25 at dev-1 is 41.2 > 35")
+  TimeUs fired_at = 0;        ///< event time at which this alert life started firing
+  TimeUs event_time = 0;      ///< event time of the evaluation that produced this event
+  double value = NAN;         ///< the value compared (reading, aggregate, rate, gap in s)
+  double level = NAN;         ///< the level it was compared with (clear level when resolved)
+  std::string message;        ///< one line for people ("pm25 at dev-1 is 41.2 > 35")
   TimeUs source_arrival = 0;  ///< arrival time of the input that triggered it (latency)
   TimeUs emitted_at = 0;      ///< processing time at which the operator emitted it
 };
@@ -198,9 +198,9 @@ struct Batch {
   std::vector<LateRecord> late;
   std::vector<WindowResult> windows;
   std::vector<AlertEvent> alerts;  ///< appended by the alert operator
-  uint64_t duplicates = 0;      ///< counted at dedup, not forwarded
-  TimeUs watermark = kMinTime;  ///< operator watermark after this batch
-  uint64_t checkpoint_id = 0;   ///< non-zero: a checkpoint barrier follows
+  uint64_t duplicates = 0;         ///< counted at dedup, not forwarded
+  TimeUs watermark = kMinTime;     ///< operator watermark after this batch
+  uint64_t checkpoint_id = 0;      ///< non-zero: a checkpoint barrier follows
   /// The raw batch this batch was made from (RawBatch::source_index and ::checkpoint);
   /// -1 for batches an operator emitted on its own (idle timers, the final flush).
   int32_t source_index = -1;

@@ -46,8 +46,8 @@ struct PipelineConfig {
   OptionReader processing_options;  ///< the raw `processing` mapping, for module keys
   std::vector<OptionReader> windows;
   std::vector<SinkEntry> sinks;
-  OptionReader server;  ///< the `server` section, read by the server module
-  OptionReader zones;   ///< the `zones` section, read by the spatial module
+  OptionReader server;                 ///< the `server` section, read by the server module
+  OptionReader zones;                  ///< the `zones` section, read by the spatial module
   std::vector<OptionReader> surfaces;  ///< `surfaces[]` entries, read by the spatial module
   OptionReader alerts;  ///< the `alerts` section, read by the alert module (alert/rules.h)
 };
