@@ -403,9 +403,12 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
   TRIB_ASSIGN_OR_RETURN(SqliteStatement due,
                         db.Prepare("SELECT id, rule, key, severity, state, json, subject, body, "
                                    "attempts FROM alert_queue WHERE channel = ?1 AND "
-                                   "next_attempt_us <= ?2 ORDER BY id LIMIT 64"));
+                                   "next_attempt_us <= ?2 AND id < COALESCE((SELECT MIN(id) "
+                                   "FROM alert_queue WHERE channel = ?1 AND next_attempt_us > "
+                                   "?2), 9223372036854775807) ORDER BY id LIMIT 64"));
   TRIB_ASSIGN_OR_RETURN(SqliteStatement next,
-                        db.Prepare("SELECT MIN(next_attempt_us), COUNT(*) FROM alert_queue "
+                        db.Prepare("SELECT (SELECT next_attempt_us FROM alert_queue WHERE "
+                                   "channel = ?1 ORDER BY id LIMIT 1), COUNT(*) FROM alert_queue "
                                    "WHERE channel = ?1"));
   TRIB_ASSIGN_OR_RETURN(SqliteStatement del, db.Prepare("DELETE FROM alert_queue WHERE id = ?1"));
   TRIB_ASSIGN_OR_RETURN(SqliteStatement fail,
@@ -449,7 +452,8 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
       std::lock_guard lock(mu);
       stats.dropped += static_cast<uint64_t>(over);
     }
-    // Deliver what is due, oldest first.
+    // Deliver what is due, oldest first, strictly in order: nothing passes an older alert
+    // that waits for its retry (a resolved alert never arrives before its firing).
     bool delivered_any = true;
     while (delivered_any) {
       delivered_any = false;

@@ -353,6 +353,15 @@ zones:
       path: builtin:city_districts   # also examples/zones/city_districts.geojson
       id_field: district_id
       name_field: name
+alerts:                  # shown on the dashboard and kept in the store's alerts table
+  rules:
+    - name: pm25_high    # the seeds' real-time PM2.5 threshold, with hysteresis
+      kind: reading_threshold
+      metric: pm25
+      level: 35
+      clear: 30
+      severity: warning
+      renotify: 30m
 sinks:
   - name: local
     type: sqlite
