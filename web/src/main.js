@@ -210,12 +210,22 @@ async function onFocusChanged() {
 }
 
 async function loadForecast(g) {
-  const [, name] = splitGroup(g);
+  const [kind, name] = splitGroup(g);
+  const w = windowFor(kind);
+  if (!w) {
+    $('forecast-note').textContent = 'forecast: no window series for this selection';
+    return null;
+  }
   try {
-    const doc = await getJson(`api/forecast?${new URLSearchParams({ group: name, zone: name, metric: state.metric })}`);
-    const list = Array.isArray(doc) ? doc : doc.forecast ?? doc.points ?? doc.forecasts ?? [];
-    const pts = list.map((p) => [Date.parse(p.time ?? p.end ?? p.start ?? p.t) / 1000, p.value ?? p.mean ?? p.yhat]).filter(([x, y]) => Number.isFinite(x) && y != null);
-    $('forecast-note').textContent = pts.length ? `forecast: ${pts.length} points (dashed)` : 'forecast: no points for this selection';
+    // The API forecasts the window series: the next window's mean and the one a day ahead.
+    const doc = await getJson(`api/forecast?${new URLSearchParams({ window: w, group: name, metric: state.metric })}`);
+    const pts = [[doc.next_time, doc.next]]
+      .map(([t, v]) => [Date.parse(t) / 1000, v])
+      .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+    const fmt = (v) => (Number.isFinite(v) ? v.toFixed(1) : '--');
+    $('forecast-note').textContent = pts.length
+      ? `forecast (${doc.method}): next ${fmt(doc.next)}, in a day ${fmt(doc.next_day)}`
+      : 'forecast: no points for this selection';
     return pts.length ? [pts.map((p) => p[0]), pts.map((p) => p[1])] : null;
   } catch (e) {
     $('forecast-note').textContent = e instanceof NotConfigured ? 'forecast: not configured on this server' : `forecast: ${e.message}`;
