@@ -1,6 +1,7 @@
 // Helpers shared by tests: temporary folders, running the built binary, files.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ class TempDir {
  private:
   std::string path_;
 };
+
+/// The first column of the first row of `sql` on the SQLite file `db_path` (read-only),
+/// or -1 with a test failure naming the query when it cannot be read.
+int64_t QueryInt(const std::string& db_path, const std::string& sql);
 
 /// Result of running a program to completion.
 struct CommandResult {
