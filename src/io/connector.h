@@ -40,6 +40,11 @@ class Source {
   /// quarantine, late records) are. Called on the sink thread, concurrently with Poll;
   /// called only for checkpoints != 0; last call before Close.
   virtual void OnCommitted(uint64_t checkpoint) { (void)checkpoint; }
+  /// Hold back new input (true) or take it again (false), e.g. while the process is
+  /// near its memory ceiling: a broker source stops reading (Kafka partitions pause,
+  /// MQTT stops taking messages), an HTTP source answers 503 with Retry-After. Nothing
+  /// already accepted is dropped. Safe from any thread; the default does nothing.
+  virtual void SetPaused(bool paused) { (void)paused; }
   virtual void Close() {}
 };
 

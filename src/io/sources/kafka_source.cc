@@ -140,7 +140,7 @@ Status KafkaSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
     std::lock_guard lock(mu_);
     const bool want_pause = paused() ? uncommitted_ >= options_.max_uncommitted / 2
                                      : uncommitted_ >= options_.max_uncommitted * 3 / 4;
-    if (want_pause != paused()) SetPaused(want_pause, uncommitted_);
+    if (want_pause != paused()) ApplyPause(want_pause, uncommitted_);
   }
 
   const size_t limit = std::min(max_records, poll_limit());
@@ -241,10 +241,10 @@ void KafkaSource::MeasureLag(TimeUs now, DurationUs latency) {
   }
   last_total_lag_ = total;
   // A rebalance may have assigned partitions that are not paused yet.
-  if (paused()) SetPaused(true, 0);
+  if (paused()) ApplyPause(true, 0);
 }
 
-void KafkaSource::SetPaused(bool pause, size_t waiting) {
+void KafkaSource::ApplyPause(bool pause, size_t waiting) {
   rd_kafka_topic_partition_list_t* raw = nullptr;
   if (rd_kafka_assignment(consumer_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
   KafkaPartitionList assignment(raw);

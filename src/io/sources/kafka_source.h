@@ -87,7 +87,7 @@ class KafkaSource : public Source {
     size_t records = 0;
   };
   void MeasureLag(TimeUs now, DurationUs latency);
-  void SetPaused(bool pause, size_t waiting);
+  void ApplyPause(bool pause, size_t waiting);
 
   KafkaSourceOptions options_;
   KafkaHandle consumer_;
