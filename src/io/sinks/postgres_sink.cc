@@ -16,6 +16,7 @@
 #include "core/registry.h"
 #include "io/sinks/breaker_sink.h"
 #include "io/sinks/pg_conn.h"
+#include "io/sinks/sink_text.h"
 #include "io/sinks/table_selection.h"
 
 namespace tributary {
@@ -124,13 +125,8 @@ void AppendDouble(std::string& out, double v) {
 }
 
 void AppendH3(std::string& out, uint64_t cell) {
-  if (cell == 0) {
-    AppendNull(out);
-    return;
-  }
   char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, cell, 16);
-  out.append(buf, r.ptr);
+  AppendTextOrNull(out, SinkH3Hex(cell, buf));
 }
 
 // bytea in hex format; the backslash of "\x" is itself escaped for COPY text.
@@ -144,22 +140,31 @@ void AppendBytea(std::string& out, std::string_view raw) {
   }
 }
 
-// QC flag names of the last bitset seen (flags repeat from row to row).
-class FlagsText {
+// One row of COPY text: each column call adds the tab before it, End the newline.
+class CopyRow {
  public:
-  const std::string& Format(uint32_t bits, bool window_flags) {
-    if (!valid_ || bits != bits_) {
-      text_ = window_flags ? WindowFlagsToString(bits) : QcFlagsToString(QcFlags{bits});
-      bits_ = bits;
-      valid_ = true;
-    }
-    return text_;
-  }
+  explicit CopyRow(std::string& out) : out_(out) {}
+  CopyRow& Text(std::string_view s) { return Put(AppendText, s); }
+  CopyRow& TextOrNull(std::string_view s) { return Put(AppendTextOrNull, s); }
+  CopyRow& Int(int64_t v) { return Put(AppendInt, v); }
+  /// `v`, or NULL when it is not `present`.
+  CopyRow& IntOrNull(int64_t v, bool present) { return present ? Put(AppendInt, v) : Null(); }
+  CopyRow& Double(double v) { return Put(AppendDouble, v); }
+  CopyRow& H3(uint64_t cell) { return Put(AppendH3, cell); }
+  CopyRow& Bytea(std::string_view raw) { return Put(AppendBytea, raw); }
+  CopyRow& Null() { return Put(AppendNull); }
+  void End() { out_.push_back('\n'); }
 
  private:
-  bool valid_ = false;
-  uint32_t bits_ = 0;
-  std::string text_;
+  template <typename Fn, typename... Args>
+  CopyRow& Put(Fn fn, Args... args) {
+    if (!first_) out_.push_back('\t');
+    first_ = false;
+    fn(out_, args...);
+    return *this;
+  }
+  std::string& out_;
+  bool first_ = true;
 };
 
 // ---- SQL -------------------------------------------------------------------------------
@@ -194,6 +199,16 @@ constexpr const char* kStageColumns[kTableCount] = {
     "zone_id text, h3 text, qc_flags text, provenance jsonb",
 };
 
+// The columns readings and late share after their own (see EncodeReadingPlace).
+constexpr const char* kPlaceColumnsSql =
+    "  lat double precision,\n"
+    "  lon double precision,\n"
+    "  geom geometry(Point, 4326),\n"
+    "  zone_id text,\n"
+    "  h3 text,\n"
+    "  qc_flags text NOT NULL DEFAULT '',\n"
+    "  provenance jsonb,\n";
+
 std::string SchemaSql(const std::string& s, bool hypertable) {
   std::string sql;
   sql += "CREATE SCHEMA IF NOT EXISTS " + s + ";\n";
@@ -203,14 +218,8 @@ std::string SchemaSql(const std::string& s, bool hypertable) {
          "  device_id text NOT NULL,\n"
          "  metric text NOT NULL,\n"
          "  value double precision,\n"
-         "  arrival_time timestamptz NOT NULL,\n"
-         "  lat double precision,\n"
-         "  lon double precision,\n"
-         "  geom geometry(Point, 4326),\n"
-         "  zone_id text,\n"
-         "  h3 text,\n"
-         "  qc_flags text NOT NULL DEFAULT '',\n"
-         "  provenance jsonb,\n"
+         "  arrival_time timestamptz NOT NULL,\n" +
+         kPlaceColumnsSql +
          "  PRIMARY KEY (event_time, device_id, metric)\n"
          ")" +
          std::string(hypertable ? "" : " PARTITION BY RANGE (event_time)") + ";\n";
@@ -269,14 +278,8 @@ std::string SchemaSql(const std::string& s, bool hypertable) {
          "  value double precision,\n"
          "  arrival_time timestamptz NOT NULL,\n"
          "  lateness_s double precision NOT NULL,\n"
-         "  watermark timestamptz,\n"
-         "  lat double precision,\n"
-         "  lon double precision,\n"
-         "  geom geometry(Point, 4326),\n"
-         "  zone_id text,\n"
-         "  h3 text,\n"
-         "  qc_flags text NOT NULL DEFAULT '',\n"
-         "  provenance jsonb,\n"
+         "  watermark timestamptz,\n" +
+         kPlaceColumnsSql +
          "  PRIMARY KEY (event_time, device_id, metric, \"window\")\n"
          ");\n";
   sql += "CREATE INDEX IF NOT EXISTS late_geom_gist ON " + s + ".late USING gist (geom);\n";
@@ -416,6 +419,8 @@ class PostgresSink final : public Sink {
   void SleepBackoff();
 
   void EncodeReading(const Reading& r, std::string& out);
+  void EncodeReadingHead(const Reading& r, CopyRow& row);
+  void EncodeReadingPlace(const Reading& r, CopyRow& row);
   void EncodeWindow(const WindowResult& w, std::string& out);
   void EncodeQuarantine(const QuarantineRecord& q, std::string& out);
   void EncodeLate(const LateRecord& l, std::string& out);
@@ -454,7 +459,7 @@ class PostgresSink final : public Sink {
 
   std::mt19937 rng_;
   DurationUs backoff_ = 0;
-  FlagsText flags_text_;
+  SinkFlagsText flags_text_;
 };
 
 Status PostgresSink::Open(RunContext& ctx) {
@@ -560,26 +565,17 @@ Status PostgresSink::Write(const Batch& batch) {
   if (!opened_) {
     return Status::Internal("postgres sink " + options_.name + ": Write before Open");
   }
-  if (enabled_[kReadings]) {
-    for (const Reading& r : batch.readings) EncodeReading(r, copy_[kReadings]);
-    buffered_[kReadings] += batch.readings.size();
-    buffered_rows_ += batch.readings.size();
-  }
-  if (enabled_[kWindows]) {
-    for (const WindowResult& w : batch.windows) EncodeWindow(w, copy_[kWindows]);
-    buffered_[kWindows] += batch.windows.size();
-    buffered_rows_ += batch.windows.size();
-  }
-  if (enabled_[kQuarantine]) {
-    for (const QuarantineRecord& q : batch.quarantine) EncodeQuarantine(q, copy_[kQuarantine]);
-    buffered_[kQuarantine] += batch.quarantine.size();
-    buffered_rows_ += batch.quarantine.size();
-  }
-  if (enabled_[kLate]) {
-    for (const LateRecord& l : batch.late) EncodeLate(l, copy_[kLate]);
-    buffered_[kLate] += batch.late.size();
-    buffered_rows_ += batch.late.size();
-  }
+  // Encode the rows of one table of the batch, when that table is enabled.
+  auto encode = [this](int table, const auto& rows, auto&& one) {
+    if (!enabled_[table]) return;
+    for (const auto& row : rows) (this->*one)(row, copy_[table]);
+    buffered_[table] += rows.size();
+    buffered_rows_ += rows.size();
+  };
+  encode(kReadings, batch.readings, &PostgresSink::EncodeReading);
+  encode(kWindows, batch.windows, &PostgresSink::EncodeWindow);
+  encode(kQuarantine, batch.quarantine, &PostgresSink::EncodeQuarantine);
+  encode(kLate, batch.late, &PostgresSink::EncodeLate);
   if (buffered_rows_ >= static_cast<uint64_t>(options_.batch_rows)) {
     Status st = Flush();
     // This batch is already encoded and stays buffered; a retried Write would encode it
@@ -700,64 +696,54 @@ void PostgresSink::Close() {
 
 void PostgresSink::EncodeReading(const Reading& r, std::string& out) {
   NoteMonth(r.event_time);
-  AppendText(out, r.device.view());
-  out.push_back('\t');
-  AppendText(out, r.metric.view());
-  out.push_back('\t');
-  AppendDouble(out, r.value);
-  out.push_back('\t');
-  AppendInt(out, r.event_time);
-  out.push_back('\t');
-  AppendInt(out, r.arrival_time);
-  out.push_back('\t');
-  AppendDouble(out, r.lat);
-  out.push_back('\t');
-  AppendDouble(out, r.lon);
-  out.push_back('\t');
-  AppendTextOrNull(out, r.zone.view());
-  out.push_back('\t');
-  AppendH3(out, r.h3);
-  out.push_back('\t');
-  AppendText(out, flags_text_.Format(r.flags.bits, false));
-  out.push_back('\t');
-  AppendText(out, ProvenanceToJson(r.prov, r.device, r.flags));
-  out.push_back('\n');
+  CopyRow row(out);
+  EncodeReadingHead(r, row);
+  EncodeReadingPlace(r, row);
+  row.End();
+}
+
+// The columns readings and late share before their own: device_id, metric, value,
+// event_time_us and arrival_time_us.
+void PostgresSink::EncodeReadingHead(const Reading& r, CopyRow& row) {
+  row.Text(r.device.view())
+      .Text(r.metric.view())
+      .Double(r.value)
+      .Int(r.event_time)
+      .Int(r.arrival_time);
+}
+
+// The columns readings and late share after their own: lat, lon, zone_id, h3, qc_flags
+// and provenance.
+void PostgresSink::EncodeReadingPlace(const Reading& r, CopyRow& row) {
+  row.Double(r.lat)
+      .Double(r.lon)
+      .TextOrNull(r.zone.view())
+      .H3(r.h3)
+      .Text(flags_text_.Format(r.flags.bits, false))
+      .Text(ProvenanceToJson(r.prov, r.device, r.flags));
 }
 
 void PostgresSink::EncodeWindow(const WindowResult& w, std::string& out) {
-  AppendText(out, w.window.view());
-  out.push_back('\t');
-  AppendText(out, w.group_by.view());
-  out.push_back('\t');
-  AppendText(out, w.group.view());
-  out.push_back('\t');
-  AppendText(out, w.metric.view());
-  out.push_back('\t');
-  AppendInt(out, w.start);
-  out.push_back('\t');
-  AppendInt(out, w.end);
-  out.push_back('\t');
-  AppendInt(out, static_cast<int64_t>(w.count));
+  CopyRow row(out);
+  row.Text(w.window.view())
+      .Text(w.group_by.view())
+      .Text(w.group.view())
+      .Text(w.metric.view())
+      .Int(w.start)
+      .Int(w.end)
+      .Int(static_cast<int64_t>(w.count));
   for (double v : {w.mean, w.min, w.max, w.std, w.median, w.p95, w.trimmed_mean, w.first, w.last,
                    w.centroid_lat, w.centroid_lon, w.nowcast, w.aqi}) {
-    out.push_back('\t');
-    AppendDouble(out, v);
+    row.Double(v);
   }
-  out.push_back('\t');
-  AppendInt(out, w.distinct_sensors);
-  out.push_back('\t');
-  AppendInt(out, static_cast<int64_t>(w.late_count));
-  out.push_back('\t');
-  AppendTextOrNull(out, w.aggregation_method.view());
-  out.push_back('\t');
-  AppendText(out, flags_text_.Format(w.flags, true));
-  out.push_back('\t');
-  AppendInt(out, w.revision);
-  out.push_back('\t');
-  AppendInt(out, w.emitted_at);
-  out.push_back('\t');
+  row.Int(w.distinct_sensors)
+      .Int(static_cast<int64_t>(w.late_count))
+      .TextOrNull(w.aggregation_method.view())
+      .Text(flags_text_.Format(w.flags, true))
+      .Int(w.revision)
+      .Int(w.emitted_at);
   if (w.quantiles.empty()) {
-    AppendNull(out);
+    row.Null();
   } else {
     std::string json = "{";
     for (size_t i = 0; i < w.quantiles.size(); ++i) {
@@ -772,78 +758,35 @@ void PostgresSink::EncodeWindow(const WindowResult& w, std::string& out) {
       }
     }
     json += '}';
-    AppendText(out, json);
+    row.Text(json);
   }
-  out.push_back('\n');
+  row.End();
 }
 
 void PostgresSink::EncodeQuarantine(const QuarantineRecord& q, std::string& out) {
-  AppendText(out, q.reason.view());
-  out.push_back('\t');
-  AppendTextOrNull(out, q.detail);
-  out.push_back('\t');
-  AppendBytea(out, q.raw);
-  out.push_back('\t');
-  AppendTextOrNull(out, q.device.view());
-  out.push_back('\t');
-  AppendTextOrNull(out, q.metric.view());
-  out.push_back('\t');
-  AppendInt(out, q.arrival_time);
-  out.push_back('\t');
-  AppendTextOrNull(out, q.prov.source.view());
-  out.push_back('\t');
-  AppendTextOrNull(out, q.prov.topic.view());
-  out.push_back('\t');
-  if (q.prov.partition < 0) {
-    AppendNull(out);
-  } else {
-    AppendInt(out, q.prov.partition);
-  }
-  out.push_back('\t');
-  if (q.prov.offset < 0) {
-    AppendNull(out);
-  } else {
-    AppendInt(out, q.prov.offset);
-  }
-  out.push_back('\t');
-  AppendText(out, ProvenanceToJson(q.prov, q.device, QcFlags{}));
-  out.push_back('\n');
+  CopyRow row(out);
+  row.Text(q.reason.view())
+      .TextOrNull(q.detail)
+      .Bytea(q.raw)
+      .TextOrNull(q.device.view())
+      .TextOrNull(q.metric.view())
+      .Int(q.arrival_time)
+      .TextOrNull(q.prov.source.view())
+      .TextOrNull(q.prov.topic.view())
+      .IntOrNull(q.prov.partition, q.prov.partition >= 0)
+      .IntOrNull(q.prov.offset, q.prov.offset >= 0)
+      .Text(ProvenanceToJson(q.prov, q.device, QcFlags{}))
+      .End();
 }
 
 void PostgresSink::EncodeLate(const LateRecord& l, std::string& out) {
   const Reading& r = l.reading;
-  AppendText(out, l.window.view());
-  out.push_back('\t');
-  AppendText(out, r.device.view());
-  out.push_back('\t');
-  AppendText(out, r.metric.view());
-  out.push_back('\t');
-  AppendDouble(out, r.value);
-  out.push_back('\t');
-  AppendInt(out, r.event_time);
-  out.push_back('\t');
-  AppendInt(out, r.arrival_time);
-  out.push_back('\t');
-  AppendInt(out, l.lateness);
-  out.push_back('\t');
-  if (l.watermark <= kMinTime) {
-    AppendNull(out);
-  } else {
-    AppendInt(out, l.watermark);
-  }
-  out.push_back('\t');
-  AppendDouble(out, r.lat);
-  out.push_back('\t');
-  AppendDouble(out, r.lon);
-  out.push_back('\t');
-  AppendTextOrNull(out, r.zone.view());
-  out.push_back('\t');
-  AppendH3(out, r.h3);
-  out.push_back('\t');
-  AppendText(out, flags_text_.Format(r.flags.bits, false));
-  out.push_back('\t');
-  AppendText(out, ProvenanceToJson(r.prov, r.device, r.flags));
-  out.push_back('\n');
+  CopyRow row(out);
+  row.Text(l.window.view());
+  EncodeReadingHead(r, row);
+  row.Int(l.lateness).IntOrNull(l.watermark, l.watermark > kMinTime);
+  EncodeReadingPlace(r, row);
+  row.End();
 }
 
 }  // namespace

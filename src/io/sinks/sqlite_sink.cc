@@ -12,6 +12,7 @@
 #include "core/json_writer.h"
 #include "core/registry.h"
 #include "io/sinks/gpkg.h"
+#include "io/sinks/sink_text.h"
 #include "io/sinks/sqlite_util.h"
 #include "io/sinks/table_selection.h"
 
@@ -262,32 +263,9 @@ class IsoTimeText {
   std::string slow_;
 };
 
-// QC flag names for a bitset, remembered for the last bitset seen (flags repeat).
-class FlagsText {
- public:
-  std::string_view Format(uint32_t bits, bool window_flags) {
-    if (!valid_ || bits != bits_) {
-      text_ = window_flags ? WindowFlagsToString(bits) : QcFlagsToString(QcFlags{bits});
-      bits_ = bits;
-      valid_ = true;
-    }
-    return text_;
-  }
-
- private:
-  bool valid_ = false;
-  uint32_t bits_ = 0;
-  std::string text_;
-};
-
 // H3 cells as lowercase hex without leading zeros (as h3-js writes them); NULL for 0.
 void BindH3(SqliteStatement& s, int index, uint64_t cell, char (&buf)[24]) {
-  if (cell == 0) {
-    s.BindNull(index);
-    return;
-  }
-  auto res = std::to_chars(buf, buf + sizeof buf, cell, 16);
-  s.BindText(index, std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
+  s.BindTextOrNull(index, SinkH3Hex(cell, buf));
 }
 
 // The GeoPackage point of (lon, lat), or NULL when the position is unknown. `blob` must
@@ -309,22 +287,6 @@ void BindOptionalInt(SqliteStatement& s, int index, int64_t v) {
   } else {
     s.BindInt(index, v);
   }
-}
-
-// Extra quantiles as a JSON object keyed by the quantile: {"0.9":41.2,"0.99":77.5}.
-void QuantilesJson(const std::vector<std::pair<double, double>>& quantiles, std::string& out) {
-  out.clear();
-  out.push_back('{');
-  std::string key;
-  for (size_t i = 0; i < quantiles.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    key.clear();
-    AppendJsonNumber(key, quantiles[i].first);
-    AppendJsonString(out, key);
-    out.push_back(':');
-    AppendJsonNumber(out, quantiles[i].second);
-  }
-  out.push_back('}');
 }
 
 const char* SynchronousPragma(SqliteSynchronous s) {
@@ -413,7 +375,7 @@ class SqliteSink final : public Sink {
   // Per-row scratch, reused so the hot path does not allocate: BindText does not copy,
   // so every text bound to one row needs its own buffer.
   IsoTimeText time_a_, time_b_, time_c_;
-  FlagsText flags_text_;
+  SinkFlagsText flags_text_;
   std::string json_;
   char h3_buf_[24] = {};
   uint8_t geom_buf_[kGpkgPointSize] = {};
@@ -613,7 +575,7 @@ Status SqliteSink::InsertWindow(const WindowResult& w, uint64_t& inserted, GeoBo
   if (w.quantiles.empty()) {
     s.BindNull(28);
   } else {
-    QuantilesJson(w.quantiles, json_);
+    SinkQuantilesJson(w.quantiles, json_);
     s.BindText(28, json_);
   }
   BindGeom(s, 29, w.centroid_lon, w.centroid_lat, geom_buf_);
