@@ -20,7 +20,9 @@
 #include <cstring>
 
 #include "core/json_writer.h"
+#include "io/sinks/duck_util.h"
 #include "io/sinks/gpkg.h"
+#include "io/sinks/sink_text.h"
 #endif
 
 namespace tributary {
@@ -54,16 +56,11 @@ namespace fs = std::filesystem;
 // Table layouts. Partition columns come first in the buffer tables and are left out of
 // the files (their values are in the folder names, as Hive partitioning does).
 
-struct ColumnDef {
-  std::string_view name;
-  duckdb_type type;
-};
-
 enum TableIndex : int { kReadings = 0, kWindows, kQuarantine, kLate, kTableCount };
 constexpr std::string_view kTableNames[kTableCount] = {"readings", "windows", "quarantine", "late"};
 
 // Flattened provenance, shared by readings, quarantine and late.
-const std::vector<ColumnDef> kProvenanceColumns = {
+const std::vector<DuckColumn> kProvenanceColumns = {
     {"source", DUCKDB_TYPE_VARCHAR},           {"topic", DUCKDB_TYPE_VARCHAR},
     {"partition", DUCKDB_TYPE_INTEGER},        {"offset", DUCKDB_TYPE_BIGINT},
     {"firmware_version", DUCKDB_TYPE_VARCHAR}, {"calibration_date", DUCKDB_TYPE_VARCHAR},
@@ -71,27 +68,27 @@ const std::vector<ColumnDef> kProvenanceColumns = {
     {"original_y", DUCKDB_TYPE_DOUBLE},
 };
 
-std::vector<ColumnDef> Concat(std::initializer_list<std::vector<ColumnDef>> parts) {
-  std::vector<ColumnDef> out;
+std::vector<DuckColumn> Concat(std::initializer_list<std::vector<DuckColumn>> parts) {
+  std::vector<DuckColumn> out;
   for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
   return out;
 }
 
-const std::vector<ColumnDef> kReadingColumns = Concat({{{"date", DUCKDB_TYPE_DATE},
-                                                        {"metric", DUCKDB_TYPE_VARCHAR},
-                                                        {"device_id", DUCKDB_TYPE_VARCHAR},
-                                                        {"value", DUCKDB_TYPE_DOUBLE},
-                                                        {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                        {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                        {"lat", DUCKDB_TYPE_DOUBLE},
-                                                        {"lon", DUCKDB_TYPE_DOUBLE},
-                                                        {"zone_id", DUCKDB_TYPE_VARCHAR},
-                                                        {"h3", DUCKDB_TYPE_VARCHAR},
-                                                        {"qc_flags", DUCKDB_TYPE_VARCHAR}},
-                                                       kProvenanceColumns,
-                                                       {{"geometry", DUCKDB_TYPE_BLOB}}});
+const std::vector<DuckColumn> kReadingColumns = Concat({{{"date", DUCKDB_TYPE_DATE},
+                                                         {"metric", DUCKDB_TYPE_VARCHAR},
+                                                         {"device_id", DUCKDB_TYPE_VARCHAR},
+                                                         {"value", DUCKDB_TYPE_DOUBLE},
+                                                         {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                         {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                         {"lat", DUCKDB_TYPE_DOUBLE},
+                                                         {"lon", DUCKDB_TYPE_DOUBLE},
+                                                         {"zone_id", DUCKDB_TYPE_VARCHAR},
+                                                         {"h3", DUCKDB_TYPE_VARCHAR},
+                                                         {"qc_flags", DUCKDB_TYPE_VARCHAR}},
+                                                        kProvenanceColumns,
+                                                        {{"geometry", DUCKDB_TYPE_BLOB}}});
 
-const std::vector<ColumnDef> kWindowColumns = {
+const std::vector<DuckColumn> kWindowColumns = {
     {"date", DUCKDB_TYPE_DATE},
     {"metric", DUCKDB_TYPE_VARCHAR},
     {"window", DUCKDB_TYPE_VARCHAR},
@@ -123,7 +120,7 @@ const std::vector<ColumnDef> kWindowColumns = {
     {"exceedance_count", DUCKDB_TYPE_BIGINT},
 };
 
-const std::vector<ColumnDef> kQuarantineColumns =
+const std::vector<DuckColumn> kQuarantineColumns =
     Concat({{{"date", DUCKDB_TYPE_DATE},
              {"reason", DUCKDB_TYPE_VARCHAR},
              {"detail", DUCKDB_TYPE_VARCHAR},
@@ -133,26 +130,26 @@ const std::vector<ColumnDef> kQuarantineColumns =
              {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ}},
             kProvenanceColumns});
 
-const std::vector<ColumnDef> kLateColumns = Concat({{{"date", DUCKDB_TYPE_DATE},
-                                                     {"metric", DUCKDB_TYPE_VARCHAR},
-                                                     {"window", DUCKDB_TYPE_VARCHAR},
-                                                     {"device_id", DUCKDB_TYPE_VARCHAR},
-                                                     {"value", DUCKDB_TYPE_DOUBLE},
-                                                     {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                     {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                     {"lateness_us", DUCKDB_TYPE_BIGINT},
-                                                     {"lateness_s", DUCKDB_TYPE_DOUBLE},
-                                                     {"watermark", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                     {"lat", DUCKDB_TYPE_DOUBLE},
-                                                     {"lon", DUCKDB_TYPE_DOUBLE},
-                                                     {"zone_id", DUCKDB_TYPE_VARCHAR},
-                                                     {"h3", DUCKDB_TYPE_VARCHAR},
-                                                     {"qc_flags", DUCKDB_TYPE_VARCHAR}},
-                                                    kProvenanceColumns,
-                                                    {{"geometry", DUCKDB_TYPE_BLOB}}});
+const std::vector<DuckColumn> kLateColumns = Concat({{{"date", DUCKDB_TYPE_DATE},
+                                                      {"metric", DUCKDB_TYPE_VARCHAR},
+                                                      {"window", DUCKDB_TYPE_VARCHAR},
+                                                      {"device_id", DUCKDB_TYPE_VARCHAR},
+                                                      {"value", DUCKDB_TYPE_DOUBLE},
+                                                      {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                      {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                      {"lateness_us", DUCKDB_TYPE_BIGINT},
+                                                      {"lateness_s", DUCKDB_TYPE_DOUBLE},
+                                                      {"watermark", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                      {"lat", DUCKDB_TYPE_DOUBLE},
+                                                      {"lon", DUCKDB_TYPE_DOUBLE},
+                                                      {"zone_id", DUCKDB_TYPE_VARCHAR},
+                                                      {"h3", DUCKDB_TYPE_VARCHAR},
+                                                      {"qc_flags", DUCKDB_TYPE_VARCHAR}},
+                                                     kProvenanceColumns,
+                                                     {{"geometry", DUCKDB_TYPE_BLOB}}});
 
 struct TableDef {
-  const std::vector<ColumnDef>* columns;
+  const std::vector<DuckColumn>* columns;
   int partition_columns;         // leading columns that name the folders
   bool geometry;                 // has a `geometry` column (GeoParquet metadata)
   double initial_bytes_per_row;  // file size guess before the first file is written
@@ -164,26 +161,6 @@ const TableDef kTables[kTableCount] = {
     {&kQuarantineColumns, 1, false, 128},
     {&kLateColumns, 2, true, 48},
 };
-
-std::string QuoteIdent(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
-  return out;
-}
-
-std::string QuoteLiteral(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out.push_back('\'');
-    out.push_back(c);
-  }
-  out.push_back('\'');
-  return out;
-}
 
 // A Hive partition value as a folder name: bytes outside [A-Za-z0-9._-] as %XX (which
 // Hive-aware readers decode), the empty value as Hive's default partition.
@@ -239,223 +216,6 @@ Status FsyncPath(const std::string& path, bool directory) {
   return Status::Ok();
 }
 
-// QC flag names for a bitset, remembered for the last bitset seen (flags repeat).
-class FlagsText {
- public:
-  std::string_view Format(uint32_t bits, bool window_flags) {
-    if (!valid_ || bits != bits_) {
-      text_ = window_flags ? WindowFlagsToString(bits) : QcFlagsToString(QcFlags{bits});
-      bits_ = bits;
-      valid_ = true;
-    }
-    return text_;
-  }
-
- private:
-  bool valid_ = false;
-  uint32_t bits_ = 0;
-  std::string text_;
-};
-
-// ---------------------------------------------------------------------------
-// RAII for the DuckDB handles.
-
-class DuckResult {
- public:
-  DuckResult() = default;
-  DuckResult(const DuckResult&) = delete;
-  DuckResult& operator=(const DuckResult&) = delete;
-  ~DuckResult() { duckdb_destroy_result(&result_); }
-  duckdb_result* get() { return &result_; }
-
-  idx_t rows() { return duckdb_row_count(&result_); }
-  std::string Text(idx_t col, idx_t row) {
-    char* s = duckdb_value_varchar(&result_, col, row);
-    std::string out = s != nullptr ? s : "";
-    duckdb_free(s);
-    return out;
-  }
-  int64_t Int(idx_t col, idx_t row) { return duckdb_value_int64(&result_, col, row); }
-
- private:
-  duckdb_result result_{};
-};
-
-class DuckConnection {
- public:
-  DuckConnection() = default;
-  DuckConnection(const DuckConnection&) = delete;
-  DuckConnection& operator=(const DuckConnection&) = delete;
-  ~DuckConnection() { Close(); }
-
-  Status Open(int threads) {
-    duckdb_config config = nullptr;
-    if (duckdb_create_config(&config) != DuckDBSuccess) {
-      return Status::Internal("duckdb: cannot create a config");
-    }
-    std::string t = std::to_string(threads);
-    duckdb_set_config(config, "threads", t.c_str());
-    char* error = nullptr;
-    duckdb_state st = duckdb_open_ext(nullptr, &db_, config, &error);
-    duckdb_destroy_config(&config);
-    if (st != DuckDBSuccess) {
-      std::string msg = error != nullptr ? error : "unknown error";
-      duckdb_free(error);
-      return Status::Internal("duckdb: cannot open an in-memory database: " + msg);
-    }
-    if (duckdb_connect(db_, &conn_) != DuckDBSuccess) {
-      return Status::Internal("duckdb: cannot connect to the in-memory database");
-    }
-    return Status::Ok();
-  }
-  void Close() {
-    if (conn_ != nullptr) duckdb_disconnect(&conn_);
-    if (db_ != nullptr) duckdb_close(&db_);
-  }
-  duckdb_connection get() const { return conn_; }
-
-  /// Run `sql`; errors quote DuckDB's message. Disk-level failures are retryable.
-  Status Exec(const std::string& sql, DuckResult* out = nullptr) {
-    DuckResult local;
-    DuckResult& r = out != nullptr ? *out : local;
-    if (duckdb_query(conn_, sql.c_str(), r.get()) == DuckDBSuccess) return Status::Ok();
-    const char* msg = duckdb_result_error(r.get());
-    duckdb_error_type type = duckdb_result_error_type(r.get());
-    bool retryable = type == DUCKDB_ERROR_IO || type == DUCKDB_ERROR_OUT_OF_MEMORY;
-    return Status(retryable ? StatusCode::kIoError : StatusCode::kInternal,
-                  std::string("duckdb: ") + (msg != nullptr ? msg : "query failed"), retryable);
-  }
-
- private:
-  duckdb_database db_ = nullptr;
-  duckdb_connection conn_ = nullptr;
-};
-
-// One data chunk being filled row by row, appended to a table through an appender when
-// full. Values are written straight into the chunk's vectors.
-class ChunkAppender {
- public:
-  ChunkAppender() = default;
-  ChunkAppender(const ChunkAppender&) = delete;
-  ChunkAppender& operator=(const ChunkAppender&) = delete;
-  ~ChunkAppender() { Destroy(); }
-
-  Status Create(DuckConnection& conn, const std::string& table,
-                const std::vector<ColumnDef>& columns) {
-    Destroy();
-    if (duckdb_appender_create(conn.get(), nullptr, table.c_str(), &appender_) != DuckDBSuccess) {
-      std::string msg = AppenderError();
-      return Status::Internal("duckdb: cannot append to " + table + ": " + msg);
-    }
-    std::vector<duckdb_logical_type> types;
-    for (const ColumnDef& c : columns) types.push_back(duckdb_create_logical_type(c.type));
-    chunk_ = duckdb_create_data_chunk(types.data(), types.size());
-    for (duckdb_logical_type& t : types) duckdb_destroy_logical_type(&t);
-    capacity_ = duckdb_vector_size();
-    vectors_.resize(columns.size());
-    data_.resize(columns.size());
-    validity_.resize(columns.size());
-    table_ = table;
-    Refresh();
-    return Status::Ok();
-  }
-
-  void Destroy() {
-    if (chunk_ != nullptr) duckdb_destroy_data_chunk(&chunk_);
-    if (appender_ != nullptr) duckdb_appender_destroy(&appender_);
-    row_ = 0;
-  }
-
-  void Str(int c, std::string_view v) {
-    duckdb_vector_assign_string_element_len(vectors_[c], row_, v.data() != nullptr ? v.data() : "",
-                                            v.size());
-  }
-  void StrOrNull(int c, std::string_view v) {
-    if (v.empty()) {
-      Null(c);
-    } else {
-      Str(c, v);
-    }
-  }
-  void F64(int c, double v) {
-    if (std::isfinite(v)) {
-      static_cast<double*>(data_[c])[row_] = v;
-    } else {
-      Null(c);
-    }
-  }
-  void I64(int c, int64_t v) { static_cast<int64_t*>(data_[c])[row_] = v; }
-  void I64OrNull(int c, int64_t v) {  // -1 means "not applicable"
-    if (v < 0) {
-      Null(c);
-    } else {
-      I64(c, v);
-    }
-  }
-  void I32(int c, int32_t v) { static_cast<int32_t*>(data_[c])[row_] = v; }
-  void I32OrNull(int c, int32_t v) {
-    if (v < 0) {
-      Null(c);
-    } else {
-      I32(c, v);
-    }
-  }
-  void Date(int c, TimeUs t) { I32(c, static_cast<int32_t>(FloorDiv(t, kMicrosPerDay))); }
-  void Null(int c) { duckdb_validity_set_row_invalid(validity_[c], row_); }
-
-  /// Finish the row; append the chunk when it is full.
-  Status EndRow() {
-    if (++row_ == capacity_) return Flush();
-    return Status::Ok();
-  }
-
-  /// Append the rows of the chunk so far to the appender's buffer.
-  Status Flush() {
-    if (row_ == 0) return Status::Ok();
-    duckdb_data_chunk_set_size(chunk_, row_);
-    duckdb_state st = duckdb_append_data_chunk(appender_, chunk_);
-    duckdb_data_chunk_reset(chunk_);
-    row_ = 0;
-    Refresh();
-    if (st != DuckDBSuccess) {
-      return Status::Internal("duckdb: append to " + table_ + ": " + AppenderError());
-    }
-    return Status::Ok();
-  }
-
-  /// Flush the chunk and make every appended row visible to queries.
-  Status FlushAll() {
-    TRIB_RETURN_IF_ERROR(Flush());
-    if (duckdb_appender_flush(appender_) != DuckDBSuccess) {
-      return Status::Internal("duckdb: flush " + table_ + ": " + AppenderError());
-    }
-    return Status::Ok();
-  }
-
- private:
-  std::string AppenderError() const {
-    const char* e = appender_ != nullptr ? duckdb_appender_error(appender_) : nullptr;
-    return e != nullptr ? e : "unknown error";
-  }
-  void Refresh() {
-    for (size_t c = 0; c < vectors_.size(); ++c) {
-      vectors_[c] = duckdb_data_chunk_get_vector(chunk_, c);
-      data_[c] = duckdb_vector_get_data(vectors_[c]);
-      duckdb_vector_ensure_validity_writable(vectors_[c]);
-      validity_[c] = duckdb_vector_get_validity(vectors_[c]);
-    }
-  }
-
-  duckdb_appender appender_ = nullptr;
-  duckdb_data_chunk chunk_ = nullptr;
-  std::vector<duckdb_vector> vectors_;
-  std::vector<void*> data_;
-  std::vector<uint64_t*> validity_;
-  idx_t row_ = 0;
-  idx_t capacity_ = 0;
-  std::string table_;
-};
-
 // ---------------------------------------------------------------------------
 
 const char* CompressionName(ParquetCompression c) {
@@ -494,7 +254,7 @@ class ParquetSink final : public Sink {
   struct Table {
     std::string ledger_key;
     std::string buffer;  // name of the in-memory DuckDB table
-    ChunkAppender appender;
+    DuckChunkAppender appender;
     uint64_t buffered = 0;  // rows written since the last commit
     double bytes_per_row = 0;
   };
@@ -512,9 +272,9 @@ class ParquetSink final : public Sink {
   Status AppendWindow(const WindowResult& w);
   Status AppendQuarantine(const QuarantineRecord& q);
   Status AppendLate(const LateRecord& l);
-  void AppendProvenance(ChunkAppender& a, int first_column, const Provenance& p);
-  void AppendGeometry(ChunkAppender& a, int column, double lon, double lat);
-  void AppendH3(ChunkAppender& a, int column, uint64_t cell);
+  void AppendProvenance(DuckChunkAppender& a, int first_column, const Provenance& p);
+  void AppendGeometry(DuckChunkAppender& a, int column, double lon, double lat);
+  void AppendH3(DuckChunkAppender& a, int column, uint64_t cell);
   Status CommitTable(int t);
   Status WritePartition(int t, const Partition& p);
 
@@ -526,9 +286,9 @@ class ParquetSink final : public Sink {
   bool open_ = false;
   uint64_t next_seq_ = 1;
   std::string select_[kTableCount];  // file columns, quoted and comma-separated
-  DuckConnection duck_;
+  DuckDbConnection duck_;
 
-  FlagsText flags_text_;
+  SinkFlagsText flags_text_;
   std::string json_;
 };
 
@@ -545,13 +305,13 @@ Status ParquetSink::Open(RunContext& ctx) {
   fs::create_directories(root_, ec);
   if (ec) return Status::Io("parquet " + root_ + ": cannot create the folder: " + ec.message());
   TRIB_RETURN_IF_ERROR(ScanArchive());
-  TRIB_RETURN_IF_ERROR(duck_.Open(options_.threads));
+  TRIB_RETURN_IF_ERROR(duck_.Open("", options_.threads));
   for (int t = 0; t < kTableCount; ++t) {
     const TableDef& def = kTables[t];
     select_[t].clear();
     for (size_t c = static_cast<size_t>(def.partition_columns); c < def.columns->size(); ++c) {
       if (!select_[t].empty()) select_[t] += ", ";
-      select_[t] += QuoteIdent((*def.columns)[c].name);
+      select_[t] += DuckQuoteIdent((*def.columns)[c].name);
     }
     if (enabled_[t]) TRIB_RETURN_IF_ERROR(CreateBuffer(t));
   }
@@ -587,38 +347,10 @@ Status ParquetSink::ScanArchive() {
 
 Status ParquetSink::CreateBuffer(int t) {
   Table& table = tables_[t];
-  std::string ddl = "CREATE OR REPLACE TABLE " + QuoteIdent(table.buffer) + " (";
-  const std::vector<ColumnDef>& cols = *kTables[t].columns;
-  for (size_t c = 0; c < cols.size(); ++c) {
-    if (c > 0) ddl += ", ";
-    ddl += QuoteIdent(cols[c].name);
-    switch (cols[c].type) {
-      case DUCKDB_TYPE_DATE:
-        ddl += " DATE";
-        break;
-      case DUCKDB_TYPE_VARCHAR:
-        ddl += " VARCHAR";
-        break;
-      case DUCKDB_TYPE_DOUBLE:
-        ddl += " DOUBLE";
-        break;
-      case DUCKDB_TYPE_TIMESTAMP_TZ:
-        ddl += " TIMESTAMPTZ";
-        break;
-      case DUCKDB_TYPE_INTEGER:
-        ddl += " INTEGER";
-        break;
-      case DUCKDB_TYPE_BIGINT:
-        ddl += " BIGINT";
-        break;
-      default:
-        ddl += " BLOB";
-        break;
-    }
-  }
-  ddl += ")";
   table.appender.Destroy();
-  TRIB_RETURN_IF_ERROR(duck_.Exec(ddl));
+  const std::vector<DuckColumn>& cols = *kTables[t].columns;
+  TRIB_RETURN_IF_ERROR(duck_.Exec(
+      DuckCreateTableSql("CREATE OR REPLACE TABLE", DuckQuoteIdent(table.buffer), cols)));
   return table.appender.Create(duck_, table.buffer, cols);
 }
 
@@ -645,7 +377,7 @@ Status ParquetSink::Write(const Batch& batch) {
   return Status::Ok();
 }
 
-void ParquetSink::AppendProvenance(ChunkAppender& a, int c, const Provenance& p) {
+void ParquetSink::AppendProvenance(DuckChunkAppender& a, int c, const Provenance& p) {
   a.StrOrNull(c, p.source.view());
   a.StrOrNull(c + 1, p.topic.view());
   a.I32OrNull(c + 2, p.partition);
@@ -657,7 +389,7 @@ void ParquetSink::AppendProvenance(ChunkAppender& a, int c, const Provenance& p)
   a.F64(c + 8, p.orig_y);
 }
 
-void ParquetSink::AppendGeometry(ChunkAppender& a, int c, double lon, double lat) {
+void ParquetSink::AppendGeometry(DuckChunkAppender& a, int c, double lon, double lat) {
   if (!HasPosition(lon, lat)) {
     a.Null(c);
     return;
@@ -668,18 +400,13 @@ void ParquetSink::AppendGeometry(ChunkAppender& a, int c, double lon, double lat
 }
 
 // H3 cells as lowercase hex without leading zeros (as h3-js writes them); NULL for 0.
-void ParquetSink::AppendH3(ChunkAppender& a, int c, uint64_t cell) {
-  if (cell == 0) {
-    a.Null(c);
-    return;
-  }
+void ParquetSink::AppendH3(DuckChunkAppender& a, int c, uint64_t cell) {
   char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof buf, cell, 16);
-  a.Str(c, std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
+  a.StrOrNull(c, SinkH3Hex(cell, buf));
 }
 
 Status ParquetSink::AppendReading(const Reading& r) {
-  ChunkAppender& a = tables_[kReadings].appender;
+  DuckChunkAppender& a = tables_[kReadings].appender;
   a.Date(0, r.event_time);
   a.Str(1, r.metric.view());
   a.Str(2, r.device.view());
@@ -696,24 +423,8 @@ Status ParquetSink::AppendReading(const Reading& r) {
   return a.EndRow();
 }
 
-// Extra quantiles as a JSON object keyed by the quantile: {"0.9":41.2,"0.99":77.5}.
-void QuantilesJson(const std::vector<std::pair<double, double>>& quantiles, std::string& out) {
-  out.clear();
-  out.push_back('{');
-  std::string key;
-  for (size_t i = 0; i < quantiles.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    key.clear();
-    AppendJsonNumber(key, quantiles[i].first);
-    AppendJsonString(out, key);
-    out.push_back(':');
-    AppendJsonNumber(out, quantiles[i].second);
-  }
-  out.push_back('}');
-}
-
 Status ParquetSink::AppendWindow(const WindowResult& w) {
-  ChunkAppender& a = tables_[kWindows].appender;
+  DuckChunkAppender& a = tables_[kWindows].appender;
   a.Date(0, w.start);
   a.Str(1, w.metric.view());
   a.Str(2, w.window.view());
@@ -742,7 +453,7 @@ Status ParquetSink::AppendWindow(const WindowResult& w) {
   if (w.quantiles.empty()) {
     a.Null(25);
   } else {
-    QuantilesJson(w.quantiles, json_);
+    SinkQuantilesJson(w.quantiles, json_);
     a.Str(25, json_);
   }
   AppendGeometry(a, 26, w.centroid_lon, w.centroid_lat);
@@ -756,7 +467,7 @@ Status ParquetSink::AppendWindow(const WindowResult& w) {
 }
 
 Status ParquetSink::AppendQuarantine(const QuarantineRecord& q) {
-  ChunkAppender& a = tables_[kQuarantine].appender;
+  DuckChunkAppender& a = tables_[kQuarantine].appender;
   a.Date(0, q.arrival_time);
   a.Str(1, q.reason.view());
   a.StrOrNull(2, q.detail);
@@ -769,7 +480,7 @@ Status ParquetSink::AppendQuarantine(const QuarantineRecord& q) {
 }
 
 Status ParquetSink::AppendLate(const LateRecord& l) {
-  ChunkAppender& a = tables_[kLate].appender;
+  DuckChunkAppender& a = tables_[kLate].appender;
   const Reading& r = l.reading;
   a.Date(0, r.event_time);
   a.Str(1, r.metric.view());
@@ -811,8 +522,8 @@ Status ParquetSink::CommitTable(int t) {
   TRIB_RETURN_IF_ERROR(table.appender.FlushAll());
   if (table.buffered == 0) return Status::Ok();
   const bool by_metric = kTables[t].partition_columns == 2;
-  std::string buffer = QuoteIdent(table.buffer);
-  DuckResult parts;
+  std::string buffer = DuckQuoteIdent(table.buffer);
+  DuckDbResult parts;
   TRIB_RETURN_IF_ERROR(duck_.Exec(std::string("SELECT strftime(\"date\", '%Y-%m-%d'), ") +
                                       (by_metric ? "metric" : "NULL") + ", count(*) FROM " +
                                       buffer + " GROUP BY ALL ORDER BY ALL",
@@ -823,11 +534,11 @@ Status ParquetSink::CommitTable(int t) {
     p.date = parts.Text(0, row);
     p.rows = static_cast<uint64_t>(parts.Int(2, row));
     p.folder = root_ + "/" + std::string(kTableNames[t]) + "/date=" + p.date;
-    p.where = "\"date\" = DATE " + QuoteLiteral(p.date);
+    p.where = "\"date\" = DATE " + DuckQuoteLiteral(p.date);
     if (by_metric) {
       p.metric = parts.Text(1, row);
       p.folder += "/metric=" + HiveValue(p.metric);
-      p.where += " AND metric = " + QuoteLiteral(p.metric);
+      p.where += " AND metric = " + DuckQuoteLiteral(p.metric);
     }
     partitions.push_back(std::move(p));
   }
@@ -873,7 +584,7 @@ Status ParquetSink::WritePartition(int t, const Partition& p) {
   std::string options =
       std::string("FORMAT PARQUET, COMPRESSION ") + CompressionName(options_.compression);
   if (kTables[t].geometry) {
-    options += ", KV_METADATA {geo: " + QuoteLiteral(kGeoMetadata) + "}";
+    options += ", KV_METADATA {geo: " + DuckQuoteLiteral(kGeoMetadata) + "}";
   }
   std::vector<std::pair<std::string, std::string>> written;  // (temporary, final)
   Status st;
@@ -882,12 +593,12 @@ Status ParquetSink::WritePartition(int t, const Partition& p) {
     std::string seq = SeqName(next_seq_++);
     std::string tmp = p.folder + "/.part-" + seq + ".parquet.tmp";
     std::string final_path = p.folder + "/part-" + seq + ".parquet";
-    std::string sql =
-        "COPY (SELECT " + select_[t] + " FROM " + QuoteIdent(table.buffer) + " WHERE " + p.where;
+    std::string sql = "COPY (SELECT " + select_[t] + " FROM " + DuckQuoteIdent(table.buffer) +
+                      " WHERE " + p.where;
     if (files > 1) {
       sql += " LIMIT " + std::to_string(per_file) + " OFFSET " + std::to_string(offset);
     }
-    sql += ") TO " + QuoteLiteral(tmp) + " (" + options + ")";
+    sql += ") TO " + DuckQuoteLiteral(tmp) + " (" + options + ")";
     written.emplace_back(tmp, final_path);
     st = duck_.Exec(sql);
     if (st.ok()) st = FsyncPath(tmp, /*directory=*/false);
