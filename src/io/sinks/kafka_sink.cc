@@ -10,6 +10,7 @@
 #include "core/pipeline_config.h"
 #include "core/registry.h"
 #include "core/time.h"
+#include "io/sinks/breaker_sink.h"
 #include "io/sinks/mqtt_sink.h"
 #include "spatial/h3.h"
 
@@ -84,6 +85,7 @@ const SectionSpec& KafkaSinkSectionSpec() {
                          "read_committed see whole commits only."});
     s.options.push_back({"flush_timeout", OptionType::kDuration, "30s",
                          "How long a commit waits for the brokers' acknowledgements."});
+    for (OptionSpec& o : BreakerOptionSpecs()) s.options.push_back(o);
     return s;
   }();
   return spec;
@@ -304,12 +306,20 @@ void KafkaSink::Close() {
 }
 
 void RegisterKafkaSink(Registry& registry) {
-  registry.AddSink("kafka", &KafkaSinkSectionSpec(),
-                   [](const SinkEntry& entry) -> Result<std::unique_ptr<Sink>> {
-                     TRIB_ASSIGN_OR_RETURN(KafkaSinkOptions options,
-                                           ParseKafkaSinkOptions(entry.options, entry.name));
-                     return std::unique_ptr<Sink>(std::make_unique<KafkaSink>(std::move(options)));
-                   });
+  registry.AddSink(
+      "kafka", &KafkaSinkSectionSpec(),
+      [](const SinkEntry& entry) -> Result<std::unique_ptr<Sink>> {
+        TRIB_ASSIGN_OR_RETURN(KafkaSinkOptions options,
+                              ParseKafkaSinkOptions(entry.options, entry.name));
+        TRIB_ASSIGN_OR_RETURN(BreakerOptions breaker, ReadBreakerOptions(entry.options));
+        if (!breaker.enabled) {
+          return std::unique_ptr<Sink>(std::make_unique<KafkaSink>(std::move(options)));
+        }
+        std::string name = options.name;
+        return MakeBreakerSink(name, std::move(breaker), [options]() -> std::unique_ptr<Sink> {
+          return std::make_unique<KafkaSink>(options);
+        });
+      });
 }
 
 }  // namespace tributary

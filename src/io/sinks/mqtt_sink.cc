@@ -8,6 +8,7 @@
 #include "core/pipeline_config.h"
 #include "core/registry.h"
 #include "core/time.h"
+#include "io/sinks/breaker_sink.h"
 
 namespace tributary {
 namespace {
@@ -47,6 +48,7 @@ const SectionSpec& MqttSinkSectionSpec() {
         {"retain", OptionType::kBool, "false", "Publish as retained messages (last value)."});
     s.options.push_back({"ack_timeout", OptionType::kDuration, "30s",
                          "How long a commit waits for the broker's acknowledgements.", "1s.."});
+    for (OptionSpec& o : BreakerOptionSpecs()) s.options.push_back(o);
     return s;
   }();
   return spec;
@@ -203,7 +205,14 @@ void RegisterMqttSink(Registry& registry) {
       "mqtt", &MqttSinkSectionSpec(), [](const SinkEntry& entry) -> Result<std::unique_ptr<Sink>> {
         TRIB_ASSIGN_OR_RETURN(MqttSinkOptions options, ParseMqttSinkOptions(entry.options));
         options.name = entry.name;
-        return std::unique_ptr<Sink>(std::make_unique<MqttSink>(std::move(options)));
+        TRIB_ASSIGN_OR_RETURN(BreakerOptions breaker, ReadBreakerOptions(entry.options));
+        if (!breaker.enabled) {
+          return std::unique_ptr<Sink>(std::make_unique<MqttSink>(std::move(options)));
+        }
+        std::string name = options.name;
+        return MakeBreakerSink(name, std::move(breaker), [options]() -> std::unique_ptr<Sink> {
+          return std::make_unique<MqttSink>(options);
+        });
       });
 }
 
