@@ -364,7 +364,7 @@ alerts:                  # shown on the dashboard and kept in the store's alerts
       renotify: 30m
 sinks:
   - name: local
-    type: sqlite
+    type: sqlite         # or duckdb: the same tables in <data_dir>/tributary.duckdb
 )";
   return kText;
 }

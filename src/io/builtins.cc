@@ -7,6 +7,7 @@
 #include "core/registry.h"
 #include "ingest/device_registry.h"
 #include "ingest/source_options.h"
+#include "io/sinks/duckdb_sink.h"
 #include "io/sinks/influx_sink.h"
 #include "io/sinks/kafka_sink.h"
 #include "io/sinks/mqtt_sink.h"
@@ -50,6 +51,7 @@ void RegisterBuiltins(Registry& registry) {
   RegisterPostgresSink(registry);
   RegisterInfluxSink(registry);
   RegisterKafkaSink(registry);
+  RegisterDuckDbSink(registry);
   // Server.
   registry.AddSection(&ServerSectionSpec());
   // Alerts.

@@ -1,5 +1,5 @@
 // A circuit breaker with a durable local buffer in front of a remote sink (postgres,
-// influx, mqtt).
+// influx, mqtt, kafka).
 //
 // Closed: batches go to the remote sink. The breaker keeps a copy of every batch written
 // since the remote sink's last successful Commit, and times each Commit. It opens when a
@@ -13,7 +13,8 @@
 // remote sink is opened and the buffer is sent, oldest batch first, committed chunk by
 // chunk and deleted only after its chunk committed; then the breaker closes and live
 // traffic follows. A failure during the drain opens the breaker again; rows sent twice
-// that way are ignored by the remote sink's idempotent keys.
+// that way are ignored by the remote sink's idempotent keys (postgres, influx); mqtt and
+// kafka have none, so there a resent batch may arrive twice (at-least-once).
 //
 // A run that stops while the breaker is open leaves the buffer on disk; the next run
 // starts half-open and drains it first. The ledger counts what the remote sink committed,
