@@ -518,18 +518,37 @@ Status PostgresSink::CreateSchema() {
                            "PostgreSQL " +
                            std::to_string(conn_.server_major()) + ")");
   }
+  // TimescaleDB (untested here: Debian 12 does not package it). Its extension loads only
+  // when preloaded (shared_preload_libraries), so being installed is not enough; and an
+  // existing readings table keeps its layout: a table partitioned by month stays so, as
+  // create_hypertable refuses partitioned or non-empty tables.
+  const std::string readings = PgQuoteLiteral(schema_ + ".readings");
   TRIB_ASSIGN_OR_RETURN(
       int64_t has_timescale,
-      conn_.QueryInt("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"));
+      conn_.QueryInt("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb' "
+                     "AND (installed_version IS NOT NULL OR "
+                     "current_setting('shared_preload_libraries') LIKE '%timescaledb%')"));
+  TRIB_ASSIGN_OR_RETURN(
+      int64_t existing,
+      conn_.QueryInt("SELECT count(*) FROM pg_class WHERE oid = to_regclass(" + readings + ")"));
+  auto count_partitioned = [&] {
+    return conn_.QueryInt(
+        "SELECT count(*) FROM pg_partitioned_table WHERE partrelid = "
+        "to_regclass(" +
+        readings + ")");
+  };
+  TRIB_ASSIGN_OR_RETURN(int64_t existing_partitioned, count_partitioned());
+  const bool hypertable = has_timescale > 0 && (existing == 0 || existing_partitioned == 0);
   // One transaction, and an advisory lock so two sinks starting at once do not race
   // on CREATE ... IF NOT EXISTS.
   std::string sql = "BEGIN; SELECT pg_advisory_xact_lock(7236051);\n";
   sql += "CREATE EXTENSION IF NOT EXISTS postgis;\n";
-  if (has_timescale > 0) sql += "CREATE EXTENSION IF NOT EXISTS timescaledb;\n";
-  sql += SchemaSql(schema_, has_timescale > 0);
-  if (has_timescale > 0) {
-    sql += "SELECT create_hypertable(" + PgQuoteLiteral(options_.schema + ".readings") +
-           ", 'event_time', if_not_exists => TRUE);\n";
+  if (hypertable) sql += "CREATE EXTENSION IF NOT EXISTS timescaledb;\n";
+  sql += SchemaSql(schema_, hypertable);
+  if (hypertable) {
+    // A no-op (with a notice) when readings already is a hypertable.
+    sql += "SELECT create_hypertable(" + readings +
+           "::regclass, 'event_time', if_not_exists => TRUE);\n";
   }
   sql += "COMMIT;";
   Status st = conn_.Exec(sql);
@@ -537,10 +556,7 @@ Status PostgresSink::CreateSchema() {
     (void)conn_.Exec("ROLLBACK");
     return st;
   }
-  TRIB_ASSIGN_OR_RETURN(
-      int64_t partitioned,
-      conn_.QueryInt("SELECT count(*) FROM pg_partitioned_table WHERE partrelid = " +
-                     PgQuoteLiteral(options_.schema + ".readings") + "::regclass"));
+  TRIB_ASSIGN_OR_RETURN(int64_t partitioned, count_partitioned());
   partitioned_ = partitioned > 0;
   schema_ready_ = true;
   return Status::Ok();
