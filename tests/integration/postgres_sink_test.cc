@@ -12,6 +12,7 @@
 #include "core/registry.h"
 #include "core/sink_health.h"
 #include "integration/postgres.h"
+#include "io/sinks/breaker_sink.h"
 #include "io/sinks/pg_conn.h"
 #include "sink_test_records.h"
 
@@ -458,6 +459,100 @@ TEST_F(PostgresBreakerTest, ABufferLeftByAnEarlierRunIsDrainedAtTheNextStart) {
   EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), 1000);
   EXPECT_EQ(SinkHealthSnapshot()["warehouse"].buffered_rows, 0u);
   EXPECT_EQ(Committed("warehouse/readings"), 1000u);
+}
+
+// Write latency alone (no failure) opens the breaker: another connection holds a lock on
+// readings through three commits in a row, each then waits well over twice the usual
+// time. New rows go to the local buffer; once the lock is gone a half-open probe drains
+// the buffer batch by batch, in order, and live rows follow.
+TEST_F(PostgresBreakerTest, SlowCommitsOpenTheBreakerAndTheBufferDrainsBeforeLiveRows) {
+  ctx_.data_dir = buffer_dir_.path();
+  BreakerOptions bo;
+  bo.buffer_path = buffer_dir_.File("slow.buffer.sqlite");
+  bo.probe_interval = kMicrosPerSecond;  // long enough to see the breaker open
+  bo.probe_interval_max = 2 * kMicrosPerSecond;
+  bo.drain_chunk_rows = 100;  // one remote transaction per buffered batch
+  PostgresSinkOptions po = Options();
+  po.name = "slow-warehouse";
+  po.retry_for = 0;
+  std::unique_ptr<Sink> sink =
+      MakeBreakerSink("slow-warehouse", bo, [po] { return MakePostgresSink(po); });
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+  auto health = [] { return SinkHealthSnapshot()["slow-warehouse"]; };
+  constexpr int kPerBatch = 100;
+  int batch = 0;
+  auto write = [&] { return sink->Write(Readings(batch++ * kPerBatch, kPerBatch)); };
+
+  // The baseline: healthy commits.
+  for (int k = 0; k < 6; ++k) {
+    ASSERT_TRUE(write().ok());
+    ASSERT_TRUE(sink->Commit().ok());
+  }
+  ASSERT_EQ(health().state, BreakerState::kClosed);
+  const uint64_t opened_before = health().opened_total;
+
+  PgConnection locker;
+  ASSERT_TRUE(locker.Connect(server_.conninfo(), "tributary-tests-locker", 5).ok());
+  for (int k = 0; k < 3; ++k) {
+    // INSERT needs ROW EXCLUSIVE, which SHARE blocks until the locker commits.
+    ASSERT_TRUE(locker.Exec("BEGIN; LOCK TABLE air.readings IN SHARE MODE").ok());
+    std::thread release([&locker] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      (void)locker.Exec("COMMIT");
+    });
+    ASSERT_TRUE(write().ok());
+    Status st = sink->Commit();
+    release.join();
+    ASSERT_TRUE(st.ok()) << "a slow commit still succeeds: " << st.ToString();
+    if (k < 2) {
+      EXPECT_EQ(health().state, BreakerState::kClosed) << "only " << k + 1 << " slow commits";
+    }
+  }
+  EXPECT_EQ(health().state, BreakerState::kOpen) << "three slow commits in a row";
+  EXPECT_EQ(health().opened_total, opened_before + 1);
+  const int slow_end = batch;  // batches before this one are in PostgreSQL
+
+  // Open: rows go to the local buffer, durable at once.
+  for (int k = 0; k < 4; ++k) ASSERT_TRUE(write().ok());
+  ASSERT_TRUE(sink->Commit().ok());
+  EXPECT_EQ(health().buffered_rows, 4u * kPerBatch);
+  const int buffered_end = batch;
+
+  // The probe (due after breaker_probe_interval) finds the server fast again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  ASSERT_TRUE(write().ok());  // the probe drains the buffer, then this batch goes live
+  ASSERT_TRUE(sink->Commit().ok());
+  ASSERT_TRUE(write().ok());
+  ASSERT_TRUE(sink->Commit().ok());
+  SinkHealth after = health();
+  sink->Close();
+  EXPECT_EQ(after.state, BreakerState::kClosed);
+  EXPECT_EQ(after.buffered_rows, 0u);
+  EXPECT_GE(after.drained_rows_total, 4u * kPerBatch);
+  EXPECT_GT(after.drain_rows_per_s, 0.0);
+
+  const int64_t total = int64_t{batch} * kPerBatch;
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), total);
+  EXPECT_EQ(Int("SELECT count(DISTINCT value) FROM air.readings"), total);
+  EXPECT_EQ(Committed("slow-warehouse/readings"), static_cast<uint64_t>(total));
+  // Order of arrival: the transaction id of each batch's rows (value / kPerBatch is the
+  // batch number) grows with the batch number, and the drained batches precede the live
+  // ones.
+  Result<PgResult> r =
+      db_.Query("SELECT (value::bigint / " + std::to_string(kPerBatch) +
+                ") AS b, min(xmin::text::bigint), max(xmin::text::bigint) FROM air.readings "
+                "GROUP BY b ORDER BY b");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->rows(), batch);
+  int64_t last_xid = 0;
+  for (int b = slow_end; b < batch; ++b) {
+    int64_t lo = std::stoll(r->Value(b, 1));
+    int64_t hi = std::stoll(r->Value(b, 2));
+    EXPECT_EQ(lo, hi) << "batch " << b << " arrived in one transaction";
+    EXPECT_GT(lo, last_xid) << "batch " << b << " arrived after batch " << b - 1
+                            << (b == buffered_end ? " (the first live batch)" : "");
+    last_xid = hi;
+  }
 }
 
 }  // namespace

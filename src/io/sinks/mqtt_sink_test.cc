@@ -1,6 +1,7 @@
 #include "io/sinks/mqtt_sink.h"
 
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <chrono>
 #include <cmath>
@@ -8,6 +9,9 @@
 #include <thread>
 
 #include "core/ledger.h"
+#include "core/pipeline_config.h"
+#include "core/registry.h"
+#include "core/sink_health.h"
 #include "integration/mosquitto.h"
 #include "io/sources/mqtt_source.h"
 
@@ -178,6 +182,69 @@ TEST(MqttSinkTest, CommitNotBlockedByAFullSourceBuffer) {
   EXPECT_TRUE(s.ok()) << s.message();
   sink.Close();
   source.Close();
+}
+
+// The mqtt sink as a pipeline builds it, behind the circuit breaker: while the broker is
+// down, results wait in the local buffer; once it is up, a probe sends them in order.
+TEST(MqttSinkTest, BuffersWhileTheBrokerIsDownAndPublishesWhenItIsBack) {
+  if (MosquittoBroker::BinaryPath().empty()) GTEST_SKIP() << "mosquitto is not installed";
+  MosquittoBroker broker;  // its port is chosen now; it starts later
+  testing::TempDir data;
+  YAML::Node node = YAML::Load(
+      "{name: mq-breaker, type: mqtt, client_id: breaker-writer, clean_session: true, "
+      "connect_timeout: 1s, topic: 'out/{group}', breaker_probe_interval: 100ms, "
+      "breaker_probe_interval_max: 200ms}");
+  node["broker"] = broker.url();
+  SinkEntry e;
+  e.name = "mq-breaker";
+  e.type = "mqtt";
+  e.options =
+      OptionReader(node, "pipeline.yaml", "sinks[0]", {&SinkCommonSpec(), &MqttSinkSectionSpec()});
+  ASSERT_TRUE(e.options.CheckKeys().ok());
+  Result<std::unique_ptr<Sink>> made = Registry::Get().MakeSink(e);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  std::unique_ptr<Sink> sink = std::move(made).value();
+  Ledger ledger;
+  RunContext ctx;
+  ctx.ledger = &ledger;
+  ctx.data_dir = data.path();
+  ASSERT_TRUE(sink->Open(ctx).ok()) << "a broker that is down does not stop the run";
+  for (int i = 0; i < 3; ++i) {
+    Batch b;
+    b.windows.push_back(Result1("pm25", ("d" + std::to_string(i)).c_str(), i));
+    ASSERT_TRUE(sink->Write(b).ok());
+  }
+  ASSERT_TRUE(sink->Commit().ok());
+  EXPECT_EQ(SinkHealthSnapshot()["mq-breaker"].state, BreakerState::kOpen);
+  EXPECT_EQ(SinkHealthSnapshot()["mq-breaker"].buffered_rows, 3u);
+  EXPECT_EQ(ledger.Snapshot().sink_committed["mq-breaker/windows"], 0u);
+
+  ASSERT_EQ(broker.Start(), "");
+  MqttSourceOptions so;
+  so.connect.broker = broker.url();
+  so.connect.client_id = "breaker-reader";
+  so.topics = {"out/#"};
+  MqttSource subscriber(so);
+  ASSERT_TRUE(subscriber.Open(ctx).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Batch live;
+  live.windows.push_back(Result1("pm25", "d3", 3));
+  ASSERT_TRUE(sink->Write(live).ok());  // the probe drains the buffer first
+  ASSERT_TRUE(sink->Commit().ok());
+  EXPECT_EQ(SinkHealthSnapshot()["mq-breaker"].state, BreakerState::kClosed);
+  EXPECT_EQ(SinkHealthSnapshot()["mq-breaker"].buffered_rows, 0u);
+  EXPECT_EQ(ledger.Snapshot().sink_committed["mq-breaker/windows"], 4u);
+  std::vector<std::string> topics;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (topics.size() < 4 && std::chrono::steady_clock::now() < deadline) {
+    RawBatch b;
+    ASSERT_TRUE(subscriber.Poll(b, 100, 100'000).ok());
+    for (const RawRecord& r : b.records) topics.push_back(r.topic.str());
+  }
+  EXPECT_EQ(topics, (std::vector<std::string>{"out/d0", "out/d1", "out/d2", "out/d3"}))
+      << "the buffered results in order, then the live one";
+  sink->Close();
+  subscriber.Close();
 }
 
 }  // namespace
