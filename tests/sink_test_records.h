@@ -46,4 +46,36 @@ inline Reading BareReading(const char* device, const char* metric, TimeUs t, dou
   return r;
 }
 
+/// A window result with most aggregates, extra quantiles, flags and a centroid set.
+inline WindowResult FullWindowResult() {
+  WindowResult w;
+  w.window = Intern("device_1m");
+  w.group_by = Intern("device");
+  w.group = Intern("node-17");
+  w.metric = Intern("pm25");
+  w.start = kSinkT0;
+  w.end = kSinkT0 + kMicrosPerMinute;
+  w.count = 6;
+  w.mean = 11.0;
+  w.min = 8.0;
+  w.max = 15.5;
+  w.std = 2.25;
+  w.median = 10.5;
+  w.p95 = 15.0;
+  w.first = 9.0;
+  w.last = 12.0;
+  w.centroid_lat = 48.2;
+  w.centroid_lon = 16.37;
+  w.distinct_sensors = 1;
+  w.late_count = 2;
+  w.interpolated_sample_fraction = 0.5;
+  w.exceedance_count = 4;
+  w.quantiles = {{0.9, 14.5}};
+  w.aggregation_method = Intern("mean");
+  w.flags = static_cast<uint32_t>(WindowFlag::kSparse);
+  w.revision = 1;
+  w.emitted_at = kSinkT0 + kMicrosPerMinute + 500000;
+  return w;
+}
+
 }  // namespace tributary::testing

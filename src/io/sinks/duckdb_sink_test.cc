@@ -49,37 +49,6 @@ TEST(DuckDbSinkOptionsTest, ReadsDefaultsAndValidates) {
 
 #ifdef TRIBUTARY_HAVE_DUCKDB
 
-WindowResult FullWindow() {
-  WindowResult w;
-  w.window = Intern("device_1m");
-  w.group_by = Intern("device");
-  w.group = Intern("node-17");
-  w.metric = Intern("pm25");
-  w.start = kT0;
-  w.end = kT0 + kMicrosPerMinute;
-  w.count = 6;
-  w.mean = 11.0;
-  w.min = 8.0;
-  w.max = 15.5;
-  w.std = 2.25;
-  w.median = 10.5;
-  w.p95 = 15.0;
-  w.first = 9.0;
-  w.last = 12.0;
-  w.centroid_lat = 48.2;
-  w.centroid_lon = 16.37;
-  w.distinct_sensors = 1;
-  w.late_count = 2;
-  w.interpolated_sample_fraction = 0.5;
-  w.exceedance_count = 4;
-  w.quantiles = {{0.9, 14.5}};
-  w.aggregation_method = Intern("mean");
-  w.flags = static_cast<uint32_t>(WindowFlag::kSparse);
-  w.revision = 1;
-  w.emitted_at = kT0 + kMicrosPerMinute + 500000;
-  return w;
-}
-
 class DuckDbSinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -107,7 +76,7 @@ Batch MixedBatch() {
   Batch b;
   b.readings.push_back(FullReading());
   b.readings.push_back(BareReading("node-2", "temperature", kT0, -3.25));  // no position
-  b.windows.push_back(FullWindow());
+  b.windows.push_back(testing::FullWindowResult());
   QuarantineRecord q;
   q.reason = Intern("malformed_json");
   q.detail = "unexpected end of input";
@@ -254,7 +223,7 @@ TEST_F(DuckDbSinkTest, CloseWithoutCommitStoresNothingAndOnlyChosenTablesGetRows
     ASSERT_TRUE(sink->Write(MixedBatch()).ok());
     ASSERT_TRUE(sink->Commit().ok());
     Batch more;
-    WindowResult w = FullWindow();
+    WindowResult w = testing::FullWindowResult();
     w.revision = 2;
     more.windows.push_back(w);
     ASSERT_TRUE(sink->Write(more).ok());
