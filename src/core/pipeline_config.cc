@@ -81,6 +81,33 @@ const SectionSpec& ProcessingSectionSpec() {
            "Unit of NO2, O3, SO2 and CO readings: `ppb` (mixing ratio, canonical) or `ug/m3` "
            "(mass concentration at 25 degC and 1013.25 hPa: ug/m3 = ppb x M / 24.45).",
            "ppb|ug/m3"},
+          // Read by the memory guard and the partition monitor (stream/memory_guard.h,
+          // stream/partition_monitor.h; docs/RELIABILITY.md).
+          {"memory_limit", OptionType::kString, "auto",
+           "Memory ceiling of the process: a size (`512MiB`, `2GiB`, `1.5GB`, bytes), a share "
+           "of what the machine allows (`40%` of the cgroup limit, or of MemTotal without "
+           "one), `auto` (the smaller of 80% of the cgroup limit and 50% of MemTotal) or "
+           "`off`. At least 32MiB."},
+          {"memory_pause", OptionType::kDouble, "0.75",
+           "Share of the memory ceiling at which every source pauses (kafka partitions pause, "
+           "mqtt stops taking messages, http answers 503, file and simulator stop reading).",
+           "0.1..0.99"},
+          {"memory_shed", OptionType::kDouble, "0.9",
+           "Share of the memory ceiling at which the window stage refuses readings of window "
+           "keys it has never held (quarantined as memory_shed). Above memory_pause.",
+           "0.1..0.99"},
+          {"memory_sample", OptionType::kDuration, "100ms",
+           "How often the resident set size is read from /proc/self/statm.", "10ms..10s"},
+          {"partition_rate_interval", OptionType::kDuration, "10s",
+           "Interval over which per-partition rates are measured and hot partitions judged.",
+           "1s..1h"},
+          {"hot_partition_factor", OptionType::kDouble, "3",
+           "A partition whose rate exceeds this many times the median rate of the active "
+           "partitions is reported hot (needs at least 3 active partitions).",
+           "1.1..1000"},
+          {"hot_partition_min_records", OptionType::kInt, "100",
+           "Readings a partition needs in one interval before it can be reported hot.",
+           "1..1000000000"},
       }};
   return spec;
 }

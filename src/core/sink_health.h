@@ -19,6 +19,7 @@ struct SinkHealth {
   double drain_rows_per_s = 0;  ///< rate of the last drain of the buffer
   uint64_t opened_total = 0;    ///< how often the breaker opened
   uint64_t drained_rows_total = 0;
+  bool buffer_full = false;  ///< the local buffer refused a write (disk full or its size cap)
 };
 
 /// Publish the health of sink `name`.

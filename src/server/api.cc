@@ -7,6 +7,7 @@
 #include "alert/forecast.h"
 #include "alert/rules.h"
 #include "core/json_writer.h"
+#include "server/metrics.h"
 #include "server/sse.h"
 #include "stream/runtime.h"
 
@@ -218,6 +219,33 @@ std::string HealthJson(const Pipeline& pipeline, const LiveState& live, const Ev
   w.EndObject();
   w.Key("batches").UInt(totals.batches);
   w.Key("last_event_id").UInt(events.last_id());
+  // The memory ceiling (stream/memory_guard.h) and hot partitions (partition_monitor.h).
+  w.Key("memory").BeginObject();
+  w.Key("limit_bytes").UInt(progress.memory.limit_bytes);
+  w.Key("rss_bytes").UInt(ProcessRssBytes());
+  w.Key("peak_rss_bytes").UInt(progress.memory.peak_rss_bytes);
+  w.Key("level").Number(progress.memory.level);
+  w.Key("paused").Bool(progress.memory.paused);
+  w.Key("shedding").Bool(progress.memory.shedding);
+  w.Key("pauses").UInt(progress.memory.pauses);
+  w.EndObject();
+  const PartitionReport& parts = progress.partitions;
+  w.Key("partitions").BeginObject();
+  w.Key("active").UInt(parts.active);
+  w.Key("median_rate").Number(parts.median_rate);
+  w.Key("hot").BeginArray();
+  for (const PartitionRate* p : parts.Hot()) {
+    w.BeginObject();
+    w.Key("partition").String(p->partition);
+    w.Key("rate").Number(p->rate);
+    w.Key("lag_seconds").Number(p->lag_seconds);
+    w.Key("h3_cells").BeginArray();
+    for (const std::string& c : p->h3_cells) w.String(c);
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
   w.EndObject();
   return w.Take();
 }
@@ -350,7 +378,7 @@ std::string OpenApiJson() {
   "/api/ledger": {"get": {"summary": "The ledger: input = accepted + quarantined + late + duplicate (+ in flight).",
     "responses": {"200": {"description": "Ledger", "content": {"application/json": {"schema": {"type": "object"}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},
-  "/api/health": {"get": {"summary": "Pipeline health: readings per second, watermark, queue depths.",
+  "/api/health": {"get": {"summary": "Pipeline health: readings per second, watermark, queue depths, the memory ceiling (memory) and hot partitions with their H3 cells (partitions.hot).",
     "responses": {"200": {"description": "Health", "content": {"application/json": {"schema": {"type": "object"}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},
   "/api/events": {"get": {"summary": "Server-Sent Events: window, quarantine and reading_summary events with increasing ids; send Last-Event-ID to resume.",

@@ -109,6 +109,9 @@ void RenderSinkHealth(std::string& out) {
   each("tributary_sink_buffer_drain_rows_per_second", "gauge",
        "Rate of the last drain of the local buffer.",
        [](const SinkHealth& h) { return static_cast<uint64_t>(h.drain_rows_per_s); });
+  each("tributary_sink_buffer_full", "gauge",
+       "1 while the local buffer refuses writes (disk full or breaker_buffer_max reached).",
+       [](const SinkHealth& h) { return static_cast<uint64_t>(h.buffer_full ? 1 : 0); });
 }
 
 }  // namespace

@@ -11,7 +11,7 @@
 // tributary_quarantine_fraction (of all input), tributary_pipeline_running (0/1),
 // tributary_sse_last_event_id, process_resident_memory_bytes; per remote sink with a circuit
 // breaker: tributary_sink_breaker_state, _breaker_opened_total, _buffer_rows,
-// _buffer_drained_rows_total and _buffer_drain_rows_per_second (label sink).
+// _buffer_drained_rows_total, _buffer_drain_rows_per_second and _buffer_full (label sink).
 // Connector gauges (SetConnectorGauge) follow, e.g. from the kafka source:
 //   tributary_kafka_consumer_lag{source="...",topic="...",partition="0"}  records behind
 //   tributary_kafka_poll_records{source="..."}   the adaptive records-per-poll limit

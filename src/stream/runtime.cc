@@ -14,6 +14,7 @@
 #include "core/registry.h"
 #include "ingest/ingest.h"
 #include "io/connector.h"
+#include "server/metrics.h"
 #include "spatial/enrich.h"
 #include "spatial/surface.h"
 #include "stream/operator.h"
@@ -53,6 +54,11 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
                                                   const PipelineBuildOptions& options) {
   std::unique_ptr<Pipeline> p(new Pipeline(config));
   p->idle_ticks_ = options.idle_ticks;
+  TRIB_ASSIGN_OR_RETURN(MemoryLimitOptions memory, ParseMemoryLimitOptions(p->config_));
+  p->memory_guard_ = std::make_unique<MemoryGuard>(std::move(memory));
+  TRIB_ASSIGN_OR_RETURN(HotPartitionOptions hot, ParseHotPartitionOptions(p->config_));
+  p->partition_monitor_ = std::make_unique<PartitionMonitor>(
+      hot, p->config_.sources, "pipeline=\"" + EscapeLabelValue(p->config_.name) + "\"");
   const Registry& registry = Registry::Get();
   if (config.sources.empty()) {
     return Status::Invalid(config.file + ": the pipeline has no sources");
@@ -98,6 +104,8 @@ RunProgress Pipeline::Progress() const {
     p.raw_queue_depth = shared_->raw.size();
     p.sink_queue_depth = shared_->batches.size();
   }
+  if (memory_guard_) p.memory = memory_guard_->Status();
+  if (partition_monitor_) p.partitions = partition_monitor_->Report();
   return p;
 }
 
@@ -138,6 +146,11 @@ Status Pipeline::Run(DurationUs duration) {
   ctx.ledger = &ledger_;
   ctx.data_dir = config_.data_dir;
   ctx.stop = &stop_;
+  for (auto& op : operators_) {
+    if (auto* window = dynamic_cast<WindowOperator*>(op.get())) {
+      window->SetMemoryShed(&memory_guard_->shedding());
+    }
+  }
 
   // Open sinks first: a sink that cannot open must fail the run before any source
   // consumes (and possibly acknowledges) input.
@@ -169,6 +182,14 @@ Status Pipeline::Run(DurationUs duration) {
   }
 
   running_.store(true, std::memory_order_release);
+  // Near the memory ceiling every source pauses; it resumes once memory or the queues
+  // allow (stream/memory_guard.h).
+  memory_guard_->Start(
+      [this](bool pause) {
+        for (auto& s : sources_) s->SetPaused(pause);
+      },
+      [&sh] { return sh.raw.size() == 0 && sh.batches.size() == 0; },
+      "{pipeline=\"" + EscapeLabelValue(config_.name) + "\"}");
 
   // Source threads.
   std::vector<std::thread> source_threads;
@@ -218,6 +239,7 @@ Status Pipeline::Run(DurationUs duration) {
       std::optional<RawBatch> raw = sh.raw.PopFor(kPollWait);
       if (!raw) {
         if (sh.raw.closed()) break;
+        partition_monitor_->Tick(NowUs());
         if (!idle_ticks_) continue;
         for (size_t k = 0; k < operators_.size() && ok; ++k) {
           Batch out;
@@ -244,6 +266,7 @@ Status Pipeline::Run(DurationUs duration) {
         sh.Fail(st.WithContext("ingest"));
         break;
       }
+      partition_monitor_->Observe(batch.readings, raw->source_index, NowUs());
       ok = run_chain(batch, 0);
       // Set after the chain, so no operator can lose it; Source::OnCommitted needs it.
       batch.source_index = raw->source_index;
@@ -341,6 +364,7 @@ Status Pipeline::Run(DurationUs duration) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  memory_guard_->Stop();
   for (auto& t : source_threads) t.join();
   process_thread.join();
   sink_thread.join();

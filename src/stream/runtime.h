@@ -21,6 +21,8 @@
 #include "core/ledger.h"
 #include "core/pipeline_config.h"
 #include "core/status.h"
+#include "stream/memory_guard.h"
+#include "stream/partition_monitor.h"
 
 namespace tributary {
 
@@ -45,6 +47,8 @@ struct RunProgress {
   TimeUs watermark = kMinTime;
   size_t raw_queue_depth = 0;
   size_t sink_queue_depth = 0;
+  MemoryGuardStatus memory;    ///< the memory ceiling (limit 0: none)
+  PartitionReport partitions;  ///< per-partition rates of the last interval
 };
 
 /// How a pipeline is built beyond its config (bounded re-processing uses these).
@@ -100,6 +104,8 @@ class Pipeline {
   std::vector<std::unique_ptr<Sink>> sinks_;
   std::vector<std::string> sink_names_;
   std::unique_ptr<Shared> shared_;
+  std::unique_ptr<MemoryGuard> memory_guard_;
+  std::unique_ptr<PartitionMonitor> partition_monitor_;
 };
 
 /// Write `content` to `path` atomically (temporary file + fsync + rename).

@@ -1,5 +1,7 @@
 #include "stream/window.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -8,8 +10,10 @@
 #include <cstdio>
 #include <numeric>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "alert/aqi.h"
+#include "core/json_writer.h"
 #include "ingest/metrics.h"
 
 namespace tributary {
@@ -192,6 +196,10 @@ struct WindowOperator::Sessions {
 
 struct WindowOperator::Histories {
   std::vector<HistoryMap> by_def;
+};
+
+struct WindowOperator::KnownKeys {
+  std::vector<std::unordered_set<CellKey, CellKeyHash>> by_def;
 };
 
 // ---------------------------------------------------------------------------
@@ -655,7 +663,9 @@ WindowOperator::WindowOperator(std::vector<WindowDefinition> definitions,
       size_hint_(definitions_.size(), 0),
       sessions_(std::make_unique<Sessions>()),
       histories_(std::make_unique<Histories>()),
-      panes_(std::make_unique<Panes>()) {
+      panes_(std::make_unique<Panes>()),
+      known_(std::make_unique<KnownKeys>()) {
+  known_->by_def.resize(definitions_.size());
   sessions_->by_def.resize(definitions_.size());
   histories_->by_def.resize(definitions_.size());
   panes_->by_def.resize(definitions_.size());
@@ -727,6 +737,7 @@ DurationUs WindowOperator::Assign(uint16_t d, const Reading& r, TimeUs watermark
   auto add = [&](TimeUs start, bool count_late) {
     Slice& slice = GetSlice(d, start, watermark);
     auto [it, added] = slice.cells.try_emplace(key);
+    if (added) known_->by_def[d].insert(key);
     Cell& cell = it->second;
     cell.acc.Add(r, keep, def.resample != ResampleMode::kNone);
     if (count_late) ++cell.late_count;
@@ -779,8 +790,12 @@ void WindowOperator::AddToPane(uint16_t d, const Reading& r, TimeUs watermark) {
       }
     }
   }
-  auto [it, added] = pane->try_emplace(KeyOf(def, r));
-  if (added) ++ps.open;
+  const CellKey key = KeyOf(def, r);
+  auto [it, added] = pane->try_emplace(key);
+  if (added) {
+    ++ps.open;
+    known_->by_def[d].insert(key);
+  }
   it->second.Add(r, def.aggregates.NeedsValues(), def.resample != ResampleMode::kNone);
 }
 
@@ -838,7 +853,10 @@ DurationUs WindowOperator::AssignSession(uint16_t d, const Reading& r, TimeUs wa
       return watermark - closes;
     }
     if (!finite) return -1;
-    if (list == nullptr) list = &per_key[key];
+    if (list == nullptr) {
+      list = &per_key[key];
+      known_->by_def[d].insert(key);
+    }
     Session& s = (*list)[t];
     ++ss.open;
     s.first = s.last = t;
@@ -891,9 +909,16 @@ Status WindowOperator::Process(Batch& batch) {
   size_t keep = 0;
   const auto num_defs = static_cast<uint16_t>(definitions_.size());
   std::vector<std::pair<uint16_t, DurationUs>> misses;
+  const bool shed = memory_shed_ != nullptr && memory_shed_->load(std::memory_order_relaxed);
+  uint64_t shed_now = 0;
   for (size_t i = 0; i < readings.size(); ++i) {
     Reading& r = readings[i];
     tracker_.Observe(PartitionOf(r), r.event_time, r.arrival_time);
+    if (shed && OpensNewKey(r)) {
+      Shed(r, batch);
+      ++shed_now;
+      continue;
+    }
     misses.clear();
     size_t belongs = 0;
     bool late_arrival = false;
@@ -925,12 +950,75 @@ Status WindowOperator::Process(Batch& batch) {
   if (ledger_ != nullptr) {
     if (accepted > 0) ledger_->AddAccepted(accepted);
     if (late > 0) ledger_->AddLate(late);
+    if (shed_now > 0) ledger_->AddQuarantined("memory_shed", shed_now);
+  }
+  if (shed_now > 0) {
+    shed_total_ += shed_now;
+    shed_since_log_ += shed_now;
+    const TimeUs now = NowUs();
+    if (last_shed_log_ == kMinTime || now - last_shed_log_ >= 10 * kMicrosPerSecond) {
+      spdlog::warn(
+          "window: memory ceiling: refused {} readings of new window keys (quarantined "
+          "as memory_shed; {} since the start)",
+          shed_since_log_, shed_total_);
+      last_shed_log_ = now;
+      shed_since_log_ = 0;
+    }
+  } else if (!shed && last_shed_log_ != kMinTime && shed_since_log_ > 0) {
+    spdlog::warn(
+        "window: memory ceiling: refused {} more readings of new window keys before "
+        "shedding ended ({} since the start)",
+        shed_since_log_, shed_total_);
+    shed_since_log_ = 0;
   }
   if (had_input) wall_at_last_input_ = clock_();
   tracker_.Advance(tracker_.max_arrival());
   EmitDue(batch.windows);
   batch.watermark = tracker_.watermark();
   return Status::Ok();
+}
+
+bool WindowOperator::OpensNewKey(const Reading& r) const {
+  if (!std::isfinite(r.value)) return false;  // aggregated nowhere: opens nothing
+  for (uint16_t d = 0; d < definitions_.size(); ++d) {
+    const WindowDefinition& def = definitions_[d];
+    if (def.Accepts(r.metric) && !known_->by_def[d].contains(KeyOf(def, r))) return true;
+  }
+  return false;
+}
+
+void WindowOperator::Shed(const Reading& r, Batch& batch) {
+  QuarantineRecord q;
+  q.reason = Intern("memory_shed");
+  std::string key;
+  for (uint16_t d = 0; d < definitions_.size(); ++d) {
+    const WindowDefinition& def = definitions_[d];
+    if (def.Accepts(r.metric) && !known_->by_def[d].contains(KeyOf(def, r))) {
+      key = def.name;
+      break;
+    }
+  }
+  q.detail = "memory above the shed level of processing.memory_limit: window " + key +
+             " holds no state for this reading's " + std::string(r.metric.view()) +
+             " key; refused instead of opening one";
+  // The reading in the long shape the json decoder reads, for replay-quarantine.
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("device_id").String(r.device.view());
+  w.Key("timestamp").String(FormatTime(r.event_time));
+  w.Key("metric").String(r.metric.view());
+  w.Key("value").Number(r.value);
+  if (std::isfinite(r.lat) && std::isfinite(r.lon)) {
+    w.Key("lat").Number(r.lat);
+    w.Key("lon").Number(r.lon);
+  }
+  w.EndObject();
+  q.raw = w.Take();
+  q.arrival_time = r.arrival_time;
+  q.device = r.device;
+  q.metric = r.metric;
+  q.prov = r.prov;
+  batch.quarantine.push_back(std::move(q));
 }
 
 Status WindowOperator::OnIdle(TimeUs wall_now, Batch& out) {
@@ -1346,6 +1434,12 @@ WindowStats WindowOperator::Stats() const {
   auto alloc = [](size_t bytes) { return (bytes + 8 + 15) / 16 * 16; };
   WindowStats stats;
   stats.open_slices = slices_.size();
+  stats.shed = shed_total_;
+  for (const auto& keys : known_->by_def) {
+    stats.known_keys += keys.size();
+    stats.state_bytes += alloc(keys.bucket_count() * sizeof(void*)) +
+                         keys.size() * alloc(sizeof(void*) + sizeof(CellKey) + sizeof(size_t));
+  }
   for (const auto& [id, slice] : slices_) {
     stats.open_windows += slice->cells.size();
     stats.state_bytes += alloc(sizeof(Slice)) + alloc(sizeof(void*) * 4 + sizeof(SliceId) +

@@ -128,6 +128,15 @@
 // late_count and LATENCY_DEGRADED, GAP_BEFORE and CENTROID_JUMP (other windows), and
 // the NowCast when grace is not shorter than the window.
 //
+// Memory shedding. While the flag given to SetMemoryShed is set (the process is above
+// the memory ceiling's shed level, stream/memory_guard.h), a reading that would open a key
+// — (definition, group, metric) — that the stage has never held for some definition it
+// belongs to is refused before any definition takes it: it goes to batch.quarantine
+// with reason `memory_shed` (raw: the reading as a long-shape JSON object) and is
+// counted quarantined in the ledger. Readings of known keys are processed as usual;
+// the watermark still observes refused readings, so due windows close and free memory.
+// A log line reports refusals when shedding starts and every 10 s while it lasts.
+//
 // State: open windows live in slices, one per (definition, window start), each a
 // hash map from (group, metric) to a compact accumulator (for pane definitions, a
 // window holds its merged accumulators only from its emission until it is freed;
@@ -141,6 +150,7 @@
 // Threading: one operator per worker thread; no call is concurrent (operator.h).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -230,6 +240,8 @@ struct WindowStats {
   size_t open_slices = 0;   ///< (definition, start) slices held
   size_t open_panes = 0;    ///< (definition, group, metric, pane start) partials held
   size_t state_bytes = 0;   ///< estimated heap bytes of all window state
+  size_t known_keys = 0;    ///< (definition, group, metric) keys ever held
+  uint64_t shed = 0;        ///< readings refused (memory_shed) since the start
 };
 
 /// The window stage (see the file comment for its rules).
@@ -260,6 +272,9 @@ class WindowOperator : public Operator {
 
   /// Use `lookup` for each sensor's expected reporting interval (call before Open).
   void SetExpectedInterval(ExpectedInterval lookup) { expected_interval_ = std::move(lookup); }
+  /// Refuse new window keys while `*flag` is set (the memory guard's; not owned, must
+  /// outlive the operator's use; null: never). Call before the first Process.
+  void SetMemoryShed(const std::atomic<bool>* flag) { memory_shed_ = flag; }
 
   const std::vector<WindowDefinition>& definitions() const { return definitions_; }
   TimeUs watermark() const { return tracker_.watermark(); }
@@ -271,6 +286,7 @@ class WindowOperator : public Operator {
   struct Sessions;   // session windows of every session definition; in window.cc
   struct Histories;  // per (definition, key): previous window, hourly means
   struct Panes;      // pre-aggregated panes of sliding definitions; in window.cc
+  struct KnownKeys;  // per definition: every (group, metric) key ever held; in window.cc
   using SliceId = std::pair<uint16_t, TimeUs>;       // (definition, window start)
   using Due = std::tuple<TimeUs, uint16_t, TimeUs>;  // (due time, definition, start)
   struct DirtyRef;
@@ -291,6 +307,10 @@ class WindowOperator : public Operator {
   void EmitSlice(Slice& slice, std::vector<WindowResult>& out);
   void FreeSlice(const SliceId& id);
   void CountEmitted(size_t n);
+  // Memory shedding: whether `r` would open a key some definition never held, and
+  // the quarantine record that refuses it.
+  bool OpensNewKey(const Reading& r) const;
+  void Shed(const Reading& r, Batch& batch);
 
   const std::vector<WindowDefinition> definitions_;
   Clock clock_;
@@ -305,7 +325,12 @@ class WindowOperator : public Operator {
   std::unique_ptr<Sessions> sessions_;
   std::unique_ptr<Histories> histories_;
   std::unique_ptr<Panes> panes_;
-  ExpectedInterval expected_interval_;  // empty: every sensor at expected_interval
+  std::unique_ptr<KnownKeys> known_;
+  ExpectedInterval expected_interval_;              // empty: every sensor at expected_interval
+  const std::atomic<bool>* memory_shed_ = nullptr;  // SetMemoryShed
+  uint64_t shed_total_ = 0;
+  uint64_t shed_since_log_ = 0;
+  TimeUs last_shed_log_ = kMinTime;
 };
 
 /// Build the window stage from the pipeline's `windows` list and `processing` options.

@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <filesystem>
 #include <utility>
 
+#include "core/byte_size.h"
 #include "core/sink_health.h"
 #include "io/sinks/batch_codec.h"
 #include "io/sinks/sqlite_util.h"
@@ -29,6 +31,10 @@ class BreakerSink final : public Sink {
   Status OpenBuffer();
   // Send to the buffer (one durable row per batch).
   Status Buffer(const Batch& batch);
+  Status Insert(const Batch& batch);
+  Status FlushUnbuffered();
+  // The buffer refused a row: report it (once per episode) as a retryable error.
+  Status Full(const Status& st);
   // Open the breaker: buffer the uncommitted copies, drop the remote sink.
   Status Trip(const std::string& why);
   // Half-open when due: open a fresh remote sink and drain the buffer.
@@ -49,6 +55,7 @@ class BreakerSink final : public Sink {
 
   SinkHealth health_;
   std::vector<Batch> uncommitted_;  // written to the remote sink since its last Commit
+  std::deque<Batch> unbuffered_;    // copies a full buffer did not take when the breaker opened
   uint64_t uncommitted_rows_ = 0;
   TimeUs next_probe_ = 0;
   DurationUs probe_wait_ = 0;
@@ -95,6 +102,12 @@ Status BreakerSink::OpenBuffer() {
   std::error_code ec;
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   TRIB_RETURN_IF_ERROR(db_.Open(path));
+  if (options_.buffer_max_bytes > 0) {
+    TRIB_ASSIGN_OR_RETURN(int64_t page, db_.QueryInt("PRAGMA page_size"));
+    const uint64_t pages =
+        std::max<uint64_t>(options_.buffer_max_bytes / std::max<int64_t>(page, 512), 8);
+    TRIB_RETURN_IF_ERROR(db_.Exec("PRAGMA max_page_count = " + std::to_string(pages)));
+  }
   TRIB_RETURN_IF_ERROR(
       db_.Exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
                "CREATE TABLE IF NOT EXISTS buffer (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -108,7 +121,7 @@ Status BreakerSink::OpenBuffer() {
   return Status::Ok();
 }
 
-Status BreakerSink::Buffer(const Batch& batch) {
+Status BreakerSink::Insert(const Batch& batch) {
   uint64_t rows = BatchRecordRows(batch);
   if (rows == 0) return Status::Ok();
   std::string bytes;
@@ -117,10 +130,56 @@ Status BreakerSink::Buffer(const Batch& batch) {
   insert_.BindInt(2, NowUs());
   insert_.BindBlob(3, bytes);
   Status st = insert_.Run();
-  if (!st.ok()) return st.WithContext("sink " + name_ + ": local buffer");
+  if (!st.ok()) return st;
   health_.buffered_rows += rows;
+  return Status::Ok();
+}
+
+Status BreakerSink::FlushUnbuffered() {
+  // Copies left over from a full buffer go first, so the buffer keeps the order.
+  if (unbuffered_.empty()) return Status::Ok();
+  while (!unbuffered_.empty()) {
+    Status st = Insert(unbuffered_.front());
+    if (!st.ok()) return Full(st);
+    unbuffered_.pop_front();
+  }
+  health_.buffer_full = false;
   Publish();
   return Status::Ok();
+}
+
+Status BreakerSink::Buffer(const Batch& batch) {
+  TRIB_RETURN_IF_ERROR(FlushUnbuffered());
+  Status st = Insert(batch);
+  if (!st.ok()) return Full(st);
+  if (health_.buffer_full) {
+    health_.buffer_full = false;
+    spdlog::info("sink {}: the local buffer {} takes rows again ({} rows held)", name_, db_.path(),
+                 health_.buffered_rows);
+  }
+  Publish();
+  return Status::Ok();
+}
+
+Status BreakerSink::Full(const Status& st) {
+  const bool full = (sqlite3_extended_errcode(db_.get()) & 0xff) == SQLITE_FULL;
+  if (!full) return st.WithContext("sink " + name_ + ": local buffer");
+  uint64_t waiting = 0;
+  for (const Batch& b : unbuffered_) waiting += BatchRecordRows(b);
+  std::string cap = options_.buffer_max_bytes > 0
+                        ? "breaker_buffer_max " + std::to_string(options_.buffer_max_bytes) +
+                              " bytes reached, or the disk is full"
+                        : "the disk is full";
+  std::string msg = "sink " + name_ + ": local buffer " + db_.path() + " is full (" + cap +
+                    "): it keeps the " + std::to_string(health_.buffered_rows) + " rows it holds" +
+                    (waiting > 0 ? ", " + std::to_string(waiting) + " more wait in memory" : "") +
+                    "; new rows are refused until space is freed or the remote sink recovers";
+  if (!health_.buffer_full) {
+    health_.buffer_full = true;
+    spdlog::error("{}", msg);
+  }
+  Publish();
+  return Status::Io(msg, true);
 }
 
 Status BreakerSink::Trip(const std::string& why) {
@@ -135,8 +194,13 @@ Status BreakerSink::Trip(const std::string& why) {
   probe_wait_ = options_.probe_interval;
   next_probe_ = NowUs() + probe_wait_;
   Status st;
-  for (const Batch& b : uncommitted_) {
-    if (st.ok()) st = Buffer(b);
+  size_t k = 0;
+  for (; k < uncommitted_.size() && st.ok(); ++k) st = Buffer(uncommitted_[k]);
+  // A full buffer: keep what it did not take (the failed one included) in memory.
+  if (!st.ok()) {
+    for (size_t j = k - 1; j < uncommitted_.size(); ++j) {
+      unbuffered_.push_back(std::move(uncommitted_[j]));
+    }
   }
   uncommitted_.clear();
   uncommitted_rows_ = 0;
@@ -215,11 +279,27 @@ Status BreakerSink::Drain() {
         static_cast<double>(sent) * static_cast<double>(kMicrosPerSecond) / elapsed;
     Publish();
   }
+  if (!unbuffered_.empty()) {
+    // Copies a full buffer could not take: after the buffer, before live traffic.
+    uint64_t rows = 0;
+    for (const Batch& b : unbuffered_) {
+      TRIB_RETURN_IF_ERROR(remote_->Write(b));
+      rows += BatchRecordRows(b);
+    }
+    TRIB_RETURN_IF_ERROR(remote_->Commit());
+    unbuffered_.clear();
+    sent += rows;
+    health_.drained_rows_total += rows;
+  }
   if (sent > 0) {
     spdlog::info("sink {}: drained {} buffered rows at {:.0f} rows/s", name_, sent,
                  health_.drain_rows_per_s);
   }
   health_.buffered_rows = 0;
+  if (health_.buffer_full) {
+    health_.buffer_full = false;
+    spdlog::info("sink {}: the local buffer {} is drained and takes rows again", name_, db_.path());
+  }
   return Status::Ok();
 }
 
@@ -233,7 +313,10 @@ Status BreakerSink::Write(const Batch& batch) {
   Status st = remote_->Write(batch);
   if (!st.ok()) {
     if (!st.retryable()) return st;
-    return Trip(st.message());
+    Status tripped = Trip(st.message());
+    // A full buffer: the runtime retries this batch (the last copy), so do not keep it.
+    if (!tripped.ok() && !unbuffered_.empty()) unbuffered_.pop_back();
+    return tripped;
   }
   return Status::Ok();
 }
@@ -254,7 +337,10 @@ void BreakerSink::NoteCommitLatency(DurationUs dt, uint64_t rows) {
 
 Status BreakerSink::Commit() {
   TRIB_RETURN_IF_ERROR(MaybeProbe());
-  if (health_.state != BreakerState::kClosed) return Status::Ok();  // buffer rows are durable
+  if (health_.state != BreakerState::kClosed) {
+    // Buffer rows are durable; copies a full buffer did not take are not yet.
+    return FlushUnbuffered();
+  }
   TimeUs t0 = NowUs();
   Status st = remote_->Commit();
   if (!st.ok()) {
@@ -282,6 +368,14 @@ void BreakerSink::Close() {
     spdlog::warn("sink {}: {} rows stay in the local buffer {} for the next run", name_,
                  health_.buffered_rows, db_.path());
   }
+  if (!unbuffered_.empty()) {
+    uint64_t rows = 0;
+    for (const Batch& b : unbuffered_) rows += BatchRecordRows(b);
+    spdlog::error(
+        "sink {}: {} rows the full local buffer could not take were not committed (nor "
+        "were their source positions)",
+        name_, rows);
+  }
   insert_.Finalize();
   delete_.Finalize();
   db_.Close();
@@ -307,6 +401,10 @@ std::vector<OptionSpec> BreakerOptionSpecs() {
        "Wait before the first half-open probe; it doubles while probes fail.", "1ms..1h"},
       {"breaker_probe_interval_max", OptionType::kDuration, "30s", "Longest wait between probes.",
        "1ms..1h"},
+      {"breaker_buffer_max", OptionType::kString, "",
+       "Largest size of the buffer file (`256MiB`, `2GiB`): past it the buffer refuses rows "
+       "as on a full disk (reported, and it keeps what it holds). Empty: what the disk "
+       "allows."},
   };
 }
 
@@ -319,6 +417,13 @@ Result<BreakerOptions> ReadBreakerOptions(const OptionReader& o) {
   out.slow_batches = static_cast<int>(std::min<int64_t>(slow, 1000000));
   TRIB_ASSIGN_OR_RETURN(out.probe_interval, o.GetDuration("breaker_probe_interval"));
   TRIB_ASSIGN_OR_RETURN(out.probe_interval_max, o.GetDuration("breaker_probe_interval_max"));
+  TRIB_ASSIGN_OR_RETURN(std::string max_text, o.GetString("breaker_buffer_max"));
+  if (!max_text.empty()) {
+    Result<uint64_t> max = ParseByteSizeText(max_text);
+    if (!max.ok()) return o.Error("breaker_buffer_max", max.status().message());
+    if (*max < 64 * 1024) return o.Error("breaker_buffer_max", "must be at least 64KiB");
+    out.buffer_max_bytes = *max;
+  }
   if (out.probe_interval_max < out.probe_interval) {
     return o.Error("breaker_probe_interval_max", "must not be shorter than breaker_probe_interval");
   }

@@ -16,6 +16,15 @@
 // that way are ignored by the remote sink's idempotent keys (postgres, influx); mqtt and
 // kafka have none, so there a resent batch may arrive twice (at-least-once).
 //
+// A full buffer (SQLITE_FULL: the disk is full, or `breaker_buffer_max` is reached)
+// keeps every row it holds: the failed Write returns a retryable error naming the file
+// and what it holds, the sink's health says buffer_full (tributary_sink_buffer_full 1),
+// an error is logged once per episode, and copies the breaker could not buffer when it
+// opened stay in memory, first in line. The runtime retries the Write with backoff;
+// each retry probes the remote sink, and a drain frees the space. When the retries run
+// out the run fails with that error: the batch was not committed, so neither were its
+// source positions.
+//
 // A run that stops while the breaker is open leaves the buffer on disk; the next run
 // starts half-open and drains it first. The ledger counts what the remote sink committed,
 // so buffered rows are counted when they are drained. State, buffer depth and drain rate
@@ -45,6 +54,7 @@ struct BreakerOptions {
   DurationUs probe_interval = kMicrosPerSecond;
   DurationUs probe_interval_max = 30 * kMicrosPerSecond;
   int64_t drain_chunk_rows = 50000;  ///< rows per remote commit while draining
+  uint64_t buffer_max_bytes = 0;     ///< cap of the buffer file (max_page_count); 0: none
 };
 
 /// The breaker options every remote sink accepts (appended to its own option table).

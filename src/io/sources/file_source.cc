@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "core/json_writer.h"
 #include "core/pipeline_config.h"
@@ -387,10 +389,21 @@ Result<bool> FileSource::NextRecord(RawBatch& out, TimeUs now) {
   }
 }
 
-Status FileSource::Poll(RawBatch& out, size_t max_records, DurationUs /*wait*/) {
+Status FileSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
   if (done_) {
     out.end_of_stream = true;
     return Status::Ok();
+  }
+  if (paused_.load(std::memory_order_relaxed)) {
+    // Held back (memory ceiling): read nothing for up to `wait`, in short steps.
+    const TimeUs until = NowUs() + std::max<DurationUs>(wait, 0);
+    while (paused_.load(std::memory_order_relaxed) && !stop_.load(std::memory_order_relaxed)) {
+      const TimeUs now = NowUs();
+      if (now >= until) return Status::Ok();
+      std::this_thread::sleep_for(
+          std::chrono::microseconds(std::min<DurationUs>(until - now, 5 * kMicrosPerMilli)));
+    }
+    if (stop_.load(std::memory_order_relaxed)) return Status::Ok();
   }
   const TimeUs now =
       options_.fixed_arrival_time != kMinTime ? options_.fixed_arrival_time : NowUs();

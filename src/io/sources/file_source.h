@@ -97,6 +97,8 @@ class FileSource : public Source {
   Status Open(RunContext& ctx) override;
   Status Poll(RawBatch& out, size_t max_records, DurationUs wait) override;
   void Stop() override { stop_.store(true, std::memory_order_relaxed); }
+  /// Stop reading (true) until released; the file position is kept.
+  void SetPaused(bool paused) override { paused_.store(paused, std::memory_order_relaxed); }
   void Close() override;
 
   /// Bytes consumed so far and in total, over all files (for progress reports).
@@ -117,6 +119,7 @@ class FileSource : public Source {
 
   FileSourceOptions options_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> paused_{false};
   size_t next_path_ = 0;
   std::unique_ptr<std::FILE, FileCloser> file_;
   std::string path_;

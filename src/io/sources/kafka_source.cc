@@ -138,8 +138,11 @@ Status KafkaSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
   MeasureLag(start, latency);
   {
     std::lock_guard lock(mu_);
-    const bool want_pause = paused() ? uncommitted_ >= options_.max_uncommitted / 2
-                                     : uncommitted_ >= options_.max_uncommitted * 3 / 4;
+    backlog_paused_ = backlog_paused_ ? uncommitted_ >= options_.max_uncommitted / 2
+                                      : uncommitted_ >= options_.max_uncommitted * 3 / 4;
+    // Two reasons to pause, each with its own hysteresis: the sinks' backlog and the
+    // process's memory ceiling (SetPaused).
+    const bool want_pause = backlog_paused_ || memory_paused_.load(std::memory_order_relaxed);
     if (want_pause != paused()) ApplyPause(want_pause, uncommitted_);
   }
 
@@ -256,13 +259,19 @@ void KafkaSource::ApplyPause(bool pause, size_t waiting) {
     return;
   }
   if (pause != paused()) {
-    spdlog::info("kafka source {}: {} {} partitions ({} records wait for the sinks)", options_.name,
-                 pause ? "paused" : "resumed", assignment->cnt, waiting);
+    spdlog::info("kafka source {}: {} {} partitions ({} records wait for the sinks{})",
+                 options_.name, pause ? "paused" : "resumed", assignment->cnt, waiting,
+                 memory_paused_.load(std::memory_order_relaxed) ? "; memory ceiling" : "");
     SetConnectorGauge("tributary_kafka_paused", "{" + SourceLabel(options_.name) + "}",
                       pause ? 1 : 0,
                       "1 while a kafka source pauses its partitions for backpressure.");
   }
   paused_ = pause;
+}
+
+void KafkaSource::SetPaused(bool paused) {
+  // Applied by the next Poll (at most one poll wait later), on the source thread.
+  memory_paused_.store(paused, std::memory_order_relaxed);
 }
 
 void KafkaSource::OnCommitted(uint64_t checkpoint) {

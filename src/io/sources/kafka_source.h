@@ -21,7 +21,8 @@
 // Backpressure: records handed on but not yet committed by the sinks are counted; at
 // 75% of `max_uncommitted` every assigned partition is paused (the consumer keeps
 // polling, so it stays in its group), and resumed once commits bring the count under
-// half of `max_uncommitted`.
+// half of `max_uncommitted`. SetPaused (the process's memory ceiling) pauses them too;
+// they resume when neither reason holds.
 //
 // Threading: Poll on the source thread; OnCommitted on the sink thread; Stop from any
 // thread. librdkafka handles are thread-safe; the source's own bookkeeping is under mu_.
@@ -71,6 +72,9 @@ class KafkaSource : public Source {
   Status Poll(RawBatch& out, size_t max_records, DurationUs wait) override;
   void Stop() override;
   void OnCommitted(uint64_t checkpoint) override;
+  /// Pause every assigned partition while the memory ceiling asks (combined with the
+  /// backlog pause: partitions resume when neither reason holds).
+  void SetPaused(bool paused) override;
   void Close() override;
 
   /// The records-per-poll limit now in force.
@@ -94,6 +98,7 @@ class KafkaSource : public Source {
   std::atomic<bool> stop_{false};
   std::atomic<size_t> poll_limit_{500};
   std::atomic<bool> paused_{false};
+  std::atomic<bool> memory_paused_{false};  // SetPaused, from the memory guard
 
   // Source thread only.
   uint64_t next_checkpoint_ = 1;
@@ -103,6 +108,7 @@ class KafkaSource : public Source {
   std::map<PartitionKey, int64_t> read_next_;  // next offset to read, per partition
 
   mutable std::mutex mu_;
+  bool backlog_paused_ = false;          // paused for the sinks' backlog (hysteresis)
   std::map<uint64_t, Pending> pending_;  // by checkpoint, not yet committed downstream
   size_t uncommitted_ = 0;               // records in pending_
   std::map<PartitionKey, int64_t> committed_;

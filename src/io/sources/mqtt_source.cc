@@ -146,8 +146,10 @@ void MqttSource::Supervise() {
 
 Status MqttSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
   std::unique_lock<std::mutex> lock(mu_);
+  // Paused: take nothing (after Stop the buffer is drained regardless).
   data_cv_.wait_for(lock, std::chrono::microseconds(std::max<DurationUs>(wait, 0)),
-                    [&] { return stop_ || !queue_.empty(); });
+                    [&] { return stop_ || (!paused_ && !queue_.empty()); });
+  if (paused_ && !stop_) return Status::Ok();
   size_t n = 0;
   while (n < max_records && !queue_.empty()) {
     Message& m = queue_.front();
@@ -165,6 +167,13 @@ void MqttSource::Stop() {
   data_cv_.notify_all();
   space_cv_.notify_all();
   state_cv_.notify_all();
+}
+
+void MqttSource::SetPaused(bool paused) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (paused_ == paused) return;
+  paused_ = paused;
+  data_cv_.notify_all();
 }
 
 size_t MqttSource::buffered() const {

@@ -13,7 +13,8 @@
 // these are lost if the process dies, and also on a clean stop (the runtime stops
 // polling at Stop, and what is still buffered is dropped). Several mqtt sources in one
 // process share the client library's receive thread: while one source's buffer is full,
-// the others pause too.
+// the others pause too. SetPaused (the memory ceiling) stops Poll from taking messages,
+// so the same happens on purpose.
 //
 // Reconnection: a supervisor thread reconnects after a lost connection with exponential
 // backoff between `reconnect_min` and `reconnect_max`, and subscribes again. With
@@ -65,6 +66,9 @@ class MqttSource : public Source {
   Status Open(RunContext& ctx) override;
   Status Poll(RawBatch& out, size_t max_records, DurationUs wait) override;
   void Stop() override;
+  /// Stop taking messages (true): Poll hands on nothing, the buffer fills and the client
+  /// stops reading from the broker, which keeps the rest. false: take them again.
+  void SetPaused(bool paused) override;
   void Close() override;
 
   /// Successful connects so far (1 after Open; more after reconnects).
@@ -95,6 +99,7 @@ class MqttSource : public Source {
   std::deque<Message> queue_;
   bool stop_ = false;
   bool lost_ = false;
+  bool paused_ = false;  // SetPaused
   int64_t next_offset_ = 1;
 };
 

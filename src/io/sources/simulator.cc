@@ -1229,6 +1229,21 @@ Status SimulatorSource::Poll(RawBatch& out, size_t max_records, DurationUs wait)
   const SimulatorOptions& o = sim_.options();
   if (wall_open_ == 0) wall_open_ = NowUs();
   const TimeUs deadline = NowUs() + std::max<DurationUs>(wait, 0);
+  if (paused_.load(std::memory_order_relaxed)) {
+    // Held back (memory ceiling): the simulated clock and the rate schedule stand still,
+    // so nothing is due twice as fast afterwards.
+    if (paused_since_ == 0) paused_since_ = NowUs();
+    while (paused_.load(std::memory_order_relaxed) && !stop_.load(std::memory_order_relaxed) &&
+           NowUs() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(
+          std::clamp<DurationUs>(deadline - NowUs(), 100, 5 * kMicrosPerMilli)));
+    }
+    if (paused_.load(std::memory_order_relaxed)) return Status::Ok();
+  }
+  if (paused_since_ != 0) {
+    wall_open_ += NowUs() - paused_since_;
+    paused_since_ = 0;
+  }
   const bool no_wait = o.NoWaiting();
   const bool by_rate = !no_wait && o.rate > 0;
   size_t added = 0;

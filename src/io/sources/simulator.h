@@ -338,6 +338,8 @@ class SimulatorSource : public Source {
   Status Open(RunContext& ctx) override;
   Status Poll(RawBatch& out, size_t max_records, DurationUs wait) override;
   void Stop() override { stop_.store(true, std::memory_order_relaxed); }
+  /// Stop producing (true) until released; the simulated clock stands still meanwhile.
+  void SetPaused(bool paused) override { paused_.store(paused, std::memory_order_relaxed); }
 
   /// A copy of the ground-truth counters (safe from any thread).
   SimulatorStats Stats() const;
@@ -350,6 +352,8 @@ class SimulatorSource : public Source {
   Simulator sim_;
   mutable std::mutex mu_;  // guards sim_ counters against Stats() from other threads
   std::atomic<bool> stop_{false};
+  std::atomic<bool> paused_{false};
+  TimeUs paused_since_ = 0;  // source thread: when the current pause began (0: none)
   const RunContext* ctx_ = nullptr;
   TimeUs wall_open_ = 0;
   uint64_t emitted_ = 0;
