@@ -21,6 +21,8 @@
 
 #include "core/json_writer.h"
 #include "io/sinks/gpkg.h"
+#include "spatial/enrich.h"
+#include "spatial/s2cell.h"
 #endif
 
 namespace tributary {
@@ -89,7 +91,9 @@ const std::vector<ColumnDef> kReadingColumns = Concat({{{"date", DUCKDB_TYPE_DAT
                                                         {"h3", DUCKDB_TYPE_VARCHAR},
                                                         {"qc_flags", DUCKDB_TYPE_VARCHAR}},
                                                        kProvenanceColumns,
-                                                       {{"geometry", DUCKDB_TYPE_BLOB}}});
+                                                       {{"geometry", DUCKDB_TYPE_BLOB},
+                                                        {"zones", DUCKDB_TYPE_VARCHAR},
+                                                        {"s2", DUCKDB_TYPE_VARCHAR}}});
 
 const std::vector<ColumnDef> kWindowColumns = {
     {"date", DUCKDB_TYPE_DATE},
@@ -530,11 +534,14 @@ class ParquetSink final : public Sink {
 
   FlagsText flags_text_;
   std::string json_;
+  std::vector<std::string> extra_zone_layers_;  // zones.layers after the first
+  std::string zones_json_;
 };
 
 Status ParquetSink::Open(RunContext& ctx) {
   if (open_) return Status::Internal("parquet sink " + options_.name + " opened twice");
   ledger_ = ctx.ledger;
+  if (ctx.config != nullptr) extra_zone_layers_ = ExtraZoneLayerNames(*ctx.config);
   if (options_.path.empty()) {
     std::string dir = ctx.data_dir.empty() ? std::string(".") : ctx.data_dir;
     root_ = dir + "/" + std::string(kParquetDefaultFolder);
@@ -693,6 +700,10 @@ Status ParquetSink::AppendReading(const Reading& r) {
   a.Str(10, flags_text_.Format(r.flags.bits, false));
   AppendProvenance(a, 11, r.prov);
   AppendGeometry(a, 20, r.lon, r.lat);
+  zones_json_.clear();
+  AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
+  a.StrOrNull(21, zones_json_);
+  a.StrOrNull(22, S2CellToken(r.s2));
   return a.EndRow();
 }
 
