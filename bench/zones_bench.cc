@@ -80,6 +80,11 @@ void BM_ZoneLookup(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
   state.counters["zones"] = static_cast<double>(zones->layers()[0].zones.size());
   state.counters["hit_share"] = static_cast<double>(found) / static_cast<double>(points.size());
+  // Share of lookups answered by the grid's whole-cell cache (no exact test).
+  const auto& st = loc.stats();
+  double lookups = static_cast<double>(state.iterations() + static_cast<int64_t>(points.size()));
+  state.counters["cell_share"] = static_cast<double>(st.cell_hits) / lookups;
+  state.counters["geos_per_lookup"] = static_cast<double>(st.geos_tests) / lookups;
 }
 BENCHMARK(BM_ZoneLookup)->Arg(0)->Arg(1);
 

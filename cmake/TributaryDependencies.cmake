@@ -47,6 +47,16 @@ if(PkgConfig_FOUND)
   pkg_check_modules(LIBPQ QUIET IMPORTED_TARGET libpq)
 endif()
 tributary_require(RDKAFKA_FOUND "librdkafka" "librdkafka-dev")
+# S2 geometry (alternative spatial keys): no CMake or pkg-config file in Debian's package.
+find_path(S2_INCLUDE_DIR s2/s2cell_id.h)
+find_library(S2_LIBRARY s2)
+if(S2_INCLUDE_DIR AND S2_LIBRARY)
+  add_library(tributary_s2 INTERFACE)
+  target_include_directories(tributary_s2 SYSTEM INTERFACE "${S2_INCLUDE_DIR}")
+  target_link_libraries(tributary_s2 INTERFACE "${S2_LIBRARY}")
+  set(S2_FOUND TRUE)
+endif()
+tributary_require(S2_FOUND "S2 geometry" "libs2-dev")
 tributary_require(LIBPQ_FOUND "libpq" "libpq-dev")
 
 if(TRIBUTARY_BUILD_TESTS)
@@ -71,6 +81,7 @@ target_link_libraries(tributary_deps INTERFACE
   SQLite::SQLite3 PROJ::proj eclipse-paho-mqtt-c::paho-mqtt3cs
   eclipse-paho-mqtt-c::paho-mqtt3as GDAL::GDAL GEOS::geos_c nanoflann::nanoflann
   Eigen3::Eigen CURL::libcurl PkgConfig::RDKAFKA PkgConfig::LIBPQ)
+target_link_libraries(tributary_deps INTERFACE tributary_s2)
 # SHA-256 of backfill inputs and configs (run manifests).
 target_link_libraries(tributary_deps INTERFACE OpenSSL::Crypto)
 

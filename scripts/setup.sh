@@ -23,6 +23,7 @@ PACKAGES=(
   libpaho-mqtt-dev libssl-dev mosquitto mosquitto-clients
   libgdal-dev libgeos-dev libnanoflann-dev libeigen3-dev
   librdkafka-dev libpq-dev libcurl4-openssl-dev
+  libs2-dev
   postgresql-15 postgresql-15-postgis-3 influxdb
   nodejs npm
   chromium

@@ -62,12 +62,6 @@ Status AlertOperator::Process(Batch& batch) {
   return Status::Ok();
 }
 
-void AlertOperator::AddGeofenceEvents(const std::vector<ZoneCrossing>& events, Batch& out) {
-  size_t from = out.alerts.size();
-  for (const ZoneCrossing& e : events) engine_.OnGeofence(e, out.alerts);
-  Emit(out.alerts, from);
-}
-
 Status AlertOperator::Finish(Batch& out) {
   (void)out;
   if (dispatcher_) dispatcher_->Stop(shutdown_wait_);

@@ -2,7 +2,8 @@
 // every alert event to the sinks (batch.alerts) and to the delivery channels.
 //
 // Runs on the process thread, after the window operator (operator.h): for each batch it
-// evaluates the readings, then the window results, then stale sensors against
+// evaluates the readings (thresholds, rates, and geofence/proximity through the spatial
+// GeofenceEngine), then the window results, then stale sensors against
 // batch.watermark (rules.h explains the clocks), appends the events to batch.alerts and
 // Submit()s them to the AlertDispatcher, which never blocks. The dispatcher's workers
 // (dispatch.h) are started in Open and given `alerts.shutdown_wait` in Finish to empty
@@ -33,8 +34,6 @@ class AlertOperator final : public Operator {
 
   AlertEngine& engine() { return engine_; }
   AlertDispatcher* dispatcher() { return dispatcher_.get(); }
-  /// Evaluate geofence events (the seam for the spatial stage) into `out`.
-  void AddGeofenceEvents(const std::vector<ZoneCrossing>& events, Batch& out);
 
  private:
   void Emit(std::vector<AlertEvent>& events, size_t from);

@@ -8,6 +8,7 @@
 #include "alert/aqi.h"
 #include "core/json_writer.h"
 #include "core/registry.h"
+#include "spatial/zones.h"
 
 namespace tributary {
 
@@ -46,12 +47,15 @@ const SectionSpec& AlertRuleSectionSpec() {
            "`reading_threshold` (each reading), `window_threshold` (an aggregate of window "
            "results), `aqi_category` (AQI category of window results), `rate_of_change` "
            "(change per `per` between consecutive readings of a device), `stale` (no data "
-           "for `stale_factor` × expected interval), `geofence` (a device entered a zone or "
-           "came close to one).",
-           "reading_threshold|window_threshold|aqi_category|rate_of_change|stale|geofence", true},
+           "for `stale_factor` × expected interval), `geofence` (a device entered or left a "
+           "zone of a zone layer), `proximity` (a reading beyond `level` within `radius_m` of "
+           "a point).",
+           "reading_threshold|window_threshold|aqi_category|rate_of_change|stale|geofence|"
+           "proximity",
+           true},
           {"metric", OptionType::kString, "",
            "Canonical metric (`pm25`, `stage`, ...). Required except for `stale` (any "
-           "metric) and `geofence`."},
+           "metric) and `geofence` (every reading)."},
           {"window", OptionType::kString, "",
            "Window definition name (`window_threshold`, `aqi_category`)."},
           {"aggregate", OptionType::kEnum, "mean",
@@ -60,7 +64,7 @@ const SectionSpec& AlertRuleSectionSpec() {
           {"op", OptionType::kEnum, ">", "Comparison: fires when value op level.", ">|>=|<|<="},
           {"level", OptionType::kDouble, "",
            "Level in the metric's canonical unit (per `per` for rates; AQI for `aggregate: "
-           "aqi`). Required for threshold and rate rules."},
+           "aqi`). Required for threshold, rate and proximity rules."},
           {"clear", OptionType::kDouble, "",
            "Clear level (hysteresis): a firing alert resolves only once the value is back to "
            "this (below it for > and >=, above it for < and <=). Default: the level."},
@@ -70,7 +74,8 @@ const SectionSpec& AlertRuleSectionSpec() {
            "While firing, notify again after this much event time; 0 never.", "0s..30d"},
           {"devices", OptionType::kStringList, "", "Only these devices (empty: all)."},
           {"zones", OptionType::kStringList, "",
-           "Only readings in these zones, or (geofence) only these zones (empty: all)."},
+           "Only readings in these zones, or (geofence) only these zones of its layer (empty: "
+           "all)."},
           {"per", OptionType::kDuration, "1h", "Time unit of the rate (`rate_of_change`).",
            "1s..30d"},
           {"expected_interval", OptionType::kDuration, "1m",
@@ -81,8 +86,20 @@ const SectionSpec& AlertRuleSectionSpec() {
           {"min_category", OptionType::kEnum, "unhealthy_sensitive",
            "Lowest AQI category that fires (`aqi_category`).",
            "moderate|unhealthy_sensitive|unhealthy|very_unhealthy|hazardous"},
-          {"proximity", OptionType::kBool, "true",
-           "Geofence: proximity events fire as well as entering the zone."},
+          {"layer", OptionType::kString, "",
+           "Geofence: the zone layer (`zones.layers[].name`); default the first."},
+          {"fire_on", OptionType::kEnum, "enter",
+           "Geofence: fire when a device enters a watched zone (resolved when it leaves), or "
+           "when it leaves one (resolved when it is back).",
+           "enter|leave"},
+          {"lat", OptionType::kDouble, "", "Proximity: latitude of the point (WGS84).", "-90..90"},
+          {"lon", OptionType::kDouble, "", "Proximity: longitude of the point (WGS84).",
+           "-180..180"},
+          {"radius_m", OptionType::kDouble, "",
+           "Proximity: geodesic (haversine) distance from the point, in metres.", "0..20000000"},
+          {"place", OptionType::kString, "",
+           "Proximity: name of the point in the alert key (`device@place`); default the rule "
+           "name."},
           {"channels", OptionType::kStringList, "",
            "Names of the channels that deliver this rule's alerts (empty: every channel)."},
           {"message", OptionType::kString, "", "Text put before the generated message."},
@@ -157,7 +174,66 @@ bool Contains(const std::vector<Symbol>& sorted, Symbol s) {
 
 }  // namespace
 
-Result<AlertRule> ParseAlertRule(const OptionReader& o, const std::vector<std::string>& windows) {
+namespace {
+
+// The geofence/proximity options of a rule into r.geofence (other kinds must not set them).
+Status ParseGeofencePart(const OptionReader& o, const std::string& kind,
+                         const std::vector<std::string>& zone_layers, AlertRule& r) {
+  GeofenceRule& g = r.geofence;
+  g.name = r.name_symbol;
+  bool zone_rule = r.kind == AlertRuleKind::kGeofence;
+  bool proximity = r.kind == AlertRuleKind::kProximity;
+  for (const char* key : {"layer", "fire_on"}) {
+    if (!zone_rule && o.Has(key)) return o.Error(key, "only geofence rules have it");
+  }
+  for (const char* key : {"lat", "lon", "radius_m", "place"}) {
+    if (!proximity && o.Has(key)) return o.Error(key, "only proximity rules have it");
+  }
+  if (zone_rule) {
+    g.type = GeofenceRule::Type::kZone;
+    if (zone_layers.empty()) {
+      return o.Error("kind", "geofence rules need zone layers (zones.layers)");
+    }
+    if (o.Has("layer")) {
+      TRIB_ASSIGN_OR_RETURN(std::string layer, o.GetString("layer"));
+      auto it = std::find(zone_layers.begin(), zone_layers.end(), layer);
+      if (it == zone_layers.end()) {
+        std::string known;
+        for (const std::string& l : zone_layers) known += (known.empty() ? "" : ", ") + l;
+        return o.Error("layer", "no zone layer named '" + layer + "' (layers: " + known + ")");
+      }
+      g.layer = static_cast<size_t>(it - zone_layers.begin());
+    }
+    g.zones = r.zones;
+    TRIB_ASSIGN_OR_RETURN(std::string fire_on, o.GetString("fire_on"));
+    r.fire_on_leave = fire_on == "leave";
+  }
+  if (proximity) {
+    g.type = GeofenceRule::Type::kProximity;
+    for (const char* key : {"lat", "lon", "radius_m"}) {
+      if (!o.Has(key)) return o.Error(key, "required for kind " + kind);
+    }
+    if (r.op != CompareOp::kGt && r.op != CompareOp::kGe) {
+      return o.Error("op", "proximity rules fire above the level (op > or >=)");
+    }
+    TRIB_ASSIGN_OR_RETURN(g.lat, o.GetDouble("lat"));
+    TRIB_ASSIGN_OR_RETURN(g.lon, o.GetDouble("lon"));
+    TRIB_ASSIGN_OR_RETURN(g.radius_m, o.GetDouble("radius_m"));
+    TRIB_ASSIGN_OR_RETURN(std::string place, o.GetString("place"));
+    g.place = Intern(place.empty() ? r.name : place);
+    g.metric = r.metric;
+    // The engine starts an episode when value > above; for >= take the level's
+    // predecessor so that value == level starts one too.
+    g.above = r.op == CompareOp::kGe ? std::nextafter(r.level, -INFINITY) : r.level;
+    g.clear = r.clear;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<AlertRule> ParseAlertRule(const OptionReader& o, const std::vector<std::string>& windows,
+                                 const std::vector<std::string>& zone_layers) {
   AlertRule r;
   TRIB_ASSIGN_OR_RETURN(r.name, o.GetString("name"));
   if (r.name.empty()) return o.Error("name", "must not be empty");
@@ -169,7 +245,8 @@ Result<AlertRule> ParseAlertRule(const OptionReader& o, const std::vector<std::s
       {"aqi_category", AlertRuleKind::kAqiCategory},
       {"rate_of_change", AlertRuleKind::kRateOfChange},
       {"stale", AlertRuleKind::kStale},
-      {"geofence", AlertRuleKind::kGeofence}};
+      {"geofence", AlertRuleKind::kGeofence},
+      {"proximity", AlertRuleKind::kProximity}};
   for (const auto& [n, k] : kKinds) {
     if (kind == n) r.kind = k;
   }
@@ -209,7 +286,7 @@ Result<AlertRule> ParseAlertRule(const OptionReader& o, const std::vector<std::s
                       : CompareOp::kLe;
   bool needs_level = r.kind == AlertRuleKind::kReadingThreshold ||
                      r.kind == AlertRuleKind::kWindowThreshold ||
-                     r.kind == AlertRuleKind::kRateOfChange;
+                     r.kind == AlertRuleKind::kRateOfChange || r.kind == AlertRuleKind::kProximity;
   if (o.Has("level")) {
     TRIB_ASSIGN_OR_RETURN(r.level, o.GetDouble("level"));
   } else if (needs_level) {
@@ -217,7 +294,9 @@ Result<AlertRule> ParseAlertRule(const OptionReader& o, const std::vector<std::s
   }
   r.clear = r.level;
   if (o.Has("clear")) {
-    if (!needs_level) return o.Error("clear", "only threshold and rate rules have a clear level");
+    if (!needs_level) {
+      return o.Error("clear", "only threshold, rate and proximity rules have a clear level");
+    }
     TRIB_ASSIGN_OR_RETURN(r.clear, o.GetDouble("clear"));
     bool upward = r.op == CompareOp::kGt || r.op == CompareOp::kGe;
     if (upward && r.clear > r.level) {
@@ -245,7 +324,7 @@ Result<AlertRule> ParseAlertRule(const OptionReader& o, const std::vector<std::s
   for (int i = 0; i < 6; ++i) {
     if (cat == kCats[i]) r.min_category = i;
   }
-  TRIB_ASSIGN_OR_RETURN(r.on_proximity, o.GetBool("proximity"));
+  TRIB_RETURN_IF_ERROR(ParseGeofencePart(o, kind, zone_layers, r));
   TRIB_ASSIGN_OR_RETURN(r.channels, o.GetStringList("channels"));
   TRIB_ASSIGN_OR_RETURN(r.message, o.GetString("message"));
   return r;
@@ -262,6 +341,7 @@ Result<std::vector<AlertRule>> ParseAlertRules(const PipelineConfig& config) {
     Result<std::string> name = w.GetString("name");
     if (name.ok()) windows.push_back(*name);
   }
+  std::vector<std::string> zone_layers = ZoneLayerNames(config.zones);
   std::set<std::string> names;
   size_t i = 0;
   for (const YAML::Node& item : list) {
@@ -269,7 +349,7 @@ Result<std::vector<AlertRule>> ParseAlertRules(const PipelineConfig& config) {
     OptionReader reader(item, alerts.file(), path, {&AlertRuleSectionSpec()});
     if (!item.IsMap()) return reader.Error("", "expected a mapping with name and kind");
     TRIB_RETURN_IF_ERROR(reader.CheckKeys());
-    TRIB_ASSIGN_OR_RETURN(AlertRule rule, ParseAlertRule(reader, windows));
+    TRIB_ASSIGN_OR_RETURN(AlertRule rule, ParseAlertRule(reader, windows, zone_layers));
     if (!names.insert(rule.name).second) {
       return reader.Error("name", "duplicate rule name '" + rule.name + "'");
     }
@@ -278,7 +358,22 @@ Result<std::vector<AlertRule>> ParseAlertRules(const PipelineConfig& config) {
   return rules;
 }
 
-AlertEngine::AlertEngine(std::vector<AlertRule> rules) : rules_(std::move(rules)) {
+namespace {
+
+std::vector<GeofenceRule> GeofenceRulesOf(const std::vector<AlertRule>& rules) {
+  std::vector<GeofenceRule> out;
+  for (const AlertRule& r : rules) {
+    if (r.kind == AlertRuleKind::kGeofence || r.kind == AlertRuleKind::kProximity) {
+      out.push_back(r.geofence);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+AlertEngine::AlertEngine(std::vector<AlertRule> rules)
+    : rules_(std::move(rules)), geofences_(GeofenceRulesOf(rules_)) {
   state_.resize(rules_.size());
   for (size_t i = 0; i < rules_.size(); ++i) {
     const AlertRule& r = rules_[i];
@@ -300,7 +395,8 @@ AlertEngine::AlertEngine(std::vector<AlertRule> rules) : rules_(std::move(rules)
         }
         break;
       case AlertRuleKind::kGeofence:
-        geofence_rules_.push_back(i);
+      case AlertRuleKind::kProximity:
+        geofence_rules_[r.name_symbol] = i;
         break;
     }
   }
@@ -346,10 +442,20 @@ AlertEvent AlertEngine::Make(const AlertRule& rule, const KeyState& s, AlertStat
       what = fmt::format("AQI of {} at {} is {:.0f} ({})", s.metric.view(), s.key.view(), value,
                          AqiCategory(value));
       break;
-    case AlertRuleKind::kGeofence:
+    case AlertRuleKind::kGeofence: {
+      bool inside = (state == AlertState::kResolved) == rule.fire_on_leave;
+      what =
+          fmt::format("{} {} zone {}", s.device.view(), inside ? "entered" : "left", s.zone.view());
+      break;
+    }
+    case AlertRuleKind::kProximity:
       what = state == AlertState::kResolved
-                 ? fmt::format("{} left the zone", s.key.view())
-                 : fmt::format("{} is in or near the zone", s.key.view());
+                 ? fmt::format("{} at {} is back within {:.4g} or beyond {:.0f} m of {}",
+                               s.metric.view(), s.device.view(), level, rule.geofence.radius_m,
+                               s.zone.view())
+                 : fmt::format("{} at {} is {:.4g} ({} {:.4g}) {:.0f} m from {} (within {:.0f} m)",
+                               s.metric.view(), s.device.view(), value, OpText(rule.op), level,
+                               s.last_value, s.zone.view(), rule.geofence.radius_m);
       break;
     case AlertRuleKind::kRateOfChange:
       what = fmt::format("{} at {} changes by {:.4g} per {} ({} {:.4g})", s.metric.view(),
@@ -390,6 +496,11 @@ void AlertEngine::Threshold(size_t ri, KeyState& s, double value, TimeUs t, Time
 }
 
 void AlertEngine::OnReading(const Reading& r, std::vector<AlertEvent>& out) {
+  if (!geofences_.empty()) {
+    geofence_events_.clear();
+    geofences_.Process(r, geofence_events_);
+    for (const GeofenceEvent& e : geofence_events_) OnGeofence(e, out);
+  }
   if (!std::isfinite(r.value)) return;
   auto visit = [&](size_t ri) {
     const AlertRule& rule = rules_[ri];
@@ -491,29 +602,46 @@ void AlertEngine::OnWindow(const WindowResult& w, std::vector<AlertEvent>& out) 
   }
 }
 
-void AlertEngine::OnGeofence(const ZoneCrossing& e, std::vector<AlertEvent>& out) {
-  for (size_t ri : geofence_rules_) {
-    const AlertRule& rule = rules_[ri];
-    if (!rule.zones.empty() && !Contains(rule.zones, e.zone)) continue;
-    if (!rule.devices.empty() && !Contains(rule.devices, e.device)) continue;
-    bool proximity =
-        e.kind == ZoneCrossingKind::kProximity || e.kind == ZoneCrossingKind::kProximityEnd;
-    if (proximity && !rule.on_proximity) continue;
-    bool starts = e.kind == ZoneCrossingKind::kEnter || e.kind == ZoneCrossingKind::kProximity;
-    KeyState& s = state_[ri][Pack(e.device, e.zone)];
-    s.key = Intern(fmt::format("{}@{}", e.device.view(), e.zone.view()));
-    s.metric = Symbol{};
-    if (starts && !s.firing) {
-      s.firing = true;
-      s.fired_at = e.event_time;
-      s.last_notified = e.event_time;
-      out.push_back(
-          Make(rule, s, AlertState::kFiring, e.event_time, e.distance_m, NAN, e.arrival_time));
-    } else if (!starts && s.firing) {
-      out.push_back(
-          Make(rule, s, AlertState::kResolved, e.event_time, e.distance_m, NAN, e.arrival_time));
-      s.firing = false;
-    }
+void AlertEngine::OnGeofence(const GeofenceEvent& e, std::vector<AlertEvent>& out) {
+  auto it = geofence_rules_.find(e.rule);
+  if (it == geofence_rules_.end()) return;
+  size_t ri = it->second;
+  const AlertRule& rule = rules_[ri];
+  if (!rule.devices.empty() && !Contains(rule.devices, e.device)) return;
+  bool starts = false;
+  switch (e.kind) {
+    case GeofenceEvent::Kind::kEnter:
+      starts = !rule.fire_on_leave;
+      break;
+    case GeofenceEvent::Kind::kLeave:
+      starts = rule.fire_on_leave;
+      break;
+    case GeofenceEvent::Kind::kProximity:
+      starts = true;
+      break;
+    case GeofenceEvent::Kind::kProximityEnd:
+      starts = false;
+      break;
+  }
+  KeyState& s = state_[ri][Pack(e.device, e.zone)];
+  s.key = Intern(fmt::format("{}@{}", e.device.view(), e.zone.view()));
+  s.device = e.device;
+  s.zone = e.zone;
+  bool proximity = rule.kind == AlertRuleKind::kProximity;
+  s.metric = proximity ? e.metric : Symbol{};
+  // Proximity alerts carry the reading's value against the level; zone alerts none.
+  double value = proximity ? e.value : NAN;
+  s.last_value = e.distance_m;
+  if (starts && !s.firing) {
+    s.firing = true;
+    s.fired_at = e.event_time;
+    s.last_notified = e.event_time;
+    out.push_back(Make(rule, s, AlertState::kFiring, e.event_time, value,
+                       proximity ? rule.level : NAN, e.arrival_time));
+  } else if (!starts && s.firing) {
+    out.push_back(Make(rule, s, AlertState::kResolved, e.event_time, value,
+                       proximity ? rule.clear : NAN, e.arrival_time));
+    s.firing = false;
   }
 }
 

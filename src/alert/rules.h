@@ -12,9 +12,16 @@
 //                      and metric, compared with `level`; key = device
 //   stale              no reading of a device (of `metric`, or of any metric) for more
 //                      than `stale_factor` × its expected interval; key = device
-//   geofence           a device entered a zone or came within the proximity distance
-//                      of one (ZoneCrossing, produced by the spatial stage); resolved
-//                      when it leaves; key = "device@zone"
+//   geofence           a device entered a zone of a zone layer (`layer`, only `zones`
+//                      when given); resolved when it leaves it. With `fire_on: leave`
+//                      the other way round (a tracker leaving its permitted area).
+//                      key = "device@zone"
+//   proximity          a reading of `metric` beyond `level` within `radius_m` (geodesic)
+//                      of a point (`lat`, `lon`, named `place`: a stack, a school);
+//                      resolved by the device's next reading of the metric that is back
+//                      within `clear` or farther than the radius. key = "device@place"
+// Both are evaluated by the spatial module's GeofenceEngine (spatial/geofence.h) on the
+// enriched readings; its GeofenceEvents become alerts here (OnGeofence).
 //
 // Hysteresis. `op` > or >= fires when value op level, and resolves only once the value
 // falls to `clear` or below (< for >=); < and <= mirror that. Without `clear` the clear
@@ -49,6 +56,7 @@
 #include "core/config.h"
 #include "core/model.h"
 #include "core/pipeline_config.h"
+#include "spatial/geofence.h"
 
 namespace tributary {
 
@@ -62,24 +70,11 @@ enum class AlertRuleKind {
   kAqiCategory,
   kRateOfChange,
   kStale,
-  kGeofence
+  kGeofence,
+  kProximity
 };
 enum class CompareOp { kGt, kGe, kLt, kLe };
 enum class WindowAggregate { kMean, kP95, kMax, kNowcast, kAqi };
-
-/// A device entering or leaving a zone, or coming near one (the seam for geofence and
-/// proximity rules; the spatial module produces these).
-enum class ZoneCrossingKind { kEnter, kExit, kProximity, kProximityEnd };
-struct ZoneCrossing {
-  Symbol device;
-  Symbol zone;
-  ZoneCrossingKind kind = ZoneCrossingKind::kEnter;
-  TimeUs event_time = 0;  ///< event time of the reading that crossed
-  double lat = NAN;
-  double lon = NAN;
-  double distance_m = NAN;  ///< proximity events: distance to the zone
-  TimeUs arrival_time = 0;
-};
 
 /// One rule, resolved from config. Immutable once built.
 struct AlertRule {
@@ -101,7 +96,8 @@ struct AlertRule {
   DurationUs expected_interval = 0;
   double stale_factor = 3;
   int min_category = 2;               ///< aqi_category: 0 Good … 5 Hazardous
-  bool on_proximity = true;           ///< geofence: proximity events fire too
+  bool fire_on_leave = false;         ///< geofence: fire on leaving, resolve on entering
+  GeofenceRule geofence;              ///< geofence and proximity: what the engine checks
   std::vector<std::string> channels;  ///< delivery channels; empty: all
   std::string message;                ///< optional text prefix for people
 
@@ -110,9 +106,11 @@ struct AlertRule {
   bool StillBeyondClear(double value) const;
 };
 
-/// Read one `alerts.rules[]` entry; `windows` names the configured windows (checked).
+/// Read one `alerts.rules[]` entry; `windows` names the configured windows (checked),
+/// `zone_layers` the `zones.layers` in order (geofence rules).
 Result<AlertRule> ParseAlertRule(const OptionReader& options,
-                                 const std::vector<std::string>& windows);
+                                 const std::vector<std::string>& windows,
+                                 const std::vector<std::string>& zone_layers = {});
 /// Read every rule of the `alerts` section (names unique).
 Result<std::vector<AlertRule>> ParseAlertRules(const PipelineConfig& config);
 
@@ -128,12 +126,13 @@ class AlertEngine {
   using IntervalLookup = std::function<DurationUs(Symbol device)>;
   void SetExpectedIntervalLookup(IntervalLookup lookup) { interval_lookup_ = std::move(lookup); }
 
-  /// Evaluate reading_threshold, rate_of_change and stale-recovery rules.
+  /// Evaluate reading_threshold, rate_of_change, stale-recovery, geofence and proximity
+  /// rules.
   void OnReading(const Reading& r, std::vector<AlertEvent>& out);
   /// Evaluate window_threshold and aqi_category rules.
   void OnWindow(const WindowResult& w, std::vector<AlertEvent>& out);
-  /// Evaluate geofence rules.
-  void OnGeofence(const ZoneCrossing& e, std::vector<AlertEvent>& out);
+  /// Turn one event of the geofence engine (of the rule named e.rule) into alerts.
+  void OnGeofence(const GeofenceEvent& e, std::vector<AlertEvent>& out);
   /// Check stale rules against the watermark `w` (no-op when it did not move).
   void OnWatermark(TimeUs w, std::vector<AlertEvent>& out);
 
@@ -151,6 +150,7 @@ class AlertEngine {
     int category = -1;
     Symbol key;
     Symbol metric;
+    Symbol device, zone;  ///< geofence and proximity keys
   };
   using StateMap = std::unordered_map<uint64_t, KeyState>;
 
@@ -166,7 +166,10 @@ class AlertEngine {
   std::vector<StateMap> state_;                                // per rule
   std::unordered_map<Symbol, std::vector<size_t>> by_metric_;  // reading rules by metric
   std::vector<size_t> any_metric_;                             // reading rules on any metric
-  std::vector<size_t> window_rules_, stale_rules_, geofence_rules_;
+  std::vector<size_t> window_rules_, stale_rules_;
+  std::unordered_map<Symbol, size_t> geofence_rules_;  // geofence/proximity rules by name
+  GeofenceEngine geofences_;
+  std::vector<GeofenceEvent> geofence_events_;  // reused per reading
   IntervalLookup interval_lookup_;
   TimeUs last_watermark_ = kMinTime;
 };

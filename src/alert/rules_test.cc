@@ -106,14 +106,13 @@ alerts:
   EXPECT_EQ(out[0].key.view(), "zone-a");
 }
 
-TEST(AlertRulesTest, AqiCategoryChangeAndGeofence) {
+TEST(AlertRulesTest, AqiCategoryChange) {
   auto rules = Rules(R"(
 sources: [{name: s, type: simulator}]
 windows: [{name: h1, preset: pm25_regulatory}]
 alerts:
   rules:
     - {name: aqi, kind: aqi_category, window: h1, metric: pm25, min_category: unhealthy_sensitive}
-    - {name: fence, kind: geofence, zones: [school]}
 )");
   ASSERT_TRUE(rules.ok()) << rules.status().ToString();
   AlertEngine e(*rules);
@@ -131,17 +130,95 @@ alerts:
   EXPECT_EQ(out[0].state, AlertState::kFiring);
   EXPECT_EQ(out[1].state, AlertState::kRenotify);  // category changed while firing
   EXPECT_EQ(out[2].state, AlertState::kResolved);
-  out.clear();
-  ZoneCrossing g{Intern("truck"), Intern("school"), ZoneCrossingKind::kEnter, 5, NAN, NAN, NAN, 0};
-  e.OnGeofence(g, out);
-  g.zone = Intern("park");
-  e.OnGeofence(g, out);  // not a watched zone
-  g.zone = Intern("school");
-  g.kind = ZoneCrossingKind::kExit;
-  e.OnGeofence(g, out);
-  ASSERT_EQ(out.size(), 2u);
-  EXPECT_EQ(out[0].key.view(), "truck@school");
-  EXPECT_EQ(out[1].state, AlertState::kResolved);
+}
+
+TEST(AlertRulesTest, GeofenceAndProximityRulesFireAndResolve) {
+  auto rules = Rules(R"(
+sources: [{name: s, type: simulator}]
+zones:
+  layers:
+    - {name: district, path: "builtin:city_districts", id_field: district_id}
+    - {name: site, path: "builtin:city_districts", id_field: district_id}
+alerts:
+  rules:
+    - {name: fence, kind: geofence, zones: [school]}
+    - {name: out, kind: geofence, layer: site, zones: [yard], fire_on: leave}
+    - {name: stack, kind: proximity, metric: pm25, level: 35, clear: 30, lat: 52.52,
+       lon: 13.40, radius_m: 500, place: stack-1}
+)");
+  ASSERT_TRUE(rules.ok()) << rules.status().ToString();
+  ASSERT_EQ((*rules)[1].geofence.layer, 1u);
+  AlertEngine e(*rules);
+  std::vector<AlertEvent> out;
+  auto at = [](const char* zone, const char* site, TimeUs t, double lat, double v) {
+    Reading r = At("truck", "pm25", t, v);
+    r.zone = Intern(zone);
+    r.extra_zones[0] = Intern(site);
+    r.lat = lat;
+    r.lon = 13.40;
+    return r;
+  };
+  e.OnReading(at("park", "yard", 1, 52.60, 10), out);    // first position: no event
+  e.OnReading(at("school", "yard", 2, 52.60, 10), out);  // enters school → fence fires
+  e.OnReading(at("park", "road", 3, 52.5236, 50), out);  // leaves school, yard; 400 m, 50
+  e.OnReading(at("park", "yard", 4, 52.5236, 32), out);  // back in yard; 32 > clear 30
+  e.OnReading(at("park", "yard", 5, 52.5236, 29), out);  // proximity clears
+  std::vector<std::string> got;
+  for (const AlertEvent& a : out) {
+    got.push_back(a.rule.str() + ":" + AlertStateName(a.state) + ":" + a.key.str() + "@" +
+                  std::to_string(a.event_time));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     "fence:firing:truck@school@2", "fence:resolved:truck@school@3",
+                     "out:firing:truck@yard@3", "stack:firing:truck@stack-1@3",
+                     "out:resolved:truck@yard@4", "stack:resolved:truck@stack-1@5"}));
+  EXPECT_EQ(out[0].message, "truck entered zone school");
+  EXPECT_EQ(out[1].message, "truck left zone school");
+  EXPECT_EQ(out[3].value, 50);
+  EXPECT_EQ(out[3].level, 35);
+  EXPECT_NE(out[3].message.find("400 m from stack-1"), std::string::npos) << out[3].message;
+  EXPECT_EQ(out[5].level, 30);
+}
+
+TEST(AlertRulesTest, GeofenceRuleErrorsNameTheKey) {
+  auto r = Rules(R"(
+sources: [{name: s, type: simulator}]
+alerts:
+  rules:
+    - {name: fence, kind: geofence}
+)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("need zone layers"), std::string::npos)
+      << r.status().ToString();
+  r = Rules(R"(
+sources: [{name: s, type: simulator}]
+zones:
+  layers: [{name: district, path: "builtin:city_districts", id_field: district_id}]
+alerts:
+  rules:
+    - {name: fence, kind: geofence, layer: rivers}
+)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("no zone layer named 'rivers' (layers: district)"),
+            std::string::npos)
+      << r.status().ToString();
+  r = Rules(R"(
+sources: [{name: s, type: simulator}]
+alerts:
+  rules:
+    - {name: p, kind: proximity, metric: pm25, level: 35, lat: 1, lon: 2}
+)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("alerts.rules[0].radius_m"), std::string::npos)
+      << r.status().ToString();
+  r = Rules(R"(
+sources: [{name: s, type: simulator}]
+alerts:
+  rules:
+    - {name: t, kind: reading_threshold, metric: pm25, level: 35, radius_m: 3}
+)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("only proximity rules"), std::string::npos);
 }
 
 TEST(AlertRulesTest, BadRulesNameTheProblem) {

@@ -94,6 +94,7 @@ struct Reading {
   Symbol zone;      ///< zone id in the first zone layer after enrichment (empty = none)
   /// Zone ids in zone layers 2..kMaxZoneLayers, in configured order (empty = none).
   std::array<Symbol, kMaxZoneLayers - 1> extra_zones{};
+  uint64_t s2 = 0;  ///< S2 cell id at zones.s2_level after enrichment (0 = not computed)
   QcFlags flags;
   Provenance prov;
 };
@@ -190,6 +191,26 @@ struct AlertEvent {
 /// "firing", "renotify" or "resolved".
 const char* AlertStateName(AlertState s);
 
+/// Spatial structure of one metric's sensors in one closed window, computed by the
+/// surface stage (spatial/surface.h) over all sensors (zone "all") and per zone of the
+/// first zone layer: Moran's I with its weights and the fitted semivariogram.
+struct SpatialStats {
+  Symbol surface;  ///< the surfaces[] entry
+  Symbol window;
+  Symbol metric;
+  TimeUs start = 0, end = 0;
+  Symbol zone_layer;  ///< empty for the row over all sensors
+  Symbol zone;        ///< "all", or the zone id
+  uint32_t sensors = 0;
+  Symbol weights;  ///< "knn:4" or "band:2000m"
+  double morans_i = NAN, morans_expected = NAN, morans_z = NAN;
+  Symbol variogram_model;  ///< "spherical"
+  double nugget = NAN, sill = NAN, range_m = NAN, nugget_sill = NAN;
+  Symbol method;  ///< the surface's interpolation ("idw", "nearest", "kriging")
+  uint32_t revision = 0;
+  TimeUs emitted_at = 0;
+};
+
 /// The unit of work between stages: everything a stage produced for one slice of
 /// input. Stages consume what they own and pass the rest through unchanged.
 struct Batch {
@@ -197,10 +218,11 @@ struct Batch {
   std::vector<QuarantineRecord> quarantine;
   std::vector<LateRecord> late;
   std::vector<WindowResult> windows;
-  std::vector<AlertEvent> alerts;  ///< appended by the alert operator
-  uint64_t duplicates = 0;         ///< counted at dedup, not forwarded
-  TimeUs watermark = kMinTime;     ///< operator watermark after this batch
-  uint64_t checkpoint_id = 0;      ///< non-zero: a checkpoint barrier follows
+  std::vector<AlertEvent> alerts;           ///< appended by the alert operator
+  std::vector<SpatialStats> spatial_stats;  ///< appended by the surface stage
+  uint64_t duplicates = 0;                  ///< counted at dedup, not forwarded
+  TimeUs watermark = kMinTime;              ///< operator watermark after this batch
+  uint64_t checkpoint_id = 0;               ///< non-zero: a checkpoint barrier follows
   /// The raw batch this batch was made from (RawBatch::source_index and ::checkpoint);
   /// -1 for batches an operator emitted on its own (idle timers, the final flush).
   int32_t source_index = -1;
@@ -208,7 +230,7 @@ struct Batch {
 
   bool empty() const {
     return readings.empty() && quarantine.empty() && late.empty() && windows.empty() &&
-           alerts.empty() && duplicates == 0 && checkpoint_id == 0;
+           alerts.empty() && spatial_stats.empty() && duplicates == 0 && checkpoint_id == 0;
   }
 };
 

@@ -2,12 +2,15 @@
 
 #include <filesystem>
 
+#include "core/json_writer.h"
 #include "spatial/h3.h"
+#include "spatial/s2cell.h"
 
 namespace tributary {
 
-ZoneEnrichOperator::ZoneEnrichOperator(std::shared_ptr<const ZoneSet> zones, int h3_resolution)
-    : zones_(std::move(zones)), h3_resolution_(h3_resolution) {
+ZoneEnrichOperator::ZoneEnrichOperator(std::shared_ptr<const ZoneSet> zones, int h3_resolution,
+                                       int s2_level)
+    : zones_(std::move(zones)), h3_resolution_(h3_resolution), s2_level_(s2_level) {
   if (zones_ != nullptr) locator_ = std::make_unique<ZoneLocator>(zones_);
 }
 
@@ -18,6 +21,7 @@ Status ZoneEnrichOperator::Open(RunContext& ctx) {
 
 void ZoneEnrichOperator::Enrich(Reading& r) {
   if (h3_resolution_ >= 0) r.h3 = h3::LatLngToCell(r.lat, r.lon, h3_resolution_);
+  if (s2_level_ >= 0) r.s2 = S2CellIdAt(r.lat, r.lon, s2_level_);
   if (locator_ == nullptr) return;
   size_t layers = std::min(zones_->layers().size(), kMaxZoneLayers);
   for (size_t l = 0; l < layers; ++l) {
@@ -55,9 +59,35 @@ Result<std::unique_ptr<Operator>> MakeZoneEnrichOperator(const PipelineConfig& c
   if (!options.layers.empty()) {
     TRIB_ASSIGN_OR_RETURN(zones, ZoneSet::Load(options.layers));
   }
-  if (zones == nullptr && options.h3_resolution < 0) return std::unique_ptr<Operator>();
-  return std::unique_ptr<Operator>(
-      std::make_unique<ZoneEnrichOperator>(std::move(zones), options.h3_resolution));
+  if (zones == nullptr && options.h3_resolution < 0 && options.s2_level < 0) {
+    return std::unique_ptr<Operator>();
+  }
+  return std::unique_ptr<Operator>(std::make_unique<ZoneEnrichOperator>(
+      std::move(zones), options.h3_resolution, options.s2_level));
+}
+
+std::vector<std::string> ExtraZoneLayerNames(const PipelineConfig& config) {
+  std::vector<std::string> names = ZoneLayerNames(config.zones);
+  if (names.size() > kMaxZoneLayers) names.resize(kMaxZoneLayers);
+  if (!names.empty()) names.erase(names.begin());
+  return names;
+}
+
+void AppendExtraZonesJson(const Reading& r, const std::vector<std::string>& names,
+                          std::string& out) {
+  if (names.empty()) return;
+  out += '{';
+  for (size_t i = 0; i < names.size() && i + 1 < kMaxZoneLayers; ++i) {
+    if (i > 0) out += ',';
+    AppendJsonString(out, names[i]);
+    out += ':';
+    if (r.extra_zones[i].empty()) {
+      out += "null";
+    } else {
+      AppendJsonString(out, r.extra_zones[i].view());
+    }
+  }
+  out += '}';
 }
 
 }  // namespace tributary

@@ -1,8 +1,11 @@
 // Moran's I against cases computed by hand from the definition (Moran 1950) and the
-// normality variance of Cliff & Ord (1981), and the checkerboard extreme (I = −1).
+// normality variance of Cliff & Ord (1981), the checkerboard extreme (I = −1), and a
+// published example computed with R's ape.
 #include "spatial/moran.h"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 namespace tributary {
 namespace {
@@ -66,6 +69,38 @@ TEST(MoranTest, DistanceBandAndKNearestFromPositions) {
   EXPECT_TRUE(std::isnan(ComputeMoran({s[0], s[1]}, {}).i));
   for (auto& v : s) v.value = 7;
   EXPECT_TRUE(std::isnan(ComputeMoran(s, {MoranWeights::kDistanceBand, 1500, 0}).i));
+}
+
+// A published example: the 8 × 8 "chess pattern" of the Cross Validated question "Why is
+// Moran's I not equal to −1 in perfectly dispersed point pattern" (Cross Validated,
+// stats.stackexchange.com; the values in the question's R session), computed there with
+// Moran.I of the R package ape (Paradis & Schliep), which row-standardises the
+// inverse-distance weights it is given: observed I = −0.07775248, expected −0.01587302.
+// (Its sd, 0.01499786, is the randomisation variance; ours is under normality, so z is
+// not compared.) The values repeat 1,0,1,0,1,0,1,0, 0,1,0,1,0,1,0,1 down the columns of
+// x = 1..8 (each repeated 8 times) and y = 1..8.
+TEST(MoranTest, PublishedChessPatternWithInverseDistanceWeights) {
+  const int n = 64;
+  const int pattern[16] = {1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0, 1};
+  std::vector<double> values(n), x(n), y(n);
+  for (int i = 0; i < n; ++i) {
+    values[i] = pattern[i % 16];
+    x[i] = 1 + i / 8;
+    y[i] = 1 + i % 8;
+  }
+  std::vector<std::vector<double>> w(n, std::vector<double>(n, 0));
+  for (int i = 0; i < n; ++i) {
+    double row = 0;
+    for (int j = 0; j < n; ++j) {
+      if (i != j) row += w[i][j] = 1 / std::hypot(x[i] - x[j], y[i] - y[j]);
+    }
+    for (int j = 0; j < n; ++j) w[i][j] /= row;  // row-standardised, as ape does
+  }
+  MoranResult m = ComputeMoranWithWeights(values, w);
+  EXPECT_NEAR(m.i, -0.07775248, 5e-9);
+  EXPECT_NEAR(m.expected, -0.01587302, 5e-9);
+  EXPECT_NEAR(m.s0, 64, 1e-9);
+  EXPECT_LT(m.z, -3);  // strongly dispersed either way
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "core/json_writer.h"
+#include "server/metrics.h"
 #include "spatial/kriging.h"
 #include "spatial/moran.h"
 #include "spatial/variogram.h"
@@ -197,6 +198,14 @@ const SectionSpec& SurfaceSectionSpec() {
            "2..64"},
           {"formats", OptionType::kStringList, "geotiff, png, json",
            "Files to write: any of `geotiff`, `png` (colour map with legend), `json`."},
+          {"moran_weights", OptionType::kEnum, "knn",
+           "Weights of Moran's I (over all sensors and per zone, stored in the sqlite "
+           "`spatial_stats` table and exported as metrics): `knn` (row-standardised, the "
+           "`moran_k` nearest sensors) or `band` (binary, sensors within `moran_band_m`).",
+           "knn|band"},
+          {"moran_k", OptionType::kInt, "4", "Neighbours of `moran_weights: knn`.", "1..32"},
+          {"moran_band_m", OptionType::kDouble, "2000",
+           "Distance band of `moran_weights: band`, metres.", "1..1000000"},
       }};
   return spec;
 }
@@ -261,6 +270,11 @@ Result<SurfaceDefinition> ParseSurfaceDefinition(const OptionReader& options,
   d.kriging = method == "kriging";
   TRIB_ASSIGN_OR_RETURN(int64_t kn, o.GetInt("kriging_neighbours"));
   d.kriging_neighbours = static_cast<int>(kn);
+  TRIB_ASSIGN_OR_RETURN(std::string weights, o.GetString("moran_weights"));
+  d.moran.weights = weights == "band" ? MoranWeights::kDistanceBand : MoranWeights::kKNearest;
+  TRIB_ASSIGN_OR_RETURN(int64_t moran_k, o.GetInt("moran_k"));
+  d.moran.k = static_cast<int>(moran_k);
+  TRIB_ASSIGN_OR_RETURN(d.moran.band_m, o.GetDouble("moran_band_m"));
   TRIB_ASSIGN_OR_RETURN(std::vector<std::string> formats, o.GetStringList("formats"));
   d.geotiff = d.png = d.json = false;
   for (const std::string& f : formats) {
@@ -281,7 +295,7 @@ namespace {
 
 // Moran's I and nugget/sill of the sensors of each zone with at least 3 of them.
 std::vector<ZoneStructure> ZoneStructures(const std::vector<SensorValue>& sensors,
-                                          ZoneLocator& zones) {
+                                          ZoneLocator& zones, const MoranOptions& weights) {
   std::map<uint32_t, std::vector<SensorValue>> by_zone;
   for (const SensorValue& v : sensors) {
     Symbol z = zones.LocateId(0, v.lat, v.lon);
@@ -293,8 +307,12 @@ std::vector<ZoneStructure> ZoneStructures(const std::vector<SensorValue>& sensor
     ZoneStructure zs;
     zs.zone = Symbol{id};
     zs.sensors = members.size();
-    int k = static_cast<int>(std::min<size_t>(4, members.size() - 1));
-    zs.morans_i = ComputeMoran(members, {MoranWeights::kKNearest, 0, k}).i;
+    MoranOptions w = weights;
+    w.k = static_cast<int>(std::min<size_t>(static_cast<size_t>(w.k), members.size() - 1));
+    MoranResult m = ComputeMoran(members, w);
+    zs.morans_i = m.i;
+    zs.morans_expected = m.expected;
+    zs.morans_z = m.z;
     double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
     for (const SensorValue& v : members) {
       x0 = std::min(x0, v.lon);
@@ -304,9 +322,14 @@ std::vector<ZoneStructure> ZoneStructures(const std::vector<SensorValue>& sensor
     }
     double diag = HaversineM(y0, x0, y1, x1);
     if (diag > 0) {
-      zs.nugget_sill =
-          FitVariogram(EmpiricalVariogram(members, diag / 10, diag), VariogramModel::kSpherical)
-              .NuggetSillRatio();
+      VariogramFit fit =
+          FitVariogram(EmpiricalVariogram(members, diag / 10, diag), VariogramModel::kSpherical);
+      zs.nugget_sill = fit.NuggetSillRatio();
+      if (fit.ok) {
+        zs.nugget = fit.nugget;
+        zs.sill = fit.sill;
+        zs.range_m = fit.range;
+      }
     }
     out.push_back(zs);
   }
@@ -358,10 +381,23 @@ Result<Surface> BuildSurface(const SurfaceDefinition& def, std::vector<SensorVal
       FitVariogram(EmpiricalVariogram(sensors, diag / 20, diag / 2), VariogramModel::kSpherical);
   s.nugget_sill = fit.NuggetSillRatio();
   s.variogram_range_m = fit.ok ? fit.range : NAN;
-  MoranResult moran = ComputeMoran(sensors, {MoranWeights::kKNearest, 0, 4});
+  if (fit.ok) {
+    s.nugget = fit.nugget;
+    s.sill = fit.sill;
+  }
+  MoranOptions weights = def.moran;
+  if (weights.weights == MoranWeights::kKNearest && !sensors.empty()) {
+    weights.k =
+        static_cast<int>(std::min<size_t>(static_cast<size_t>(weights.k), sensors.size() - 1));
+  }
+  MoranResult moran = ComputeMoran(sensors, weights);
   s.morans_i = moran.i;
+  s.morans_expected = moran.expected;
   s.morans_z = moran.z;
-  if (zones != nullptr) s.zones = ZoneStructures(sensors, *zones);
+  s.moran_weights = def.moran.weights == MoranWeights::kKNearest
+                        ? fmt::format("knn:{}", def.moran.k)
+                        : fmt::format("band:{:g}m", def.moran.band_m);
+  if (zones != nullptr) s.zones = ZoneStructures(sensors, *zones, def.moran);
   IdwOptions idw_options = def.idw;
   if (s.nugget_sill > kNuggetSillNearestNeighbour) {
     s.method = "nearest";
@@ -521,6 +557,7 @@ std::string SurfaceToJson(const Surface& s) {
   j.Key("variogram_range_m").Number(s.variogram_range_m);
   j.Key("morans_i").Number(s.morans_i);
   j.Key("morans_z").Number(s.morans_z);
+  j.Key("moran_weights").String(s.moran_weights);
   j.Key("power").Number(s.idw.power);
   j.Key("k").Int(s.idw.k);
   j.Key("radius_m").Number(s.idw.radius_m);
@@ -538,6 +575,7 @@ std::string SurfaceToJson(const Surface& s) {
     j.Key("zone").String(z.zone.view());
     j.Key("sensors").UInt(z.sensors);
     j.Key("morans_i").Number(z.morans_i);
+    j.Key("morans_z").Number(z.morans_z);
     j.Key("nugget_sill").Number(z.nugget_sill);
     j.EndObject();
   }
@@ -572,6 +610,7 @@ SurfaceOperator::SurfaceOperator(std::vector<SurfaceDefinition> defs,
                                  std::shared_ptr<const ZoneSet> zones)
     : defs_(std::move(defs)), pending_(defs_.size()) {
   if (zones != nullptr && !zones->layers().empty()) {
+    zone_layer_ = zones->layers()[0].name_symbol;
     zones_ = std::make_unique<ZoneLocator>(std::move(zones));
   }
 }
@@ -586,7 +625,75 @@ Status SurfaceOperator::Open(RunContext& ctx) {
   return Status::Ok();
 }
 
-Status SurfaceOperator::Emit(size_t index, TimeUs start, Pending& p) {
+std::vector<SpatialStats> SurfaceSpatialStats(const Surface& s, Symbol layer) {
+  static const Symbol kAll = Intern("all"), kSpherical = Intern("spherical");
+  std::vector<SpatialStats> out;
+  SpatialStats g;
+  g.surface = Intern(s.name);
+  g.window = s.window;
+  g.metric = s.metric;
+  g.start = s.start;
+  g.end = s.end;
+  g.zone = kAll;
+  g.sensors = static_cast<uint32_t>(s.sensors);
+  g.weights = Intern(s.moran_weights);
+  g.morans_i = s.morans_i;
+  g.morans_expected = s.morans_expected;
+  g.morans_z = s.morans_z;
+  g.variogram_model = kSpherical;
+  g.nugget = s.nugget;
+  g.sill = s.sill;
+  g.range_m = s.variogram_range_m;
+  g.nugget_sill = s.nugget_sill;
+  g.method = Intern(s.method);
+  g.revision = s.revision;
+  g.emitted_at = NowUs();
+  out.push_back(g);
+  for (const ZoneStructure& z : s.zones) {
+    SpatialStats r = g;
+    r.zone_layer = layer;
+    r.zone = z.zone;
+    r.sensors = static_cast<uint32_t>(z.sensors);
+    r.morans_i = z.morans_i;
+    r.morans_expected = z.morans_expected;
+    r.morans_z = z.morans_z;
+    r.nugget = z.nugget;
+    r.sill = z.sill;
+    r.range_m = z.range_m;
+    r.nugget_sill = z.nugget_sill;
+    out.push_back(r);
+  }
+  return out;
+}
+
+namespace {
+
+// Prometheus gauges of the newest window's spatial structure, per surface and zone.
+void ExportSpatialGauges(const std::vector<SpatialStats>& rows) {
+  for (const SpatialStats& r : rows) {
+    std::string labels = "{surface=\"" + EscapeLabelValue(r.surface.view()) + "\",zone=\"" +
+                         EscapeLabelValue(r.zone.view()) + "\"}";
+    // Undefined values (too few sensors, no variance) leave the previous sample.
+    if (std::isfinite(r.morans_i)) {
+      SetConnectorGauge("tributary_spatial_morans_i", labels, r.morans_i,
+                        "Moran's I of the newest closed window of a surface's metric (zone "
+                        "\"all\": every sensor)");
+    }
+    if (std::isfinite(r.morans_z)) {
+      SetConnectorGauge("tributary_spatial_morans_z", labels, r.morans_z,
+                        "z-score of that Moran's I under normality");
+    }
+    if (std::isfinite(r.nugget_sill)) {
+      SetConnectorGauge("tributary_spatial_nugget_sill", labels, r.nugget_sill,
+                        "Nugget/sill ratio of the spherical variogram of that window (above "
+                        "0.7 the surface is nearest-neighbour)");
+    }
+  }
+}
+
+}  // namespace
+
+Status SurfaceOperator::Emit(size_t index, TimeUs start, Pending& p, Batch& out) {
   const SurfaceDefinition& def = defs_[index];
   p.dirty = false;
   if (p.sensors.size() < def.min_sensors) {
@@ -613,6 +720,9 @@ Status SurfaceOperator::Emit(size_t index, TimeUs start, Pending& p) {
   if (def.png) TRIB_RETURN_IF_ERROR(WriteSurfacePng(s, base + ".png"));
   if (def.json) TRIB_RETURN_IF_ERROR(WriteFileAtomic(base + ".json", SurfaceToJson(s)));
   ++written_;
+  std::vector<SpatialStats> stats = SurfaceSpatialStats(s, zone_layer_);
+  ExportSpatialGauges(stats);
+  out.spatial_stats.insert(out.spatial_stats.end(), stats.begin(), stats.end());
   auto shared = std::make_shared<const Surface>(std::move(s));
   std::lock_guard lock(g_latest_mu);
   auto& slot = Latest()[def.name];
@@ -621,7 +731,7 @@ Status SurfaceOperator::Emit(size_t index, TimeUs start, Pending& p) {
   return Status::Ok();
 }
 
-Status SurfaceOperator::Flush(TimeUs watermark, bool all) {
+Status SurfaceOperator::Flush(TimeUs watermark, bool all, Batch& out) {
   for (size_t d = 0; d < defs_.size(); ++d) {
     auto& windows = pending_[d];
     for (auto& [start, p] : windows) {
@@ -630,7 +740,7 @@ Status SurfaceOperator::Flush(TimeUs watermark, bool all) {
           !p.built ? p.end <= watermark : watermark >= p.emitted_at_watermark + (p.end - start);
       if (all || due) {
         p.emitted_at_watermark = watermark;
-        TRIB_RETURN_IF_ERROR(Emit(d, start, p));
+        TRIB_RETURN_IF_ERROR(Emit(d, start, p, out));
       }
     }
     // Keep a few built windows for revisions; older ones are done.
@@ -657,12 +767,11 @@ Status SurfaceOperator::Process(Batch& batch) {
       p.dirty = true;
     }
   }
-  return Flush(batch.watermark, false);
+  return Flush(batch.watermark, false, batch);
 }
 
 Status SurfaceOperator::Finish(Batch& out) {
-  (void)out;
-  return Flush(kMaxTime, true);
+  return Flush(kMaxTime, true, out);
 }
 
 Result<std::unique_ptr<Operator>> MakeSurfaceOperator(const PipelineConfig& config) {

@@ -8,8 +8,11 @@
 // NaN = no data), <start>.png (colour map with a legend) and <start>.json, each
 // atomically (temporary file, then rename); <start> is the window start in UTC,
 // "20240501T120000Z". Windows with fewer than `min_sensors` sensors are skipped. A
-// The sensors' semivariogram (spherical model) and Moran's I are computed with every
-// surface and stored in its JSON and GeoTIFF metadata; where the nugget/sill ratio is
+// The sensors' semivariogram (spherical model) and Moran's I (k-NN or distance-band
+// weights, `moran_weights`) are computed with every surface, over all sensors and per
+// zone of the first zone layer, and stored in its JSON and GeoTIFF metadata, as
+// SpatialStats rows of the batch (the sqlite sink's `spatial_stats` table) and as the
+// gauges tributary_spatial_morans_i / _morans_z / _nugget_sill; where the nugget/sill ratio is
 // above 0.7 the grid is filled by nearest neighbour instead and `method` says so. A
 // window re-emitted as a revision (a late reading within grace) updates its sensor
 // and the surface is rebuilt and rewritten with the next revision number — at most once
@@ -30,6 +33,7 @@
 #include "core/pipeline_config.h"
 #include "core/time.h"
 #include "spatial/idw.h"
+#include "spatial/moran.h"
 #include "spatial/zones.h"
 #include "stream/operator.h"
 
@@ -39,8 +43,10 @@ namespace tributary {
 struct ZoneStructure {
   Symbol zone;
   size_t sensors = 0;
-  double morans_i = NAN;     ///< 4-nearest-neighbour weights (fewer in small zones)
+  double morans_i = NAN;  ///< the surface's weights (k-NN: at most sensors − 1)
+  double morans_expected = NAN, morans_z = NAN;
   double nugget_sill = NAN;  ///< spherical variogram of the zone's sensors
+  double nugget = NAN, sill = NAN, range_m = NAN;
 };
 
 /// One interpolated grid.
@@ -60,8 +66,11 @@ struct Surface {
   std::string method = "idw";
   double nugget_sill = NAN;  ///< of the spherical variogram fitted to the sensors
   double variogram_range_m = NAN;
-  double morans_i = NAN;             ///< global Moran's I, 4-nearest-neighbour weights
+  double morans_i = NAN;             ///< global Moran's I with the definition's weights
+  double morans_expected = NAN;      ///< E[I] = −1/(n − 1)
   double morans_z = NAN;             ///< its z-score under normality
+  double nugget = NAN, sill = NAN;   ///< of the fitted spherical variogram
+  std::string moran_weights;         ///< "knn:4" or "band:2000m"
   std::vector<ZoneStructure> zones;  ///< per zone with at least 3 sensors (zones configured)
 };
 
@@ -79,7 +88,12 @@ struct SurfaceDefinition {
   bool kriging = false;  ///< ordinary kriging with the fitted variogram instead of IDW
   int kriging_neighbours = 16;
   bool geotiff = true, png = true, json = true;
+  /// Weights of Moran's I (global and per zone): k nearest neighbours or a distance band.
+  MoranOptions moran{MoranWeights::kKNearest, 2000, 4};
 };
+
+/// The spatial_stats rows of a surface: one over all sensors, one per zone of `layer`.
+std::vector<SpatialStats> SurfaceSpatialStats(const Surface& s, Symbol layer);
 
 /// The surfaces[] section.
 const SectionSpec& SurfaceSectionSpec();
@@ -124,11 +138,12 @@ class SurfaceOperator : public Operator {
     uint32_t revision = 0;
     TimeUs emitted_at_watermark = kMinTime;
   };
-  Status Emit(size_t def, TimeUs start, Pending& p);
-  Status Flush(TimeUs watermark, bool all);
+  Status Emit(size_t def, TimeUs start, Pending& p, Batch& out);
+  Status Flush(TimeUs watermark, bool all, Batch& out);
 
   std::vector<SurfaceDefinition> defs_;
   std::unique_ptr<ZoneLocator> zones_;
+  Symbol zone_layer_;                               // name of the first zone layer (per-zone rows)
   std::vector<std::map<TimeUs, Pending>> pending_;  // per definition, by window start
   std::string dir_;
   uint64_t written_ = 0;

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/pipeline_config.h"
+#include "server/metrics.h"
 #include "stream/runtime.h"
 #include "test_util.h"
 
@@ -119,6 +120,26 @@ TEST(SurfaceTest, PerZoneStructureWithZones) {
   EXPECT_GT(surface->zones[1].morans_i, 0.8);
   EXPECT_EQ(surface->zones[0].sensors + surface->zones[1].sensors, 120u);
   EXPECT_NE(SurfaceToJson(*surface).find("\"zone\":\"west\""), std::string::npos);
+  // The rows stored with the window results: all sensors, then each zone.
+  std::vector<SpatialStats> rows = SurfaceSpatialStats(*surface, Intern("half"));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].zone.str(), "all");
+  EXPECT_TRUE(rows[0].zone_layer.empty());
+  EXPECT_EQ(rows[0].sensors, 120u);
+  EXPECT_EQ(rows[0].weights.str(), "knn:4");
+  EXPECT_EQ(rows[0].morans_i, surface->morans_i);
+  EXPECT_NEAR(rows[0].morans_expected, -1.0 / 119, 1e-12);
+  EXPECT_EQ(rows[2].zone.str(), "west");
+  EXPECT_EQ(rows[2].zone_layer.str(), "half");
+  EXPECT_EQ(rows[2].morans_i, surface->zones[1].morans_i);
+  EXPECT_EQ(rows[2].nugget_sill, surface->zones[1].nugget_sill);
+  // Distance-band weights give another I for the same sensors.
+  SurfaceDefinition band = Def();
+  band.moran = {MoranWeights::kDistanceBand, 15000, 0};
+  auto banded = BuildSurface(band, s, &loc);
+  ASSERT_TRUE(banded.ok());
+  EXPECT_EQ(SurfaceSpatialStats(*banded, Intern("half"))[0].weights.str(), "band:15000m");
+  EXPECT_NE(banded->morans_i, surface->morans_i);
 }
 
 TEST(SurfaceTest, KrigingWhenConfigured) {
@@ -191,6 +212,10 @@ sinks: []
   EXPECT_GE(latest->sensors, 2u);
   EXPECT_EQ(latest->grid.width, 50);
   EXPECT_TRUE(std::isfinite(latest->min));
+  // Moran's I of the newest window is a gauge on /metrics.
+  std::string prom = RenderPrometheus(MetricsInput{});
+  EXPECT_NE(prom.find("tributary_spatial_morans_i{surface=\"pm25\",zone=\"all\"}"),
+            std::string::npos);
 }
 
 TEST(SurfaceTest, ConfigErrorsNameTheProblem) {

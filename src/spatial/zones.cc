@@ -77,6 +77,78 @@ PackedRTree::PackedRTree(const std::vector<Envelope>& items, int node_size)
 }
 
 // ---------------------------------------------------------------------------------------
+// ZoneGrid
+
+Envelope ZoneGrid::CellBox(int64_t cell) const {
+  uint32_t ix = static_cast<uint32_t>(cell % nx), iy = static_cast<uint32_t>(cell / nx);
+  return {x0 + ix * dx - kZoneGridSlack, y0 + iy * dy - kZoneGridSlack,
+          x0 + (ix + 1) * dx + kZoneGridSlack, y0 + (iy + 1) * dy + kZoneGridSlack};
+}
+
+ZoneGrid BuildZoneGrid(const std::vector<Envelope>& zones, size_t max_items) {
+  ZoneGrid g;
+  if (zones.empty()) return g;
+  Envelope ext = zones[0];
+  for (const Envelope& e : zones) {
+    ext = {std::min(ext.min_x, e.min_x), std::min(ext.min_y, e.min_y), std::max(ext.max_x, e.max_x),
+           std::max(ext.max_y, e.max_y)};
+  }
+  double w = std::max(ext.max_x - ext.min_x, 1e-6), h = std::max(ext.max_y - ext.min_y, 1e-6);
+  // About 16 cells per zone: cells small enough that most lie inside one zone, and a
+  // bounded table (a few tens of bytes per zone).
+  double cells = std::clamp(16.0 * static_cast<double>(zones.size()), 64.0, 4.0 * (1 << 20));
+  double side = std::sqrt(w * h / cells);
+  for (int attempt = 0; attempt < 12; ++attempt, side *= 2) {
+    g.x0 = ext.min_x;
+    g.y0 = ext.min_y;
+    g.nx = static_cast<uint32_t>(std::clamp(std::ceil(w / side), 1.0, 8192.0));
+    g.ny = static_cast<uint32_t>(std::clamp(std::ceil(h / side), 1.0, 8192.0));
+    g.dx = w / g.nx;
+    g.dy = h / g.ny;
+    g.inv_dx = 1 / g.dx;
+    g.inv_dy = 1 / g.dy;
+    // Cell range of an envelope (widened by the slack), by the same arithmetic as Cell.
+    auto range = [&](const Envelope& e, uint32_t& ix0, uint32_t& ix1, uint32_t& iy0,
+                     uint32_t& iy1) {
+      auto clampi = [](double f, uint32_t n) {
+        return static_cast<uint32_t>(std::clamp(f, 0.0, static_cast<double>(n - 1)));
+      };
+      ix0 = clampi(std::floor((e.min_x - kZoneGridSlack - g.x0) * g.inv_dx), g.nx);
+      ix1 = clampi(std::floor((e.max_x + kZoneGridSlack - g.x0) * g.inv_dx), g.nx);
+      iy0 = clampi(std::floor((e.min_y - kZoneGridSlack - g.y0) * g.inv_dy), g.ny);
+      iy1 = clampi(std::floor((e.max_y + kZoneGridSlack - g.y0) * g.inv_dy), g.ny);
+    };
+    size_t total = 0;
+    size_t ncells = static_cast<size_t>(g.nx) * g.ny;
+    std::vector<uint32_t> count(ncells + 1, 0);
+    for (const Envelope& e : zones) {
+      uint32_t ix0, ix1, iy0, iy1;
+      range(e, ix0, ix1, iy0, iy1);
+      total += static_cast<size_t>(ix1 - ix0 + 1) * (iy1 - iy0 + 1);
+      if (total > max_items) break;
+      for (uint32_t iy = iy0; iy <= iy1; ++iy) {
+        for (uint32_t ix = ix0; ix <= ix1; ++ix) ++count[static_cast<size_t>(iy) * g.nx + ix + 1];
+      }
+    }
+    if (total > max_items) continue;  // coarser
+    for (size_t c = 0; c < ncells; ++c) count[c + 1] += count[c];
+    g.cell_begin = count;
+    g.items.resize(total);
+    std::vector<uint32_t> fill(count.begin(), count.end() - 1);
+    for (uint32_t z = 0; z < zones.size(); ++z) {  // ascending: lists come out sorted
+      uint32_t ix0, ix1, iy0, iy1;
+      range(zones[z], ix0, ix1, iy0, iy1);
+      for (uint32_t iy = iy0; iy <= iy1; ++iy) {
+        for (uint32_t ix = ix0; ix <= ix1; ++ix)
+          g.items[fill[static_cast<size_t>(iy) * g.nx + ix]++] = z;
+      }
+    }
+    return g;
+  }
+  return ZoneGrid{};
+}
+
+// ---------------------------------------------------------------------------------------
 // GEOS handles
 
 namespace {
@@ -217,15 +289,55 @@ FastAnswer FastLocate(const double* blob, double px, double py) {
   return inside ? FastAnswer::kInside : FastAnswer::kOutside;
 }
 
-void FinishLayer(ZoneLayer& layer) {
+// The H3 resolution-4 cells a point inside `e` can lie in: the cells of a lattice of
+// samples over the envelope no farther apart than 0.05° (about 5.5 km, far below the
+// cells' 19 km inradius, so any point of the envelope is within one cell of a sample),
+// each with its ring of neighbours.
+std::vector<uint64_t> TileCellsOfEnvelope(const Envelope& e) {
+  constexpr double kStep = 0.05;
+  double max_abs_lat = std::min(89.9, std::max(std::fabs(e.min_y), std::fabs(e.max_y)));
+  double step_lon = std::min(kStep / std::max(std::cos(max_abs_lat * M_PI / 180), 1e-3), 360.0);
+  std::vector<uint64_t> seeds;
+  for (double y = e.min_y;; y = std::min(y + kStep, e.max_y)) {
+    for (double x = e.min_x;; x = std::min(x + step_lon, e.max_x)) {
+      seeds.push_back(h3::LatLngToCell(std::clamp(y, -90.0, 90.0), std::clamp(x, -180.0, 180.0),
+                                       kZoneTileResolution));
+      if (x >= e.max_x) break;
+    }
+    if (y >= e.max_y) break;
+  }
+  std::sort(seeds.begin(), seeds.end());
+  seeds.erase(std::unique(seeds.begin(), seeds.end()), seeds.end());
+  std::vector<uint64_t> cells;
+  for (uint64_t c : seeds) {
+    for (uint64_t n : h3::GridDisk(c, 1)) cells.push_back(n);
+  }
+  std::sort(cells.begin(), cells.end());
+  cells.erase(std::unique(cells.begin(), cells.end()), cells.end());
+  return cells;
+}
+
+void FinishLayer(ZoneLayer& layer, ZoneTiling tiling = ZoneTiling::kEager) {
   // Sorted by id: the boundary rule picks the first covering zone in index order.
   std::stable_sort(layer.zones.begin(), layer.zones.end(),
                    [](const Zone& a, const Zone& b) { return a.id.view() < b.id.view(); });
   std::vector<Envelope> boxes;
   boxes.reserve(layer.zones.size());
   for (const Zone& z : layer.zones) boxes.push_back(z.envelope);
-  layer.tree = PackedRTree(boxes);
   layer.name_symbol = Intern(layer.name);
+  layer.lazy = tiling == ZoneTiling::kLazy ||
+               (tiling == ZoneTiling::kAuto && layer.zones.size() > kLazyTilesAbove);
+  if (layer.lazy) {
+    // Tiles only; each locator indexes a tile's zones when a point first falls in it.
+    for (uint32_t i = 0; i < layer.zones.size(); ++i) {
+      for (uint64_t cell : TileCellsOfEnvelope(layer.zones[i].envelope)) {
+        layer.tiles[cell].push_back(i);
+      }
+    }
+    return;
+  }
+  layer.tree = PackedRTree(boxes);
+  layer.grid = BuildZoneGrid(boxes);
   layer.fast.clear();
   layer.fast_offset.assign(layer.zones.size(), kNoFastPath);
   for (uint32_t i : layer.tree.LeafOrder()) {
@@ -384,7 +496,7 @@ Result<ZoneLayer> LoadLayer(const ZoneLayerSpec& spec, const GeosContext& geos) 
     out.zones.push_back(std::move(zone));
   }
   if (out.zones.empty()) return Status::Invalid(where_file + ": the layer has no features");
-  FinishLayer(out);
+  FinishLayer(out, spec.tiling);
   return out;
 }
 
@@ -395,14 +507,19 @@ Result<std::shared_ptr<const ZoneSet>> ZoneSet::Load(const std::vector<ZoneLayer
   auto set = std::make_shared<ZoneSet>();
   for (const ZoneLayerSpec& spec : specs) {
     TRIB_ASSIGN_OR_RETURN(ZoneLayer layer, LoadLayer(spec, geos));
-    spdlog::info("zones layer '{}': {} zones from {}", layer.name, layer.zones.size(), spec.path);
+    if (layer.lazy) {
+      spdlog::info("zones layer '{}': {} zones from {} in {} lazy H3 res-{} tiles", layer.name,
+                   layer.zones.size(), spec.path, layer.tiles.size(), kZoneTileResolution);
+    } else {
+      spdlog::info("zones layer '{}': {} zones from {}", layer.name, layer.zones.size(), spec.path);
+    }
     set->layers_.push_back(std::move(layer));
   }
   return std::shared_ptr<const ZoneSet>(std::move(set));
 }
 
 Result<std::shared_ptr<const ZoneSet>> ZoneSet::FromWkt(
-    const std::vector<std::pair<std::string, std::vector<WktZone>>>& layers) {
+    const std::vector<std::pair<std::string, std::vector<WktZone>>>& layers, ZoneTiling tiling) {
   GeosContext geos;
   auto set = std::make_shared<ZoneSet>();
   GEOSWKTReader* reader = GEOSWKTReader_create_r(geos.get());
@@ -421,7 +538,7 @@ Result<std::shared_ptr<const ZoneSet>> ZoneSet::FromWkt(
       }
       layer.zones.push_back(std::move(zone));
     }
-    FinishLayer(layer);
+    FinishLayer(layer, tiling);
     set->layers_.push_back(std::move(layer));
   }
   GEOSWKTReader_destroy_r(geos.get(), reader);
@@ -431,28 +548,184 @@ Result<std::shared_ptr<const ZoneSet>> ZoneSet::FromWkt(
 // ---------------------------------------------------------------------------------------
 // ZoneLocator
 
-struct ZoneLocator::Geos {
-  GeosContext ctx;
-  // Per layer, per zone: the parsed geometry and its prepared form, built on first use.
-  std::vector<std::vector<GEOSGeometry*>> geoms;
-  std::vector<std::vector<const GEOSPreparedGeometry*>> prepared;
-  std::vector<uint32_t> candidates;  // reused per lookup
+// Per-cell cache entries besides a zone index.
+constexpr int32_t kCellUnknown = -3, kCellEmpty = -2, kCellMixed = -1;
 
-  ~Geos() {
-    for (size_t l = 0; l < geoms.size(); ++l) {
-      for (size_t i = 0; i < geoms[l].size(); ++i) {
-        if (prepared[l][i] != nullptr) GEOSPreparedGeom_destroy_r(ctx.get(), prepared[l][i]);
-        if (geoms[l][i] != nullptr) GEOSGeom_destroy_r(ctx.get(), geoms[l][i]);
-      }
+// One locator's lookup state for one indexed layer (or lazy tile): the parsed and
+// prepared geometry of each zone, built on first use, and the grid's cell cache
+// (kCellUnknown until first visited, then the zone covering the whole cell, kCellEmpty
+// or kCellMixed).
+struct LayerLookup {
+  std::vector<GEOSGeometry*> geoms;
+  std::vector<const GEOSPreparedGeometry*> prepared;
+  std::vector<int32_t> cell_state;
+  explicit LayerLookup(const ZoneLayer& layer)
+      : geoms(layer.zones.size(), nullptr), prepared(layer.zones.size(), nullptr) {}
+  void Release(GEOSContextHandle_t h) {
+    for (size_t i = 0; i < geoms.size(); ++i) {
+      if (prepared[i] != nullptr) GEOSPreparedGeom_destroy_r(h, prepared[i]);
+      if (geoms[i] != nullptr) GEOSGeom_destroy_r(h, geoms[i]);
+      prepared[i] = nullptr;
+      geoms[i] = nullptr;
     }
   }
 };
 
-ZoneLocator::ZoneLocator(std::shared_ptr<const ZoneSet> zones)
+struct ZoneLocator::Geos {
+  // A lazy layer's tile: its zones indexed as a layer of their own.
+  struct Tile {
+    ZoneLayer sub;                 // the tile's zones (copies), ascending index
+    std::vector<uint32_t> global;  // sub index → index in the layer
+    std::unique_ptr<LayerLookup> lookup;
+    uint64_t last_used = 0;
+  };
+
+  GeosContext ctx;
+  std::vector<std::unique_ptr<LayerLookup>> layers;  // per layer; null for lazy ones
+  std::vector<std::unordered_map<uint64_t, std::unique_ptr<Tile>>> tiles;  // per layer
+  size_t max_tiles = 256;
+  uint64_t tick = 0;
+  std::vector<uint32_t> candidates;  // reused per lookup
+
+  ~Geos() {
+    for (auto& l : layers) {
+      if (l != nullptr) l->Release(ctx.get());
+    }
+    for (auto& per_layer : tiles) {
+      for (auto& [cell, t] : per_layer) t->lookup->Release(ctx.get());
+    }
+  }
+
+  // The prepared geometry of zone i (built on first use); null only if GEOS fails.
+  const GEOSPreparedGeometry* Prepared(const ZoneLayer& layer, LayerLookup& st, uint32_t i) {
+    const GEOSPreparedGeometry*& prep = st.prepared[i];
+    if (prep == nullptr) {
+      GEOSGeometry*& g = st.geoms[i];
+      if (g == nullptr) g = ReadWkb(ctx, layer.zones[i].wkb).release();
+      if (g == nullptr) return nullptr;  // checked at load; cannot happen
+      prep = GEOSPrepare_r(ctx.get(), g);
+    }
+    return prep;
+  }
+
+  // Whether zone i covers (lon, lat): the fast crossing test, GEOS when it cannot tell.
+  // `point` is built on first need and reused for the other candidates.
+  bool Covers(const ZoneLayer& layer, LayerLookup& st, uint32_t i, double lon, double lat,
+              GeomPtr& point, Stats& stats) {
+    if (uint32_t off = layer.fast_offset[i]; off != kNoFastPath) {
+      ++stats.fast_tests;
+      FastAnswer a = FastLocate(layer.fast.data() + off, lon, lat);
+      if (a == FastAnswer::kInside) return true;
+      if (a == FastAnswer::kOutside) return false;
+    }
+    ++stats.geos_tests;
+    if (point == nullptr) {
+      point.reset(GEOSGeom_createPointFromXY_r(ctx.get(), lon, lat));
+      if (point == nullptr) return false;
+    }
+    const GEOSPreparedGeometry* prep = Prepared(layer, st, i);
+    return prep != nullptr && GEOSPreparedCovers_r(ctx.get(), prep, point.get()) == 1;
+  }
+
+  // The zone covering all of grid cell `cell` when no zone before it in index order
+  // touches the cell (so it is the boundary rule's answer for every point of the cell);
+  // kCellEmpty when no zone meets the cell, kCellMixed otherwise.
+  int32_t ClassifyCell(const ZoneLayer& layer, LayerLookup& st, int64_t cell) {
+    const ZoneGrid& g = layer.grid;
+    uint32_t b = g.cell_begin[static_cast<size_t>(cell)];
+    uint32_t e = g.cell_begin[static_cast<size_t>(cell) + 1];
+    Envelope box = g.CellBox(cell);
+    GeomPtr rect(GEOSGeom_createRectangle_r(ctx.get(), box.min_x, box.min_y, box.max_x, box.max_y),
+                 GeomDeleter{ctx.get()});
+    if (rect == nullptr) return kCellMixed;
+    for (uint32_t k = b; k < e; ++k) {
+      const GEOSPreparedGeometry* prep = Prepared(layer, st, g.items[k]);
+      if (prep == nullptr) return kCellMixed;
+      if (GEOSPreparedCovers_r(ctx.get(), prep, rect.get()) == 1) {
+        return static_cast<int32_t>(g.items[k]);
+      }
+      // A zone meeting part of the cell: points there may be its, so no single answer.
+      if (GEOSPreparedIntersects_r(ctx.get(), prep, rect.get()) != 0) return kCellMixed;
+    }
+    return kCellEmpty;
+  }
+
+  // Locate in an indexed (eager) layer: the grid and its cell cache, or the R-tree.
+  int Locate(const ZoneLayer& layer, LayerLookup& st, double lon, double lat, Stats& stats) {
+    GeomPtr point(nullptr, GeomDeleter{ctx.get()});  // built only when GEOS has to decide
+    if (!layer.grid.empty()) {
+      const ZoneGrid& g = layer.grid;
+      int64_t cell = g.Cell(lon, lat);
+      if (cell < 0) return -1;
+      if (st.cell_state.empty())
+        st.cell_state.assign(static_cast<size_t>(g.nx) * g.ny, kCellUnknown);
+      int32_t& state = st.cell_state[static_cast<size_t>(cell)];
+      if (state == kCellUnknown) {
+        state = ClassifyCell(layer, st, cell);
+        ++stats.cells_classified;
+      }
+      if (state >= 0) {
+        ++stats.cell_hits;
+        return state;
+      }
+      if (state == kCellEmpty) return -1;
+      uint32_t e = g.cell_begin[static_cast<size_t>(cell) + 1];
+      for (uint32_t k = g.cell_begin[static_cast<size_t>(cell)]; k < e; ++k) {
+        uint32_t i = g.items[k];
+        if (!layer.zones[i].envelope.Contains(lon, lat)) continue;
+        if (Covers(layer, st, i, lon, lat, point, stats)) return static_cast<int>(i);
+      }
+      return -1;
+    }
+    candidates.clear();
+    layer.tree.Query(lon, lat, [&](uint32_t item) {
+      candidates.push_back(item);
+      return true;
+    });
+    if (candidates.size() > 1) std::sort(candidates.begin(), candidates.end());
+    for (uint32_t i : candidates) {
+      if (Covers(layer, st, i, lon, lat, point, stats)) return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  // The tile of H3 cell `cell` of lazy layer l, indexed on first use; the least
+  // recently used tile goes when max_tiles are held. Null when no zone meets the cell.
+  Tile* TileFor(const ZoneLayer& layer, size_t l, uint64_t cell, Stats& stats) {
+    auto& held = tiles[l];
+    auto it = held.find(cell);
+    if (it == held.end()) {
+      auto members = layer.tiles.find(cell);
+      if (members == layer.tiles.end()) return nullptr;
+      if (held.size() >= max_tiles) {
+        auto oldest = held.begin();
+        for (auto t = held.begin(); t != held.end(); ++t) {
+          if (t->second->last_used < oldest->second->last_used) oldest = t;
+        }
+        oldest->second->lookup->Release(ctx.get());
+        held.erase(oldest);
+        ++stats.tiles_evicted;
+      }
+      auto tile = std::make_unique<Tile>();
+      tile->sub.name = layer.name;
+      tile->global = members->second;
+      for (uint32_t i : tile->global) tile->sub.zones.push_back(layer.zones[i]);
+      FinishLayer(tile->sub, ZoneTiling::kEager);  // ids ascending: the order is kept
+      tile->lookup = std::make_unique<LayerLookup>(tile->sub);
+      ++stats.tiles_loaded;
+      it = held.emplace(cell, std::move(tile)).first;
+    }
+    it->second->last_used = ++tick;
+    return it->second.get();
+  }
+};
+
+ZoneLocator::ZoneLocator(std::shared_ptr<const ZoneSet> zones, size_t max_tiles)
     : zones_(std::move(zones)), geos_(std::make_unique<Geos>()) {
+  geos_->max_tiles = std::max<size_t>(max_tiles, 1);
   for (const ZoneLayer& layer : zones_->layers()) {
-    geos_->geoms.emplace_back(layer.zones.size(), nullptr);
-    geos_->prepared.emplace_back(layer.zones.size(), nullptr);
+    geos_->layers.push_back(layer.lazy ? nullptr : std::make_unique<LayerLookup>(layer));
+    geos_->tiles.emplace_back();
   }
 }
 
@@ -464,37 +737,13 @@ int ZoneLocator::Locate(size_t layer_index, double lat, double lon) {
   }
   if (lon > 180.0 || lon < -180.0) lon = std::remainder(lon, 360.0);
   const ZoneLayer& layer = zones_->layers()[layer_index];
-  std::vector<uint32_t>& cand = geos_->candidates;
-  cand.clear();
-  layer.tree.Query(lon, lat, [&](uint32_t item) {
-    cand.push_back(item);
-    return true;
-  });
-  if (cand.empty()) return -1;
-  if (cand.size() > 1) std::sort(cand.begin(), cand.end());
-  GEOSContextHandle_t h = geos_->ctx.get();
-  GeomPtr point(nullptr, GeomDeleter{h});  // built only when GEOS has to decide
-  for (uint32_t i : cand) {
-    if (uint32_t off = layer.fast_offset[i]; off != kNoFastPath) {
-      FastAnswer a = FastLocate(layer.fast.data() + off, lon, lat);
-      if (a == FastAnswer::kInside) return static_cast<int>(i);
-      if (a == FastAnswer::kOutside) continue;
-    }
-    if (point == nullptr) {
-      point.reset(GEOSGeom_createPointFromXY_r(h, lon, lat));
-      if (point == nullptr) return -1;
-    }
-    const GEOSPreparedGeometry*& prep = geos_->prepared[layer_index][i];
-    if (prep == nullptr) {
-      GEOSGeometry*& g = geos_->geoms[layer_index][i];
-      if (g == nullptr) g = ReadWkb(geos_->ctx, layer.zones[i].wkb).release();
-      if (g == nullptr) continue;  // checked at load; cannot happen
-      prep = GEOSPrepare_r(h, g);
-      if (prep == nullptr) continue;
-    }
-    if (GEOSPreparedCovers_r(h, prep, point.get()) == 1) return static_cast<int>(i);
-  }
-  return -1;
+  if (!layer.lazy) return geos_->Locate(layer, *geos_->layers[layer_index], lon, lat, stats_);
+  if (lat < -90.0 || lat > 90.0) return -1;
+  uint64_t cell = h3::LatLngToCell(lat, lon, kZoneTileResolution);
+  Geos::Tile* tile = geos_->TileFor(layer, layer_index, cell, stats_);
+  if (tile == nullptr) return -1;
+  int i = geos_->Locate(tile->sub, *tile->lookup, lon, lat, stats_);
+  return i < 0 ? -1 : static_cast<int>(tile->global[static_cast<size_t>(i)]);
 }
 
 Symbol ZoneLocator::LocateId(size_t layer, double lat, double lon) {
@@ -518,6 +767,11 @@ const SectionSpec& ZonesSectionSpec() {
            "H3 resolution (0-15) of `reading.h3`, used by `group_by: h3` and stored by the "
            "sinks; -1 leaves it unset. Resolution 8 cells are about 0.74 km².",
            "-1..15"},
+          {"s2_level", OptionType::kInt, "-1",
+           "S2 cell level (0-30) of `reading.s2`, stored by the sinks as the cell's token in "
+           "the `s2` column; -1 leaves it unset. Level 13 cells are about 1 km². Windows "
+           "group by any level with `group_by: s2:<level>`, whatever this is.",
+           "-1..30"},
           {"layers", OptionType::kSection, "",
            "Boundary layers, in order; the first one's zone is the reading's `zone`. Keys "
            "are listed under `zones.layers[]`."},
@@ -544,8 +798,24 @@ const SectionSpec& ZoneLayerSectionSpec() {
            "Layer inside the file (GeoPackage tables, ...); empty: the first layer."},
           {"id_field", OptionType::kString, "", "Attribute holding the zone id.", {}, true},
           {"name_field", OptionType::kString, "", "Attribute holding a display name; optional."},
+          {"tiles", OptionType::kEnum, "auto",
+           "`lazy`: index the zones per H3 resolution-4 cell (about 1,770 km²) and prepare a "
+           "cell's zones on the first reading in it, keeping the 256 most recently used cells "
+           "per worker — for very large boundary sets of which a pipeline touches a small "
+           "part; `eager`: index everything at start; `auto`: lazy above 100,000 zones.",
+           "auto|eager|lazy"},
       }};
   return spec;
+}
+
+std::vector<std::string> ZoneLayerNames(const OptionReader& zones_section) {
+  std::vector<std::string> names;
+  YAML::Node layers = zones_section.Node("layers");
+  if (!layers.IsDefined() || !layers.IsSequence()) return names;
+  for (const YAML::Node& l : layers) {
+    if (l.IsMap() && l["name"].IsScalar()) names.push_back(l["name"].as<std::string>());
+  }
+  return names;
 }
 
 Result<ZoneOptions> ReadZoneOptions(const OptionReader& section, const std::string& base_dir) {
@@ -554,6 +824,8 @@ Result<ZoneOptions> ReadZoneOptions(const OptionReader& section, const std::stri
   TRIB_RETURN_IF_ERROR(o.CheckKeys());
   TRIB_ASSIGN_OR_RETURN(int64_t res, o.GetInt("h3_resolution"));
   out.h3_resolution = static_cast<int>(res);
+  TRIB_ASSIGN_OR_RETURN(int64_t s2_level, o.GetInt("s2_level"));
+  out.s2_level = static_cast<int>(s2_level);
   YAML::Node layers = o.Node("layers");
   if (!layers.IsDefined() || layers.IsNull()) return out;
   if (!layers.IsSequence()) return o.Error("layers", "expected a list (entries start with '- ')");
@@ -570,6 +842,10 @@ Result<ZoneOptions> ReadZoneOptions(const OptionReader& section, const std::stri
     TRIB_ASSIGN_OR_RETURN(spec.layer, l.GetString("layer"));
     TRIB_ASSIGN_OR_RETURN(spec.id_field, l.GetString("id_field"));
     TRIB_ASSIGN_OR_RETURN(spec.name_field, l.GetString("name_field"));
+    TRIB_ASSIGN_OR_RETURN(std::string tiles, l.GetString("tiles"));
+    spec.tiling = tiles == "lazy"    ? ZoneTiling::kLazy
+                  : tiles == "eager" ? ZoneTiling::kEager
+                                     : ZoneTiling::kAuto;
     if (spec.name.empty()) return l.Error("name", "must not be empty");
     if (std::find(names.begin(), names.end(), spec.name) != names.end()) {
       return l.Error("name", "duplicate layer name '" + spec.name + "'");

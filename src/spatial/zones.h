@@ -7,13 +7,18 @@
 // Several layers can be loaded at once (districts, floodplains, protected habitats); a
 // position gets one zone per layer, or none.
 //
-// Lookup is two steps: a packed R-tree (sort-tile-recursive, built once) over the zones'
-// envelopes gives the candidates whose bounding box contains the point, and a GEOS
-// prepared geometry per candidate answers "covers" exactly — holes and multipolygons
-// included. GEOS is used through its reentrant C API: a ZoneLocator owns one GEOS context
-// and the prepared geometries built from it, so each thread uses its own locator over one
-// shared, immutable ZoneSet. Prepared geometries are built on first use of a zone, so a
-// layer of many zones costs nothing for the zones no reading ever falls into.
+// Lookup: a uniform grid over the layer (about 16 cells per zone, ZoneGrid) lists for
+// each cell the zones whose envelope meets it; a packed R-tree (sort-tile-recursive)
+// over the envelopes answers instead for layers too sparse for a grid. The first time a
+// locator sees a cell it asks GEOS whether one zone covers the whole cell with no zone
+// of lower index touching it; if so, every later point in that cell is answered from
+// that cache entry without any geometry test. Otherwise each candidate whose envelope
+// contains the point is tested exactly by a GEOS prepared geometry "covers" — holes and
+// multipolygons included. GEOS is used through its reentrant C API: a ZoneLocator owns
+// one GEOS context, the prepared geometries built from it and the cell cache, so each
+// thread uses its own locator over one shared, immutable ZoneSet. Prepared geometries
+// are built on first use of a zone, so a layer of many zones costs nothing for the
+// zones no reading ever falls into.
 //
 // GEOS's C API costs an allocation and a call chain per point; for the small polygons of
 // most zone layers an own even-odd crossing count over the rings answers the points
@@ -35,10 +40,12 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/config.h"
@@ -86,6 +93,13 @@ class PackedRTree {
   size_t num_items_ = 0;
 };
 
+/// Whether a layer's zones are indexed by H3 resolution-4 tile and prepared lazily.
+enum class ZoneTiling : uint8_t { kAuto, kEager, kLazy };
+/// kAuto tiles layers of more zones than this.
+inline constexpr size_t kLazyTilesAbove = 100000;
+/// H3 resolution of the lazy tiles (about 1,770 km² cells).
+inline constexpr int kZoneTileResolution = 4;
+
 /// One boundary layer to load (one entry of `zones.layers`).
 struct ZoneLayerSpec {
   std::string name;        ///< layer name in the pipeline ("district")
@@ -93,6 +107,7 @@ struct ZoneLayerSpec {
   std::string layer;       ///< layer inside the file; empty: the first
   std::string id_field;    ///< attribute giving the zone id
   std::string name_field;  ///< attribute giving a display name; empty: none
+  ZoneTiling tiling = ZoneTiling::kAuto;
 };
 
 /// A zone: its id, name, envelope and geometry (WGS84 WKB, x = lon).
@@ -113,18 +128,55 @@ struct Zone {
 /// count that hands any point within 1e-9 degrees of an edge to GEOS.
 inline constexpr size_t kFastPathMaxVertices = 256;
 
+/// A uniform grid over a layer's extent: for each cell, the zones (ascending index)
+/// whose envelope meets the cell (closed, widened by kZoneGridSlack). Because the cell
+/// of a point is computed with the same monotone arithmetic as the cells of an
+/// envelope, every zone whose envelope contains the point is in the point's cell list.
+/// The locator caches per cell whether one zone covers it entirely (ZoneLocator), so
+/// most points need neither the R-tree nor an exact test.
+struct ZoneGrid {
+  double x0 = 0, y0 = 0, dx = 1, dy = 1, inv_dx = 1, inv_dy = 1;
+  uint32_t nx = 0, ny = 0;
+  std::vector<uint32_t> cell_begin;  ///< nx * ny + 1 offsets into items
+  std::vector<uint32_t> items;       ///< zone indices, ascending within a cell
+  bool empty() const { return nx == 0; }
+  /// The cell of (x, y), or -1 outside the grid (outside every zone's envelope).
+  int64_t Cell(double x, double y) const {
+    double fx = std::floor((x - x0) * inv_dx), fy = std::floor((y - y0) * inv_dy);
+    if (!(fx >= 0 && fy >= 0 && fx <= nx && fy <= ny)) return -1;
+    uint32_t ix = std::min(static_cast<uint32_t>(fx), nx - 1);
+    uint32_t iy = std::min(static_cast<uint32_t>(fy), ny - 1);
+    return static_cast<int64_t>(iy) * nx + ix;
+  }
+  /// The cell's rectangle widened by kZoneGridSlack.
+  Envelope CellBox(int64_t cell) const;
+};
+/// Degrees by which grid cells are widened (far above the rounding of cell arithmetic).
+inline constexpr double kZoneGridSlack = 1e-9;
+/// Build the grid of `zones` (empty when there are none or their envelopes would need
+/// more than `max_items` cell entries even at a coarse resolution).
+ZoneGrid BuildZoneGrid(const std::vector<Envelope>& zones, size_t max_items = size_t{1} << 24);
+
 /// One loaded layer: zones sorted by id, and the R-tree over their envelopes.
 struct ZoneLayer {
   std::string name;
   Symbol name_symbol;
   std::vector<Zone> zones;
   PackedRTree tree;
+  /// The grid lookups go through (the R-tree answers when it is empty).
+  ZoneGrid grid;
   /// The fast-path geometry of every small zone in one array, laid out in the R-tree's
   /// leaf order so spatial neighbours are adjacent in memory (a lookup touches one or
   /// two cache lines of it): at fast_offset[zone] the ring count, the rings' end
   /// offsets (in points), then the x, y pairs. kNoFastPath for zones GEOS handles alone.
   std::vector<double> fast;
   std::vector<uint32_t> fast_offset;
+  /// Lazy layers: no grid or fast path here (zones keep their xy); instead, for every
+  /// H3 resolution-4 cell that some zone's envelope meets, the zones (ascending index)
+  /// a point in that cell can fall into. A locator builds a tile's index (grid, fast
+  /// path, prepared geometries) on the first lookup in it and keeps a bounded number.
+  bool lazy = false;
+  std::unordered_map<uint64_t, std::vector<uint32_t>> tiles;
 };
 inline constexpr uint32_t kNoFastPath = UINT32_MAX;
 
@@ -141,7 +193,8 @@ class ZoneSet {
     std::string wkt;
   };
   static Result<std::shared_ptr<const ZoneSet>> FromWkt(
-      const std::vector<std::pair<std::string, std::vector<WktZone>>>& layers);
+      const std::vector<std::pair<std::string, std::vector<WktZone>>>& layers,
+      ZoneTiling tiling = ZoneTiling::kAuto);
 
   const std::vector<ZoneLayer>& layers() const { return layers_; }
 
@@ -152,7 +205,8 @@ class ZoneSet {
 /// Answers point-in-zone queries over a ZoneSet with its own GEOS context. One per thread.
 class ZoneLocator {
  public:
-  explicit ZoneLocator(std::shared_ptr<const ZoneSet> zones);
+  /// `max_tiles`: lazy layers' tiles kept indexed per layer (least recently used go).
+  explicit ZoneLocator(std::shared_ptr<const ZoneSet> zones, size_t max_tiles = 256);
   ~ZoneLocator();
   ZoneLocator(const ZoneLocator&) = delete;
   ZoneLocator& operator=(const ZoneLocator&) = delete;
@@ -166,8 +220,17 @@ class ZoneLocator {
 
   const ZoneSet& zones() const { return *zones_; }
 
+  /// Lookup counters (tests and benchmarks): answered from a whole-cell cache entry, by
+  /// the fast crossing test, by GEOS.
+  struct Stats {
+    uint64_t cell_hits = 0, fast_tests = 0, geos_tests = 0, cells_classified = 0;
+    uint64_t tiles_loaded = 0, tiles_evicted = 0;  ///< lazy layers
+  };
+  const Stats& stats() const { return stats_; }
+
  private:
-  struct Geos;
+  struct Geos;  // GEOS context, prepared geometries and the per-cell cache
+  Stats stats_;
   std::shared_ptr<const ZoneSet> zones_;
   std::unique_ptr<Geos> geos_;
 };
@@ -179,12 +242,17 @@ const SectionSpec& ZoneLayerSectionSpec();
 /// Options of the enrichment step read from the `zones` section.
 struct ZoneOptions {
   int h3_resolution = -1;  ///< -1: do not compute reading.h3
+  int s2_level = -1;       ///< -1: do not compute reading.s2
   std::vector<ZoneLayerSpec> layers;
 };
 
 /// Read the `zones` section; relative paths are taken from `base_dir` (the config
 /// file's folder).
 Result<ZoneOptions> ReadZoneOptions(const OptionReader& section, const std::string& base_dir);
+
+/// The names of the `zones.layers` entries in order, read without loading anything
+/// (entries without a name are skipped; ReadZoneOptions reports them).
+std::vector<std::string> ZoneLayerNames(const OptionReader& zones_section);
 
 /// The GeoJSON of the districts of the simulator's default city (`builtin:city_districts`,
 /// also in examples/zones/city_districts.geojson).

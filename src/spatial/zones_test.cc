@@ -9,6 +9,7 @@
 #include <ogrsf_frmts.h>
 
 #include <random>
+#include <set>
 
 #include "core/pipeline_config.h"
 #include "spatial/enrich.h"
@@ -92,6 +93,19 @@ TEST(ZonesTest, AntimeridianSplitPolygon) {
 // The crossing-count fast path and GEOS must agree everywhere, on edges and vertices too:
 // a jittered grid of polygons sharing their boundaries, one with a hole, checked against
 // GEOS covers evaluated directly (smallest covering id wins).
+// The boundary rule by GEOS alone: the smallest id among the zones covering (x, y).
+std::string GeosAnswer(GEOSContextHandle_t h,
+                       const std::vector<std::pair<std::string, GEOSGeometry*>>& geoms, double x,
+                       double y) {
+  GEOSGeometry* pt = GEOSGeom_createPointFromXY_r(h, x, y);
+  std::string want;
+  for (const auto& [id, g] : geoms) {
+    if (GEOSCovers_r(h, g, pt) == 1 && (want.empty() || id < want)) want = id;
+  }
+  GEOSGeom_destroy_r(h, pt);
+  return want;
+}
+
 TEST(ZonesTest, FastPathAgreesWithGeosCovers) {
   std::mt19937_64 rng(9);
   std::uniform_real_distribution<double> jitter(-0.3, 0.3);
@@ -146,17 +160,117 @@ TEST(ZonesTest, FastPathAgreesWithGeosCovers) {
     }
   }
   for (const auto& [x, y] : points) {
-    GEOSGeometry* pt = GEOSGeom_createPointFromXY_r(h, x, y);
-    std::string want;
-    for (const auto& [id, g] : geoms) {
-      if (GEOSCovers_r(h, g, pt) == 1 && (want.empty() || id < want)) want = id;
-    }
-    GEOSGeom_destroy_r(h, pt);
-    ASSERT_EQ(IdAt(loc, y, x), want) << "at " << x << "," << y;
+    ASSERT_EQ(IdAt(loc, y, x), GeosAnswer(h, geoms, x, y)) << "at " << x << "," << y;
   }
+  // Both the whole-cell cache and the exact tests answered some of them.
+  EXPECT_GT(loc.stats().cell_hits, 0u);
+  EXPECT_GT(loc.stats().fast_tests, 0u);
+  EXPECT_GT(loc.stats().geos_tests, 0u);
   for (auto& [id, g] : geoms) GEOSGeom_destroy_r(h, g);
   GEOSWKTReader_destroy_r(h, reader);
   GEOS_finish_r(h);
+}
+
+// Overlapping zones of one layer: the grid's whole-cell answers must still follow the
+// boundary rule (smallest id among the covering zones), checked against GEOS alone.
+TEST(ZonesTest, GridCacheFollowsTheBoundaryRuleOnOverlaps) {
+  std::mt19937_64 rng(21);
+  std::uniform_real_distribution<double> pos(0, 9), size(0.05, 1.5);
+  std::vector<ZoneSet::WktZone> zones{{"m", "", "POLYGON((0 0,10 0,10 10,0 10,0 0))"}};
+  for (int i = 0; i < 60; ++i) {
+    double x = pos(rng), y = pos(rng), w = size(rng);
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "POLYGON((%g %g,%g %g,%g %g,%g %g,%g %g))", x, y, x + w, y,
+                  x + w, y + w, x, y + w, x, y);
+    // Ids both before and after "m": the big square wins only over the later ones.
+    zones.push_back({(i % 2 ? "a" : "z") + std::to_string(i), "", buf});
+  }
+  auto set = MustBuild({{"overlap", zones}});
+  ZoneLocator loc(set);
+  GEOSContextHandle_t h = GEOS_init_r();
+  GEOSWKTReader* reader = GEOSWKTReader_create_r(h);
+  std::vector<std::pair<std::string, GEOSGeometry*>> geoms;
+  for (const auto& z : zones)
+    geoms.push_back({z.id, GEOSWKTReader_read_r(h, reader, z.wkt.c_str())});
+  std::uniform_real_distribution<double> u(-0.5, 10.5);
+  for (int k = 0; k < 20000; ++k) {
+    double x = u(rng), y = u(rng);
+    ASSERT_EQ(IdAt(loc, y, x), GeosAnswer(h, geoms, x, y)) << "at " << x << "," << y;
+  }
+  EXPECT_GT(loc.stats().cell_hits, 0u);
+  EXPECT_FALSE(set->layers()[0].grid.empty());
+  for (auto& [id, g] : geoms) GEOSGeom_destroy_r(h, g);
+  GEOSWKTReader_destroy_r(h, reader);
+  GEOS_finish_r(h);
+}
+
+// Lazy H3 resolution-4 tiles give exactly the eager index's answers, load only the tiles
+// points fall in, and evict beyond their bound.
+TEST(ZonesTest, LazyTilesEqualTheEagerIndex) {
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> ux(5, 15), uy(45, 50), size(0.02, 0.3);
+  std::vector<ZoneSet::WktZone> zones;
+  for (int i = 0; i < 3000; ++i) {
+    double x = ux(rng), y = uy(rng), w = size(rng), h = size(rng);
+    char buf[300];
+    // Triangles and quadrilaterals, some overlapping, some with a hole.
+    if (i % 3 == 0) {
+      std::snprintf(buf, sizeof buf, "POLYGON((%.6f %.6f,%.6f %.6f,%.6f %.6f,%.6f %.6f))", x, y,
+                    x + w, y, x + w / 2, y + h, x, y);
+    } else if (i % 3 == 1) {
+      std::snprintf(buf, sizeof buf,
+                    "POLYGON((%.6f %.6f,%.6f %.6f,%.6f %.6f,%.6f %.6f,%.6f %.6f),(%.6f %.6f,%.6f "
+                    "%.6f,%.6f %.6f,%.6f %.6f,%.6f %.6f))",
+                    x, y, x + w, y, x + w, y + h, x, y + h, x, y, x + w / 4, y + h / 4, x + w / 2,
+                    y + h / 4, x + w / 2, y + h / 2, x + w / 4, y + h / 2, x + w / 4, y + h / 4);
+    } else {
+      std::snprintf(buf, sizeof buf, "POLYGON((%.6f %.6f,%.6f %.6f,%.6f %.6f,%.6f %.6f,%.6f %.6f))",
+                    x, y, x + w, y + h / 3, x + w, y + h, x + w / 3, y + h, x, y);
+    }
+    zones.push_back({"t" + std::to_string(rng() % 100000), "", buf});
+  }
+  auto eager = ZoneSet::FromWkt({{"tiles", zones}}, ZoneTiling::kEager);
+  auto lazy = ZoneSet::FromWkt({{"tiles", zones}}, ZoneTiling::kLazy);
+  ASSERT_TRUE(eager.ok() && lazy.ok());
+  const ZoneLayer& lazy_layer = (*lazy)->layers()[0];
+  ASSERT_TRUE(lazy_layer.lazy);
+  EXPECT_FALSE((*eager)->layers()[0].lazy);
+  ASSERT_GT(lazy_layer.tiles.size(), 50u);  // 10° × 5° is hundreds of res-4 cells
+  ZoneLocator a(*eager);
+  ZoneLocator b(*lazy);
+  ZoneLocator small(*lazy, /*max_tiles=*/3);
+  // Points in the western third only first: the tiles loaded are those points' cells.
+  std::uniform_real_distribution<double> west(5, 8);
+  std::set<uint64_t> cells;
+  int found = 0;
+  for (int k = 0; k < 20000; ++k) {
+    double x = west(rng), y = uy(rng);
+    int want = a.Locate(0, y, x);
+    ASSERT_EQ(b.Locate(0, y, x), want) << x << "," << y;
+    // Three tiles for a region of dozens: evicts all the time (so only every 50th).
+    if (k % 50 == 0) {
+      ASSERT_EQ(small.Locate(0, y, x), want) << x << "," << y;
+    }
+    found += want >= 0;
+    uint64_t c = h3::LatLngToCell(y, x, kZoneTileResolution);
+    if (lazy_layer.tiles.count(c) != 0) cells.insert(c);
+  }
+  EXPECT_GT(found, 1000);
+  EXPECT_EQ(b.stats().tiles_loaded, cells.size());
+  EXPECT_LT(b.stats().tiles_loaded, lazy_layer.tiles.size());
+  EXPECT_EQ(b.stats().tiles_evicted, 0u);
+  EXPECT_GT(small.stats().tiles_evicted, 0u);
+  // Then everywhere (more tiles than the 256 kept), with zones' vertices (boundary points).
+  for (int k = 0; k < 4000; ++k) {
+    double x = ux(rng), y = uy(rng);
+    ASSERT_EQ(b.Locate(0, y, x), a.Locate(0, y, x)) << x << "," << y;
+  }
+  for (size_t i = 0; i < 300; ++i) {
+    const Envelope& e = (*eager)->layers()[0].zones[i].envelope;
+    ASSERT_EQ(b.Locate(0, e.min_y, e.min_x), a.Locate(0, e.min_y, e.min_x));
+    ASSERT_EQ(b.Locate(0, e.max_y, e.max_x), a.Locate(0, e.max_y, e.max_x));
+  }
+  EXPECT_EQ(b.LocateId(0, 47, 200).str(), a.LocateId(0, 47, 200).str());  // wraps to -160
 }
 
 TEST(ZonesTest, RejectsNonPolygons) {

@@ -8,6 +8,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <unordered_map>
 #include <unordered_set>
@@ -15,6 +16,8 @@
 #include "alert/aqi.h"
 #include "core/json_writer.h"
 #include "ingest/metrics.h"
+#include "spatial/s2cell.h"
+#include "spatial/zones.h"
 
 namespace tributary {
 namespace {
@@ -425,10 +428,12 @@ const SectionSpec& WindowSectionSpec() {
            "them to the next open window of their key (counted in late_count, flagged "
            "LATE_ARRIVAL, accepted in the ledger)",
            "late_sink|next_window"},
-          {"group_by", OptionType::kEnum, "device",
-           "what one row summarises: a device, a zone (after enrichment), an H3 cell, or all "
-           "readings",
-           "device|zone|h3|all"},
+          {"group_by", OptionType::kString, "device",
+           "what one row summarises: `device`, `zone` (the first zone layer's zone, after "
+           "enrichment), `zone:<layer>` (the zone of the named `zones.layers` entry), `h3` "
+           "(the cell at `zones.h3_resolution`), `s2:<level>` (the S2 cell of level 0-30, "
+           "keyed by its token), or `all` readings",
+           "device|zone|zone:<layer>|h3|s2:<level>|all"},
           {"metrics", OptionType::kStringList, "",
            "canonical metrics this definition takes (e.g. [pm25, pm10]); empty: all"},
           {"aggregates", OptionType::kStringList, "count, mean, min, max", AggregatesDescription()},
@@ -448,7 +453,8 @@ bool WindowDefinition::Accepts(Symbol metric) const {
 }
 
 Result<WindowDefinition> ParseWindowDefinition(const OptionReader& options,
-                                               const ProcessingOptions& processing) {
+                                               const ProcessingOptions& processing,
+                                               const std::vector<std::string>& zone_layers) {
   // Read against this module's spec whatever specs the caller's reader carries.
   const OptionReader o(options.node(), options.file(), options.path(), {&WindowSectionSpec()});
   TRIB_RETURN_IF_ERROR(o.CheckKeys());
@@ -574,10 +580,39 @@ Result<WindowDefinition> ParseWindowDefinition(const OptionReader& options,
     def.group_by = GroupBy::kDevice;
   } else if (group_by == "zone") {
     def.group_by = GroupBy::kZone;
+  } else if (group_by.rfind("zone:", 0) == 0) {
+    def.group_by = GroupBy::kZone;
+    std::string layer = group_by.substr(5);
+    auto it = std::find(zone_layers.begin(), zone_layers.end(), layer);
+    if (it == zone_layers.end()) {
+      std::string known;
+      for (const std::string& l : zone_layers) known += (known.empty() ? "" : ", ") + l;
+      return BadOption(o, "group_by",
+                       "no zone layer named '" + layer +
+                           "' (zones.layers: " + (known.empty() ? "none" : known) + ")");
+    }
+    def.zone_layer = static_cast<size_t>(it - zone_layers.begin());
+    if (def.zone_layer >= kMaxZoneLayers) {
+      return BadOption(o, "group_by",
+                       "only the first " + std::to_string(kMaxZoneLayers) +
+                           " zone layers are attached to readings");
+    }
   } else if (group_by == "h3") {
     def.group_by = GroupBy::kH3;
-  } else {
+  } else if (group_by.rfind("s2:", 0) == 0) {
+    def.group_by = GroupBy::kS2;
+    std::string level = group_by.substr(3);
+    char* end = nullptr;
+    long v = std::strtol(level.c_str(), &end, 10);
+    if (level.empty() || *end != '\0' || v < 0 || v > 30) {
+      return BadOption(o, "group_by", "'" + group_by + "': the S2 level must be 0-30");
+    }
+    def.s2_level = static_cast<int>(v);
+  } else if (group_by == "all") {
     def.group_by = GroupBy::kAll;
+  } else {
+    return BadOption(o, "group_by",
+                     "'" + group_by + "' is not one of device|zone|zone:<layer>|h3|s2:<level>|all");
   }
   def.group_by_symbol = Intern(group_by);
 
@@ -640,7 +675,9 @@ Result<std::vector<WindowDefinition>> ParseWindowDefinitions(const PipelineConfi
     return Status::Invalid(config.file + ": too many window definitions");
   }
   for (const OptionReader& o : config.windows) {
-    TRIB_ASSIGN_OR_RETURN(WindowDefinition def, ParseWindowDefinition(o, config.processing));
+    TRIB_ASSIGN_OR_RETURN(
+        WindowDefinition def,
+        ParseWindowDefinition(o, config.processing, ZoneLayerNames(config.zones)));
     for (const WindowDefinition& other : defs) {
       if (other.name == def.name) {
         return o.Error("name", "duplicate window name '" + def.name + "'");
@@ -708,10 +745,13 @@ CellKey KeyOf(const WindowDefinition& def, const Reading& r) {
       key.group = r.device.id;
       break;
     case GroupBy::kZone:
-      key.group = r.zone.id;
+      key.group = def.zone_layer == 0 ? r.zone.id : r.extra_zones[def.zone_layer - 1].id;
       break;
     case GroupBy::kH3:
       key.group = r.h3;
+      break;
+    case GroupBy::kS2:
+      key.group = S2CellIdAt(r.lat, r.lon, def.s2_level);
       break;
     case GroupBy::kAll:
       key.group = 0;
@@ -1131,6 +1171,8 @@ Symbol GroupSymbol(GroupBy group_by, uint64_t group) {
       return Symbol{static_cast<uint32_t>(group)};
     case GroupBy::kH3:
       return group == 0 ? Symbol{} : Intern(H3ToString(group));
+    case GroupBy::kS2:
+      return group == 0 ? Symbol{} : Intern(S2CellToken(group));
     case GroupBy::kAll:
       return kAll;
   }

@@ -172,7 +172,7 @@ namespace tributary {
 const SectionSpec& WindowSectionSpec();
 
 enum class WindowType { kTumbling, kSliding, kSession };
-enum class GroupBy { kDevice, kZone, kH3, kAll };
+enum class GroupBy { kDevice, kZone, kH3, kAll, kS2 };
 enum class LatePolicy { kLateSink, kNextWindow };
 enum class ExceedancePeriod { kYear, kMonth, kAll };
 
@@ -210,7 +210,9 @@ struct WindowDefinition {
   ResampleMode resample = ResampleMode::kNone;      ///< grid before aggregating
   DurationUs resample_interval = kMicrosPerMinute;  ///< the grid's spacing
   GroupBy group_by = GroupBy::kDevice;
-  Symbol group_by_symbol;       ///< "device", "zone", "h3" or "all"
+  Symbol group_by_symbol;       ///< "device", "zone", "zone:<layer>", "h3", "s2:<level>", "all"
+  size_t zone_layer = 0;        ///< kZone: index into zones.layers (0: reading.zone)
+  int s2_level = 0;             ///< kS2: the cell level (0-30)
   std::vector<Symbol> metrics;  ///< empty: every metric
   AggregateSet aggregates;
   Symbol aggregation_method;
@@ -228,9 +230,11 @@ struct WindowDefinition {
   TimeUs LastStart(TimeUs t) const { return FloorDiv(t - offset, step) * step + offset; }
 };
 
-/// Read one `windows[]` entry; `processing` gives the default grace.
+/// Read one `windows[]` entry; `processing` gives the default grace, `zone_layers` the
+/// names of `zones.layers` in order (for `group_by: zone:<layer>`).
 Result<WindowDefinition> ParseWindowDefinition(const OptionReader& options,
-                                               const ProcessingOptions& processing);
+                                               const ProcessingOptions& processing,
+                                               const std::vector<std::string>& zone_layers = {});
 /// Read every window definition of a pipeline (names must be unique).
 Result<std::vector<WindowDefinition>> ParseWindowDefinitions(const PipelineConfig& config);
 

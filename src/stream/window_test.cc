@@ -414,7 +414,7 @@ TEST(WindowConfigTest, Errors) {
   EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    colour: red\n").find("unknown option"),
             std::string::npos);
   EXPECT_NE(ErrorOf("  - name: a\n    size: 1m\n    group_by: street\n")
-                .find("'street' is not one of device|zone|h3|all"),
+                .find("'street' is not one of device|zone|zone:<layer>|h3|s2:<level>|all"),
             std::string::npos);
   EXPECT_NE(ErrorOf("  - name: a\n    type: sliding\n    size: 1m\n").find("step: is required"),
             std::string::npos);

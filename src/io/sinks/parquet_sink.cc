@@ -23,6 +23,8 @@
 #include "io/sinks/duck_util.h"
 #include "io/sinks/gpkg.h"
 #include "io/sinks/sink_text.h"
+#include "spatial/enrich.h"
+#include "spatial/s2cell.h"
 #endif
 
 namespace tributary {
@@ -75,18 +77,20 @@ std::vector<DuckColumn> Concat(std::initializer_list<std::vector<DuckColumn>> pa
 }
 
 const std::vector<DuckColumn> kReadingColumns = Concat({{{"date", DUCKDB_TYPE_DATE},
-                                                         {"metric", DUCKDB_TYPE_VARCHAR},
-                                                         {"device_id", DUCKDB_TYPE_VARCHAR},
-                                                         {"value", DUCKDB_TYPE_DOUBLE},
-                                                         {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                         {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                         {"lat", DUCKDB_TYPE_DOUBLE},
-                                                         {"lon", DUCKDB_TYPE_DOUBLE},
-                                                         {"zone_id", DUCKDB_TYPE_VARCHAR},
-                                                         {"h3", DUCKDB_TYPE_VARCHAR},
-                                                         {"qc_flags", DUCKDB_TYPE_VARCHAR}},
-                                                        kProvenanceColumns,
-                                                        {{"geometry", DUCKDB_TYPE_BLOB}}});
+                                                        {"metric", DUCKDB_TYPE_VARCHAR},
+                                                        {"device_id", DUCKDB_TYPE_VARCHAR},
+                                                        {"value", DUCKDB_TYPE_DOUBLE},
+                                                        {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                        {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                        {"lat", DUCKDB_TYPE_DOUBLE},
+                                                        {"lon", DUCKDB_TYPE_DOUBLE},
+                                                        {"zone_id", DUCKDB_TYPE_VARCHAR},
+                                                        {"h3", DUCKDB_TYPE_VARCHAR},
+                                                        {"qc_flags", DUCKDB_TYPE_VARCHAR}},
+                                                       kProvenanceColumns,
+                                                       {{"geometry", DUCKDB_TYPE_BLOB},
+                                                        {"zones", DUCKDB_TYPE_VARCHAR},
+                                                        {"s2", DUCKDB_TYPE_VARCHAR}}});
 
 const std::vector<DuckColumn> kWindowColumns = {
     {"date", DUCKDB_TYPE_DATE},
@@ -290,11 +294,14 @@ class ParquetSink final : public Sink {
 
   SinkFlagsText flags_text_;
   std::string json_;
+  std::vector<std::string> extra_zone_layers_;  // zones.layers after the first
+  std::string zones_json_;
 };
 
 Status ParquetSink::Open(RunContext& ctx) {
   if (open_) return Status::Internal("parquet sink " + options_.name + " opened twice");
   ledger_ = ctx.ledger;
+  if (ctx.config != nullptr) extra_zone_layers_ = ExtraZoneLayerNames(*ctx.config);
   if (options_.path.empty()) {
     std::string dir = ctx.data_dir.empty() ? std::string(".") : ctx.data_dir;
     root_ = dir + "/" + std::string(kParquetDefaultFolder);
@@ -420,6 +427,10 @@ Status ParquetSink::AppendReading(const Reading& r) {
   a.Str(10, flags_text_.Format(r.flags.bits, false));
   AppendProvenance(a, 11, r.prov);
   AppendGeometry(a, 20, r.lon, r.lat);
+  zones_json_.clear();
+  AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
+  a.StrOrNull(21, zones_json_);
+  a.StrOrNull(22, S2CellToken(r.s2));
   return a.EndRow();
 }
 

@@ -18,6 +18,8 @@
 #include "io/sinks/pg_conn.h"
 #include "io/sinks/sink_text.h"
 #include "io/sinks/table_selection.h"
+#include "spatial/enrich.h"
+#include "spatial/s2cell.h"
 
 namespace tributary {
 
@@ -182,7 +184,8 @@ std::string Geom(const std::string& lon, const std::string& lat) {
 constexpr const char* kStageColumns[kTableCount] = {
     // readings
     "device_id text, metric text, value float8, event_time_us int8, arrival_time_us int8, "
-    "lat float8, lon float8, zone_id text, h3 text, qc_flags text, provenance jsonb",
+    "lat float8, lon float8, zone_id text, h3 text, qc_flags text, provenance jsonb, "
+    "zones jsonb, s2 text",
     // windows
     "window_name text, group_by text, group_key text, metric text, start_us int8, end_us int8, "
     "sample_count int8, mean float8, min float8, max float8, std float8, median float8, "
@@ -224,6 +227,9 @@ std::string SchemaSql(const std::string& s, bool hypertable) {
          ")" +
          std::string(hypertable ? "" : " PARTITION BY RANGE (event_time)") + ";\n";
   sql += "CREATE INDEX IF NOT EXISTS readings_geom_gist ON " + s + ".readings USING gist (geom);\n";
+  // The extra zone layers' ids and the S2 cell token (added to older stores too).
+  sql += "ALTER TABLE " + s +
+         ".readings ADD COLUMN IF NOT EXISTS zones jsonb, ADD COLUMN IF NOT EXISTS s2 text;\n";
   sql += "CREATE TABLE IF NOT EXISTS " + s +
          ".windows (\n"
          "  \"window\" text NOT NULL,\n"
@@ -316,10 +322,11 @@ std::string InsertSql(const std::string& s, int table) {
     case kReadings:
       return "INSERT INTO " + s +
              ".readings (event_time, device_id, metric, value, arrival_time, lat, lon, geom, "
-             "zone_id, h3, qc_flags, provenance) SELECT " +
+             "zone_id, h3, qc_flags, provenance, zones, s2) SELECT " +
              Ts("event_time_us") + ", device_id, metric, value, " + Ts("arrival_time_us") +
-             ", lat, lon, " + Geom("lon", "lat") + ", zone_id, h3, qc_flags, provenance FROM " +
-             stage + " ON CONFLICT DO NOTHING";
+             ", lat, lon, " + Geom("lon", "lat") +
+             ", zone_id, h3, qc_flags, provenance, zones, s2 FROM " + stage +
+             " ON CONFLICT DO NOTHING";
     case kWindows:
       return "INSERT INTO " + s +
              ".windows (\"window\", group_by, group_key, metric, window_start, window_end, "
@@ -460,11 +467,14 @@ class PostgresSink final : public Sink {
   std::mt19937 rng_;
   DurationUs backoff_ = 0;
   SinkFlagsText flags_text_;
+  std::vector<std::string> extra_zone_layers_;  // zones.layers after the first
+  std::string zones_json_;
 };
 
 Status PostgresSink::Open(RunContext& ctx) {
   if (opened_) return Status::Internal("postgres sink " + options_.name + " opened twice");
   ledger_ = ctx.ledger;
+  if (ctx.config != nullptr) extra_zone_layers_ = ExtraZoneLayerNames(*ctx.config);
   opened_ = true;
   return EnsureConnected();
 }
@@ -715,6 +725,10 @@ void PostgresSink::EncodeReading(const Reading& r, std::string& out) {
   CopyRow row(out);
   EncodeReadingHead(r, row);
   EncodeReadingPlace(r, row);
+  // readings only: the extra zone layers' ids and the S2 cell.
+  zones_json_.clear();
+  AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
+  row.TextOrNull(zones_json_).TextOrNull(S2CellToken(r.s2));
   row.End();
 }
 

@@ -15,6 +15,8 @@
 #include "io/sinks/sink_text.h"
 #include "io/sinks/sqlite_util.h"
 #include "io/sinks/table_selection.h"
+#include "spatial/enrich.h"
+#include "spatial/s2cell.h"
 
 namespace tributary {
 
@@ -136,6 +138,46 @@ CREATE VIEW IF NOT EXISTS latest_windows AS
 // Each alert's life (alert/rules.h): one row per (rule, key, fired_at), inserted when it
 // fires and updated by its re-notify and resolved events. Created by every schema
 // version from 3 on (CREATE IF NOT EXISTS: older files gain it on open).
+// Moran's I and the variogram of each surface's closed windows (spatial/surface.h): one
+// row over all sensors (zone 'all') and one per zone of the first zone layer.
+constexpr std::string_view kSpatialStatsSql = R"sql(
+CREATE TABLE IF NOT EXISTS spatial_stats (
+  id INTEGER PRIMARY KEY,
+  surface TEXT NOT NULL,
+  window TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  window_start_us INTEGER NOT NULL,
+  window_end_us INTEGER NOT NULL,
+  window_start TEXT NOT NULL,
+  window_end TEXT NOT NULL,
+  zone_layer TEXT,
+  zone TEXT NOT NULL,
+  sensors INTEGER NOT NULL,
+  weights TEXT NOT NULL,
+  morans_i REAL,
+  morans_expected REAL,
+  morans_z REAL,
+  variogram_model TEXT NOT NULL,
+  nugget REAL,
+  sill REAL,
+  range_m REAL,
+  nugget_sill REAL,
+  surface_method TEXT NOT NULL,
+  revision INTEGER NOT NULL,
+  emitted_at TEXT NOT NULL,
+  UNIQUE (surface, window_start_us, zone, revision)
+);
+CREATE INDEX IF NOT EXISTS spatial_stats_window ON spatial_stats (window_start_us, surface);
+)sql";
+
+constexpr std::string_view kInsertSpatialStats = R"sql(
+INSERT OR IGNORE INTO spatial_stats (surface, window, metric, window_start_us, window_end_us,
+  window_start, window_end, zone_layer, zone, sensors, weights, morans_i, morans_expected,
+  morans_z, variogram_model, nugget, sill, range_m, nugget_sill, surface_method, revision,
+  emitted_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+  ?20, ?21, ?22))sql";
+
 constexpr std::string_view kAlertsSql = R"sql(
 CREATE TABLE IF NOT EXISTS alerts (
   id INTEGER PRIMARY KEY,
@@ -178,8 +220,8 @@ ON CONFLICT (alert_id) DO UPDATE SET
 constexpr std::string_view kInsertReading = R"sql(
 INSERT OR IGNORE INTO readings (device_id, metric, value, unit, event_time_us, event_time,
   arrival_time_us, arrival_time, lat, lon, zone_id, h3, qc_flags, provenance,
-  geom)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15))sql";
+  geom, zones, s2)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17))sql";
 
 constexpr std::string_view kInsertWindow = R"sql(
 INSERT OR IGNORE INTO windows (window, group_by, group_key, metric, window_start_us,
@@ -343,6 +385,7 @@ class SqliteSink final : public Sink {
   Status InsertQuarantine(const QuarantineRecord& q, uint64_t& inserted);
   Status InsertLate(const LateRecord& l, uint64_t& inserted, GeoBounds& bounds);
   Status UpsertAlert(const AlertEvent& a);
+  Status InsertSpatialStats(const SpatialStats& st);
   // Undo a failed Write: back to the savepoint, or account for a rolled-back transaction.
   Status AbortWrite(const Status& cause);
   // COMMIT and count the committed rows in the ledger.
@@ -366,6 +409,7 @@ class SqliteSink final : public Sink {
   SqliteStatement begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
   SqliteStatement insert_[kTableCount];
   SqliteStatement upsert_alert_;
+  SqliteStatement insert_spatial_stats_;
 
   bool in_transaction_ = false;
   uint64_t pending_[kTableCount] = {};     // rows inserted in the open transaction
@@ -379,11 +423,14 @@ class SqliteSink final : public Sink {
   std::string json_;
   char h3_buf_[24] = {};
   uint8_t geom_buf_[kGpkgPointSize] = {};
+  std::vector<std::string> extra_zone_layers_;  // zones.layers after the first
+  std::string zones_json_, s2_token_;
 };
 
 Status SqliteSink::Open(RunContext& ctx) {
   if (db_.is_open()) return Status::Internal("sqlite sink " + options_.name + " opened twice");
   ledger_ = ctx.ledger;
+  if (ctx.config != nullptr) extra_zone_layers_ = ExtraZoneLayerNames(*ctx.config);
   if (options_.path.empty()) {
     std::string dir = ctx.data_dir.empty() ? std::string(".") : ctx.data_dir;
     path_ = dir + "/" + std::string(kSqliteDefaultFileName);
@@ -428,6 +475,7 @@ Status SqliteSink::Open(RunContext& ctx) {
   TRIB_RETURN_IF_ERROR(Prepare(insert_[kQuarantine], kInsertQuarantine));
   TRIB_RETURN_IF_ERROR(Prepare(insert_[kLate], kInsertLate));
   TRIB_RETURN_IF_ERROR(Prepare(upsert_alert_, kUpsertAlert));
+  TRIB_RETURN_IF_ERROR(Prepare(insert_spatial_stats_, kInsertSpatialStats));
   return Status::Ok();
 }
 
@@ -438,7 +486,8 @@ Status SqliteSink::Write(const Batch& batch) {
   size_t rows = (enabled_[kReadings] ? batch.readings.size() : 0) +
                 (enabled_[kWindows] ? batch.windows.size() : 0) +
                 (enabled_[kQuarantine] ? batch.quarantine.size() : 0) +
-                (enabled_[kLate] ? batch.late.size() : 0) + batch.alerts.size();
+                (enabled_[kLate] ? batch.late.size() : 0) + batch.alerts.size() +
+                batch.spatial_stats.size();
   if (rows == 0) return Status::Ok();
   if (!in_transaction_) {
     TRIB_RETURN_IF_ERROR(begin_.Run());
@@ -492,7 +541,35 @@ Status SqliteSink::WriteRows(const Batch& batch, uint64_t (&inserted)[kTableCoun
     }
   }
   for (const AlertEvent& a : batch.alerts) TRIB_RETURN_IF_ERROR(UpsertAlert(a));
+  for (const SpatialStats& st : batch.spatial_stats) TRIB_RETURN_IF_ERROR(InsertSpatialStats(st));
   return Status::Ok();
+}
+
+Status SqliteSink::InsertSpatialStats(const SpatialStats& st) {
+  SqliteStatement& s = insert_spatial_stats_;
+  s.BindText(1, st.surface.view());
+  s.BindText(2, st.window.view());
+  s.BindText(3, st.metric.view());
+  s.BindInt(4, st.start);
+  s.BindInt(5, st.end);
+  s.BindText(6, time_a_.Format(st.start));
+  s.BindText(7, time_b_.Format(st.end));
+  s.BindTextOrNull(8, st.zone_layer.view());
+  s.BindText(9, st.zone.view());
+  s.BindInt(10, st.sensors);
+  s.BindText(11, st.weights.view());
+  s.BindDouble(12, st.morans_i);
+  s.BindDouble(13, st.morans_expected);
+  s.BindDouble(14, st.morans_z);
+  s.BindText(15, st.variogram_model.view());
+  s.BindDouble(16, st.nugget);
+  s.BindDouble(17, st.sill);
+  s.BindDouble(18, st.range_m);
+  s.BindDouble(19, st.nugget_sill);
+  s.BindText(20, st.method.view());
+  s.BindInt(21, st.revision);
+  s.BindText(22, time_c_.Format(st.emitted_at));
+  return s.Run();
 }
 
 Status SqliteSink::UpsertAlert(const AlertEvent& a) {
@@ -540,6 +617,11 @@ Status SqliteSink::InsertReading(const Reading& r, uint64_t& inserted, GeoBounds
   json_ = ProvenanceToJson(r.prov, r.device, r.flags);
   s.BindText(14, json_);
   BindGeom(s, 15, r.lon, r.lat, geom_buf_);
+  zones_json_.clear();
+  AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
+  s.BindTextOrNull(16, zones_json_);
+  s2_token_ = S2CellToken(r.s2);
+  s.BindTextOrNull(17, s2_token_);
   return StepInsert(s, inserted, &bounds, r.lon, r.lat);
 }
 
@@ -702,6 +784,7 @@ void SqliteSink::Close() {
   }
   for (SqliteStatement& s : insert_) s.Finalize();
   upsert_alert_.Finalize();
+  insert_spatial_stats_.Finalize();
   for (SqliteStatement* s :
        {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_}) {
     s->Finalize();
@@ -727,6 +810,7 @@ Status ApplySchema(SqliteDb& db) {
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "windows", "centroid_lon", "centroid_lat"));
   TRIB_RETURN_IF_ERROR(AddGpkgPointColumn(db, "late", "lon", "lat"));
   TRIB_RETURN_IF_ERROR(db.Exec(kAlertsSql));
+  TRIB_RETURN_IF_ERROR(db.Exec(kSpatialStatsSql));
   // Version 3: the regulatory columns of windows; then the share of resampled grid
   // points (added where missing, so older version 3 files gain it too).
   for (const char* column : {"nowcast REAL", "aqi INTEGER", "interpolated_sample_fraction REAL",
@@ -738,6 +822,18 @@ Status ApplySchema(SqliteDb& db) {
                     "'"));
     if (present == 0) {
       TRIB_RETURN_IF_ERROR(db.Exec(std::string("ALTER TABLE windows ADD COLUMN ") + column));
+    }
+  }
+  // The zone ids of the extra zone layers (a JSON object by layer name) and the S2 cell
+  // token of readings, added where missing.
+  for (const char* column : {"zones TEXT", "s2 TEXT"}) {
+    std::string name(column, std::strchr(column, ' '));
+    TRIB_ASSIGN_OR_RETURN(
+        int64_t present,
+        db.QueryInt("SELECT count(*) FROM pragma_table_info('readings') WHERE name = '" + name +
+                    "'"));
+    if (present == 0) {
+      TRIB_RETURN_IF_ERROR(db.Exec(std::string("ALTER TABLE readings ADD COLUMN ") + column));
     }
   }
   return db.Exec("INSERT OR IGNORE INTO schema_version (version, applied_at, applied_by) VALUES (" +
