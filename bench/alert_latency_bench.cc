@@ -7,7 +7,7 @@
 //   build/ci/bench/alert_latency_bench [readings]
 //
 // Prints p50/p99/p999/max in µs. The MQTT end-to-end variant (device publish →
-// Mosquitto → tributary → Mosquitto → subscriber) is not part of this harness yet.
+// Mosquitto → tributary → Mosquitto → subscriber) is alert_mqtt_latency_bench.cc.
 #include <algorithm>
 #include <atomic>
 #include <chrono>

@@ -2,10 +2,15 @@
 
 #include <filesystem>
 
+#include "alert/summary.h"
+
 namespace tributary {
 
 Result<std::unique_ptr<AlertOperator>> AlertOperator::Make(const PipelineConfig& config) {
   TRIB_ASSIGN_OR_RETURN(std::vector<AlertRule> rules, ParseAlertRules(config));
+  // The summary is run by the HTTP server; checking it here lets `tributary check` and
+  // the start of a run report its mistakes.
+  TRIB_RETURN_IF_ERROR(ReadSummaryOptions(config).status());
   std::vector<std::string> names;
   std::vector<std::vector<std::string>> channels;
   for (const AlertRule& r : rules) {

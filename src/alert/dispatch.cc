@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <random>
 #include <set>
@@ -227,72 +228,60 @@ std::string RfcDate(TimeUs t) {
 
 }  // namespace
 
-/// An SMTP sender shared by alert emails and (later) summaries.
-class SmtpSender {
- public:
-  struct Options {
-    std::string url, from, username, password, starttls = "try", ca_file;
-    DurationUs timeout = 30 * kMicrosPerSecond;
-  };
-  explicit SmtpSender(Options o) : o_(std::move(o)) {}
-
-  Status Send(const std::vector<std::string>& to, const std::string& subject,
-              const std::string& text) {
-    CurlGlobalInit();
-    CurlPtr curl(curl_easy_init());
-    if (!curl) return Status::Internal("email: curl_easy_init failed");
-    CURL* c = curl.get();
-    static std::atomic<uint64_t> seq{0};
-    std::string msg;
-    msg += "Date: " + RfcDate(NowUs()) + "\r\n";
-    msg += "From: " + o_.from + "\r\n";
-    std::string to_line;
-    for (const std::string& r : to) to_line += (to_line.empty() ? "" : ", ") + r;
-    msg += "To: " + to_line + "\r\n";
-    msg += "Subject: " + subject + "\r\n";
-    msg += fmt::format("Message-ID: <{}.{}@tributary>\r\n", NowUs(), seq.fetch_add(1));
-    msg +=
-        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        "Content-Transfer-Encoding: 8bit\r\n\r\n";
-    // Body lines end with CRLF; a line starting with '.' is dot-stuffed by curl.
-    for (char ch : text) {
-      if (ch == '\n') {
-        msg += "\r\n";
-      } else {
-        msg.push_back(ch);
-      }
+Status SmtpSender::Send(const std::vector<std::string>& to, const std::string& subject,
+                        const std::string& text, const std::vector<std::string>& extra_headers) {
+  CurlGlobalInit();
+  CurlPtr curl(curl_easy_init());
+  if (!curl) return Status::Internal("email: curl_easy_init failed");
+  CURL* c = curl.get();
+  static std::atomic<uint64_t> seq{0};
+  std::string msg;
+  msg += "Date: " + RfcDate(NowUs()) + "\r\n";
+  msg += "From: " + o_.from + "\r\n";
+  std::string to_line;
+  for (const std::string& r : to) to_line += (to_line.empty() ? "" : ", ") + r;
+  msg += "To: " + to_line + "\r\n";
+  msg += "Subject: " + subject + "\r\n";
+  msg += fmt::format("Message-ID: <{}.{}@tributary>\r\n", NowUs(), seq.fetch_add(1));
+  for (const std::string& h : extra_headers) msg += h + "\r\n";
+  msg +=
+      "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+      "Content-Transfer-Encoding: 8bit\r\n\r\n";
+  // Body lines end with CRLF; a line starting with '.' is dot-stuffed by curl.
+  for (char ch : text) {
+    if (ch == '\n') {
+      msg += "\r\n";
+    } else {
+      msg.push_back(ch);
     }
-    if (msg.size() < 2 || msg.compare(msg.size() - 2, 2, "\r\n") != 0) msg += "\r\n";
-    UploadState up{&msg, 0};
-    curl_slist* rcpt = nullptr;
-    for (const std::string& r : to) rcpt = curl_slist_append(rcpt, ("<" + r + ">").c_str());
-    SlistPtr rcpts(rcpt);
-    std::string from = "<" + o_.from + ">";
-    curl_easy_setopt(c, CURLOPT_URL, o_.url.c_str());
-    curl_easy_setopt(c, CURLOPT_MAIL_FROM, from.c_str());
-    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadUpload);
-    curl_easy_setopt(c, CURLOPT_READDATA, &up);
-    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, TimeoutMs(o_.timeout));
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (!o_.username.empty()) curl_easy_setopt(c, CURLOPT_USERNAME, o_.username.c_str());
-    if (!o_.password.empty()) curl_easy_setopt(c, CURLOPT_PASSWORD, o_.password.c_str());
-    if (!o_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o_.ca_file.c_str());
-    long ssl = o_.starttls == "required" ? CURLUSESSL_ALL
-               : o_.starttls == "try"    ? CURLUSESSL_TRY
-                                         : CURLUSESSL_NONE;
-    curl_easy_setopt(c, CURLOPT_USE_SSL, ssl);
-    CURLcode rc = curl_easy_perform(c);
-    if (rc != CURLE_OK) {
-      return Status::Unavailable(fmt::format("email via {}: {}", o_.url, curl_easy_strerror(rc)));
-    }
-    return Status::Ok();
   }
-
- private:
-  Options o_;
-};
+  if (msg.size() < 2 || msg.compare(msg.size() - 2, 2, "\r\n") != 0) msg += "\r\n";
+  UploadState up{&msg, 0};
+  curl_slist* rcpt = nullptr;
+  for (const std::string& r : to) rcpt = curl_slist_append(rcpt, ("<" + r + ">").c_str());
+  SlistPtr rcpts(rcpt);
+  std::string from = "<" + o_.from + ">";
+  curl_easy_setopt(c, CURLOPT_URL, o_.url.c_str());
+  curl_easy_setopt(c, CURLOPT_MAIL_FROM, from.c_str());
+  curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+  curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadUpload);
+  curl_easy_setopt(c, CURLOPT_READDATA, &up);
+  curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, TimeoutMs(o_.timeout));
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  if (!o_.username.empty()) curl_easy_setopt(c, CURLOPT_USERNAME, o_.username.c_str());
+  if (!o_.password.empty()) curl_easy_setopt(c, CURLOPT_PASSWORD, o_.password.c_str());
+  if (!o_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o_.ca_file.c_str());
+  long ssl = o_.starttls == "required" ? CURLUSESSL_ALL
+             : o_.starttls == "try"    ? CURLUSESSL_TRY
+                                       : CURLUSESSL_NONE;
+  curl_easy_setopt(c, CURLOPT_USE_SSL, ssl);
+  CURLcode rc = curl_easy_perform(c);
+  if (rc != CURLE_OK) {
+    return Status::Unavailable(fmt::format("email via {}: {}", o_.url, curl_easy_strerror(rc)));
+  }
+  return Status::Ok();
+}
 
 namespace {
 
@@ -406,10 +395,15 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
                                    "next_attempt_us <= ?2 AND id < COALESCE((SELECT MIN(id) "
                                    "FROM alert_queue WHERE channel = ?1 AND next_attempt_us > "
                                    "?2), 9223372036854775807) ORDER BY id LIMIT 64"));
+  // The pending count is kept in memory (counted once here): a COUNT(*) per turn costs
+  // O(backlog) and made a burst of alerts quadratic.
   TRIB_ASSIGN_OR_RETURN(SqliteStatement next,
-                        db.Prepare("SELECT (SELECT next_attempt_us FROM alert_queue WHERE "
-                                   "channel = ?1 ORDER BY id LIMIT 1), COUNT(*) FROM alert_queue "
-                                   "WHERE channel = ?1"));
+                        db.Prepare("SELECT next_attempt_us FROM alert_queue WHERE channel = ?1 "
+                                   "ORDER BY id LIMIT 1"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement count_all,
+                        db.Prepare("SELECT COUNT(*) FROM alert_queue WHERE channel = ?1"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement begin, db.Prepare("BEGIN IMMEDIATE"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement commit, db.Prepare("COMMIT"));
   TRIB_ASSIGN_OR_RETURN(SqliteStatement del, db.Prepare("DELETE FROM alert_queue WHERE id = ?1"));
   TRIB_ASSIGN_OR_RETURN(SqliteStatement fail,
                         db.Prepare("UPDATE alert_queue SET attempts = ?2, next_attempt_us = ?3, "
@@ -418,6 +412,18 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
                         db.Prepare("DELETE FROM alert_queue WHERE id IN (SELECT id FROM "
                                    "alert_queue WHERE channel = ?1 ORDER BY id LIMIT ?2)"));
   const std::string& name = options.name;
+  count_all.BindText(1, name);
+  TRIB_ASSIGN_OR_RETURN(bool counted, count_all.Step());
+  int64_t count = counted ? count_all.ColumnInt(0) : 0;
+  count_all.Reset();
+  // Several statements in one transaction: one WAL commit instead of one per row.
+  auto in_transaction = [&](const std::function<Status()>& body) -> Status {
+    TRIB_RETURN_IF_ERROR(begin.Run());
+    Status st = body();
+    if (st.ok()) return commit.Run();
+    if (!db.autocommit()) (void)db.Exec("ROLLBACK");
+    return st;
+  };
   while (true) {
     std::deque<AlertMessage> taken;
     {
@@ -425,28 +431,30 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
       taken.swap(inbox);
     }
     TimeUs now = NowUs();
-    for (const AlertMessage& m : taken) {
-      insert.BindText(1, name);
-      insert.BindText(2, m.rule);
-      insert.BindText(3, m.key);
-      insert.BindText(4, m.severity);
-      insert.BindText(5, m.state);
-      insert.BindText(6, m.json);
-      insert.BindText(7, m.subject);
-      insert.BindText(8, m.text);
-      insert.BindInt(9, now);
-      TRIB_RETURN_IF_ERROR(insert.Run());
-    }
+    Status txn = in_transaction([&]() -> Status {
+      for (const AlertMessage& m : taken) {
+        insert.BindText(1, name);
+        insert.BindText(2, m.rule);
+        insert.BindText(3, m.key);
+        insert.BindText(4, m.severity);
+        insert.BindText(5, m.state);
+        insert.BindText(6, m.json);
+        insert.BindText(7, m.subject);
+        insert.BindText(8, m.text);
+        insert.BindInt(9, now);
+        TRIB_RETURN_IF_ERROR(insert.Run());
+      }
+      return Status::Ok();
+    });
+    TRIB_RETURN_IF_ERROR(txn);
+    count += static_cast<int64_t>(taken.size());
     // Bound the queue: drop the oldest beyond max_pending.
-    next.BindText(1, name);
-    TRIB_ASSIGN_OR_RETURN(bool row, next.Step());
-    int64_t count = row ? next.ColumnInt(1) : 0;
-    next.Reset();
     if (count > options.max_pending) {
       int64_t over = count - options.max_pending;
       trim.BindText(1, name);
       trim.BindInt(2, over);
       TRIB_RETURN_IF_ERROR(trim.Run());
+      count -= db.Changes();
       spdlog::warn("alert channel {}: queue full ({} pending), dropped the {} oldest", name, count,
                    over);
       std::lock_guard lock(mu);
@@ -480,13 +488,29 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
         rows.push_back(std::move(r));
       }
       due.Reset();
+      std::vector<int64_t> done;
+      // Delivered rows are deleted together after the batch (a crash before that
+      // delivers them again: at least once, as before).
+      auto forget_done = [&]() -> Status {
+        if (done.empty()) return Status::Ok();
+        Status deleted = in_transaction([&]() -> Status {
+          for (int64_t id : done) {
+            del.BindInt(1, id);
+            TRIB_RETURN_IF_ERROR(del.Run());
+          }
+          return Status::Ok();
+        });
+        TRIB_RETURN_IF_ERROR(deleted);
+        count -= static_cast<int64_t>(done.size());
+        std::lock_guard lock(mu);
+        stats.delivered += done.size();
+        done.clear();
+        return Status::Ok();
+      };
       for (Row& r : rows) {
         Status st = channel->Deliver(r.m);
         if (st.ok()) {
-          del.BindInt(1, r.id);
-          TRIB_RETURN_IF_ERROR(del.Run());
-          std::lock_guard lock(mu);
-          ++stats.delivered;
+          done.push_back(r.id);
           delivered_any = true;
           continue;
         }
@@ -506,11 +530,11 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
         stats.last_error = err;
         break;  // keep order: later rows wait for this one's retry
       }
+      TRIB_RETURN_IF_ERROR(forget_done());
     }
     next.BindText(1, name);
-    TRIB_ASSIGN_OR_RETURN(row, next.Step());
+    TRIB_ASSIGN_OR_RETURN(bool row, next.Step());
     TimeUs next_due = row && !next.ColumnIsNull(0) ? next.ColumnInt(0) : kMaxTime;
-    count = row ? next.ColumnInt(1) : 0;
     next.Reset();
     queued_rows.store(static_cast<uint64_t>(count));
     std::unique_lock lock(mu);

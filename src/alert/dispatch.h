@@ -62,6 +62,25 @@ class AlertChannel {
   virtual Status Deliver(const AlertMessage& m) = 0;
 };
 
+/// Send plain-text mail over SMTP with libcurl (STARTTLS per `starttls`: none, try,
+/// required). Shared by the email channel and the daily summaries. One call per message;
+/// safe to use from several threads (each call has its own curl handle).
+class SmtpSender {
+ public:
+  struct Options {
+    std::string url, from, username, password, starttls = "try", ca_file;
+    DurationUs timeout = 30 * kMicrosPerSecond;
+  };
+  explicit SmtpSender(Options o) : o_(std::move(o)) {}
+  /// Send one message; `extra_headers` are complete header lines without CRLF.
+  Status Send(const std::vector<std::string>& to, const std::string& subject,
+              const std::string& text, const std::vector<std::string>& extra_headers = {});
+  const Options& options() const { return o_; }
+
+ private:
+  Options o_;
+};
+
 /// Retry and queue settings of one channel.
 struct ChannelOptions {
   std::string name;

@@ -23,6 +23,8 @@ const SectionSpec& AlertsSectionSpec() {
           {"rules", OptionType::kSection, "", "List of rules (`alerts.rules[]`)."},
           {"channels", OptionType::kSection, "",
            "List of delivery channels (`alerts.channels[]`)."},
+          {"summary", OptionType::kSection, "",
+           "Daily summary emails and their subscribers (`alerts.summary`)."},
           {"queue_file", OptionType::kString, "",
            "SQLite file of the channels' persistent retry queues. Empty: "
            "`<data_dir>/alert_queue.db`."},

@@ -26,6 +26,7 @@
 #include "core/pipeline_config.h"
 #include "ingest/replay_quarantine.h"
 #include "io/sources/simulator.h"
+#include "io/weather_etl.h"
 #include "server/http_server.h"
 #include "spatial/h3.h"
 #include "stream/runtime.h"
@@ -373,6 +374,20 @@ int Main(int argc, char** argv) {
   BackfillCliOptions backfill;
   CLI::App* backfill_cmd = AddBackfillCommand(app, backfill);
 
+  WeatherEtlOptions etl;
+  CLI::App* etl_cmd = app.add_subcommand(
+      "etl",
+      "Load historical readings (NDJSON or CSV: `tributary simulate` output, the "
+      "OpenWeatherMap shape, or flat rows) into PostgreSQL's weather_readings table with the "
+      "derived columns (mod_high_temp, low_temp, temp_message); a re-run adds nothing twice.");
+  etl_cmd->add_option("inputs", etl.inputs, "Input files (.ndjson/.jsonl/.json or .csv)")
+      ->required();
+  etl_cmd->add_option("--postgres", etl.conninfo,
+                      "libpq connection string or postgresql:// URI (default: the PG* "
+                      "environment variables)");
+  etl_cmd->add_option("--table", etl.table, "Target table (default weather_readings)");
+  etl_cmd->add_option("--city", etl.city, "City of the records that name none");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -382,6 +397,15 @@ int Main(int argc, char** argv) {
 
   if (run_cmd->parsed()) return RunCommand(run);
   if (backfill_cmd->parsed()) return BackfillCommand(backfill);
+  if (etl_cmd->parsed()) {
+    Result<WeatherEtlReport> report = RunWeatherEtl(etl);
+    if (!report.ok()) {
+      std::cerr << "error: " << report.status().message() << "\n";
+      return 1;
+    }
+    std::cout << report->ToText();
+    return 0;
+  }
   if (check_cmd->parsed()) return CheckCommand(check_path);
   if (sim_cmd->parsed()) return SimulateCommand(sim);
   if (replay_cmd->parsed()) return ReplayQuarantineCommand(replay);

@@ -389,6 +389,12 @@ alerts:                  # shown on the dashboard and kept in the store's alerts
       clear: 30
       severity: warning
       renotify: 30m
+  summary:               # daily summary emails to subscribers; off unless an SMTP URL is set
+    url: ${TRIBUTARY_SMTP_URL:-}
+    at: ${TRIBUTARY_SUMMARY_AT:-07:00}
+    time_zone: ${TRIBUTARY_SUMMARY_TIME_ZONE:-UTC}
+server:
+  write_token: ${TRIBUTARY_WRITE_TOKEN:-}   # needed by POST /api/subscriptions; empty: read-only
 sinks:
   - name: local
     type: sqlite         # or duckdb: the same tables in <data_dir>/tributary.duckdb

@@ -3,6 +3,7 @@
 // Register<Name>(Registry&), and one line below calls it.
 #include "alert/dispatch.h"
 #include "alert/rules.h"
+#include "alert/summary.h"
 #include "core/pipeline_config.h"
 #include "core/registry.h"
 #include "ingest/device_registry.h"
@@ -61,6 +62,7 @@ void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&AlertMqttChannelSpec());
   registry.AddSection(&AlertWebhookChannelSpec());
   registry.AddSection(&AlertEmailChannelSpec());
+  registry.AddSection(&SummarySectionSpec());
 }
 
 }  // namespace tributary

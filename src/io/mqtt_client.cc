@@ -401,6 +401,10 @@ Result<std::unique_ptr<MqttPublisher>> MqttPublisher::Create(MqttConnectOptions 
   p->uri_ = std::move(uri);
   MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
   create.MQTTVersion = p->options_.protocol == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  // Paho refuses a publish (-12, "no more messages can be buffered") once 100 commands
+  // wait for its send thread, which a burst of alerts on a busy machine reaches: the
+  // caller then backs off for its retry interval. Let bursts queue instead.
+  create.maxBufferedMessages = 100000;
   MQTTAsync handle = nullptr;
   int rc = MQTTAsync_createWithOptions(&handle, p->uri_.c_str(), p->options_.client_id.c_str(),
                                        MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);

@@ -2,11 +2,13 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "alert/forecast.h"
 #include "alert/rules.h"
 #include "core/json_writer.h"
+#include "ingest/metrics.h"
 #include "server/metrics.h"
 #include "server/sse.h"
 #include "stream/runtime.h"
@@ -156,13 +158,35 @@ Result<std::string> ForecastJson(const LiveState& live, const QueryParams& param
     return Status::Invalid("window, group and metric are required");
   }
   std::string method = get("method").empty() ? "linear" : get("method");
-  if (method != "linear" && method != "seasonal_naive") {
-    return Status::Invalid("method must be 'linear' or 'seasonal_naive', got '" + method + "'");
+  if (method != "linear" && method != "seasonal_naive" && method != "holt_winters") {
+    return Status::Invalid("method must be 'linear', 'seasonal_naive' or 'holt_winters', got '" +
+                           method + "'");
   }
   size_t points = 50;
   if (!get("points").empty()) {
     QueryParams lp{{"limit", get("points")}};
     TRIB_ASSIGN_OR_RETURN(points, ParseLimit(lp, 50, 10000));
+  }
+  DurationUs period = 24 * 3600 * kMicrosPerSecond;
+  if (!get("period").empty()) {
+    Result<DurationUs> d = ParseDuration(get("period"));
+    if (!d.ok() || *d <= 0)
+      return Status::Invalid("parameter 'period': expected a duration such as 1d");
+    period = *d;
+  }
+  HoltWintersParams hw;
+  for (auto [key, slot] : {std::pair<const char*, double*>{"alpha", &hw.alpha},
+                           {"beta", &hw.beta},
+                           {"gamma", &hw.gamma}}) {
+    std::string v = get(key);
+    if (v.empty()) continue;
+    char* end = nullptr;
+    double x = std::strtod(v.c_str(), &end);
+    if (end != v.c_str() + v.size() || !(x >= 0 && x <= 1)) {
+      return Status::Invalid(std::string("parameter '") + key +
+                             "': expected a number in 0..1, got '" + v + "'");
+    }
+    *slot = x;
   }
   q.limit = 10000;
   std::vector<WindowResult> rows = live.Windows(q);  // newest first, revisions included
@@ -170,9 +194,12 @@ Result<std::string> ForecastJson(const LiveState& live, const QueryParams& param
   for (auto it = rows.rbegin(); it != rows.rend(); ++it) by_start[it->start] = it->mean;
   std::vector<SeriesPoint> series;
   for (const auto& [t, v] : by_start) series.push_back({t, v});
-  Result<Forecast> f =
-      method == "linear" ? LinearTrendForecast(series, points) : SeasonalNaiveForecast(series);
+  Result<Forecast> f = method == "linear"         ? LinearTrendForecast(series, points)
+                       : method == "holt_winters" ? HoltWintersForecast(series, period, hw)
+                                                  : SeasonalNaiveForecast(series, period);
   if (!f.ok()) return f.status();
+  // A trend can run through a physical bound (negative PM2.5, humidity over 100 %).
+  if (const MetricInfo* info = FindMetric(q.metric)) ClampForecast(*f, info->min, info->max);
   JsonWriter w;
   w.BeginObject();
   w.Key("window").String(q.window);
@@ -184,8 +211,20 @@ Result<std::string> ForecastJson(const LiveState& live, const QueryParams& param
   w.Key("next").Number(f->next);
   w.Key("next_day_time").String(FormatTime(f->next_day_time));
   w.Key("next_day").Number(f->next_day);
-  if (f->method == "linear") w.Key("slope_per_hour").Number(f->slope_per_hour);
-  w.Key("rmse").Number(f->rmse);
+  if (f->method != "seasonal_naive") w.Key("slope_per_hour").Number(f->slope_per_hour);
+  WriteNumberOrNull(w, "rmse", f->rmse);
+  w.Key("clamped").Bool(f->clamped);
+  w.Key("holdout").BeginObject();
+  w.Key("points").UInt(f->holdout_points);
+  WriteNumberOrNull(w, "rmse", f->holdout_rmse);
+  WriteNumberOrNull(w, "mae", f->holdout_mae);
+  w.EndObject();
+  if (f->method == "holt_winters") {
+    w.Key("season_points").UInt(f->season_points);
+    w.Key("alpha").Number(f->alpha);
+    w.Key("beta").Number(f->beta);
+    w.Key("gamma").Number(f->gamma);
+  }
   w.EndObject();
   return w.Take();
 }
@@ -316,9 +355,10 @@ std::string OpenApiJson() {
   static const char kDoc[] = R"({
 "openapi": "3.0.3",
 "info": {"title": "tributary API", "version": "1",
-  "description": "Read-only live view of a running tributary pipeline. When a token is configured, /api/* require 'Authorization: Bearer <token>'."},
+  "description": "Live view of a running tributary pipeline, read-only but for the daily-summary subscriptions. When a token is configured, /api/* require 'Authorization: Bearer <token>'; writes and the subscriber list need server.write_token instead; /api/unsubscribe is authorised by its own secret."},
 "components": {
-  "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+  "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+    "write_token": {"type": "http", "scheme": "bearer", "description": "server.write_token"}},
   "schemas": {
     "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
     "Window": {"type": "object", "properties": {
@@ -333,6 +373,11 @@ std::string OpenApiJson() {
       "centroid_lon": {"type": "number", "nullable": true},
       "distinct_sensors": {"type": "integer"}, "late_count": {"type": "integer"},
       "flags": {"type": "string"}, "revision": {"type": "integer"}}},
+    "Subscription": {"type": "object", "properties": {
+      "id": {"type": "integer"}, "email": {"type": "string"}, "kind": {"type": "string"},
+      "zone": {"type": "string"}, "time": {"type": "string"},
+      "created_at": {"type": "string", "format": "date-time"},
+      "last_sent_day": {"type": "string", "format": "date", "nullable": true}}},
     "Quarantine": {"type": "object", "properties": {
       "reason": {"type": "string"}, "detail": {"type": "string"},
       "arrival_time": {"type": "string", "format": "date-time"}, "device": {"type": "string"},
@@ -367,14 +412,44 @@ std::string OpenApiJson() {
       {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
     "responses": {"200": {"description": "Alerts", "content": {"application/json": {"schema": {"type": "object"}}}},
       "400": {"description": "Bad parameter"}, "401": {"description": "Missing or wrong bearer token"}}}},
-  "/api/forecast": {"get": {"summary": "Forecast of the mean of one window series: linear trend over the last points, or seasonal-naive (1 day), with the fit's RMSE.",
+  "/api/forecast": {"get": {"summary": "Forecast of the mean of one window series: linear trend over the last points, seasonal-naive or additive Holt-Winters (season `period`, default 1 day), clamped to the metric's physical bounds, with the in-sample RMSE and the RMSE/MAE over a holdout (`holdout`).",
     "parameters": [{"name": "window", "in": "query", "required": true, "schema": {"type": "string"}},
       {"name": "group", "in": "query", "required": true, "schema": {"type": "string"}},
       {"name": "metric", "in": "query", "required": true, "schema": {"type": "string"}},
-      {"name": "method", "in": "query", "schema": {"type": "string", "enum": ["linear", "seasonal_naive"]}},
-      {"name": "points", "in": "query", "schema": {"type": "integer"}}],
+      {"name": "method", "in": "query", "schema": {"type": "string", "enum": ["linear", "seasonal_naive", "holt_winters"]}},
+      {"name": "points", "in": "query", "schema": {"type": "integer"}},
+      {"name": "period", "in": "query", "schema": {"type": "string", "default": "1d"}, "description": "Season length (seasonal_naive, holt_winters)."},
+      {"name": "alpha", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}, "description": "Holt-Winters level smoothing; fitted when absent."},
+      {"name": "beta", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}, "description": "Holt-Winters trend smoothing; fitted when absent."},
+      {"name": "gamma", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}, "description": "Holt-Winters seasonal smoothing; fitted when absent."}],
     "responses": {"200": {"description": "Forecast", "content": {"application/json": {"schema": {"type": "object"}}}},
       "400": {"description": "Bad parameter or too few results"}, "401": {"description": "Missing or wrong bearer token"}}}},
+  "/api/subscriptions": {
+    "get": {"summary": "Daily-summary subscribers (without their secret tokens). Needs the write token: the list holds email addresses. 404 unless alerts.summary.url is set.",
+      "security": [{"write_token": []}],
+      "responses": {"200": {"description": "Subscribers", "content": {"application/json": {"schema": {"type": "object", "properties": {
+        "count": {"type": "integer"}, "subscriptions": {"type": "array", "items": {"$ref": "#/components/schemas/Subscription"}}}}}}},
+        "401": {"description": "Missing or wrong write token"}, "404": {"description": "Subscriptions not configured"}, "405": {"description": "No write_token configured"}}},
+    "post": {"summary": "Subscribe an email address to the daily summary of a zone, device or all; a welcome email with current conditions and the unsubscribe link follows.",
+      "security": [{"write_token": []}],
+      "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["email", "zone"], "properties": {
+        "email": {"type": "string", "format": "email"},
+        "kind": {"type": "string", "description": "Group kind of the windows: zone (default), device, h3, all."},
+        "zone": {"type": "string", "description": "The zone, device or cell (\"all\" for kind all)."},
+        "time": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$", "description": "Local send time in alerts.summary.time_zone; default alerts.summary.at."}}}}}},
+      "responses": {"201": {"description": "Subscribed", "content": {"application/json": {"schema": {"type": "object", "properties": {
+        "created": {"type": "boolean"}, "message": {"type": "string"}, "subscription": {"$ref": "#/components/schemas/Subscription"}}}}}},
+        "200": {"description": "Already subscribed: nothing changed"},
+        "400": {"description": "Bad body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "401": {"description": "Missing or wrong write token"}, "404": {"description": "Subscriptions not configured"},
+        "405": {"description": "No write_token configured: the API is read-only"}}}},
+  "/api/subscriptions/{id}": {"delete": {"summary": "Remove a subscriber.", "security": [{"write_token": []}],
+    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+    "responses": {"204": {"description": "Removed"}, "404": {"description": "No such subscription"}, "401": {"description": "Missing or wrong write token"}}}},
+  "/api/unsubscribe": {"get": {"summary": "The unsubscribe link of the summary emails: removes the subscriber holding the secret token. Needs no other token.", "security": [],
+    "parameters": [{"name": "token", "in": "query", "required": true, "schema": {"type": "string"}}],
+    "responses": {"200": {"description": "Unsubscribed: an HTML page", "content": {"text/html": {}}},
+      "404": {"description": "Unknown or already used token", "content": {"text/html": {}}}}}},
   "/api/ledger": {"get": {"summary": "The ledger: input = accepted + quarantined + late + duplicate (+ in flight).",
     "responses": {"200": {"description": "Ledger", "content": {"application/json": {"schema": {"type": "object"}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},

@@ -6,7 +6,9 @@
 //   GET /api/quarantine   recent quarantine records; ?limit=
 //   GET /api/alerts       alerts (latest event of each life); ?state=firing|all&limit=
 //   GET /api/forecast     forecast of one window series; ?window=&group=&metric=
-//                         &method=linear|seasonal_naive&points=50
+//                         &method=linear|seasonal_naive|holt_winters&points=50
+//                         &period=1d&alpha=&beta=&gamma= (Holt-Winters; fitted when absent)
+//                         clamped to the metric's bounds, with holdout RMSE/MAE
 //   GET /api/ledger       the ledger (same JSON as ledger.json)
 //   GET /api/health       events/s, watermark, queue depths, running
 //   GET /api/zones        zones as a GeoJSON FeatureCollection with their latest windows

@@ -10,6 +10,7 @@
 
 #include "server/api.h"
 #include "server/metrics.h"
+#include "server/subscription_service.h"
 #include "spatial/surface.h"
 #include "stream/runtime.h"
 
@@ -70,7 +71,9 @@ std::string BearerOf(const httplib::Request& req) {
 }
 
 bool IsOpenPath(const std::string& path) {
-  return path == "/healthz" || path == "/readyz" || path == "/metrics";
+  // The unsubscribe link of a summary mail carries its own secret.
+  return path == "/healthz" || path == "/readyz" || path == "/metrics" ||
+         path == "/api/unsubscribe";
 }
 
 const char kTokenPage[] =
@@ -89,6 +92,29 @@ Run <code>scripts/setup.sh</code> (or <code>npm ci &amp;&amp; npm run build</cod
 or point <code>server.static_dir</code> at a built dashboard.
 The API answers at <a href="/api/openapi.json">/api/openapi.json</a>.</p></body></html>
 )";
+
+std::string HtmlEscape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out.push_back(c);
+    }
+  }
+  return out;
+}
 
 std::vector<std::string> SplitList(const std::string& text) {
   std::vector<std::string> out;
@@ -243,6 +269,16 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(Pipeline& pipeline,
     return Status::Io("cannot listen on " + options.host + ":" + std::to_string(options.port) +
                       " (address in use or not local?)");
   }
+  Result<SummaryOptions> summary = ReadSummaryOptions(pipeline.config());
+  if (!summary.ok()) return summary.status();
+  if (summary->enabled) {
+    std::string host = options.host == "0.0.0.0" ? "127.0.0.1" : options.host;
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    TRIB_ASSIGN_OR_RETURN(
+        s->subscriptions_,
+        SubscriptionService::Start(std::move(summary).value(), s->live_, pipeline.config().data_dir,
+                                   "http://" + host + ":" + std::to_string(s->port_)));
+  }
   s->thread_ = std::thread([&http] { http.listen_after_bind(); });
   // stop() is only effective once the accept loop runs: wait for it.
   auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
@@ -306,7 +342,8 @@ void ApiServer::Route() {
       res.set_header("Access-Control-Max-Age", "600");
       return HR::Handled;
     }
-    bool read = req.method == "GET" || req.method == "HEAD";
+    // The subscriber list holds email addresses: reading it is a write-token matter.
+    bool read = (req.method == "GET" || req.method == "HEAD") && req.path != "/api/subscriptions";
     if (!read) {
       // Writes are authorised by their own token, never by the read token.
       if (options_.write_token.empty()) {
@@ -433,6 +470,56 @@ void ApiServer::Route() {
     std::shared_ptr<const Surface> s = LatestSurface(req.get_param_value("name"));
     if (s == nullptr) return SendError(res, 404, "no surface has been computed yet");
     res.set_content(SurfaceToJson(*s), kJson);
+  });
+  auto no_subscriptions = [](httplib::Response& res) {
+    SendError(res, 404, "subscriptions are not configured on this server (alerts.summary.url)");
+  };
+  http.Post("/api/subscriptions",
+            [this, no_subscriptions](const httplib::Request& req, httplib::Response& res) {
+              if (!subscriptions_) return no_subscriptions(res);
+              bool created = false;
+              Result<Subscription> s = subscriptions_->Subscribe(req.body, created);
+              if (!s.ok()) {
+                return SendError(res, s.status().code() == StatusCode::kInvalidArgument ? 400 : 500,
+                                 s.status().message());
+              }
+              res.status = created ? 201 : 200;
+              res.set_content(SubscriptionService::OneJson(*s, created), kJson);
+            });
+  http.Get("/api/subscriptions",
+           [this, no_subscriptions](const httplib::Request&, httplib::Response& res) {
+             if (!subscriptions_) return no_subscriptions(res);
+             Result<std::vector<Subscription>> subs = subscriptions_->List();
+             if (!subs.ok()) return SendError(res, 500, subs.status().message());
+             res.set_content(SubscriptionService::ListJson(*subs), kJson);
+           });
+  http.Delete(R"(/api/subscriptions/(\d{1,18}))",
+              [this, no_subscriptions](const httplib::Request& req, httplib::Response& res) {
+                if (!subscriptions_) return no_subscriptions(res);
+                Result<bool> removed = subscriptions_->Remove(std::stoll(req.matches[1]));
+                if (!removed.ok()) return SendError(res, 500, removed.status().message());
+                if (!*removed) return SendError(res, 404, "no such subscription");
+                res.status = 204;
+              });
+  http.Get("/api/unsubscribe", [this](const httplib::Request& req, httplib::Response& res) {
+    auto page = [&](int status, const std::string& text) {
+      res.status = status;
+      res.set_content(
+          "<!doctype html><html><head><meta charset=\"utf-8\"><title>tributary</title></head>"
+          "<body style=\"font-family:sans-serif;margin:3rem\"><h1>tributary</h1><p>" +
+              text + "</p></body></html>\n",
+          "text/html; charset=utf-8");
+    };
+    if (!subscriptions_) return page(404, "Subscriptions are not configured on this server.");
+    Result<std::optional<Subscription>> gone =
+        subscriptions_->Unsubscribe(req.get_param_value("token"));
+    if (!gone.ok()) return page(500, "The unsubscription failed; please try again later.");
+    if (!gone->has_value()) {
+      return page(404, "This unsubscribe link is not valid (already used, or mistyped).");
+    }
+    spdlog::info("subscription {} removed by its unsubscribe link", (*gone)->id);
+    page(200, "Unsubscribed: no more daily summaries for " + HtmlEscape((*gone)->kind) + " " +
+                  HtmlEscape((*gone)->zone) + " will be sent to this address.");
   });
   http.Get("/api/openapi.json", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(OpenApiJson(), kJson);

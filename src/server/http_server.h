@@ -8,7 +8,9 @@
 // that `/?token=<token>` sets; /healthz, /readyz and /metrics stay open. Reads are GET
 // (and HEAD); any other method needs `server.write_token` (405 when none is set, so the
 // server is read-only by default). Each client address is rate limited; CORS answers only
-// the configured origins.
+// the configured origins. With `alerts.summary.url`, /api/subscriptions manages the
+// daily-summary subscribers (POST and GET need the write token: the list holds email
+// addresses) and /api/unsubscribe?token= is open, authorised by the subscriber's secret.
 #pragma once
 
 #include <chrono>
@@ -33,6 +35,7 @@ class Server;
 namespace tributary {
 
 class Pipeline;
+class SubscriptionService;
 
 /// The `server` section spec (registered in io/builtins.cc).
 const SectionSpec& ServerSectionSpec();
@@ -77,6 +80,8 @@ class ApiServer {
   const std::string& host() const { return options_.host; }
   LiveState& live() { return live_; }
   EventLog& events() { return events_; }
+  /// The daily-summary subscriptions; null unless `alerts.summary.url` is set.
+  SubscriptionService* subscriptions() { return subscriptions_.get(); }
 
  private:
   ApiServer(Pipeline& pipeline, const ServerOptions& options);
@@ -88,6 +93,7 @@ class ApiServer {
   const ServerOptions options_;
   EventLog events_;
   LiveState live_;
+  std::unique_ptr<SubscriptionService> subscriptions_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   int port_ = 0;

@@ -35,13 +35,57 @@ async function waitFor(fn, what, timeoutMs = 60000) {
   throw new Error(`timed out waiting for ${what} (last: ${last})`);
 }
 
+// A small SMTP server on loopback (EHLO, MAIL, RCPT, DATA, QUIT) keeping the messages,
+// for the daily-summary subscription mails.
+const mails = [];
+function startSmtp() {
+  return new Promise((resolve) => {
+    const srv = createServer((sock) => {
+      let buf = '';
+      let data = null;
+      let rcpt = [];
+      sock.write('220 localhost e2e SMTP\r\n');
+      sock.on('error', () => {});
+      sock.on('data', (chunk) => {
+        buf += chunk.toString('utf8');
+        let i;
+        while ((i = buf.indexOf('\r\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          if (data !== null) {
+            if (line === '.') {
+              mails.push({ rcpt, data });
+              data = null;
+              rcpt = [];
+              sock.write('250 queued\r\n');
+            } else data += line.replace(/^\./, '') + '\n';
+            continue;
+          }
+          const verb = line.slice(0, 4).toUpperCase();
+          if (verb === 'EHLO' || verb === 'HELO') sock.write('250-localhost\r\n250 8BITMIME\r\n');
+          else if (verb === 'RCPT') { rcpt.push(line); sock.write('250 ok\r\n'); }
+          else if (verb === 'DATA') { data = ''; sock.write('354 go on\r\n'); }
+          else if (verb === 'QUIT') { sock.end('221 bye\r\n'); }
+          else sock.write('250 ok\r\n');
+        }
+      });
+    });
+    srv.listen(0, '127.0.0.1', () => resolve(srv));
+  });
+}
+let smtp;
+const writeToken = 'e2e-write-token';
+
 const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 
 before(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   dataDir = mkdtempSync(join(tmpdir(), 'trib-e2e-'));
-  proc = spawn(bin, ['run', '--listen', `127.0.0.1:${port}`], { cwd: dataDir, stdio: ['ignore', 'ignore', 'pipe'] });
+  smtp = await startSmtp();
+  // The embedded default turns subscriptions on with an SMTP server and a write token.
+  const env = { ...process.env, TRIBUTARY_SMTP_URL: `smtp://127.0.0.1:${smtp.address().port}`, TRIBUTARY_WRITE_TOKEN: writeToken };
+  proc = spawn(bin, ['run', '--listen', `127.0.0.1:${port}`], { cwd: dataDir, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
   await waitFor(async () => (await fetch(`${base}/readyz`)).ok, `tributary on ${base} (${stderr})`, 30000);
@@ -66,6 +110,7 @@ after(async () => {
   await browser?.close();
   proc?.kill('SIGTERM');
   await new Promise((r) => (proc && proc.exitCode === null ? proc.once('exit', r) : r()));
+  smtp?.close();
   rmSync(dataDir, { recursive: true, force: true });
   rmSync(profile, { recursive: true, force: true });
 });
@@ -119,18 +164,43 @@ test('the comparison view shows two series', async () => {
   await shot('comparison');
 });
 
-test('the subscription form gives a clear answer', async () => {
-  await page.fill('#sub-form input[name=email]', 'field@example.org');
-  await page.click('#sub-form button');
-  const text = await waitFor(async () => {
+test('the subscription form works', async () => {
+  const answer = async () => waitFor(async () => {
     const t = await page.textContent('#sub-answer');
     return /HTTP \d{3}/.test(t) ? t : '';
   }, 'the server answer');
-  // Without a write token configured the server is read-only; with the alerts module the
-  // endpoint may exist: either way the page states the outcome and the status.
-  assert.match(text, /^(Subscribed|Not subscribed) \(HTTP \d{3}\): .+/);
+  await waitFor(async () => (await page.locator('#sub-zone option').count()) > 0, 'zones in the form');
+  const [kind, zone] = (await page.inputValue('#sub-zone')).split(/:(.*)/s);
+  // Fill and submit in one go (the panels redraw around the form while the run goes on).
+  const submit = async (token) => {
+    await page.fill('#sub-form input[name=email]', 'field@example.org');
+    await page.fill('#sub-form input[name=write_token]', token);
+    await page.locator('#sub-form button').click();
+  };
+  // A wrong write token is refused, and the page says so.
+  await submit('wrong');
+  assert.match(await answer(), /^Not subscribed \(HTTP 401\): .+/);
+  await page.evaluate(() => { document.querySelector('#sub-answer').textContent = ''; });
+  await submit(writeToken);
+  assert.match(await answer(), /^Subscribed \(HTTP 201\): subscribed: a welcome email is on its way to field@example\.org/);
   await page.locator('#sub-form').scrollIntoViewIfNeeded();
   await shot('subscription');
+  const auth = { Authorization: `Bearer ${writeToken}` };
+  const list = await (await fetch(`${base}/api/subscriptions`, { headers: auth })).json();
+  assert.equal(list.count, 1);
+  assert.deepEqual([list.subscriptions[0].kind, list.subscriptions[0].zone], [kind, zone]);
+  // The welcome mail arrives with current conditions and an unsubscribe link that works.
+  const mail = await waitFor(async () => mails.find((m) => m.rcpt.some((r) => r.includes('field@example.org'))), 'the welcome mail');
+  assert.match(mail.data, /Subject: Subscribed to the daily summary for /);
+  assert.match(mail.data, /Current conditions/);
+  const link = mail.data.match(/To unsubscribe, open (\S+)/)[1];
+  assert.ok(link.startsWith(`${base}/api/unsubscribe?token=`), link);
+  const res = await fetch(link);
+  assert.equal(res.status, 200);
+  assert.match(await res.text(), /Unsubscribed/);
+  assert.equal((await fetch(link)).status, 404);
+  const remaining = await (await fetch(`${base}/api/subscriptions`, { headers: auth })).json();
+  assert.equal(remaining.count, 0);
 });
 
 test('an alert appears after an injected exceedance', async (t) => {
