@@ -5,6 +5,8 @@
 #   scripts/setup.sh --deps-only  install dependencies only
 #   scripts/setup.sh --test       install dependencies, build the ci preset, run every test
 #   scripts/setup.sh --run [ARG]  install dependencies, build release, exec `tributary run ARG...`
+#   scripts/setup.sh --peers [ARG]  also install the Python peers' packages, build release and
+#                                 run bench/peers/run_peers.py ARG... (BENCHMARKS.md)
 #
 # Run it as root, or as a user with sudo: only apt-get is run through sudo, so the build
 # tree and .deps/ stay owned by the user. Idempotent: on a machine that already has
@@ -28,6 +30,10 @@ PACKAGES=(
   nodejs npm
   chromium
 )
+
+# The reference Python stack the peer benchmarks compare with (bench/peers/); only
+# `--peers` installs it.
+PEER_PACKAGES=(python3 python3-numpy python3-pandas python3-shapely python3-pyproj python3-scipy)
 
 # DuckDB has no Debian package. When the system has none, its prebuilt libduckdb.so comes
 # from the npm package @duckdb/node-bindings-<platform> and the matching duckdb.h from the
@@ -218,9 +224,11 @@ install_h3js() {
 setup_ccache() {
   export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/ccache}"
   mkdir -p "$CCACHE_DIR"
-  # Paths inside the tree are hashed relative to it, so a fresh clone elsewhere (CI) hits
+  # Paths inside the tree are hashed relative to it, and the build folder is left out of
+  # the hash (it is part of it by default with -g), so a fresh clone elsewhere (CI) hits
   # the cache that earlier builds filled.
   export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}"
+  export CCACHE_NOHASHDIR=1
   if ! grep -qs '^max_size' "$CCACHE_DIR/ccache.conf"; then
     ccache -M 5G >/dev/null
     log "ccache: $CCACHE_DIR, at most 5G"
@@ -286,6 +294,13 @@ main() {
       cd "$ROOT"
       build release --target tributary
       exec build/release/tributary run "$@"
+      ;;
+    --peers)
+      PACKAGES+=("${PEER_PACKAGES[@]}")
+      install_deps
+      cd "$ROOT"
+      build release --target tributary peer_spatial_bench
+      exec /usr/bin/python3 bench/peers/run_peers.py "$@"
       ;;
     -h | --help)
       usage

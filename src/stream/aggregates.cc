@@ -348,10 +348,44 @@ bool WindowAccumulator::Add(const Reading& r, bool keep_value, bool keep_sample)
   if (sq_err != 0.0) sum_sq_.Add(sq_err);
   if (std::isfinite(r.lat) && std::isfinite(r.lon)) {
     ++positions_;
-    lat_.Add(r.lat);
-    lon_.Add(r.lon);
+    // A fixed station repeats its position: count the run, add it once as x·k.
+    if (run_ > 0 && r.lat == run_lat_ && r.lon == run_lon_) {
+      ++run_;
+    } else {
+      FlushPositionRun();
+      run_lat_ = r.lat;
+      run_lon_ = r.lon;
+      run_ = 1;
+    }
   }
   return true;
+}
+
+void WindowAccumulator::AddMultiple(ExactSum& sum, double x, uint64_t k) {
+  if (k == 1) {
+    sum.Add(x);
+    return;
+  }
+  // x·k is exactly hi + lo (k < 2^53 is exact as a double).
+  double hi = 0, lo = 0;
+  TwoProduct(x, static_cast<double>(k), hi, lo);
+  sum.Add(hi);
+  if (lo != 0.0) sum.Add(lo);
+}
+
+void WindowAccumulator::FlushPositionRun() {
+  if (run_ == 0) return;
+  AddMultiple(lat_, run_lat_, run_);
+  AddMultiple(lon_, run_lon_, run_);
+  run_ = 0;
+}
+
+double WindowAccumulator::PositionMean(const ExactSum& sum, double run_value) const {
+  if (positions_ == 0) return NAN;
+  if (run_ == 0) return sum.Value() / static_cast<double>(positions_);
+  ExactSum total = sum;
+  AddMultiple(total, run_value, run_);
+  return total.Value() / static_cast<double>(positions_);
 }
 
 void WindowAccumulator::AddDevice(Symbol device) {
@@ -406,6 +440,11 @@ void WindowAccumulator::Merge(const WindowAccumulator& other) {
   }
   count_ += other.count_;
   positions_ += other.positions_;
+  FlushPositionRun();
+  if (other.run_ > 0) {
+    AddMultiple(lat_, other.run_lat_, other.run_);
+    AddMultiple(lon_, other.run_lon_, other.run_);
+  }
   sum_.Add(other.sum_);
   sum_sq_.Add(other.sum_sq_);
   lat_.Add(other.lat_);
@@ -443,8 +482,8 @@ void WindowAccumulator::Fill(const AggregateSet& set, WindowResult& out) const {
   out.first = first_;
   out.last = last_;
   if (positions_ > 0) {
-    out.centroid_lat = lat_.Value() / static_cast<double>(positions_);
-    out.centroid_lon = lon_.Value() / static_cast<double>(positions_);
+    out.centroid_lat = centroid_lat();
+    out.centroid_lon = centroid_lon();
   }
   out.distinct_sensors =
       1 + (more_devices_ ? static_cast<uint32_t>(more_devices_->size()) : uint32_t{0});
@@ -553,11 +592,11 @@ double WindowAccumulator::mean() const {
 }
 
 double WindowAccumulator::centroid_lat() const {
-  return positions_ > 0 ? lat_.Value() / static_cast<double>(positions_) : NAN;
+  return PositionMean(lat_, run_lat_);
 }
 
 double WindowAccumulator::centroid_lon() const {
-  return positions_ > 0 ? lon_.Value() / static_cast<double>(positions_) : NAN;
+  return PositionMean(lon_, run_lon_);
 }
 
 size_t WindowAccumulator::HeapBytes() const {

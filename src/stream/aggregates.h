@@ -189,6 +189,9 @@ class WindowAccumulator {
 
  private:
   void AddDevice(Symbol device);
+  static void AddMultiple(ExactSum& sum, double x, uint64_t k);
+  void FlushPositionRun();
+  double PositionMean(const ExactSum& sum, double run_value) const;
 
   uint64_t count_ = 0;
   uint64_t positions_ = 0;  // readings with a finite lat/lon
@@ -196,6 +199,9 @@ class WindowAccumulator {
   TimeUs first_time_ = 0, last_time_ = 0;
   double first_ = 0, last_ = 0;
   ExactSum sum_, sum_sq_, lat_, lon_;
+  // The latest run of readings at one position, not yet in lat_/lon_.
+  double run_lat_ = 0, run_lon_ = 0;
+  uint64_t run_ = 0;
   Symbol device_;                                        // the first device seen
   std::unique_ptr<std::vector<uint32_t>> more_devices_;  // others, sorted ids
   // Every value, when order statistics are asked for; selection reorders it, which

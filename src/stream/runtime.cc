@@ -12,6 +12,7 @@
 #include "alert/alert_operator.h"
 #include "core/queue.h"
 #include "core/registry.h"
+#include "ingest/device_registry.h"
 #include "ingest/ingest.h"
 #include "io/connector.h"
 #include "server/metrics.h"
@@ -71,19 +72,29 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
   // Enrichment first: windows group by the zone and H3 cell it attaches.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> enrich, MakeZoneEnrichOperator(p->config_));
   if (enrich != nullptr) p->operators_.push_back(std::move(enrich));
-  if (options.processing_clock) {
-    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<WindowOperator> window,
-                          MakeWindowOperator(p->config_, options.processing_clock));
-    p->operators_.push_back(std::move(window));
-  } else {
-    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> window, MakeWindowOperator(p->config_));
-    p->operators_.push_back(std::move(window));
+  // SPARSE, the data-capture rule and stale-sensor alerts judge each device against
+  // its reporting interval in the device registry, when there is one.
+  std::shared_ptr<DeviceRegistry> devices = p->ingest_->registry();
+  TRIB_ASSIGN_OR_RETURN(
+      std::unique_ptr<WindowOperator> window,
+      MakeWindowOperator(p->config_, options.processing_clock ? options.processing_clock : NowUs));
+  if (devices != nullptr) {
+    window->SetExpectedInterval([devices](Symbol device, Symbol) -> DurationUs {
+      return devices->ExpectedInterval(device.view());
+    });
   }
+  p->operators_.push_back(std::move(window));
   // Surfaces interpolate the per-device results the window stage emitted.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> surface, MakeSurfaceOperator(p->config_));
   if (surface != nullptr) p->operators_.push_back(std::move(surface));
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<AlertOperator> alerts, AlertOperator::Make(p->config_));
-  if (alerts) p->operators_.push_back(std::move(alerts));
+  if (alerts) {
+    if (devices != nullptr) {
+      alerts->engine().SetExpectedIntervalLookup(
+          [devices](Symbol device) { return devices->ExpectedInterval(device.view()); });
+    }
+    p->operators_.push_back(std::move(alerts));
+  }
   for (const SinkEntry& entry : p->config_.sinks) {
     TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, registry.MakeSink(entry));
     p->sinks_.push_back(std::move(sink));

@@ -1186,7 +1186,9 @@ void SetFlag(WindowResult& w, WindowFlag f) {
 }
 
 // The flags a window's own values decide (see window.h).
-void OwnQualityFlags(const WindowDefinition& def, const WindowAccumulator& acc,
+// `observed` is the number of readings the sensors sent: on a resampled window w.count
+// counts grid points, and filled points must not make a sparse window look complete.
+void OwnQualityFlags(const WindowDefinition& def, const WindowAccumulator& acc, uint64_t observed,
                      const WindowOperator::ExpectedInterval& interval_of, WindowResult& w) {
   if (static_cast<int64_t>(w.count) < def.min_samples) SetFlag(w, WindowFlag::kBelowMinSamples);
   if (w.count == 0) {
@@ -1194,6 +1196,7 @@ void OwnQualityFlags(const WindowDefinition& def, const WindowAccumulator& acc,
     return;
   }
   const double n = static_cast<double>(w.count);
+  const double n_observed = static_cast<double>(observed);
   const auto length = static_cast<double>(w.end - w.start);
   double expected = 0;
   if (interval_of) {
@@ -1208,8 +1211,8 @@ void OwnQualityFlags(const WindowDefinition& def, const WindowAccumulator& acc,
   } else {
     expected = length / static_cast<double>(def.expected_interval) * w.distinct_sensors;
   }
-  if (n / expected < 0.7) SetFlag(w, WindowFlag::kSparse);
-  if (def.data_capture > 0 && n / expected < def.data_capture) {
+  if (n_observed / expected < 0.7) SetFlag(w, WindowFlag::kSparse);
+  if (def.data_capture > 0 && n_observed / expected < def.data_capture) {
     SetFlag(w, WindowFlag::kInsufficientCapture);
   }
   if (const MetricInfo* m = MetricBySymbol(w.metric)) {
@@ -1354,7 +1357,7 @@ size_t EmitCells(const WindowDefinition& def, TimeUs start, TimeUs end,
     acc->Fill(def.aggregates, w);
     w.late_count = cell.late_count;
     w.aggregation_method = def.aggregation_method;
-    OwnQualityFlags(def, *acc, expected, w);
+    OwnQualityFlags(def, *acc, cell.acc.count(), expected, w);
     HistoryFlags(def, *acc, history[*p.ref.first], w);
     if (cell.emitted) {
       ++cell.revision;

@@ -71,7 +71,9 @@
 //
 // Quality flags (WindowFlag) on every row, besides BELOW_MIN_SAMPLES and REVISION:
 //   SPARSE           count / expected < 0.7, expected = (end − start) /
-//                    expected_interval × distinct sensors
+//                    expected_interval × distinct sensors; on a resampled window
+//                    count is what the sensors sent, not the filled grid points
+//                    (the same holds for INSUFFICIENT_CAPTURE)
 //   RANGE_VIOLATION  p95 (max when p95 is not configured) outside the metric's
 //                    physical bounds (ingest/metrics.h)
 //   LATENCY_DEGRADED late_count / count > 0.2

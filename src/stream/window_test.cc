@@ -1164,6 +1164,10 @@ TEST(WindowResampleTest, LinearAndForwardFillOnAOneMinuteGrid) {
   EXPECT_EQ(lin["starter"].count, 3u);
   EXPECT_DOUBLE_EQ(lin["starter"].mean, 7);
   EXPECT_DOUBLE_EQ(lin["starter"].interpolated_sample_fraction, 2.0 / 3.0);
+  // SPARSE judges what the sensors sent, not the filled grid: slow sent 2 of the 5
+  // readings a one-minute sensor would (0.4 < 0.7), fast 30.
+  EXPECT_EQ(WindowFlagsToString(lin["slow"].flags), "SPARSE");
+  EXPECT_EQ(WindowFlagsToString(lin["fast"].flags), "");
 
   std::map<std::string, WindowResult> ffill = ResampledRows("ffill");
   ASSERT_EQ(ffill.size(), 3u);
