@@ -26,6 +26,7 @@ PACKAGES=(
   postgresql-15 postgresql-15-postgis-3 influxdb
   nodejs npm
   chromium
+  zlib1g-dev libzstd-dev libnetcdf-dev
 )
 
 # DuckDB has no Debian package. When the system has none, its prebuilt libduckdb.so comes
