@@ -47,9 +47,26 @@ struct BackfillRunner::Worker {
 };
 
 struct BackfillRunner::Shared {
-  explicit Shared(size_t workers) : work(workers), out(16) {}
+  Shared(size_t workers, size_t sinks) : work(workers) {
+    for (size_t i = 0; i < sinks; ++i) {
+      outs.push_back(std::make_unique<BoundedQueue<std::shared_ptr<const Batch>>>(16));
+    }
+  }
   BoundedQueue<BackfillChunk> work;
-  BoundedQueue<Batch> out;
+  // One queue and thread per sink: sinks write the same batches concurrently.
+  std::vector<std::unique_ptr<BoundedQueue<std::shared_ptr<const Batch>>>> outs;
+
+  bool Push(Batch& batch) {
+    auto shared = std::make_shared<const Batch>(std::move(batch));
+    for (auto& q : outs) {
+      std::shared_ptr<const Batch> copy = shared;
+      if (!q->Push(copy)) return false;
+    }
+    return true;
+  }
+  void CloseOutputs() {
+    for (auto& q : outs) q->Close();
+  }
 
   std::mutex mu;
   std::condition_variable cv;
@@ -150,7 +167,7 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
     }
   }
 
-  Shared sh(workers_.size());
+  Shared sh(workers_.size(), sinks_.size());
   const BackfillMemoryPlan& mem = options_.memory;
   const size_t in_flight = std::max<size_t>(mem.chunks_in_flight, workers_.size() + 1);
 
@@ -253,9 +270,9 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
     });
   }
 
-  // Sink thread.
-  std::thread sink_thread([&] {
-    auto with_retry = [&](size_t i, auto&& op, const char* what) -> bool {
+  // Sink threads, one per sink.
+  auto sink_loop = [&](size_t i) {
+    auto with_retry = [&](auto&& op, const char* what) -> bool {
       DurationUs backoff = 100 * kMicrosPerMilli;
       for (int attempt = 0;; ++attempt) {
         Status st = op();
@@ -270,26 +287,22 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
         backoff = std::min<DurationUs>(backoff * 2, 10 * kMicrosPerSecond);
       }
     };
-    auto commit_all = [&]() -> bool {
-      for (size_t i = 0; i < sinks_.size(); ++i) {
-        if (!with_retry(
-                i, [&] { return sinks_[i]->Commit(); }, "commit"))
-          return false;
+    auto commit = [&]() -> bool {
+      if (!with_retry([&] { return sinks_[i]->Commit(); }, "commit")) return false;
+      if (i == 0) {
+        Status st = WriteFileAtomic(config_.data_dir + "/ledger.json", ledger_.Snapshot().ToJson());
+        if (!st.ok()) spdlog::warn("{}", st.ToString());
       }
-      Status st = WriteFileAtomic(config_.data_dir + "/ledger.json", ledger_.Snapshot().ToJson());
-      if (!st.ok()) spdlog::warn("{}", st.ToString());
       return true;
     };
+    BoundedQueue<std::shared_ptr<const Batch>>& queue = *sh.outs[i];
     TimeUs last_commit = NowUs();
     bool ok = true;
     while (true) {
-      std::optional<Batch> batch = sh.out.PopFor(kWait);
-      if (!batch && sh.out.closed()) break;
+      std::optional<std::shared_ptr<const Batch>> batch = queue.PopFor(kWait);
+      if (!batch && queue.closed()) break;
       if (batch && ok) {
-        for (size_t i = 0; i < sinks_.size() && ok; ++i) {
-          ok = with_retry(
-              i, [&] { return sinks_[i]->Write(*batch); }, "write");
-        }
+        ok = with_retry([&] { return sinks_[i]->Write(**batch); }, "write");
         if (!ok) {
           stop_ = true;
           std::lock_guard lock(sh.mu);
@@ -297,12 +310,14 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
         }
       }
       if (ok && NowUs() - last_commit >= config_.commit_interval) {
-        ok = commit_all();
+        ok = commit();
         last_commit = NowUs();
       }
     }
-    if (ok) commit_all();
-  });
+    if (ok) commit();
+  };
+  std::vector<std::thread> sink_threads;
+  for (size_t i = 0; i < sinks_.size(); ++i) sink_threads.emplace_back(sink_loop, i);
 
   // Ordered stage, on this thread: dedup, then the stateful operators, in input order.
   Deduplicator dedup(config_.processing.dedup_horizon);
@@ -349,7 +364,7 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
           ledger_.AddDuplicate(dups);
         }
       }
-      ok = run_chain(batch, 0) && sh.out.Push(batch);
+      ok = run_chain(batch, 0) && sh.Push(batch);
       if (!ok) break;
     }
   }
@@ -361,7 +376,7 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
         sh.Fail(st);
         break;
       }
-      if (run_chain(out, k + 1) && !out.empty()) sh.out.Push(out);
+      if (run_chain(out, k + 1) && !out.empty()) sh.Push(out);
     }
   }
   if (sh.failed() || stop_.load()) {
@@ -370,10 +385,10 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
     std::lock_guard lock(sh.mu);
     sh.cv.notify_all();
   }
-  sh.out.Close();
+  sh.CloseOutputs();
   reader.join();
   for (auto& t : workers) t.join();
-  sink_thread.join();
+  for (auto& t : sink_threads) t.join();
   close_sinks();
   Status st = WriteFileAtomic(config_.data_dir + "/ledger.json", ledger_.Snapshot().ToJson());
   std::lock_guard lock(sh.mu);

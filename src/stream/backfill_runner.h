@@ -1,21 +1,25 @@
 // The backfill runner: one bounded pass of a pipeline's operators over archived files,
 // in chunks of bounded size, on every core.
 //
-//   reader ──chunk #n──► decode workers (K) ──► reorder ──► ordered stage ──► sink thread
-//   (files → raw        (ingestion without       (by n)     (dedup, enrich,     (every sink,
-//    records, sized      dedup: decode, units,              windows, surfaces,  commits
-//    from memory)        CRS, validation)                   alerts)             periodically)
+//   reader ──chunk #n──► decode workers (K) ──► reorder ──► ordered stage ──► sink threads
+//   (files → raw        (ingestion without       (by n)     (dedup, windows,    (one per sink,
+//    records, sized      dedup: decode, units,              surfaces, alerts)   each commits
+//    from memory)        CRS, validation, H3                                    periodically)
+//                        cell and zones)
 //
 // Partitioning: the input is cut into consecutive chunks (time order of the archive);
-// the stateless work — decoding, normalising and validating, most of the cost — runs on
-// K workers, each with its own ingestion stage (own decoders, PROJ context). Everything
+// the stateless work — decoding, normalising, validating, H3 cells and zones — runs on
+// K workers, each with its own ingestion and enrichment stages (own decoders, PROJ and
+// GEOS contexts). Everything
 // that keeps state across records — deduplication, the watermark, windows keyed by
 // device, H3 cell, zone or all, surfaces interpolating neighbouring sensors, alerts — runs
 // in one ordered stage that sees the chunks in input order, so no state is split at a
 // partition boundary (nothing to merge, no overlap buffers needed) and the results are
 // identical to a single-worker run, and to `run` over the same files. Each stage hands
 // on whole batches; a bounded number of chunks is in flight (BackfillMemoryPlan), so
-// memory does not grow with the archive.
+// memory does not grow with the archive. A chunk is a run of source batches cut exactly
+// as the `file` source cuts them (pipeline.batch_size records, at most 8 MiB), because
+// the window stage judges lateness against the watermark at the start of each batch.
 //
 // Ledger: ingestion counts input and quarantined records on the workers; the ordered
 // stage counts duplicates, the window stage accepted and late readings.
