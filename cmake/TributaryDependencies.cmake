@@ -58,6 +58,22 @@ if(S2_INCLUDE_DIR AND S2_LIBRARY)
 endif()
 tributary_require(S2_FOUND "S2 geometry" "libs2-dev")
 tributary_require(LIBPQ_FOUND "libpq" "libpq-dev")
+# Backfill: compressed inputs (.gz, .zst) and the NetCDF export of surfaces. Their headers
+# are in the default include path, so linking adds no compile flags.
+find_package(ZLIB QUIET)
+tributary_require(ZLIB_FOUND "zlib" "zlib1g-dev")
+find_library(TRIBUTARY_ZSTD_LIBRARY zstd)
+find_path(TRIBUTARY_ZSTD_INCLUDE_DIR zstd.h)
+if(TRIBUTARY_ZSTD_LIBRARY AND TRIBUTARY_ZSTD_INCLUDE_DIR)
+  set(TRIBUTARY_ZSTD_FOUND TRUE)
+endif()
+tributary_require(TRIBUTARY_ZSTD_FOUND "libzstd" "libzstd-dev")
+find_library(TRIBUTARY_NETCDF_LIBRARY netcdf)
+find_path(TRIBUTARY_NETCDF_INCLUDE_DIR netcdf.h)
+if(TRIBUTARY_NETCDF_LIBRARY AND TRIBUTARY_NETCDF_INCLUDE_DIR)
+  set(TRIBUTARY_NETCDF_FOUND TRUE)
+endif()
+tributary_require(TRIBUTARY_NETCDF_FOUND "netCDF" "libnetcdf-dev")
 
 if(TRIBUTARY_BUILD_TESTS)
   find_package(GTest CONFIG QUIET)
@@ -84,6 +100,8 @@ target_link_libraries(tributary_deps INTERFACE
 target_link_libraries(tributary_deps INTERFACE tributary_s2)
 # SHA-256 of backfill inputs and configs (run manifests).
 target_link_libraries(tributary_deps INTERFACE OpenSSL::Crypto)
+target_link_libraries(tributary_deps INTERFACE ZLIB::ZLIB "${TRIBUTARY_ZSTD_LIBRARY}"
+                                               "${TRIBUTARY_NETCDF_LIBRARY}")
 
 # DuckDB (C API) is optional: with it, TRIBUTARY_HAVE_DUCKDB is defined. scripts/setup.sh
 # unpacks a prebuilt copy into .deps/duckdb when the system has none (cmake/FindDuckDB.cmake).

@@ -29,6 +29,7 @@ PACKAGES=(
   postgresql-15 postgresql-15-postgis-3 influxdb
   nodejs npm
   chromium
+  zlib1g-dev libzstd-dev libnetcdf-dev
 )
 
 # The reference Python stack the peer benchmarks compare with (bench/peers/); only

@@ -20,6 +20,11 @@ struct BackfillCliOptions {
   bool force = false;
   bool quiet = false;
   bool no_progress = false;
+  size_t workers = 0;       ///< 0: one per core
+  std::string memory;       ///< ceiling such as "512MiB"; empty: 30 % of available memory
+  std::string watch_dir;    ///< --watch DIR
+  bool once = false;        ///< with --watch: process what is there, then exit
+  std::string poll = "1s";  ///< with --watch: listing period
 };
 
 /// Declare the `backfill` subcommand on `app`, filling `options` when parsed.

@@ -7,17 +7,23 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "core/config.h"
 #include "core/json_writer.h"
 #include "core/registry.h"
+#include "spatial/netcdf_export.h"
+#include "stream/backfill_input.h"
+#include "stream/backfill_runner.h"
 #include "stream/runtime.h"
 
 namespace tributary {
@@ -45,13 +51,6 @@ std::string Hex(const unsigned char* d, unsigned n) {
     out += kDigits[d[i] & 15];
   }
   return out;
-}
-
-bool IsDataFile(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return ext == ".ndjson" || ext == ".jsonl" || ext == ".json" || ext == ".csv" || ext == ".tsv";
 }
 
 bool HasGlobChars(const std::string& s) {
@@ -212,7 +211,8 @@ Result<std::vector<std::string>> ExpandBackfillInputs(const std::vector<std::str
       if (ec || !fs::exists(st)) return Status::Invalid("input " + c + ": no such file or folder");
       if (fs::is_directory(st)) {
         for (const fs::directory_entry& e : fs::directory_iterator(c, ec)) {
-          if (e.is_regular_file() && IsDataFile(e.path())) files.insert(e.path().string());
+          if (e.is_regular_file() && IsBackfillDataFile(e.path().string()))
+            files.insert(e.path().string());
         }
         if (ec) return Status::Io("cannot list " + c + ": " + ec.message());
       } else if (fs::is_regular_file(st)) {
@@ -223,7 +223,8 @@ Result<std::vector<std::string>> ExpandBackfillInputs(const std::vector<std::str
     }
     if (files.size() == before && !HasGlobChars(input) && fs::is_directory(input)) {
       return Status::Invalid("input folder " + input +
-                             " holds no .ndjson, .jsonl, .json, .csv or .tsv file");
+                             " holds no .ndjson, .jsonl, .json, .csv, .tsv (plain, .gz or .zst) or "
+                             ".parquet file");
     }
     if (candidates.empty()) return Status::Invalid("input " + input + " matches no file");
   }
@@ -231,8 +232,8 @@ Result<std::vector<std::string>> ExpandBackfillInputs(const std::vector<std::str
 }
 
 Result<BackfillReport> RunBackfill(const PipelineConfig& config, const BackfillOptions& options,
-                                   const std::function<void(Pipeline&)>& on_start,
-                                   const std::function<void(Pipeline&)>& on_end) {
+                                   const std::function<void(BackfillRunner&)>& on_start,
+                                   const std::function<void(BackfillRunner&)>& on_end) {
   const TimeUs started = NowUs();
   BackfillReport report;
   TRIB_ASSIGN_OR_RETURN(std::vector<std::string> paths, ExpandBackfillInputs(options.inputs));
@@ -284,23 +285,45 @@ Result<BackfillReport> RunBackfill(const PipelineConfig& config, const BackfillO
   TRIB_ASSIGN_OR_RETURN(SourceEntry source, BackfillSource(config, paths, report.as_of));
   run_config.sources.push_back(std::move(source));
 
-  PipelineBuildOptions build;
-  const TimeUs as_of = report.as_of;
-  build.processing_clock = [as_of] { return as_of; };
-  build.idle_ticks = false;
-  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Pipeline> pipeline, Pipeline::Build(run_config, build));
-  if (on_start) on_start(*pipeline);
-  Status st = pipeline->Run();
-  if (on_end) on_end(*pipeline);
-  report.ledger = pipeline->LedgerNow();
-  pipeline.reset();  // every sink closed before its files move
+  BackfillRunnerOptions run_options;
+  run_options.as_of = report.as_of;
+  run_options.workers = options.workers;
+  run_options.memory = PlanBackfillMemory(
+      options.memory_ceiling,
+      options.workers > 0 ? options.workers : std::max(1u, std::thread::hardware_concurrency()));
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<BackfillRunner> runner,
+                        BackfillRunner::Build(run_config, run_options));
+  spdlog::debug("backfill: {} worker(s), memory budget {} MiB ({}), chunks of {} KiB",
+                runner->workers(), run_options.memory.budget_bytes >> 20, run_options.memory.basis,
+                run_options.memory.chunk_bytes >> 10);
+  if (on_start) on_start(*runner);
+  Status st = runner->Run(paths);
+  if (on_end) on_end(*runner);
+  report.ledger = runner->LedgerNow();
+  runner.reset();  // every sink closed before its files move
   if (!st.ok()) {
     fs::remove_all(staging, ec);
     return st;
   }
-  // Publish: each staged file replaces its namesake (rename is atomic per file).
+  // Gridded export: the surfaces of each surfaces[] entry as one CF NetCDF file.
+  const fs::path staged_surfaces = fs::path(staging) / "surfaces";
+  if (fs::is_directory(staged_surfaces)) {
+    for (const fs::directory_entry& e : fs::directory_iterator(staged_surfaces, ec)) {
+      if (!e.is_directory()) continue;
+      const std::string name = e.path().filename().string();
+      TRIB_ASSIGN_OR_RETURN(
+          size_t steps,
+          WriteSurfacesNetcdf(e.path().string(), (staged_surfaces / (name + ".nc")).string()));
+      if (steps > 0) {
+        report.netcdf_files.push_back((fs::path(output) / "surfaces" / (name + ".nc")).string());
+      }
+    }
+  }
+  // Publish: each staged file replaces its namesake (rename is atomic per file; a folder
+  // such as surfaces/ replaces the previous one).
   for (const fs::directory_entry& e : fs::directory_iterator(staging, ec)) {
     fs::path target = fs::path(output) / e.path().filename();
+    if (e.is_directory() && fs::is_directory(target)) fs::remove_all(target, ec);
     fs::rename(e.path(), target, ec);
     if (ec)
       return Status::Io("cannot move " + e.path().string() + " to " + target.string() + ": " +
@@ -311,6 +334,167 @@ Result<BackfillReport> RunBackfill(const PipelineConfig& config, const BackfillO
                                        ManifestJson(report, config.file, config_sha, registry_path,
                                                     registry_sha, started, NowUs())));
   return report;
+}
+
+namespace {
+
+// A landing-folder file as last listed.
+struct WatchedFileState {
+  uintmax_t size = 0;
+  fs::file_time_type mtime;
+  int stable_polls = 0;
+};
+
+// Move `from` into `folder` (created when missing), keeping its name; a name already
+// taken there gets a numeric suffix. Returns the new path.
+Result<std::string> MoveInto(const fs::path& from, const fs::path& folder) {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) return Status::Io("cannot create " + folder.string() + ": " + ec.message());
+  fs::path target = folder / from.filename();
+  for (int i = 1; fs::exists(target); ++i) {
+    target = folder / (from.filename().string() + "." + std::to_string(i));
+  }
+  fs::rename(from, target, ec);
+  if (ec) {
+    return Status::Io("cannot move " + from.string() + " to " + target.string() + ": " +
+                      ec.message());
+  }
+  return target.string();
+}
+
+std::string WatchManifestEntry(const BackfillWatchEvent& e, const std::string& sha,
+                               const std::string& output) {
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("file").String(fs::path(e.file).filename().string());
+  w.Key("sha256").String(sha);
+  w.Key("status").String(e.ok ? (e.already_processed ? "already_processed" : "done") : "failed");
+  w.Key("moved_to").String(e.moved);
+  if (e.ok && !e.already_processed) w.Key("output").String(output);
+  if (!e.ok) w.Key("reason").String(e.reason);
+  w.Key("at").String(FormatTime(NowUs()));
+  w.EndObject();
+  return w.Take();
+}
+
+}  // namespace
+
+Status WatchBackfillFolder(const PipelineConfig& config, const BackfillOptions& base,
+                           const BackfillWatchOptions& watch, const std::atomic<bool>& stop,
+                           const std::function<void(const BackfillWatchEvent&)>& on_file) {
+  std::error_code ec;
+  if (!fs::is_directory(watch.dir, ec)) {
+    return Status::Invalid("--watch " + watch.dir + ": not a folder");
+  }
+  const std::string output = base.output_dir.empty() ? config.data_dir : base.output_dir;
+  fs::create_directories(output, ec);
+  if (ec) return Status::Io("cannot create output folder " + output + ": " + ec.message());
+  const std::string manifest_path = output + "/watch-manifest.json";
+  // The manifest is a JSON array of one object per file handled.
+  std::vector<std::string> entries;
+  std::set<std::string> processed;  // SHA-256 of every file done
+  if (fs::exists(manifest_path)) {
+    TRIB_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(manifest_path));
+    // One entry per line between "[" and "]", as written below.
+    std::istringstream lines(text);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.empty() || line == "[" || line == "]") continue;
+      if (line.back() == ',') line.pop_back();
+      entries.push_back(line);
+      const std::string key = "\"sha256\":\"";
+      size_t at = line.find(key);
+      if (at != std::string::npos && line.find("\"status\":\"failed\"") == std::string::npos) {
+        processed.insert(line.substr(at + key.size(), 64));
+      }
+    }
+  }
+  auto save_manifest = [&]() -> Status {
+    std::string text = "[\n";
+    for (size_t i = 0; i < entries.size(); ++i) {
+      text += entries[i] + (i + 1 < entries.size() ? ",\n" : "\n");
+    }
+    text += "]\n";
+    return WriteFileAtomic(manifest_path, text);
+  };
+
+  std::map<std::string, WatchedFileState> seen;
+  while (!stop.load()) {
+    std::vector<fs::path> ready;
+    bool waiting = false;  // a file is still settling
+    std::map<std::string, WatchedFileState> now;
+    for (const fs::directory_entry& e : fs::directory_iterator(watch.dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.empty() || name[0] == '.' || !e.is_regular_file(ec)) continue;
+      if (!IsBackfillDataFile(name)) continue;
+      WatchedFileState st;
+      st.size = e.file_size(ec);
+      st.mtime = e.last_write_time(ec);
+      if (ec) continue;  // vanished meanwhile
+      auto it = seen.find(e.path().string());
+      if (it != seen.end() && it->second.size == st.size && it->second.mtime == st.mtime) {
+        st.stable_polls = it->second.stable_polls + 1;
+      }
+      if (st.stable_polls >= 1) {
+        ready.push_back(e.path());
+      } else {
+        waiting = true;
+      }
+      now[e.path().string()] = st;
+    }
+    if (ec) return Status::Io("cannot list " + watch.dir + ": " + ec.message());
+    seen = std::move(now);
+    std::sort(ready.begin(), ready.end());
+    for (const fs::path& file : ready) {
+      if (stop.load()) break;
+      BackfillWatchEvent event;
+      event.file = file.string();
+      Result<std::string> sha = Sha256OfFile(file.string());
+      std::string out_dir = output + "/" + file.filename().string();
+      if (!sha.ok()) {
+        event.reason = sha.status().message();
+      } else if (processed.count(*sha) > 0) {
+        event.ok = true;
+        event.already_processed = true;
+      } else {
+        BackfillOptions opts = base;
+        opts.inputs = {file.string()};
+        opts.output_dir = out_dir;
+        Result<BackfillReport> report = RunBackfill(config, opts);
+        if (report.ok()) {
+          event.ok = true;
+          event.report = std::move(*report);
+        } else {
+          event.reason = report.status().message();
+          fs::remove(out_dir, ec);  // only when the failed run left it empty
+        }
+      }
+      Result<std::string> moved =
+          MoveInto(file, fs::path(watch.dir) / (event.ok ? "done" : "failed"));
+      if (!moved.ok()) return moved.status();
+      event.moved = *moved;
+      if (!event.ok) {
+        TRIB_RETURN_IF_ERROR(WriteFileAtomic(*moved + ".reason.txt", event.reason + "\n"));
+        spdlog::warn("backfill --watch: {} failed: {}", file.string(), event.reason);
+      } else {
+        spdlog::info("backfill --watch: {} {}", file.string(),
+                     event.already_processed ? "was already processed" : "processed");
+      }
+      seen.erase(file.string());
+      const std::string sha_text = sha.ok() ? *sha : std::string();
+      if (event.ok && !sha_text.empty()) processed.insert(sha_text);
+      entries.push_back(WatchManifestEntry(event, sha_text, out_dir));
+      TRIB_RETURN_IF_ERROR(save_manifest());
+      if (on_file) on_file(event);
+    }
+    if (watch.once && ready.empty() && !waiting) break;
+    // Sleep in short steps so a stop request is seen quickly.
+    for (DurationUs slept = 0; slept < watch.poll && !stop.load(); slept += 50 * kMicrosPerMilli) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace tributary
