@@ -1,8 +1,6 @@
 #include "io/kafka_client.h"
 
 #include <array>
-#include <map>
-#include <mutex>
 
 namespace tributary {
 
@@ -85,32 +83,6 @@ Status KafkaStatus(rd_kafka_error_t* error, const std::string& what) {
   std::string msg = what + ": " + rd_kafka_error_string(error);
   if (rd_kafka_error_is_retriable(error)) return Status::Unavailable(msg);
   return Status::Io(msg);
-}
-
-namespace {
-std::mutex& KafkaTxnOffsetMutex() {
-  static std::mutex mu;
-  return mu;
-}
-std::map<std::pair<const void*, uint16_t>, KafkaTxnOffsetSource*>& KafkaTxnOffsetSources() {
-  static std::map<std::pair<const void*, uint16_t>, KafkaTxnOffsetSource*> sources;
-  return sources;
-}
-}  // namespace
-
-void SetKafkaTxnOffsetSource(const void* pipeline, uint16_t index, KafkaTxnOffsetSource* source) {
-  std::lock_guard lock(KafkaTxnOffsetMutex());
-  if (source == nullptr) {
-    KafkaTxnOffsetSources().erase({pipeline, index});
-  } else {
-    KafkaTxnOffsetSources()[{pipeline, index}] = source;
-  }
-}
-
-KafkaTxnOffsetSource* FindKafkaTxnOffsetSource(const void* pipeline, uint16_t index) {
-  std::lock_guard lock(KafkaTxnOffsetMutex());
-  auto it = KafkaTxnOffsetSources().find({pipeline, index});
-  return it == KafkaTxnOffsetSources().end() ? nullptr : it->second;
 }
 
 }  // namespace tributary

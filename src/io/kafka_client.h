@@ -7,7 +7,6 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -67,34 +66,5 @@ Result<KafkaHandle> MakeKafkaHandle(rd_kafka_type_t type, KafkaConf conf);
 Status KafkaStatus(rd_kafka_resp_err_t err, const std::string& what);
 /// A Status from a librdkafka error object (taken over); retryable when the error is.
 Status KafkaStatus(rd_kafka_error_t* error, const std::string& what);
-
-// ---------------------------------------------------------------------------
-// Exactly-once read-process-write: a transactional kafka sink commits the offsets of a
-// kafka source of the same pipeline inside its producer transaction
-// (rd_kafka_send_offsets_to_transaction), so the output of a batch and the consumption
-// of its input become visible together or not at all.
-//
-// The source publishes itself under (pipeline, source index) when it opens; the sink
-// looks it up with the source index and checkpoint of the batches it wrote
-// (Batch::source_index, Batch::source_checkpoint). Keys are the address of the run's
-// PipelineConfig, so several pipelines in one process do not meet.
-
-/// What a kafka source offers a transactional sink. Thread-safe.
-class KafkaTxnOffsetSource {
- public:
-  virtual ~KafkaTxnOffsetSource() = default;
-  /// The next offset of every partition read by the batches up to `checkpoint`, or
-  /// null when there is none; `group` receives the consumer's group metadata (to be
-  /// destroyed with rd_kafka_consumer_group_metadata_destroy). From the moment this is
-  /// called, the source leaves committing offsets to the sink's transactions.
-  virtual KafkaPartitionList TxnOffsets(uint64_t checkpoint,
-                                        rd_kafka_consumer_group_metadata_t** group) = 0;
-};
-
-/// Publish `source` as source `index` of the pipeline whose config is `pipeline`
-/// (replaces an earlier one); null removes it.
-void SetKafkaTxnOffsetSource(const void* pipeline, uint16_t index, KafkaTxnOffsetSource* source);
-/// The source published under (pipeline, index), or null.
-KafkaTxnOffsetSource* FindKafkaTxnOffsetSource(const void* pipeline, uint16_t index);
 
 }  // namespace tributary

@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -167,16 +166,6 @@ void KafkaSink::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* m, void
 
 Status KafkaSink::Open(RunContext& ctx) {
   ledger_ = ctx.ledger;
-  pipeline_key_ = ctx.config;
-  offsets_in_transaction_ = !options_.transactional_id.empty() && ctx.config != nullptr &&
-                            !ctx.config->sinks.empty() &&
-                            ctx.config->sinks.back().name == options_.name;
-  if (!options_.transactional_id.empty() && !offsets_in_transaction_) {
-    spdlog::info(
-        "kafka sink {}: not the last sink, so kafka source offsets stay outside its "
-        "transactions (at-least-once); list it last for exactly-once",
-        options_.name);
-  }
   KafkaProperties props = {
       {"bootstrap.servers", options_.connect.brokers},
       {"client.id", "tributary-" + options_.name},
@@ -230,10 +219,6 @@ Status KafkaSink::Produce(Table table, const std::string& key, const std::string
 Status KafkaSink::Write(const Batch& batch) {
   if (producer_ == nullptr) return Status::Internal("kafka sink written before Open");
   TRIB_RETURN_IF_ERROR(BeginTransactionIfNeeded());
-  if (batch.source_index >= 0 && batch.source_checkpoint != 0) {
-    uint64_t& cp = written_checkpoint_[batch.source_index];
-    cp = std::max(cp, batch.source_checkpoint);
-  }
   if (!topics_[kReadings].empty()) {
     for (const Reading& r : batch.readings) {
       TRIB_RETURN_IF_ERROR(
@@ -261,62 +246,27 @@ Status KafkaSink::Write(const Batch& batch) {
   return Status::Ok();
 }
 
-namespace {
-
-// A failed transactional call: when the transaction must be aborted its messages are gone
-// and failing the run keeps the sources from committing their input, so a restart
-// produces them again; otherwise the error is retryable or fatal as it says.
-Status KafkaTransactionError(rd_kafka_t* producer, rd_kafka_error_t* error, const std::string& what,
-                             DurationUs timeout, bool& in_transaction) {
-  if (!rd_kafka_error_txn_requires_abort(error)) return KafkaStatus(error, what);
-  Status st = KafkaStatus(error, what);
-  Status aborted = KafkaStatus(rd_kafka_abort_transaction(producer, TimeoutMs(timeout)),
-                               what + ": abort transaction");
-  if (!aborted.ok()) spdlog::warn("{}", aborted.ToString());
-  in_transaction = false;
-  return Status::Io(st.message() + " (transaction aborted)");
-}
-
-}  // namespace
-
-Status KafkaSink::SendOffsetsToTransaction() {
-  if (!offsets_in_transaction_) return Status::Ok();
-  const std::string what = "kafka sink " + options_.name;
-  for (const auto& [index, checkpoint] : written_checkpoint_) {
-    auto sent = sent_checkpoint_.find(index);
-    if (sent != sent_checkpoint_.end() && sent->second >= checkpoint) continue;
-    KafkaTxnOffsetSource* source =
-        FindKafkaTxnOffsetSource(pipeline_key_, static_cast<uint16_t>(index));
-    if (source == nullptr) continue;  // not a kafka source
-    rd_kafka_consumer_group_metadata_t* group = nullptr;
-    KafkaPartitionList offsets = source->TxnOffsets(checkpoint, &group);
-    if (offsets == nullptr) continue;
-    TRIB_RETURN_IF_ERROR(BeginTransactionIfNeeded());
-    rd_kafka_error_t* error = rd_kafka_send_offsets_to_transaction(
-        producer_.get(), offsets.get(), group, TimeoutMs(options_.flush_timeout));
-    rd_kafka_consumer_group_metadata_destroy(group);
-    if (error != nullptr) {
-      return KafkaTransactionError(producer_.get(), error, what + ": send offsets to transaction",
-                                   options_.flush_timeout, in_transaction_);
-    }
-  }
-  return Status::Ok();
-}
-
 Status KafkaSink::Commit() {
   if (producer_ == nullptr) return Status::Ok();
   const std::string what = "kafka sink " + options_.name;
-  TRIB_RETURN_IF_ERROR(SendOffsetsToTransaction());
   if (in_transaction_) {
     rd_kafka_error_t* error =
         rd_kafka_commit_transaction(producer_.get(), TimeoutMs(options_.flush_timeout));
     if (error != nullptr) {
-      return KafkaTransactionError(producer_.get(), error, what + ": commit transaction",
-                                   options_.flush_timeout, in_transaction_);
+      if (rd_kafka_error_txn_requires_abort(error)) {
+        // The transaction's messages are gone; failing the run keeps the sources from
+        // committing their input, so a restart produces them again.
+        Status st = KafkaStatus(error, what + ": commit transaction");
+        Status aborted = KafkaStatus(
+            rd_kafka_abort_transaction(producer_.get(), TimeoutMs(options_.flush_timeout)),
+            what + ": abort transaction");
+        if (!aborted.ok()) spdlog::warn("{}", aborted.ToString());
+        in_transaction_ = false;
+        return Status::Io(st.message() + " (transaction aborted)");
+      }
+      return KafkaStatus(error, what + ": commit transaction");  // retryable or fatal
     }
     in_transaction_ = false;
-    for (const auto& [index, checkpoint] : written_checkpoint_)
-      sent_checkpoint_[index] = checkpoint;
   } else {
     rd_kafka_resp_err_t err =
         rd_kafka_flush(producer_.get(), static_cast<int>(TimeoutMs(options_.flush_timeout)));

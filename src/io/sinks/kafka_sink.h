@@ -19,14 +19,7 @@
 // the input offsets and a restart produces the output again.
 // With `transactional_id` set, everything between two Commits is one Kafka transaction:
 // consumers reading with isolation.level=read_committed see a batch entirely or not at
-// all, and an aborted run leaves nothing visible. When this sink is also the last sink of
-// the pipeline (so every other sink has committed when it commits), the offsets of the
-// pipeline's kafka sources are sent inside that transaction
-// (rd_kafka_send_offsets_to_transaction) instead of being committed by the sources:
-// read-process-write is then exactly-once — the output of a batch and the consumption
-// of its input become visible together, and a crash before the commit re-reads the input
-// whose output was aborted. Listed before other sinks, it leaves the offsets to the
-// sources (at-least-once).
+// all, and an aborted run leaves nothing visible.
 //
 // Threading: Write and Commit on the sink thread; delivery reports are served there too
 // (rd_kafka_poll/flush), so no callback runs on another thread.
@@ -34,7 +27,6 @@
 
 #include <array>
 #include <cstdint>
-#include <map>
 #include <string>
 
 #include "core/config.h"
@@ -88,8 +80,6 @@ class KafkaSink : public Sink {
   enum Table { kReadings, kWindows, kQuarantine, kLate, kTableCount };
   Status Produce(Table table, const std::string& key, const std::string& value);
   Status BeginTransactionIfNeeded();
-  // Send the kafka sources' offsets of what this transaction holds (see the file comment).
-  Status SendOffsetsToTransaction();
   static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
 
   KafkaSinkOptions options_;
@@ -99,10 +89,6 @@ class KafkaSink : public Sink {
   std::array<std::string, kTableCount> ledger_keys_;
   std::array<uint64_t, kTableCount> pending_{};  // produced since the last Commit
   bool in_transaction_ = false;
-  const void* pipeline_key_ = nullptr;              // the run's config: where kafka sources publish
-  bool offsets_in_transaction_ = false;             // transactional and the last sink
-  std::map<int32_t, uint64_t> written_checkpoint_;  // by source index, from Write
-  std::map<int32_t, uint64_t> sent_checkpoint_;     // committed with a transaction
   // Set by delivery reports, which run on the sink thread inside poll/flush.
   uint64_t failed_ = 0;
   std::string first_failure_;

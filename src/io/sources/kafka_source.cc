@@ -91,34 +91,6 @@ Result<KafkaSourceOptions> ParseKafkaSourceOptions(const OptionReader& r, std::s
   return o;
 }
 
-namespace {
-
-// The highest next offset per partition over the pending batches up to `checkpoint`.
-template <typename PendingMap>
-std::map<std::pair<std::string, int32_t>, int64_t> NextOffsetsUpTo(const PendingMap& pending,
-                                                                   uint64_t checkpoint) {
-  std::map<std::pair<std::string, int32_t>, int64_t> offsets;
-  auto end = pending.upper_bound(checkpoint);
-  for (auto it = pending.begin(); it != end; ++it) {
-    for (const auto& [key, next] : it->second.next_offsets) {
-      int64_t& o = offsets[key];
-      o = std::max(o, next);
-    }
-  }
-  return offsets;
-}
-
-KafkaPartitionList KafkaOffsetList(
-    const std::map<std::pair<std::string, int32_t>, int64_t>& offsets) {
-  KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
-  for (const auto& [key, next] : offsets) {
-    rd_kafka_topic_partition_list_add(list.get(), key.first.c_str(), key.second)->offset = next;
-  }
-  return list;
-}
-
-}  // namespace
-
 KafkaSource::KafkaSource(KafkaSourceOptions options) : options_(std::move(options)) {
   poll_limit_ = options_.poll_records;
 }
@@ -127,7 +99,7 @@ KafkaSource::~KafkaSource() {
   Close();
 }
 
-Status KafkaSource::Open(RunContext& ctx) {
+Status KafkaSource::Open(RunContext& /*ctx*/) {
   KafkaProperties props = {
       {"bootstrap.servers", options_.connect.brokers},
       {"group.id", options_.group_id},
@@ -152,16 +124,6 @@ Status KafkaSource::Open(RunContext& ctx) {
                     static_cast<double>(poll_limit()), "Records per poll of a kafka source.");
   SetConnectorGauge("tributary_kafka_paused", "{" + SourceLabel(options_.name) + "}", 0,
                     "1 while a kafka source pauses its partitions for backpressure.");
-  if (ctx.config != nullptr) {
-    for (size_t i = 0; i < ctx.config->sources.size(); ++i) {
-      if (ctx.config->sources[i].name == options_.name) {
-        pipeline_key_ = ctx.config;
-        index_ = static_cast<int>(i);
-        SetKafkaTxnOffsetSource(pipeline_key_, static_cast<uint16_t>(i), this);
-        break;
-      }
-    }
-  }
   return Status::Ok();
 }
 
@@ -307,19 +269,21 @@ void KafkaSource::OnCommitted(uint64_t checkpoint) {
   std::map<PartitionKey, int64_t> offsets;
   {
     std::lock_guard lock(mu_);
-    offsets = NextOffsetsUpTo(pending_, checkpoint);
     auto end = pending_.upper_bound(checkpoint);
-    for (auto it = pending_.begin(); it != end; ++it) uncommitted_ -= it->second.records;
+    for (auto it = pending_.begin(); it != end; ++it) {
+      for (const auto& [key, next] : it->second.next_offsets) {
+        int64_t& o = offsets[key];
+        o = std::max(o, next);
+      }
+      uncommitted_ -= it->second.records;
+    }
     pending_.erase(pending_.begin(), end);
   }
   if (offsets.empty() || consumer_ == nullptr) return;
-  if (txn_offsets_.load(std::memory_order_relaxed)) {
-    // Committed with the sink's transaction already.
-    std::lock_guard lock(mu_);
-    for (const auto& [key, next] : offsets) committed_[key] = next;
-    return;
+  KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
+  for (const auto& [key, next] : offsets) {
+    rd_kafka_topic_partition_list_add(list.get(), key.first.c_str(), key.second)->offset = next;
   }
-  KafkaPartitionList list = KafkaOffsetList(offsets);
   // Synchronous: when this returns the group coordinator has the offsets. A failure
   // (e.g. the partition moved to another member in a rebalance) only means those
   // records may be read again.
@@ -333,20 +297,6 @@ void KafkaSource::OnCommitted(uint64_t checkpoint) {
   for (const auto& [key, next] : offsets) committed_[key] = next;
 }
 
-KafkaPartitionList KafkaSource::TxnOffsets(uint64_t checkpoint,
-                                           rd_kafka_consumer_group_metadata_t** group) {
-  *group = nullptr;
-  std::map<PartitionKey, int64_t> offsets;
-  {
-    std::lock_guard lock(mu_);
-    offsets = NextOffsetsUpTo(pending_, checkpoint);
-  }
-  txn_offsets_.store(true, std::memory_order_relaxed);
-  if (offsets.empty() || consumer_ == nullptr) return nullptr;
-  *group = rd_kafka_consumer_group_metadata(consumer_.get());
-  return KafkaOffsetList(offsets);
-}
-
 std::map<std::pair<std::string, int32_t>, int64_t> KafkaSource::committed_offsets() const {
   std::lock_guard lock(mu_);
   return committed_;
@@ -358,10 +308,6 @@ void KafkaSource::Stop() {
 
 void KafkaSource::Close() {
   stop_ = true;
-  if (pipeline_key_ != nullptr) {
-    SetKafkaTxnOffsetSource(pipeline_key_, static_cast<uint16_t>(index_), nullptr);
-    pipeline_key_ = nullptr;
-  }
   if (consumer_ != nullptr) {
     // Leaves the group (its partitions go to other members at once); commits nothing.
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer_.get());

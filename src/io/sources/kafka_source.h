@@ -18,11 +18,6 @@
 // partition, from the offsets librdkafka learns with each fetch (no extra requests);
 // measured at most every 100 ms and exported as the gauge tributary_kafka_consumer_lag.
 //
-// Exactly-once with a transactional kafka sink: the source publishes itself as a
-// KafkaTxnOffsetSource (io/kafka_client.h). When such a sink asks for the offsets of the
-// batches it wrote, it sends them in its transaction and the source stops committing
-// offsets itself (OnCommitted then only forgets the committed batches).
-//
 // Backpressure: records handed on but not yet committed by the sinks are counted; at
 // 75% of `max_uncommitted` every assigned partition is paused (the consumer keeps
 // polling, so it stays in its group), and resumed once commits bring the count under
@@ -66,7 +61,7 @@ const SectionSpec& KafkaSourceSectionSpec();
 /// Read and validate kafka source options; errors name the key.
 Result<KafkaSourceOptions> ParseKafkaSourceOptions(const OptionReader& reader, std::string name);
 
-class KafkaSource : public Source, public KafkaTxnOffsetSource {
+class KafkaSource : public Source {
  public:
   explicit KafkaSource(KafkaSourceOptions options);
   ~KafkaSource() override;
@@ -82,10 +77,6 @@ class KafkaSource : public Source, public KafkaTxnOffsetSource {
   size_t poll_limit() const { return poll_limit_.load(std::memory_order_relaxed); }
   /// True while the assigned partitions are paused for backpressure.
   bool paused() const { return paused_.load(std::memory_order_relaxed); }
-  KafkaPartitionList TxnOffsets(uint64_t checkpoint,
-                                rd_kafka_consumer_group_metadata_t** group) override;
-  /// True once a transactional sink commits this source's offsets.
-  bool offsets_in_transaction() const { return txn_offsets_.load(std::memory_order_relaxed); }
   /// Offsets committed so far (for tests): topic/partition → next offset.
   std::map<std::pair<std::string, int32_t>, int64_t> committed_offsets() const;
 
@@ -103,9 +94,6 @@ class KafkaSource : public Source, public KafkaTxnOffsetSource {
   std::atomic<bool> stop_{false};
   std::atomic<size_t> poll_limit_{500};
   std::atomic<bool> paused_{false};
-  std::atomic<bool> txn_offsets_{false};
-  const void* pipeline_key_ = nullptr;  // where this source is published (kafka_client.h)
-  int index_ = -1;
 
   // Source thread only.
   uint64_t next_checkpoint_ = 1;
