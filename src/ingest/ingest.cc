@@ -107,6 +107,8 @@ Result<std::unique_ptr<IngestStage>> IngestStage::Make(const PipelineConfig& con
   std::vector<SourceState> sources;
   for (const SourceEntry& entry : config.sources) {
     TRIB_ASSIGN_OR_RETURN(SourceIngestOptions options, ReadSourceIngestOptions(entry.options));
+    // The owm source delivers OpenWeatherMap payloads: that is its format by default.
+    if (entry.type == "owm" && !entry.options.Has("format")) options.format = PayloadFormat::kOwm;
     SourceState state;
     state.name = Intern(entry.name);
     if (options.format == PayloadFormat::kJson) {

@@ -16,9 +16,12 @@
 #include "io/sinks/postgres_sink.h"
 #include "io/sinks/sqlite_sink.h"
 #include "io/sources/file_source.h"
+#include "io/sources/http_source.h"
 #include "io/sources/kafka_source.h"
 #include "io/sources/mqtt_source.h"
+#include "io/sources/owm_source.h"
 #include "io/sources/simulator.h"
+#include "io/sources/tail_source.h"
 #include "server/http_server.h"
 #include "spatial/surface.h"
 #include "spatial/zones.h"
@@ -38,6 +41,9 @@ void RegisterBuiltins(Registry& registry) {
   RegisterFileSource(registry);
   RegisterMqttSource(registry);
   RegisterKafkaSource(registry);
+  RegisterHttpIngestSource(registry);
+  RegisterTailSource(registry);
+  RegisterOwmSource(registry);
   // Spatial enrichment.
   registry.AddSection(&ZonesSectionSpec());
   registry.AddSection(&ZoneLayerSectionSpec());

@@ -55,6 +55,10 @@ std::string CsvError(std::string_view message, std::string_view raw) {
 
 }  // namespace
 
+std::string CsvErrorJson(std::string_view message, std::string_view raw) {
+  return CsvError(message, raw);
+}
+
 FileFormat FileFormatFromPath(std::string_view path) {
   if (EndsWith(path, ".csv") || EndsWith(path, ".tsv")) return FileFormat::kCsv;
   return FileFormat::kNdjson;
@@ -187,7 +191,7 @@ const SectionSpec& FileSourceSectionSpec() {
            "A UTC timestamp used as every record's arrival time instead of the wall clock "
            "(reproducible re-reads of archives; drift and future checks compare against it)."},
           {"follow", OptionType::kBool, "false",
-           "Keep reading as the file grows (tail mode); not supported yet, must be false."},
+           "Must be false: to follow a growing file use a `tail` source."},
       }};
   return spec;
 }
@@ -227,8 +231,8 @@ Result<FileSourceOptions> ParseFileSourceOptions(const OptionReader& r) {
   TRIB_ASSIGN_OR_RETURN(bool follow, r.GetBool("follow"));
   if (follow) {
     return r.Error("follow",
-                   "tail mode is not supported by the file source yet; set "
-                   "follow: false (files are read once to the end)");
+                   "the file source reads files once to the end; to follow a growing "
+                   "file use `type: tail` (see sources[] (type: tail))");
   }
   return o;
 }

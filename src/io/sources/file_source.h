@@ -87,6 +87,10 @@ bool IsJsonNumber(std::string_view text);
 std::string CsvRowToJson(const std::vector<std::string>& header,
                          const std::vector<CsvField>& fields);
 
+/// The record a CSV row that cannot be split becomes:
+/// {"_csv_error":"<message>","_raw":"<the record text>"} (quarantined with the raw text).
+std::string CsvErrorJson(std::string_view message, std::string_view raw);
+
 /// The `file` source.
 class FileSource : public Source {
  public:
