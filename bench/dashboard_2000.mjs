@@ -11,33 +11,14 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { manySensorsConfig } from '../tests/e2e/many_sensors_config.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { chromium } = createRequire(join(here, '../tests/e2e/package.json'))('playwright-core');
 const bin = process.argv[2] ?? join(here, '../build/ci/tributary');
 const port = 18000 + Math.floor(Math.random() * 2000);
 const dir = mkdtempSync(join(tmpdir(), 'trib-bench-'));
-writeFileSync(join(dir, 'p.yaml'), `pipeline:
-  name: dashboard-bench
-  data_dir: ${dir}
-processing:
-  grace: 15m
-sources:
-  - name: simulator
-    type: simulator
-    devices: ${process.env.DEVICES ?? 2000}
-    speed: 300
-windows:
-  - name: device_1m
-    type: tumbling
-    size: 1m
-    group_by: device
-    aggregates: [count, mean, min, max]
-sinks: []
-server:
-  listen: 127.0.0.1:${port}
-  rate_limit: 0
-`);
+writeFileSync(join(dir, 'p.yaml'), manySensorsConfig({ dir, port, devices: Number(process.env.DEVICES ?? 2000) }));
 const proc = spawn(bin, ['run', join(dir, 'p.yaml'), '--quiet'], { cwd: dir, stdio: 'ignore' });
 const base = `http://127.0.0.1:${port}`;
 for (let i = 0; i < 200; i++) {

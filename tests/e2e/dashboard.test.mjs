@@ -12,6 +12,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { manySensorsConfig } from './many_sensors_config.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bin = resolve(process.env.TRIBUTARY_BIN ?? join(here, '../../build/ci/tributary'));
@@ -241,27 +242,7 @@ test('the health panel shows the pipeline figures and breaker states', async () 
 test('the page stays interactive with 2,000 sensors', async () => {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'trib-e2e-2000-'));
-  writeFileSync(join(dir, 'p.yaml'), `pipeline:
-  name: e2e-2000
-  data_dir: ${dir}
-processing:
-  grace: 15m
-sources:
-  - name: simulator
-    type: simulator
-    devices: 2000
-    speed: 300
-windows:
-  - name: device_1m
-    type: tumbling
-    size: 1m
-    group_by: device
-    aggregates: [count, mean, min, max]
-sinks: []
-server:
-  listen: 127.0.0.1:${port}
-  rate_limit: 0
-`);
+  writeFileSync(join(dir, 'p.yaml'), manySensorsConfig({ dir, port, devices: 2000 }));
   const big = spawn(bin, ['run', join(dir, 'p.yaml'), '--quiet'], { cwd: dir, stdio: 'ignore' });
   const url = `http://127.0.0.1:${port}`;
   const p2 = await browser.newPage();
