@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <set>
 
 #include "alert/forecast.h"
 #include "alert/rules.h"
@@ -79,26 +80,7 @@ std::string SensorsJson(const LiveState& live, TimeUs now) {
   w.BeginObject();
   w.Key("count").UInt(sensors.size());
   w.Key("sensors").BeginArray();
-  for (const SensorView& s : sensors) {
-    w.BeginObject();
-    w.Key("device").String(s.device.view());
-    WriteNumberOrNull(w, "lat", s.lat);
-    WriteNumberOrNull(w, "lon", s.lon);
-    w.Key("status").String(SensorStatusName(s.status));
-    WriteTimeOrNull(w, "last_event_time", s.last_event_time);
-    WriteTimeOrNull(w, "last_arrival_time", s.last_arrival_time);
-    w.Key("readings").UInt(s.readings);
-    w.Key("quarantined").UInt(s.quarantined);
-    w.Key("metrics").BeginObject();
-    for (const MetricLatest& m : s.metrics) {
-      w.Key(m.metric.view()).BeginObject();
-      WriteNumberOrNull(w, "value", m.value);
-      WriteTimeOrNull(w, "event_time", m.event_time);
-      w.EndObject();
-    }
-    w.EndObject();
-    w.EndObject();
-  }
+  for (const SensorView& s : sensors) WriteSensorJson(w, s);
   w.EndArray();
   w.EndObject();
   return w.Take();
@@ -289,22 +271,43 @@ std::string HealthJson(const Pipeline& pipeline, const LiveState& live, const Ev
   return w.Take();
 }
 
-std::string ZonesJson(const LiveState& live) {
-  // Zone geometry is not part of the live state yet: a zone is placed at the centroid of
-  // its latest window. Zones loaded from boundary files will supply polygons here.
-  WindowQuery q;
-  q.limit = std::numeric_limits<size_t>::max();
-  std::vector<WindowResult> results = live.Windows(q);  // newest first
-  std::map<std::string, std::map<std::string, const WindowResult*>> latest;
+namespace {
+
+using LatestZoneWindows = std::map<std::string, std::map<std::string, const WindowResult*>>;
+
+// The newest result per (zone, metric) among `results` (newest first).
+LatestZoneWindows LatestByZone(const std::vector<WindowResult>& results) {
+  LatestZoneWindows latest;
   for (const WindowResult& r : results) {
     if (r.group_by.view() != "zone") continue;
     latest[std::string(r.group.view())].try_emplace(std::string(r.metric.view()), &r);
   }
-  JsonWriter w;
-  w.BeginObject();
-  w.Key("type").String("FeatureCollection");
-  w.Key("features").BeginArray();
+  return latest;
+}
+
+// The window properties of one zone: window, end, metric, value, aqi, metrics{}.
+void WriteZoneWindowProperties(JsonWriter& w,
+                               const std::map<std::string, const WindowResult*>& metrics) {
+  const WindowResult* head = metrics.count("pm25") ? metrics.at("pm25") : metrics.begin()->second;
+  w.Key("window").String(head->window.view());
+  w.Key("end").String(FormatTime(head->end));
+  w.Key("metric").String(head->metric.view());
+  WriteNumberOrNull(w, "value", head->mean);
+  WriteNumberOrNull(w, "aqi", head->aqi);
+  w.Key("metrics").BeginObject();
+  for (const auto& [metric, r] : metrics) {
+    w.Key(metric).BeginObject();
+    WriteNumberOrNull(w, "mean", r->mean);
+    WriteNumberOrNull(w, "aqi", r->aqi);
+    w.EndObject();
+  }
+  w.EndObject();
+}
+
+void WriteCentroidZones(JsonWriter& w, const LatestZoneWindows& latest,
+                        const std::set<std::string>& skip) {
   for (const auto& [zone, metrics] : latest) {
+    if (skip.count(zone) > 0) continue;
     const WindowResult* head = metrics.count("pm25") ? metrics.at("pm25") : metrics.begin()->second;
     w.BeginObject();
     w.Key("type").String("Feature");
@@ -321,25 +324,104 @@ std::string ZonesJson(const LiveState& live) {
     }
     w.Key("properties").BeginObject();
     w.Key("zone").String(zone);
-    w.Key("window").String(head->window.view());
-    w.Key("end").String(FormatTime(head->end));
-    w.Key("metric").String(head->metric.view());
-    WriteNumberOrNull(w, "value", head->mean);
-    WriteNumberOrNull(w, "aqi", head->aqi);
-    w.Key("metrics").BeginObject();
-    for (const auto& [metric, r] : metrics) {
-      w.Key(metric).BeginObject();
-      WriteNumberOrNull(w, "mean", r->mean);
-      WriteNumberOrNull(w, "aqi", r->aqi);
-      w.EndObject();
-    }
-    w.EndObject();
+    WriteZoneWindowProperties(w, metrics);
     w.EndObject();
     w.EndObject();
   }
+}
+
+std::vector<WindowResult> AllWindows(const LiveState& live) {
+  WindowQuery q;
+  q.limit = std::numeric_limits<size_t>::max();
+  return live.Windows(q);  // newest first
+}
+
+}  // namespace
+
+std::string ZonesJson(const LiveState& live) {
+  // Without a zone index a zone is placed at the centroid of its latest window.
+  std::vector<WindowResult> results = AllWindows(live);
+  LatestZoneWindows latest = LatestByZone(results);
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("type").String("FeatureCollection");
+  w.Key("features").BeginArray();
+  WriteCentroidZones(w, latest, {});
   w.EndArray();
   w.EndObject();
   return w.Take();
+}
+
+std::string ZonesJson(const LiveState& live, const std::vector<ZoneOutline>& outlines) {
+  std::vector<WindowResult> results = AllWindows(live);
+  LatestZoneWindows latest = LatestByZone(results);
+  std::set<std::string> drawn;
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("type").String("FeatureCollection");
+  w.Key("features").BeginArray();
+  for (const ZoneOutline& o : outlines) {
+    bool first_layer = o.layer_index == 0;
+    w.BeginObject();
+    w.Key("type").String("Feature");
+    w.Key("id").String(first_layer ? o.id : o.layer + ":" + o.id);
+    w.Key("geometry").Raw(o.geometry);
+    w.Key("properties").BeginObject();
+    w.Key("zone").String(o.id);
+    w.Key("name").String(o.name.empty() ? o.id : o.name);
+    w.Key("layer").String(o.layer);
+    w.Key("vertices").UInt(o.vertices);
+    w.Key("simplified").Bool(o.simplified);
+    auto it = first_layer ? latest.find(o.id) : latest.end();
+    if (it != latest.end()) {
+      WriteZoneWindowProperties(w, it->second);
+      drawn.insert(o.id);
+    } else {
+      w.Key("value").Null();
+      w.Key("aqi").Null();
+    }
+    w.EndObject();
+    w.EndObject();
+  }
+  WriteCentroidZones(w, latest, drawn);
+  w.EndArray();
+  w.EndObject();
+  return w.Take();
+}
+
+Result<SseFilter> ParseSseFilter(const QueryParams& params) {
+  auto items = [&](const char* key) {
+    std::set<std::string> out;
+    std::string v = Param(params, key);
+    size_t pos = 0;
+    while (pos <= v.size()) {
+      size_t end = v.find(',', pos);
+      if (end == std::string::npos) end = v.size();
+      std::string item = v.substr(pos, end - pos);
+      if (!item.empty()) out.insert(item);
+      pos = end + 1;
+    }
+    return out;
+  };
+  static const std::map<std::string, std::string> kTypes = {{"window", "window"},
+                                                            {"windows", "window"},
+                                                            {"alert", "alert"},
+                                                            {"alerts", "alert"},
+                                                            {"quarantine", "quarantine"},
+                                                            {"summary", "summary"},
+                                                            {"reading_summary", "reading_summary"}};
+  SseFilter f;
+  for (const std::string& t : items("types")) {
+    auto it = kTypes.find(t);
+    if (it == kTypes.end()) {
+      return Status::Invalid("parameter 'types': unknown event type '" + t +
+                             "' (expected window, alert, quarantine, summary, reading_summary)");
+    }
+    f.types.insert(it->second);
+  }
+  f.group_bys = items("group_by");
+  f.groups = items("groups");
+  return f;
 }
 
 std::string ErrorJson(std::string_view message) {
@@ -456,23 +538,30 @@ std::string OpenApiJson() {
   "/api/health": {"get": {"summary": "Pipeline health: readings per second, watermark, queue depths, the memory ceiling (memory) and hot partitions with their H3 cells (partitions.hot).",
     "responses": {"200": {"description": "Health", "content": {"application/json": {"schema": {"type": "object"}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},
-  "/api/events": {"get": {"summary": "Server-Sent Events: window, quarantine and reading_summary events with increasing ids; send Last-Event-ID to resume.",
-    "parameters": [{"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}}],
+  "/api/events": {"get": {"summary": "Server-Sent Events with increasing ids: window, alert, quarantine, reading_summary (one per batch) and summary (readings coalesced per server.summary_interval, with every sensor that reported: device, lat, lon, status, last_arrival_time, values). Send Last-Event-ID (or last_event_id) to resume from the replay buffer; a filtered stream resumes the same way.",
+    "parameters": [{"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}},
+      {"name": "last_event_id", "in": "query", "schema": {"type": "integer"}, "description": "Like the Last-Event-ID header, for clients that cannot set it."},
+      {"name": "types", "in": "query", "schema": {"type": "string"}, "description": "Comma-separated event types to receive: window (or windows), alert (alerts), quarantine, summary, reading_summary; default all.", "example": "windows,alerts,summary"},
+      {"name": "group_by", "in": "query", "schema": {"type": "string"}, "description": "Comma-separated: pass window events of these group_by values (device, zone, h3, all)."},
+      {"name": "groups", "in": "query", "schema": {"type": "string"}, "description": "Comma-separated: pass window events of these groups (device ids, zone ids) too. Without group_by and groups every window passes."}],
     "responses": {"200": {"description": "Event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+      "400": {"description": "Bad parameter", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},
   "/api/surface/latest": {"get": {"summary": "The newest interpolated surface (IDW grid, values row by row from the north), of the named surfaces[] entry or of any.",
     "parameters": [{"name": "name", "in": "query", "schema": {"type": "string"}}],
     "responses": {"200": {"description": "Surface", "content": {"application/json": {"schema": {"type": "object"}}}},
       "404": {"description": "No surface yet"}, "401": {"description": "Missing or wrong bearer token"}}}},
-  "/api/zones": {"get": {"summary": "Zones as a GeoJSON FeatureCollection with the latest window per metric (empty when no zone windows are configured).",
-    "responses": {"200": {"description": "FeatureCollection", "content": {"application/geo+json": {}}}}}},
+  "/api/zones": {"get": {"summary": "Zones as a GeoJSON FeatureCollection: the polygons of the configured zone layers (simplified above server.zone_max_vertices), with properties zone, name, layer, vertices, simplified and, once a window grouped by zone closed, window, end, metric, value (the headline mean, pm25 when present), aqi and metrics {metric: {mean, aqi}}. Without zone layers, zones seen in windows are Points at their centroid.",
+    "responses": {"200": {"description": "FeatureCollection", "content": {"application/geo+json": {"schema": {"type": "object", "properties": {
+      "type": {"type": "string", "enum": ["FeatureCollection"]}, "features": {"type": "array", "items": {"type": "object"}}}}}}},
+      "401": {"description": "Missing or wrong bearer token"}}}},
   "/api/openapi.json": {"get": {"summary": "This document.",
     "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
   "/healthz": {"get": {"summary": "Liveness: 200 while the process is up.", "security": [],
     "responses": {"200": {"description": "Up"}}}},
   "/readyz": {"get": {"summary": "Readiness: 200 while the pipeline runs, 503 otherwise.", "security": [],
     "responses": {"200": {"description": "Running"}, "503": {"description": "Not running"}}}},
-  "/metrics": {"get": {"summary": "Prometheus text exposition of ledger counters and gauges.", "security": [],
+  "/metrics": {"get": {"summary": "Prometheus text exposition: ledger counters, events per stage, queue depths, watermark lag, late and quarantine fractions, sink write/commit latency histograms, sink breaker states, RSS and connector gauges.", "security": [],
     "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
 }
 }

@@ -17,9 +17,12 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "server/live_state.h"
+#include "server/sse.h"
+#include "spatial/zone_outlines.h"
 
 namespace tributary {
 
@@ -49,6 +52,16 @@ std::string HealthJson(const Pipeline& pipeline, const LiveState& live, const Ev
 /// headline metric is pm25 when present), and a Point at the window centroid (null when
 /// the window carries none). Empty collection when no zone windows were seen.
 std::string ZonesJson(const LiveState& live);
+/// Zones as GeoJSON with their outlines (polygons from the zone index, simplified for the
+/// wire): one Feature per outline, id "<zone>" for the first layer (the one windows group
+/// by) and "<layer>:<zone>" for others, properties {zone, name, layer, simplified,
+/// vertices} plus, when a zone window was seen for it, those of ZonesJson above. Zones
+/// with windows but no outline follow as Points at their centroid.
+std::string ZonesJson(const LiveState& live, const std::vector<ZoneOutline>& outlines);
+/// Parse the filter of /api/events: `types` (comma-separated: window|windows,
+/// alert|alerts, quarantine, summary, reading_summary; empty: all), `group_by` and
+/// `groups` (comma-separated; narrow `window` events, see SseFilter).
+Result<SseFilter> ParseSseFilter(const QueryParams& params);
 /// The OpenAPI 3.0 document of the API.
 std::string OpenApiJson();
 /// A JSON error body: {"error": message}.

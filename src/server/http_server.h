@@ -27,6 +27,7 @@
 #include "core/status.h"
 #include "server/live_state.h"
 #include "server/sse.h"
+#include "spatial/zone_outlines.h"
 
 namespace httplib {
 class Server;
@@ -54,7 +55,8 @@ struct ServerOptions {
   std::string static_dir;   ///< the built dashboard; empty: <source>/web/dist
   /// Allowed CORS origins (`*` for any); empty: no CORS headers are sent.
   std::vector<std::string> cors_origins;
-  double rate_limit = 100;  ///< requests per second per client address; 0: unlimited
+  double rate_limit = 100;         ///< requests per second per client address; 0: unlimited
+  size_t zone_max_vertices = 400;  ///< /api/zones simplifies larger zone outlines
   LiveStateOptions live;
 };
 
@@ -94,6 +96,7 @@ class ApiServer {
   EventLog events_;
   LiveState live_;
   std::unique_ptr<SubscriptionService> subscriptions_;
+  std::vector<ZoneOutline> zone_outlines_;  ///< of the pipeline's zone layers; built at Start
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   int port_ = 0;

@@ -10,12 +10,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "core/pipeline_config.h"
+#include "core/stage_metrics.h"
 #include "stream/runtime.h"
 #include "test_util.h"
 
@@ -47,6 +51,21 @@ windows:
     size: 1m
     group_by: device
     aggregates: [count, mean, min, max]
+  - name: district_5m
+    type: tumbling
+    size: 5m
+    group_by: zone
+    metrics: [pm25]
+    aggregates: [count, mean]
+zones:
+  layers:
+    - name: district
+      path: builtin:city_districts
+      id_field: district_id
+      name_field: name
+sinks:
+  - name: local
+    type: sqlite
 server:
   listen: 127.0.0.1:)" +
          std::to_string(port) + R"(
@@ -55,6 +74,7 @@ server:
          R"(
   replay_buffer: 1000000
   max_windows: 1000000
+  summary_interval: 0s
 )";
 }
 
@@ -304,10 +324,19 @@ TEST_F(ServerTest, OpenApiListsEveryPath) {
   simdjson::dom::element doc = parser_.parse(Get("/api/openapi.json"));
   EXPECT_EQ(std::string_view(doc["openapi"]).substr(0, 2), "3.");
   simdjson::dom::object paths = doc["paths"];
-  for (const char* path : {"/api/sensors", "/api/windows", "/api/quarantine", "/api/ledger",
-                           "/api/health", "/api/events", "/api/surface/latest", "/api/openapi.json",
-                           "/healthz", "/readyz", "/metrics"}) {
+  for (const char* path :
+       {"/api/sensors", "/api/windows", "/api/quarantine", "/api/ledger", "/api/health",
+        "/api/events", "/api/surface/latest", "/api/openapi.json", "/api/zones", "/api/alerts",
+        "/api/forecast", "/healthz", "/readyz", "/metrics"}) {
     EXPECT_EQ(paths[path].error(), simdjson::SUCCESS) << path;
+  }
+  // The live stream's filter parameters are described.
+  std::set<std::string> params;
+  for (simdjson::dom::element p : paths["/api/events"]["get"]["parameters"].get_array()) {
+    params.insert(std::string(std::string_view(p["name"])));
+  }
+  for (const char* name : {"Last-Event-ID", "last_event_id", "types", "group_by", "groups"}) {
+    EXPECT_EQ(params.count(name), 1u) << name;
   }
 }
 
@@ -377,7 +406,210 @@ TEST_F(ServerTest, ReconnectWithLastEventIdResumesWithoutGaps) {
   EXPECT_EQ(types["window"], l.windows_emitted);
   EXPECT_EQ(types["quarantine"], l.quarantined);
   EXPECT_GT(types["reading_summary"], 0u);
-  EXPECT_EQ(types["window"] + types["quarantine"] + types["reading_summary"], last);
+  EXPECT_EQ(types["window"] + types["quarantine"] + types["reading_summary"] + types["summary"],
+            last);
+}
+
+/// Events of a filtered stream with their data: `query` is the part after `?`.
+struct SseData {
+  int status = 0;
+  std::string body;
+  std::vector<std::tuple<uint64_t, std::string, std::string>> events;  // id, type, data
+};
+
+SseData ReadFiltered(int port, const std::string& query, size_t want) {
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_read_timeout(std::chrono::seconds(5));
+  SseData out;
+  std::string buffer;
+  auto res = cli.Get(
+      "/api/events?" + query, Auth(),
+      [&](const httplib::Response& r) {
+        out.status = r.status;
+        return true;
+      },
+      [&](const char* data, size_t n) {
+        if (out.status != 200) {
+          out.body.append(data, n);
+          return true;
+        }
+        buffer.append(data, n);
+        size_t end;
+        while ((end = buffer.find("\n\n")) != std::string::npos) {
+          std::istringstream block(buffer.substr(0, end));
+          buffer.erase(0, end + 2);
+          std::string line, type, payload;
+          uint64_t id = 0;
+          while (std::getline(block, line)) {
+            if (line.rfind("id: ", 0) == 0) id = std::stoull(line.substr(4));
+            if (line.rfind("event: ", 0) == 0) type = line.substr(7);
+            if (line.rfind("data: ", 0) == 0) payload = line.substr(6);
+          }
+          if (id != 0) out.events.emplace_back(id, type, payload);
+          if (out.events.size() >= want) return false;
+        }
+        return true;
+      });
+  (void)res;
+  return out;
+}
+
+TEST_F(ServerTest, FilteredStreamResumesWithOnlyTheAskedEvents) {
+  // Count what the whole log holds, then ask for summaries and alerts only from id 0.
+  SseRead all = ReadEvents(port_, server_->events().last_id(), "0");
+  std::map<std::string, uint64_t> types;
+  for (const auto& e : all.events) ++types[e.second];
+  ASSERT_GT(types["summary"], 1u);
+  SseData got = ReadFiltered(port_, "types=summary,alerts&last_event_id=0", types["summary"]);
+  ASSERT_EQ(got.status, 200);
+  ASSERT_EQ(got.events.size(), types["summary"]);
+  std::set<std::string> devices;
+  uint64_t readings = 0;
+  for (size_t i = 0; i < got.events.size(); ++i) {
+    const auto& [id, type, data] = got.events[i];
+    EXPECT_EQ(type, "summary");
+    if (i > 0) {
+      EXPECT_GT(id, std::get<0>(got.events[i - 1]));
+    }
+    simdjson::dom::parser p;
+    simdjson::dom::element doc = p.parse(data);
+    readings += uint64_t(doc["readings"]);
+    for (simdjson::dom::element s : doc["sensors"].get_array()) {
+      devices.insert(std::string(std::string_view(s["device"])));
+      std::string_view status = s["status"];
+      EXPECT_TRUE(status == "ok" || status == "stale" || status == "quarantining") << status;
+      EXPECT_EQ(s["values"].error(), simdjson::SUCCESS);
+    }
+  }
+  // Coalesced: far fewer summaries than readings, yet every device is in one of them.
+  EXPECT_GE(devices.size(), 18u);
+  EXPECT_LE(readings, pipeline_->LedgerNow().accepted);
+  EXPECT_GT(readings, 0u);
+  // Resuming after an id continues with the next matching event.
+  const uint64_t resume = std::get<0>(got.events.front());
+  SseData rest = ReadFiltered(port_, "types=summary&last_event_id=" + std::to_string(resume), 1);
+  ASSERT_EQ(rest.events.size(), 1u);
+  EXPECT_EQ(std::get<0>(rest.events[0]), std::get<0>(got.events.at(1)));
+}
+
+TEST_F(ServerTest, FilteredStreamNarrowsWindowsByGroup) {
+  // The zone windows and the per-device windows of one device only.
+  SseData got =
+      ReadFiltered(port_, "types=windows&group_by=zone&groups=aq-0001&last_event_id=0", 200);
+  ASSERT_EQ(got.status, 200);
+  ASSERT_EQ(got.events.size(), 200u);
+  std::set<std::string> group_bys;
+  for (const auto& [id, type, data] : got.events) {
+    EXPECT_EQ(type, "window");
+    simdjson::dom::parser p;
+    simdjson::dom::element w = p.parse(data);
+    std::string_view group_by = w["group_by"];
+    group_bys.insert(std::string(group_by));
+    if (group_by == "device") {
+      EXPECT_EQ(std::string_view(w["group"]), "aq-0001");
+    }
+  }
+  EXPECT_EQ(group_bys, (std::set<std::string>{"device", "zone"}));
+  SseData bad = ReadFiltered(port_, "types=readings", 1);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("unknown event type 'readings'"), std::string::npos) << bad.body;
+}
+
+TEST_F(ServerTest, ZonesAreGeoJsonPolygonsWithTheirLatestWindow) {
+  simdjson::dom::element doc = parser_.parse(Get("/api/zones"));
+  EXPECT_EQ(std::string_view(doc["type"]), "FeatureCollection");
+  simdjson::dom::array features = doc["features"];
+  ASSERT_GT(features.size(), 1u);
+  size_t with_value = 0;
+  for (simdjson::dom::element f : features) {
+    std::string_view type = f["geometry"]["type"];
+    EXPECT_TRUE(type == "Polygon" || type == "MultiPolygon") << type;
+    simdjson::dom::array rings = type == "Polygon" ? f["geometry"]["coordinates"].get_array()
+                                                   : f["geometry"]["coordinates"].at(0).get_array();
+    simdjson::dom::array ring = rings.at(0);
+    EXPECT_GE(ring.size(), 4u);  // a closed ring
+    double lon = double(ring.at(0).at(0));
+    double lat = double(ring.at(0).at(1));
+    EXPECT_NEAR(lat, 52.52, 1.0);  // x = longitude, y = latitude
+    EXPECT_NEAR(lon, 13.40, 1.0);
+    EXPECT_EQ(std::string_view(f["properties"]["layer"]), "district");
+    EXPECT_EQ(std::string_view(f["properties"]["zone"]), std::string_view(f["id"]));
+    if (!f["properties"]["value"].is_null()) {
+      ++with_value;
+      EXPECT_EQ(std::string_view(f["properties"]["metric"]), "pm25");
+      EXPECT_EQ(std::string_view(f["properties"]["window"]), "district_5m");
+    }
+  }
+  EXPECT_GT(with_value, 0u);
+}
+
+// /metrics parses as Prometheus text and carries every family the dashboard and the
+// Grafana example need.
+TEST_F(ServerTest, MetricsParseAndCoverEveryStage) {
+  httplib::Client cli("127.0.0.1", port_);
+  auto res = cli.Get("/metrics");
+  ASSERT_TRUE(res);
+  std::map<std::string, std::string> family_type;
+  std::map<std::string, double> samples;
+  std::istringstream in(res->body);
+  std::string line;
+  const std::regex sample_re(
+      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (\S+)$)");
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      std::istringstream t(line.substr(7));
+      std::string name, type;
+      t >> name >> type;
+      EXPECT_EQ(family_type.count(name), 0u) << "TYPE declared twice: " << name;
+      EXPECT_TRUE(type == "counter" || type == "gauge" || type == "histogram") << line;
+      family_type[name] = type;
+      continue;
+    }
+    if (line.empty() || line[0] == '#') continue;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(line, m, sample_re)) << "not a sample line: " << line;
+    std::string name = m[1];
+    std::string family = name;
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      size_t n = std::strlen(suffix);
+      if (family_type.count(family) == 0 && name.size() > n &&
+          name.compare(name.size() - n, n, suffix) == 0) {
+        family = name.substr(0, name.size() - n);
+      }
+    }
+    EXPECT_EQ(family_type.count(family), 1u) << "sample without TYPE: " << line;
+    samples[line.substr(0, line.rfind(' '))] = std::stod(m[m.size() - 1]);
+  }
+  for (const char* family :
+       {"tributary_records_input_total", "tributary_records_total", "tributary_queue_depth",
+        "tributary_late_fraction", "tributary_quarantine_fraction", "tributary_stage_events_total",
+        "tributary_sink_write_seconds", "tributary_sink_commit_seconds",
+        "tributary_sink_committed_rows_total", "process_resident_memory_bytes"}) {
+    EXPECT_EQ(family_type.count(family), 1u) << family;
+  }
+  EXPECT_EQ(family_type["tributary_sink_write_seconds"], "histogram");
+  // Events per stage: the source's raw messages each hold one or more input records.
+  LedgerSnapshot l = pipeline_->LedgerNow();
+  double raw = samples.at("tributary_stage_events_total{stage=\"source:sim\"}");
+  EXPECT_GT(raw, 0);
+  EXPECT_LE(raw, double(l.input));
+  EXPECT_GT(samples.at("tributary_stage_events_total{stage=\"ingest\"}"), 0);
+  EXPECT_GT(samples.at("tributary_stage_events_total{stage=\"sink:local\"}"), 0);
+  // The write histogram is cumulative and its +Inf bucket is the count.
+  double previous = 0;
+  for (double le : kSinkLatencyBuckets) {
+    char key[128];
+    std::snprintf(key, sizeof key, "tributary_sink_write_seconds_bucket{sink=\"local\",le=\"%g\"}",
+                  le);
+    double v = samples.at(key);
+    EXPECT_GE(v, previous) << key;
+    previous = v;
+  }
+  double count = samples.at("tributary_sink_write_seconds_count{sink=\"local\"}");
+  EXPECT_GT(count, 0);
+  EXPECT_EQ(samples.at("tributary_sink_write_seconds_bucket{sink=\"local\",le=\"+Inf\"}"), count);
+  EXPECT_GE(count, previous);
+  EXPECT_GT(samples.at("tributary_sink_commit_seconds_count{sink=\"local\"}"), 0);
 }
 
 TEST(ServerOptions, ListenParsesAndOverrides) {

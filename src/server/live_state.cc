@@ -58,6 +58,42 @@ void WriteWindowJson(JsonWriter& w, const WindowResult& r) {
   w.EndObject();
 }
 
+void WriteSensorJson(JsonWriter& w, const SensorView& s, bool compact) {
+  auto time_or_null = [&](std::string_view key, TimeUs t) {
+    w.Key(key);
+    if (t == kMinTime || t == 0) {
+      w.Null();
+    } else {
+      w.String(FormatTime(t));
+    }
+  };
+  w.BeginObject();
+  w.Key("device").String(s.device.view());
+  NumberOrNull(w, "lat", s.lat);
+  NumberOrNull(w, "lon", s.lon);
+  w.Key("status").String(SensorStatusName(s.status));
+  if (!compact) time_or_null("last_event_time", s.last_event_time);
+  time_or_null("last_arrival_time", s.last_arrival_time);
+  if (compact) {
+    w.Key("values").BeginObject();
+    for (const MetricLatest& m : s.metrics) NumberOrNull(w, m.metric.view(), m.value);
+    w.EndObject();
+    w.EndObject();
+    return;
+  }
+  w.Key("readings").UInt(s.readings);
+  w.Key("quarantined").UInt(s.quarantined);
+  w.Key("metrics").BeginObject();
+  for (const MetricLatest& m : s.metrics) {
+    w.Key(m.metric.view()).BeginObject();
+    NumberOrNull(w, "value", m.value);
+    time_or_null("event_time", m.event_time);
+    w.EndObject();
+  }
+  w.EndObject();
+  w.EndObject();
+}
+
 void WriteQuarantineJson(JsonWriter& w, const QuarantineView& q) {
   w.BeginObject();
   w.Key("reason").String(q.reason.view());
@@ -80,10 +116,16 @@ LiveState::Sensor& LiveState::SensorOf(Symbol device) {
 
 void LiveState::OnBatch(const Batch& batch) {
   TimeUs now = NowUs();
+  std::string summary;
   {
     std::lock_guard lock(mu_);
+    auto changed = [&](Symbol device) {
+      if (summary_.seen.insert(device.id).second) summary_.changed.push_back(device.id);
+    };
     for (const Reading& r : batch.readings) {
+      changed(r.device);
       Sensor& s = SensorOf(r.device);
+      s.last_seen = now;
       if (!std::isnan(r.lat) && !std::isnan(r.lon)) {
         s.lat = r.lat;
         s.lon = r.lon;
@@ -97,7 +139,9 @@ void LiveState::OnBatch(const Batch& batch) {
     }
     for (const QuarantineRecord& q : batch.quarantine) {
       if (q.device) {
+        changed(q.device);
         Sensor& s = SensorOf(q.device);
+        s.last_seen = now;
         s.last_quarantine_time = std::max(s.last_quarantine_time, q.arrival_time);
         ++s.quarantined;
       }
@@ -127,13 +171,23 @@ void LiveState::OnBatch(const Batch& batch) {
     totals_.windows += batch.windows.size();
     totals_.duplicates += batch.duplicates;
     totals_.watermark = std::max(totals_.watermark, batch.watermark);
+    if (summary_.from == 0) summary_.from = now;
+    summary_.readings += batch.readings.size();
+    summary_.quarantined += batch.quarantine.size();
+    summary_.late += batch.late.size();
+    summary_.duplicates += batch.duplicates;
+    summary_.windows += batch.windows.size();
+    summary_.alerts += batch.alerts.size();
+    if (events_ != nullptr && now - summary_.from >= options_.summary_interval) {
+      summary = TakeSummaryLocked(now);
+    }
   }
   if (events_ == nullptr) return;
   // Events are rendered outside the state mutex; the event log has its own.
   for (const WindowResult& r : batch.windows) {
     JsonWriter w;
     WriteWindowJson(w, r);
-    events_->Publish("window", w.Take());
+    events_->Publish("window", w.Take(), r.group_by.view(), r.group.view());
   }
   for (const AlertEvent& a : batch.alerts) events_->Publish("alert", AlertEventJson(a));
   for (const QuarantineRecord& q : batch.quarantine) {
@@ -157,31 +211,78 @@ void LiveState::OnBatch(const Batch& batch) {
   }
   w.EndObject();
   events_->Publish("reading_summary", w.Take());
+  if (!summary.empty()) events_->Publish("summary", std::move(summary));
+}
+
+std::string LiveState::TakeSummaryLocked(TimeUs now) {
+  uint64_t in_rate = 0;
+  for (const auto& [t, count] : rate_samples_) {
+    if (t >= now - kRateWindow) in_rate += count;
+  }
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("from").String(FormatTime(summary_.from));
+  w.Key("to").String(FormatTime(now));
+  w.Key("readings").UInt(summary_.readings);
+  w.Key("quarantined").UInt(summary_.quarantined);
+  w.Key("late").UInt(summary_.late);
+  w.Key("duplicates").UInt(summary_.duplicates);
+  w.Key("windows").UInt(summary_.windows);
+  w.Key("alerts").UInt(summary_.alerts);
+  w.Key("events_per_second")
+      .Number(static_cast<double>(in_rate) / (static_cast<double>(kRateWindow) / kMicrosPerSecond));
+  w.Key("watermark");
+  if (totals_.watermark == kMinTime) {
+    w.Null();
+  } else {
+    w.String(FormatTime(totals_.watermark));
+  }
+  w.Key("sensor_count").UInt(sensors_.size());
+  w.Key("sensors").BeginArray();
+  for (uint32_t id : summary_.changed) {
+    auto it = sensors_.find(id);
+    if (it == sensors_.end()) continue;
+    SensorView v = ViewOf(it->second, now);
+    std::sort(v.metrics.begin(), v.metrics.end(), [](const MetricLatest& a, const MetricLatest& b) {
+      return a.metric.view() < b.metric.view();
+    });
+    WriteSensorJson(w, v, /*compact=*/true);
+  }
+  w.EndArray();
+  w.EndObject();
+  summary_ = SummaryInterval{};
+  return w.Take();
+}
+
+SensorView LiveState::ViewOf(const Sensor& s, TimeUs now) const {
+  const DurationUs horizon = 3 * options_.expected_interval;
+  SensorView v;
+  v.device = s.device;
+  v.lat = s.lat;
+  v.lon = s.lon;
+  v.last_event_time = s.last_event_time;
+  v.last_arrival_time = s.last_arrival_time;
+  v.readings = s.readings;
+  v.quarantined = s.quarantined;
+  // Arrival times are the source's (a simulator's run ahead of the wall clock), so
+  // staleness is judged by when the batch was observed, and quarantining by comparing
+  // the device's own arrival times.
+  if (s.last_seen < now - horizon) {
+    v.status = SensorStatus::kStale;
+  } else if (s.last_quarantine_time != kMinTime && s.last_quarantine_time >= s.last_arrival_time) {
+    v.status = SensorStatus::kQuarantining;
+  }
+  v.metrics.reserve(s.metrics.size());
+  for (const auto& [mid, m] : s.metrics) v.metrics.push_back(m);
+  return v;
 }
 
 std::vector<SensorView> LiveState::Sensors(TimeUs now) const {
-  const DurationUs horizon = 3 * options_.expected_interval;
   std::vector<SensorView> out;
   {
     std::lock_guard lock(mu_);
     out.reserve(sensors_.size());
-    for (const auto& [id, s] : sensors_) {
-      SensorView v;
-      v.device = s.device;
-      v.lat = s.lat;
-      v.lon = s.lon;
-      v.last_event_time = s.last_event_time;
-      v.last_arrival_time = s.last_arrival_time;
-      v.readings = s.readings;
-      v.quarantined = s.quarantined;
-      if (s.last_quarantine_time >= now - horizon) {
-        v.status = SensorStatus::kQuarantining;
-      } else if (s.last_arrival_time < now - horizon) {
-        v.status = SensorStatus::kStale;
-      }
-      for (const auto& [mid, m] : s.metrics) v.metrics.push_back(m);
-      out.push_back(std::move(v));
-    }
+    for (const auto& [id, s] : sensors_) out.push_back(ViewOf(s, now));
   }
   for (SensorView& v : out) {
     std::sort(v.metrics.begin(), v.metrics.end(), [](const MetricLatest& a, const MetricLatest& b) {

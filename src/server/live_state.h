@@ -7,7 +7,10 @@
 //   - the most recent quarantine records (reason and detail, without raw bytes);
 //   - the latest event of the most recent alert lives (firing or resolved);
 // and publishes `window`, `quarantine`, `alert` and `reading_summary` events to an
-// EventLog.
+// EventLog, plus one `summary` event per `summary_interval`: the readings coalesced over
+// the interval (counts, events/s, watermark) and every sensor that reported or was
+// quarantined in it with its position, status and latest value per metric. A dashboard
+// of thousands of sensors follows the `summary` events instead of every reading.
 // OnBatch copies under one mutex and never waits on readers for long; readers (HTTP
 // worker threads) copy out under the same mutex and render outside it.
 #pragma once
@@ -17,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/json_writer.h"
@@ -32,10 +36,13 @@ struct LiveStateOptions {
   size_t max_quarantine = 1000;                          ///< quarantine records kept
   size_t max_alerts = 1000;                              ///< alert lives kept
   DurationUs expected_interval = 60 * kMicrosPerSecond;  ///< a sensor's reporting interval
+  DurationUs summary_interval = kMicrosPerSecond;        ///< processing time between summaries
 };
 
-/// ok: reporting; stale: no data for 3 × expected interval (processing time);
-/// quarantining: a quarantine record for the device within 3 × expected interval.
+/// stale: nothing from the device (accepted or quarantined) observed for 3 × expected
+/// interval of processing time; quarantining: its latest message was quarantined (wholly
+/// or in part: the newest quarantine record is not older than its newest accepted
+/// reading, compared in the source's own arrival times); ok otherwise.
 enum class SensorStatus { kOk, kStale, kQuarantining };
 const char* SensorStatusName(SensorStatus s);
 
@@ -119,11 +126,23 @@ class LiveState : public PipelineObserver {
     TimeUs last_event_time = 0;
     TimeUs last_arrival_time = 0;
     TimeUs last_quarantine_time = kMinTime;
+    TimeUs last_seen = 0;  ///< processing time (wall clock) of the last batch naming it
     uint64_t readings = 0;
     uint64_t quarantined = 0;
     std::unordered_map<uint32_t, MetricLatest> metrics;  ///< by metric symbol id
   };
   Sensor& SensorOf(Symbol device);
+  SensorView ViewOf(const Sensor& s, TimeUs now) const;
+  /// Render the `summary` event of the interval ending `now` and reset it (under mu_).
+  std::string TakeSummaryLocked(TimeUs now);
+
+  /// The interval being coalesced into the next `summary` event.
+  struct SummaryInterval {
+    TimeUs from = 0;  ///< processing time of its first batch (0: no batch yet)
+    uint64_t readings = 0, quarantined = 0, late = 0, duplicates = 0, windows = 0, alerts = 0;
+    std::vector<uint32_t> changed;  ///< device symbol ids, in first-change order
+    std::unordered_set<uint32_t> seen;
+  };
 
   const LiveStateOptions options_;
   EventLog* const events_;
@@ -134,7 +153,14 @@ class LiveState : public PipelineObserver {
   std::deque<AlertEvent> alerts_;  ///< latest event per alert life, oldest first
   std::deque<std::pair<TimeUs, uint64_t>> rate_samples_;  ///< (arrival µs, readings)
   LiveTotals totals_;
+  SummaryInterval summary_;
 };
+
+/// Write one sensor as a JSON object, the element of /api/sensors: device, lat, lon,
+/// status, last_event_time, last_arrival_time, readings, quarantined and metrics
+/// {metric: {value, event_time}}. `compact` (the element of `summary` events) writes
+/// device, lat, lon, status, last_arrival_time and values {metric: value} only.
+void WriteSensorJson(JsonWriter& w, const SensorView& s, bool compact = false);
 
 /// Write one window result as a JSON object (NaN aggregates as null, times ISO-8601).
 void WriteWindowJson(JsonWriter& w, const WindowResult& r);

@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <utility>
 
 #include "core/sink_health.h"
+#include "core/stage_metrics.h"
 
 namespace tributary {
 
@@ -90,8 +92,8 @@ namespace {
 
 // Circuit breakers of remote sinks (io/sinks/breaker_sink.h).
 void RenderSinkHealth(std::string& out) {
+  // Headers even without breakers, so the series' types are known before any data.
   std::map<std::string, SinkHealth> health = SinkHealthSnapshot();
-  if (health.empty()) return;
   auto each = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
     Header(out, name, type, help);
     for (const auto& [sink, h] : health) Sample(out, name, Label("sink", sink), value(h));
@@ -112,6 +114,36 @@ void RenderSinkHealth(std::string& out) {
   each("tributary_sink_buffer_full", "gauge",
        "1 while the local buffer refuses writes (disk full or breaker_buffer_max reached).",
        [](const SinkHealth& h) { return static_cast<uint64_t>(h.buffer_full ? 1 : 0); });
+}
+
+// Events per stage and the sink call latency histograms (core/stage_metrics.h). The
+// headers are always written, so a dashboard finds the series' types before any data.
+void RenderStageMetrics(std::string& out) {
+  Header(out, "tributary_stage_events_total", "counter",
+         "Events leaving a pipeline stage: raw records for sources; readings, window "
+         "results and alerts for ingest, operators and sinks.");
+  for (const auto& [stage, n] : StageEventsSnapshot()) {
+    Sample(out, "tributary_stage_events_total", Label("stage", stage), n);
+  }
+  auto histograms = SinkLatencySnapshot();
+  for (std::string_view op : {"write", "commit"}) {
+    std::string name = "tributary_sink_" + std::string(op) + "_seconds";
+    Header(out, name, "histogram",
+           "Duration of one Sink::" + std::string(op == "write" ? "Write" : "Commit") +
+               " call (retries are calls), seconds.");
+    for (const auto& [key, h] : histograms) {
+      if (key.second != op) continue;
+      std::string sink = "sink=\"" + EscapeLabelValue(key.first) + "\"";
+      for (size_t i = 0; i < kSinkLatencyBuckets.size(); ++i) {
+        char le[32];
+        std::snprintf(le, sizeof le, "%g", kSinkLatencyBuckets[i]);
+        Sample(out, name + "_bucket", "{" + sink + ",le=\"" + le + "\"}", h.buckets[i]);
+      }
+      Sample(out, name + "_bucket", "{" + sink + ",le=\"+Inf\"}", h.count);
+      out += name + "_sum{" + sink + "} " + std::to_string(h.sum_seconds) + "\n";
+      Sample(out, name + "_count", "{" + sink + "}", h.count);
+    }
+  }
 }
 
 }  // namespace
@@ -139,6 +171,7 @@ std::string RenderPrometheus(const MetricsInput& in) {
     Sample(out, "tributary_sink_committed_rows_total", Label("sink_table", sink_table), n);
   }
   RenderSinkHealth(out);
+  RenderStageMetrics(out);
   Header(out, "tributary_queue_depth", "gauge", "Batches waiting in an inter-stage queue.");
   Sample(out, "tributary_queue_depth", Label("queue", "raw"), in.raw_queue_depth);
   Sample(out, "tributary_queue_depth", Label("queue", "sink"), in.sink_queue_depth);

@@ -12,6 +12,9 @@
 // tributary_sse_last_event_id, process_resident_memory_bytes; per remote sink with a circuit
 // breaker: tributary_sink_breaker_state, _breaker_opened_total, _buffer_rows,
 // _buffer_drained_rows_total, _buffer_drain_rows_per_second and _buffer_full (label sink).
+// Per stage and sink (core/stage_metrics.h): tributary_stage_events_total{stage="source:x|
+// ingest|operator:window|sink:local"}, and histograms tributary_sink_write_seconds and
+// tributary_sink_commit_seconds (label sink; _bucket{le}, _sum, _count).
 // Connector gauges (SetConnectorGauge) follow, e.g. from the kafka source:
 //   tributary_kafka_consumer_lag{source="...",topic="...",partition="0"}  records behind
 //   tributary_kafka_poll_records{source="..."}   the adaptive records-per-poll limit

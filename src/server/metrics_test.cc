@@ -2,10 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
+
+#include "core/stage_metrics.h"
 
 namespace tributary {
 namespace {
@@ -45,9 +49,48 @@ TEST(MetricsGrafana, ExampleDashboardQueriesExportedMetrics) {
     queried.insert((*it)[1]);
   }
   EXPECT_GE(queried.size(), 10u);
-  for (const std::string& metric : queried) {
+  for (std::string metric : queried) {
+    // A histogram is queried through its _bucket (or _sum, _count) series.
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      std::string base = metric.substr(0, metric.size() - std::min(metric.size(), strlen(suffix)));
+      if (metric.size() > base.size() &&
+          metric.compare(base.size(), std::string::npos, suffix) == 0 &&
+          text.find("# TYPE " + base + " histogram") != std::string::npos) {
+        metric = base;
+      }
+    }
     EXPECT_NE(text.find("# TYPE " + metric + " "), std::string::npos) << metric;
   }
+  // The dashboard shows the stages, the sink latencies and the breakers.
+  for (const char* m : {"tributary_stage_events_total", "tributary_sink_write_seconds",
+                        "tributary_sink_commit_seconds", "tributary_sink_breaker_state"}) {
+    EXPECT_EQ(queried.count(m) + queried.count(std::string(m) + "_bucket"), 1u) << m;
+  }
+}
+
+TEST(MetricsStages, SinkLatencyHistogramIsCumulative) {
+  ObserveSinkLatency("metrics-test-sink", "write", 0.003);
+  ObserveSinkLatency("metrics-test-sink", "write", 0.2);
+  ObserveSinkLatency("metrics-test-sink", "commit", 20);  // beyond the last bound
+  AddStageEvents("operator:metrics-test", 5);
+  AddStageEvents("operator:metrics-test", 2);
+  std::string text = RenderPrometheus(MetricsInput{});
+  auto has = [&](const std::string& line) {
+    EXPECT_NE(text.find("\n" + line + "\n"), std::string::npos) << line << "\n" << text;
+  };
+  const std::string w = "tributary_sink_write_seconds";
+  has("# TYPE " + w + " histogram");
+  has(w + "_bucket{sink=\"metrics-test-sink\",le=\"0.0025\"} 0");
+  has(w + "_bucket{sink=\"metrics-test-sink\",le=\"0.005\"} 1");
+  has(w + "_bucket{sink=\"metrics-test-sink\",le=\"0.1\"} 1");
+  has(w + "_bucket{sink=\"metrics-test-sink\",le=\"0.25\"} 2");
+  has(w + "_bucket{sink=\"metrics-test-sink\",le=\"+Inf\"} 2");
+  has(w + "_count{sink=\"metrics-test-sink\"} 2");
+  has(w + "_sum{sink=\"metrics-test-sink\"} 0.203000");
+  const std::string c = "tributary_sink_commit_seconds";
+  has(c + "_bucket{sink=\"metrics-test-sink\",le=\"10\"} 0");
+  has(c + "_bucket{sink=\"metrics-test-sink\",le=\"+Inf\"} 1");
+  has("tributary_stage_events_total{stage=\"operator:metrics-test\"} 7");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,29 @@ struct SseEvent {
   uint64_t id = 0;
   std::string type;  ///< the `event:` field ("window", "quarantine", ...)
   std::string data;  ///< one line of JSON
+  /// For `window` events: the result's group_by and group, so a filtered stream can
+  /// pass some windows without parsing the JSON. Empty for other events.
+  std::string group_by;
+  std::string group;
+};
+
+/// Which events one client wants (the query of /api/events). Empty sets pass everything:
+/// the default stream is every event. `group_bys` and `groups` only narrow `window`
+/// events: a window passes when its group_by is in `group_bys` or its group in `groups`
+/// (when both are empty every window passes).
+struct SseFilter {
+  std::set<std::string> types;
+  std::set<std::string> group_bys;
+  std::set<std::string> groups;
+
+  bool Matches(const SseEvent& event) const;
+};
+
+/// What a filtered read returns: the matching events and the newest id it looked at
+/// (the next read starts after it, so skipped events are not examined again).
+struct SseFilteredRead {
+  std::vector<SseEvent> events;
+  uint64_t last_id = 0;
 };
 
 /// Render one event in the text/event-stream format (id, event, data, blank line).
@@ -33,10 +57,17 @@ class EventLog {
 
   /// Append an event and wake waiting readers; returns its id.
   uint64_t Publish(std::string_view type, std::string data);
+  /// Publish a `window`-like event tagged with its group_by and group (see SseFilter).
+  uint64_t Publish(std::string_view type, std::string data, std::string_view group_by,
+                   std::string_view group);
   /// Events with id > `after` still kept, oldest first, at most `max_events`. Waits up to
   /// `timeout` when there are none yet; returns empty on timeout or after Close().
   std::vector<SseEvent> ReadAfter(uint64_t after, size_t max_events,
                                   std::chrono::milliseconds timeout);
+  /// Like ReadAfter, but only events matching `filter`, at most `max_events` of them.
+  /// Non-matching events are skipped under the lock, without copying.
+  SseFilteredRead ReadMatching(uint64_t after, size_t max_events, std::chrono::milliseconds timeout,
+                               const SseFilter& filter);
   /// Wake every reader and make further reads return at once.
   void Close();
   bool closed() const;

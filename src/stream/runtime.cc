@@ -12,6 +12,7 @@
 #include "alert/alert_operator.h"
 #include "core/queue.h"
 #include "core/registry.h"
+#include "core/stage_metrics.h"
 #include "ingest/device_registry.h"
 #include "ingest/ingest.h"
 #include "io/connector.h"
@@ -202,12 +203,20 @@ Status Pipeline::Run(DurationUs duration) {
       [&sh] { return sh.raw.size() == 0 && sh.batches.size() == 0; },
       "{pipeline=\"" + EscapeLabelValue(config_.name) + "\"}");
 
+  // Stage names of the throughput counters (core/stage_metrics.h).
+  std::vector<std::string> operator_stages;
+  for (auto& op : operators_) operator_stages.push_back("operator:" + std::string(op->name()));
+  auto batch_events = [](const Batch& b) {
+    return b.readings.size() + b.windows.size() + b.alerts.size();
+  };
+
   // Source threads.
   std::vector<std::thread> source_threads;
   sh.sources_running = static_cast<int>(sources_.size());
   for (size_t i = 0; i < sources_.size(); ++i) {
     source_threads.emplace_back([this, i, &sh] {
       Source& source = *sources_[i];
+      const std::string stage = "source:" + config_.sources[i].name;
       while (!stop_.load(std::memory_order_relaxed)) {
         RawBatch raw;
         raw.source_index = static_cast<uint16_t>(i);
@@ -218,6 +227,7 @@ Status Pipeline::Run(DurationUs duration) {
           break;
         }
         bool end = raw.end_of_stream;
+        if (!raw.empty()) AddStageEvents(stage, raw.size());
         if (!raw.empty() && !sh.raw.Push(raw)) break;
         if (end) break;
       }
@@ -233,7 +243,7 @@ Status Pipeline::Run(DurationUs duration) {
   }
 
   // Process thread: ingestion then the operator chain.
-  std::thread process_thread([this, &sh] {
+  std::thread process_thread([this, &sh, &operator_stages, &batch_events] {
     auto run_chain = [&](Batch& batch, size_t from) -> bool {
       for (size_t k = from; k < operators_.size(); ++k) {
         Status st = operators_[k]->Process(batch);
@@ -241,6 +251,7 @@ Status Pipeline::Run(DurationUs duration) {
           sh.Fail(st.WithContext(std::string("operator ") + std::string(operators_[k]->name())));
           return false;
         }
+        if (size_t n = batch_events(batch); n > 0) AddStageEvents(operator_stages[k], n);
       }
       sh.watermark.store(batch.watermark, std::memory_order_relaxed);
       return true;
@@ -278,6 +289,7 @@ Status Pipeline::Run(DurationUs duration) {
         break;
       }
       partition_monitor_->Observe(batch.readings, raw->source_index, NowUs());
+      AddStageEvents("ingest", batch_events(batch));
       ok = run_chain(batch, 0);
       // Set after the chain, so no operator can lose it; Source::OnCommitted needs it.
       batch.source_index = raw->source_index;
@@ -302,7 +314,7 @@ Status Pipeline::Run(DurationUs duration) {
   });
 
   // Sink thread.
-  std::thread sink_thread([this, &sh] {
+  std::thread sink_thread([this, &sh, &batch_events] {
     // Per source: the checkpoint of the last raw batch whose results every sink wrote,
     // and the last one handed to Source::OnCommitted.
     std::vector<uint64_t> written_checkpoint(sources_.size(), 0);
@@ -310,7 +322,11 @@ Status Pipeline::Run(DurationUs duration) {
     auto with_retry = [&](size_t i, auto&& op, const char* what) -> bool {
       DurationUs backoff = 100 * kMicrosPerMilli;
       for (int attempt = 0;; ++attempt) {
+        auto started = std::chrono::steady_clock::now();
         Status st = op();
+        ObserveSinkLatency(
+            sink_names_[i], what,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         if (st.ok()) return true;
         if (!st.retryable() || attempt >= kMaxSinkRetries) {
           sh.Fail(st.WithContext("sink " + sink_names_[i] + " " + what));
@@ -348,6 +364,7 @@ Status Pipeline::Run(DurationUs duration) {
         for (size_t i = 0; i < sinks_.size() && ok; ++i) {
           ok = with_retry(
               i, [&] { return sinks_[i]->Write(*batch); }, "write");
+          if (ok) AddStageEvents("sink:" + sink_names_[i], batch_events(*batch));
         }
         if (!ok) stop_ = true;
         if (ok && batch->source_checkpoint != 0 && batch->source_index >= 0 &&

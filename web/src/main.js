@@ -5,9 +5,14 @@ import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { aqiOf, categoryOf, rampColor, CATEGORIES } from './aqi.js';
 import { getJson, getText, parsePrometheus, NotConfigured } from './api.js';
+import { SensorCanvasLayer } from './sensor_layer.js';
 
 const REFRESH_MS = 5000; // polling fallback and slow-changing panels
-const REDRAW_MS = 1000; // live chart redraws are throttled to this
+const SENSORS_LIVE_MS = 30000; // with the live stream, /api/sensors is re-read this rarely
+// The live stream the page follows: coalesced summaries instead of every reading, every
+// window that is not per device, and the per-device windows of the selected devices only.
+const EVENT_TYPES = 'window,alert,quarantine,summary';
+const EVENT_GROUP_BYS = 'zone,h3,all';
 const STATUS_COLORS = { ok: '#1a9850', stale: '#9e9e9e', quarantining: '#f46d43' };
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -15,85 +20,177 @@ const fmt = (v, d = 1) => (v == null || !Number.isFinite(v) ? '–' : Number(v).
 
 const state = {
   metric: 'pm25',
-  sensors: [],
+  sensors: new Map(), // device → {device, lat, lon, status, last_event_time, last_arrival_time, values}
+  sensorsReadAt: 0,
   zones: null, // FeatureCollection or null when not configured
   windowByGroupBy: {}, // group_by → window name, learned from results
   series: new Map(), // "group|metric" → Map(startSec → mean)
   alerts: [],
   quarantine: [],
   sseOpen: false,
-  dirty: new Set(),
+  lastEventId: null,
 };
 
-// ---------------------------------------------------------------- map
-const map = L.map('map', { preferCanvas: true, zoomSnap: 0.25, attributionControl: false });
-map.setView([0, 0], 2);
-const renderer = L.canvas({ padding: 0.2 });
-const sensorLayer = L.layerGroup().addTo(map);
-const zoneLayer = L.layerGroup().addTo(map);
-let surfaceLayer = null;
-const markers = new Map(); // device → circleMarker
-let fitted = false;
+// ---------------------------------------------------------------- frame scheduling
+// Live events only record what changed; the DOM, the map and the charts are updated once
+// per animation frame, whatever the number of events that arrived in between.
+const dirty = new Set();
+let frame = 0;
+let pendingSince = 0; // performance.now() of the oldest change not yet painted
+const stats = { flushes: 0, events: 0, latencies: [], summaryLag: [] }; // read by the benchmark
+window.__tributaryStats = stats;
 
-function drawSensors() {
-  const seen = new Set();
-  const bounds = [];
-  let counts = { ok: 0, stale: 0, quarantining: 0 };
-  for (const s of state.sensors) {
-    if (s.lat == null || s.lon == null) continue;
-    seen.add(s.device);
-    bounds.push([s.lat, s.lon]);
-    counts[s.status] = (counts[s.status] || 0) + 1;
-    const color = STATUS_COLORS[s.status] || '#000';
-    let m = markers.get(s.device);
-    if (!m) {
-      m = L.circleMarker([s.lat, s.lon], { renderer, radius: 5, weight: 1, color: '#222', fillOpacity: 0.9 });
-      m.on('click', () => setFocus(`device:${s.device}`));
-      m.addTo(sensorLayer);
-      markers.set(s.device, m);
-    } else {
-      m.setLatLng([s.lat, s.lon]);
-    }
-    const v = s.metrics?.[state.metric]?.value;
-    m.setStyle({ fillColor: color });
-    m.bindTooltip(`${esc(s.device)} · ${esc(s.status)}${v != null ? ` · ${state.metric} ${fmt(v)}` : ''}`);
-  }
-  for (const [device, m] of markers) {
-    if (!seen.has(device)) { sensorLayer.removeLayer(m); markers.delete(device); }
-  }
-  $('map-summary').textContent = `${markers.size} sensors · ${counts.ok} ok · ${counts.stale} stale · ${counts.quarantining} quarantining`
-    + (state.zones ? ` · ${state.zones.features.length} zones` : ' · zones not configured');
-  $('map').dataset.sensors = String(markers.size);
-  if (!fitted && bounds.length) { map.fitBounds(bounds, { padding: [20, 20] }); fitted = true; }
+function invalidate(what) {
+  dirty.add(what);
+  if (!pendingSince) pendingSince = performance.now();
+  if (!frame) frame = requestAnimationFrame(flush);
 }
 
-function zoneColor(props) {
-  const aqi = props.aqi ?? aqiOf(props.metric ?? state.metric, props.value ?? props.mean);
-  const cat = categoryOf(aqi);
-  return cat ? cat.color : '#6baed6';
+function flush() {
+  frame = 0;
+  const todo = new Set(dirty);
+  dirty.clear();
+  if (todo.has('sensors')) drawSensors();
+  if (todo.has('zones')) drawZones();
+  if (todo.has('charts')) { redrawTrend(); redrawCompare(); }
+  if (todo.has('conditions') || todo.has('sensors') || todo.has('charts')) renderConditions();
+  if (todo.has('quarantine')) renderQuarantine();
+  if (todo.has('alerts')) renderAlerts();
+  if (todo.has('summary')) renderSummary();
+  stats.flushes++;
+  if (pendingSince) {
+    stats.latencies.push(performance.now() - pendingSince);
+    if (stats.latencies.length > 5000) stats.latencies.splice(0, 1000);
+    pendingSince = 0;
+  }
+}
+
+// ---------------------------------------------------------------- map
+const map = L.map('map', { zoomSnap: 0.25, attributionControl: false });
+map.setView([0, 0], 2);
+const zoneRenderer = L.svg({ padding: 0.2 });
+const zoneLayer = L.layerGroup().addTo(map);
+let surfaceLayer = null;
+let surfaceKey = '';
+let fitted = false;
+
+function sensorLabel(device, s) {
+  const v = s.values?.[state.metric];
+  return `${device} · ${s.status}${v != null ? ` · ${state.metric} ${fmt(v)}` : ''}`;
+}
+
+const sensorLayer = new SensorCanvasLayer({
+  colors: STATUS_COLORS,
+  radius: 4,
+  label: sensorLabel,
+  onClick: (device) => setFocus(`device:${device}`),
+  onDraw: (n) => { $('map').dataset.drawn = String(n); },
+}).addTo(map);
+
+// Merge one sensor (from /api/sensors or a `summary` event) into the state and the layer.
+function putSensor(s) {
+  const values = s.values ?? Object.fromEntries(Object.entries(s.metrics ?? {}).map(([m, v]) => [m, v.value]));
+  const prev = state.sensors.get(s.device);
+  const merged = { ...prev, ...s, values: { ...prev?.values, ...values } };
+  delete merged.metrics;
+  state.sensors.set(s.device, merged);
+  if (merged.lat != null && merged.lon != null) sensorLayer.set(s.device, merged);
+}
+
+function drawSensors() {
+  const counts = { ok: 0, stale: 0, quarantining: 0 };
+  for (const s of state.sensors.values()) counts[s.status] = (counts[s.status] || 0) + 1;
+  sensorLayer.redraw();
+  const n = sensorLayer.size();
+  $('map-summary').textContent = `${n} sensors · ${counts.ok} ok · ${counts.stale} stale · ${counts.quarantining} quarantining`
+    + (state.zones ? ` · ${state.zones.features.length} zones` : ' · zones not configured');
+  $('map').dataset.sensors = String(n);
+  for (const k of Object.keys(counts)) $('map').dataset[k] = String(counts[k]);
+  if (!fitted && n) {
+    const pts = sensorLayer.bounds();
+    if (state.zones) {
+      const zb = L.geoJSON(state.zones).getBounds();
+      if (zb.isValid()) { pts.push([zb.getSouth(), zb.getWest()], [zb.getNorth(), zb.getEast()]); }
+    }
+    map.fitBounds(pts, { padding: [20, 20] });
+    fitted = true;
+  }
+}
+
+// A zone's colour: the AQI category of its latest window (the headline metric, PM2.5
+// when the zone windows carry it); grey without a value or without an AQI scale.
+function zoneCategory(props) {
+  const aqi = props.aqi ?? aqiOf(props.metric ?? state.metric, props.value);
+  return categoryOf(aqi);
+}
+
+function zoneName(f) {
+  return f.properties?.zone ?? f.properties?.name ?? f.id;
+}
+
+let zoneGeo = null; // the L.geoJSON layer of the current zones
+let zoneKey = '';
+
+function zoneStyle(f) {
+  const cat = zoneCategory(f.properties || {});
+  return { color: '#333', weight: 1.5, fillColor: cat ? cat.color : '#bdbdbd', fillOpacity: cat ? 0.35 : 0.15 };
+}
+
+function zoneTooltip(f) {
+  const p = f.properties || {};
+  const cat = zoneCategory(p);
+  return `zone ${esc(p.name ?? zoneName(f))}${p.value != null ? ` · ${esc(p.metric ?? '')} ${fmt(p.value)}` : ' · no window yet'}${cat ? ` · ${esc(cat.name)}` : ''}`;
+}
+
+function tagZone(f, layer) {
+  const el = layer.getElement?.();
+  if (!el) return;
+  const cat = zoneCategory(f.properties || {});
+  el.dataset.zone = zoneName(f);
+  el.dataset.category = cat ? cat.name : '';
+  el.dataset.value = f.properties?.value ?? '';
 }
 
 function drawZones() {
-  zoneLayer.clearLayers();
-  if (!state.zones) return;
-  L.geoJSON(state.zones, {
-    renderer,
-    style: (f) => ({ color: '#333', weight: 1, fillColor: zoneColor(f.properties || {}), fillOpacity: 0.35 }),
-    pointToLayer: (f, ll) => L.circleMarker(ll, { renderer, radius: 14, weight: 2, color: '#333',
-      fillColor: zoneColor(f.properties || {}), fillOpacity: 0.5 }),
-    onEachFeature: (f, layer) => {
-      const p = f.properties || {};
-      const name = p.zone ?? p.name ?? f.id;
-      layer.bindTooltip(`zone ${esc(name)}${p.value != null ? ` · ${esc(p.metric ?? '')} ${fmt(p.value)}` : ''}`);
-      layer.on('click', () => setFocus(`zone:${name}`));
-    },
-  }).addTo(zoneLayer);
+  if (!state.zones) { zoneLayer.clearLayers(); zoneGeo = null; zoneKey = ''; return; }
+  const key = state.zones.features.map((f) => f.id).join('\n');
+  if (zoneGeo && key === zoneKey) {
+    // Same zones: restyle in place (new values), no new DOM.
+    const byId = new Map(state.zones.features.map((f) => [String(f.id), f]));
+    zoneGeo.eachLayer((layer) => {
+      const f = byId.get(String(layer.feature.id));
+      if (!f) return;
+      layer.feature = f;
+      if (layer.setStyle) layer.setStyle(zoneStyle(f));
+      layer.setTooltipContent?.(zoneTooltip(f));
+      tagZone(f, layer);
+    });
+  } else {
+    zoneLayer.clearLayers();
+    zoneKey = key;
+    zoneGeo = L.geoJSON(state.zones, {
+      renderer: zoneRenderer,
+      className: 'zone',
+      style: zoneStyle,
+      pointToLayer: (f, ll) => L.circleMarker(ll, { renderer: zoneRenderer, className: 'zone', radius: 14, weight: 2 }),
+      onEachFeature: (f, layer) => {
+        layer.bindTooltip(zoneTooltip(f), { sticky: true });
+        layer.on('click', () => setFocus(`zone:${zoneName(f)}`));
+        layer.on('add', () => tagZone(f, layer));
+      },
+    }).addTo(zoneLayer);
+  }
+  const polygons = state.zones.features.filter((f) => /Polygon/.test(f.geometry?.type ?? '')).length;
   $('map').dataset.zones = String(state.zones.features.length);
+  $('map').dataset.polygons = String(polygons);
 }
 
 // The surface format is read tolerantly: {bbox|bounds: [minLon, minLat, maxLon, maxLat],
 // width|cols, height|rows, values|grid (row-major from the north-west, flat or nested)}.
 function drawSurface(doc) {
+  const key = JSON.stringify([doc.name, doc.window_end ?? doc.end ?? doc.time, doc.revision, doc.bbox ?? doc.bounds, (doc.values ?? doc.grid ?? []).length]);
+  if (surfaceLayer && key === surfaceKey) return;
+  surfaceKey = key;
   if (surfaceLayer) { map.removeLayer(surfaceLayer); surfaceLayer = null; }
   const bbox = doc.bbox ?? doc.bounds;
   let values = doc.values ?? doc.grid ?? doc.cells;
@@ -104,8 +201,8 @@ function drawSurface(doc) {
     $('legend').textContent = 'Surface: format not recognised';
     return;
   }
-  const finite = values.filter((v) => v != null && Number.isFinite(v));
-  const lo = Math.min(...finite), hi = Math.max(...finite);
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (v != null && Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
   const canvas = document.createElement('canvas');
   canvas.width = w; canvas.height = h;
   const ctx = canvas.getContext('2d');
@@ -120,21 +217,28 @@ function drawSurface(doc) {
   surfaceLayer = L.imageOverlay(canvas.toDataURL(), [[bbox[1], bbox[0]], [bbox[3], bbox[2]]], { opacity: 0.5 }).addTo(map);
   surfaceLayer.bringToBack();
   const stops = [0, 0.25, 0.5, 0.75, 1].map((t) => `${rampColor(t)} ${t * 100}%`).join(',');
-  $('legend').innerHTML = `Surface ${esc(doc.metric ?? '')}: ${fmt(lo)} <span class="ramp" style="background:linear-gradient(to right,${stops})"></span> ${fmt(hi)}`;
+  state.surfaceLegend = `<span id="surface-legend">IDW surface ${esc(doc.metric ?? '')}: ${fmt(lo)} <span class="ramp" style="background:linear-gradient(to right,${stops})"></span> ${fmt(hi)}</span>`;
+  state.surfaceNote = null;
 }
 
 function drawLegend() {
-  if (surfaceLayer) return;
   const status = Object.entries(STATUS_COLORS).map(([k, c]) => `<span class="dot" style="background:${c}"></span>${k}`).join(' ');
   const aqi = CATEGORIES.map((c) => `<span class="dot" style="background:${c.color}"></span>${c.name}`).join(' ');
-  $('legend').innerHTML = `Sensors: ${status}<br>Zones (AQI): ${aqi}<br><span class="muted">${esc(state.surfaceNote ?? '')}</span>`;
+  const surface = surfaceLayer ? state.surfaceLegend : `<span class="muted">${esc(state.surfaceNote ?? '')}</span>`;
+  $('legend').innerHTML = `Sensors: ${status}<br>Zones (AQI of the latest window): ${aqi}<br>${surface}`;
 }
 
 // ---------------------------------------------------------------- focus & charts
 function groups() {
   const out = [];
-  if (state.zones) for (const f of state.zones.features) out.push(`zone:${f.properties?.zone ?? f.properties?.name ?? f.id}`);
-  for (const s of state.sensors) out.push(`device:${s.device}`);
+  // Zones of the first layer (the one windows group by; others have ids "layer:zone").
+  if (state.zones) {
+    for (const f of state.zones.features) {
+      if (f.properties?.zone != null && String(f.id) !== String(f.properties.zone)) continue;
+      out.push(`zone:${zoneName(f)}`);
+    }
+  }
+  for (const d of [...state.sensors.keys()].sort()) out.push(`device:${d}`);
   return out;
 }
 
@@ -150,6 +254,7 @@ function fillSelect(el, options, keep) {
 function setFocus(g) {
   if (![...$('focus').options].some((o) => o.value === g)) return;
   $('focus').value = g;
+  connectEvents();
   onFocusChanged();
 }
 
@@ -207,6 +312,7 @@ async function onFocusChanged() {
   trendChart = makeChart($('trend-chart'), [state.metric, `forecast ${state.metric}`], ['#2166ac', '#b2182b']);
   redrawTrend();
   renderConditions();
+  $('trend-chart').dataset.focus = g;
 }
 
 async function loadForecast(g) {
@@ -279,8 +385,8 @@ function renderConditions() {
   const [kind, name] = splitGroup(g);
   let rows = [];
   if (kind === 'device') {
-    const s = state.sensors.find((x) => x.device === name);
-    if (s) rows = Object.entries(s.metrics).map(([m, v]) => [m, v.value, v.event_time]);
+    const s = state.sensors.get(name);
+    if (s) rows = Object.entries(s.values ?? {}).map(([m, v]) => [m, v, '']);
     if (s) rows.unshift(['status', s.status, s.last_event_time]);
   } else {
     const [xs, ys] = seriesData(g);
@@ -305,7 +411,7 @@ async function refreshHealth() {
     getJson('api/ledger').catch((e) => ({ error: e.message })),
     getText('metrics').catch(() => ''),
   ]);
-  const breakers = parsePrometheus(metricsText).filter((m) => m.name.includes('breaker'));
+  const breakers = parsePrometheus(metricsText).filter((m) => m.name === 'tributary_sink_breaker_state');
   const input = ledger.input || 0;
   const pct = (n) => (input ? `${((100 * n) / input).toFixed(2)} %` : '–');
   $('health').innerHTML = health.error ? esc(health.error) : `<table>
@@ -331,7 +437,7 @@ function renderAlerts() {
   $('alerts').innerHTML = state.alertsNote
     ? `<div class="muted">${esc(state.alertsNote)}</div>`
     : state.alerts.length
-      ? state.alerts.slice(0, 50).map((a) => `<div class="item alert ${esc(a.state ?? '')}"><b>${esc(a.rule ?? a.name ?? 'alert')}</b> ${esc(a.state ?? '')} · ${esc(a.zone ?? a.group ?? a.device ?? '')} ${esc(a.metric ?? '')} ${a.value != null ? fmt(a.value) : ''}<br><span class="muted">${esc(a.time ?? a.fired_at ?? a.start ?? '')} ${esc(a.message ?? '')}</span></div>`).join('')
+      ? state.alerts.slice(0, 50).map((a) => `<div class="item alert ${esc(a.state ?? '')}" data-key="${esc(a.key ?? '')}"><b>${esc(a.rule ?? a.name ?? 'alert')}</b> ${esc(a.severity ?? '')} ${esc(a.state ?? '')} · ${esc(a.key ?? a.zone ?? a.group ?? a.device ?? '')} ${esc(a.metric ?? '')} ${a.value != null ? fmt(a.value) : ''}<br><span class="muted">${esc(a.time ?? a.fired_at ?? a.start ?? '')} ${esc(a.message ?? '')}</span></div>`).join('')
       : '<div class="muted">no alerts</div>';
 }
 
@@ -342,12 +448,22 @@ function renderQuarantine() {
 }
 
 async function refreshSlow() {
+  // With the live stream, sensors arrive in `summary` events; the full list is re-read
+  // rarely (it also ages sensors into `stale`, which no event announces).
+  const wantSensors = !state.sseOpen || Date.now() - state.sensorsReadAt >= SENSORS_LIVE_MS;
   const [sensors, zones, alerts, surface, quarantine] = await Promise.allSettled([
-    getJson('api/sensors'), getJson('api/zones'), getJson('api/alerts?state=all'), getJson('api/surface/latest'),
+    wantSensors ? getJson('api/sensors') : Promise.resolve(null), getJson('api/zones'),
+    getJson('api/alerts?state=all'), getJson('api/surface/latest'),
     state.sseOpen ? Promise.resolve(null) : getJson('api/quarantine?limit=30'),
   ]);
-  if (sensors.status === 'fulfilled') state.sensors = sensors.value.sensors;
+  if (sensors.status === 'fulfilled' && sensors.value) {
+    state.sensorsReadAt = Date.now();
+    const seen = new Set();
+    for (const s of sensors.value.sensors) { putSensor(s); seen.add(s.device); }
+    for (const d of [...state.sensors.keys()]) if (!seen.has(d)) { state.sensors.delete(d); sensorLayer.delete(d); }
+  }
   state.zones = zones.status === 'fulfilled' ? zones.value : null;
+  for (const f of state.zones?.features ?? []) if (f.properties?.window) state.windowByGroupBy.zone ??= f.properties.window;
   if (alerts.status === 'fulfilled') {
     state.alertsNote = null;
     state.alerts = Array.isArray(alerts.value) ? alerts.value : alerts.value.alerts ?? [];
@@ -357,11 +473,11 @@ async function refreshSlow() {
   if (surface.status === 'fulfilled') drawSurface(surface.value);
   else { state.surfaceNote = surface.reason instanceof NotConfigured ? 'IDW surface: not configured on this server' : `IDW surface: ${surface.reason.message}`; if (surfaceLayer) { map.removeLayer(surfaceLayer); surfaceLayer = null; } }
   if (quarantine.status === 'fulfilled' && quarantine.value) state.quarantine = quarantine.value.records;
-  drawSensors();
-  drawZones();
   drawLegend();
-  renderAlerts();
-  renderQuarantine();
+  invalidate('sensors');
+  invalidate('zones');
+  invalidate('alerts');
+  invalidate('quarantine');
   const gs = groups();
   fillSelect($('focus'), gs);
   fillSelect($('sub-zone'), gs);
@@ -374,10 +490,9 @@ async function refreshSlow() {
     // Without the live stream, charts are re-read on each refresh.
     const gsel = [$('focus').value, $('cmp-a').value, $('cmp-b').value].filter(Boolean);
     await Promise.all(gsel.map((g) => loadSeries(g).catch(() => {})));
-    redrawTrend();
-    redrawCompare();
+    invalidate('charts');
   }
-  renderConditions();
+  invalidate('conditions');
   await refreshHealth();
 }
 
@@ -400,11 +515,36 @@ async function discoverWindows() {
 }
 
 // ---------------------------------------------------------------- live events
+let events = null;
+let eventsKey = '';
+
+// The per-device windows the page needs: those of the devices being charted.
+function watchedDevices() {
+  return [$('focus').value, $('cmp-a').value, $('cmp-b').value]
+    .filter((g) => g && g.startsWith('device:')).map((g) => splitGroup(g)[1]).sort();
+}
+
+// (Re)open the stream when the watched devices change. A new stream resumes after the
+// last event seen, so nothing is missed while switching.
 function connectEvents() {
-  const es = new EventSource('api/events'); // reconnects by itself, sending Last-Event-ID
+  const q = new URLSearchParams({ types: EVENT_TYPES, group_by: EVENT_GROUP_BYS });
+  const devices = [...new Set(watchedDevices())];
+  if (devices.length) q.set('groups', devices.join(','));
+  const key = q.toString();
+  if (events && key === eventsKey) return;
+  if (events) {
+    events.close();
+    if (state.lastEventId) q.set('last_event_id', state.lastEventId);
+  }
+  eventsKey = key;
+  const es = new EventSource(`api/events?${q}`); // reconnects by itself, sending Last-Event-ID
+  events = es;
+  $('conn').dataset.url = `api/events?${key}`;
   es.onopen = () => { state.sseOpen = true; $('conn').textContent = 'live'; $('conn').className = 'badge ok'; };
   es.onerror = () => { state.sseOpen = false; $('conn').textContent = 'reconnecting… (refreshing every 5 s)'; $('conn').className = 'badge bad'; };
+  const seen = (ev) => { state.lastEventId = ev.lastEventId || state.lastEventId; stats.events++; };
   es.addEventListener('window', (ev) => {
+    seen(ev);
     const r = JSON.parse(ev.data);
     state.windowByGroupBy[r.group_by] ??= r.window;
     if (r.window !== windowFor(r.group_by)) return;
@@ -413,31 +553,42 @@ function connectEvents() {
     if (!m) return; // only series someone is looking at are kept
     m.set(Date.parse(r.start) / 1000, r.mean);
     if (m.size > 2000) m.delete(Math.min(...m.keys()));
-    state.dirty.add('charts');
+    invalidate('charts');
   });
   es.addEventListener('quarantine', (ev) => {
+    seen(ev);
     state.quarantine.unshift(JSON.parse(ev.data));
     state.quarantine.length = Math.min(state.quarantine.length, 100);
-    state.dirty.add('quarantine');
+    invalidate('quarantine');
   });
   es.addEventListener('alert', (ev) => {
+    seen(ev);
+    const a = JSON.parse(ev.data);
     state.alertsNote = null;
-    state.alerts.unshift(JSON.parse(ev.data));
-    state.dirty.add('alerts');
+    // The latest event of each alert life replaces the earlier ones.
+    state.alerts = [a, ...state.alerts.filter((x) => x.id == null || x.id !== a.id)].slice(0, 200);
+    invalidate('alerts');
   });
-  es.addEventListener('reading_summary', (ev) => {
+  es.addEventListener('summary', (ev) => {
+    seen(ev);
     const s = JSON.parse(ev.data);
-    lastSummary = { late: lastSummary.late + s.late, readings: lastSummary.readings + s.readings };
+    for (const x of s.sensors) putSensor(x);
+    state.summary = s;
+    const lag = Date.now() - Date.parse(s.to);
+    if (Number.isFinite(lag)) { stats.summaryLag.push(lag); if (stats.summaryLag.length > 5000) stats.summaryLag.splice(0, 1000); }
+    invalidate('sensors');
+    invalidate('summary');
   });
 }
 
-setInterval(() => {
-  if (state.dirty.has('charts')) { redrawTrend(); redrawCompare(); }
-  if (state.dirty.has('quarantine')) renderQuarantine();
-  if (state.dirty.has('alerts')) renderAlerts();
-  state.dirty.clear();
-  $('clock').textContent = new Date().toISOString().slice(0, 19) + 'Z';
-}, REDRAW_MS);
+function renderSummary() {
+  const s = state.summary;
+  if (!s) return;
+  $('live-summary').textContent = `${fmt(s.events_per_second, 0)} readings/s · last ${((Date.parse(s.to) - Date.parse(s.from)) / 1000).toFixed(1)} s: `
+    + `${s.readings} readings, ${s.sensors.length} sensors reported, ${s.quarantined} quarantined, ${s.late} late, ${s.windows} windows`;
+}
+
+setInterval(() => { $('clock').textContent = new Date().toISOString().slice(0, 19) + 'Z'; }, 1000);
 
 // ---------------------------------------------------------------- subscription form
 $('sub-form').addEventListener('submit', async (ev) => {
@@ -464,14 +615,15 @@ $('sub-form').addEventListener('submit', async (ev) => {
   }
 });
 
-$('focus').addEventListener('change', onFocusChanged);
-$('cmp-a').addEventListener('change', onCompareChanged);
-$('cmp-b').addEventListener('change', onCompareChanged);
+$('focus').addEventListener('change', () => { connectEvents(); onFocusChanged(); });
+$('cmp-a').addEventListener('change', () => { connectEvents(); onCompareChanged(); });
+$('cmp-b').addEventListener('change', () => { connectEvents(); onCompareChanged(); });
 $('metric').addEventListener('change', () => {
   state.metric = $('metric').value;
   onFocusChanged();
   onCompareChanged();
-  drawSensors();
+  invalidate('sensors');
+  invalidate('zones');
 });
 window.addEventListener('resize', () => {
   for (const [c, el] of [[trendChart, 'trend-chart'], [cmpChart, 'cmp-chart']]) if (c) c.setSize({ width: $(el).clientWidth, height: 220 });
@@ -481,5 +633,6 @@ window.addEventListener('resize', () => {
   await discoverWindows();
   connectEvents();
   await refreshSlow();
+  connectEvents(); // the selections are known now
   setInterval(() => refreshSlow().catch(() => {}), REFRESH_MS);
 })();
