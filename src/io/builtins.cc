@@ -20,6 +20,7 @@
 #include "server/http_server.h"
 #include "spatial/surface.h"
 #include "spatial/zones.h"
+#include "stream/checkpoint.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -59,6 +60,8 @@ void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&AlertMqttChannelSpec());
   registry.AddSection(&AlertWebhookChannelSpec());
   registry.AddSection(&AlertEmailChannelSpec());
+  // Checkpoints.
+  registry.AddSection(&CheckpointSectionSpec());
 }
 
 }  // namespace tributary

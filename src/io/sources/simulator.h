@@ -338,6 +338,10 @@ class SimulatorSource : public Source {
   Status Open(RunContext& ctx) override;
   Status Poll(RawBatch& out, size_t max_records, DurationUs wait) override;
   void Stop() override { stop_.store(true, std::memory_order_relaxed); }
+  bool SupportsCheckpoints() const override { return true; }
+  /// Regenerate and skip the messages handed on before the checkpoint (the stream is a
+  /// pure function of the options); fails for a `start: now` simulation.
+  Status RestorePosition(std::string_view position) override;
 
   /// A copy of the ground-truth counters (safe from any thread).
   SimulatorStats Stats() const;
