@@ -148,9 +148,11 @@ void AppendBytea(std::string& out, std::string_view raw) {
 class FlagsText {
  public:
   const std::string& Format(uint32_t bits, bool window_flags) {
-    if (!valid_ || bits != bits_) {
+    // Keyed on both: a reading's QC bit and a window's flag bit may be equal numbers.
+    if (!valid_ || bits != bits_ || window_flags != window_flags_) {
       text_ = window_flags ? WindowFlagsToString(bits) : QcFlagsToString(QcFlags{bits});
       bits_ = bits;
+      window_flags_ = window_flags;
       valid_ = true;
     }
     return text_;
@@ -158,6 +160,7 @@ class FlagsText {
 
  private:
   bool valid_ = false;
+  bool window_flags_ = false;
   uint32_t bits_ = 0;
   std::string text_;
 };
