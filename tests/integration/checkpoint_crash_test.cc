@@ -222,7 +222,8 @@ void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t see
   auto clean_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
-  const int max_delay = std::max<int>(100, static_cast<int>(clean_ms / 3));
+  // At least 1.5 s, so that runs on a fast machine also get past their first checkpoint.
+  const int max_delay = std::max<int>(1500, static_cast<int>(clean_ms / 3));
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> delay(0, max_delay);
   int kills = 0;
