@@ -253,6 +253,9 @@ struct RawBatch {
   /// Set by the source (0 = none), handed back through Source::OnCommitted once
   /// every sink committed what this batch produced.
   uint64_t checkpoint = 0;
+  /// With checkpoints on: where the source stands after this batch, for
+  /// Source::RestorePosition (opaque to everyone else).
+  std::string position;
 
   void Add(std::string_view payload, TimeUs arrival, Symbol topic = {}, int64_t offset = -1,
            int32_t partition = -1) {

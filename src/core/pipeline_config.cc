@@ -190,6 +190,7 @@ const SectionSpec& TopLevelSpec() {
           {"zones", OptionType::kSection, "", "H3 cells and zone layers of readings."},
           {"surfaces", OptionType::kSection, "", "List of interpolated surfaces."},
           {"alerts", OptionType::kSection, "", "Alert rules and delivery channels."},
+          {"checkpoint", OptionType::kSection, "", "Checkpoints and crash recovery."},
       }};
   return spec;
 }
@@ -325,6 +326,11 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
   if (alerts_spec != nullptr) {
     config.alerts = top.Child("alerts", alerts_spec);
     TRIB_RETURN_IF_ERROR(config.alerts.CheckKeys());
+  }
+  const SectionSpec* checkpoint_spec = FindSection("checkpoint");
+  if (checkpoint_spec != nullptr) {
+    config.checkpoint = top.Child("checkpoint", checkpoint_spec);
+    TRIB_RETURN_IF_ERROR(config.checkpoint.CheckKeys());
   }
   return config;
 }

@@ -49,7 +49,8 @@ struct PipelineConfig {
   OptionReader server;                 ///< the `server` section, read by the server module
   OptionReader zones;                  ///< the `zones` section, read by the spatial module
   std::vector<OptionReader> surfaces;  ///< `surfaces[]` entries, read by the spatial module
-  OptionReader alerts;  ///< the `alerts` section, read by the alert module (alert/rules.h)
+  OptionReader alerts;      ///< the `alerts` section, read by the alert module (alert/rules.h)
+  OptionReader checkpoint;  ///< the `checkpoint` section (stream/checkpoint.h)
 };
 
 /// The `pipeline` section spec and the top-level key list.

@@ -14,6 +14,8 @@ struct RunContext {
   Ledger* ledger = nullptr;
   std::string data_dir;                     ///< created before any stage opens
   const std::atomic<bool>* stop = nullptr;  ///< set when the run is asked to stop
+  /// Checkpoints are on: sources fill RawBatch::position (io/connector.h).
+  bool checkpointing = false;
   bool stopping() const { return stop != nullptr && stop->load(std::memory_order_relaxed); }
 };
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "stream/checkpoint.h"
+
 namespace tributary {
 
 namespace {
@@ -113,6 +115,45 @@ void Deduplicator::Grow() {
     while (slots_[i] != 0) i = (i + 1) & mask_;
     slots_[i] = fp;
   }
+}
+
+// The remembered keys are the ring's fingerprints; the hash set is rebuilt from them.
+void Deduplicator::Snapshot(CheckpointWriter& out) const {
+  out.Section("dedup");
+  out.I64(horizon_);
+  out.I64(max_time_);
+  out.I64(oldest_bucket_);
+  out.U64(ring_.size());
+  for (const auto& bucket : ring_) {
+    out.U64(bucket.size());
+    for (uint64_t fp : bucket) out.U64(fp);
+  }
+}
+
+Status Deduplicator::Restore(CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("dedup"));
+  const DurationUs horizon = in.I64();
+  if (in.ok() && horizon != horizon_) {
+    return Status::Invalid("checkpoint: dedup_horizon was " + FormatDuration(horizon) +
+                           " when the checkpoint was taken, " + FormatDuration(horizon_) + " now");
+  }
+  max_time_ = in.I64();
+  oldest_bucket_ = in.I64();
+  const uint64_t buckets = in.Count();
+  if (in.ok() && buckets != ring_.size()) return Status::Corrupt("checkpoint: dedup ring size");
+  if (horizon_ > 0) {
+    slots_.assign(kInitialSlots, 0);
+    mask_ = kInitialSlots - 1;
+  }
+  count_ = 0;
+  for (auto& bucket : ring_) {
+    bucket.resize(in.Count());
+    for (uint64_t& fp : bucket) {
+      fp = in.U64();
+      if (fp != 0) Insert(fp);
+    }
+  }
+  return in.status();
 }
 
 }  // namespace tributary

@@ -20,9 +20,13 @@
 #include <vector>
 
 #include "core/intern.h"
+#include "core/status.h"
 #include "core/time.h"
 
 namespace tributary {
+
+class CheckpointWriter;
+class CheckpointReader;
 
 class Deduplicator {
  public:
@@ -41,6 +45,10 @@ class Deduplicator {
 
   /// Fingerprint of a key (never 0).
   static uint64_t Fingerprint(Symbol device, Symbol metric, TimeUs event_time);
+
+  /// Checkpoints: write / replace the remembered keys and the horizon's position.
+  void Snapshot(CheckpointWriter& out) const;
+  Status Restore(CheckpointReader& in);
 
  private:
   static constexpr size_t kBuckets = 64;

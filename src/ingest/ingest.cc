@@ -6,6 +6,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include "stream/checkpoint.h"
+
 namespace tributary {
 
 namespace {
@@ -711,6 +713,32 @@ void IngestStage::Quarantine(const RecordContext& rc, Verdict verdict, Symbol me
   q.prov = rc.prov;
   ++counts.quarantined;
   ++counts.by_reason[static_cast<size_t>(verdict.reason)];
+}
+
+void IngestStage::Snapshot(CheckpointWriter& out) const {
+  out.Section("ingest");
+  out.U64(totals_.input);
+  out.U64(totals_.forwarded);
+  out.U64(totals_.duplicate);
+  out.U64(totals_.quarantined);
+  out.U64(totals_.by_reason.size());
+  for (uint64_t n : totals_.by_reason) out.U64(n);
+  dedup_.Snapshot(out);
+}
+
+Status IngestStage::Restore(CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("ingest"));
+  totals_.input = in.U64();
+  totals_.forwarded = in.U64();
+  totals_.duplicate = in.U64();
+  totals_.quarantined = in.U64();
+  const uint64_t reasons = in.Count();
+  for (uint64_t i = 0; i < reasons; ++i) {
+    uint64_t n = in.U64();
+    if (i < totals_.by_reason.size()) totals_.by_reason[i] = n;
+  }
+  TRIB_RETURN_IF_ERROR(in.status());
+  return dedup_.Restore(in);
 }
 
 }  // namespace tributary

@@ -63,6 +63,9 @@ struct IngestCounts {
   std::array<uint64_t, kQuarantineReasonCount> by_reason{};
 };
 
+class CheckpointWriter;
+class CheckpointReader;
+
 class IngestStage {
  public:
   /// Build decoders for every source of `config` and read the `processing` options.
@@ -77,6 +80,9 @@ class IngestStage {
 
   /// Totals since Open, for tests and progress displays.
   const IngestCounts& totals() const { return totals_; }
+  /// Checkpoints: the dedup horizon and the totals (stream/checkpoint.h).
+  void Snapshot(CheckpointWriter& out) const;
+  Status Restore(CheckpointReader& in);
   const Deduplicator& dedup() const { return dedup_; }
   /// The device registry of the run (null when none is configured); thread-safe, so
   /// later stages may ask it for expected reporting intervals.

@@ -25,6 +25,7 @@
 #include "server/http_server.h"
 #include "spatial/surface.h"
 #include "spatial/zones.h"
+#include "stream/checkpoint.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -69,6 +70,8 @@ void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&AlertWebhookChannelSpec());
   registry.AddSection(&AlertEmailChannelSpec());
   registry.AddSection(&SummarySectionSpec());
+  // Checkpoints.
+  registry.AddSection(&CheckpointSectionSpec());
 }
 
 }  // namespace tributary

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -45,7 +46,24 @@ class Source {
   /// MQTT stops taking messages), an HTTP source answers 503 with Retry-After. Nothing
   /// already accepted is dropped. Safe from any thread; the default does nothing.
   virtual void SetPaused(bool paused) { (void)paused; }
+  /// Checkpoints (stream/checkpoint.h). When RunContext::checkpointing is set, a
+  /// source that supports them sets RawBatch::position on every batch: an opaque
+  /// string from which RestorePosition resumes right after that batch. The default
+  /// cannot be checkpointed, and a pipeline with checkpoints refuses to start.
+  virtual bool SupportsCheckpoints() const { return false; }
+  /// Resume after the batch whose RawBatch::position was `position`. Called after Open,
+  /// before the first Poll, on the run's thread. Errors name the source's input.
+  virtual Status RestorePosition(std::string_view position) {
+    (void)position;
+    return Status::Invalid("this source cannot resume from a checkpoint");
+  }
   virtual void Close() {}
+};
+
+/// What a sink's last checkpoint commit stored (Sink::OpenCheckpoints).
+struct SinkCheckpointRecord {
+  uint64_t checkpoint = 0;               ///< 0: no checkpoint committed yet
+  std::map<std::string, uint64_t> rows;  ///< "sink/table" → rows that commit stored
 };
 
 class Sink {
@@ -59,6 +77,25 @@ class Sink {
   /// Make everything written so far durable (commit a transaction, rename a file) and
   /// count the committed rows in the ledger. Called periodically and at the end.
   virtual Status Commit() = 0;
+  /// Checkpoints: a sink that takes part in the two-phase commit (stream/checkpoint.h)
+  /// overrides the three calls below. OpenCheckpoints is called once after Open: from
+  /// then on the sink makes rows visible only in CommitCheckpoint (never in Write or
+  /// Commit, which only buffer), and it returns what its last CommitCheckpoint stored.
+  virtual Result<SinkCheckpointRecord> OpenCheckpoints() {
+    return Status::Invalid("this sink does not take part in checkpoints");
+  }
+  /// Phase 1: flush what is buffered as far as possible without making it visible.
+  virtual Status PrepareCheckpoint(uint64_t checkpoint) {
+    (void)checkpoint;
+    return Status::Ok();
+  }
+  /// Phase 2, once checkpoint `checkpoint` is durable: make everything written since the
+  /// last CommitCheckpoint visible together with the id, in one atomic step (a crash
+  /// leaves either all of it or none), and count the rows in the ledger.
+  virtual Status CommitCheckpoint(uint64_t checkpoint) {
+    (void)checkpoint;
+    return Status::Invalid("this sink does not take part in checkpoints");
+  }
   virtual void Close() {}
 };
 

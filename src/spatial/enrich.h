@@ -32,6 +32,9 @@ class ZoneEnrichOperator : public Operator {
   Status Open(RunContext& ctx) override;
   Status Process(Batch& batch) override;
   Status Finish(Batch& out) override;
+  /// Stateless: a checkpoint holds nothing of it.
+  Status Snapshot(CheckpointWriter& /*out*/) const override { return Status::Ok(); }
+  Status Restore(CheckpointReader& /*in*/) override { return Status::Ok(); }
 
   /// Enrich one reading (also for tests and benchmarks).
   void Enrich(Reading& r);

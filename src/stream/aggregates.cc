@@ -6,6 +6,8 @@
 #include <cstring>
 #include <string>
 
+#include "stream/checkpoint.h"
+
 namespace tributary {
 namespace {
 
@@ -607,6 +609,109 @@ size_t WindowAccumulator::HeapBytes() const {
   if (values_) bytes += sizeof(std::vector<double>) + values_->capacity() * sizeof(double);
   if (samples_) bytes += sizeof(std::vector<Sample>) + samples_->capacity() * sizeof(Sample);
   return bytes;
+}
+
+// ---------------------------------------------------------------------------
+// Checkpoints
+
+void ExactSum::Encode(CheckpointWriter& out) const {
+  std::span<const double> p = partials();
+  out.U64(p.size());
+  for (double x : p) out.F64(x);
+}
+
+void ExactSum::Decode(CheckpointReader& in) {
+  const uint64_t n = in.Count();
+  spill_.reset();
+  size_ = 0;
+  if (n <= kInline) {
+    for (uint64_t i = 0; i < n; ++i) inline_[i] = in.F64();
+  } else {
+    spill_ = std::make_unique<std::vector<double>>(n);
+    for (double& x : *spill_) x = in.F64();
+  }
+  size_ = static_cast<uint32_t>(n);
+}
+
+void WindowAccumulator::Encode(CheckpointWriter& out) const {
+  out.U64(count_);
+  out.U64(positions_);
+  out.F64(min_);
+  out.F64(max_);
+  out.I64(first_time_);
+  out.I64(last_time_);
+  out.F64(first_);
+  out.F64(last_);
+  sum_.Encode(out);
+  sum_sq_.Encode(out);
+  lat_.Encode(out);
+  lon_.Encode(out);
+  out.F64(run_lat_);
+  out.F64(run_lon_);
+  out.U64(run_);
+  out.U64(device_.id);
+  out.U64(more_devices_ ? more_devices_->size() + 1 : 0);
+  if (more_devices_) {
+    for (uint32_t id : *more_devices_) out.U64(id);
+  }
+  out.U64(values_ ? values_->size() + 1 : 0);
+  if (values_) {
+    for (double v : *values_) out.F64(v);
+  }
+  out.U64(samples_ ? samples_->size() + 1 : 0);
+  if (samples_) {
+    for (const Sample& x : *samples_) {
+      out.U64(x.device);
+      out.I64(x.time);
+      out.F64(x.value);
+      out.F64(x.lat);
+      out.F64(x.lon);
+    }
+  }
+}
+
+void WindowAccumulator::Decode(CheckpointReader& in) {
+  count_ = in.U64();
+  positions_ = in.U64();
+  min_ = in.F64();
+  max_ = in.F64();
+  first_time_ = in.I64();
+  last_time_ = in.I64();
+  first_ = in.F64();
+  last_ = in.F64();
+  sum_.Decode(in);
+  sum_sq_.Decode(in);
+  lat_.Decode(in);
+  lon_.Decode(in);
+  run_lat_ = in.F64();
+  run_lon_ = in.F64();
+  run_ = in.U64();
+  device_ = Symbol{static_cast<uint32_t>(in.U64())};
+  // Vectors are written as size + 1, so 0 tells "absent" from "empty".
+  uint64_t n = in.Count();
+  more_devices_.reset();
+  if (n > 0) {
+    more_devices_ = std::make_unique<std::vector<uint32_t>>(n - 1);
+    for (uint32_t& id : *more_devices_) id = static_cast<uint32_t>(in.U64());
+  }
+  n = in.Count();
+  values_.reset();
+  if (n > 0) {
+    values_ = std::make_unique<std::vector<double>>(n - 1);
+    for (double& v : *values_) v = in.F64();
+  }
+  n = in.Count();
+  samples_.reset();
+  if (n > 0) {
+    samples_ = std::make_unique<std::vector<Sample>>(n - 1);
+    for (Sample& x : *samples_) {
+      x.device = static_cast<uint32_t>(in.U64());
+      x.time = in.I64();
+      x.value = in.F64();
+      x.lat = in.F64();
+      x.lon = in.F64();
+    }
+  }
 }
 
 }  // namespace tributary

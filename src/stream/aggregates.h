@@ -45,6 +45,9 @@
 
 namespace tributary {
 
+class CheckpointWriter;
+class CheckpointReader;
+
 /// An exactly rounded, order-independent sum of doubles (non-overlapping expansion).
 /// Non-finite inputs must be filtered by the caller.
 class ExactSum {
@@ -65,6 +68,9 @@ class ExactSum {
   std::span<const double> partials() const;
   /// Heap bytes held beyond sizeof(ExactSum) (0 unless the expansion spilled).
   size_t HeapBytes() const;
+  /// Checkpoints: the partials, exactly.
+  void Encode(CheckpointWriter& out) const;
+  void Decode(CheckpointReader& in);
 
  private:
   static constexpr uint32_t kInline = 4;
@@ -186,6 +192,9 @@ class WindowAccumulator {
   void Fill(const AggregateSet& set, WindowResult& out) const;
   /// Bytes held on the heap beyond sizeof(WindowAccumulator).
   size_t HeapBytes() const;
+  /// Checkpoints: every field, so a restored accumulator is indistinguishable.
+  void Encode(CheckpointWriter& out) const;
+  void Decode(CheckpointReader& in);
 
  private:
   void AddDevice(Symbol device);

@@ -8,6 +8,7 @@
 // appends window results). Batches arrive in order; no call is concurrent.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "core/model.h"
@@ -15,6 +16,9 @@
 #include "core/status.h"
 
 namespace tributary {
+
+class CheckpointWriter;
+class CheckpointReader;
 
 class Operator {
  public:
@@ -33,6 +37,18 @@ class Operator {
   }
   /// The input has ended (bounded run, or shutdown): emit everything still open.
   virtual Status Finish(Batch& out) = 0;
+  /// Append the operator's whole state to `out` (stream/checkpoint.h), between two
+  /// batches. The default: the operator cannot be checkpointed (a pipeline with
+  /// checkpoints then refuses to start); a stateless operator writes nothing.
+  virtual Status Snapshot(CheckpointWriter& out) const {
+    (void)out;
+    return Status::Invalid("operator " + std::string(name()) + " cannot be checkpointed");
+  }
+  /// Replace the state by what Snapshot wrote (after Open, before the first batch).
+  virtual Status Restore(CheckpointReader& in) {
+    (void)in;
+    return Status::Invalid("operator " + std::string(name()) + " cannot be checkpointed");
+  }
 };
 
 }  // namespace tributary

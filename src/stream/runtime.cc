@@ -19,6 +19,7 @@
 #include "server/metrics.h"
 #include "spatial/enrich.h"
 #include "spatial/surface.h"
+#include "stream/checkpoint.h"
 #include "stream/operator.h"
 #include "stream/window.h"
 
@@ -35,6 +36,7 @@ struct Pipeline::Shared {
   BoundedQueue<RawBatch> raw;
   BoundedQueue<Batch> batches;
   std::atomic<int> sources_running{0};
+  std::atomic<size_t> sources_ended{0};  // reached end_of_stream
   std::atomic<TimeUs> watermark{kMinTime};
   std::mutex error_mu;
   Status first_error;
@@ -164,6 +166,26 @@ Status Pipeline::Run(DurationUs duration) {
     }
   }
 
+  // Checkpoints (stream/checkpoint.h): the symbols of the latest one are interned before
+  // any stage opens; its state is restored once all are open.
+  TRIB_ASSIGN_OR_RETURN(CheckpointOptions ckpt_options, ReadCheckpointOptions(config_));
+  std::unique_ptr<CheckpointCoordinator> ckpt;
+  if (ckpt_options.enabled) {
+    CheckpointCoordinator::Stages stages;
+    for (size_t i = 0; i < sources_.size(); ++i) {
+      stages.sources.push_back(sources_[i].get());
+      stages.source_names.push_back(config_.sources[i].name);
+    }
+    stages.ingest = ingest_.get();
+    for (auto& op : operators_) stages.operators.push_back(op.get());
+    for (auto& s : sinks_) stages.sinks.push_back(s.get());
+    stages.sink_names = sink_names_;
+    stages.ledger = &ledger_;
+    ckpt = std::make_unique<CheckpointCoordinator>(ckpt_options, std::move(stages));
+    TRIB_RETURN_IF_ERROR(ckpt->Load());
+    ctx.checkpointing = true;
+  }
+
   // Open sinks first: a sink that cannot open must fail the run before any source
   // consumes (and possibly acknowledges) input.
   auto close_all = [&] {
@@ -190,6 +212,13 @@ Status Pipeline::Run(DurationUs duration) {
     if (!st.ok()) {
       close_all();
       return st.WithContext("source " + config_.sources[i].name);
+    }
+  }
+  if (ckpt) {
+    Status st = ckpt->Recover();
+    if (!st.ok()) {
+      close_all();
+      return st;
     }
   }
 
@@ -229,7 +258,10 @@ Status Pipeline::Run(DurationUs duration) {
         bool end = raw.end_of_stream;
         if (!raw.empty()) AddStageEvents(stage, raw.size());
         if (!raw.empty() && !sh.raw.Push(raw)) break;
-        if (end) break;
+        if (end) {
+          sh.sources_ended.fetch_add(1);
+          break;
+        }
       }
       // Stopped: hand on what the source still holds (see Source::Stop).
       while (stop_.load(std::memory_order_relaxed) && !sh.failed()) {
@@ -243,7 +275,7 @@ Status Pipeline::Run(DurationUs duration) {
   }
 
   // Process thread: ingestion then the operator chain.
-  std::thread process_thread([this, &sh, &operator_stages, &batch_events] {
+  std::thread process_thread([this, &sh, &operator_stages, &batch_events, &ckpt] {
     auto run_chain = [&](Batch& batch, size_t from) -> bool {
       for (size_t k = from; k < operators_.size(); ++k) {
         Status st = operators_[k]->Process(batch);
@@ -256,12 +288,26 @@ Status Pipeline::Run(DurationUs duration) {
       sh.watermark.store(batch.watermark, std::memory_order_relaxed);
       return true;
     };
+    // A checkpoint barrier: snapshot now, the sink thread completes it after `batch`.
+    auto take_checkpoint = [&](Batch& batch) -> bool {
+      Result<uint64_t> id = ckpt->Take(NowUs());
+      if (!id.ok()) {
+        sh.Fail(id.status());
+        return false;
+      }
+      batch.checkpoint_id = *id;
+      return true;
+    };
     bool ok = true;
     while (ok) {
       std::optional<RawBatch> raw = sh.raw.PopFor(kPollWait);
       if (!raw) {
         if (sh.raw.closed()) break;
         partition_monitor_->Tick(NowUs());
+        if (ckpt && ckpt->Due(NowUs())) {
+          Batch barrier;
+          ok = take_checkpoint(barrier) && sh.batches.Push(barrier);
+        }
         if (!idle_ticks_) continue;
         for (size_t k = 0; k < operators_.size() && ok; ++k) {
           Batch out;
@@ -294,10 +340,17 @@ Status Pipeline::Run(DurationUs duration) {
       // Set after the chain, so no operator can lose it; Source::OnCommitted needs it.
       batch.source_index = raw->source_index;
       batch.source_checkpoint = raw->checkpoint;
+      if (ckpt) {
+        ckpt->NotePosition(raw->source_index, std::move(raw->position));
+        if (ok && ckpt->Due(NowUs())) ok = take_checkpoint(batch);
+      }
       ok = ok && sh.batches.Push(batch);
     }
-    // Finish: each operator emits what is still open; later operators process it.
-    for (size_t k = 0; k < operators_.size() && !sh.failed(); ++k) {
+    // Finish: each operator emits what is still open; later operators process it. With
+    // checkpoints, a run stopped before its input ended keeps its windows open instead:
+    // the final checkpoint holds them and the next run continues them.
+    const bool finish = !ckpt || sh.sources_ended.load() == sources_.size();
+    for (size_t k = 0; finish && k < operators_.size() && !sh.failed(); ++k) {
       Batch out;
       Status st = operators_[k]->Finish(out);
       if (!st.ok()) {
@@ -305,6 +358,10 @@ Status Pipeline::Run(DurationUs duration) {
         break;
       }
       if (run_chain(out, k + 1) && !out.empty()) sh.batches.Push(out);
+    }
+    if (ckpt && !sh.failed()) {
+      Batch barrier;
+      if (take_checkpoint(barrier)) sh.batches.Push(barrier);
     }
     sh.batches.Close();
     if (sh.failed()) {
@@ -314,7 +371,7 @@ Status Pipeline::Run(DurationUs duration) {
   });
 
   // Sink thread.
-  std::thread sink_thread([this, &sh, &batch_events] {
+  std::thread sink_thread([this, &sh, &batch_events, &ckpt] {
     // Per source: the checkpoint of the last raw batch whose results every sink wrote,
     // and the last one handed to Source::OnCommitted.
     std::vector<uint64_t> written_checkpoint(sources_.size(), 0);
@@ -338,12 +395,7 @@ Status Pipeline::Run(DurationUs duration) {
         backoff = std::min<DurationUs>(backoff * 2, 10 * kMicrosPerSecond);
       }
     };
-    auto commit_all = [&]() -> bool {
-      for (size_t i = 0; i < sinks_.size(); ++i) {
-        if (!with_retry(
-                i, [&] { return sinks_[i]->Commit(); }, "commit"))
-          return false;
-      }
+    auto after_commit = [&]() -> bool {
       Status st = WriteFileAtomic(LedgerPath(), ledger_.Snapshot().ToJson());
       if (!st.ok()) spdlog::warn("{}", st.ToString());
       // Everything written so far is durable: sources may commit their positions.
@@ -354,6 +406,14 @@ Status Pipeline::Run(DurationUs duration) {
         }
       }
       return true;
+    };
+    auto commit_all = [&]() -> bool {
+      for (size_t i = 0; i < sinks_.size(); ++i) {
+        if (!with_retry(
+                i, [&] { return sinks_[i]->Commit(); }, "commit"))
+          return false;
+      }
+      return after_commit();
     };
     TimeUs last_commit = NowUs();
     bool ok = true;
@@ -372,8 +432,20 @@ Status Pipeline::Run(DurationUs duration) {
           written_checkpoint[static_cast<size_t>(batch->source_index)] = batch->source_checkpoint;
         }
         if (ok && observer_ != nullptr) observer_->OnBatch(*batch);
+        // Checkpoints: sinks commit only at barriers, through the two-phase commit.
+        if (ok && ckpt) {
+          Status st = ckpt->Record(*batch);
+          if (st.ok() && batch->checkpoint_id != 0) st = ckpt->Complete(batch->checkpoint_id);
+          if (!st.ok()) {
+            sh.Fail(st);
+            ok = false;
+            stop_ = true;
+          } else if (batch->checkpoint_id != 0) {
+            ok = after_commit();
+          }
+        }
       }
-      if (ok && NowUs() - last_commit >= config_.commit_interval) {
+      if (ok && !ckpt && NowUs() - last_commit >= config_.commit_interval) {
         ok = commit_all();
         last_commit = NowUs();
       }

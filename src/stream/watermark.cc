@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "stream/checkpoint.h"
+
 namespace tributary {
 
 WatermarkTracker::WatermarkTracker(DurationUs out_of_orderness, DurationUs idle_timeout)
@@ -56,6 +58,43 @@ TimeUs WatermarkTracker::PartitionWatermark(PartitionKey partition) const {
   auto it = index_.find(partition);
   if (it == index_.end()) return kMinTime;
   return partitions_[it->second].max_event - out_of_orderness_;
+}
+
+void WatermarkTracker::Snapshot(CheckpointWriter& out) const {
+  out.Section("watermark");
+  out.I64(watermark_);
+  out.I64(max_event_);
+  out.I64(max_arrival_);
+  out.I64(processing_now_);
+  out.U64(partitions_.size());
+  for (const Partition& p : partitions_) {
+    out.U64(p.key);
+    out.I64(p.max_event);
+    out.I64(p.last_arrival);
+    out.Bool(p.fresh);
+    out.Bool(p.idle);
+  }
+}
+
+Status WatermarkTracker::Restore(CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("watermark"));
+  watermark_ = in.I64();
+  max_event_ = in.I64();
+  max_arrival_ = in.I64();
+  processing_now_ = in.I64();
+  partitions_.assign(in.Count(), Partition{});
+  index_.clear();
+  for (size_t i = 0; i < partitions_.size(); ++i) {
+    Partition& p = partitions_[i];
+    p.key = in.U64();
+    p.max_event = in.I64();
+    p.last_arrival = in.I64();
+    p.fresh = in.Bool();
+    p.idle = in.Bool();
+    index_[p.key] = i;
+  }
+  last_ = 0;
+  return in.status();
 }
 
 }  // namespace tributary

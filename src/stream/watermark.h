@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "core/status.h"
 #include "core/time.h"
 
 namespace tributary {
@@ -46,6 +47,9 @@ inline PartitionKey PartitionOf(const Reading& r) {
 }
 
 /// Tracks per-partition progress and derives the operator watermark.
+class CheckpointWriter;
+class CheckpointReader;
+
 class WatermarkTracker {
  public:
   WatermarkTracker(DurationUs out_of_orderness, DurationUs idle_timeout);
@@ -67,6 +71,10 @@ class WatermarkTracker {
   size_t active_partitions() const;
   /// The watermark of one partition (max event − out_of_orderness); kMinTime if unknown.
   TimeUs PartitionWatermark(PartitionKey partition) const;
+
+  /// Checkpoints: every partition and the clocks (stream/checkpoint.h).
+  void Snapshot(CheckpointWriter& out) const;
+  Status Restore(CheckpointReader& in);
 
  private:
   struct Partition {

@@ -18,6 +18,7 @@
 #include "ingest/metrics.h"
 #include "spatial/s2cell.h"
 #include "spatial/zones.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 namespace {
@@ -715,6 +716,256 @@ WindowOperator::~WindowOperator() = default;
 Status WindowOperator::Open(RunContext& ctx) {
   ledger_ = ctx.ledger;
   return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// Checkpoints. Symbols are written as ids (checkpoint.h restores the table first).
+
+namespace {
+
+void EncodeKey(CheckpointWriter& out, const CellKey& k) {
+  out.U64(k.group);
+  out.U64(k.metric);
+}
+
+CellKey DecodeKey(CheckpointReader& in) {
+  CellKey k;
+  k.group = in.U64();
+  k.metric = static_cast<uint32_t>(in.U64());
+  return k;
+}
+
+void EncodeCell(CheckpointWriter& out, const Cell& c) {
+  c.acc.Encode(out);
+  out.U64(c.revision);
+  out.U64(c.late_count);
+  out.Bool(c.emitted);
+  out.Bool(c.dirty);
+}
+
+void DecodeCell(CheckpointReader& in, Cell& c) {
+  c.acc.Decode(in);
+  c.revision = static_cast<uint32_t>(in.U64());
+  c.late_count = static_cast<uint32_t>(in.U64());
+  c.emitted = in.Bool();
+  c.dirty = in.Bool();
+}
+
+}  // namespace
+
+Status WindowOperator::Snapshot(CheckpointWriter& out) const {
+  if (!dirty_.empty() || !sessions_->dirty.empty()) {
+    return Status::Internal("window: snapshot taken in the middle of a batch");
+  }
+  out.Section("window");
+  out.U64(definitions_.size());
+  for (const WindowDefinition& d : definitions_) out.Str(d.name);
+  tracker_.Snapshot(out);
+  // Slices.
+  out.U64(slices_.size());
+  for (const auto& [id, slice] : slices_) {
+    out.U64(slice->def);
+    out.I64(slice->start);
+    out.I64(slice->end);
+    out.Bool(slice->emitted);
+    out.Bool(slice->merge_panes);
+    out.U64(slice->cells.size());
+    for (const auto& [key, cell] : slice->cells) {
+      EncodeKey(out, key);
+      EncodeCell(out, cell);
+    }
+  }
+  out.U64(timeline_.size());
+  for (const auto& [due, d, start] : timeline_) {
+    out.I64(due);
+    out.U64(d);
+    out.I64(start);
+  }
+  for (size_t n : size_hint_) out.U64(n);
+  // Panes.
+  for (const auto& panes : panes_->by_def) {
+    out.U64(panes.size());
+    for (const auto& [start, map] : panes) {
+      out.I64(start);
+      out.U64(map.size());
+      for (const auto& [key, acc] : map) {
+        EncodeKey(out, key);
+        acc.Encode(out);
+      }
+    }
+  }
+  for (size_t n : panes_->size_hint) out.U64(n);
+  out.U64(panes_->open);
+  // Sessions.
+  for (const auto& by_key : sessions_->by_def) {
+    out.U64(by_key.size());
+    for (const auto& [key, sessions] : by_key) {
+      EncodeKey(out, key);
+      out.U64(sessions.size());
+      for (const auto& [first, session] : sessions) {
+        out.I64(session.first);
+        out.I64(session.last);
+        out.Bool(session.queued);
+        EncodeCell(out, session.cell);
+      }
+    }
+  }
+  out.U64(sessions_->timeline.size());
+  for (const auto& [due, d, group, metric, first] : sessions_->timeline) {
+    out.I64(due);
+    out.U64(d);
+    out.U64(group);
+    out.U64(metric);
+    out.I64(first);
+  }
+  out.U64(sessions_->open);
+  // Key histories.
+  for (const HistoryMap& map : histories_->by_def) {
+    out.U64(map.size());
+    for (const auto& [key, h] : map) {
+      EncodeKey(out, key);
+      out.U64(h.windows.size());
+      for (const KeyHistory::Window& w : h.windows) {
+        out.I64(w.start);
+        out.F64(w.lat);
+        out.F64(w.lon);
+      }
+      out.U64(h.exceedances ? h.exceedances->size() + 1 : 0);
+      if (h.exceedances) {
+        for (TimeUs t : *h.exceedances) out.I64(t);
+      }
+      out.Bool(h.hours != nullptr);
+      if (h.hours) {
+        for (size_t i = 0; i < kNowCastHours; ++i) {
+          out.I64(h.hours->start[i]);
+          out.F64(h.hours->mean[i]);
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status WindowOperator::Restore(CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("window"));
+  const uint64_t defs = in.Count();
+  if (in.ok() && defs != definitions_.size()) {
+    return Status::Invalid("checkpoint: " + std::to_string(defs) +
+                           " window definitions when it was taken, " +
+                           std::to_string(definitions_.size()) + " now");
+  }
+  for (const WindowDefinition& d : definitions_) {
+    std::string_view name = in.Str();
+    if (in.ok() && name != d.name) {
+      return Status::Invalid("checkpoint: window definition '" + std::string(name) +
+                             "' when it was taken, '" + d.name + "' now");
+    }
+  }
+  TRIB_RETURN_IF_ERROR(tracker_.Restore(in));
+  const size_t n_defs = definitions_.size();
+  auto def_index = [&](uint64_t d) -> uint16_t {
+    if (d >= n_defs) {
+      in.Fail("window definition index out of range");
+      return 0;
+    }
+    return static_cast<uint16_t>(d);
+  };
+  slices_.clear();
+  std::fill(last_slice_.begin(), last_slice_.end(), nullptr);
+  for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
+    auto slice = std::make_unique<Slice>();
+    slice->def = def_index(in.U64());
+    slice->start = in.I64();
+    slice->end = in.I64();
+    slice->emitted = in.Bool();
+    slice->merge_panes = in.Bool();
+    const uint64_t cells = in.Count();
+    slice->cells.reserve(cells);
+    for (uint64_t c = 0; c < cells && in.ok(); ++c) {
+      CellKey key = DecodeKey(in);
+      DecodeCell(in, slice->cells[key]);
+    }
+    SliceId id{slice->def, slice->start};
+    slices_[id] = std::move(slice);
+  }
+  timeline_.clear();
+  for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
+    TimeUs due = in.I64();
+    uint16_t d = def_index(in.U64());
+    TimeUs start = in.I64();
+    timeline_.insert(Due{due, d, start});
+  }
+  for (size_t& n : size_hint_) n = static_cast<size_t>(in.U64());
+  panes_->open = 0;
+  for (auto& panes : panes_->by_def) {
+    panes.clear();
+    for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
+      PaneMap& map = panes[in.I64()];
+      const uint64_t keys = in.Count();
+      map.reserve(keys);
+      for (uint64_t k = 0; k < keys && in.ok(); ++k) {
+        CellKey key = DecodeKey(in);
+        map[key].Decode(in);
+      }
+    }
+  }
+  panes_->last.assign(n_defs, {kMinTime, nullptr});
+  for (size_t& n : panes_->size_hint) n = static_cast<size_t>(in.U64());
+  panes_->open = static_cast<size_t>(in.U64());
+  for (auto& by_key : sessions_->by_def) {
+    by_key.clear();
+    for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
+      CellKey key = DecodeKey(in);
+      KeySessions& sessions = by_key[key];
+      for (uint64_t m = in.Count(), j = 0; j < m && in.ok(); ++j) {
+        Session s;
+        s.first = in.I64();
+        s.last = in.I64();
+        s.queued = in.Bool();
+        DecodeCell(in, s.cell);
+        sessions[s.first] = std::move(s);
+      }
+    }
+  }
+  sessions_->timeline.clear();
+  for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
+    TimeUs due = in.I64();
+    uint16_t d = def_index(in.U64());
+    uint64_t group = in.U64();
+    auto metric = static_cast<uint32_t>(in.U64());
+    TimeUs first = in.I64();
+    sessions_->timeline.insert(SessionDue{due, d, group, metric, first});
+  }
+  sessions_->dirty.clear();
+  sessions_->open = static_cast<size_t>(in.U64());
+  for (HistoryMap& map : histories_->by_def) {
+    map.clear();
+    for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
+      CellKey key = DecodeKey(in);
+      KeyHistory& h = map[key];
+      h.windows.resize(in.Count());
+      for (KeyHistory::Window& w : h.windows) {
+        w.start = in.I64();
+        w.lat = in.F64();
+        w.lon = in.F64();
+      }
+      const uint64_t ex = in.Count();
+      if (ex > 0) {
+        h.exceedances = std::make_unique<std::set<TimeUs>>();
+        for (uint64_t e = 1; e < ex; ++e) h.exceedances->insert(in.I64());
+      }
+      if (in.Bool()) {
+        h.hours = std::make_unique<KeyHistory::Hours>();
+        for (size_t k = 0; k < kNowCastHours; ++k) {
+          h.hours->start[k] = in.I64();
+          h.hours->mean[k] = in.F64();
+        }
+      }
+    }
+  }
+  dirty_.clear();
+  wall_at_last_input_ = kMinTime;  // idle time counts from the next input
+  return in.status();
 }
 
 WindowOperator::Slice& WindowOperator::GetSlice(uint16_t d, TimeUs start, TimeUs watermark) {

@@ -275,6 +275,10 @@ class WindowOperator : public Operator {
   Status OnIdle(TimeUs wall_now, Batch& out) override;
   /// Emit all windows still open and pending revisions; free all state.
   Status Finish(Batch& out) override;
+  /// Checkpoints: every slice, pane, session and key history and the watermark
+  /// tracker, exactly (accumulators keep their exact partial sums and kept values).
+  Status Snapshot(CheckpointWriter& out) const override;
+  Status Restore(CheckpointReader& in) override;
 
   /// Use `lookup` for each sensor's expected reporting interval (call before Open).
   void SetExpectedInterval(ExpectedInterval lookup) { expected_interval_ = std::move(lookup); }

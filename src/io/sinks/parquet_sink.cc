@@ -1,9 +1,11 @@
 #include "io/sinks/parquet_sink.h"
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -252,6 +254,9 @@ class ParquetSink final : public Sink {
   Status Open(RunContext& ctx) override;
   Status Write(const Batch& batch) override;
   Status Commit() override;
+  Result<SinkCheckpointRecord> OpenCheckpoints() override;
+  Status PrepareCheckpoint(uint64_t checkpoint) override;
+  Status CommitCheckpoint(uint64_t checkpoint) override;
   void Close() override;
 
  private:
@@ -281,6 +286,9 @@ class ParquetSink final : public Sink {
   void AppendH3(DuckChunkAppender& a, int column, uint64_t cell);
   Status CommitTable(int t);
   Status WritePartition(int t, const Partition& p);
+  // Checkpoints: finish the renames of a decided commit left by a crash.
+  Status RollForwardManifest();
+  Status WriteManifest(const std::string& path, uint64_t checkpoint, bool with_renames);
 
   ParquetSinkOptions options_;
   bool enabled_[kTableCount] = {};
@@ -291,6 +299,13 @@ class ParquetSink final : public Sink {
   uint64_t next_seq_ = 1;
   std::string select_[kTableCount];  // file columns, quoted and comma-separated
   DuckDbConnection duck_;
+  // Checkpoints (Sink::OpenCheckpoints): files are written at PrepareCheckpoint under
+  // their temporary names and renamed at CommitCheckpoint, after a manifest listing the
+  // renames is durable (<root>/_checkpoint.pending); <root>/_checkpoint then records
+  // the id and rows of the last commit.
+  bool checkpointing_ = false;
+  std::vector<std::pair<std::string, std::string>> deferred_;  // (temporary, final)
+  uint64_t prepared_rows_[kTableCount] = {};
 
   SinkFlagsText flags_text_;
   std::string json_;
@@ -311,6 +326,7 @@ Status ParquetSink::Open(RunContext& ctx) {
   std::error_code ec;
   fs::create_directories(root_, ec);
   if (ec) return Status::Io("parquet " + root_ + ": cannot create the folder: " + ec.message());
+  TRIB_RETURN_IF_ERROR(RollForwardManifest());
   TRIB_RETURN_IF_ERROR(ScanArchive());
   TRIB_RETURN_IF_ERROR(duck_.Open("", options_.threads));
   for (int t = 0; t < kTableCount; ++t) {
@@ -518,7 +534,7 @@ Status ParquetSink::AppendLate(const LateRecord& l) {
 }
 
 Status ParquetSink::Commit() {
-  if (!open_) return Status::Ok();
+  if (!open_ || checkpointing_) return Status::Ok();
   Status first_error;
   for (int t = 0; t < kTableCount; ++t) {
     if (!enabled_[t]) continue;
@@ -573,7 +589,11 @@ Status ParquetSink::CommitTable(int t) {
     }
     table.buffered -= std::min(table.buffered, committed);
   }
-  if (ledger_ != nullptr && committed > 0) ledger_->AddSinkCommitted(table.ledger_key, committed);
+  if (checkpointing_) {
+    prepared_rows_[t] += committed;  // counted when CommitCheckpoint renames them
+  } else if (ledger_ != nullptr && committed > 0) {
+    ledger_->AddSinkCommitted(table.ledger_key, committed);
+  }
   return st;
 }
 
@@ -615,6 +635,11 @@ Status ParquetSink::WritePartition(int t, const Partition& p) {
     if (st.ok()) st = FsyncPath(tmp, /*directory=*/false);
     if (st.ok()) bytes += static_cast<uint64_t>(fs::file_size(tmp, ec));
   }
+  if (checkpointing_ && st.ok()) {
+    // Renamed by CommitCheckpoint once the checkpoint is decided.
+    for (auto& w : written) deferred_.push_back(std::move(w));
+    written.clear();
+  }
   for (auto& [tmp, final_path] : written) {
     if (st.ok()) {
       fs::rename(tmp, final_path, ec);
@@ -631,6 +656,163 @@ Status ParquetSink::WritePartition(int t, const Partition& p) {
   if (p.rows >= 10000 && bytes > 0) {
     table.bytes_per_row = static_cast<double>(bytes) / static_cast<double>(p.rows);
   }
+  return Status::Ok();
+}
+
+namespace {
+
+constexpr std::string_view kManifestName = "_checkpoint";
+constexpr std::string_view kPendingManifestName = "_checkpoint.pending";
+
+Status WriteSyncedFile(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".new";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) return Status::Io("parquet: cannot write " + tmp + ": " + std::strerror(errno));
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok = std::fflush(f) == 0 && ok;
+  ok = ::fsync(::fileno(f)) == 0 && ok;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) return Status::Io("parquet: cannot write " + tmp + ": " + std::strerror(errno));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::Io("parquet: cannot rename " + tmp + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+// The manifest is text: "checkpoint <id>", "rows <table> <n>" per table, then
+// "rename <temporary>\t<final>" per file (pending manifest only).
+struct ParquetManifest {
+  uint64_t checkpoint = 0;
+  std::vector<std::pair<std::string, uint64_t>> rows;
+  std::vector<std::pair<std::string, std::string>> renames;
+};
+
+Result<std::optional<ParquetManifest>> ReadManifest(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    if (errno == ENOENT) return std::optional<ParquetManifest>();
+    return Status::Io("parquet: cannot read " + path + ": " + std::strerror(errno));
+  }
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  std::fclose(f);
+  ParquetManifest m;
+  size_t pos = 0;
+  int line_no = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    auto bad = [&] {
+      return Status::Corrupt("parquet: " + path + ":" + std::to_string(line_no) +
+                             ": unreadable manifest line");
+    };
+    if (line.rfind("checkpoint ", 0) == 0) {
+      m.checkpoint = std::strtoull(std::string(line.substr(11)).c_str(), nullptr, 10);
+    } else if (line.rfind("rows ", 0) == 0) {
+      size_t sp = line.find(' ', 5);
+      if (sp == std::string_view::npos) return bad();
+      m.rows.emplace_back(std::string(line.substr(5, sp - 5)),
+                          std::strtoull(std::string(line.substr(sp + 1)).c_str(), nullptr, 10));
+    } else if (line.rfind("rename ", 0) == 0) {
+      size_t tab = line.find('\t', 7);
+      if (tab == std::string_view::npos) return bad();
+      m.renames.emplace_back(std::string(line.substr(7, tab - 7)),
+                             std::string(line.substr(tab + 1)));
+    } else if (!line.empty()) {
+      return bad();
+    }
+  }
+  return std::optional<ParquetManifest>(std::move(m));
+}
+
+}  // namespace
+
+Status ParquetSink::WriteManifest(const std::string& path, uint64_t checkpoint, bool with_renames) {
+  std::string text = "checkpoint " + std::to_string(checkpoint) + "\n";
+  for (int t = 0; t < kTableCount; ++t) {
+    if (enabled_[t]) {
+      text +=
+          "rows " + std::string(kTableNames[t]) + " " + std::to_string(prepared_rows_[t]) + "\n";
+    }
+  }
+  if (with_renames) {
+    for (const auto& [tmp, final_path] : deferred_)
+      text += "rename " + tmp + "\t" + final_path + "\n";
+  }
+  TRIB_RETURN_IF_ERROR(WriteSyncedFile(path, text));
+  return FsyncPath(root_, /*directory=*/true);
+}
+
+Status ParquetSink::RollForwardManifest() {
+  const std::string pending = root_ + "/" + std::string(kPendingManifestName);
+  TRIB_ASSIGN_OR_RETURN(std::optional<ParquetManifest> m, ReadManifest(pending));
+  if (!m) return Status::Ok();
+  std::error_code ec;
+  for (const auto& [tmp, final_path] : m->renames) {
+    if (fs::exists(tmp, ec)) {
+      fs::rename(tmp, final_path, ec);
+      if (ec) return Status::Io("parquet: cannot rename " + tmp + ": " + ec.message());
+    } else if (!fs::exists(final_path, ec)) {
+      return Status::Corrupt("parquet: " + pending + " lists " + tmp +
+                             ", which is gone and was never renamed");
+    }
+    TRIB_RETURN_IF_ERROR(FsyncPath(fs::path(final_path).parent_path().string(), true));
+  }
+  spdlog::info("parquet {}: finished the commit of checkpoint {} ({} files)", root_, m->checkpoint,
+               m->renames.size());
+  const std::string done = root_ + "/" + std::string(kManifestName);
+  std::string text = "checkpoint " + std::to_string(m->checkpoint) + "\n";
+  for (const auto& [table, n] : m->rows) text += "rows " + table + " " + std::to_string(n) + "\n";
+  TRIB_RETURN_IF_ERROR(WriteSyncedFile(done, text));
+  fs::remove(pending, ec);
+  return Status::Ok();
+}
+
+Result<SinkCheckpointRecord> ParquetSink::OpenCheckpoints() {
+  if (!open_) return Status::Internal("parquet sink: OpenCheckpoints before Open");
+  TRIB_ASSIGN_OR_RETURN(std::optional<ParquetManifest> m,
+                        ReadManifest(root_ + "/" + std::string(kManifestName)));
+  SinkCheckpointRecord rec;
+  if (m) {
+    rec.checkpoint = m->checkpoint;
+    for (const auto& [table, n] : m->rows) rec.rows[options_.name + "/" + table] = n;
+  }
+  checkpointing_ = true;
+  return rec;
+}
+
+Status ParquetSink::PrepareCheckpoint(uint64_t checkpoint) {
+  (void)checkpoint;
+  if (!checkpointing_)
+    return Status::Internal("parquet sink: PrepareCheckpoint before OpenCheckpoints");
+  for (int t = 0; t < kTableCount; ++t) {
+    if (enabled_[t]) TRIB_RETURN_IF_ERROR(CommitTable(t));
+  }
+  return Status::Ok();
+}
+
+Status ParquetSink::CommitCheckpoint(uint64_t checkpoint) {
+  if (!checkpointing_)
+    return Status::Internal("parquet sink: CommitCheckpoint before OpenCheckpoints");
+  // A Prepare that failed part-way left rows buffered: write them now.
+  TRIB_RETURN_IF_ERROR(PrepareCheckpoint(checkpoint));
+  const std::string pending = root_ + "/" + std::string(kPendingManifestName);
+  TRIB_RETURN_IF_ERROR(WriteManifest(pending, checkpoint, /*with_renames=*/true));
+  TRIB_RETURN_IF_ERROR(RollForwardManifest());
+  if (ledger_ != nullptr) {
+    for (int t = 0; t < kTableCount; ++t) {
+      if (enabled_[t] && prepared_rows_[t] > 0) {
+        ledger_->AddSinkCommitted(tables_[t].ledger_key, prepared_rows_[t]);
+      }
+    }
+  }
+  deferred_.clear();
+  for (uint64_t& n : prepared_rows_) n = 0;
   return Status::Ok();
 }
 

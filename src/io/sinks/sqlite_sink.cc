@@ -359,6 +359,8 @@ class SqliteSink final : public Sink {
   Status Open(RunContext& ctx) override;
   Status Write(const Batch& batch) override;
   Status Commit() override;
+  Result<SinkCheckpointRecord> OpenCheckpoints() override;
+  Status CommitCheckpoint(uint64_t checkpoint) override;
   void Close() override;
 
  private:
@@ -412,6 +414,8 @@ class SqliteSink final : public Sink {
   SqliteStatement insert_spatial_stats_;
 
   bool in_transaction_ = false;
+  bool checkpointing_ = false;  // rows become visible only in CommitCheckpoint
+  SqliteStatement record_checkpoint_;
   uint64_t pending_[kTableCount] = {};     // rows inserted in the open transaction
   uint64_t pending_rows_ = 0;              // rows written (inserted or ignored) in it
   GeoBounds pending_bounds_[kTableCount];  // positions of the rows inserted in it
@@ -508,7 +512,7 @@ Status SqliteSink::Write(const Batch& batch) {
     }
   }
   pending_rows_ += rows;
-  if (pending_rows_ >= static_cast<uint64_t>(options_.batch_rows)) {
+  if (!checkpointing_ && pending_rows_ >= static_cast<uint64_t>(options_.batch_rows)) {
     st = CommitTransaction();
     // A commit that failed but left the transaction open is retried by the next Commit;
     // this batch is safely inside the transaction, so the Write itself succeeded.
@@ -768,7 +772,59 @@ Status SqliteSink::CommitTransaction() {
 }
 
 Status SqliteSink::Commit() {
-  if (!in_transaction_) return Status::Ok();
+  if (checkpointing_ || !in_transaction_) return Status::Ok();
+  return CommitTransaction();
+}
+
+// One row per sink name: the last checkpoint committed and the rows it stored, written
+// in the transaction of those rows.
+constexpr std::string_view kSinkCheckpointsSql =
+    "CREATE TABLE IF NOT EXISTS sink_checkpoints ("
+    " sink TEXT PRIMARY KEY, checkpoint_id INTEGER NOT NULL,"
+    " readings INTEGER NOT NULL, windows INTEGER NOT NULL,"
+    " quarantine INTEGER NOT NULL, late INTEGER NOT NULL, committed_us INTEGER NOT NULL)";
+
+Result<SinkCheckpointRecord> SqliteSink::OpenCheckpoints() {
+  if (!db_.is_open()) return Status::Internal("sqlite sink: OpenCheckpoints before Open");
+  TRIB_RETURN_IF_ERROR(db_.Exec(kSinkCheckpointsSql));
+  TRIB_RETURN_IF_ERROR(Prepare(record_checkpoint_,
+                               "INSERT OR REPLACE INTO sink_checkpoints(sink, checkpoint_id, "
+                               "readings, windows, quarantine, late, committed_us) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement q,
+                        db_.Prepare("SELECT checkpoint_id, readings, windows, quarantine, late "
+                                    "FROM sink_checkpoints WHERE sink = ?"));
+  q.BindText(1, options_.name);
+  TRIB_ASSIGN_OR_RETURN(bool row, q.Step());
+  SinkCheckpointRecord rec;
+  if (row) {
+    rec.checkpoint = static_cast<uint64_t>(q.ColumnInt(0));
+    for (int i = 0; i < kTableCount; ++i) {
+      if (enabled_[i]) rec.rows[ledger_keys_[i]] = static_cast<uint64_t>(q.ColumnInt(1 + i));
+    }
+  }
+  checkpointing_ = true;
+  return rec;
+}
+
+Status SqliteSink::CommitCheckpoint(uint64_t checkpoint) {
+  if (!checkpointing_)
+    return Status::Internal("sqlite sink: CommitCheckpoint before OpenCheckpoints");
+  if (!in_transaction_) {
+    TRIB_RETURN_IF_ERROR(begin_.Run());
+    in_transaction_ = true;
+  }
+  record_checkpoint_.BindText(1, options_.name);
+  record_checkpoint_.BindInt(2, static_cast<int64_t>(checkpoint));
+  for (int i = 0; i < kTableCount; ++i) {
+    record_checkpoint_.BindInt(3 + i, static_cast<int64_t>(pending_[i]));
+  }
+  record_checkpoint_.BindInt(7, NowUs());
+  Status st = record_checkpoint_.Run();
+  if (!st.ok()) {
+    if (db_.autocommit()) return TransactionLost(st);
+    return st;
+  }
   return CommitTransaction();
 }
 
@@ -785,6 +841,7 @@ void SqliteSink::Close() {
   for (SqliteStatement& s : insert_) s.Finalize();
   upsert_alert_.Finalize();
   insert_spatial_stats_.Finalize();
+  record_checkpoint_.Finalize();
   for (SqliteStatement* s :
        {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_}) {
     s->Finalize();

@@ -11,6 +11,7 @@
 #include "core/pipeline_config.h"
 #include "core/registry.h"
 #include "core/time.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 namespace {
@@ -244,7 +245,7 @@ FileSource::FileSource(FileSourceOptions options) : options_(std::move(options))
 
 FileSource::~FileSource() = default;
 
-Status FileSource::Open(RunContext& /*ctx*/) {
+Status FileSource::Open(RunContext& ctx) {
   total_bytes_ = 0;
   for (const std::string& p : options_.paths) {
     struct stat st {};
@@ -264,6 +265,7 @@ Status FileSource::Open(RunContext& /*ctx*/) {
   }
   next_path_ = 0;
   done_ = false;
+  checkpointing_ = ctx.checkpointing;
   return Status::Ok();
 }
 
@@ -430,6 +432,72 @@ Status FileSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
     }
     ++added;
   }
+  if (checkpointing_) out.position = EncodePosition();
+  return Status::Ok();
+}
+
+// The position: done flag, index of the current file (or of the next one when none
+// is open), whether one is open, and for an open file the bytes consumed, the line
+// number and the CSV header.
+std::string FileSource::EncodePosition() const {
+  CheckpointWriter w;
+  w.Bool(done_);
+  const bool open = file_ != nullptr;
+  w.U64(open ? next_path_ - 1 : next_path_);
+  w.Bool(open);
+  if (open) {
+    off_t at = ::ftello(file_.get());
+    w.U64(static_cast<uint64_t>(at) - (buf_end_ - buf_pos_));
+    w.I64(line_no_);
+    w.Bool(header_read_);
+    w.U64(header_.size());
+    for (const std::string& h : header_) w.Str(h);
+  }
+  return w.Take();
+}
+
+Status FileSource::RestorePosition(std::string_view position) {
+  CheckpointReader r(position);
+  const bool done = r.Bool();
+  const uint64_t index = r.U64();
+  const bool open = r.Bool();
+  TRIB_RETURN_IF_ERROR(r.status().WithContext("file source position"));
+  if (index > options_.paths.size() || (open && index >= options_.paths.size())) {
+    return Status::Invalid("file source: the checkpoint is at file " + std::to_string(index + 1) +
+                           " but only " + std::to_string(options_.paths.size()) +
+                           " paths are configured");
+  }
+  file_.reset();
+  done_ = done;
+  next_path_ = static_cast<size_t>(index);
+  uint64_t before = 0;
+  for (size_t i = 0; i < next_path_; ++i) {
+    struct stat st {};
+    if (::stat(options_.paths[i].c_str(), &st) == 0) before += static_cast<uint64_t>(st.st_size);
+  }
+  if (open) {
+    const uint64_t offset = r.U64();
+    const int64_t line_no = r.I64();
+    const bool header_read = r.Bool();
+    std::vector<std::string> header(r.Count());
+    for (std::string& h : header) h = std::string(r.Str());
+    TRIB_RETURN_IF_ERROR(r.status().WithContext("file source position"));
+    TRIB_RETURN_IF_ERROR(OpenNext());
+    struct stat st {};
+    if (::fstat(::fileno(file_.get()), &st) != 0 || static_cast<uint64_t>(st.st_size) < offset) {
+      return Status::Invalid("file source: '" + path_ +
+                             "' is shorter than the checkpoint's offset " + std::to_string(offset) +
+                             " (was the file replaced?)");
+    }
+    if (::fseeko(file_.get(), static_cast<off_t>(offset), SEEK_SET) != 0) {
+      return Status::Io("file source: cannot seek in '" + path_ + "': " + std::strerror(errno));
+    }
+    line_no_ = line_no;
+    header_read_ = header_read;
+    header_ = std::move(header);
+    before += offset;
+  }
+  bytes_read_.store(before, std::memory_order_relaxed);
   return Status::Ok();
 }
 

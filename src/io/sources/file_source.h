@@ -103,6 +103,9 @@ class FileSource : public Source {
   void Stop() override { stop_.store(true, std::memory_order_relaxed); }
   /// Stop reading (true) until released; the file position is kept.
   void SetPaused(bool paused) override { paused_.store(paused, std::memory_order_relaxed); }
+  bool SupportsCheckpoints() const override { return true; }
+  /// Reopen the file of `position` and seek to the byte after its last batch.
+  Status RestorePosition(std::string_view position) override;
   void Close() override;
 
   /// Bytes consumed so far and in total, over all files (for progress reports).
@@ -118,6 +121,7 @@ class FileSource : public Source {
   // Read the next physical line into `line` without its line ending; false at EOF.
   Result<bool> ReadLine(std::string& line);
   Status OpenNext();
+  std::string EncodePosition() const;
   // Read the next record of the current file into `out`; false at end of file.
   Result<bool> NextRecord(RawBatch& out, TimeUs now);
 
@@ -143,6 +147,7 @@ class FileSource : public Source {
   std::atomic<uint64_t> bytes_read_{0};
   uint64_t total_bytes_ = 0;
   bool done_ = false;
+  bool checkpointing_ = false;  // fill RawBatch::position
 };
 
 /// Register the `file` source type.

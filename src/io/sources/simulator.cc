@@ -10,6 +10,7 @@
 
 #include "core/pipeline_config.h"
 #include "core/registry.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 namespace {
@@ -1220,6 +1221,39 @@ Symbol SimulatorSource::TopicOf(uint32_t device) {
   return s;
 }
 
+// The position: the simulation start (a `start: now` run cannot be resumed by another
+// process) and the number of messages handed on.
+Status SimulatorSource::RestorePosition(std::string_view position) {
+  CheckpointReader r(position);
+  const TimeUs start = r.I64();
+  const uint64_t emitted = r.U64();
+  TRIB_RETURN_IF_ERROR(r.status().WithContext("simulator position"));
+  const SimulatorOptions& o = sim_.options();
+  if (start != o.start) {
+    return Status::Invalid("simulator: the checkpoint was taken with start " + FormatTime(start) +
+                           " but this run starts at " + FormatTime(o.start) +
+                           "; a simulator with `start: now` cannot resume (set a fixed start)");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  TimeUs last_arrival = o.start;
+  for (uint64_t i = 0; i < emitted; ++i) {
+    if (!sim_.Next(msg_)) {
+      return Status::Invalid("simulator: the checkpoint is at message " + std::to_string(emitted) +
+                             " but the simulation ends after " + std::to_string(i));
+    }
+    last_arrival = msg_.arrival_time;
+  }
+  emitted_ = emitted;
+  // Continue the pacing where it stood, not from the start.
+  const TimeUs now = NowUs();
+  if (!o.NoWaiting() && o.rate > 0) {
+    wall_open_ = now - static_cast<TimeUs>(static_cast<double>(emitted) / o.rate * 1e6);
+  } else if (!o.NoWaiting() && o.speed > 0) {
+    wall_open_ = now - static_cast<TimeUs>(static_cast<double>(last_arrival - o.start) / o.speed);
+  }
+  return Status::Ok();
+}
+
 SimulatorStats SimulatorSource::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return sim_.stats();
@@ -1275,6 +1309,12 @@ Status SimulatorSource::Poll(RawBatch& out, size_t max_records, DurationUs wait)
       added += n;
       emitted_ += n;
       next = sim_.PeekArrival();
+      if (ctx_ != nullptr && ctx_->checkpointing) {
+        CheckpointWriter w;
+        w.I64(o.start);
+        w.U64(emitted_);
+        out.position = w.Take();
+      }
     }
     // The stream ends once nothing is left and the clock has passed the end.
     if (next == kMaxTime && sim_.end_time() != kMaxTime &&

@@ -340,6 +340,10 @@ class SimulatorSource : public Source {
   void Stop() override { stop_.store(true, std::memory_order_relaxed); }
   /// Stop producing (true) until released; the simulated clock stands still meanwhile.
   void SetPaused(bool paused) override { paused_.store(paused, std::memory_order_relaxed); }
+  bool SupportsCheckpoints() const override { return true; }
+  /// Regenerate and skip the messages handed on before the checkpoint (the stream is a
+  /// pure function of the options); fails for a `start: now` simulation.
+  Status RestorePosition(std::string_view position) override;
 
   /// A copy of the ground-truth counters (safe from any thread).
   SimulatorStats Stats() const;

@@ -1,0 +1,333 @@
+// The crash harness of checkpoints (docs/RELIABILITY.md): a fixed input runs once
+// uninterrupted and once under `tributary run` processes killed with SIGKILL at random
+// moments and restarted each time, with checkpoints on; the final outputs must be equal
+// row for row: every table of the SQLite store, the Parquet archive and the ledger.
+//
+// Columns compared: all of every table, including the row ids (the order of inserts),
+// except `emitted_at_us` and `emitted_at` of windows, which are the wall clock of the
+// emission (the processing clock) and so differ between any two runs.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/ledger.h"
+#include "test_util.h"
+
+#ifdef TRIBUTARY_HAVE_DUCKDB
+#include <duckdb.h>
+#define CKPT_TEST_DUCKDB 1
+#endif
+
+extern char** environ;
+
+namespace tributary {
+namespace {
+
+using testing::ReadFile;
+using testing::RunTributary;
+using testing::TempDir;
+using testing::WriteFile;
+
+// Every row of every output table as sorted-free text (ordered by id).
+std::string DumpStore(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << "cannot open " << path;
+    sqlite3_close(db);
+    return {};
+  }
+  std::string out;
+  for (const char* table : {"readings", "windows", "quarantine", "late"}) {
+    // Column list without the processing-clock columns.
+    std::string cols;
+    sqlite3_stmt* info = nullptr;
+    std::string pragma = std::string("PRAGMA table_info(") + table + ")";
+    sqlite3_prepare_v2(db, pragma.c_str(), -1, &info, nullptr);
+    while (sqlite3_step(info) == SQLITE_ROW) {
+      std::string name = reinterpret_cast<const char*>(sqlite3_column_text(info, 1));
+      if (name == "emitted_at" || name == "emitted_at_us") continue;
+      if (name == "geom") name = "hex(geom)";
+      cols += (cols.empty() ? "" : ", ") + name;
+    }
+    sqlite3_finalize(info);
+    std::string sql = "SELECT " + cols + " FROM " + table + " ORDER BY id";
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db);
+      continue;
+    }
+    out += std::string("## ") + table + "\n";
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      for (int c = 0; c < sqlite3_column_count(stmt); ++c) {
+        const unsigned char* t = sqlite3_column_text(stmt, c);
+        out += t ? reinterpret_cast<const char*>(t) : "NULL";
+        out += '\t';
+      }
+      out += '\n';
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return out;
+}
+
+#ifdef CKPT_TEST_DUCKDB
+// Every row of every table of a Parquet archive, sorted (files may be cut differently).
+std::string DumpArchive(const std::string& root) {
+  duckdb_database db;
+  duckdb_connection con;
+  if (duckdb_open(nullptr, &db) != DuckDBSuccess) return "cannot open duckdb";
+  duckdb_connect(db, &con);
+  std::string out;
+  for (const char* table : {"readings", "windows", "quarantine", "late"}) {
+    std::string glob = root + "/" + table + "/**/*.parquet";
+    if (!std::filesystem::exists(root + "/" + table)) {
+      out += std::string("## ") + table + " (none)\n";
+      continue;
+    }
+    std::string exclude = std::string(table) == "windows" ? " EXCLUDE (emitted_at)" : "";
+    std::string sql = "SELECT * " + exclude + " FROM read_parquet('" + glob +
+                      "', hive_partitioning = true) ORDER BY ALL";
+    duckdb_result res;
+    if (duckdb_query(con, sql.c_str(), &res) != DuckDBSuccess) {
+      out += std::string("## ") + table + " error: " + duckdb_result_error(&res) + "\n";
+      duckdb_destroy_result(&res);
+      continue;
+    }
+    out += std::string("## ") + table + "\n";
+    idx_t rows = duckdb_row_count(&res);
+    idx_t cols = duckdb_column_count(&res);
+    for (idx_t r = 0; r < rows; ++r) {
+      for (idx_t c = 0; c < cols; ++c) {
+        char* v = duckdb_value_varchar(&res, c, r);
+        out += v ? v : "NULL";
+        out += '\t';
+        duckdb_free(v);
+      }
+      out += '\n';
+    }
+    duckdb_destroy_result(&res);
+  }
+  duckdb_disconnect(&con);
+  duckdb_close(&db);
+  return out;
+}
+#endif
+
+// The ledger without nothing that may differ (it has no clock fields).
+std::string LedgerText(const std::string& data_dir) {
+  Result<LedgerSnapshot> l = ParseLedgerJson(ReadFile(data_dir + "/ledger.json"));
+  if (!l.ok()) return "unreadable ledger: " + l.status().message();
+  return l->ToJson();
+}
+
+pid_t SpawnRun(const std::string& config, const std::string& log) {
+  std::vector<std::string> args{TRIBUTARY_BINARY, "run", config, "--listen", "off"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+std::string Config(const std::string& data_dir, const std::string& source_yaml) {
+  return "pipeline:\n"
+         "  data_dir: " +
+         data_dir +
+         "\n"
+         "  batch_size: 100\n"
+         "  queue_capacity: 2\n"
+         "processing:\n"
+         "  dedup_horizon: 1h\n"
+         "  grace: 5m\n"
+         "sources:\n" +
+         source_yaml +
+         "windows:\n"
+         "  - name: t10m\n"
+         "    type: tumbling\n"
+         "    size: 10m\n"
+         "    aggregates: [mean, max, median, p95]\n"
+         "  - name: s15m\n"
+         "    type: sliding\n"
+         "    size: 15m\n"
+         "    step: 5m\n"
+         "    group_by: all\n"
+         "    aggregates: [mean, std]\n"
+         "  - name: burst\n"
+         "    type: session\n"
+         "    gap: 3m\n"
+         "    metrics: [pm25]\n"
+         "sinks:\n"
+         "  - name: store\n"
+         "    type: sqlite\n"
+         "  - name: archive\n"
+         "    type: parquet\n"
+         "checkpoint:\n"
+         "  enabled: true\n"
+         "  interval: 300ms\n";
+}
+
+void ExpectSameOutputs(const std::string& clean, const std::string& crashed) {
+  std::string a = DumpStore(clean + "/tributary.gpkg");
+  std::string b = DumpStore(crashed + "/tributary.gpkg");
+  EXPECT_GT(a.size(), 1000u);
+  EXPECT_TRUE(a == b) << "the SQLite stores differ (" << a.size() << " vs " << b.size()
+                      << " bytes of rows)";
+#ifdef CKPT_TEST_DUCKDB
+  std::string pa = DumpArchive(clean + "/archive");
+  std::string pb = DumpArchive(crashed + "/archive");
+  EXPECT_GT(pa.size(), 1000u);
+  EXPECT_TRUE(pa == pb) << "the Parquet archives differ (" << pa.size() << " vs " << pb.size()
+                        << " bytes of rows)";
+#endif
+  EXPECT_EQ(LedgerText(clean), LedgerText(crashed));
+  Result<LedgerSnapshot> l = ParseLedgerJson(ReadFile(crashed + "/ledger.json"));
+  ASSERT_TRUE(l.ok());
+  EXPECT_TRUE(l->balanced()) << l->ToText();
+}
+
+// Kill `crashed.yaml` runs at random moments in [0, clean time / 3) after each start,
+// restarting each time, until 20 SIGKILLs hit a run that was still working. When a run
+// reaches the end of its input between kills, its outputs are compared with the clean
+// run's and the data folder is wiped for another round, so every completed round is
+// checked and the kills keep landing mid-run (start-up, recovery, processing, commits).
+void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t seed) {
+  const std::string clean = tmp.File("clean");
+  const std::string crashed = tmp.File("crashed");
+  const std::string log = tmp.File("crashed.log");
+  WriteFile(tmp.File("clean.yaml"), Config(clean, source_yaml));
+  WriteFile(tmp.File("crashed.yaml"), Config(crashed, source_yaml));
+  auto t0 = std::chrono::steady_clock::now();
+  pid_t pid = SpawnRun(tmp.File("clean.yaml"), tmp.File("clean.log"));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(tmp.File("clean.log"));
+  auto clean_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  // At least 1.5 s, so that runs on a fast machine also get past their first checkpoint.
+  const int max_delay = std::max<int>(1500, static_cast<int>(clean_ms / 3));
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> delay(0, max_delay);
+  int kills = 0;
+  int rounds = 0;
+  for (int start = 0; kills < 20 && start < 100; ++start) {
+    pid = SpawnRun(tmp.File("crashed.yaml"), log);
+    ASSERT_GT(pid, 0) << "cannot start tributary";
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
+    if (waitpid(pid, &status, WNOHANG) == 0) {
+      ::kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ++kills;
+      continue;
+    }
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(log);
+    ++rounds;
+    ExpectSameOutputs(clean, crashed);
+    std::filesystem::remove_all(crashed);
+  }
+  ASSERT_EQ(kills, 20);
+  pid = SpawnRun(tmp.File("crashed.yaml"), log);
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(log);
+  EXPECT_NE(ReadFile(log).find("resumed from checkpoint"), std::string::npos) << ReadFile(log);
+  ExpectSameOutputs(clean, crashed);
+  std::cerr << "clean run " << clean_ms << " ms; 20 kills mid-run (delays up to " << max_delay
+            << " ms), " << rounds + 1 << " rounds compared\n";
+}
+
+TEST(CheckpointCrash, FileSourceKilledTwentyTimesMatchesCleanRun) {
+  TempDir tmp;
+  const std::string input = tmp.File("input.ndjson");
+  testing::CommandResult sim =
+      RunTributary({"simulate", "--seed", "11", "--devices", "30", "--start",
+                    "2024-05-01T00:00:00Z", "--duration", "3h", "--interval", "60s", "-o", input});
+  ASSERT_EQ(sim.exit_code, 0) << sim.err;
+  RunHarness(
+      "  - name: replay\n"
+      "    type: file\n"
+      "    path: " +
+          input +
+          "\n"
+          "    arrival_time: 2024-05-02T00:00:00Z\n",
+      tmp, 1);
+}
+
+// Disabled: two uninterrupted runs of this simulator pipeline already differ from each
+// other (4632 vs 4675 window rows on a loaded machine; readings, quarantine and the
+// ledger's input counters agree), so the comparison cannot tell recovery bugs from
+// that. A single kill/restart matched its clean run. Run it with
+// --gtest_also_run_disabled_tests once the simulator pipeline is deterministic.
+TEST(CheckpointCrash, DISABLED_SimulatorKilledTwentyTimesMatchesCleanRun) {
+  TempDir tmp;
+  RunHarness(
+      "  - name: sim\n"
+      "    type: simulator\n"
+      "    seed: 5\n"
+      "    devices: 30\n"
+      "    start: 2024-05-01T00:00:00Z\n"
+      "    duration: 3h\n"
+      "    as_fast_as_possible: true\n",
+      tmp, 2);
+}
+
+TEST(CheckpointCrash, RestartAfterCompletionAddsNothing) {
+  TempDir tmp;
+  const std::string input = tmp.File("input.ndjson");
+  ASSERT_EQ(RunTributary({"simulate", "--seed", "3", "--devices", "10", "--start",
+                          "2024-05-01T00:00:00Z", "--duration", "2h", "-o", input})
+                .exit_code,
+            0);
+  const std::string data = tmp.File("data");
+  WriteFile(tmp.File("p.yaml"),
+            Config(data, "  - name: replay\n    type: file\n    path: " + input +
+                             "\n    arrival_time: 2024-05-02T00:00:00Z\n"));
+  ASSERT_EQ(RunTributary({"run", tmp.File("p.yaml"), "--listen", "off"}).exit_code, 0);
+  std::string first = DumpStore(data + "/tributary.gpkg");
+  std::string ledger = LedgerText(data);
+  testing::CommandResult again = RunTributary({"run", tmp.File("p.yaml"), "--listen", "off"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(first == DumpStore(data + "/tributary.gpkg")) << "a second run changed the store";
+  EXPECT_EQ(ledger, LedgerText(data));
+}
+
+TEST(CheckpointCrash, ChangedConfigIsRefusedWithAClearError) {
+  TempDir tmp;
+  const std::string input = tmp.File("input.ndjson");
+  ASSERT_EQ(RunTributary({"simulate", "--seed", "3", "--devices", "10", "--start",
+                          "2024-05-01T00:00:00Z", "--duration", "1h", "-o", input})
+                .exit_code,
+            0);
+  const std::string data = tmp.File("data");
+  std::string src = "  - name: replay\n    type: file\n    path: " + input +
+                    "\n    arrival_time: 2024-05-02T00:00:00Z\n";
+  WriteFile(tmp.File("p.yaml"), Config(data, src));
+  ASSERT_EQ(RunTributary({"run", tmp.File("p.yaml"), "--listen", "off"}).exit_code, 0);
+  // The same data folder with a source renamed: the checkpoint does not fit.
+  std::string renamed = Config(data, src);
+  renamed.replace(renamed.find("name: replay"), 12, "name: other1");
+  WriteFile(tmp.File("q.yaml"), renamed);
+  testing::CommandResult r = RunTributary({"run", tmp.File("q.yaml"), "--listen", "off"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE((r.out + r.err).find("checkpoint"), std::string::npos) << r.out << r.err;
+}
+
+}  // namespace
+}  // namespace tributary
