@@ -79,20 +79,20 @@ std::vector<DuckColumn> Concat(std::initializer_list<std::vector<DuckColumn>> pa
 }
 
 const std::vector<DuckColumn> kReadingColumns = Concat({{{"date", DUCKDB_TYPE_DATE},
-                                                        {"metric", DUCKDB_TYPE_VARCHAR},
-                                                        {"device_id", DUCKDB_TYPE_VARCHAR},
-                                                        {"value", DUCKDB_TYPE_DOUBLE},
-                                                        {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                        {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                        {"lat", DUCKDB_TYPE_DOUBLE},
-                                                        {"lon", DUCKDB_TYPE_DOUBLE},
-                                                        {"zone_id", DUCKDB_TYPE_VARCHAR},
-                                                        {"h3", DUCKDB_TYPE_VARCHAR},
-                                                        {"qc_flags", DUCKDB_TYPE_VARCHAR}},
-                                                       kProvenanceColumns,
-                                                       {{"geometry", DUCKDB_TYPE_BLOB},
-                                                        {"zones", DUCKDB_TYPE_VARCHAR},
-                                                        {"s2", DUCKDB_TYPE_VARCHAR}}});
+                                                         {"metric", DUCKDB_TYPE_VARCHAR},
+                                                         {"device_id", DUCKDB_TYPE_VARCHAR},
+                                                         {"value", DUCKDB_TYPE_DOUBLE},
+                                                         {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                         {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+                                                         {"lat", DUCKDB_TYPE_DOUBLE},
+                                                         {"lon", DUCKDB_TYPE_DOUBLE},
+                                                         {"zone_id", DUCKDB_TYPE_VARCHAR},
+                                                         {"h3", DUCKDB_TYPE_VARCHAR},
+                                                         {"qc_flags", DUCKDB_TYPE_VARCHAR}},
+                                                        kProvenanceColumns,
+                                                        {{"geometry", DUCKDB_TYPE_BLOB},
+                                                         {"zones", DUCKDB_TYPE_VARCHAR},
+                                                         {"s2", DUCKDB_TYPE_VARCHAR}}});
 
 const std::vector<DuckColumn> kWindowColumns = {
     {"date", DUCKDB_TYPE_DATE},
