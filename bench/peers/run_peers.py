@@ -65,6 +65,11 @@ def run(cmd):
         return f.read(), wall, usage.ru_maxrss / 1024.0
 
 
+def last_json(text):
+    """The JSON figures a child prints on its last line (log lines may come before)."""
+    return json.loads(text.strip().splitlines()[-1])
+
+
 def close(a, b):
     if a is None or b is None or (isinstance(a, float) and math.isnan(a)):
         return (a is None or math.isnan(a)) and (b is None or math.isnan(b))
@@ -203,7 +208,7 @@ sinks:
     with open(os.path.join(WORK, "zones_ours.txt")) as f1, \
          open(os.path.join(WORK, "zones_peer.txt")) as f2:
         differ = sum(1 for x, y in zip(f1, f2) if x != y)
-    oz, tz = json.loads(ours_z), json.loads(theirs_z)
+    oz, tz = last_json(ours_z), last_json(theirs_z)
     print(f"\nzone lookup: {oz['items']} points, {differ} answers differ")
     table("Zone lookup alone (50,000 polygons; time of the lookups only)", [
         ("tributary ZoneLocator (R-tree + GEOS prepared)", oz["items"], oz["seconds"], ours_z_rss),
@@ -220,7 +225,7 @@ sinks:
     g1 = np.fromfile(os.path.join(WORK, "idw_ours.f32"), dtype="<f4")
     g2 = np.fromfile(os.path.join(WORK, "idw_peer.f32"), dtype="<f4")
     worst = float(np.max(np.abs(g1 - g2))) if g1.size == g2.size else float("inf")
-    oi, ti = json.loads(ours_i), json.loads(theirs_i)
+    oi, ti = last_json(ours_i), last_json(theirs_i)
     print(f"\nIDW: {oi['items']} cells, largest difference {worst:.2e}")
     table("IDW surface alone (2,000 sensors, 1000 × 1000, k = 8; time of the surface only)", [
         ("tributary IdwInterpolator (nanoflann, tiles)", oi["items"], oi["seconds"], ours_i_rss),
