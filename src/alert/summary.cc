@@ -124,7 +124,7 @@ const SectionSpec& SummarySectionSpec() {
   static const SectionSpec spec{
       "alerts.summary",
       "Daily summary emails to the subscribers managed through the HTTP API "
-      "(POST /api/subscriptions; stored in the `subscriptions` table of the local database). "
+      "(POST /api/subscriptions; stored in the `subscriptions` table of `<data_dir>/subscriptions.db`). "
       "Enabled when `url` is set: each subscriber gets a welcome mail with current "
       "conditions, then one summary a day for its zone or device — morning, evening and "
       "current windows, min/mean/max, exceedances, the forecast and advice — with a "
@@ -147,7 +147,7 @@ const SectionSpec& SummarySectionSpec() {
            "Base URL of the server as subscribers reach it, for the unsubscribe link; empty: "
            "http://<listen address>."},
           {"database", OptionType::kString, "",
-           "SQLite file of the subscribers; empty: `<data_dir>/tributary.gpkg`."},
+           "SQLite file of the subscribers; empty: `<data_dir>/subscriptions.db`."},
           {"window", OptionType::kString, "",
            "Window definition summarised; empty: per metric the one with the most results."},
       }};

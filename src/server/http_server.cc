@@ -545,7 +545,10 @@ void ApiServer::Route() {
     if (!subscriptions_) return page(404, "Subscriptions are not configured on this server.");
     Result<std::optional<Subscription>> gone =
         subscriptions_->Unsubscribe(req.get_param_value("token"));
-    if (!gone.ok()) return page(500, "The unsubscription failed; please try again later.");
+    if (!gone.ok()) {
+      spdlog::warn("unsubscribe link: {}", gone.status().ToString());
+      return page(500, "The unsubscription failed; please try again later.");
+    }
     if (!gone->has_value()) {
       return page(404, "This unsubscribe link is not valid (already used, or mistyped).");
     }

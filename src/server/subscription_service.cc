@@ -59,7 +59,9 @@ Result<std::unique_ptr<SubscriptionService>> SubscriptionService::Start(SummaryO
     return Status::Invalid("daily summaries are not configured (alerts.summary.url)");
   }
   std::string path = options.database;
-  if (path.empty()) path = (data_dir.empty() ? std::string(".") : data_dir) + "/tributary.gpkg";
+  // A file of its own: the local sink holds the store's write lock between its commits (a
+  // whole checkpoint interval with checkpoints on), which a subscriber must not wait for.
+  if (path.empty()) path = (data_dir.empty() ? std::string(".") : data_dir) + "/subscriptions.db";
   std::filesystem::path parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);

@@ -80,6 +80,7 @@ function startSmtp() {
   });
 }
 let smtp;
+let procLog = '';  // tributary's stderr, kept in the artifacts and its warnings shown
 const writeToken = 'e2e-write-token';
 
 const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
@@ -120,9 +121,8 @@ before(async () => {
 `);
   writeFileSync(join(dataDir, 'e2e.yaml'), config);
   proc = spawn(bin, ['run', join(dataDir, 'e2e.yaml'), '--listen', `127.0.0.1:${port}`], { cwd: dataDir, env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d) => { stderr += d; });
-  await waitFor(async () => (await fetch(`${base}/readyz`)).ok, `tributary on ${base} (${stderr})`, 30000);
+  proc.stderr.on('data', (d) => { procLog += d; });
+  await waitFor(async () => (await fetch(`${base}/readyz`)).ok, `tributary on ${base} (${procLog})`, 30000);
   profile = mkdtempSync(join(tmpdir(), 'trib-chromium-'));
   // A new empty profile (--user-data-dir, passed by playwright from `profile`).
   browser = await chromium.launchPersistentContext(profile, {
@@ -142,6 +142,9 @@ after(async () => {
   await browser?.close();
   proc?.kill('SIGTERM');
   await new Promise((r) => (proc && proc.exitCode === null ? proc.once('exit', r) : r()));
+  writeFileSync(join(artifacts, 'tributary.log'), procLog);
+  const warnings = procLog.split('\n').filter((l) => /^\S+ (warning|error|critical) /.test(l));
+  if (warnings.length > 0) console.error(`tributary warned:\n${warnings.slice(-40).join('\n')}`);
   smtp?.close();
   broker?.kill('SIGTERM');
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
