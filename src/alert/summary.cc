@@ -124,7 +124,8 @@ const SectionSpec& SummarySectionSpec() {
   static const SectionSpec spec{
       "alerts.summary",
       "Daily summary emails to the subscribers managed through the HTTP API "
-      "(POST /api/subscriptions; stored in the `subscriptions` table of `<data_dir>/subscriptions.db`). "
+      "(POST /api/subscriptions; stored in the `subscriptions` table of "
+      "`<data_dir>/subscriptions.db`). "
       "Enabled when `url` is set: each subscriber gets a welcome mail with current "
       "conditions, then one summary a day for its zone or device — morning, evening and "
       "current windows, min/mean/max, exceedances, the forecast and advice — with a "

@@ -184,7 +184,7 @@ TEST_F(SubscriptionTest, WelcomeSummaryAndUnsubscribeLinkThroughRealSmtp) {
   EXPECT_EQ(smtp_.mails().size(), 2u) << "no more mail after unsubscribing";
 }
 
-TEST_F(SubscriptionTest, SubscribersSurviveARestartAndTheTableIsInTheLocalDatabase) {
+TEST_F(SubscriptionTest, SubscribersSurviveARestartInTheirOwnDatabase) {
   httplib::Client c = Client();
   auto res =
       c.Post("/api/subscriptions", Write(),
@@ -201,7 +201,7 @@ TEST_F(SubscriptionTest, SubscribersSurviveARestartAndTheTableIsInTheLocalDataba
     EXPECT_NE(doc->body.find(path), std::string::npos) << path;
   }
   server_.reset();
-  EXPECT_EQ(testing::QueryInt(dir_.File("tributary.gpkg"),
+  EXPECT_EQ(testing::QueryInt(dir_.File("subscriptions.db"),
                               "SELECT count(*) FROM subscriptions WHERE email = 'bob@example.org' "
                               "AND kind = 'device' AND zone = 'aq-7' AND length(token) = 32"),
             1);
