@@ -4,13 +4,23 @@
 -- extension (not reachable offline) cannot reproject or join zones, so this peer groups
 -- by device. {input} and {output} are filled in by duckdb_peer.py.
 COPY (
-  WITH raw AS (
-    SELECT * FROM read_json('{input}', format = 'newline_delimited', ignore_errors = true,
-      columns = {device_id: 'VARCHAR', sensor_ts: 'DOUBLE', lat: 'DOUBLE', lon: 'DOUBLE',
-                 x: 'DOUBLE', y: 'DOUBLE', crs: 'VARCHAR', units: 'JSON',
-                 pm25: 'DOUBLE', pm10: 'DOUBLE', no2: 'DOUBLE', temperature: 'DOUBLE',
-                 humidity: 'DOUBLE', pressure: 'DOUBLE', wind_speed: 'DOUBLE',
-                 soil_moisture: 'DOUBLE', stage: 'DOUBLE', flow: 'DOUBLE'})
+  WITH lines AS (
+    -- One row per line, parsed on its own: read_json's ignore_errors skips a whole
+    -- buffer of valid lines around a malformed one, where a reading must not be lost.
+    SELECT line FROM read_csv('{input}', columns = {line: 'VARCHAR'}, header = false,
+      delim = E'\x1f', quote = '', escape = '', auto_detect = false, strict_mode = false,
+      null_padding = false, ignore_errors = false)
+    -- CASE, not AND: DuckDB may evaluate the operands of AND in any order.
+    WHERE CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END
+  ),
+  raw AS (
+    -- The filter above may run after this projection, so the CASE guards it as well.
+    SELECT unnest(json_transform(CASE WHEN json_valid(line) THEN line END, '{"device_id": "VARCHAR", "sensor_ts": "DOUBLE",
+      "lat": "DOUBLE", "lon": "DOUBLE", "x": "DOUBLE", "y": "DOUBLE", "crs": "VARCHAR",
+      "units": "JSON", "pm25": "DOUBLE", "pm10": "DOUBLE", "no2": "DOUBLE",
+      "temperature": "DOUBLE", "humidity": "DOUBLE", "pressure": "DOUBLE",
+      "wind_speed": "DOUBLE", "soil_moisture": "DOUBLE", "stage": "DOUBLE",
+      "flow": "DOUBLE"}')) FROM lines
   ),
   valid AS (
     SELECT * FROM raw
