@@ -248,7 +248,10 @@ Result<size_t> WriteSurfacesNetcdf(const std::string& surface_dir, const std::st
                               &inverse_flattening)) ||
       (rc = nc_put_att_double(nc, crs_var, "longitude_of_prime_meridian", NC_DOUBLE, 1, &zero)) ||
       (rc = text_att(crs_var, "epsg_code", "EPSG:4326")) ||
-      (rc = nc_def_var_fill(nc, data_var, 0, &fill)) ||
+      // Every cell is written, so HDF5 need not pre-fill the variable's storage first (that
+      // doubled the bytes written); _FillValue still marks the cells without data.
+      (rc = nc_def_var_fill(nc, data_var, NC_NOFILL, nullptr)) ||
+      (rc = nc_put_att_float(nc, data_var, "_FillValue", NC_FLOAT, 1, &fill)) ||
       (rc = text_att(data_var, "long_name", long_name)) ||
       (rc = text_att(data_var, "units", units)) ||
       (rc = text_att(data_var, "grid_mapping", "crs")) ||

@@ -546,15 +546,11 @@ Status WriteSurfacePng(const Surface& s, const std::string& path) {
 
 namespace {
 
-// `v` rounded to six significant digits, as the double nearest that decimal: to_chars and
-// from_chars round-trip exactly and cost a fraction of a formatted string and strtod.
-double SixDigits(float v) {
-  char buf[32];
+// `v` with six significant digits, as JSON number text (`%.6g`: "12.3457", "1.5e-05").
+std::string_view SixDigits(float v, char (&buf)[32]) {
   auto printed =
       std::to_chars(buf, buf + sizeof buf, static_cast<double>(v), std::chars_format::general, 6);
-  double out = v;
-  std::from_chars(buf, printed.ptr, out);
-  return out;
+  return std::string_view(buf, static_cast<size_t>(printed.ptr - buf));
 }
 
 }  // namespace
@@ -597,13 +593,14 @@ std::string SurfaceToJson(const Surface& s) {
   }
   j.EndArray();
   j.Key("values").BeginArray();  // rows, north first; null = no data
+  char digits[32];
   for (int r = 0; r < s.grid.height; ++r) {
     j.BeginArray();
     for (int c = 0; c < s.grid.width; ++c) {
       float v = s.values[static_cast<size_t>(r) * s.grid.width + c];
       if (std::isfinite(v)) {
         // Six significant digits are below any sensor's resolution and keep files small.
-        j.Number(SixDigits(v));
+        j.Raw(SixDigits(v, digits));
       } else {
         j.Null();
       }
