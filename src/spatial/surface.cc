@@ -15,6 +15,7 @@
 #include "spatial/kriging.h"
 #include "spatial/moran.h"
 #include "spatial/variogram.h"
+#include "stream/checkpoint.h"
 #include "stream/runtime.h"
 #include "stream/window.h"
 
@@ -785,6 +786,65 @@ Status SurfaceOperator::Process(Batch& batch) {
 
 Status SurfaceOperator::Finish(Batch& out) {
   return Flush(kMaxTime, true, out);
+}
+
+Status SurfaceOperator::Snapshot(CheckpointWriter& out) const {
+  out.Section("surface");
+  out.U64(defs_.size());
+  for (size_t d = 0; d < defs_.size(); ++d) {
+    out.Str(defs_[d].name);
+    out.U64(pending_[d].size());
+    for (const auto& [start, p] : pending_[d]) {
+      out.I64(start);
+      out.I64(p.end);
+      out.Bool(p.dirty);
+      out.Bool(p.built);
+      out.U64(p.revision);
+      out.I64(p.emitted_at_watermark);
+      out.U64(p.sensors.size());
+      for (const auto& [device, v] : p.sensors) {
+        out.U64(device);
+        out.F64(v.lat);
+        out.F64(v.lon);
+        out.F64(v.value);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status SurfaceOperator::Restore(CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("surface"));
+  const uint64_t defs = in.Count();
+  if (in.ok() && defs != defs_.size()) {
+    return Status::Invalid("checkpoint: " + std::to_string(defs) + " surfaces when it was taken, " +
+                           std::to_string(defs_.size()) + " now");
+  }
+  for (size_t d = 0; d < defs_.size() && in.ok(); ++d) {
+    const std::string_view name = in.Str();
+    if (in.ok() && name != defs_[d].name) {
+      return Status::Invalid("checkpoint: surface " + std::to_string(d + 1) + " was '" +
+                             std::string(name) + "', now '" + defs_[d].name + "'");
+    }
+    auto& windows = pending_[d];
+    windows.clear();
+    for (uint64_t n = in.Count(); n > 0 && in.ok(); --n) {
+      Pending& p = windows[in.I64()];
+      p.end = in.I64();
+      p.dirty = in.Bool();
+      p.built = in.Bool();
+      p.revision = static_cast<uint32_t>(in.U64());
+      p.emitted_at_watermark = in.I64();
+      for (uint64_t k = in.Count(); k > 0 && in.ok(); --k) {
+        const auto device = static_cast<uint32_t>(in.U64());
+        SensorValue& v = p.sensors[device];
+        v.lat = in.F64();
+        v.lon = in.F64();
+        v.value = in.F64();
+      }
+    }
+  }
+  return in.status();
 }
 
 Result<std::unique_ptr<Operator>> MakeSurfaceOperator(const PipelineConfig& config) {

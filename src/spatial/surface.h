@@ -125,6 +125,10 @@ class SurfaceOperator : public Operator {
   Status Open(RunContext& ctx) override;
   Status Process(Batch& batch) override;
   Status Finish(Batch& out) override;
+  /// The windows being collected per definition: sensors, revision and emission state.
+  /// Surface files are rewritten from it after a restart, with the same content.
+  Status Snapshot(CheckpointWriter& out) const override;
+  Status Restore(CheckpointReader& in) override;
 
   /// Surfaces written so far (for tests and progress).
   uint64_t written() const { return written_; }

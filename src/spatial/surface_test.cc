@@ -2,6 +2,7 @@
 // for every closed window of a simulated network.
 #include "spatial/surface.h"
 
+#include <fmt/format.h>
 #include <gdal_priv.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +11,7 @@
 
 #include "core/pipeline_config.h"
 #include "server/metrics.h"
+#include "stream/checkpoint.h"
 #include "stream/runtime.h"
 #include "test_util.h"
 
@@ -216,6 +218,108 @@ sinks: []
   std::string prom = RenderPrometheus(MetricsInput{});
   EXPECT_NE(prom.find("tributary_spatial_morans_i{surface=\"pm25\",zone=\"all\"}"),
             std::string::npos);
+}
+
+// Window results of six devices for three 5-minute windows, one batch per window, then a
+// revision of the first window; the watermark passes each window's end one batch later.
+std::vector<Batch> SurfaceInput() {
+  const TimeUs t0 = 1714521600000000, step = 300000000;
+  std::vector<Batch> batches;
+  for (int k = 0; k < 4; ++k) {
+    Batch b;
+    const TimeUs start = t0 + (k < 3 ? k : 0) * step;
+    for (int d = 0; d < 6; ++d) {
+      WindowResult w;
+      w.window = Intern("w");
+      w.metric = Intern("pm25");
+      w.group = Intern("dev-" + std::to_string(d));
+      w.start = start;
+      w.end = start + step;
+      w.mean = 10 + d * 3 + k + (k == 3 ? 5 : 0);
+      w.centroid_lat = 52.1 + 0.13 * d;
+      w.centroid_lon = 13.1 + 0.11 * ((d * 7) % 6);
+      b.windows.push_back(w);
+    }
+    b.watermark = k < 3 ? t0 + k * step : t0 + 6 * step;
+    batches.push_back(std::move(b));
+  }
+  return batches;
+}
+
+std::string StatsText(const std::vector<SpatialStats>& stats) {
+  std::string out;
+  for (const SpatialStats& s : stats) {  // every field but the wall-clock emitted_at
+    out += fmt::format("{} {} {} {} {} {} {} {:.17g} {:.17g} {:.17g} {} {}\n", s.surface.view(),
+                       s.window.view(), s.start, s.end, s.zone.view(), s.sensors, s.weights.view(),
+                       s.morans_i, s.morans_z, s.nugget_sill, s.method.view(), s.revision);
+  }
+  return out;
+}
+
+TEST(SurfaceTest, RestoredFromACheckpointContinuesAsIfNeverStopped) {
+  SurfaceDefinition def = Def();
+  def.window_symbol = Intern("w");
+  def.min_sensors = 2;
+  std::vector<Batch> input = SurfaceInput();
+  auto run = [&](const std::string& dir, size_t stop_after, std::string* state) {
+    std::vector<SpatialStats> stats;
+    RunContext ctx;
+    ctx.data_dir = dir;
+    SurfaceOperator a({def}, nullptr);
+    EXPECT_TRUE(a.Open(ctx).ok());
+    size_t i = 0;
+    for (; i < stop_after; ++i) {
+      Batch b = input[i];
+      EXPECT_TRUE(a.Process(b).ok());
+      stats.insert(stats.end(), b.spatial_stats.begin(), b.spatial_stats.end());
+    }
+    std::unique_ptr<SurfaceOperator> b_op;
+    SurfaceOperator* op = &a;
+    if (state != nullptr) {
+      CheckpointWriter w;
+      EXPECT_TRUE(a.Snapshot(w).ok());
+      *state = w.Take();
+      b_op = std::make_unique<SurfaceOperator>(std::vector<SurfaceDefinition>{def}, nullptr);
+      EXPECT_TRUE(b_op->Open(ctx).ok());
+      CheckpointReader r(*state);
+      Status st = b_op->Restore(r);
+      EXPECT_TRUE(st.ok()) << st.ToString();
+      EXPECT_TRUE(r.at_end());
+      op = b_op.get();
+    }
+    for (; i < input.size(); ++i) {
+      Batch b = input[i];
+      EXPECT_TRUE(op->Process(b).ok());
+      stats.insert(stats.end(), b.spatial_stats.begin(), b.spatial_stats.end());
+    }
+    Batch last;
+    EXPECT_TRUE(op->Finish(last).ok());
+    stats.insert(stats.end(), last.spatial_stats.begin(), last.spatial_stats.end());
+    return StatsText(stats);
+  };
+  testing::TempDir clean, resumed;
+  const std::string expected = run(clean.path(), input.size(), nullptr);
+  ASSERT_NE(expected.find(" 1\n"), std::string::npos) << "the input revises a surface\n"
+                                                      << expected;
+  for (size_t stop = 0; stop <= input.size(); ++stop) {
+    std::string state;
+    EXPECT_EQ(run(resumed.path(), stop, &state), expected) << "stopped after batch " << stop;
+    for (const char* f : {"20240501T000000Z.json", "20240501T000500Z.json"}) {
+      EXPECT_EQ(testing::ReadFile(resumed.File(std::string("surfaces/t/") + f)),
+                testing::ReadFile(clean.File(std::string("surfaces/t/") + f)))
+          << f << ", stopped after batch " << stop;
+    }
+  }
+  // A checkpoint of other surfaces is refused with the names.
+  std::string state;
+  run(resumed.path(), 2, &state);
+  SurfaceDefinition other = def;
+  other.name = "other";
+  SurfaceOperator c({other}, nullptr);
+  CheckpointReader r(state);
+  Status st = c.Restore(r);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("was 't', now 'other'"), std::string::npos) << st.ToString();
 }
 
 TEST(SurfaceTest, ConfigErrorsNameTheProblem) {

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -48,7 +49,7 @@ std::string DumpStore(const std::string& path) {
     return {};
   }
   std::string out;
-  for (const char* table : {"readings", "windows", "quarantine", "late"}) {
+  for (const char* table : {"readings", "windows", "quarantine", "late", "spatial_stats"}) {
     // Column list without the processing-clock columns.
     std::string cols;
     sqlite3_stmt* info = nullptr;
@@ -90,7 +91,7 @@ std::string DumpArchive(const std::string& root) {
   if (duckdb_open(nullptr, &db) != DuckDBSuccess) return "cannot open duckdb";
   duckdb_connect(db, &con);
   std::string out;
-  for (const char* table : {"readings", "windows", "quarantine", "late"}) {
+  for (const char* table : {"readings", "windows", "quarantine", "late", "spatial_stats"}) {
     std::string glob = root + "/" + table + "/**/*.parquet";
     if (!std::filesystem::exists(root + "/" + table)) {
       out += std::string("## ") + table + " (none)\n";
@@ -163,7 +164,7 @@ std::string Config(const std::string& data_dir, const std::string& source_yaml) 
          "  - name: t10m\n"
          "    type: tumbling\n"
          "    size: 10m\n"
-         "    aggregates: [mean, max, median, p95]\n"
+         "    aggregates: [mean, max, median, p95, centroid]\n"
          "  - name: s15m\n"
          "    type: sliding\n"
          "    size: 15m\n"
@@ -174,6 +175,13 @@ std::string Config(const std::string& data_dir, const std::string& source_yaml) 
          "    type: session\n"
          "    gap: 3m\n"
          "    metrics: [pm25]\n"
+         "surfaces:\n"
+         "  - name: pm25\n"
+         "    window: t10m\n"
+         "    metric: pm25\n"
+         "    width: 40\n"
+         "    height: 40\n"
+         "    formats: [json]\n"
          "sinks:\n"
          "  - name: store\n"
          "    type: sqlite\n"
@@ -197,6 +205,19 @@ void ExpectSameOutputs(const std::string& clean, const std::string& crashed) {
   EXPECT_TRUE(pa == pb) << "the Parquet archives differ (" << pa.size() << " vs " << pb.size()
                         << " bytes of rows)";
 #endif
+  // Surface files are rewritten from the restored state: the same files, the same bytes.
+  std::string sa, sb;
+  for (const std::string* dir : {&clean, &crashed}) {
+    std::string& text = dir == &clean ? sa : sb;
+    std::vector<std::filesystem::path> files;
+    for (const auto& e : std::filesystem::directory_iterator(*dir + "/surfaces/pm25")) {
+      files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) text += f.filename().string() + "\n" + ReadFile(f.string());
+  }
+  EXPECT_GT(sa.size(), 1000u);
+  EXPECT_TRUE(sa == sb) << "the surfaces differ (" << sa.size() << " vs " << sb.size() << " bytes)";
   EXPECT_EQ(LedgerText(clean), LedgerText(crashed));
   Result<LedgerSnapshot> l = ParseLedgerJson(ReadFile(crashed + "/ledger.json"));
   ASSERT_TRUE(l.ok());
