@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "alert/summary.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 
@@ -71,6 +72,15 @@ Status AlertOperator::Finish(Batch& out) {
   (void)out;
   if (dispatcher_) dispatcher_->Stop(shutdown_wait_);
   return Status::Ok();
+}
+
+Status AlertOperator::Snapshot(CheckpointWriter& out) const {
+  engine_.Snapshot(out);
+  return Status::Ok();
+}
+
+Status AlertOperator::Restore(CheckpointReader& in) {
+  return engine_.Restore(in);
 }
 
 }  // namespace tributary

@@ -31,6 +31,10 @@ class AlertOperator final : public Operator {
   Status Open(RunContext& ctx) override;
   Status Process(Batch& batch) override;
   Status Finish(Batch& out) override;
+  /// The rules' state. Channels deliver at least once across a crash: the alerts
+  /// emitted after the last checkpoint are emitted again, with the same ids.
+  Status Snapshot(CheckpointWriter& out) const override;
+  Status Restore(CheckpointReader& in) override;
 
   AlertEngine& engine() { return engine_; }
   AlertDispatcher* dispatcher() { return dispatcher_.get(); }

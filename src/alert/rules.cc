@@ -9,6 +9,7 @@
 #include "core/json_writer.h"
 #include "core/registry.h"
 #include "spatial/zones.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 
@@ -716,6 +717,65 @@ std::string AlertEventJson(const AlertEvent& e) {
   w.Key("emitted_at").String(FormatTime(e.emitted_at));
   w.EndObject();
   return w.Take();
+}
+
+void AlertEngine::Snapshot(CheckpointWriter& out) const {
+  out.Section("alerts");
+  out.U64(rules_.size());
+  for (size_t i = 0; i < rules_.size(); ++i) {
+    out.Str(rules_[i].name);
+    std::vector<uint64_t> keys;  // sorted: the same state encodes to the same bytes
+    keys.reserve(state_[i].size());
+    for (const auto& [k, st] : state_[i]) keys.push_back(k);
+    std::sort(keys.begin(), keys.end());
+    out.U64(keys.size());
+    for (uint64_t k : keys) {
+      const KeyState& st = state_[i].at(k);
+      out.U64(k);
+      out.Bool(st.firing);
+      out.I64(st.fired_at);
+      out.I64(st.last_notified);
+      out.I64(st.last_time);
+      out.F64(st.last_value);
+      out.I64(st.category);
+      for (Symbol sym : {st.key, st.metric, st.device, st.zone}) out.U64(sym.id);
+    }
+  }
+  out.I64(last_watermark_);
+  geofences_.Snapshot(out);
+}
+
+Status AlertEngine::Restore(CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("alerts"));
+  const uint64_t rules = in.Count();
+  if (in.ok() && rules != rules_.size()) {
+    return Status::Invalid("checkpoint: " + std::to_string(rules) +
+                           " alert rules when it was taken, " + std::to_string(rules_.size()) +
+                           " now");
+  }
+  for (size_t i = 0; i < rules_.size() && in.ok(); ++i) {
+    const std::string_view name = in.Str();
+    if (in.ok() && name != rules_[i].name) {
+      return Status::Invalid("checkpoint: alert rule " + std::to_string(i + 1) + " was '" +
+                             std::string(name) + "', now '" + rules_[i].name + "'");
+    }
+    state_[i].clear();
+    for (uint64_t n = in.Count(); n > 0 && in.ok(); --n) {
+      KeyState& st = state_[i][in.U64()];
+      st.firing = in.Bool();
+      st.fired_at = in.I64();
+      st.last_notified = in.I64();
+      st.last_time = in.I64();
+      st.last_value = in.F64();
+      st.category = static_cast<int>(in.I64());
+      for (Symbol* sym : {&st.key, &st.metric, &st.device, &st.zone}) {
+        *sym = Symbol{static_cast<uint32_t>(in.U64())};
+      }
+    }
+  }
+  last_watermark_ = in.I64();
+  TRIB_RETURN_IF_ERROR(in.status());
+  return geofences_.Restore(in);
 }
 
 }  // namespace tributary

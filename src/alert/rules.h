@@ -140,6 +140,11 @@ class AlertEngine {
   /// Alerts firing now.
   size_t firing() const;
 
+  /// The life of every key of every rule, the geofence state and the last watermark
+  /// (stream/checkpoint.h).
+  void Snapshot(CheckpointWriter& out) const;
+  Status Restore(CheckpointReader& in);
+
  private:
   struct KeyState {
     bool firing = false;

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "core/pipeline_config.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 namespace {
@@ -178,6 +181,100 @@ alerts:
   EXPECT_EQ(out[3].level, 35);
   EXPECT_NE(out[3].message.find("400 m from stack-1"), std::string::npos) << out[3].message;
   EXPECT_EQ(out[5].level, 30);
+}
+
+TEST(AlertRulesTest, RestoredEngineContinuesEveryAlertLife) {
+  auto rules = Rules(R"(
+sources: [{name: s, type: simulator}]
+zones:
+  layers:
+    - {name: district, path: "builtin:city_districts", id_field: district_id}
+alerts:
+  rules:
+    - {name: pm_high, kind: reading_threshold, metric: pm25, level: 35, clear: 30,
+       renotify: 10m}
+    - {name: quiet, kind: stale, expected_interval: 1m, stale_factor: 3}
+    - {name: fence, kind: geofence, zones: [school]}
+    - {name: stack, kind: proximity, metric: pm25, level: 35, clear: 30, lat: 52.52,
+       lon: 13.40, radius_m: 500, place: stack-1}
+)");
+  ASSERT_TRUE(rules.ok()) << rules.status().ToString();
+  using Step = std::function<void(AlertEngine&, std::vector<AlertEvent>&)>;
+  auto reading = [](const char* device, const char* zone, TimeUs t, double lat, double v) {
+    return Step([=](AlertEngine& e, std::vector<AlertEvent>& out) {
+      Reading r = At(device, "pm25", t, v);
+      r.zone = Intern(zone);
+      r.lat = lat;
+      r.lon = 13.40;
+      e.OnReading(r, out);
+    });
+  };
+  auto watermark = [](TimeUs w) {
+    return Step([=](AlertEngine& e, std::vector<AlertEvent>& out) { e.OnWatermark(w, out); });
+  };
+  const std::vector<Step> steps = {
+      reading("d1", "park", 0, 52.60, 20),
+      reading("d1", "school", kMin, 52.60, 40),
+      reading("d2", "park", kMin, 52.5236, 50),
+      watermark(2 * kMin),
+      reading("d1", "school", 3 * kMin, 52.60, 32),
+      reading("d1", "park", 12 * kMin, 52.60, 33),
+      watermark(12 * kMin),
+      reading("d2", "park", 13 * kMin, 52.5236, 29),
+      reading("d1", "park", 14 * kMin, 52.60, 29),
+  };
+  auto text = [](const std::vector<AlertEvent>& events) {
+    std::string t;
+    for (const AlertEvent& a : events) {
+      t += a.rule.str() + ":" + AlertStateName(a.state) + ":" + a.key.str() + "@" +
+           std::to_string(a.event_time) + " fired " + std::to_string(a.fired_at) + "\n";
+    }
+    return t;
+  };
+  std::vector<AlertEvent> clean;
+  size_t clean_firing = 0;
+  {
+    AlertEngine e(*rules);
+    for (const Step& s : steps) s(e, clean);
+    clean_firing = e.firing();
+  }
+  const std::string expected = text(clean);
+  for (const char* life :
+       {"pm_high:renotify:d1", "quiet:firing:d2", "fence:resolved:d1", "stack:resolved:d2@"}) {
+    ASSERT_NE(expected.find(life), std::string::npos) << life << " in\n" << expected;
+  }
+  for (size_t cut = 0; cut <= steps.size(); ++cut) {
+    std::vector<AlertEvent> out;
+    AlertEngine a(*rules);
+    for (size_t i = 0; i < cut; ++i) steps[i](a, out);
+    CheckpointWriter w;
+    a.Snapshot(w);
+    AlertEngine b(*rules);
+    CheckpointReader r(w.bytes());
+    Status st = b.Restore(r);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_TRUE(r.at_end());
+    for (size_t i = cut; i < steps.size(); ++i) steps[i](b, out);
+    EXPECT_EQ(text(out), expected) << "restored after step " << cut;
+    EXPECT_EQ(b.firing(), clean_firing) << "restored after step " << cut;
+  }
+  // Other rules are refused by name.
+  auto other = Rules(R"(
+sources: [{name: s, type: simulator}]
+alerts:
+  rules:
+    - {name: pm_low, kind: reading_threshold, metric: pm25, level: 5}
+    - {name: quiet, kind: stale, expected_interval: 1m, stale_factor: 3}
+    - {name: x, kind: reading_threshold, metric: no2, level: 5}
+    - {name: y, kind: reading_threshold, metric: no2, level: 9}
+)");
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  CheckpointWriter w;
+  AlertEngine(*rules).Snapshot(w);
+  AlertEngine c(*other);
+  CheckpointReader r(w.bytes());
+  Status st = c.Restore(r);
+  EXPECT_NE(st.message().find("was 'pm_high', now 'pm_low'"), std::string::npos) << st.ToString();
 }
 
 TEST(AlertRulesTest, GeofenceRuleErrorsNameTheKey) {

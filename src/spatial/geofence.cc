@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "spatial/moran.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 
@@ -85,6 +86,48 @@ void GeofenceEngine::Process(const Reading& r, std::vector<GeofenceEvent>& out) 
     if (watched(before)) out.push_back(event(GeofenceEvent::Kind::kLeave, rule, before));
     if (watched(now)) out.push_back(event(GeofenceEvent::Kind::kEnter, rule, now));
   }
+}
+
+void GeofenceEngine::Snapshot(CheckpointWriter& out) const {
+  out.Section("geofence");
+  out.U64(rules_.size());
+  // Sorted by device, so the same state always encodes to the same bytes.
+  std::vector<uint32_t> ids;
+  ids.reserve(devices_.size());
+  for (const auto& [id, d] : devices_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  out.U64(ids.size());
+  for (uint32_t id : ids) {
+    const DeviceState& d = devices_.at(id);
+    out.U64(id);
+    out.U64(d.last_time.size());
+    for (TimeUs t : d.last_time) out.I64(t);
+    out.U64(d.zone.size());
+    for (Symbol z : d.zone) out.U64(z.id);
+    out.U64(d.near.size());
+    for (uint8_t n : d.near) out.Bool(n != 0);
+  }
+}
+
+Status GeofenceEngine::Restore(CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("geofence"));
+  const uint64_t rules = in.U64();
+  if (in.ok() && rules != rules_.size()) {
+    return Status::Invalid("checkpoint: " + std::to_string(rules) +
+                           " geofence and proximity rules when it was taken, " +
+                           std::to_string(rules_.size()) + " now");
+  }
+  devices_.clear();
+  for (uint64_t n = in.Count(); n > 0 && in.ok(); --n) {
+    DeviceState& d = devices_[static_cast<uint32_t>(in.U64())];
+    d.last_time.resize(in.Count());
+    for (TimeUs& t : d.last_time) t = in.I64();
+    d.zone.resize(in.Count());
+    for (Symbol& z : d.zone) z = Symbol{static_cast<uint32_t>(in.U64())};
+    d.near.resize(in.Count());
+    for (uint8_t& v : d.near) v = in.Bool() ? 1 : 0;
+  }
+  return in.status();
 }
 
 }  // namespace tributary

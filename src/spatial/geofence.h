@@ -27,8 +27,12 @@
 #include <vector>
 
 #include "core/model.h"
+#include "core/status.h"
 
 namespace tributary {
+
+class CheckpointReader;
+class CheckpointWriter;
 
 /// What a rule reports.
 struct GeofenceEvent {
@@ -69,6 +73,10 @@ class GeofenceEngine {
   /// Check one enriched reading against every rule; append events to `out`.
   void Process(const Reading& r, std::vector<GeofenceEvent>& out);
   bool empty() const { return rules_.empty(); }
+  /// Per device: the newest event time per rule, the zone it is in and the open
+  /// proximity episodes (stream/checkpoint.h).
+  void Snapshot(CheckpointWriter& out) const;
+  Status Restore(CheckpointReader& in);
 
  private:
   struct DeviceState {

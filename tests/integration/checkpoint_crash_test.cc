@@ -49,7 +49,8 @@ std::string DumpStore(const std::string& path) {
     return {};
   }
   std::string out;
-  for (const char* table : {"readings", "windows", "quarantine", "late", "spatial_stats"}) {
+  for (const char* table :
+       {"readings", "windows", "quarantine", "late", "spatial_stats", "alerts"}) {
     // Column list without the processing-clock columns.
     std::string cols;
     sqlite3_stmt* info = nullptr;
@@ -91,7 +92,8 @@ std::string DumpArchive(const std::string& root) {
   if (duckdb_open(nullptr, &db) != DuckDBSuccess) return "cannot open duckdb";
   duckdb_connect(db, &con);
   std::string out;
-  for (const char* table : {"readings", "windows", "quarantine", "late", "spatial_stats"}) {
+  for (const char* table :
+       {"readings", "windows", "quarantine", "late", "spatial_stats", "alerts"}) {
     std::string glob = root + "/" + table + "/**/*.parquet";
     if (!std::filesystem::exists(root + "/" + table)) {
       out += std::string("## ") + table + " (none)\n";
@@ -182,6 +184,10 @@ std::string Config(const std::string& data_dir, const std::string& source_yaml) 
          "    width: 40\n"
          "    height: 40\n"
          "    formats: [json]\n"
+         "alerts:\n"
+         "  rules:\n"
+         "    - {name: pm_high, kind: reading_threshold, metric: pm25, level: 35, clear: 30}\n"
+         "    - {name: quiet, kind: stale, expected_interval: 1m, stale_factor: 5}\n"
          "sinks:\n"
          "  - name: store\n"
          "    type: sqlite\n"
@@ -196,6 +202,8 @@ void ExpectSameOutputs(const std::string& clean, const std::string& crashed) {
   std::string a = DumpStore(clean + "/tributary.gpkg");
   std::string b = DumpStore(crashed + "/tributary.gpkg");
   EXPECT_GT(a.size(), 1000u);
+  const size_t alerts = a.find("## alerts\n");
+  EXPECT_TRUE(alerts != std::string::npos && a.size() > alerts + 11) << "the input fires alerts";
   EXPECT_TRUE(a == b) << "the SQLite stores differ (" << a.size() << " vs " << b.size()
                       << " bytes of rows)";
 #ifdef CKPT_TEST_DUCKDB
