@@ -313,6 +313,16 @@ std::string SchemaSql(const std::string& s, bool hypertable) {
          "  readings bigint NOT NULL, windows bigint NOT NULL,\n"
          "  quarantine bigint NOT NULL, late bigint NOT NULL\n"
          ");\n";
+  // With checkpoints: per sink, the last checkpoint committed and the rows it stored,
+  // written in the transaction of those rows.
+  sql += "CREATE TABLE IF NOT EXISTS " + s +
+         ".sink_checkpoints (\n"
+         "  sink text PRIMARY KEY,\n"
+         "  checkpoint_id bigint NOT NULL,\n"
+         "  readings bigint NOT NULL, windows bigint NOT NULL,\n"
+         "  quarantine bigint NOT NULL, late bigint NOT NULL,\n"
+         "  committed_at timestamptz NOT NULL DEFAULT now()\n"
+         ");\n";
   return sql;
 }
 
@@ -406,6 +416,10 @@ class PostgresSink final : public Sink {
   Status Open(RunContext& ctx) override;
   Status Write(const Batch& batch) override;
   Status Commit() override;
+  // Checkpoints: rows stay buffered until CommitCheckpoint sends them in one transaction
+  // with the checkpoint's row in sink_checkpoints.
+  Result<SinkCheckpointRecord> OpenCheckpoints() override;
+  Status CommitCheckpoint(uint64_t checkpoint) override;
   void Close() override;
 
  private:
@@ -462,6 +476,8 @@ class PostgresSink final : public Sink {
 
   std::string commit_prefix_;
   uint64_t commit_seq_ = 0;
+  bool checkpointing_ = false;    // rows become visible only in CommitCheckpoint
+  uint64_t checkpoint_ = 0;       // the checkpoint being committed by the current flush
   bool outcome_unknown_ = false;  // the last flush broke off; it may have committed
 
   std::mt19937 rng_;
@@ -602,7 +618,7 @@ Status PostgresSink::Write(const Batch& batch) {
   encode(kWindows, batch.windows, &PostgresSink::EncodeWindow);
   encode(kQuarantine, batch.quarantine, &PostgresSink::EncodeQuarantine);
   encode(kLate, batch.late, &PostgresSink::EncodeLate);
-  if (buffered_rows_ >= static_cast<uint64_t>(options_.batch_rows)) {
+  if (!checkpointing_ && buffered_rows_ >= static_cast<uint64_t>(options_.batch_rows)) {
     Status st = Flush();
     // This batch is already encoded and stays buffered; a retried Write would encode it
     // twice, so a retryable failure is only logged and the next Commit sends every row.
@@ -617,8 +633,51 @@ Status PostgresSink::Write(const Batch& batch) {
 
 Status PostgresSink::Commit() {
   if (!opened_) return Status::Internal("postgres sink " + options_.name + ": Commit before Open");
+  if (checkpointing_) return Status::Ok();
   if (buffered_rows_ == 0 && !outcome_unknown_) return Status::Ok();
   return Flush();
+}
+
+Result<SinkCheckpointRecord> PostgresSink::OpenCheckpoints() {
+  if (!opened_) {
+    return Status::Internal("postgres sink " + options_.name + ": OpenCheckpoints before Open");
+  }
+  const TimeUs deadline = NowUs() + options_.retry_for;
+  Result<PgResult> r = Status::Internal("not queried");
+  while (true) {
+    Status st = EnsureConnected();
+    if (st.ok()) {
+      r = conn_.Query("SELECT checkpoint_id, readings, windows, quarantine, late FROM " + schema_ +
+                      ".sink_checkpoints WHERE sink = " + PgQuoteLiteral(options_.name));
+      st = r.status();
+    }
+    if (st.ok()) break;
+    if (!st.retryable() || NowUs() >= deadline) {
+      return st.WithContext("postgres sink " + options_.name + ": checkpoints");
+    }
+    SleepBackoff();
+  }
+  SinkCheckpointRecord rec;
+  if (r->rows() == 1) {
+    rec.checkpoint = std::strtoull(r->Value(0, 0).c_str(), nullptr, 10);
+    for (int i = 0; i < kTableCount; ++i) {
+      if (enabled_[i])
+        rec.rows[ledger_keys_[i]] = std::strtoull(r->Value(0, 1 + i).c_str(), nullptr, 10);
+    }
+  }
+  checkpointing_ = true;
+  return rec;
+}
+
+Status PostgresSink::CommitCheckpoint(uint64_t checkpoint) {
+  if (!checkpointing_) {
+    return Status::Internal("postgres sink " + options_.name +
+                            ": CommitCheckpoint before OpenCheckpoints");
+  }
+  checkpoint_ = checkpoint;
+  Status st = Flush();
+  checkpoint_ = 0;
+  return st;
 }
 
 Status PostgresSink::Flush() {
@@ -639,9 +698,13 @@ Status PostgresSink::FlushOnce() {
   const std::string commit_id = commit_prefix_ + std::to_string(commit_seq_);
   if (outcome_unknown_) {
     // The previous attempt broke off, perhaps after its COMMIT reached the server.
-    TRIB_ASSIGN_OR_RETURN(
-        PgResult r, conn_.Query("SELECT readings, windows, quarantine, late FROM " + schema_ +
-                                ".sink_commits WHERE commit_id = " + PgQuoteLiteral(commit_id)));
+    const std::string probe =
+        checkpoint_ != 0 ? "SELECT readings, windows, quarantine, late FROM " + schema_ +
+                               ".sink_checkpoints WHERE sink = " + PgQuoteLiteral(options_.name) +
+                               " AND checkpoint_id = " + std::to_string(checkpoint_)
+                         : "SELECT readings, windows, quarantine, late FROM " + schema_ +
+                               ".sink_commits WHERE commit_id = " + PgQuoteLiteral(commit_id);
+    TRIB_ASSIGN_OR_RETURN(PgResult r, conn_.Query(probe));
     outcome_unknown_ = false;
     if (r.rows() == 1) {
       spdlog::info("postgres sink {}: commit {} had reached the server", options_.name, commit_id);
@@ -657,7 +720,7 @@ Status PostgresSink::FlushOnce() {
       ClearBuffers();
       return Status::Ok();
     }
-    if (buffered_rows_ == 0) return Status::Ok();
+    if (buffered_rows_ == 0 && checkpoint_ == 0) return Status::Ok();
   }
   uint64_t inserted[kTableCount] = {};
   outcome_unknown_ = true;  // until the server has answered COMMIT or ROLLBACK
@@ -686,6 +749,18 @@ Status PostgresSink::FlushOnce() {
         PgQuoteLiteral(commit_id) + ", " + PgQuoteLiteral(options_.name) + ", " +
         std::to_string(inserted[kReadings]) + ", " + std::to_string(inserted[kWindows]) + ", " +
         std::to_string(inserted[kQuarantine]) + ", " + std::to_string(inserted[kLate]) + ")");
+  }
+  if (st.ok() && checkpoint_ != 0) {
+    std::string counts;
+    for (int i = 0; i < kTableCount; ++i) counts += ", " + std::to_string(inserted[i]);
+    st = conn_.Exec("INSERT INTO " + schema_ +
+                    ".sink_checkpoints (sink, checkpoint_id, readings, windows, quarantine, "
+                    "late) VALUES (" +
+                    PgQuoteLiteral(options_.name) + ", " + std::to_string(checkpoint_) + counts +
+                    ") ON CONFLICT (sink) DO UPDATE SET checkpoint_id = EXCLUDED.checkpoint_id, "
+                    "readings = EXCLUDED.readings, windows = EXCLUDED.windows, "
+                    "quarantine = EXCLUDED.quarantine, late = EXCLUDED.late, "
+                    "committed_at = now()");
   }
   if (st.ok()) st = conn_.Exec("COMMIT");
   if (!st.ok()) {
