@@ -1,5 +1,7 @@
 // The alert operator: evaluates the `alerts.rules` after the window stage and hands
-// every alert event to the sinks (batch.alerts) and to the delivery channels.
+// every alert event to the sinks (batch.alerts) and to the delivery channels, its own
+// and those upstream operators put in the batch before it (pattern rules,
+// alert/patterns.h; calibration drift, stream/qc/drift.h).
 //
 // Runs on the process thread, after the window operator (operator.h): for each batch it
 // evaluates the readings (thresholds, rates, and geofence/proximity through the spatial
@@ -31,12 +33,17 @@ class AlertOperator final : public Operator {
   Status Open(RunContext& ctx) override;
   Status Process(Batch& batch) override;
   Status Finish(Batch& out) override;
+  /// Without rules of its own the operator only delivers what upstream operators made
+  /// (their state is theirs to checkpoint), so it writes nothing; with rules it cannot be
+  /// checkpointed yet.
+  Status Snapshot(CheckpointWriter& out) const override;
+  Status Restore(CheckpointReader& in) override;
 
   AlertEngine& engine() { return engine_; }
   AlertDispatcher* dispatcher() { return dispatcher_.get(); }
 
  private:
-  void Emit(std::vector<AlertEvent>& events, size_t from);
+  void Emit(std::vector<AlertEvent>& events);
 
   AlertEngine engine_;
   std::unique_ptr<AlertDispatcher> dispatcher_;
