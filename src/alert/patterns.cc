@@ -26,8 +26,12 @@ const SectionSpec& PatternRuleSectionSpec() {
            "`sequence` (the conditions in order, each at another device within `radius_m` "
            "of the one before).",
            "co_occurrence|sequence", true},
-          {"conditions", OptionType::kSection, "",
-           "List of conditions (`alerts.patterns[].conditions[]`).", {}, true},
+          {"conditions",
+           OptionType::kSection,
+           "",
+           "List of conditions (`alerts.patterns[].conditions[]`).",
+           {},
+           true},
           {"count", OptionType::kInt, "0",
            "Sequence with one condition: how many devices in a row (0: the number of "
            "conditions).",
@@ -271,8 +275,8 @@ Status PatternOperator::Process(Batch& batch) {
         e.state = AlertState::kResolved;
         e.fired_at = it->second.fired_at;
         e.event_time = it->second.last_match + rules_[i].hold;
-        e.message = fmt::format("pattern {} at {}: no new match for {}", rules_[i].name,
-                                it->first, FormatDuration(rules_[i].hold));
+        e.message = fmt::format("pattern {} at {}: no new match for {}", rules_[i].name, it->first,
+                                FormatDuration(rules_[i].hold));
         batch.alerts.push_back(std::move(e));
         it = firing.erase(it);
       }

@@ -115,7 +115,7 @@ class PatternOperator final : public Operator {
     uint32_t condition = 0;
     double lat = NAN, lon = NAN;
   };
-  struct Track {  // one (condition, device)
+  struct Track {                                   // one (condition, device)
     std::deque<std::pair<TimeUs, double>> recent;  // readings within `over`
     double last_mean = NAN;                        // window source: previous mean
     bool active = false;
@@ -140,16 +140,16 @@ class PatternOperator final : public Operator {
   bool Chain(const PatternRule& r, const RuleState& s, size_t step, const Event& next,
              TimeUs earliest, std::vector<const Event*>& chain) const;
   bool Downwind(const PatternRule& r, const Event& from, const Event& to) const;
-  void Fire(size_t rule, const std::string& key, const std::vector<const Event*>& events,
-            TimeUs t, TimeUs arrival, std::vector<AlertEvent>& out);
+  void Fire(size_t rule, const std::string& key, const std::vector<const Event*>& events, TimeUs t,
+            TimeUs arrival, std::vector<AlertEvent>& out);
 
   std::vector<PatternRule> rules_;
   std::vector<RuleState> state_;
   // Per metric: (rule, condition) pairs watching it.
   std::unordered_map<uint32_t, std::vector<std::pair<size_t, uint32_t>>> by_metric_;
   std::unordered_map<uint32_t, std::vector<size_t>> by_source_;  // window name → rules
-  std::unordered_map<uint32_t, Wind> wind_;                     // by device, the latest
-  std::unordered_map<uint32_t, bool> wind_metric_;              // metric ids used for wind
+  std::unordered_map<uint32_t, Wind> wind_;                      // by device, the latest
+  std::unordered_map<uint32_t, bool> wind_metric_;               // metric ids used for wind
   Symbol kind_, device_group_;
   uint64_t matches_ = 0;
 };

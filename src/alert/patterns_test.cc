@@ -84,9 +84,10 @@ void Inject(std::vector<Reading>& stream, Symbol device, Symbol metric, TimeUs t
     if (r.device != device || r.metric != metric || r.event_time < t0 || r.event_time > t0 + hold) {
       continue;
     }
-    double f = ramp <= 0 ? 1.0
-                         : std::min(1.0, static_cast<double>(r.event_time - t0) /
-                                             static_cast<double>(ramp));
+    double f =
+        ramp <= 0
+            ? 1.0
+            : std::min(1.0, static_cast<double>(r.event_time - t0) / static_cast<double>(ramp));
     r.value += size * f;
     r.flags.Set(QcFlag::kSimulatedFault);
   }
@@ -177,9 +178,10 @@ TEST(PatternOperatorTest, CoOccurrenceOfInjectedFrontsAtNeighbouringStations) {
   }
   size_t false_pos = 0;
   for (const std::string& k : fired) false_pos += expected.count(k) == 0;
-  std::printf("pattern front: %zu/%zu injected pairs detected, %zu other alerts in 3 days, %zu "
-              "resolved\n",
-              detected, expected.size(), false_pos, resolved);
+  std::printf(
+      "pattern front: %zu/%zu injected pairs detected, %zu other alerts in 3 days, %zu "
+      "resolved\n",
+      detected, expected.size(), false_pos, resolved);
   EXPECT_GE(static_cast<double>(detected) / static_cast<double>(expected.size()), 0.8);
   EXPECT_EQ(false_pos, 0u);
   EXPECT_GT(resolved, 0u);
@@ -245,9 +247,8 @@ PlumeRun RunPlumes(bool wind_along_line) {
     w.value = from;
     w.lat = 52.52;
     w.lon = 13.40;
-    auto pos = std::lower_bound(
-        sim.stream.begin(), sim.stream.end(), w.arrival_time,
-        [](const Reading& r, TimeUs t) { return r.arrival_time < t; });
+    auto pos = std::lower_bound(sim.stream.begin(), sim.stream.end(), w.arrival_time,
+                                [](const Reading& r, TimeUs t) { return r.arrival_time < t; });
     sim.stream.insert(pos, w);
     std::string key;
     for (size_t n = 0; n < 3; ++n) {
@@ -281,9 +282,10 @@ PlumeRun RunPlumes(bool wind_along_line) {
 
 TEST(PatternOperatorTest, SequenceOfRisesDownwindAtThreeNodes) {
   PlumeRun along = RunPlumes(true);
-  std::printf("pattern plume: %zu/%zu injected downwind sequences detected, %zu other alerts in "
-              "3 days\n",
-              along.detected, along.expected, along.other);
+  std::printf(
+      "pattern plume: %zu/%zu injected downwind sequences detected, %zu other alerts in "
+      "3 days\n",
+      along.detected, along.expected, along.other);
   EXPECT_EQ(along.detected, along.expected);
   EXPECT_EQ(along.other, 0u);
   // The same rises with the wind the other way are upwind: no match.

@@ -34,8 +34,8 @@ TEST(PatternRunTest, DownwindSequenceAlertLandsInTheStore) {
     if (m % 10 == 0) lines += Line("mast", ms, 52.5, 13.39, "\"wind_direction\":270");
     for (int n = 0; n < 3; ++n) {
       double pm = 10.0 + (m % 3) * 0.5 + (m >= 20 + 8 * n ? 40.0 : 0.0);
-      lines += Line("n" + std::to_string(n + 1), ms, 52.5, lons[n],
-                    "\"pm25\":" + std::to_string(pm));
+      lines +=
+          Line("n" + std::to_string(n + 1), ms, 52.5, lons[n], "\"pm25\":" + std::to_string(pm));
     }
   }
   { std::ofstream(dir.File("in.ndjson")) << lines; }
@@ -79,9 +79,9 @@ TEST(PatternRunTest, DriftAlertAndAnomalyScoresLandInTheStore) {
     double pm10 = ref * 1.6 + 3.0 * std::sin(hours * 1.3);
     lines += Line("ref-1", ms, 52.5, 13.40,
                   "\"pm25\":" + std::to_string(ref) + ",\"pm10\":" + std::to_string(pm10));
-    lines += Line("lc-1", ms, 52.5, 13.40,
-                  "\"pm25\":" + std::to_string(gain * ref + 1.0) +
-                      ",\"pm10\":" + std::to_string(pm10 * 1.1));
+    lines += Line(
+        "lc-1", ms, 52.5, 13.40,
+        "\"pm25\":" + std::to_string(gain * ref + 1.0) + ",\"pm10\":" + std::to_string(pm10 * 1.1));
   }
   { std::ofstream(dir.File("in.ndjson")) << lines; }
   { std::ofstream(dir.File("registry.yaml")) << "devices:\n  lc-1:\n    reference: ref-1\n"; }

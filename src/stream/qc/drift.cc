@@ -27,8 +27,7 @@ const SectionSpec& DriftSectionSpec() {
            "Canonical metrics checked (`[pm25, no2]`); empty: every metric both report."},
           {"window", OptionType::kDuration, "7d", "Trailing window of bucket means fitted.",
            "1h..365d"},
-          {"bucket", OptionType::kDuration, "1h", "Bucket of the means that are paired.",
-           "1m..1d"},
+          {"bucket", OptionType::kDuration, "1h", "Bucket of the means that are paired.", "1m..1d"},
           {"min_pairs", OptionType::kInt, "72",
            "Bucket pairs needed before a fit (the first one is the baseline).", "3..100000"},
           {"min_bucket_samples", OptionType::kInt, "3",
@@ -88,9 +87,9 @@ Result<DriftOptions> ReadDriftOptions(const PipelineConfig& config) {
   o.severity = Intern(severity);
   if (o.alert_rule.empty()) return r.Error("alert_rule", "must not be empty");
   if (o.window < o.bucket * static_cast<DurationUs>(o.min_pairs)) {
-    return r.Error("min_pairs", fmt::format("{} buckets of {} do not fit in the window of {}",
-                                            o.min_pairs, FormatDuration(o.bucket),
-                                            FormatDuration(o.window)));
+    return r.Error("min_pairs",
+                   fmt::format("{} buckets of {} do not fit in the window of {}", o.min_pairs,
+                               FormatDuration(o.bucket), FormatDuration(o.window)));
   }
   return o;
 }
@@ -151,7 +150,9 @@ DriftFit FitDriftLine(const std::vector<double>& x, const std::vector<double>& y
 
 DriftOperator::DriftOperator(DriftOptions options, ReferenceLookup lookup,
                              std::vector<std::pair<std::string, std::string>> known_pairs)
-    : options_(std::move(options)), lookup_(std::move(lookup)), known_pairs_(std::move(known_pairs)) {
+    : options_(std::move(options)),
+      lookup_(std::move(lookup)),
+      known_pairs_(std::move(known_pairs)) {
   rule_ = Intern(options_.alert_rule);
   kind_ = Intern("calibration_drift");
   if (!options_.severity) options_.severity = Intern("warning");
@@ -164,13 +165,14 @@ DriftOperator::DriftOperator(DriftOptions options, ReferenceLookup lookup,
   }
 }
 
-Result<std::unique_ptr<DriftOperator>> DriftOperator::Make(const PipelineConfig& config,
-                                                           std::shared_ptr<DeviceRegistry> registry) {
+Result<std::unique_ptr<DriftOperator>> DriftOperator::Make(
+    const PipelineConfig& config, std::shared_ptr<DeviceRegistry> registry) {
   TRIB_ASSIGN_OR_RETURN(DriftOptions o, ReadDriftOptions(config));
   if (!o.enabled) return std::unique_ptr<DriftOperator>();
   if (registry == nullptr) {
-    return config.anomaly.Error("drift", "needs a device registry (processing.registry) whose "
-                                         "entries name their `reference` station");
+    return config.anomaly.Error("drift",
+                                "needs a device registry (processing.registry) whose "
+                                "entries name their `reference` station");
   }
   std::vector<std::pair<std::string, std::string>> known;
   for (const DeviceEntry& e : registry->Snapshot()->entries()) {
@@ -189,9 +191,8 @@ Status DriftOperator::Open(RunContext& ctx) {
 }
 
 bool DriftOperator::Watched(Symbol metric) const {
-  return options_.metrics.empty() ||
-         std::find(options_.metrics.begin(), options_.metrics.end(), metric) !=
-             options_.metrics.end();
+  return options_.metrics.empty() || std::find(options_.metrics.begin(), options_.metrics.end(),
+                                               metric) != options_.metrics.end();
 }
 
 Symbol DriftOperator::ReferenceOf(Symbol device) {

@@ -57,7 +57,7 @@ struct DriftOptions {
   std::vector<Symbol> metrics;  ///< empty: every metric both devices report
   DurationUs window = 7 * 24 * kMicrosPerHour;
   DurationUs bucket = kMicrosPerHour;
-  size_t min_pairs = 72;         ///< bucket pairs needed for a fit
+  size_t min_pairs = 72;          ///< bucket pairs needed for a fit
   size_t min_bucket_samples = 3;  ///< readings of each device a bucket needs
   DriftFitMethod fit = DriftFitMethod::kTheilSen;
   double slope_threshold = 0.15;
@@ -125,8 +125,8 @@ class DriftOperator final : public Operator {
   };
   struct PairState {
     Symbol sensor, reference, metric;
-    std::map<int64_t, Acc> open;  // bucket index → sums
-    std::deque<Point> points;     // closed buckets in the window, oldest first
+    std::map<int64_t, Acc> open;         // bucket index → sums
+    std::deque<Point> points;            // closed buckets in the window, oldest first
     int64_t closed_through = INT64_MIN;  // last bucket index closed
     bool has_baseline = false, has_fit = false, firing = false;
     DriftFit baseline, fit;

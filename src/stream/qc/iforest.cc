@@ -48,14 +48,18 @@ IsolationForest IsolationForest::Train(const std::vector<float>& rows, size_t di
   return f;
 }
 
-void IsolationForest::Grow(const std::vector<float>& rows, std::vector<uint32_t>& idx,
-                           size_t begin, size_t end, int depth, int max_depth, SplitMix64& rng) {
+void IsolationForest::Grow(const std::vector<float>& rows, std::vector<uint32_t>& idx, size_t begin,
+                           size_t end, int depth, int max_depth, SplitMix64& rng) {
   size_t self = nodes_.size();
   nodes_.push_back(Node{});
   size_t count = end - begin;
   auto leaf = [&] {
     nodes_[self].right = 0;
     nodes_[self].size = static_cast<uint16_t>(count);
+    // A leaf keeps its whole contribution to the path length, so scoring is a walk and
+    // a sum: its depth plus the expected depth of the subtree never grown below it.
+    nodes_[self].split =
+        static_cast<float>(depth + IsolationPathNormaliser(static_cast<double>(count)));
   };
   if (count <= 1 || depth >= max_depth) return leaf();
   // A random feature among those that still vary in this node.
@@ -90,13 +94,11 @@ double IsolationForest::Score(const float* x) const {
   double total = 0;
   for (uint32_t root : roots_) {
     uint32_t i = root;
-    int depth = 0;
     while (nodes_[i].right != 0) {
       const Node& n = nodes_[i];
       i = x[n.feature] < n.split ? i + 1 : n.right;
-      ++depth;
     }
-    total += depth + IsolationPathNormaliser(nodes_[i].size);
+    total += nodes_[i].split;  // the leaf's path length
   }
   double mean = total / static_cast<double>(roots_.size());
   return std::exp2(-mean / norm_);
@@ -121,7 +123,8 @@ IsolationForest IsolationForest::Decode(CheckpointReader& in) {
   f.dims_ = in.U64();
   f.norm_ = in.F64();
   uint64_t roots = in.Count();
-  for (uint64_t i = 0; i < roots && in.ok(); ++i) f.roots_.push_back(static_cast<uint32_t>(in.U64()));
+  for (uint64_t i = 0; i < roots && in.ok(); ++i)
+    f.roots_.push_back(static_cast<uint32_t>(in.U64()));
   uint64_t nodes = in.Count();
   f.nodes_.reserve(nodes);
   for (uint64_t i = 0; i < nodes && in.ok(); ++i) {
@@ -156,8 +159,7 @@ const SectionSpec& AnomalySectionSpec() {
       "(`anomaly.iforest`). Both run before the window stage and never drop a reading.",
       {
           {"drift", OptionType::kSection, "", "Calibration drift (`anomaly.drift`)."},
-          {"iforest", OptionType::kSection, "",
-           "Isolation forest per device (`anomaly.iforest`)."},
+          {"iforest", OptionType::kSection, "", "Isolation forest per device (`anomaly.iforest`)."},
       }};
   return spec;
 }
@@ -199,8 +201,8 @@ const SectionSpec& AnomalyForestSectionSpec() {
            "How long a candidate is scored beside the current model before it takes over "
            "(0s: at once).",
            "0s..30d"},
-          {"threshold", OptionType::kDouble, "0.66", "Score at or above which a reading is flagged.",
-           "0.5..1"},
+          {"threshold", OptionType::kDouble, "0.66",
+           "Score at or above which a reading is flagged.", "0.5..1"},
           {"seed", OptionType::kInt, "1", "Seed of the forests' random generator.", "0.."},
       }};
   return spec;
@@ -311,9 +313,10 @@ void AnomalyOperator::Train(Symbol device, DeviceState& s, TimeUs t) {
 void AnomalyOperator::Promote(Symbol device, DeviceState& s) {
   double agreement =
       s.compared == 0 ? NAN : static_cast<double>(s.agree) / static_cast<double>(s.compared);
-  spdlog::info("anomaly: new model of {} takes over after its shadow period ({} readings, "
-               "agreement {:.3f})",
-               device.view(), s.compared, agreement);
+  spdlog::info(
+      "anomaly: new model of {} takes over after its shadow period ({} readings, "
+      "agreement {:.3f})",
+      device.view(), s.compared, agreement);
   if (!std::isnan(agreement)) {
     SetConnectorGauge("tributary_anomaly_model_agreement",
                       "{device=\"" + EscapeLabelValue(device.view()) + "\"}", agreement,
@@ -328,48 +331,75 @@ void AnomalyOperator::Promote(Symbol device, DeviceState& s) {
 
 Status AnomalyOperator::Process(Batch& batch) {
   const size_t dims = options_.metrics.size();
-  for (Reading& r : batch.readings) {
-    int f = FeatureOf(r.metric);
-    if (f < 0 || !std::isfinite(r.value) || !Watched(r.device)) continue;
-    DeviceState& s = devices_[r.device.id];
-    if (s.latest.empty()) {
-      s.latest.assign(dims, NAN);
-      s.history.assign(options_.history * dims, 0.0f);
+  std::vector<Reading>& rs = batch.readings;
+  // The readings of one message are consecutive and share device and event time: they
+  // update the vector together and are scored once, on the vector holding all of them.
+  for (size_t i = 0; i < rs.size();) {
+    size_t j = i + 1;
+    while (j < rs.size() && rs[j].device == rs[i].device && rs[j].event_time == rs[i].event_time) {
+      ++j;
     }
-    int64_t step = r.event_time / options_.step;
-    if (s.step_index != INT64_MIN && step > s.step_index) {
-      // A new step: the vector as it stood at the end of the last one joins the history.
-      bool complete = std::none_of(s.latest.begin(), s.latest.end(),
-                                   [](float v) { return std::isnan(v); });
-      if (complete) {
-        std::copy(s.latest.begin(), s.latest.end(),
-                  s.history.begin() + static_cast<std::ptrdiff_t>(s.history_next * dims));
-        s.history_next = (s.history_next + 1) % options_.history;
-        s.history_size = std::min(s.history_size + 1, options_.history);
+    const Symbol device = rs[i].device;
+    const TimeUs t = rs[i].event_time;
+    size_t begin = i;
+    i = j;
+    if (!Watched(device)) continue;
+    DeviceState* sp = nullptr;
+    bool any = false;
+    for (size_t k = begin; k < j; ++k) {
+      const Reading& r = rs[k];
+      int f = FeatureOf(r.metric);
+      if (f < 0 || !std::isfinite(r.value)) continue;
+      if (sp == nullptr) {
+        sp = &devices_[device.id];
+        if (sp->latest.empty()) {
+          sp->latest.assign(dims, NAN);
+          sp->history.assign(options_.history * dims, 0.0f);
+        }
       }
-      bool due = !s.current ? s.history_size >= options_.min_samples
-                            : (!s.candidate && r.event_time >= s.trained_at + options_.retrain_every);
-      if (due) Train(r.device, s, r.event_time);
+      DeviceState& s = *sp;
+      int64_t step = t / options_.step;
+      if (s.step_index != INT64_MIN && step > s.step_index) {
+        // A new step: the vector as it stood at the end of the last one joins the history.
+        bool complete =
+            std::none_of(s.latest.begin(), s.latest.end(), [](float v) { return std::isnan(v); });
+        if (complete) {
+          std::copy(s.latest.begin(), s.latest.end(),
+                    s.history.begin() + static_cast<std::ptrdiff_t>(s.history_next * dims));
+          s.history_next = (s.history_next + 1) % options_.history;
+          s.history_size = std::min(s.history_size + 1, options_.history);
+        }
+        bool due = !s.current ? s.history_size >= options_.min_samples
+                              : (!s.candidate && t >= s.trained_at + options_.retrain_every);
+        if (due) Train(device, s, t);
+      }
+      if (step > s.step_index) s.step_index = step;
+      s.latest[static_cast<size_t>(f)] = static_cast<float>(r.value);
+      any = true;
     }
-    if (step > s.step_index) s.step_index = step;
-    s.latest[static_cast<size_t>(f)] = static_cast<float>(r.value);
+    if (!any) continue;
+    DeviceState& s = *sp;
     if (!s.current) continue;
     if (std::any_of(s.latest.begin(), s.latest.end(), [](float v) { return std::isnan(v); })) {
       continue;
     }
     double score = s.current->Score(s.latest.data());
-    ++stats_.scored;
-    r.prov.anomaly_score = static_cast<float>(score);
     bool flag = score >= options_.threshold;
-    if (flag) {
-      r.flags.Set(QcFlag::kAnomaly);
-      ++stats_.flagged;
+    for (size_t k = begin; k < j; ++k) {
+      Reading& r = rs[k];
+      if (FeatureOf(r.metric) < 0 || !std::isfinite(r.value)) continue;
+      ++stats_.scored;
+      r.prov.anomaly_score = static_cast<float>(score);
+      if (flag) {
+        r.flags.Set(QcFlag::kAnomaly);
+        ++stats_.flagged;
+      }
     }
     if (s.candidate) {
       bool other = s.candidate->Score(s.latest.data()) >= options_.threshold;
       ++s.compared;
       s.agree += other == flag;
-      if (r.event_time >= s.shadow_until) Promote(r.device, s);
+      if (t >= s.shadow_until) Promote(device, s);
     }
   }
   return Status::Ok();

@@ -92,7 +92,8 @@ class IsolationForest {
 
  private:
   // Trees are stored depth-first: a split node's left child follows it; `right` is the
-  // index of its right child. A leaf has right == 0 and keeps its sample count.
+  // index of its right child. A leaf has right == 0, keeps its sample count, and in
+  // `split` its path length (depth + c(size)).
   struct Node {
     float split = 0;
     uint32_t right = 0;
@@ -131,10 +132,10 @@ Result<AnomalyOptions> ReadAnomalyOptions(const PipelineConfig& config);
 
 /// Figures of the operator, for tests and benchmarks.
 struct AnomalyStats {
-  uint64_t scored = 0;   ///< readings scored by a current model
-  uint64_t flagged = 0;  ///< readings flagged ANOMALY
-  uint64_t trained = 0;  ///< models trained (first models and candidates)
-  uint64_t promoted = 0;  ///< candidates that took over after their shadow period
+  uint64_t scored = 0;          ///< readings scored by a current model
+  uint64_t flagged = 0;         ///< readings flagged ANOMALY
+  uint64_t trained = 0;         ///< models trained (first models and candidates)
+  uint64_t promoted = 0;        ///< candidates that took over after their shadow period
   double last_agreement = NAN;  ///< agreement of the last promoted candidate
 };
 
@@ -155,11 +156,11 @@ class AnomalyOperator final : public Operator {
 
  private:
   struct DeviceState {
-    std::vector<float> latest;   // per feature, NaN until seen
+    std::vector<float> latest;       // per feature, NaN until seen
     int64_t step_index = INT64_MIN;  // step of the latest reading
-    std::vector<float> history;  // ring of `history` vectors
-    size_t history_next = 0;     // ring write position (in vectors)
-    size_t history_size = 0;     // vectors held
+    std::vector<float> history;      // ring of `history` vectors
+    size_t history_next = 0;         // ring write position (in vectors)
+    size_t history_size = 0;         // vectors held
     std::shared_ptr<const IsolationForest> current, candidate;
     TimeUs trained_at = kMinTime;    // event time the latest model was trained
     TimeUs shadow_until = kMinTime;  // candidate takes over at this event time

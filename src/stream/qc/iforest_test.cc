@@ -185,10 +185,11 @@ TEST(AnomalyOperatorTest, FlagsInjectedMultivariateFaultsWithFewFalsePositives) 
   }
   double detection = static_cast<double>(detected) / static_cast<double>(faults);
   double fp = static_cast<double>(false_pos) / static_cast<double>(clean);
-  std::printf("iforest: %zu faulted messages scored, detection %.3f; false positives %.4f of "
-              "%zu clean readings; %llu models trained, %llu promoted (last agreement %.3f)\n",
-              faults, detection, fp, clean, static_cast<unsigned long long>(op.stats().trained),
-              static_cast<unsigned long long>(op.stats().promoted), op.stats().last_agreement);
+  std::printf(
+      "iforest: %zu faulted messages scored, detection %.3f; false positives %.4f of "
+      "%zu clean readings; %llu models trained, %llu promoted (last agreement %.3f)\n",
+      faults, detection, fp, clean, static_cast<unsigned long long>(op.stats().trained),
+      static_cast<unsigned long long>(op.stats().promoted), op.stats().last_agreement);
   ASSERT_GT(faults, 50u);
   EXPECT_GE(detection, 0.75);
   EXPECT_LE(fp, 0.04);
