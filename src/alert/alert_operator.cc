@@ -1,9 +1,12 @@
 #include "alert/alert_operator.h"
 
+#include <algorithm>
 #include <filesystem>
 
+#include "alert/patterns.h"
 #include "alert/summary.h"
 #include "stream/checkpoint.h"
+#include "stream/qc/drift.h"
 
 namespace tributary {
 
@@ -18,9 +21,22 @@ Result<std::unique_ptr<AlertOperator>> AlertOperator::Make(const PipelineConfig&
     names.push_back(r.name);
     channels.push_back(r.channels);
   }
+  // Pattern matches and drift alerts are made by operators upstream; this operator
+  // delivers them with its own.
+  TRIB_ASSIGN_OR_RETURN(std::vector<PatternRule> patterns, ParsePatternRules(config));
+  for (const PatternRule& p : patterns) {
+    if (std::find(names.begin(), names.end(), p.name) != names.end()) {
+      return config.alerts.Error("patterns", "pattern '" + p.name + "' has the name of a rule");
+    }
+    names.push_back(p.name);
+    channels.push_back(p.channels);
+  }
+  TRIB_ASSIGN_OR_RETURN(DriftOptions drift, ReadDriftOptions(config));
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<AlertDispatcher> dispatcher,
                         AlertDispatcher::Make(config, names, channels));
-  if (rules.empty()) return std::unique_ptr<AlertOperator>();
+  if (rules.empty() && patterns.empty() && !drift.enabled) {
+    return std::unique_ptr<AlertOperator>();
+  }
   TRIB_ASSIGN_OR_RETURN(std::string queue_file, config.alerts.GetString("queue_file"));
   TRIB_ASSIGN_OR_RETURN(DurationUs wait, config.alerts.GetDuration("shutdown_wait"));
   return std::make_unique<AlertOperator>(std::move(rules), std::move(dispatcher), queue_file, wait);
@@ -51,20 +67,21 @@ Status AlertOperator::Open(RunContext& ctx) {
   return dispatcher_->Open(file);
 }
 
-void AlertOperator::Emit(std::vector<AlertEvent>& events, size_t from) {
+void AlertOperator::Emit(std::vector<AlertEvent>& events) {
   TimeUs now = NowUs();
-  for (size_t i = from; i < events.size(); ++i) {
-    events[i].emitted_at = now;
-    if (dispatcher_) dispatcher_->Submit(events[i]);
+  for (AlertEvent& e : events) {
+    if (e.emitted_at != 0) continue;  // delivered by an earlier pass
+    e.emitted_at = now;
+    if (dispatcher_) dispatcher_->Submit(e);
   }
 }
 
 Status AlertOperator::Process(Batch& batch) {
-  size_t from = batch.alerts.size();
+  // Events already in the batch come from upstream operators (pattern rules, drift).
   for (const Reading& r : batch.readings) engine_.OnReading(r, batch.alerts);
   for (const WindowResult& w : batch.windows) engine_.OnWindow(w, batch.alerts);
   engine_.OnWatermark(batch.watermark, batch.alerts);
-  Emit(batch.alerts, from);
+  Emit(batch.alerts);
   return Status::Ok();
 }
 

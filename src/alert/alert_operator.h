@@ -1,5 +1,7 @@
 // The alert operator: evaluates the `alerts.rules` after the window stage and hands
-// every alert event to the sinks (batch.alerts) and to the delivery channels.
+// every alert event to the sinks (batch.alerts) and to the delivery channels, its own
+// and those upstream operators put in the batch before it (pattern rules,
+// alert/patterns.h; calibration drift, stream/qc/drift.h).
 //
 // Runs on the process thread, after the window operator (operator.h): for each batch it
 // evaluates the readings (thresholds, rates, and geofence/proximity through the spatial
@@ -31,7 +33,8 @@ class AlertOperator final : public Operator {
   Status Open(RunContext& ctx) override;
   Status Process(Batch& batch) override;
   Status Finish(Batch& out) override;
-  /// The rules' state. Channels deliver at least once across a crash: the alerts
+  /// The rules' state (alerts made upstream, by patterns or drift, are checkpointed by
+  /// their operators). Channels deliver at least once across a crash: the alerts
   /// emitted after the last checkpoint are emitted again, with the same ids.
   Status Snapshot(CheckpointWriter& out) const override;
   Status Restore(CheckpointReader& in) override;
@@ -40,7 +43,7 @@ class AlertOperator final : public Operator {
   AlertDispatcher* dispatcher() { return dispatcher_.get(); }
 
  private:
-  void Emit(std::vector<AlertEvent>& events, size_t from);
+  void Emit(std::vector<AlertEvent>& events);
 
   AlertEngine engine_;
   std::unique_ptr<AlertDispatcher> dispatcher_;

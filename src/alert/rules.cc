@@ -22,6 +22,8 @@ const SectionSpec& AlertsSectionSpec() {
       "table), the live events of the HTTP API (`event: alert`) and the channels.",
       {
           {"rules", OptionType::kSection, "", "List of rules (`alerts.rules[]`)."},
+          {"patterns", OptionType::kSection, "",
+           "List of pattern rules across sensors (`alerts.patterns[]`)."},
           {"channels", OptionType::kSection, "",
            "List of delivery channels (`alerts.channels[]`)."},
           {"summary", OptionType::kSection, "",

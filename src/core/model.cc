@@ -1,5 +1,7 @@
 #include "core/model.h"
 
+#include <cmath>
+
 #include "core/json_writer.h"
 
 namespace tributary {
@@ -90,6 +92,10 @@ std::string ProvenanceToJson(const Provenance& p, Symbol device, QcFlags flags) 
   if (p.topic) w.Key("topic").String(p.topic.view());
   if (p.partition >= 0) w.Key("partition").Int(p.partition);
   if (p.offset >= 0) w.Key("offset").Int(p.offset);
+  if (p.drift_correction) w.Key("drift_correction").String(p.drift_correction.view());
+  if (!std::isnan(p.anomaly_score)) {
+    w.Key("anomaly_score").Number(std::round(static_cast<double>(p.anomaly_score) * 1e4) / 1e4);
+  }
   w.Key("qc_flags").Raw(QcFlagsToJson(flags));
   w.EndObject();
   return w.Take();

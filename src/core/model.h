@@ -72,6 +72,11 @@ struct Provenance {
   Symbol crs_source;        ///< original CRS ("EPSG:32633"); empty when WGS84
   double orig_x = NAN;      ///< original coordinates, before any reprojection
   double orig_y = NAN;
+  /// The drift correction applied against a co-located reference (stream/qc/drift.h),
+  /// "slope=0.912 offset=1.3 fit_end=2024-05-08T00:00:00Z ref=ref-01"; empty when none.
+  Symbol drift_correction;
+  /// Isolation-forest score of the reading (stream/qc/iforest.h); NaN when not scored.
+  float anomaly_score = NAN;
 };
 
 /// Render provenance (plus qc flags) as the JSON object sinks store.

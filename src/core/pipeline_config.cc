@@ -191,6 +191,8 @@ const SectionSpec& TopLevelSpec() {
           {"surfaces", OptionType::kSection, "", "List of interpolated surfaces."},
           {"alerts", OptionType::kSection, "", "Alert rules and delivery channels."},
           {"checkpoint", OptionType::kSection, "", "Checkpoints and crash recovery."},
+          {"anomaly", OptionType::kSection, "",
+           "Calibration drift and multivariate anomaly detection."},
       }};
   return spec;
 }
@@ -331,6 +333,11 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
   if (checkpoint_spec != nullptr) {
     config.checkpoint = top.Child("checkpoint", checkpoint_spec);
     TRIB_RETURN_IF_ERROR(config.checkpoint.CheckKeys());
+  }
+  const SectionSpec* anomaly_spec = FindSection("anomaly");
+  if (anomaly_spec != nullptr) {
+    config.anomaly = top.Child("anomaly", anomaly_spec);
+    TRIB_RETURN_IF_ERROR(config.anomaly.CheckKeys());
   }
   return config;
 }

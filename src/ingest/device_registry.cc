@@ -206,6 +206,8 @@ Result<DeviceEntry> ReadEntry(const std::string& file, const YAML::Node& key_nod
   if (firmware.size() > 64) return entry.Error("firmware", "longer than 64 bytes");
   if (!firmware.empty()) e.firmware = Intern(firmware);
   TRIB_ASSIGN_OR_RETURN(e.interval, entry.GetDuration("interval"));
+  TRIB_ASSIGN_OR_RETURN(e.reference, entry.GetString("reference"));
+  if (e.reference.size() > 256) return entry.Error("reference", "longer than 256 bytes");
   TRIB_ASSIGN_OR_RETURN(e.crs, entry.GetString("crs"));
   if (IsWgs84(e.crs)) {
     e.crs.clear();
@@ -369,6 +371,10 @@ const SectionSpec& DeviceRegistryEntrySpec() {
            "Metric → curve `{m: 0.52, b: 1.1, c: 0, date: 2024-03-01}`: y = c·x² + m·x + b "
            "applied to the value in the metric's canonical unit before the bounds check; "
            "readings get CALIBRATED and the date goes to provenance (calibration_date)."},
+          {"reference", OptionType::kString, "",
+           "Id of the reference station co-located with this (low-cost) sensor. With "
+           "`anomaly.drift` enabled, the sensor's hourly means are fitted against the "
+           "reference's to detect calibration drift."},
       }};
   return spec;
 }

@@ -15,6 +15,7 @@
 //       units: {pm25: mg/m3}         # field or metric → unit when the payload has none
 //       calibration:
 //         pm25: {m: 0.52, b: 1.1, c: 0.0, date: 2024-03-01}
+//       reference: ref-01            # co-located reference station (drift checks)
 //     "aq-*":                        # pattern: * any run, ? one character, [..] a set
 //       model: generic
 //
@@ -92,6 +93,9 @@ struct DeviceEntry {
   std::vector<std::pair<std::string, std::string>> units;
   std::vector<const MetricInfo*> unit_metrics;  ///< FindMetric of each units key
   std::vector<Calibration> calibrations;
+  /// Id of the co-located reference station (`reference:`); "" = none. Pairs a
+  /// low-cost sensor with it for calibration-drift checks (stream/qc/drift.h).
+  std::string reference;
 
   /// The alias of a field (its path first, then its last segment); nullptr when none.
   const FieldAlias* AliasFor(std::string_view path, std::string_view leaf) const;

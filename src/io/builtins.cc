@@ -2,6 +2,7 @@
 // the configuration reference shows them. Adding a connector: its file pair ends with
 // Register<Name>(Registry&), and one line below calls it.
 #include "alert/dispatch.h"
+#include "alert/patterns.h"
 #include "alert/rules.h"
 #include "alert/summary.h"
 #include "core/pipeline_config.h"
@@ -26,6 +27,8 @@
 #include "spatial/surface.h"
 #include "spatial/zones.h"
 #include "stream/checkpoint.h"
+#include "stream/qc/drift.h"
+#include "stream/qc/iforest.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -72,6 +75,12 @@ void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&SummarySectionSpec());
   // Checkpoints.
   registry.AddSection(&CheckpointSectionSpec());
+  // Calibration drift, anomaly detection and pattern rules.
+  registry.AddSection(&AnomalySectionSpec());
+  registry.AddSection(&DriftSectionSpec());
+  registry.AddSection(&AnomalyForestSectionSpec());
+  registry.AddSection(&PatternRuleSectionSpec());
+  registry.AddSection(&PatternConditionSectionSpec());
 }
 
 }  // namespace tributary

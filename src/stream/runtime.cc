@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "alert/alert_operator.h"
+#include "alert/patterns.h"
 #include "core/queue.h"
 #include "core/registry.h"
 #include "core/stage_metrics.h"
@@ -21,6 +22,8 @@
 #include "spatial/surface.h"
 #include "stream/checkpoint.h"
 #include "stream/operator.h"
+#include "stream/qc/drift.h"
+#include "stream/qc/iforest.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -78,6 +81,14 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
   // SPARSE, the data-capture rule and stale-sensor alerts judge each device against
   // its reporting interval in the device registry, when there is one.
   std::shared_ptr<DeviceRegistry> devices = p->ingest_->registry();
+  // Drift correction and anomaly flags before the windows, so windows aggregate the
+  // corrected values and the flags reach every sink.
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<DriftOperator> drift,
+                        DriftOperator::Make(p->config_, devices));
+  if (drift != nullptr) p->operators_.push_back(std::move(drift));
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<AnomalyOperator> anomaly,
+                        AnomalyOperator::Make(p->config_));
+  if (anomaly != nullptr) p->operators_.push_back(std::move(anomaly));
   TRIB_ASSIGN_OR_RETURN(
       std::unique_ptr<WindowOperator> window,
       MakeWindowOperator(p->config_, options.processing_clock ? options.processing_clock : NowUs));
@@ -90,6 +101,11 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
   // Surfaces interpolate the per-device results the window stage emitted.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> surface, MakeSurfaceOperator(p->config_));
   if (surface != nullptr) p->operators_.push_back(std::move(surface));
+  // Pattern rules see readings and window results; their matches go out through the
+  // alert operator after them.
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<PatternOperator> patterns,
+                        PatternOperator::Make(p->config_));
+  if (patterns != nullptr) p->operators_.push_back(std::move(patterns));
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<AlertOperator> alerts, AlertOperator::Make(p->config_));
   if (alerts) {
     if (devices != nullptr) {

@@ -29,6 +29,8 @@ class Writer {
     Str(p.crs_source.view());
     Pod(p.orig_x);
     Pod(p.orig_y);
+    Str(p.drift_correction.view());
+    Pod(p.anomaly_score);
   }
   void Read(const Reading& r) {
     Pod(r.event_time);
@@ -81,6 +83,8 @@ class Reader {
     p.crs_source = Sym();
     p.orig_x = Pod<double>();
     p.orig_y = Pod<double>();
+    p.drift_correction = Sym();
+    p.anomaly_score = Pod<float>();
   }
   void Read(Reading& r) {
     r.event_time = Pod<TimeUs>();
