@@ -191,6 +191,7 @@ const SectionSpec& TopLevelSpec() {
           {"surfaces", OptionType::kSection, "", "List of interpolated surfaces."},
           {"alerts", OptionType::kSection, "", "Alert rules and delivery channels."},
           {"checkpoint", OptionType::kSection, "", "Checkpoints and crash recovery."},
+          {"qc", OptionType::kSection, "", "Per-sensor quality control."},
       }};
   return spec;
 }
@@ -331,6 +332,11 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
   if (checkpoint_spec != nullptr) {
     config.checkpoint = top.Child("checkpoint", checkpoint_spec);
     TRIB_RETURN_IF_ERROR(config.checkpoint.CheckKeys());
+  }
+  const SectionSpec* qc_spec = FindSection("qc");
+  if (qc_spec != nullptr) {
+    config.qc = top.Child("qc", qc_spec);
+    TRIB_RETURN_IF_ERROR(config.qc.CheckKeys());
   }
   return config;
 }

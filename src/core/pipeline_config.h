@@ -51,6 +51,7 @@ struct PipelineConfig {
   std::vector<OptionReader> surfaces;  ///< `surfaces[]` entries, read by the spatial module
   OptionReader alerts;      ///< the `alerts` section, read by the alert module (alert/rules.h)
   OptionReader checkpoint;  ///< the `checkpoint` section (stream/checkpoint.h)
+  OptionReader qc;          ///< the `qc` section (stream/qc/qc.h)
 };
 
 /// The `pipeline` section spec and the top-level key list.

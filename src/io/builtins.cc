@@ -26,6 +26,7 @@
 #include "spatial/surface.h"
 #include "spatial/zones.h"
 #include "stream/checkpoint.h"
+#include "stream/qc/qc.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -49,6 +50,9 @@ void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&ZonesSectionSpec());
   registry.AddSection(&ZoneLayerSectionSpec());
   // Windows.
+  // Quality control, then windows.
+  registry.AddSection(&QcSectionSpec());
+  registry.AddSection(&QcRuleSectionSpec());
   registry.AddSection(&WindowSectionSpec());
   registry.AddSection(&SurfaceSectionSpec());
   // Sinks.

@@ -21,6 +21,7 @@
 #include "spatial/surface.h"
 #include "stream/checkpoint.h"
 #include "stream/operator.h"
+#include "stream/qc/qc.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -78,6 +79,19 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
   // SPARSE, the data-capture rule and stale-sensor alerts judge each device against
   // its reporting interval in the device registry, when there is one.
   std::shared_ptr<DeviceRegistry> devices = p->ingest_->registry();
+  // Quality control between enrichment and windows: its flags reach the windows and the
+  // zone baselines see the zone enrichment attached.
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<QcOperator> qc, MakeQcOperator(p->config_));
+  if (qc != nullptr) {
+    if (devices != nullptr) {
+      qc->SetModelLookup([devices](Symbol device) -> std::string {
+        std::shared_ptr<const RegistrySnapshot> snap = devices->Snapshot();
+        const DeviceEntry* e = snap->Find(device.view());
+        return e != nullptr ? e->model : std::string();
+      });
+    }
+    p->operators_.push_back(std::move(qc));
+  }
   TRIB_ASSIGN_OR_RETURN(
       std::unique_ptr<WindowOperator> window,
       MakeWindowOperator(p->config_, options.processing_clock ? options.processing_clock : NowUs));
