@@ -15,6 +15,15 @@ namespace {
 constexpr double kMadToSigma = 1.4826;
 // With fewer previous readings the median and MAD are too unstable to judge a spike.
 constexpr size_t kMinSpikeHistory = 8;
+// The median and MAD of the spike ring are recomputed every this many readings; between,
+// a reading within half the threshold of the cached statistics is judged on them, and
+// any other is judged on freshly computed ones. The ring moves by one value a reading,
+// so the cached statistics differ little from the exact ones; a flag is never raised on
+// stale statistics.
+constexpr uint32_t kSpikeRefresh = 8;
+// Likewise for the neighbours' statistics, refreshed every this many readings of a
+// sensor (a few minutes at one reading a minute, while neighbours drift slowly).
+constexpr uint32_t kNeighborRefresh = 4;
 constexpr int64_t kHoursPerDay = 24;
 constexpr double kEarthRadiusM = 6371008.8;
 constexpr double kDegToRad = M_PI / 180.0;
@@ -34,15 +43,6 @@ double MedianInPlace(std::vector<double>& v) {
     m = (m + lower) / 2.0;
   }
   return m;
-}
-
-// Robust z of x against the values in v (reordered); sigma at least `floor`.
-double RobustZ(double x, std::vector<double>& v, double floor) {
-  double median = MedianInPlace(v);
-  for (double& e : v) e = std::fabs(e - median);
-  double mad = MedianInPlace(v);
-  double sigma = std::max(kMadToSigma * mad, floor);
-  return std::fabs(x - median) / sigma;
 }
 
 uint64_t PairKey(uint32_t a, uint32_t b) {
@@ -201,10 +201,9 @@ struct QcOperator::NeighborGrid {
     return PairKey(static_cast<uint32_t>(cx), static_cast<uint32_t>(cy));
   }
 
-  // Values of other sensors within `radius` of (x, y) whose latest time is within
-  // max_age of `t`.
-  void Gather(uint32_t device, double x, double y, TimeUs t, double radius, DurationUs max_age,
-              std::vector<double>& out) const {
+  // Indices of the other sensors within `radius` of (x, y), whatever their times.
+  void Within(uint32_t device, double x, double y, double radius,
+              std::vector<uint32_t>& out) const {
     out.clear();
     auto cx = static_cast<int32_t>(std::floor(x / cell));
     auto cy = static_cast<int32_t>(std::floor(y / cell));
@@ -217,33 +216,43 @@ struct QcOperator::NeighborGrid {
         for (uint32_t idx : it->second) {
           const Entry& e = entries[idx];
           if (e.device == device) continue;
-          if (e.time < t - max_age || e.time > t + max_age) continue;
           double ex = e.x - x, ey = e.y - y;
-          if (ex * ex + ey * ey <= r2) out.push_back(e.value);
+          if (ex * ex + ey * ey <= r2) out.push_back(idx);
         }
       }
     }
   }
 
-  void Update(uint32_t device, double x, double y, double value, TimeUs t) {
+  // True when `device` is new to the grid.
+  bool Update(uint32_t device, double x, double y, double value, TimeUs t) {
     auto [it, inserted] = index.try_emplace(device, static_cast<uint32_t>(entries.size()));
     uint64_t c = CellOf(x, y);
     if (inserted) {
       entries.push_back(Entry{device, x, y, value, t, c});
       cells[c].push_back(it->second);
-      return;
+      ++generation;
+      return true;
     }
-    Entry& e = entries[it->second];
+    UpdateAt(it->second, x, y, value, t);
+    return false;
+  }
+
+  void UpdateAt(uint32_t idx, double x, double y, double value, TimeUs t) {
+    Entry& e = entries[idx];
     if (t < e.time) return;  // an older reading does not replace the latest
-    if (e.cell != c) {
-      std::vector<uint32_t>& old = cells[e.cell];
-      auto pos = std::find(old.begin(), old.end(), it->second);
-      if (pos != old.end()) {
-        *pos = old.back();
-        old.pop_back();
+    if (e.x != x || e.y != y) {
+      ++generation;
+      uint64_t c = CellOf(x, y);
+      if (e.cell != c) {
+        std::vector<uint32_t>& old = cells[e.cell];
+        auto pos = std::find(old.begin(), old.end(), idx);
+        if (pos != old.end()) {
+          *pos = old.back();
+          old.pop_back();
+        }
+        cells[c].push_back(idx);
+        e.cell = c;
       }
-      cells[c].push_back(it->second);
-      e.cell = c;
     }
     e.x = x;
     e.y = y;
@@ -254,6 +263,7 @@ struct QcOperator::NeighborGrid {
   double cell;
   double cos_lat0;
   double lat0;
+  uint64_t generation = 0;  // changes whenever a sensor appears or moves
   std::vector<Entry> entries;
   std::unordered_map<uint32_t, uint32_t> index;  // device id → entries
   std::unordered_map<uint64_t, std::vector<uint32_t>> cells;
@@ -543,12 +553,24 @@ float QcOperator::Check(Reading& r) {
 
   // Spike against the previous readings (the current one is not part of its baseline).
   if (lim.Has(QcCheck::kSpike) && s.recent.size() >= kMinSpikeHistory) {
-    scratch_.assign(s.recent.begin(), s.recent.end());
-    // A constant history has MAD 0: any departure then counts as infinitely far, which
-    // a flatline ending is not; use a small floor relative to the level instead.
-    double level = 0;
-    for (double v : s.recent) level = std::max(level, std::fabs(v));
-    double z = RobustZ(r.value, scratch_, 1e-6 * std::max(1.0, level));
+    auto refresh = [&] {
+      scratch_.assign(s.recent.begin(), s.recent.end());
+      // A constant history has MAD 0: any departure then counts as infinitely far, which
+      // a flatline ending is not; use a small floor relative to the level instead.
+      double level = 0;
+      for (double v : s.recent) level = std::max(level, std::fabs(v));
+      s.spike_median = MedianInPlace(scratch_);
+      for (double& e : scratch_) e = std::fabs(e - s.spike_median);
+      s.spike_sigma = std::max(kMadToSigma * MedianInPlace(scratch_), 1e-6 * std::max(1.0, level));
+      s.spike_age = 0;
+    };
+    if (s.spike_age >= kSpikeRefresh || !std::isfinite(s.spike_sigma)) refresh();
+    double z = std::fabs(r.value - s.spike_median) / s.spike_sigma;
+    if (z >= 0.5 * lim.spike_z && s.spike_age > 0) {
+      refresh();
+      z = std::fabs(r.value - s.spike_median) / s.spike_sigma;
+    }
+    ++s.spike_age;
     if (z >= lim.spike_z) r.flags.Set(QcFlag::kSpike);
     score = std::max(score, z / lim.spike_z);
   }
@@ -592,26 +614,70 @@ float QcOperator::Check(Reading& r) {
     if (!s.baseline) s.baseline = std::make_unique<Baseline>(options_.baseline_keep);
     judge(*s.baseline);
     if (options_.baseline_zones && r.zone) {
-      std::unique_ptr<Baseline>& z = zones_[PairKey(r.zone.id, r.metric.id)];
-      if (!z) z = std::make_unique<Baseline>(options_.baseline_zone_keep);
-      judge(*z);
+      if (s.zone_baseline == nullptr || s.zone_id != r.zone.id) {
+        std::unique_ptr<Baseline>& z = zones_[PairKey(r.zone.id, r.metric.id)];
+        if (!z) z = std::make_unique<Baseline>(options_.baseline_zone_keep);
+        s.zone_baseline = z.get();
+        s.zone_id = r.zone.id;
+      }
+      judge(*s.zone_baseline);
     }
   }
 
   // Disagreement with the latest values of the neighbours.
   if (lim.Has(QcCheck::kNeighbors) && std::isfinite(r.lat) && std::isfinite(r.lon)) {
-    std::unique_ptr<NeighborGrid>& g = grids_[r.metric.id];
-    if (!g) g = std::make_unique<NeighborGrid>(options_.neighbor_radius_m, r.lat);
+    if (s.grid == nullptr) {
+      std::unique_ptr<NeighborGrid>& g = grids_[r.metric.id];
+      if (!g) g = std::make_unique<NeighborGrid>(options_.neighbor_radius_m, r.lat);
+      s.grid = g.get();
+    }
+    NeighborGrid* g = s.grid;
     double x = 0, y = 0;
     g->Project(r.lat, r.lon, x, y);
-    g->Gather(r.device.id, x, y, r.event_time, options_.neighbor_radius_m,
-              options_.neighbor_max_age, scratch_);
-    if (scratch_.size() >= options_.neighbor_min) {
-      double z = RobustZ(r.value, scratch_, lim.neighbor_min_sigma);
+    // The sensors within the radius change only when one appears or moves.
+    if (s.neighbors_gen != g->generation) {
+      g->Within(r.device.id, x, y, options_.neighbor_radius_m, s.neighbors);
+      s.neighbors_gen = g->generation;
+    }
+    auto refresh = [&] {
+      scratch_.clear();
+      const TimeUs lo = r.event_time - options_.neighbor_max_age;
+      const TimeUs hi = r.event_time + options_.neighbor_max_age;
+      for (uint32_t idx : s.neighbors) {
+        const NeighborGrid::Entry& e = g->entries[idx];
+        if (e.time >= lo && e.time <= hi) scratch_.push_back(e.value);
+      }
+      s.nb_count = static_cast<uint32_t>(scratch_.size());
+      s.nb_age = 0;
+      if (scratch_.size() < options_.neighbor_min) return;
+      s.nb_median = MedianInPlace(scratch_);
+      for (double& e : scratch_) e = std::fabs(e - s.nb_median);
+      s.nb_sigma = std::max(kMadToSigma * MedianInPlace(scratch_), lim.neighbor_min_sigma);
+    };
+    if (s.nb_age >= kNeighborRefresh || s.nb_count == 0) refresh();
+    if (s.nb_count >= options_.neighbor_min) {
+      double z = std::fabs(r.value - s.nb_median) / s.nb_sigma;
+      if (z >= 0.5 * lim.neighbor_z && s.nb_age > 0) {
+        refresh();
+        z = s.nb_count >= options_.neighbor_min ? std::fabs(r.value - s.nb_median) / s.nb_sigma
+                                                : 0.0;
+      }
       if (z >= lim.neighbor_z) r.flags.Set(QcFlag::kNeighborDisagreement);
       score = std::max(score, z / lim.neighbor_z);
     }
-    if (keep_history) g->Update(r.device.id, x, y, r.value, r.event_time);
+    ++s.nb_age;
+    if (keep_history) {
+      uint64_t before = g->generation;
+      // This sensor's own arrival changes no list of its own neighbours (a move does).
+      if (s.grid_entry != UINT32_MAX) {
+        g->UpdateAt(s.grid_entry, x, y, r.value, r.event_time);
+      } else {
+        if (g->Update(r.device.id, x, y, r.value, r.event_time) && s.neighbors_gen == before) {
+          s.neighbors_gen = g->generation;
+        }
+        s.grid_entry = g->index.at(r.device.id);
+      }
+    }
   }
 
   s.last_value = r.value;
@@ -652,6 +718,13 @@ Status QcOperator::Snapshot(CheckpointWriter& out) const {
     out.F64(s.last_value);
     out.I64(s.last_time);
     out.U64(s.run_length);
+    out.F64(s.spike_median);
+    out.F64(s.spike_sigma);
+    out.U64(s.spike_age);
+    out.F64(s.nb_median);
+    out.F64(s.nb_sigma);
+    out.U64(s.nb_count);
+    out.U64(s.nb_age);
     out.Bool(s.baseline != nullptr);
     if (s.baseline) s.baseline->Encode(out);
   }
@@ -695,6 +768,13 @@ Status QcOperator::Restore(CheckpointReader& in) {
     s.last_value = in.F64();
     s.last_time = in.I64();
     s.run_length = static_cast<size_t>(in.U64());
+    s.spike_median = in.F64();
+    s.spike_sigma = in.F64();
+    s.spike_age = static_cast<uint32_t>(in.U64());
+    s.nb_median = in.F64();
+    s.nb_sigma = in.F64();
+    s.nb_count = static_cast<uint32_t>(in.U64());
+    s.nb_age = static_cast<uint32_t>(in.U64());
     if (in.Bool()) s.baseline = Baseline::Decode(in);
   }
   n = in.Count();

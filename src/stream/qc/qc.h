@@ -162,6 +162,25 @@ class QcOperator : public Operator {
     TimeUs last_time = 0;
     size_t run_length = 0;  ///< consecutive identical values including the last
     std::unique_ptr<Baseline> baseline;
+    // Spike statistics of the ring, refreshed every kSpikeRefresh readings (and exactly
+    // for a reading that comes within half the threshold).
+    double spike_median = NAN;
+    double spike_sigma = NAN;
+    uint32_t spike_age = 0;  ///< readings since the statistics were computed
+    // The same for the neighbours' median and robust σ (and how many answered).
+    double nb_median = NAN;
+    double nb_sigma = NAN;
+    uint32_t nb_count = 0;
+    uint32_t nb_age = 0;
+    // Caches rebuilt on demand (not checkpointed): the metric's grid, the sensors within
+    // the radius (grid entry indices, as of grid generation `neighbors_gen`) and the
+    // zone baseline of the last zone seen.
+    NeighborGrid* grid = nullptr;
+    uint32_t grid_entry = UINT32_MAX;  ///< this sensor's entry in `grid`
+    std::vector<uint32_t> neighbors;
+    uint64_t neighbors_gen = UINT64_MAX;
+    uint32_t zone_id = 0;
+    Baseline* zone_baseline = nullptr;
   };
   KeyState& StateOf(const Reading& r);
   float Check(Reading& r);
