@@ -385,6 +385,8 @@ surfaces:                # IDW grid of PM2.5 for every closed five-minute window
     window: pm25_5m
     metric: pm25
     width: 200
+qc:                      # per-sensor checks: spikes, flatlines, rates, 30-day baselines,
+  enabled: true          # neighbours (flags and qc_score on every reading; README: Quality control)
 zones:
   h3_resolution: 8
   layers:
