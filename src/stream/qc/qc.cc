@@ -535,13 +535,17 @@ Status QcOperator::Open(RunContext& ctx) {
 }
 
 QcOperator::KeyState& QcOperator::StateOf(const Reading& r) {
-  auto [it, inserted] = sensors_.try_emplace(PairKey(r.device.id, r.metric.id));
-  KeyState& s = it->second;
-  if (inserted) {
-    std::string model = model_lookup_ ? model_lookup_(r.device) : std::string();
-    s.limits = options_.Resolve(r.metric.view(), r.device.view(), model);
-    s.recent.reserve(s.limits.spike_window);
-  }
+  if (r.metric.id >= sensor_index_.size()) sensor_index_.resize(r.metric.id + 1);
+  std::vector<uint32_t>& by_device = sensor_index_[r.metric.id];
+  if (r.device.id >= by_device.size()) by_device.resize(r.device.id + 1, 0);
+  uint32_t& slot = by_device[r.device.id];
+  if (slot != 0) return sensors_[slot - 1];
+  KeyState& s = sensors_.emplace_back();
+  slot = static_cast<uint32_t>(sensors_.size());
+  s.key = PairKey(r.device.id, r.metric.id);
+  std::string model = model_lookup_ ? model_lookup_(r.device) : std::string();
+  s.limits = options_.Resolve(r.metric.view(), r.device.view(), model);
+  s.recent.reserve(s.limits.spike_window);
   return s;
 }
 
@@ -710,8 +714,8 @@ Status QcOperator::Finish(Batch& out) {
 Status QcOperator::Snapshot(CheckpointWriter& out) const {
   out.Section("qc");
   out.U64(sensors_.size());
-  for (const auto& [key, s] : sensors_) {
-    out.U64(key);
+  for (const KeyState& s : sensors_) {
+    out.U64(s.key);
     out.U64(s.recent.size());
     for (double v : s.recent) out.F64(v);
     out.U64(s.recent_next);
@@ -752,6 +756,7 @@ Status QcOperator::Snapshot(CheckpointWriter& out) const {
 Status QcOperator::Restore(CheckpointReader& in) {
   TRIB_RETURN_IF_ERROR(in.ExpectSection("qc"));
   sensors_.clear();
+  sensor_index_.clear();
   zones_.clear();
   grids_.clear();
   uint64_t n = in.Count();

@@ -42,6 +42,7 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -155,6 +156,7 @@ class QcOperator : public Operator {
   struct Baseline;
   struct NeighborGrid;
   struct KeyState {
+    uint64_t key = 0;  ///< device id << 32 | metric id
     QcMetricLimits limits;
     std::vector<double> recent;  ///< ring of the last spike_window values
     size_t recent_next = 0;      ///< where the next value goes once the ring is full
@@ -187,7 +189,11 @@ class QcOperator : public Operator {
 
   QcOptions options_;
   std::function<std::string(Symbol)> model_lookup_;
-  std::unordered_map<uint64_t, KeyState> sensors_;  ///< key: device id << 32 | metric id
+  // Sensor keys: states in creation order (stable addresses) and, since symbol ids are
+  // small dense integers, a direct index [metric id][device id] → 1 + position, which
+  // keeps a hash lookup off the per-reading path.
+  std::deque<KeyState> sensors_;
+  std::vector<std::vector<uint32_t>> sensor_index_;
   std::unordered_map<uint64_t, std::unique_ptr<Baseline>> zones_;      ///< zone id << 32 | metric
   std::unordered_map<uint32_t, std::unique_ptr<NeighborGrid>> grids_;  ///< by metric id
   std::vector<double> scratch_;
