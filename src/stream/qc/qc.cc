@@ -16,14 +16,17 @@ constexpr double kMadToSigma = 1.4826;
 // With fewer previous readings the median and MAD are too unstable to judge a spike.
 constexpr size_t kMinSpikeHistory = 8;
 // The median and MAD of the spike ring are recomputed every this many readings; between,
-// a reading within half the threshold of the cached statistics is judged on them, and
-// any other is judged on freshly computed ones. The ring moves by one value a reading,
+// a reading below kExactFraction of the threshold on the cached statistics is judged on
+// them, and any other on freshly computed ones. The ring moves by one value a reading,
 // so the cached statistics differ little from the exact ones; a flag is never raised on
 // stale statistics.
 constexpr uint32_t kSpikeRefresh = 8;
 // Likewise for the neighbours' statistics, refreshed every this many readings of a
 // sensor (a few minutes at one reading a minute, while neighbours drift slowly).
 constexpr uint32_t kNeighborRefresh = 4;
+// Readings at or above this share of a threshold on cached statistics are judged again
+// on exact ones.
+constexpr double kExactFraction = 0.75;
 constexpr int64_t kHoursPerDay = 24;
 constexpr double kEarthRadiusM = 6371008.8;
 constexpr double kDegToRad = M_PI / 180.0;
@@ -102,23 +105,29 @@ struct QcOperator::Baseline {
                    std::vector<double>& scratch) {
     Hour* h = hours[static_cast<size_t>(hour)].get();
     if (h == nullptr) return NAN;
-    if (h->computed_day == day && !(h->changed && h->added_since >= kBaselineRefresh)) {
+    // A zone keeps more values a day: refresh it after as many readings.
+    const uint32_t refresh = std::max<uint32_t>(kBaselineRefresh, static_cast<uint32_t>(keep));
+    if (h->computed_day == day && !(h->changed && h->added_since >= refresh)) {
       return h->threshold;
     }
-    scratch.clear();
-    uint64_t n = 0;
-    int64_t days_with_data = 0;
-    for (const Day& d : h->days) {
-      if (d.day <= day - o.baseline_days || d.day > day || d.count == 0) continue;
-      ++days_with_data;
-      n += d.count;
-      scratch.insert(scratch.end(), d.top.begin(), d.top.end());
-    }
+    auto in_window = [&](const Day& d) {
+      return d.day > day - o.baseline_days && d.day <= day && d.count > 0;
+    };
     h->computed_day = day;
     h->added_since = 0;
     h->changed = false;
     h->threshold = NAN;
-    if (days_with_data < o.baseline_min_days || scratch.empty()) return NAN;
+    int64_t days_with_data = 0;
+    for (const Day& d : h->days) days_with_data += in_window(d);
+    if (days_with_data < o.baseline_min_days) return NAN;
+    scratch.clear();
+    uint64_t n = 0;
+    for (const Day& d : h->days) {
+      if (!in_window(d)) continue;
+      n += d.count;
+      scratch.insert(scratch.end(), d.top.begin(), d.top.end());
+    }
+    if (scratch.empty()) return NAN;
     auto r = static_cast<size_t>(std::ceil((1.0 - percentile) * static_cast<double>(n)));
     r = std::clamp<size_t>(r, 1, scratch.size());
     std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(r - 1),
@@ -570,7 +579,7 @@ float QcOperator::Check(Reading& r) {
     };
     if (s.spike_age >= kSpikeRefresh || !std::isfinite(s.spike_sigma)) refresh();
     double z = std::fabs(r.value - s.spike_median) / s.spike_sigma;
-    if (z >= 0.5 * lim.spike_z && s.spike_age > 0) {
+    if (z >= kExactFraction * lim.spike_z && s.spike_age > 0) {
       refresh();
       z = std::fabs(r.value - s.spike_median) / s.spike_sigma;
     }
@@ -661,7 +670,7 @@ float QcOperator::Check(Reading& r) {
     if (s.nb_age >= kNeighborRefresh || s.nb_count == 0) refresh();
     if (s.nb_count >= options_.neighbor_min) {
       double z = std::fabs(r.value - s.nb_median) / s.nb_sigma;
-      if (z >= 0.5 * lim.neighbor_z && s.nb_age > 0) {
+      if (z >= kExactFraction * lim.neighbor_z && s.nb_age > 0) {
         refresh();
         z = s.nb_count >= options_.neighbor_min ? std::fabs(r.value - s.nb_median) / s.nb_sigma
                                                 : 0.0;

@@ -165,7 +165,7 @@ class QcOperator : public Operator {
     size_t run_length = 0;  ///< consecutive identical values including the last
     std::unique_ptr<Baseline> baseline;
     // Spike statistics of the ring, refreshed every kSpikeRefresh readings (and exactly
-    // for a reading that comes within half the threshold).
+    // for a reading that comes within a quarter of the threshold).
     double spike_median = NAN;
     double spike_sigma = NAN;
     uint32_t spike_age = 0;  ///< readings since the statistics were computed
