@@ -2,22 +2,31 @@
 // ingestion (decode, normalise, validate, dedup) and the window operator (1-minute
 // tumbling windows per device and metric). Generation is not timed.
 //
-//   build/release/bench/pipeline_bench [messages] [devices]
+//   build/release/bench/pipeline_bench [messages] [devices] [--qc]
 //
 // Prints a human summary and, as the last line, one JSON object with readings/s and
 // peak RSS.
+//
+// With --qc the chain is ingestion → zone enrichment (the built-in districts) → window,
+// run alternately without and with the QC operator (stream/qc/qc.h) between enrichment
+// and windows, three times each on the same input; the best run of each is reported with
+// the throughput ratio, so a loaded machine disturbs both sides alike.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/ledger.h"
 #include "core/pipeline_config.h"
 #include "ingest/ingest.h"
 #include "io/sources/simulator.h"
+#include "spatial/enrich.h"
+#include "stream/qc/qc.h"
 #include "stream/window.h"
 
 using namespace tributary;
@@ -35,11 +44,73 @@ double PeakRssMb() {
   std::exit(1);
 }
 
+struct RunResult {
+  double secs = 0;
+  uint64_t windows = 0;
+  uint64_t flagged = 0;
+  LedgerSnapshot ledger;
+};
+
+// One timed pass over `batches` with fresh operators.
+RunResult RunOnce(const PipelineConfig& config, const std::vector<RawBatch>& batches, bool zones,
+                  bool qc) {
+  Result<std::unique_ptr<IngestStage>> ingest = IngestStage::Make(config);
+  if (!ingest.ok()) Die(ingest.status());
+  std::vector<std::unique_ptr<Operator>> chain;
+  if (zones) {
+    Result<std::unique_ptr<Operator>> enrich = MakeZoneEnrichOperator(config);
+    if (!enrich.ok()) Die(enrich.status());
+    if (*enrich) chain.push_back(std::move(*enrich));
+  }
+  if (qc) {
+    Result<std::unique_ptr<QcOperator>> op = MakeQcOperator(config);
+    if (!op.ok()) Die(op.status());
+    if (*op) chain.push_back(std::move(*op));
+  }
+  Result<std::unique_ptr<Operator>> window = MakeWindowOperator(config);
+  if (!window.ok()) Die(window.status());
+  chain.push_back(std::move(*window));
+  Ledger ledger;
+  RunContext ctx;
+  ctx.config = &config;
+  ctx.ledger = &ledger;
+  if (Status st = (*ingest)->Open(ctx); !st.ok()) Die(st);
+  for (auto& op : chain) {
+    if (Status st = op->Open(ctx); !st.ok()) Die(st);
+  }
+  RunResult out;
+  auto start = std::chrono::steady_clock::now();
+  for (const RawBatch& raw : batches) {
+    Batch batch;
+    if (Status st = (*ingest)->Process(raw, batch); !st.ok()) Die(st);
+    for (auto& op : chain) {
+      if (Status st = op->Process(batch); !st.ok()) Die(st);
+    }
+    out.windows += batch.windows.size();
+    for (const Reading& r : batch.readings) out.flagged += r.qc_score >= 1.0f;
+  }
+  Batch tail;
+  if (Status st = chain.back()->Finish(tail); !st.ok()) Die(st);
+  out.windows += tail.windows.size();
+  out.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.ledger = ledger.Snapshot();
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const uint64_t target_messages = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1000000;
-  const int64_t devices = argc > 2 ? std::strtoll(argv[2], nullptr, 10) : 1000;
+  bool qc_compare = false;
+  std::vector<char*> args;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--qc") {
+      qc_compare = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  const uint64_t target_messages = !args.empty() ? std::strtoull(args[0], nullptr, 10) : 1000000;
+  const int64_t devices = args.size() > 1 ? std::strtoll(args[1], nullptr, 10) : 1000;
 
   std::string yaml = R"(pipeline:
   name: bench
@@ -53,6 +124,14 @@ windows:
     group_by: device
     aggregates: [count, mean, min, max]
 )";
+  if (qc_compare) {
+    yaml += R"(zones:
+  layers:
+    - name: district
+      path: builtin:city_districts
+      id_field: district_id
+)";
+  }
   Result<PipelineConfig> config = ParsePipelineConfig(yaml, "<bench>");
   if (!config.ok()) Die(config.status());
 
@@ -74,48 +153,57 @@ windows:
   double input_mb = 0;
   for (const RawBatch& b : batches) input_mb += static_cast<double>(b.data.size()) / 1e6;
 
-  Result<std::unique_ptr<IngestStage>> ingest = IngestStage::Make(*config);
-  if (!ingest.ok()) Die(ingest.status());
-  Result<std::unique_ptr<Operator>> window = MakeWindowOperator(*config);
-  if (!window.ok()) Die(window.status());
-  Ledger ledger;
-  RunContext ctx;
-  ctx.config = &*config;
-  ctx.ledger = &ledger;
-  if (Status st = (*ingest)->Open(ctx); !st.ok()) Die(st);
-  if (Status st = (*window)->Open(ctx); !st.ok()) Die(st);
-
-  auto start = std::chrono::steady_clock::now();
-  uint64_t windows = 0;
-  for (const RawBatch& raw : batches) {
-    Batch batch;
-    if (Status st = (*ingest)->Process(raw, batch); !st.ok()) Die(st);
-    if (Status st = (*window)->Process(batch); !st.ok()) Die(st);
-    windows += batch.windows.size();
+  if (qc_compare) {
+    RunResult best[2];
+    for (int round = 0; round < 3; ++round) {
+      for (int with_qc = 0; with_qc < 2; ++with_qc) {
+        RunResult r = RunOnce(*config, batches, true, with_qc == 1);
+        std::printf("round %d %-8s %.3f s, %.0f readings/s, %llu flagged\n", round,
+                    with_qc ? "qc" : "no qc", r.secs, static_cast<double>(r.ledger.input) / r.secs,
+                    static_cast<unsigned long long>(r.flagged));
+        if (best[with_qc].secs == 0 || r.secs < best[with_qc].secs) best[with_qc] = r;
+      }
+    }
+    double base = static_cast<double>(best[0].ledger.input) / best[0].secs;
+    double with = static_cast<double>(best[1].ledger.input) / best[1].secs;
+    double cost = 1.0 - with / base;
+    std::printf(
+        "messages %llu, readings %llu: without QC %.0f readings/s, with QC %.0f "
+        "readings/s; QC costs %.1f %% of throughput; %llu readings flagged (%.2f %%)\n",
+        static_cast<unsigned long long>(messages),
+        static_cast<unsigned long long>(best[1].ledger.input), base, with, 100.0 * cost,
+        static_cast<unsigned long long>(best[1].flagged),
+        100.0 * static_cast<double>(best[1].flagged) /
+            static_cast<double>(std::max<uint64_t>(best[1].ledger.accepted, 1)));
+    std::printf(
+        "{\"bench\":\"pipeline_qc\",\"messages\":%llu,\"readings\":%llu,"
+        "\"readings_per_s_without_qc\":%.0f,\"readings_per_s_with_qc\":%.0f,"
+        "\"qc_cost\":%.4f,\"flagged\":%llu,\"peak_rss_mb\":%.1f}\n",
+        static_cast<unsigned long long>(messages),
+        static_cast<unsigned long long>(best[1].ledger.input), base, with, cost,
+        static_cast<unsigned long long>(best[1].flagged), PeakRssMb());
+    return best[0].ledger.balanced() && best[1].ledger.balanced() ? 0 : 1;
   }
-  Batch tail;
-  if (Status st = (*window)->Finish(tail); !st.ok()) Die(st);
-  windows += tail.windows.size();
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  LedgerSnapshot l = ledger.Snapshot();
+  RunResult r = RunOnce(*config, batches, false, false);
+  const double secs = r.secs;
+  const uint64_t windows = r.windows;
+  const LedgerSnapshot& l = r.ledger;
   double readings_per_s = static_cast<double>(l.input) / secs;
-  std::printf("messages %llu (%.1f MB JSON), readings in %llu, accepted %llu, quarantined %llu, "
-              "late %llu, duplicate %llu, windows %llu, balanced %s\n",
-              static_cast<unsigned long long>(messages), input_mb,
-              static_cast<unsigned long long>(l.input),
-              static_cast<unsigned long long>(l.accepted),
-              static_cast<unsigned long long>(l.quarantined),
-              static_cast<unsigned long long>(l.late),
-              static_cast<unsigned long long>(l.duplicate),
-              static_cast<unsigned long long>(windows), l.balanced() ? "yes" : "NO");
+  std::printf(
+      "messages %llu (%.1f MB JSON), readings in %llu, accepted %llu, quarantined %llu, "
+      "late %llu, duplicate %llu, windows %llu, balanced %s\n",
+      static_cast<unsigned long long>(messages), input_mb, static_cast<unsigned long long>(l.input),
+      static_cast<unsigned long long>(l.accepted), static_cast<unsigned long long>(l.quarantined),
+      static_cast<unsigned long long>(l.late), static_cast<unsigned long long>(l.duplicate),
+      static_cast<unsigned long long>(windows), l.balanced() ? "yes" : "NO");
   std::printf("%.3f s: %.0f readings/s, %.0f messages/s, %.1f MB/s of JSON, one core\n", secs,
               readings_per_s, static_cast<double>(messages) / secs, input_mb / secs);
   std::printf(
       "{\"bench\":\"pipeline\",\"messages\":%llu,\"readings\":%llu,\"seconds\":%.4f,"
       "\"readings_per_s\":%.0f,\"messages_per_s\":%.0f,\"windows\":%llu,\"peak_rss_mb\":%.1f}\n",
       static_cast<unsigned long long>(messages), static_cast<unsigned long long>(l.input), secs,
-      readings_per_s, static_cast<double>(messages) / secs, static_cast<unsigned long long>(windows),
-      PeakRssMb());
+      readings_per_s, static_cast<double>(messages) / secs,
+      static_cast<unsigned long long>(windows), PeakRssMb());
   return l.balanced() ? 0 : 1;
 }

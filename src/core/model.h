@@ -101,6 +101,9 @@ struct Reading {
   std::array<Symbol, kMaxZoneLayers - 1> extra_zones{};
   uint64_t s2 = 0;  ///< S2 cell id at zones.s2_level after enrichment (0 = not computed)
   QcFlags flags;
+  /// Strongest normalised QC check of the reading (stream/qc/qc.h); ≥ 1 when a QC check
+  /// flagged it, 0 when QC did not run.
+  float qc_score = 0.0f;
   Provenance prov;
 };
 

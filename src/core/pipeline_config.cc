@@ -193,6 +193,7 @@ const SectionSpec& TopLevelSpec() {
           {"checkpoint", OptionType::kSection, "", "Checkpoints and crash recovery."},
           {"anomaly", OptionType::kSection, "",
            "Calibration drift and multivariate anomaly detection."},
+          {"qc", OptionType::kSection, "", "Per-sensor quality control."},
       }};
   return spec;
 }
@@ -339,6 +340,11 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
     config.anomaly = top.Child("anomaly", anomaly_spec);
     TRIB_RETURN_IF_ERROR(config.anomaly.CheckKeys());
   }
+  const SectionSpec* qc_spec = FindSection("qc");
+  if (qc_spec != nullptr) {
+    config.qc = top.Child("qc", qc_spec);
+    TRIB_RETURN_IF_ERROR(config.qc.CheckKeys());
+  }
   return config;
 }
 
@@ -386,6 +392,8 @@ surfaces:                # IDW grid of PM2.5 for every closed five-minute window
     window: pm25_5m
     metric: pm25
     width: 200
+qc:                      # per-sensor checks: spikes, flatlines, rates, 30-day baselines,
+  enabled: true          # neighbours (flags and qc_score on every reading; README: Quality control)
 zones:
   h3_resolution: 8
   layers:

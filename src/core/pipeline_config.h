@@ -52,6 +52,7 @@ struct PipelineConfig {
   OptionReader alerts;      ///< the `alerts` section, read by the alert module (alert/rules.h)
   OptionReader checkpoint;  ///< the `checkpoint` section (stream/checkpoint.h)
   OptionReader anomaly;     ///< the `anomaly` section (stream/qc/drift.h, stream/qc/iforest.h)
+  OptionReader qc;          ///< the `qc` section (stream/qc/qc.h)
 };
 
 /// The `pipeline` section spec and the top-level key list.

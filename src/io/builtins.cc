@@ -29,6 +29,7 @@
 #include "stream/checkpoint.h"
 #include "stream/qc/drift.h"
 #include "stream/qc/iforest.h"
+#include "stream/qc/qc.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -52,6 +53,9 @@ void RegisterBuiltins(Registry& registry) {
   registry.AddSection(&ZonesSectionSpec());
   registry.AddSection(&ZoneLayerSectionSpec());
   // Windows.
+  // Quality control, then windows.
+  registry.AddSection(&QcSectionSpec());
+  registry.AddSection(&QcRuleSectionSpec());
   registry.AddSection(&WindowSectionSpec());
   registry.AddSection(&SurfaceSectionSpec());
   // Sinks.

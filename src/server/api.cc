@@ -468,7 +468,7 @@ std::string OpenApiJson() {
 },
 "security": [{"bearer": []}],
 "paths": {
-  "/api/sensors": {"get": {"summary": "Every sensor seen, with position, latest value per metric and status (ok, stale, quarantining).",
+  "/api/sensors": {"get": {"summary": "Every sensor seen, with position, latest value per metric with its QC score and flags (qc_score, qc_flags), readings QC flagged (qc_flagged) and status (ok, stale, quarantining).",
     "responses": {"200": {"description": "Sensors", "content": {"application/json": {"schema": {"type": "object", "properties": {
       "count": {"type": "integer"}, "sensors": {"type": "array", "items": {"type": "object"}}}}}}},
       "401": {"description": "Missing or wrong bearer token"}}}},

@@ -78,16 +78,29 @@ void WriteSensorJson(JsonWriter& w, const SensorView& s, bool compact) {
     w.Key("values").BeginObject();
     for (const MetricLatest& m : s.metrics) NumberOrNull(w, m.metric.view(), m.value);
     w.EndObject();
+    // QC scores of the latest values, only for metrics a QC check flagged.
+    w.Key("qc").BeginObject();
+    for (const MetricLatest& m : s.metrics) {
+      if (m.qc_score < 1.0f) continue;
+      w.Key(m.metric.view()).BeginObject();
+      w.Key("score").Number(m.qc_score);
+      w.Key("flags").Raw(QcFlagsToJson(m.qc_flags));
+      w.EndObject();
+    }
+    w.EndObject();
     w.EndObject();
     return;
   }
   w.Key("readings").UInt(s.readings);
   w.Key("quarantined").UInt(s.quarantined);
+  w.Key("qc_flagged").UInt(s.qc_flagged);
   w.Key("metrics").BeginObject();
   for (const MetricLatest& m : s.metrics) {
     w.Key(m.metric.view()).BeginObject();
     NumberOrNull(w, "value", m.value);
     time_or_null("event_time", m.event_time);
+    w.Key("qc_score").Number(m.qc_score);
+    w.Key("qc_flags").Raw(QcFlagsToJson(m.qc_flags));
     w.EndObject();
   }
   w.EndObject();
@@ -133,9 +146,10 @@ void LiveState::OnBatch(const Batch& batch) {
       s.last_event_time = std::max(s.last_event_time, r.event_time);
       s.last_arrival_time = std::max(s.last_arrival_time, r.arrival_time);
       ++s.readings;
+      if (r.qc_score >= 1.0f) ++s.qc_flagged;
       MetricLatest& m = s.metrics[r.metric.id];
       if (r.event_time >= m.event_time)
-        m = MetricLatest{r.metric, r.value, r.event_time, r.arrival_time};
+        m = MetricLatest{r.metric, r.value, r.event_time, r.arrival_time, r.qc_score, r.flags};
     }
     for (const QuarantineRecord& q : batch.quarantine) {
       if (q.device) {
@@ -264,6 +278,7 @@ SensorView LiveState::ViewOf(const Sensor& s, TimeUs now) const {
   v.last_arrival_time = s.last_arrival_time;
   v.readings = s.readings;
   v.quarantined = s.quarantined;
+  v.qc_flagged = s.qc_flagged;
   // Arrival times are the source's (a simulator's run ahead of the wall clock), so
   // staleness is judged by when the batch was observed, and quarantining by comparing
   // the device's own arrival times.

@@ -52,6 +52,8 @@ struct MetricLatest {
   double value = NAN;
   TimeUs event_time = 0;    ///< UTC µs, sensor clock
   TimeUs arrival_time = 0;  ///< UTC µs, processing time
+  float qc_score = 0.0f;    ///< Reading::qc_score of the latest value
+  QcFlags qc_flags;         ///< flags of the latest value
 };
 
 /// One sensor as the API shows it.
@@ -63,6 +65,7 @@ struct SensorView {
   TimeUs last_arrival_time = 0;
   uint64_t readings = 0;     ///< accepted readings seen since start
   uint64_t quarantined = 0;  ///< quarantine records naming this device since start
+  uint64_t qc_flagged = 0;   ///< accepted readings with a QC score ≥ 1 since start
   SensorStatus status = SensorStatus::kOk;
   std::vector<MetricLatest> metrics;  ///< sorted by metric name
 };
@@ -129,6 +132,7 @@ class LiveState : public PipelineObserver {
     TimeUs last_seen = 0;  ///< processing time (wall clock) of the last batch naming it
     uint64_t readings = 0;
     uint64_t quarantined = 0;
+    uint64_t qc_flagged = 0;
     std::unordered_map<uint32_t, MetricLatest> metrics;  ///< by metric symbol id
   };
   Sensor& SensorOf(Symbol device);

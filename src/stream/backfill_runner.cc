@@ -19,6 +19,7 @@
 #include "spatial/enrich.h"
 #include "spatial/surface.h"
 #include "stream/operator.h"
+#include "stream/qc/qc.h"
 #include "stream/runtime.h"
 #include "stream/window.h"
 
@@ -109,6 +110,9 @@ Result<std::unique_ptr<BackfillRunner>> BackfillRunner::Build(
     r->workers_.push_back(std::move(w));
   }
   const TimeUs as_of = options.as_of;
+  // QC keeps per-sensor histories, so it runs in input order with the windows.
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<QcOperator> qc, MakeQcOperator(r->config_));
+  if (qc != nullptr) r->ordered_.push_back(std::move(qc));
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<WindowOperator> window,
                         MakeWindowOperator(r->config_, [as_of] { return as_of; }));
   r->ordered_.push_back(std::move(window));

@@ -24,6 +24,7 @@
 #include "stream/operator.h"
 #include "stream/qc/drift.h"
 #include "stream/qc/iforest.h"
+#include "stream/qc/qc.h"
 #include "stream/window.h"
 
 namespace tributary {
@@ -89,6 +90,19 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<AnomalyOperator> anomaly,
                         AnomalyOperator::Make(p->config_));
   if (anomaly != nullptr) p->operators_.push_back(std::move(anomaly));
+  // Quality control between enrichment and windows: its flags reach the windows and the
+  // zone baselines see the zone enrichment attached.
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<QcOperator> qc, MakeQcOperator(p->config_));
+  if (qc != nullptr) {
+    if (devices != nullptr) {
+      qc->SetModelLookup([devices](Symbol device) -> std::string {
+        std::shared_ptr<const RegistrySnapshot> snap = devices->Snapshot();
+        const DeviceEntry* e = snap->Find(device.view());
+        return e != nullptr ? e->model : std::string();
+      });
+    }
+    p->operators_.push_back(std::move(qc));
+  }
   TRIB_ASSIGN_OR_RETURN(
       std::unique_ptr<WindowOperator> window,
       MakeWindowOperator(p->config_, options.processing_clock ? options.processing_clock : NowUs));

@@ -300,6 +300,33 @@ test('an alert appears after an injected exceedance', async () => {
   await shot('alerts');
 });
 
+test('a stuck sensor gets a QC badge in the conditions panel', async () => {
+  // Twelve identical PM2.5 values a minute apart from a device of its own: from the 10th
+  // on, the QC stage flags FLATLINE; the summary events carry it to the page.
+  const device = 'e2e-stuck';
+  const health = await (await fetch(`${base}/api/health`)).json();
+  const start = Date.parse(health.watermark) + 20 * 60 * 1000;
+  assert.ok(Number.isFinite(start));
+  for (let i = 0; i < 12; i++) {
+    const payload = JSON.stringify({ device_id: device, sensor_ts: start + i * 60000, lat: 52.53, lon: 13.36, pm25: 17.5 });
+    execFileSync(MOSQUITTO_PUB, ['-h', '127.0.0.1', '-p', String(brokerPort), '-q', '1', '-t', `e2e/${device}/up`, '-m', payload]);
+  }
+  // The API shows the flag and the score first.
+  await waitFor(async () => {
+    const s = (await (await fetch(`${base}/api/sensors`)).json()).sensors?.find((x) => x.device === device);
+    const pm = s?.metrics?.pm25;
+    return pm && pm.qc_flags.includes('FLATLINE') && pm.qc_score >= 1 && s.qc_flagged >= 3;
+  }, 'FLATLINE on the stuck sensor in /api/sensors', 30000);
+  await waitFor(async () => (await page.$$eval('#focus option', (els) => els.map((o) => o.value))).includes(`device:${device}`), 'the stuck sensor in the focus list', 30000);
+  await page.selectOption('#focus', `device:${device}`);
+  const badge = page.locator('#conditions .qc-badge');
+  await waitFor(async () => (await badge.count()) > 0, 'a QC badge in the conditions panel', 30000);
+  assert.match(await badge.first().getAttribute('data-flags'), /FLATLINE/);
+  assert.match(await badge.first().textContent(), /^QC .*flatline/);
+  await page.locator('#conditions').scrollIntoViewIfNeeded();
+  await shot('qc-badge');
+});
+
 test('the health panel shows the pipeline figures and breaker states', async () => {
   const text = await waitFor(async () => {
     const t = await page.textContent('#health');

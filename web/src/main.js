@@ -76,7 +76,18 @@ let fitted = false;
 
 function sensorLabel(device, s) {
   const v = s.values?.[state.metric];
-  return `${device} · ${s.status}${v != null ? ` · ${state.metric} ${fmt(v)}` : ''}`;
+  const qc = Object.keys(s.qc ?? {}).length ? ' · QC flagged' : '';
+  return `${device} · ${s.status}${v != null ? ` · ${state.metric} ${fmt(v)}` : ''}${qc}`;
+}
+
+// QC of the latest value per metric, {metric: {score, flags}} for the flagged ones only:
+// a `summary` event carries it as `qc`, /api/sensors as metrics[m].qc_score/qc_flags.
+function qcOf(s) {
+  if (s.qc) return s.qc;
+  if (!s.metrics) return undefined;
+  return Object.fromEntries(Object.entries(s.metrics)
+    .filter(([, v]) => (v.qc_score ?? 0) >= 1)
+    .map(([m, v]) => [m, { score: v.qc_score, flags: v.qc_flags ?? [] }]));
 }
 
 const sensorLayer = new SensorCanvasLayer({
@@ -92,6 +103,9 @@ function putSensor(s) {
   const values = s.values ?? Object.fromEntries(Object.entries(s.metrics ?? {}).map(([m, v]) => [m, v.value]));
   const prev = state.sensors.get(s.device);
   const merged = { ...prev, ...s, values: { ...prev?.values, ...values } };
+  // Each update describes every metric's latest value, so its QC replaces the previous.
+  const qc = qcOf(s);
+  if (qc !== undefined) merged.qc = qc;
   delete merged.metrics;
   state.sensors.set(s.device, merged);
   if (merged.lat != null && merged.lon != null) sensorLayer.set(s.device, merged);
@@ -386,7 +400,7 @@ function renderConditions() {
   let rows = [];
   if (kind === 'device') {
     const s = state.sensors.get(name);
-    if (s) rows = Object.entries(s.values ?? {}).map(([m, v]) => [m, v, '']);
+    if (s) rows = Object.entries(s.values ?? {}).map(([m, v]) => [m, v, '', s.qc?.[m]]);
     if (s) rows.unshift(['status', s.status, s.last_event_time]);
   } else {
     const [xs, ys] = seriesData(g);
@@ -398,8 +412,12 @@ function renderConditions() {
   const advice = cat
     ? `<div class="advice" style="border-color:${cat.color}"><b>AQI ${aqi} · ${esc(cat.name)}</b><br>${esc(cat.advice)}</div>`
     : '<div class="advice">No particulate reading here: no air-quality advice.</div>';
-  $('conditions').innerHTML = advice + '<table>' + rows.map(([m, v, t]) =>
-    `<tr><td>${esc(m)}</td><td>${typeof v === 'number' ? fmt(v, 2) : esc(v)}</td><td class="muted">${esc(t ?? '')}</td></tr>`).join('') + '</table>';
+  // A QC badge beside a value some check flagged: its flags, score in the tooltip.
+  const badge = (qc) => (qc
+    ? ` <span class="qc-badge" data-flags="${esc(qc.flags.join('|'))}" title="QC score ${fmt(qc.score, 2)}">QC ${esc(qc.flags.join(' ').toLowerCase().replaceAll('_', ' '))}</span>`
+    : '');
+  $('conditions').innerHTML = advice + '<table>' + rows.map(([m, v, t, qc]) =>
+    `<tr><td>${esc(m)}</td><td>${typeof v === 'number' ? fmt(v, 2) : esc(v)}${badge(qc)}</td><td class="muted">${esc(t ?? '')}</td></tr>`).join('') + '</table>';
 }
 
 // ---------------------------------------------------------------- health, ledger, feeds

@@ -43,6 +43,7 @@ class Writer {
     Pod(r.h3);
     Str(r.zone.view());
     Pod(r.flags.bits);
+    Pod(r.qc_score);
     Prov(r.prov);
   }
 
@@ -97,6 +98,7 @@ class Reader {
     r.h3 = Pod<uint64_t>();
     r.zone = Sym();
     r.flags.bits = Pod<uint32_t>();
+    r.qc_score = Pod<float>();
     Prov(r.prov);
   }
   // A count that cannot exceed the bytes left (each element takes at least one byte).

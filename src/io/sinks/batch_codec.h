@@ -13,7 +13,7 @@
 namespace tributary {
 
 /// Format version written by EncodeBatchRecords.
-inline constexpr uint8_t kBatchCodecVersion = 1;
+inline constexpr uint8_t kBatchCodecVersion = 2;  // 2: readings carry qc_score
 
 /// Append the readings, windows, quarantine and late records of `batch` to `out`.
 void EncodeBatchRecords(const Batch& batch, std::string& out);

@@ -46,16 +46,21 @@ std::vector<DuckColumn> WithPlace(std::vector<DuckColumn> own) {
   return own;
 }
 
-const std::vector<DuckColumn> kReadingColumns = WithPlace({
-    {"device_id", kText},
-    {"metric", kText},
-    {"value", kF64},
-    {"unit", kText},
-    {"event_time_us", kI64},
-    {"event_time", kTime},
-    {"arrival_time_us", kI64},
-    {"arrival_time", kTime},
-});
+// The QC score (stream/qc/qc.h) came after the place columns; older files gain it.
+const std::vector<DuckColumn> kReadingColumns = [] {
+  std::vector<DuckColumn> c = WithPlace({
+      {"device_id", kText},
+      {"metric", kText},
+      {"value", kF64},
+      {"unit", kText},
+      {"event_time_us", kI64},
+      {"event_time", kTime},
+      {"arrival_time_us", kI64},
+      {"arrival_time", kTime},
+  });
+  c.push_back({"qc_score", kF64});
+  return c;
+}();
 
 const std::vector<DuckColumn> kWindowColumns = {
     {"window", kText},
@@ -226,6 +231,7 @@ Status DuckDbSink::CreateSchema() {
     sql +=
         DuckCreateTableSql("CREATE TABLE IF NOT EXISTS", kTableNames[t], *def.columns, key) + ";\n";
   }
+  sql += "ALTER TABLE readings ADD COLUMN IF NOT EXISTS qc_score DOUBLE;\n";
   sql += std::string(kAlertsSql) + ";\n" + kLatestWindowsSql + ";\nCOMMIT;";
   Status st = duck_.Exec(sql);
   if (!st.ok()) {
@@ -298,6 +304,7 @@ Status DuckDbSink::AppendReading(const Reading& r) {
   a.I64(6, r.arrival_time);
   a.I64(7, r.arrival_time);
   AppendPlace(a, 8, r);
+  a.F64(15, r.qc_score);
   return a.EndRow();
 }
 

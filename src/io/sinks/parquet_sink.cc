@@ -92,7 +92,8 @@ const std::vector<DuckColumn> kReadingColumns = Concat({{{"date", DUCKDB_TYPE_DA
                                                         kProvenanceColumns,
                                                         {{"geometry", DUCKDB_TYPE_BLOB},
                                                          {"zones", DUCKDB_TYPE_VARCHAR},
-                                                         {"s2", DUCKDB_TYPE_VARCHAR}}});
+                                                         {"s2", DUCKDB_TYPE_VARCHAR},
+                                                         {"qc_score", DUCKDB_TYPE_DOUBLE}}});
 
 const std::vector<DuckColumn> kWindowColumns = {
     {"date", DUCKDB_TYPE_DATE},
@@ -447,6 +448,7 @@ Status ParquetSink::AppendReading(const Reading& r) {
   AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
   a.StrOrNull(21, zones_json_);
   a.StrOrNull(22, S2CellToken(r.s2));
+  a.F64(23, r.qc_score);
   return a.EndRow();
 }
 

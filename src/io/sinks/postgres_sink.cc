@@ -185,7 +185,7 @@ constexpr const char* kStageColumns[kTableCount] = {
     // readings
     "device_id text, metric text, value float8, event_time_us int8, arrival_time_us int8, "
     "lat float8, lon float8, zone_id text, h3 text, qc_flags text, provenance jsonb, "
-    "zones jsonb, s2 text",
+    "zones jsonb, s2 text, qc_score float8",
     // windows
     "window_name text, group_by text, group_key text, metric text, start_us int8, end_us int8, "
     "sample_count int8, mean float8, min float8, max float8, std float8, median float8, "
@@ -227,9 +227,11 @@ std::string SchemaSql(const std::string& s, bool hypertable) {
          ")" +
          std::string(hypertable ? "" : " PARTITION BY RANGE (event_time)") + ";\n";
   sql += "CREATE INDEX IF NOT EXISTS readings_geom_gist ON " + s + ".readings USING gist (geom);\n";
-  // The extra zone layers' ids and the S2 cell token (added to older stores too).
+  // The extra zone layers' ids, the S2 cell token and the QC score (added to older stores
+  // too).
   sql += "ALTER TABLE " + s +
-         ".readings ADD COLUMN IF NOT EXISTS zones jsonb, ADD COLUMN IF NOT EXISTS s2 text;\n";
+         ".readings ADD COLUMN IF NOT EXISTS zones jsonb, ADD COLUMN IF NOT EXISTS s2 text, "
+         "ADD COLUMN IF NOT EXISTS qc_score double precision;\n";
   sql += "CREATE TABLE IF NOT EXISTS " + s +
          ".windows (\n"
          "  \"window\" text NOT NULL,\n"
@@ -332,10 +334,10 @@ std::string InsertSql(const std::string& s, int table) {
     case kReadings:
       return "INSERT INTO " + s +
              ".readings (event_time, device_id, metric, value, arrival_time, lat, lon, geom, "
-             "zone_id, h3, qc_flags, provenance, zones, s2) SELECT " +
+             "zone_id, h3, qc_flags, provenance, zones, s2, qc_score) SELECT " +
              Ts("event_time_us") + ", device_id, metric, value, " + Ts("arrival_time_us") +
              ", lat, lon, " + Geom("lon", "lat") +
-             ", zone_id, h3, qc_flags, provenance, zones, s2 FROM " + stage +
+             ", zone_id, h3, qc_flags, provenance, zones, s2, qc_score FROM " + stage +
              " ON CONFLICT DO NOTHING";
     case kWindows:
       return "INSERT INTO " + s +
@@ -804,6 +806,7 @@ void PostgresSink::EncodeReading(const Reading& r, std::string& out) {
   zones_json_.clear();
   AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
   row.TextOrNull(zones_json_).TextOrNull(S2CellToken(r.s2));
+  row.Double(r.qc_score);
   row.End();
 }
 

@@ -220,8 +220,8 @@ ON CONFLICT (alert_id) DO UPDATE SET
 constexpr std::string_view kInsertReading = R"sql(
 INSERT OR IGNORE INTO readings (device_id, metric, value, unit, event_time_us, event_time,
   arrival_time_us, arrival_time, lat, lon, zone_id, h3, qc_flags, provenance,
-  geom, zones, s2)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17))sql";
+  geom, zones, s2, qc_score)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18))sql";
 
 constexpr std::string_view kInsertWindow = R"sql(
 INSERT OR IGNORE INTO windows (window, group_by, group_key, metric, window_start_us,
@@ -626,6 +626,7 @@ Status SqliteSink::InsertReading(const Reading& r, uint64_t& inserted, GeoBounds
   s.BindTextOrNull(16, zones_json_);
   s2_token_ = S2CellToken(r.s2);
   s.BindTextOrNull(17, s2_token_);
+  s.BindDouble(18, r.qc_score);
   return StepInsert(s, inserted, &bounds, r.lon, r.lat);
 }
 
@@ -882,8 +883,8 @@ Status ApplySchema(SqliteDb& db) {
     }
   }
   // The zone ids of the extra zone layers (a JSON object by layer name) and the S2 cell
-  // token of readings, added where missing.
-  for (const char* column : {"zones TEXT", "s2 TEXT"}) {
+  // token of readings, and the QC score (stream/qc/qc.h), added where missing.
+  for (const char* column : {"zones TEXT", "s2 TEXT", "qc_score REAL"}) {
     std::string name(column, std::strchr(column, ' '));
     TRIB_ASSIGN_OR_RETURN(
         int64_t present,
