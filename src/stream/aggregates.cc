@@ -14,17 +14,24 @@ namespace {
 // Add x to the expansion p[0..n) in place (Shewchuk's grow-expansion with zero
 // elimination, as in Python's msum). p must have room for n + 1 doubles. The
 // expansion stays non-overlapping with increasing magnitudes; returns its new size.
+// Each step is Knuth's TwoSum, which needs no ordering of the operands by magnitude:
+// hi = fl(x + y) and lo is the exact rounding error, the same two doubles the
+// order-then-Fast2Sum form gives, so the expansion (and its checkpoint) is unchanged.
+// Without the data-dependent swap and with the zero test folded into the index, the
+// loop has no branch to mispredict.
 size_t GrowExpansion(double* p, size_t n, double x) {
   size_t i = 0;
   for (size_t j = 0; j < n; ++j) {
-    double y = p[j];
-    if (std::fabs(x) < std::fabs(y)) std::swap(x, y);
-    double hi = x + y;
-    double lo = y - (hi - x);
-    if (lo != 0.0) p[i++] = lo;
+    const double y = p[j];
+    const double hi = x + y;
+    const double b = hi - x;
+    const double lo = (x - (hi - b)) + (y - b);
+    p[i] = lo;  // i <= j: p[j] was read already
+    i += lo != 0.0 ? 1 : 0;
     x = hi;
   }
-  if (x != 0.0) p[i++] = x;
+  p[i] = x;
+  i += x != 0.0 ? 1 : 0;
   return i;
 }
 
