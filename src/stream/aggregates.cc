@@ -187,14 +187,19 @@ ExactSum& ExactSum::operator=(ExactSum&& other) noexcept {
 }
 
 void ExactSum::Add(double x) {
+  // The common case, kept small so it inlines into WindowAccumulator::Add.
+  if (!spill_ && size_ < kInline) {
+    size_ = static_cast<uint32_t>(GrowExpansion(inline_, size_, x));
+    return;
+  }
+  AddSlow(x);
+}
+
+void ExactSum::AddSlow(double x) {
   if (spill_) {
     spill_->push_back(0.0);  // room for one more partial
     size_ = static_cast<uint32_t>(GrowExpansion(spill_->data(), size_, x));
     spill_->resize(size_);
-    return;
-  }
-  if (size_ < kInline) {
-    size_ = static_cast<uint32_t>(GrowExpansion(inline_, size_, x));
     return;
   }
   // Inline storage is full: grow in a buffer one longer (fixed-size copies).
