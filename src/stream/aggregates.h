@@ -73,6 +73,9 @@ class ExactSum {
   void Decode(CheckpointReader& in);
 
  private:
+  // Adds to a spilled or full expansion (out of line: rare).
+  [[gnu::noinline]] void AddSlow(double x);
+
   static constexpr uint32_t kInline = 4;
   double inline_[kInline] = {};
   uint32_t size_ = 0;

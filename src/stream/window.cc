@@ -74,9 +74,123 @@ struct Cell {
   bool dirty = false;  // updated since its last emission (emitted slices only)
 };
 
-using CellMap = std::unordered_map<CellKey, Cell, CellKeyHash>;
+// The windows of one slice (or the partials of one pane) by key, for the hot path:
+// every reading looks its key up once. A node-based std::unordered_map costs two or
+// three dependent cache misses per lookup (bucket, the node before, the node); here
+// the index is a flat array of 32-bit entry numbers probed linearly (load at most
+// one half), and the entries sit in insertion order in chunks of 64, so readings that
+// arrive in a stable device order walk memory forwards. A chunk holds 8 to 64 entries,
+// sized from reserve() before the first insertion (slices reserve the key count of
+// the previous one), so a slice of a few keys stays small. Entries never move (chunks
+// are never reallocated): dirty lists and emission refs keep pointers into them.
+// There is no erase; a table is dropped with its slice or pane. Iteration is in
+// insertion order, which also makes checkpoints round-trip byte for byte.
+template <typename V>
+class KeyTable {
+ public:
+  struct Entry {
+    CellKey first;
+    V second;
+  };
+
+  template <typename E>
+  class Iter {
+   public:
+    Iter(const KeyTable* table, size_t i) : table_(table), i_(i) {}
+    E& operator*() const { return table_->At(i_); }
+    E* operator->() const { return &**this; }
+    Iter& operator++() {
+      ++i_;
+      return *this;
+    }
+    bool operator==(const Iter& o) const { return i_ == o.i_; }
+
+   private:
+    const KeyTable* table_;
+    size_t i_;
+  };
+
+  KeyTable() = default;
+  KeyTable(KeyTable&&) noexcept = default;
+  KeyTable& operator=(KeyTable&&) noexcept = default;
+
+  /// The entry of `key`, added (value-initialised) when absent; true when added.
+  std::pair<Entry*, bool> try_emplace(const CellKey& key) {
+    if ((size_ + 1) * 2 > slots_.size()) Rehash(std::max<size_t>(16, slots_.size() * 2));
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = CellKeyHash{}(key)&mask;; i = (i + 1) & mask) {
+      const uint32_t slot = slots_[i];
+      if (slot == 0) {
+        slots_[i] = static_cast<uint32_t>(size_ + 1);
+        Entry& e = Append();
+        e.first = key;
+        return {&e, true};
+      }
+      Entry& e = At(slot - 1);
+      if (e.first == key) return {&e, false};
+    }
+  }
+  V& operator[](const CellKey& key) { return try_emplace(key).first->second; }
+  size_t count(const CellKey& key) const {
+    if (size_ == 0) return 0;
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = CellKeyHash{}(key)&mask;; i = (i + 1) & mask) {
+      const uint32_t slot = slots_[i];
+      if (slot == 0) return 0;
+      if (At(slot - 1).first == key) return 1;
+    }
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void reserve(size_t n) {
+    if (chunks_.empty()) {
+      while (shift_ < kMaxShift && (size_t{1} << shift_) < n) ++shift_;
+    }
+    size_t want = 16;
+    while (want < n * 2) want *= 2;
+    if (want > slots_.size()) Rehash(want);
+  }
+  /// Heap bytes of the index and the chunks (the entries' own heap not included).
+  size_t TableBytes() const {
+    return slots_.capacity() * sizeof(uint32_t) +
+           chunks_.capacity() * sizeof(std::unique_ptr<Entry[]>) +
+           (chunks_.size() << shift_) * sizeof(Entry);
+  }
+
+  Iter<Entry> begin() { return {this, 0}; }
+  Iter<Entry> end() { return {this, size_}; }
+  Iter<const Entry> begin() const { return {this, 0}; }
+  Iter<const Entry> end() const { return {this, size_}; }
+
+ private:
+  static constexpr unsigned kMaxShift = 6;  // 64 entries per chunk at most
+
+  Entry& At(size_t i) const { return chunks_[i >> shift_][i & ((size_t{1} << shift_) - 1)]; }
+  Entry& Append() {
+    if ((size_ & ((size_t{1} << shift_) - 1)) == 0) {
+      chunks_.push_back(std::make_unique<Entry[]>(size_t{1} << shift_));
+    }
+    return At(size_++);
+  }
+  void Rehash(size_t slots) {
+    slots_.assign(slots, 0);
+    const size_t mask = slots - 1;
+    for (size_t n = 0; n < size_; ++n) {
+      size_t i = CellKeyHash{}(At(n).first) & mask;
+      while (slots_[i] != 0) i = (i + 1) & mask;
+      slots_[i] = static_cast<uint32_t>(n + 1);
+    }
+  }
+
+  std::vector<uint32_t> slots_;  // entry number + 1; 0 is empty; size a power of two
+  std::vector<std::unique_ptr<Entry[]>> chunks_;
+  size_t size_ = 0;
+  unsigned shift_ = 3;  // log2 of the entries per chunk
+};
+
+using CellMap = KeyTable<Cell>;
 // The partial aggregates of one pane of a sliding definition, by (group, metric).
-using PaneMap = std::unordered_map<CellKey, WindowAccumulator, CellKeyHash>;
+using PaneMap = KeyTable<WindowAccumulator>;
 
 Status BadOption(const OptionReader& o, std::string_view key, const std::string& msg) {
   return o.Error(key, msg);
@@ -1740,11 +1854,8 @@ WindowStats WindowOperator::Stats() const {
     stats.open_windows += slice->cells.size();
     stats.state_bytes += alloc(sizeof(Slice)) + alloc(sizeof(void*) * 4 + sizeof(SliceId) +
                                                       sizeof(std::unique_ptr<Slice>));
-    stats.state_bytes += alloc(slice->cells.bucket_count() * sizeof(void*));
-    for (const auto& [key, cell] : slice->cells) {
-      stats.state_bytes += alloc(sizeof(void*) + sizeof(std::pair<const CellKey, Cell>));
-      stats.state_bytes += cell.acc.HeapBytes();
-    }
+    stats.state_bytes += alloc(slice->cells.TableBytes());
+    for (const auto& [key, cell] : slice->cells) stats.state_bytes += cell.acc.HeapBytes();
   }
   stats.state_bytes += timeline_.size() * alloc(sizeof(void*) * 4 + sizeof(Due));
   // Pane definitions: a window not emitted yet holds no cells of its own; it counts
@@ -1754,12 +1865,8 @@ WindowStats WindowOperator::Stats() const {
     for (const auto& [start, pane] : panes) {
       stats.open_panes += pane.size();
       stats.state_bytes += alloc(sizeof(void*) * 4 + sizeof(std::pair<const TimeUs, PaneMap>));
-      stats.state_bytes += alloc(pane.bucket_count() * sizeof(void*));
-      for (const auto& [key, acc] : pane) {
-        stats.state_bytes +=
-            alloc(sizeof(void*) + sizeof(std::pair<const CellKey, WindowAccumulator>));
-        stats.state_bytes += acc.HeapBytes();
-      }
+      stats.state_bytes += alloc(pane.TableBytes());
+      for (const auto& [key, acc] : pane) stats.state_bytes += acc.HeapBytes();
     }
     if (panes.empty()) continue;
     for (const auto& [id, slice] : slices_) {
