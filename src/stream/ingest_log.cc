@@ -87,6 +87,20 @@ std::string IngestLogDir(const std::string& checkpoint_dir, const std::string& s
   return checkpoint_dir + "/ingest-" + source_name;
 }
 
+Result<std::unique_ptr<IngestLog>> OpenSourceIngestLog(const PipelineConfig& config,
+                                                       const std::string& source_name) {
+  TRIB_ASSIGN_OR_RETURN(CheckpointOptions ckpt, ReadCheckpointOptions(config));
+  IngestLogOptions o;
+  o.dir = IngestLogDir(ckpt.dir, source_name);
+  o.fsync = ckpt.ingest_log_fsync;
+  o.fsync_interval = ckpt.ingest_log_fsync_interval;
+  o.segment_bytes = ckpt.ingest_log_segment_bytes;
+  o.keep = ckpt.keep;
+  auto log = std::make_unique<IngestLog>();
+  TRIB_RETURN_IF_ERROR(log->Open(std::move(o)));
+  return log;
+}
+
 IngestLog::~IngestLog() {
   Close();
 }
@@ -204,6 +218,7 @@ Status IngestLog::Open(IngestLogOptions options) {
     wake_ = false;
     dirty_ = false;
     batches_ = 0;
+    committed_seq_ = 0;
     handed_.clear();
     committed_.clear();
   }
@@ -417,7 +432,7 @@ Status IngestLog::Read(RawBatch& out, size_t max_records, DurationUs wait) {
   if (added > 0) {
     out.checkpoint = ++batches_;
     out.position = EncodePosition(read_, read_seq_);
-    handed_.emplace_back(out.checkpoint, read_);
+    handed_.push_back(Handed{out.checkpoint, read_, read_seq_ - 1});
   }
   return Status::Ok();
 }
@@ -427,8 +442,9 @@ void IngestLog::OnCommitted(uint64_t batch) {
   {
     std::lock_guard lock(mu_);
     std::optional<Pos> pos;
-    while (!handed_.empty() && handed_.front().first <= batch) {
-      pos = handed_.front().second;
+    while (!handed_.empty() && handed_.front().batch <= batch) {
+      pos = handed_.front().pos;
+      committed_seq_ = std::max(committed_seq_, handed_.front().last_seq);
       handed_.pop_front();
     }
     if (!pos) return;
@@ -456,6 +472,11 @@ void IngestLog::Wake() {
 uint64_t IngestLog::backlog() const {
   std::lock_guard lock(mu_);
   return static_cast<uint64_t>(std::max<int64_t>(next_seq_ - read_seq_, 0));
+}
+
+int64_t IngestLog::committed_sequence() const {
+  std::lock_guard lock(mu_);
+  return committed_seq_;
 }
 
 int64_t IngestLog::next_sequence() const {

@@ -39,6 +39,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -70,6 +71,13 @@ struct IngestLogEntry {
 /// The folder of the ingest log of source `source_name` under the checkpoint folder.
 std::string IngestLogDir(const std::string& checkpoint_dir, const std::string& source_name);
 
+struct PipelineConfig;
+class IngestLog;
+
+/// Open the ingest log of source `source_name` with the run's `checkpoint` options.
+Result<std::unique_ptr<IngestLog>> OpenSourceIngestLog(const PipelineConfig& config,
+                                                       const std::string& source_name);
+
 class IngestLog {
  public:
   IngestLog() = default;
@@ -93,6 +101,8 @@ class IngestLog {
   void OnCommitted(uint64_t batch);
   /// Wake a waiting Read (it returns what it has, possibly nothing).
   void Wake();
+  /// The sequence number of the last record every sink committed (0: none yet).
+  int64_t committed_sequence() const;
   /// Records appended but not yet read.
   uint64_t backlog() const;
   /// The sequence number the next appended record gets.
@@ -131,7 +141,13 @@ class IngestLog {
   uint64_t read_fd_segment_ = 0;
   std::string read_buf_;
   uint64_t batches_ = 0;                         // numbers of the batches Read handed out
-  std::deque<std::pair<uint64_t, Pos>> handed_;  // batch → position after it
+  struct Handed {
+    uint64_t batch = 0;
+    Pos pos;               // position after the batch
+    int64_t last_seq = 0;  // its last record
+  };
+  std::deque<Handed> handed_;
+  int64_t committed_seq_ = 0;
   std::deque<Pos> committed_;                    // last `keep` committed positions
   std::thread flusher_;
 };

@@ -4,6 +4,7 @@
 // stage, stores none twice.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -67,7 +68,7 @@ TEST(IngestLogCrash, MqttKilledRepeatedlyLosesNoAcknowledgedMessage) {
                         broker.url() +
                         "\n    client_id: tributary-crash\n    topics: [city/+/up]\n    qos: 1\n"
                         "sinks:\n  - name: local\n    type: sqlite\n"
-                        "checkpoint:\n  enabled: true\n  interval: 700ms\n"
+                        "checkpoint:\n  enabled: true\n  interval: 1s\n"
                         "  ingest_log_fsync: every_message\n");
   const std::string log = dir.File("runs.log");
 
@@ -96,7 +97,7 @@ TEST(IngestLogCrash, MqttKilledRepeatedlyLosesNoAcknowledgedMessage) {
     published = true;
   });
   std::mt19937 rng(20261202);
-  std::uniform_int_distribution<int> wait_ms(250, 900);
+  std::uniform_int_distribution<int> wait_ms(400, 1800);
   int kills = 0;
   while (!published.load() && kills < 12) {
     std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms(rng)));
@@ -132,6 +133,64 @@ TEST(IngestLogCrash, MqttKilledRepeatedlyLosesNoAcknowledgedMessage) {
   EXPECT_TRUE(ledger->balanced());
   EXPECT_EQ(ledger->accepted, static_cast<uint64_t>(kBursts * kPerBurst));
   EXPECT_EQ(ledger->quarantined, 0u);
+}
+
+// The `http` source with `respond: logged`: every 202 is answered only once the request's
+// records are fsynced in the ingest log, so killing the process right after the last
+// answer (long before any checkpoint) loses none of them; the restart replays them.
+TEST(IngestLogCrash, HttpKilledAfterAnsweringLosesNoAnsweredRecord) {
+  TempDir dir;
+  const std::string data = dir.File("data");
+  const std::string config = dir.File("http.yaml");
+  const int port = testing::FreeLoopbackPort();
+  WriteFile(config, "pipeline:\n  name: http-crash\n  data_dir: " + data +
+                        "\n"
+                        "sources:\n  - name: gateway\n    type: http\n    listen: 127.0.0.1:" +
+                        std::to_string(port) +
+                        "\n    respond: logged\n"
+                        "sinks:\n  - name: local\n    type: sqlite\n"
+                        "checkpoint:\n  enabled: true\n  interval: 1h\n");
+  const std::string log = dir.File("runs.log");
+  pid_t pid = Spawn(config, log);
+  ASSERT_GT(pid, 0);
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(1, 0);
+  bool up = false;
+  for (int i = 0; i < 100 && !up; ++i) {
+    auto r = client.Get("/");
+    up = static_cast<bool>(r);
+    if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(up) << ReadFile(log);
+  constexpr int kRequests = 40;
+  constexpr int kPerRequest = 25;
+  const int64_t base_ms = NowUs() / 1000 - 600'000;
+  for (int q = 0; q < kRequests; ++q) {
+    std::string body;
+    for (int i = 0; i < kPerRequest; ++i) {
+      const int n = q * kPerRequest + i;
+      body += "{\"device_id\":\"gw-" + std::to_string(n % 7) +
+              "\",\"sensor_ts\":" + std::to_string(base_ms + 10 * n) +
+              ",\"lat\":52.5,\"lon\":13.4,\"pm25\":" + std::to_string(n % 40) + "}\n";
+    }
+    auto r = client.Post("/ingest", body, "application/x-ndjson");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 202) << r->body;
+    EXPECT_NE(r->body.find("\"logged\":true"), std::string::npos) << r->body;
+  }
+  kill(pid, SIGKILL);
+  WaitExit(pid);
+  // The restart replays the log; --duration ends it with a final checkpoint and commit.
+  testing::CommandResult run =
+      testing::RunTributary({"run", config, "--listen", "off", "--duration", "4s", "--quiet"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string db = data + "/tributary.gpkg";
+  EXPECT_EQ(QueryInt(db, "SELECT count(*) FROM readings"), kRequests * kPerRequest)
+      << ReadFile(log);
+  Result<LedgerSnapshot> ledger = ParseLedgerJson(ReadFile(data + "/ledger.json"));
+  ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
+  EXPECT_TRUE(ledger->balanced());
+  EXPECT_EQ(ledger->input, static_cast<uint64_t>(kRequests * kPerRequest));
 }
 
 }  // namespace

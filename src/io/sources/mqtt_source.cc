@@ -79,22 +79,16 @@ MqttSource::~MqttSource() {
 
 Status MqttSource::Open(RunContext& ctx) {
   if (ctx.checkpointing && ctx.config != nullptr) {
+    TRIB_ASSIGN_OR_RETURN(log_, OpenSourceIngestLog(*ctx.config, options_.name));
     TRIB_ASSIGN_OR_RETURN(CheckpointOptions ckpt, ReadCheckpointOptions(*ctx.config));
-    IngestLogOptions lo;
-    lo.dir = IngestLogDir(ckpt.dir, options_.name);
-    lo.fsync = ckpt.ingest_log_fsync;
-    lo.fsync_interval = ckpt.ingest_log_fsync_interval;
-    lo.segment_bytes = ckpt.ingest_log_segment_bytes;
-    lo.keep = ckpt.keep;
-    log_ = std::make_unique<IngestLog>();
-    TRIB_RETURN_IF_ERROR(log_->Open(lo));
+    const std::string log_dir = IngestLogDir(ckpt.dir, options_.name);
     if (uint64_t n = log_->backlog(); n > 0) {
-      spdlog::info("mqtt {}: the ingest log {} holds {} messages", options_.name, lo.dir, n);
+      spdlog::info("mqtt {}: the ingest log {} holds {} messages", options_.name, log_dir, n);
     }
     // Paho's own store holds a QoS 2 message between PUBREC and PUBREL (see the header).
     std::string paho_dir;
     if (options_.qos == 2 && !options_.connect.clean_session) {
-      paho_dir = lo.dir + "/paho";
+      paho_dir = log_dir + "/paho";
       std::error_code ec;
       std::filesystem::create_directories(paho_dir, ec);
       if (ec) return Status::Io("mqtt: cannot create " + paho_dir + ": " + ec.message());
