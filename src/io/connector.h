@@ -57,6 +57,12 @@ class Source {
     (void)position;
     return Status::Invalid("this source cannot resume from a checkpoint");
   }
+  /// The source's arrival times follow a simulated clock that does not wait for the
+  /// wall clock (a simulator running as fast as possible). When every source says so,
+  /// the runtime does not move watermarks by wall-clock idleness: a pause of the
+  /// machine says nothing about such a source's event time, and letting it close
+  /// windows would make two runs of the same input differ.
+  virtual bool ClockIsSimulated() const { return false; }
   virtual void Close() {}
 };
 

@@ -393,6 +393,72 @@ void OnConnectFailure5(void* context, MQTTAsync_failureData5* data) {
       data != nullptr ? data->message : nullptr);
 }
 
+// Connect an MQTTAsync handle and wait for the outcome; refusals name the reason.
+Status AsyncConnect(MQTTAsync handle, const MqttConnectOptions& options, const std::string& uri) {
+  const bool v5 = options.protocol == 5;
+  ConnectWaiter waiter;
+  MQTTAsync_connectOptions conn = MQTTAsync_connectOptions_initializer;
+  MQTTProperties props = MQTTProperties_initializer;
+  if (v5) {
+    MQTTAsync_connectOptions conn5 = MQTTAsync_connectOptions_initializer5;
+    conn = conn5;
+    conn.cleanstart = options.clean_session ? 1 : 0;
+    if (!options.clean_session) {
+      MQTTProperty expiry;
+      expiry.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
+      expiry.value.integer4 = 0xFFFFFFFFu;
+      MQTTProperties_add(&props, &expiry);
+      conn.connectProperties = &props;
+    }
+    conn.onSuccess5 = &OnConnectSuccess5;
+    conn.onFailure5 = &OnConnectFailure5;
+  } else {
+    conn.cleansession = options.clean_session ? 1 : 0;
+    conn.onSuccess = &OnConnectSuccess;
+    conn.onFailure = &OnConnectFailure;
+  }
+  conn.context = &waiter;
+  conn.keepAliveInterval = options.keepalive_s;
+  conn.connectTimeout = static_cast<int>(options.connect_timeout / 1'000'000);
+  if (conn.connectTimeout < 1) conn.connectTimeout = 1;
+  if (!options.username.empty()) conn.username = options.username.c_str();
+  if (!options.password.empty()) conn.password = options.password.c_str();
+  MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+  if (uri.rfind("ssl://", 0) == 0) {
+    if (!options.ca_file.empty()) ssl.trustStore = options.ca_file.c_str();
+    if (!options.cert_file.empty()) ssl.keyStore = options.cert_file.c_str();
+    if (!options.key_file.empty()) ssl.privateKey = options.key_file.c_str();
+    ssl.enableServerCertAuth = 1;
+    ssl.verify = 1;
+    conn.ssl = &ssl;
+  }
+  const std::string where = "mqtt: cannot connect to " + options.broker;
+  int rc = MQTTAsync_connect(handle, &conn);
+  if (rc != MQTTASYNC_SUCCESS) {
+    MQTTProperties_free(&props);
+    return Status::Unavailable(where + ": " + ConnectError(rc));
+  }
+  std::unique_lock<std::mutex> lock(waiter.mu);
+  // Paho always reports the outcome, at the latest after connectTimeout; the margin only
+  // guards against a lost callback.
+  const bool finished = waiter.cv.wait_for(
+      lock, std::chrono::microseconds(options.connect_timeout) + std::chrono::seconds(5),
+      [&] { return waiter.done; });
+  MQTTProperties_free(&props);
+  if (!finished) return Status::Timeout(where + ": no answer");
+  if (waiter.ok) return Status::Ok();
+  if (waiter.reason_code >= 0x80) {
+    const char* text = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(waiter.reason_code));
+    return Status::Invalid(where + ": refused: " + (text != nullptr ? text : "error"));
+  }
+  if (waiter.code >= 1 && waiter.code <= 5) {
+    if (waiter.code == 3) return Status::Unavailable(where + ": " + ConnectError(waiter.code));
+    return Status::Invalid(where + ": refused: " + ConnectError(waiter.code));
+  }
+  std::string detail = waiter.message.empty() ? ConnectError(waiter.code) : waiter.message;
+  return Status::Unavailable(where + ": " + detail);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MqttPublisher>> MqttPublisher::Create(MqttConnectOptions options) {
@@ -425,69 +491,7 @@ MqttPublisher::~MqttPublisher() {
 }
 
 Status MqttPublisher::Connect() {
-  MQTTAsync handle = AsyncHandle(handle_);
-  const bool v5 = options_.protocol == 5;
-  ConnectWaiter waiter;
-  MQTTAsync_connectOptions conn = MQTTAsync_connectOptions_initializer;
-  MQTTProperties props = MQTTProperties_initializer;
-  if (v5) {
-    MQTTAsync_connectOptions conn5 = MQTTAsync_connectOptions_initializer5;
-    conn = conn5;
-    conn.cleanstart = options_.clean_session ? 1 : 0;
-    if (!options_.clean_session) {
-      MQTTProperty expiry;
-      expiry.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
-      expiry.value.integer4 = 0xFFFFFFFFu;
-      MQTTProperties_add(&props, &expiry);
-      conn.connectProperties = &props;
-    }
-    conn.onSuccess5 = &OnConnectSuccess5;
-    conn.onFailure5 = &OnConnectFailure5;
-  } else {
-    conn.cleansession = options_.clean_session ? 1 : 0;
-    conn.onSuccess = &OnConnectSuccess;
-    conn.onFailure = &OnConnectFailure;
-  }
-  conn.context = &waiter;
-  conn.keepAliveInterval = options_.keepalive_s;
-  conn.connectTimeout = static_cast<int>(options_.connect_timeout / 1'000'000);
-  if (conn.connectTimeout < 1) conn.connectTimeout = 1;
-  if (!options_.username.empty()) conn.username = options_.username.c_str();
-  if (!options_.password.empty()) conn.password = options_.password.c_str();
-  MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-  if (uri_.rfind("ssl://", 0) == 0) {
-    if (!options_.ca_file.empty()) ssl.trustStore = options_.ca_file.c_str();
-    if (!options_.cert_file.empty()) ssl.keyStore = options_.cert_file.c_str();
-    if (!options_.key_file.empty()) ssl.privateKey = options_.key_file.c_str();
-    ssl.enableServerCertAuth = 1;
-    ssl.verify = 1;
-    conn.ssl = &ssl;
-  }
-  const std::string where = "mqtt: cannot connect to " + options_.broker;
-  int rc = MQTTAsync_connect(handle, &conn);
-  if (rc != MQTTASYNC_SUCCESS) {
-    MQTTProperties_free(&props);
-    return Status::Unavailable(where + ": " + ConnectError(rc));
-  }
-  std::unique_lock<std::mutex> lock(waiter.mu);
-  // Paho always reports the outcome, at the latest after connectTimeout; the margin only
-  // guards against a lost callback.
-  const bool finished = waiter.cv.wait_for(
-      lock, std::chrono::microseconds(options_.connect_timeout) + std::chrono::seconds(5),
-      [&] { return waiter.done; });
-  MQTTProperties_free(&props);
-  if (!finished) return Status::Timeout(where + ": no answer");
-  if (waiter.ok) return Status::Ok();
-  if (waiter.reason_code >= 0x80) {
-    const char* text = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(waiter.reason_code));
-    return Status::Invalid(where + ": refused: " + (text != nullptr ? text : "error"));
-  }
-  if (waiter.code >= 1 && waiter.code <= 5) {
-    if (waiter.code == 3) return Status::Unavailable(where + ": " + ConnectError(waiter.code));
-    return Status::Invalid(where + ": refused: " + ConnectError(waiter.code));
-  }
-  std::string detail = waiter.message.empty() ? ConnectError(waiter.code) : waiter.message;
-  return Status::Unavailable(where + ": " + detail);
+  return AsyncConnect(AsyncHandle(handle_), options_, uri_);
 }
 
 bool MqttPublisher::IsConnected() const {
@@ -525,6 +529,188 @@ Status MqttPublisher::WaitForDelivery(int token, DurationUs timeout) {
 }
 
 void MqttPublisher::Disconnect(DurationUs timeout) {
+  MQTTAsync handle = AsyncHandle(handle_);
+  if (!MQTTAsync_isConnected(handle)) return;
+  MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
+  opts.timeout = TimeoutMs(timeout);
+  if (MQTTAsync_disconnect(handle, &opts) != MQTTASYNC_SUCCESS) return;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(timeout) +
+                        std::chrono::milliseconds(100);
+  while (MQTTAsync_isConnected(handle) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// MqttSubscriber
+
+namespace {
+
+// The outcome of one asynchronous subscribe.
+struct SubscribeWaiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  bool ok = false;
+  std::vector<int> granted;  // per filter: QoS or reason code (>= 0x80: refused)
+  int code = 0;
+  int expected = 1;  // filters asked for
+  std::string message;
+
+  void Finish(bool success, std::vector<int> g, int c, const char* text) {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    ok = success;
+    granted = std::move(g);
+    code = c;
+    if (text != nullptr) message = text;
+    cv.notify_all();
+  }
+};
+
+}  // namespace
+
+MqttSubscriber::MqttSubscriber(MqttConnectOptions options, MqttClient::MessageHandler on_message,
+                               MqttClient::LostHandler on_lost)
+    : options_(std::move(options)),
+      on_message_(std::move(on_message)),
+      on_lost_(std::move(on_lost)) {}
+
+Result<std::unique_ptr<MqttSubscriber>> MqttSubscriber::Create(
+    MqttConnectOptions options, MqttClient::MessageHandler on_message,
+    MqttClient::LostHandler on_lost, const std::string& persistence_dir) {
+  TRIB_ASSIGN_OR_RETURN(std::string uri, MqttPahoUri(options.broker));
+  std::unique_ptr<MqttSubscriber> c(
+      new MqttSubscriber(std::move(options), std::move(on_message), std::move(on_lost)));
+  c->uri_ = std::move(uri);
+  c->persistence_dir_ = persistence_dir;
+  MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
+  create.MQTTVersion = c->options_.protocol == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  MQTTAsync handle = nullptr;
+  const bool persist = !c->persistence_dir_.empty();
+  int rc = MQTTAsync_createWithOptions(
+      &handle, c->uri_.c_str(), c->options_.client_id.c_str(),
+      persist ? MQTTCLIENT_PERSISTENCE_DEFAULT : MQTTCLIENT_PERSISTENCE_NONE,
+      persist ? const_cast<char*>(c->persistence_dir_.c_str()) : nullptr, &create);
+  if (rc != MQTTASYNC_SUCCESS) {
+    return Status::Invalid("mqtt: cannot create a client for " + c->options_.broker + ": " +
+                           ConnectError(rc));
+  }
+  c->handle_ = handle;
+  rc = MQTTAsync_setCallbacks(
+      handle, c.get(),
+      [](void* context, char* cause) {
+        auto* self = static_cast<MqttSubscriber*>(context);
+        if (self->on_lost_) self->on_lost_(cause != nullptr ? cause : "connection lost");
+        if (cause != nullptr) MQTTAsync_free(cause);
+      },
+      [](void* context, char* topic, int topic_len, MQTTAsync_message* message) -> int {
+        auto* self = static_cast<MqttSubscriber*>(context);
+        std::string_view topic_view =
+            topic_len > 0 ? std::string_view(topic, static_cast<size_t>(topic_len)) : topic;
+        std::string_view payload(static_cast<const char*>(message->payload),
+                                 static_cast<size_t>(message->payloadlen));
+        // The acknowledgement (PUBACK; PUBCOMP for QoS 2) goes out once this returns.
+        if (self->on_message_) self->on_message_(topic_view, payload, message->qos);
+        MQTTAsync_freeMessage(&message);
+        MQTTAsync_free(topic);
+        return 1;
+      },
+      nullptr);
+  if (rc != MQTTASYNC_SUCCESS) {
+    return Status::Internal("mqtt: cannot set callbacks: " + ConnectError(rc));
+  }
+  return c;
+}
+
+MqttSubscriber::~MqttSubscriber() {
+  if (handle_ != nullptr) {
+    Disconnect(100'000);
+    MQTTAsync handle = AsyncHandle(handle_);
+    MQTTAsync_destroy(&handle);
+  }
+}
+
+Status MqttSubscriber::Connect() {
+  return AsyncConnect(AsyncHandle(handle_), options_, uri_);
+}
+
+bool MqttSubscriber::IsConnected() const {
+  return MQTTAsync_isConnected(AsyncHandle(handle_)) != 0;
+}
+
+Status MqttSubscriber::Subscribe(const std::vector<std::string>& filters, int qos) {
+  if (filters.empty()) return Status::Ok();
+  std::vector<char*> topics;
+  std::vector<int> qoss(filters.size(), qos);
+  for (const std::string& f : filters) topics.push_back(const_cast<char*>(f.c_str()));
+  const int count = static_cast<int>(filters.size());
+  SubscribeWaiter waiter;
+  waiter.expected = count;
+  MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+  ro.context = &waiter;
+  if (options_.protocol == 5) {
+    ro.onSuccess5 = [](void* context, MQTTAsync_successData5* data) {
+      std::vector<int> g;
+      if (data != nullptr && data->alt.sub.reasonCodeCount > 0 &&
+          data->alt.sub.reasonCodes != nullptr) {
+        for (int i = 0; i < data->alt.sub.reasonCodeCount; ++i) {
+          g.push_back(static_cast<int>(data->alt.sub.reasonCodes[i]));
+        }
+      } else if (data != nullptr) {
+        g.push_back(static_cast<int>(data->reasonCode));
+      }
+      static_cast<SubscribeWaiter*>(context)->Finish(true, std::move(g), 0, nullptr);
+    };
+    ro.onFailure5 = [](void* context, MQTTAsync_failureData5* data) {
+      static_cast<SubscribeWaiter*>(context)->Finish(false, {}, data != nullptr ? data->code : -1,
+                                                     data != nullptr ? data->message : nullptr);
+    };
+  } else {
+    ro.onSuccess = [](void* context, MQTTAsync_successData* data) {
+      auto* w = static_cast<SubscribeWaiter*>(context);
+      std::vector<int> g;
+      if (data != nullptr && w->expected > 1 && data->alt.qosList != nullptr) {
+        for (int i = 0; i < w->expected; ++i) g.push_back(data->alt.qosList[i]);
+      } else if (data != nullptr) {
+        g.push_back(data->alt.qos);
+      }
+      w->Finish(true, std::move(g), 0, nullptr);
+    };
+    ro.onFailure = [](void* context, MQTTAsync_failureData* data) {
+      static_cast<SubscribeWaiter*>(context)->Finish(false, {}, data != nullptr ? data->code : -1,
+                                                     data != nullptr ? data->message : nullptr);
+    };
+  }
+  int rc = count == 1 ? MQTTAsync_subscribe(AsyncHandle(handle_), topics[0], qoss[0], &ro)
+                      : MQTTAsync_subscribeMany(AsyncHandle(handle_), count, topics.data(),
+                                                qoss.data(), &ro);
+  if (rc != MQTTASYNC_SUCCESS) {
+    return Status::Unavailable("mqtt: subscribe failed: " + ConnectError(rc));
+  }
+  std::unique_lock<std::mutex> lock(waiter.mu);
+  if (!waiter.cv.wait_for(lock, std::chrono::microseconds(options_.connect_timeout),
+                          [&] { return waiter.done; })) {
+    return Status::Timeout("mqtt: no answer to the subscription from " + options_.broker);
+  }
+  if (!waiter.ok) {
+    // Paho reports a refused single subscription (SUBACK 0x80) as a failure.
+    if (waiter.code == 0x80 || (waiter.code >= 0x80 && options_.protocol == 5)) {
+      return Status::Invalid("mqtt: the broker refused the subscription to '" + filters[0] + "'");
+    }
+    return Status::Unavailable("mqtt: subscribe failed: " + (waiter.message.empty()
+                                                                 ? ConnectError(waiter.code)
+                                                                 : waiter.message));
+  }
+  for (size_t i = 0; i < waiter.granted.size() && i < filters.size(); ++i) {
+    if (waiter.granted[i] >= 0x80) {
+      return Status::Invalid("mqtt: the broker refused the subscription to '" + filters[i] + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+void MqttSubscriber::Disconnect(DurationUs timeout) {
   MQTTAsync handle = AsyncHandle(handle_);
   if (!MQTTAsync_isConnected(handle)) return;
   MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;

@@ -4,17 +4,20 @@
 //
 // Library choice: Paho C (libpaho-mqtt-dev 1.3) rather than libmosquitto 2.0.11.
 // Neither lets the application send the PUBACK/PUBREC of an incoming QoS 1/2 message
-// itself: both acknowledge on receipt. Paho 1.3 sends PUBACK (and, for QoS 2, PUBREC
-// then PUBCOMP) while reading the packet, before the messageArrived callback runs; the
-// callback's return value only decides whether Paho keeps the message in its in-memory
-// queue to offer it again. What Paho's synchronous client does give is a callback run on
-// the thread that reads the sockets, one packet per turn: while the callback blocks,
-// nothing more is read and so nothing more is acknowledged, and the broker keeps the rest
-// (in its in-flight window and, with a persistent session, its queue). The source blocks
-// the callback while its bounded buffer is full, so at most `buffer` + 2 acknowledged
-// messages (the buffer, the one in the callback, one read ahead) exist only in
-// tributary's memory at any time. Paho also speaks MQTT 5 and TLS (libpaho-mqtt3cs and
-// libpaho-mqtt3as) through the same API.
+// itself. Paho's two clients differ in when they send it (checked against Mosquitto's
+// log with Paho 1.3.12): the synchronous MQTTClient sends PUBACK while reading the
+// packet, before the messageArrived callback runs; the asynchronous MQTTAsync calls
+// messageArrived while it handles the packet and sends PUBACK after it returned (for
+// QoS 2 both send PUBREC on receipt, and MQTTAsync sends PUBCOMP after the callback).
+// The `mqtt` source without checkpoints uses MqttClient: its callback runs on the thread
+// that reads the sockets, one packet per turn, so while the callback blocks nothing more
+// is read or acknowledged and the broker keeps the rest (in its in-flight window and,
+// with a persistent session, its queue); the source blocks the callback while its
+// bounded buffer is full, so at most `buffer` + 2 acknowledged messages (the buffer, the
+// one in the callback, one read ahead) exist only in tributary's memory at any time.
+// With checkpoints it uses MqttSubscriber (below), whose callback appends to the ingest
+// log, so nothing acknowledged exists only in memory. Paho also speaks MQTT 5 and TLS
+// (libpaho-mqtt3cs and libpaho-mqtt3as) through the same API.
 //
 // The synchronous library runs ONE receive thread for all its clients in the process:
 // while one source blocks it, other mqtt sources receive nothing either (they resume
@@ -100,6 +103,48 @@ class MqttClient {
   MessageHandler on_message_;
   LostHandler on_lost_;
   void* handle_ = nullptr;  // MQTTClient; destroyed in the destructor
+};
+
+/// A subscriber on Paho's asynchronous library (MQTTAsync), for the `mqtt` source with an
+/// ingest log (stream/ingest_log.h). Unlike MqttClient, MQTTAsync calls the message
+/// handler while it processes the incoming packet and sends the acknowledgement of a
+/// QoS 1 message (PUBACK) only when the handler returns: a handler that appends the
+/// message durably before it returns acknowledges only what is safe. For QoS 2 Paho
+/// sends PUBREC on receipt and calls the handler when PUBREL arrives (PUBCOMP follows
+/// the handler); between the two the message is Paho's: with `persistence_dir` set,
+/// Paho stores it there before PUBREC and delivers it after a restart of the process,
+/// so it is not lost either. The handler must not block for long: MQTTAsync runs one
+/// receive thread for all its clients in the process, publishers included.
+///
+/// Threading: the callbacks run on Paho's receive thread; the other calls from one
+/// thread at a time.
+class MqttSubscriber {
+ public:
+  static Result<std::unique_ptr<MqttSubscriber>> Create(MqttConnectOptions options,
+                                                        MqttClient::MessageHandler on_message,
+                                                        MqttClient::LostHandler on_lost,
+                                                        const std::string& persistence_dir);
+  ~MqttSubscriber();
+  MqttSubscriber(const MqttSubscriber&) = delete;
+  MqttSubscriber& operator=(const MqttSubscriber&) = delete;
+
+  /// Connect (or reconnect) and wait for the outcome; refusals name the reason.
+  Status Connect();
+  bool IsConnected() const;
+  /// Subscribe to every filter with `qos`; an error when the broker refuses one.
+  Status Subscribe(const std::vector<std::string>& filters, int qos);
+  void Disconnect(DurationUs timeout);
+
+ private:
+  MqttSubscriber(MqttConnectOptions options, MqttClient::MessageHandler on_message,
+                 MqttClient::LostHandler on_lost);
+
+  MqttConnectOptions options_;
+  std::string uri_;
+  std::string persistence_dir_;
+  MqttClient::MessageHandler on_message_;
+  MqttClient::LostHandler on_lost_;
+  void* handle_ = nullptr;  // MQTTAsync; destroyed in the destructor
 };
 
 /// A publish-only client on Paho's asynchronous library (MQTTAsync). The synchronous

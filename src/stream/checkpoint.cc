@@ -527,7 +527,11 @@ Status CheckpointCoordinator::Recover() {
     for (size_t i = 0; i < stages_.sinks.size(); ++i) {
       Sink& sink = *stages_.sinks[i];
       if (records[i].checkpoint == id) {
-        for (const auto& [key, rows] : records[i].rows) stages_.ledger->AddSinkCommitted(key, rows);
+        // A table the sink committed no rows to is left out, as a run that never
+        // stopped leaves it out (the ledgers of both must be equal).
+        for (const auto& [key, rows] : records[i].rows) {
+          if (rows > 0) stages_.ledger->AddSinkCommitted(key, rows);
+        }
         continue;
       }
       if (!epoch) {

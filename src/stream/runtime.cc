@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -304,8 +305,12 @@ Status Pipeline::Run(DurationUs duration) {
     });
   }
 
+  // Idle ticks move watermarks by wall time; not for inputs whose clock is simulated.
+  const bool idle_ticks =
+      idle_ticks_ && !std::all_of(sources_.begin(), sources_.end(),
+                                  [](const auto& s) { return s->ClockIsSimulated(); });
   // Process thread: ingestion then the operator chain.
-  std::thread process_thread([this, &sh, &operator_stages, &batch_events, &ckpt] {
+  std::thread process_thread([this, &sh, &operator_stages, &batch_events, &ckpt, idle_ticks] {
     auto run_chain = [&](Batch& batch, size_t from) -> bool {
       for (size_t k = from; k < operators_.size(); ++k) {
         Status st = operators_[k]->Process(batch);
@@ -338,7 +343,7 @@ Status Pipeline::Run(DurationUs duration) {
           Batch barrier;
           ok = take_checkpoint(barrier) && sh.batches.Push(barrier);
         }
-        if (!idle_ticks_) continue;
+        if (!idle_ticks) continue;
         for (size_t k = 0; k < operators_.size() && ok; ++k) {
           Batch out;
           Status st = operators_[k]->OnIdle(NowUs(), out);

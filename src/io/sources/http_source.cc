@@ -77,9 +77,11 @@ const SectionSpec& HttpIngestSectionSpec() {
           {"retry_after", OptionType::kDuration, "1s",
            "Retry-After sent with 503 (whole seconds, at least 1)."},
           {"respond", OptionType::kEnum, "queued",
-           "`queued`: answer once the records are taken; `committed`: answer once every "
-           "sink committed them (at most `commit_timeout`).",
-           "queued|committed"},
+           "`queued`: answer once the records are taken (with checkpoints: written to the "
+           "ingest log); `logged` (needs checkpoints): once the ingest log has them on disk "
+           "(fsynced); `committed`: once every sink committed them (at most "
+           "`commit_timeout`).",
+           "queued|logged|committed"},
           {"commit_timeout", OptionType::kDuration, "30s",
            "With `respond: committed`, the longest an answer waits for the commit."},
       }};
@@ -115,7 +117,9 @@ Result<HttpIngestOptions> ParseHttpIngestOptions(const OptionReader& r) {
   o.retry_after_s = static_cast<int>(
       std::max<DurationUs>(1, (retry_after + kMicrosPerSecond - 1) / kMicrosPerSecond));
   TRIB_ASSIGN_OR_RETURN(std::string respond, r.GetString("respond"));
-  o.respond = respond == "committed" ? HttpIngestRespond::kCommitted : HttpIngestRespond::kQueued;
+  o.respond = respond == "committed" ? HttpIngestRespond::kCommitted
+              : respond == "logged"  ? HttpIngestRespond::kLogged
+                                     : HttpIngestRespond::kQueued;
   TRIB_ASSIGN_OR_RETURN(o.commit_timeout, r.GetDuration("commit_timeout"));
   if (o.commit_timeout <= 0) return r.Error("commit_timeout", "must be positive");
   return o;
@@ -130,7 +134,14 @@ HttpIngestSource::~HttpIngestSource() {
   Close();
 }
 
-Status HttpIngestSource::Open(RunContext& /*ctx*/) {
+Status HttpIngestSource::Open(RunContext& ctx) {
+  if (ctx.checkpointing && ctx.config != nullptr) {
+    TRIB_ASSIGN_OR_RETURN(log_, OpenSourceIngestLog(*ctx.config, options_.name));
+  } else if (options_.respond == HttpIngestRespond::kLogged) {
+    return Status::Invalid(
+        "http: respond: logged needs checkpoints (checkpoint.enabled: true), "
+        "which give the source its ingest log");
+  }
   httplib::Server& http = *http_;
   http.new_task_queue = [] { return new httplib::ThreadPool(kHttpIngestWorkers); };
   http.set_keep_alive_timeout(5);
@@ -260,7 +271,9 @@ void HttpIngestSource::Handle(const httplib::Request& req, httplib::Response& re
       busy = "the pipeline is stopping";
     } else if (paused_.load(std::memory_order_relaxed)) {
       busy = "the pipeline paused ingest (memory ceiling); retry later";
-    } else if (queue_.size() + records.size() > options_.buffer) {
+    } else if ((log_ != nullptr ? static_cast<size_t>(log_->backlog()) : queue_.size()) +
+                   records.size() >
+               options_.buffer) {
       busy = "the ingest buffer is full (the pipeline is behind); retry later";
     }
     if (busy != nullptr) {
@@ -269,31 +282,65 @@ void HttpIngestSource::Handle(const httplib::Request& req, httplib::Response& re
       SendIngestError(res, 503, busy);
       return;
     }
-    request = next_request_++;
-    first_offset = next_offset_;
-    for (size_t i = 0; i < records.size(); ++i) {
-      queue_.push_back(
-          Pending{std::string(records[i]), now, next_offset_++, request, i + 1 == records.size()});
+    if (log_ == nullptr) {
+      request = next_request_++;
+      first_offset = next_offset_;
+      for (size_t i = 0; i < records.size(); ++i) {
+        queue_.push_back(Pending{std::string(records[i]), now, next_offset_++, request,
+                                 i + 1 == records.size()});
+      }
+      data_cv_.notify_one();
     }
-    data_cv_.notify_one();
+  }
+  int64_t last_seq = 0;
+  if (log_ != nullptr) {
+    std::vector<IngestLogEntry> entries;
+    entries.reserve(records.size());
+    for (std::string_view r : records) entries.push_back(IngestLogEntry{options_.path, r, now});
+    Result<int64_t> first = log_->Append(entries, options_.respond == HttpIngestRespond::kLogged);
+    if (!first.ok()) {
+      spdlog::error("http ingest: the ingest log refused a request: {}", first.status().ToString());
+      res.set_header("Retry-After", std::to_string(options_.retry_after_s));
+      SendIngestError(res, 503, "the ingest log cannot take the request; retry later");
+      return;
+    }
+    first_offset = *first;
+    last_seq = *first + static_cast<int64_t>(records.size()) - 1;
   }
   bool committed = false;
   if (options_.respond == HttpIngestRespond::kCommitted) {
     std::unique_lock<std::mutex> lock(mu_);
+    auto done = [&] {
+      return log_ != nullptr ? log_->committed_sequence() >= last_seq
+                             : committed_request_ >= request;
+    };
     commit_cv_.wait_for(lock, std::chrono::microseconds(options_.commit_timeout),
-                        [&] { return committed_request_ >= request || closed_; });
-    committed = committed_request_ >= request;
+                        [&] { return done() || closed_; });
+    committed = done();
   }
-  std::string out = "{\"received\":" + std::to_string(records.size()) +
-                    ",\"queued\":" + std::to_string(records.size()) +
-                    ",\"malformed\":" + std::to_string(malformed) +
-                    ",\"first_offset\":" + std::to_string(first_offset) +
-                    ",\"committed\":" + (committed ? "true" : "false") + "}";
+  std::string out =
+      "{\"received\":" + std::to_string(records.size()) +
+      ",\"queued\":" + std::to_string(records.size()) +
+      ",\"malformed\":" + std::to_string(malformed) +
+      ",\"first_offset\":" + std::to_string(first_offset) +
+      ",\"committed\":" + (committed ? "true" : "false") +
+      (log_ != nullptr ? std::string(",\"logged\":") +
+                             (options_.respond == HttpIngestRespond::kQueued ? "false" : "true")
+                       : std::string()) +
+      "}";
   res.status = 202;
   res.set_content(out, "application/json");
 }
 
 Status HttpIngestSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
+  if (log_ != nullptr) {
+    {
+      // After Stop what is not read yet stays in the log for the next run.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return Status::Ok();
+    }
+    return log_->Read(out, max_records, wait);
+  }
   std::unique_lock<std::mutex> lock(mu_);
   data_cv_.wait_for(lock, std::chrono::microseconds(std::max<DurationUs>(wait, 0)),
                     [&] { return stop_ || !queue_.empty(); });
@@ -310,7 +357,20 @@ Status HttpIngestSource::Poll(RawBatch& out, size_t max_records, DurationUs wait
   return Status::Ok();
 }
 
+Status HttpIngestSource::RestorePosition(std::string_view position) {
+  if (log_ == nullptr) return Source::RestorePosition(position);
+  TRIB_RETURN_IF_ERROR(log_->Seek(position).WithContext("http ingest log"));
+  if (uint64_t n = log_->backlog(); n > 0) {
+    spdlog::info(
+        "http {}: {} records answered after the checkpoint are replayed from the "
+        "ingest log",
+        options_.name, n);
+  }
+  return Status::Ok();
+}
+
 void HttpIngestSource::OnCommitted(uint64_t checkpoint) {
+  if (log_ != nullptr) log_->OnCommitted(checkpoint);
   std::lock_guard<std::mutex> lock(mu_);
   committed_request_ = std::max(committed_request_, checkpoint);
   commit_cv_.notify_all();
@@ -321,13 +381,17 @@ void HttpIngestSource::SetPaused(bool paused) {
 }
 
 void HttpIngestSource::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
-  stop_ = true;
-  data_cv_.notify_all();
-  commit_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    data_cv_.notify_all();
+    commit_cv_.notify_all();
+  }
+  if (log_ != nullptr) log_->Wake();
 }
 
 size_t HttpIngestSource::buffered() const {
+  if (log_ != nullptr) return static_cast<size_t>(log_->backlog());
   std::lock_guard<std::mutex> lock(mu_);
   return queue_.size();
 }
@@ -343,6 +407,7 @@ void HttpIngestSource::Close() {
     http_->stop();
     thread_.join();
   }
+  if (log_ != nullptr) log_->Close();
 }
 
 void RegisterHttpIngestSource(Registry& registry) {
@@ -350,6 +415,7 @@ void RegisterHttpIngestSource(Registry& registry) {
       "http", &HttpIngestSectionSpec(),
       [](const SourceEntry& entry) -> Result<std::unique_ptr<Source>> {
         TRIB_ASSIGN_OR_RETURN(HttpIngestOptions options, ParseHttpIngestOptions(entry.options));
+        options.name = entry.name;
         return std::unique_ptr<Source>(std::make_unique<HttpIngestSource>(std::move(options)));
       });
 }

@@ -27,6 +27,16 @@
 //        (Source::SetPaused, the memory ceiling), or the run is stopping. A request is
 //        taken whole or not at all, so a client can simply resend it.
 //
+// With checkpoints on (RunContext::checkpointing), the records of a request are appended
+// to the source's ingest log (stream/ingest_log.h, <checkpoint dir>/ingest-<name>/) in
+// one write before the answer, Poll reads the log, and the log's position is the
+// source's position in checkpoints: a crash after a 202 loses nothing, the records are
+// replayed from the log. `respond: queued` answers once the records are written to the
+// log (synced per `checkpoint.ingest_log_fsync`); `respond: logged` (checkpoints only)
+// once they are also fsynced, whatever that policy ("logged": true); `respond:
+// committed` once every sink committed them. The 503 rule counts records appended but
+// not yet read. A log that refuses the write (disk full) gets 503.
+//
 // Records: topic = `path`, offset = a per-source sequence (1, 2, ...), partition = -1,
 // arrival time = the wall clock when the request was taken.
 //
@@ -47,6 +57,7 @@
 #include "core/config.h"
 #include "core/intern.h"
 #include "io/connector.h"
+#include "stream/ingest_log.h"
 
 namespace httplib {
 class Server;
@@ -58,7 +69,7 @@ namespace tributary {
 
 class Registry;
 
-enum class HttpIngestRespond { kQueued, kCommitted };
+enum class HttpIngestRespond { kQueued, kLogged, kCommitted };
 
 struct HttpIngestOptions {
   std::string host = "127.0.0.1";
@@ -70,6 +81,7 @@ struct HttpIngestOptions {
   int retry_after_s = 1;
   HttpIngestRespond respond = HttpIngestRespond::kQueued;
   DurationUs commit_timeout = 30'000'000;
+  std::string name;  ///< the source's name (its ingest log folder)
 };
 
 /// The option table of `sources[] (type: http)`.
@@ -87,6 +99,9 @@ class HttpIngestSource : public Source {
   void Stop() override;
   void OnCommitted(uint64_t checkpoint) override;
   void SetPaused(bool paused) override;
+  /// With checkpoints on, every request goes through the ingest log first.
+  bool SupportsCheckpoints() const override { return log_ != nullptr; }
+  Status RestorePosition(std::string_view position) override;
   void Close() override;
 
   /// The bound port (the real one when 0 was asked for); 0 before Open.
@@ -110,6 +125,7 @@ class HttpIngestSource : public Source {
   std::thread thread_;
   int port_ = 0;
   std::atomic<bool> paused_{false};
+  std::unique_ptr<IngestLog> log_;  // with checkpoints
 
   mutable std::mutex mu_;
   std::condition_variable data_cv_;    // Poll waits: records arrived, or stop

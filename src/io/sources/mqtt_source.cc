@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "core/pipeline_config.h"
 #include "core/registry.h"
 #include "core/time.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 
@@ -74,7 +77,33 @@ MqttSource::~MqttSource() {
   Close();
 }
 
-Status MqttSource::Open(RunContext& /*ctx*/) {
+Status MqttSource::Open(RunContext& ctx) {
+  if (ctx.checkpointing && ctx.config != nullptr) {
+    TRIB_ASSIGN_OR_RETURN(log_, OpenSourceIngestLog(*ctx.config, options_.name));
+    TRIB_ASSIGN_OR_RETURN(CheckpointOptions ckpt, ReadCheckpointOptions(*ctx.config));
+    const std::string log_dir = IngestLogDir(ckpt.dir, options_.name);
+    if (uint64_t n = log_->backlog(); n > 0) {
+      spdlog::info("mqtt {}: the ingest log {} holds {} messages", options_.name, log_dir, n);
+    }
+    // Paho's own store holds a QoS 2 message between PUBREC and PUBREL (see the header).
+    std::string paho_dir;
+    if (options_.qos == 2 && !options_.connect.clean_session) {
+      paho_dir = log_dir + "/paho";
+      std::error_code ec;
+      std::filesystem::create_directories(paho_dir, ec);
+      if (ec) return Status::Io("mqtt: cannot create " + paho_dir + ": " + ec.message());
+    }
+    TRIB_ASSIGN_OR_RETURN(
+        subscriber_, MqttSubscriber::Create(
+                         options_.connect,
+                         [this](std::string_view topic, std::string_view payload, int /*qos*/) {
+                           OnMessage(topic, payload);
+                         },
+                         [this](const std::string& cause) { OnLost(cause); }, paho_dir));
+    TRIB_RETURN_IF_ERROR(ConnectAndSubscribe());
+    supervisor_ = std::thread([this] { Supervise(); });
+    return Status::Ok();
+  }
   TRIB_ASSIGN_OR_RETURN(client_, MqttClient::Create(
                                      options_.connect,
                                      [this](std::string_view topic, std::string_view payload,
@@ -91,17 +120,56 @@ Status MqttSource::ConnectAndSubscribe() {
     std::lock_guard<std::mutex> lock(mu_);
     lost_ = false;
   }
-  TRIB_RETURN_IF_ERROR(client_->Connect());
+  if (subscriber_ != nullptr) {
+    TRIB_RETURN_IF_ERROR(subscriber_->Connect());
+  } else {
+    TRIB_RETURN_IF_ERROR(client_->Connect());
+  }
   connects_.fetch_add(1, std::memory_order_relaxed);
-  Status s = client_->Subscribe(options_.topics, options_.qos);
+  Status s = subscriber_ != nullptr ? subscriber_->Subscribe(options_.topics, options_.qos)
+                                    : client_->Subscribe(options_.topics, options_.qos);
   if (!s.ok()) {
-    client_->Disconnect(100'000);
+    if (subscriber_ != nullptr) {
+      subscriber_->Disconnect(100'000);
+    } else {
+      client_->Disconnect(100'000);
+    }
     return s;
   }
   return Status::Ok();
 }
 
+bool MqttSource::Connected() const {
+  return subscriber_ != nullptr ? subscriber_->IsConnected() : client_->IsConnected();
+}
+
 void MqttSource::OnMessage(std::string_view topic, std::string_view payload) {
+  if (log_ != nullptr) {
+    // The acknowledgement follows this return: keep trying until the log has it.
+    const std::vector<IngestLogEntry> entry{IngestLogEntry{topic, payload, NowUs()}};
+    TimeUs last_report = 0;
+    while (true) {
+      Result<int64_t> appended = log_->Append(entry);
+      if (appended.ok()) return;
+      log_failures_.fetch_add(1, std::memory_order_relaxed);
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (stop_) {
+          spdlog::error(
+              "mqtt: a message on '{}' is lost: the ingest log refused it ({}) and the run "
+              "stops",
+              topic, appended.status().ToString());
+          return;
+        }
+        if (NowUs() - last_report >= 10 * kMicrosPerSecond) {
+          spdlog::error("mqtt: the ingest log refuses messages, not acknowledging them: {}",
+                        appended.status().ToString());
+          last_report = NowUs();
+        }
+        state_cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_; });
+      }
+    }
+  }
   Message m{Intern(topic), std::string(payload), NowUs()};
   std::unique_lock<std::mutex> lock(mu_);
   space_cv_.wait(lock, [&] { return stop_ || queue_.size() < options_.buffer; });
@@ -130,7 +198,7 @@ void MqttSource::Supervise() {
     // Woken by OnLost; the periodic look at the client catches a loss without callback.
     if (!state_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || lost_; })) {
       lock.unlock();
-      const bool connected = client_->IsConnected();
+      const bool connected = Connected();
       lock.lock();
       if (!connected) lost_ = true;
       continue;
@@ -155,6 +223,20 @@ void MqttSource::Supervise() {
 }
 
 Status MqttSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
+  if (log_ != nullptr) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // After Stop what is not read yet stays in the log for the next run; the final
+      // checkpoint does not cover it.
+      if (stop_) return Status::Ok();
+      if (paused_) {
+        data_cv_.wait_for(lock, std::chrono::microseconds(std::max<DurationUs>(wait, 0)),
+                          [&] { return stop_ || !paused_; });
+        return Status::Ok();
+      }
+    }
+    return log_->Read(out, max_records, wait);
+  }
   std::unique_lock<std::mutex> lock(mu_);
   // Paused: take nothing (after Stop the buffer is drained regardless).
   data_cv_.wait_for(lock, std::chrono::microseconds(std::max<DurationUs>(wait, 0)),
@@ -179,21 +261,44 @@ Status MqttSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
 }
 
 void MqttSource::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
-  stop_ = true;
-  data_cv_.notify_all();
-  space_cv_.notify_all();
-  state_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    data_cv_.notify_all();
+    space_cv_.notify_all();
+    state_cv_.notify_all();
+  }
+  if (log_ != nullptr) log_->Wake();
 }
 
 void MqttSource::SetPaused(bool paused) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (paused_ == paused) return;
-  paused_ = paused;
-  data_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (paused_ == paused) return;
+    paused_ = paused;
+    data_cv_.notify_all();
+  }
+  if (log_ != nullptr) log_->Wake();
+}
+
+void MqttSource::OnCommitted(uint64_t checkpoint) {
+  if (log_ != nullptr) log_->OnCommitted(checkpoint);
+}
+
+Status MqttSource::RestorePosition(std::string_view position) {
+  if (log_ == nullptr) return Source::RestorePosition(position);
+  TRIB_RETURN_IF_ERROR(log_->Seek(position).WithContext("mqtt ingest log"));
+  if (uint64_t n = log_->backlog(); n > 0) {
+    spdlog::info(
+        "mqtt {}: {} messages acknowledged after the checkpoint are replayed from the "
+        "ingest log",
+        options_.name, n);
+  }
+  return Status::Ok();
 }
 
 size_t MqttSource::buffered() const {
+  if (log_ != nullptr) return static_cast<size_t>(log_->backlog());
   std::lock_guard<std::mutex> lock(mu_);
   return queue_.size();
 }
@@ -205,6 +310,11 @@ void MqttSource::Close() {
     client_->Disconnect(1'000'000);
     client_.reset();
   }
+  if (subscriber_ != nullptr) {
+    subscriber_->Disconnect(1'000'000);
+    subscriber_.reset();
+  }
+  if (log_ != nullptr) log_->Close();
 }
 
 void RegisterMqttSource(Registry& registry) {
@@ -212,6 +322,7 @@ void RegisterMqttSource(Registry& registry) {
       "mqtt", &MqttSourceSectionSpec(),
       [](const SourceEntry& entry) -> Result<std::unique_ptr<Source>> {
         TRIB_ASSIGN_OR_RETURN(MqttSourceOptions options, ParseMqttSourceOptions(entry.options));
+        options.name = entry.name;
         return std::unique_ptr<Source>(std::make_unique<MqttSource>(std::move(options)));
       });
 }

@@ -341,6 +341,7 @@ class SimulatorSource : public Source {
   /// Stop producing (true) until released; the simulated clock stands still meanwhile.
   void SetPaused(bool paused) override { paused_.store(paused, std::memory_order_relaxed); }
   bool SupportsCheckpoints() const override { return true; }
+  bool ClockIsSimulated() const override { return sim_.options().NoWaiting(); }
   /// Regenerate and skip the messages handed on before the checkpoint (the stream is a
   /// pure function of the options); fails for a `start: now` simulation.
   Status RestorePosition(std::string_view position) override;
