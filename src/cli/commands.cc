@@ -17,14 +17,17 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "cli/backfill_command.h"
 #include "cli/progress.h"
 #include "core/config.h"
 #include "core/pipeline_config.h"
 #include "ingest/replay_quarantine.h"
+#include "io/kafka_rekey.h"
 #include "io/sources/simulator.h"
 #include "io/weather_etl.h"
 #include "server/http_server.h"
@@ -304,6 +307,38 @@ int H3Command(int res) {
   return converted > 0 ? 0 : 1;
 }
 
+int RekeyCommand(RekeyOptions opt, const std::vector<std::string>& cells,
+                 const std::vector<std::string>& properties) {
+  for (const std::string& c : cells) {
+    const uint64_t cell = h3::StringToCell(c);
+    if (cell == h3::kNullCell || !h3::IsValidCell(cell)) {
+      std::cerr << "error: --cells: '" << c << "' is not an H3 cell\n";
+      return 2;
+    }
+    if (h3::GetResolution(cell) > opt.resolution) {
+      std::cerr << "error: --cells: " << c << " is finer than --resolution " << opt.resolution
+                << "\n";
+      return 2;
+    }
+    opt.cells.insert(cell);
+  }
+  for (const std::string& p : properties) {
+    const size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "error: --property: '" << p << "' is not key=value\n";
+      return 2;
+    }
+    opt.properties.emplace_back(p.substr(0, eq), p.substr(eq + 1));
+  }
+  Result<RekeyReport> report = RekeyTopic(opt);
+  if (!report.ok()) {
+    std::cerr << "error: " << report.status().message() << "\n";
+    return 1;
+  }
+  std::cout << report->ToText();
+  return 0;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -371,6 +406,31 @@ int Main(int argc, char** argv) {
       "h3", "Print the H3 cell of each \"lat,lon\" line of stdin (degrees), one per line.");
   h3_cmd->add_option("--res", h3_res, "H3 resolution, 0-15")->required()->check(CLI::Range(0, 15));
 
+  RekeyOptions rekey;
+  std::vector<std::string> rekey_cells;
+  std::vector<std::string> rekey_properties;
+  CLI::App* rekey_cmd = app.add_subcommand(
+      "rekey",
+      "Copy a Kafka topic to another, keying the messages in the given hot H3 cells by their "
+      "cell at a finer resolution (the rest by their resolution-5 cell), so a hot partition's "
+      "load spreads over several partitions.");
+  rekey_cmd->add_option("--brokers", rekey.brokers, "Bootstrap servers host:port,...")->required();
+  rekey_cmd->add_option("--from", rekey.from, "Topic to read (from its start to its current end)")
+      ->required();
+  rekey_cmd->add_option("--to", rekey.to, "Topic to write")->required();
+  rekey_cmd
+      ->add_option("--cells", rekey_cells,
+                   "H3 cells to split (e.g. the hot partition's cells from the log or "
+                   "/api/health), comma separated")
+      ->delimiter(',')
+      ->required();
+  rekey_cmd
+      ->add_option("--resolution", rekey.resolution,
+                   "Resolution of the new keys in those cells (the suggested one), 6-15")
+      ->check(CLI::Range(6, 15));
+  rekey_cmd->add_option("--property", rekey_properties,
+                        "Extra librdkafka property key=value (repeatable)");
+
   BackfillCliOptions backfill;
   CLI::App* backfill_cmd = AddBackfillCommand(app, backfill);
 
@@ -410,6 +470,7 @@ int Main(int argc, char** argv) {
   if (sim_cmd->parsed()) return SimulateCommand(sim);
   if (replay_cmd->parsed()) return ReplayQuarantineCommand(replay);
   if (h3_cmd->parsed()) return H3Command(h3_res);
+  if (rekey_cmd->parsed()) return RekeyCommand(rekey, rekey_cells, rekey_properties);
   if (default_cmd->parsed()) {
     std::cout << EmbeddedDefaultConfig();
     return 0;

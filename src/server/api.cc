@@ -263,6 +263,7 @@ std::string HealthJson(const Pipeline& pipeline, const LiveState& live, const Ev
     w.Key("h3_cells").BeginArray();
     for (const std::string& c : p->h3_cells) w.String(c);
     w.EndArray();
+    w.Key("suggested_resolution").Int(p->suggested_resolution);
     w.EndObject();
   }
   w.EndArray();

@@ -160,6 +160,12 @@ std::string PartitionMonitor::Labels(const std::string& partition) const {
   return l;
 }
 
+int SuggestedResolution(double factor) {
+  int res = 5;
+  for (double parts = 1; parts < factor && res < 15; parts *= 7) ++res;
+  return res;
+}
+
 void PartitionMonitor::Tick(TimeUs now) {
   if (interval_start_ == kMinTime || now - interval_start_ < options_.interval) return;
   const double seconds = static_cast<double>(now - interval_start_) / kMicrosPerSecond;
@@ -205,15 +211,17 @@ void PartitionMonitor::Tick(TimeUs now) {
     }
     p.hot = report.active >= 3 && s.count >= options_.min_records &&
             p.rate > options_.factor * report.median_rate;
+    if (p.hot) p.suggested_resolution = SuggestedResolution(p.rate / report.median_rate);
     std::string cells_text;
     for (const std::string& c : p.h3_cells) cells_text += (cells_text.empty() ? "" : ",") + c;
     if (p.hot && !s.hot) {
       spdlog::warn(
           "partition {} is hot: {:.1f} readings/s, {:.1f}x the median {:.1f}/s of {} "
-          "active partitions (threshold {}x); H3 cells {}",
+          "active partitions (threshold {}x); H3 cells {}; re-key them at H3 resolution {} "
+          "to spread the load (tributary rekey)",
           s.name, p.rate, report.median_rate > 0 ? p.rate / report.median_rate : 0.0,
           report.median_rate, report.active, options_.factor,
-          cells_text.empty() ? "none" : cells_text);
+          cells_text.empty() ? "none" : cells_text, p.suggested_resolution);
     } else if (!p.hot && s.hot) {
       spdlog::info("partition {} is no longer hot: {:.1f} readings/s (median {:.1f}/s)", s.name,
                    p.rate, report.median_rate);

@@ -60,7 +60,15 @@ struct PartitionRate {
   double lag_seconds = 0;             ///< processing time − newest event time, at the close
   std::vector<std::string> h3_cells;  ///< res-5 cells, most readings first (at most 8)
   bool hot = false;
+  /// While hot: the H3 resolution at which re-keying its cells (`tributary rekey`)
+  /// would bring it to the median rate, if its readings spread evenly over the finer
+  /// cells (each resolution step splits a cell into 7). 0 when not hot.
+  int suggested_resolution = 0;
 };
+
+/// The finer H3 resolution that splits a partition `factor` times the median rate into
+/// parts at or below the median: 5 + ceil(log7(factor)), at most 15.
+int SuggestedResolution(double factor);
 
 struct PartitionReport {
   TimeUs closed_at = kMinTime;            ///< end of the last closed interval (kMinTime: none yet)

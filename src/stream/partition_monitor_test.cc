@@ -45,6 +45,16 @@ Reading At(const Place& p, int device, TimeUs t, int32_t partition = -1,
   return r;
 }
 
+TEST(PartitionMonitorTest, SuggestedResolutionSplitsTheExcessIntoSevenPerStep) {
+  EXPECT_EQ(SuggestedResolution(1.0), 5);
+  EXPECT_EQ(SuggestedResolution(3.5), 6);
+  EXPECT_EQ(SuggestedResolution(7.0), 6);
+  EXPECT_EQ(SuggestedResolution(7.5), 7);
+  EXPECT_EQ(SuggestedResolution(49.0), 7);
+  EXPECT_EQ(SuggestedResolution(50.0), 8);
+  EXPECT_EQ(SuggestedResolution(1e30), 15);
+}
+
 TEST(PartitionMonitorTest, ASkewedCellIsReportedHotWithItsCell) {
   HotPartitionOptions o;
   o.interval = 10 * kMicrosPerSecond;
@@ -73,6 +83,13 @@ TEST(PartitionMonitorTest, ASkewedCellIsReportedHotWithItsCell) {
   EXPECT_EQ(hot[0]->records, 2000u);
   ASSERT_EQ(hot[0]->h3_cells.size(), 1u);
   EXPECT_EQ(hot[0]->h3_cells[0], cell);
+  // 10x the median: one step (7 children) is not enough, two (49) are.
+  EXPECT_EQ(hot[0]->suggested_resolution, 7);
+  for (const PartitionRate& p : r.partitions) {
+    if (!p.hot) {
+      EXPECT_EQ(p.suggested_resolution, 0) << p.partition;
+    }
+  }
   // Lag: processing time at the close − newest event time (9 s).
   EXPECT_NEAR(hot[0]->lag_seconds, 1.0, 1e-9);
   EXPECT_EQ(r.partitions.front().partition, hot[0]->partition) << "highest rate first";

@@ -191,6 +191,7 @@ Status Pipeline::Run(DurationUs duration) {
   ctx.ledger = &ledger_;
   ctx.data_dir = config_.data_dir;
   ctx.stop = &stop_;
+  for (auto& s : sources_) ctx.sources.push_back(s.get());
   for (auto& op : operators_) {
     if (auto* window = dynamic_cast<WindowOperator*>(op.get())) {
       window->SetMemoryShed(&memory_guard_->shedding());

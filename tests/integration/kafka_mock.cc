@@ -67,7 +67,8 @@ std::map<int32_t, int64_t> KafkaMockCluster::Committed(const std::string& group,
 }
 
 std::vector<KafkaMockCluster::Message> KafkaMockCluster::ReadAll(const std::string& topic,
-                                                                 size_t expected, int timeout_ms) {
+                                                                 size_t expected, int timeout_ms,
+                                                                 int idle_ms) {
   std::vector<Message> out;
   Result<KafkaConf> conf = MakeKafkaConf({{"bootstrap.servers", bootstrap_},
                                           {"group.id", "test-reader-" + topic},
@@ -81,13 +82,35 @@ std::vector<KafkaMockCluster::Message> KafkaMockCluster::ReadAll(const std::stri
   rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_subscribe(rk->get(), list.get());
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto last = std::chrono::steady_clock::now();
   while (out.size() < expected && std::chrono::steady_clock::now() < deadline) {
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk->get(), 200);
-    if (m == nullptr) continue;
+    if (m == nullptr) {
+      if (idle_ms > 0 && !out.empty() &&
+          std::chrono::steady_clock::now() - last > std::chrono::milliseconds(idle_ms)) {
+        break;
+      }
+      continue;
+    }
+    last = std::chrono::steady_clock::now();
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      out.push_back({m->partition, m->offset,
-                     std::string(static_cast<const char*>(m->key), m->key_len),
-                     std::string(static_cast<const char*>(m->payload), m->len)});
+      Message msg{m->partition,
+                  m->offset,
+                  std::string(static_cast<const char*>(m->key), m->key_len),
+                  std::string(static_cast<const char*>(m->payload), m->len),
+                  {}};
+      rd_kafka_headers_t* hdrs = nullptr;
+      if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name = nullptr;
+        const void* value = nullptr;
+        size_t size = 0;
+        for (size_t i = 0;
+             rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+             ++i) {
+          msg.headers[name] = std::string(static_cast<const char*>(value), size);
+        }
+      }
+      out.push_back(std::move(msg));
     }
     rd_kafka_message_destroy(m);
   }

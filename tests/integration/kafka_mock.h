@@ -39,10 +39,12 @@ class KafkaMockCluster {
     int64_t offset;
     std::string key;
     std::string value;
+    std::map<std::string, std::string> headers;
   };
-  /// Read `topic` from the beginning (read_committed) until `expected` messages or
-  /// `timeout_ms` passed.
-  std::vector<Message> ReadAll(const std::string& topic, size_t expected, int timeout_ms);
+  /// Read `topic` from the beginning (read_committed) until `expected` messages,
+  /// `timeout_ms` passed, or (idle_ms > 0) nothing came for idle_ms after a first message.
+  std::vector<Message> ReadAll(const std::string& topic, size_t expected, int timeout_ms,
+                               int idle_ms = 0);
 
  private:
   KafkaHandle owner_;  // the handle the mock cluster lives in

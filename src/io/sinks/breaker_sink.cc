@@ -25,6 +25,14 @@ class BreakerSink final : public Sink {
   Status Open(RunContext& ctx) override;
   Status Write(const Batch& batch) override;
   Status Commit() override;
+  // The breaker buffers rows and sends them later, which the two-phase commit cannot
+  // allow (a checkpoint's rows must be visible exactly when it commits).
+  Result<SinkCheckpointRecord> OpenCheckpoints() override {
+    return Status::Invalid(
+        "a sink behind the circuit breaker does not take part in checkpoints; set "
+        "`breaker: false` (with checkpoints a failed commit stops the run, and the next "
+        "start recovers from the last checkpoint)");
+  }
   void Close() override;
 
  private:

@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cmath>
+#include <random>
+#include <sstream>
 #include <utility>
 
 #include "core/json_writer.h"
@@ -12,6 +15,7 @@
 #include "core/time.h"
 #include "io/sinks/breaker_sink.h"
 #include "io/sinks/mqtt_sink.h"
+#include "io/sources/kafka_source.h"
 #include "spatial/h3.h"
 
 namespace tributary {
@@ -83,6 +87,10 @@ const SectionSpec& KafkaSinkSectionSpec() {
                          "When set, each commit is one Kafka transaction under this id (one "
                          "id per running process); readers with isolation.level="
                          "read_committed see whole commits only."});
+    s.options.push_back({"checkpoint_topic", OptionType::kString, "tributary.checkpoints",
+                         "With checkpoints on: the topic of the markers that record which "
+                         "checkpoint each transaction committed (keyed by transactional_id; "
+                         "make it compacted)."});
     s.options.push_back({"flush_timeout", OptionType::kDuration, "30s",
                          "How long a commit waits for the brokers' acknowledgements."});
     for (OptionSpec& o : BreakerOptionSpecs()) s.options.push_back(o);
@@ -102,6 +110,7 @@ Result<KafkaSinkOptions> ParseKafkaSinkOptions(const OptionReader& r, std::strin
   TRIB_ASSIGN_OR_RETURN(int64_t res, r.GetInt("h3_resolution"));
   o.h3_resolution = static_cast<int>(res);
   TRIB_ASSIGN_OR_RETURN(o.transactional_id, r.GetString("transactional_id"));
+  TRIB_ASSIGN_OR_RETURN(o.checkpoint_topic, r.GetString("checkpoint_topic"));
   TRIB_ASSIGN_OR_RETURN(o.flush_timeout, r.GetDuration("flush_timeout"));
   if (o.flush_timeout <= 0) return r.Error("flush_timeout", "must be positive");
   return o;
@@ -168,6 +177,7 @@ void KafkaSink::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* m, void
 
 Status KafkaSink::Open(RunContext& ctx) {
   ledger_ = ctx.ledger;
+  ctx_ = &ctx;
   KafkaProperties props = {
       {"bootstrap.servers", options_.connect.brokers},
       {"client.id", "tributary-" + options_.name},
@@ -203,10 +213,20 @@ Status KafkaSink::BeginTransactionIfNeeded() {
 Status KafkaSink::Produce(Table table, const std::string& key, const std::string& value) {
   const std::string& topic = topics_[table];
   while (true) {
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
-        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        checkpointing_
+            ? rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                                RD_KAFKA_V_KEY(key.data(), key.size()),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                RD_KAFKA_V_HEADER("tributary-run", run_id_.data(),
+                                                  static_cast<ssize_t>(run_id_.size())),
+                                RD_KAFKA_V_HEADER("tributary-checkpoint", next_checkpoint_.data(),
+                                                  static_cast<ssize_t>(next_checkpoint_.size())),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)
+            : rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                                RD_KAFKA_V_KEY(key.data(), key.size()),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       return KafkaStatus(err, "kafka sink " + options_.name + ": produce to " + topic);
@@ -221,6 +241,11 @@ Status KafkaSink::Produce(Table table, const std::string& key, const std::string
 Status KafkaSink::Write(const Batch& batch) {
   if (producer_ == nullptr) return Status::Internal("kafka sink written before Open");
   TRIB_RETURN_IF_ERROR(BeginTransactionIfNeeded());
+  if (batch.source_index >= 0 && batch.source_checkpoint != 0) {
+    const auto i = static_cast<size_t>(batch.source_index);
+    if (source_checkpoints_.size() <= i) source_checkpoints_.resize(i + 1, 0);
+    source_checkpoints_[i] = std::max(source_checkpoints_[i], batch.source_checkpoint);
+  }
   if (!topics_[kReadings].empty()) {
     for (const Reading& r : batch.readings) {
       TRIB_RETURN_IF_ERROR(
@@ -249,7 +274,7 @@ Status KafkaSink::Write(const Batch& batch) {
 }
 
 Status KafkaSink::Commit() {
-  if (producer_ == nullptr) return Status::Ok();
+  if (producer_ == nullptr || checkpointing_) return Status::Ok();
   const std::string what = "kafka sink " + options_.name;
   if (in_transaction_) {
     rd_kafka_error_t* error =
@@ -278,17 +303,216 @@ Status KafkaSink::Commit() {
                              FormatDuration(options_.flush_timeout));
     }
   }
-  if (failed_ > 0) {
-    Status st = Status::Io(what + ": " + std::to_string(failed_) +
-                           " messages could not be delivered (first: " + first_failure_ + ")");
-    failed_ = 0;
-    return st;
-  }
+  TRIB_RETURN_IF_ERROR(DeliveryFailures());
   for (size_t i = 0; i < kTableCount; ++i) {
     if (pending_[i] > 0 && ledger_ != nullptr)
       ledger_->AddSinkCommitted(ledger_keys_[i], pending_[i]);
     pending_[i] = 0;
   }
+  return Status::Ok();
+}
+
+Status KafkaSink::DeliveryFailures() {
+  if (failed_ == 0) return Status::Ok();
+  Status st = Status::Io("kafka sink " + options_.name + ": " + std::to_string(failed_) +
+                         " messages could not be delivered (first: " + first_failure_ + ")");
+  failed_ = 0;
+  return st;
+}
+
+// The marker value: "checkpoint=<id> run=<run> readings=<n> windows=<n> quarantine=<n>
+// late=<n>", the rows being what that transaction stored per table.
+Result<SinkCheckpointRecord> KafkaSink::ReadLastMarker() {
+  SinkCheckpointRecord rec;
+  const std::string what =
+      "kafka sink " + options_.name + ": checkpoint topic " + options_.checkpoint_topic;
+  // assign() needs a group id; nothing is committed to it.
+  KafkaProperties props = {{"bootstrap.servers", options_.connect.brokers},
+                           {"group.id", "tributary-markers-" + options_.transactional_id},
+                           {"isolation.level", "read_committed"},
+                           {"enable.auto.commit", "false"},
+                           {"enable.partition.eof", "true"},
+                           {"client.id", "tributary-" + options_.name + "-markers"}};
+  props.insert(props.end(), options_.connect.properties.begin(), options_.connect.properties.end());
+  TRIB_ASSIGN_OR_RETURN(KafkaConf conf, MakeKafkaConf(props));
+  TRIB_ASSIGN_OR_RETURN(KafkaHandle consumer, MakeKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  const int timeout_ms = static_cast<int>(TimeoutMs(options_.flush_timeout));
+  rd_kafka_topic_t* rkt =
+      rd_kafka_topic_new(consumer.get(), options_.checkpoint_topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(consumer.get(), 0, rkt, &md, timeout_ms);
+  rd_kafka_topic_destroy(rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(err, what + ": metadata");
+  std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> guard(
+      md, &rd_kafka_metadata_destroy);
+  if (md->topic_cnt != 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+    return rec;  // no marker was ever written
+  }
+  if (md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return KafkaStatus(md->topics[0].err, what);
+  }
+  KafkaPartitionList list(rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt));
+  std::map<int32_t, int64_t> ends;  // partitions with records left to read
+  for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
+    const int32_t p = md->topics[0].partitions[i].id;
+    int64_t low = 0;
+    int64_t high = 0;
+    TRIB_RETURN_IF_ERROR(KafkaStatus(
+        rd_kafka_query_watermark_offsets(consumer.get(), options_.checkpoint_topic.c_str(), p, &low,
+                                         &high, timeout_ms),
+        what + ": offsets of partition " + std::to_string(p)));
+    if (high <= low) continue;
+    ends[p] = high;
+    rd_kafka_topic_partition_list_add(list.get(), options_.checkpoint_topic.c_str(), p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+  }
+  if (ends.empty()) return rec;
+  TRIB_RETURN_IF_ERROR(KafkaStatus(rd_kafka_assign(consumer.get(), list.get()), what + ": assign"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!ends.empty()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::Timeout(what + ": not read to its end within " +
+                             FormatDuration(options_.flush_timeout));
+    }
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), 100);
+    if (m == nullptr) continue;
+    std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> msg(
+        m, &rd_kafka_message_destroy);
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      ends.erase(m->partition);
+      continue;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Status::Io(what + ": " + rd_kafka_message_errstr(m));
+    }
+    if (m->offset + 1 >= ends[m->partition]) ends.erase(m->partition);
+    std::string_view key(static_cast<const char*>(m->key), m->key_len);
+    if (key != options_.transactional_id) continue;
+    std::istringstream in(std::string(static_cast<const char*>(m->payload), m->len));
+    SinkCheckpointRecord r;
+    std::string field;
+    while (in >> field) {
+      const size_t eq = field.find('=');
+      if (eq == std::string::npos) continue;
+      const std::string name = field.substr(0, eq);
+      const std::string value = field.substr(eq + 1);
+      if (name == "run") continue;
+      const uint64_t n = std::strtoull(value.c_str(), nullptr, 10);
+      if (name == "checkpoint") {
+        r.checkpoint = n;
+      } else {
+        for (size_t t = 0; t < kTableCount; ++t) {
+          if (name == kTableNames[t] && n > 0) r.rows[ledger_keys_[t]] = n;
+        }
+      }
+    }
+    if (r.checkpoint == 0) {
+      return Status::Corrupt(what + ": marker at offset " + std::to_string(m->offset) +
+                             " has no checkpoint id");
+    }
+    rec = std::move(r);  // one key lands in one partition, so the last is the latest
+  }
+  return rec;
+}
+
+Result<SinkCheckpointRecord> KafkaSink::OpenCheckpoints() {
+  if (producer_ == nullptr) return Status::Internal("kafka sink: OpenCheckpoints before Open");
+  if (options_.transactional_id.empty()) {
+    return Status::Invalid(
+        "checkpoints need `transactional_id`: the kafka sink commits each checkpoint as one "
+        "Kafka transaction");
+  }
+  if (options_.checkpoint_topic.empty()) {
+    return Status::Invalid("checkpoints need `checkpoint_topic`");
+  }
+  // Open already ran init_transactions, which aborted any transaction an earlier process
+  // left open: what the markers say now is final.
+  TRIB_ASSIGN_OR_RETURN(SinkCheckpointRecord rec, ReadLastMarker());
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(NowUs()));
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(gen()));
+  run_id_ = buf;
+  next_checkpoint_ = std::to_string(rec.checkpoint + 1);
+  checkpointing_ = true;
+  return rec;
+}
+
+Status KafkaSink::PrepareCheckpoint(uint64_t /*checkpoint*/) {
+  if (producer_ == nullptr) return Status::Internal("kafka sink: prepare before Open");
+  // Every message of the transaction acknowledged; still invisible to read_committed.
+  rd_kafka_resp_err_t err =
+      rd_kafka_flush(producer_.get(), static_cast<int>(TimeoutMs(options_.flush_timeout)));
+  if (err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+    return Status::Timeout(
+        "kafka sink " + options_.name + ": " + std::to_string(rd_kafka_outq_len(producer_.get())) +
+        " messages not acknowledged within " + FormatDuration(options_.flush_timeout));
+  }
+  return DeliveryFailures();
+}
+
+Status KafkaSink::SendSourceOffsets() {
+  if (ctx_ == nullptr) return Status::Ok();
+  for (size_t i = 0; i < ctx_->sources.size(); ++i) {
+    const auto* source = dynamic_cast<const KafkaSource*>(ctx_->sources[i]);
+    if (source == nullptr) continue;
+    const uint64_t through = i < source_checkpoints_.size() ? source_checkpoints_[i] : 0;
+    std::map<std::pair<std::string, int32_t>, int64_t> offsets =
+        source->TransactionOffsets(through);
+    if (offsets.empty()) continue;
+    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
+    for (const auto& [key, next] : offsets) {
+      rd_kafka_topic_partition_list_add(list.get(), key.first.c_str(), key.second)->offset = next;
+    }
+    rd_kafka_consumer_group_metadata_t* md = source->GroupMetadata();
+    if (md == nullptr) continue;
+    rd_kafka_error_t* error = rd_kafka_send_offsets_to_transaction(
+        producer_.get(), list.get(), md, static_cast<int>(TimeoutMs(options_.flush_timeout)));
+    rd_kafka_consumer_group_metadata_destroy(md);
+    if (error != nullptr) {
+      return KafkaStatus(error, "kafka sink " + options_.name + ": send offsets of source " +
+                                    std::to_string(i + 1) + " to the transaction");
+    }
+  }
+  return Status::Ok();
+}
+
+Status KafkaSink::CommitCheckpoint(uint64_t checkpoint) {
+  if (!checkpointing_) {
+    return Status::Internal("kafka sink: CommitCheckpoint before OpenCheckpoints");
+  }
+  const std::string what = "kafka sink " + options_.name;
+  // A checkpoint without output still commits a marker: the sink must report it.
+  TRIB_RETURN_IF_ERROR(BeginTransactionIfNeeded());
+  TRIB_RETURN_IF_ERROR(SendSourceOffsets());
+  std::string marker = "checkpoint=" + std::to_string(checkpoint) + " run=" + run_id_;
+  for (size_t t = 0; t < kTableCount; ++t) {
+    marker += std::string(" ") + kTableNames[t] + "=" + std::to_string(pending_[t]);
+  }
+  const std::string& key = options_.transactional_id;
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      producer_.get(), RD_KAFKA_V_TOPIC(options_.checkpoint_topic.c_str()),
+      RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(marker.data(), marker.size()),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return KafkaStatus(err, what + ": produce to " + options_.checkpoint_topic);
+  }
+  rd_kafka_error_t* error =
+      rd_kafka_commit_transaction(producer_.get(), TimeoutMs(options_.flush_timeout));
+  if (error != nullptr) {
+    // The coordinator fails the run; the next start aborts this transaction (if it is
+    // still open) and gives the sink the checkpoint's epoch log again.
+    return KafkaStatus(error,
+                       what + ": commit transaction of checkpoint " + std::to_string(checkpoint));
+  }
+  in_transaction_ = false;
+  TRIB_RETURN_IF_ERROR(DeliveryFailures());
+  for (size_t i = 0; i < kTableCount; ++i) {
+    if (pending_[i] > 0 && ledger_ != nullptr)
+      ledger_->AddSinkCommitted(ledger_keys_[i], pending_[i]);
+    pending_[i] = 0;
+  }
+  next_checkpoint_ = std::to_string(checkpoint + 1);
   return Status::Ok();
 }
 

@@ -21,6 +21,20 @@
 // consumers reading with isolation.level=read_committed see a batch entirely or not at
 // all, and an aborted run leaves nothing visible.
 //
+// Checkpoints (stream/checkpoint.h) need `transactional_id`: everything written between
+// two checkpoints is one transaction. PrepareCheckpoint flushes it (every message is
+// acknowledged, none visible to read_committed readers); CommitCheckpoint adds the
+// consumer offsets the checkpoint covers of every kafka source of the pipeline
+// (rd_kafka_send_offsets_to_transaction, so a read-process-write pipeline commits its
+// input and its output together), a marker record on `checkpoint_topic` (key: the
+// transactional id; value: the checkpoint id, the run and the rows per table), and
+// commits the transaction. OpenCheckpoints reads the last marker of this transactional
+// id (read_committed) after init_transactions has aborted whatever an earlier process
+// left open, so it reports exactly the last checkpoint whose output is visible. Every
+// message of a checkpointed transaction carries the headers `tributary-run` (a random id
+// of the producing process) and `tributary-checkpoint`, so a reader can tell which
+// marker committed it.
+//
 // Threading: Write and Commit on the sink thread; delivery reports are served there too
 // (rd_kafka_poll/flush), so no callback runs on another thread.
 #pragma once
@@ -28,6 +42,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "core/model.h"
@@ -48,6 +63,7 @@ struct KafkaSinkOptions {
   std::string late_topic = "sensor.late_events";
   int h3_resolution = 5;
   std::string transactional_id;  ///< empty: no transactions
+  std::string checkpoint_topic = "tributary.checkpoints";
   DurationUs flush_timeout = 30'000'000;
 };
 
@@ -74,6 +90,9 @@ class KafkaSink : public Sink {
   Status Open(RunContext& ctx) override;
   Status Write(const Batch& batch) override;
   Status Commit() override;
+  Result<SinkCheckpointRecord> OpenCheckpoints() override;
+  Status PrepareCheckpoint(uint64_t checkpoint) override;
+  Status CommitCheckpoint(uint64_t checkpoint) override;
   void Close() override;
 
  private:
@@ -81,14 +100,22 @@ class KafkaSink : public Sink {
   Status Produce(Table table, const std::string& key, const std::string& value);
   Status BeginTransactionIfNeeded();
   static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
+  Status DeliveryFailures();
+  Status SendSourceOffsets();
+  Result<SinkCheckpointRecord> ReadLastMarker();
 
   KafkaSinkOptions options_;
   KafkaHandle producer_;
   Ledger* ledger_ = nullptr;
+  const RunContext* ctx_ = nullptr;
   std::array<std::string, kTableCount> topics_;
   std::array<std::string, kTableCount> ledger_keys_;
   std::array<uint64_t, kTableCount> pending_{};  // produced since the last Commit
   bool in_transaction_ = false;
+  bool checkpointing_ = false;                // output becomes visible only in CommitCheckpoint
+  std::string run_id_;                        // tributary-run header: this process
+  std::string next_checkpoint_;               // tributary-checkpoint header: the open interval's id
+  std::vector<uint64_t> source_checkpoints_;  // per source index: last raw batch written
   // Set by delivery reports, which run on the sink thread inside poll/flush.
   uint64_t failed_ = 0;
   std::string first_failure_;

@@ -12,6 +12,7 @@
 #include "core/registry.h"
 #include "core/time.h"
 #include "server/metrics.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 
@@ -99,7 +100,8 @@ KafkaSource::~KafkaSource() {
   Close();
 }
 
-Status KafkaSource::Open(RunContext& /*ctx*/) {
+Status KafkaSource::Open(RunContext& ctx) {
+  checkpointing_ = ctx.checkpointing;
   KafkaProperties props = {
       {"bootstrap.servers", options_.connect.brokers},
       {"group.id", options_.group_id},
@@ -110,6 +112,8 @@ Status KafkaSource::Open(RunContext& /*ctx*/) {
   };
   props.insert(props.end(), options_.connect.properties.begin(), options_.connect.properties.end());
   TRIB_ASSIGN_OR_RETURN(KafkaConf conf, MakeKafkaConf(props));
+  rd_kafka_conf_set_rebalance_cb(conf.get(), &KafkaSource::OnRebalance);
+  rd_kafka_conf_set_opaque(conf.get(), this);
   TRIB_ASSIGN_OR_RETURN(consumer_, MakeKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   // Rebalance and error events go to the consumer queue, which Poll serves.
   rd_kafka_poll_set_consumer(consumer_.get());
@@ -196,12 +200,94 @@ Status KafkaSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
       read_next_[key] = pos.next;
     }
     out.checkpoint = next_checkpoint_++;
+    if (checkpointing_) out.position = EncodePosition();
     std::lock_guard lock(mu_);
     uncommitted_ += p.records;
     pending_.emplace(out.checkpoint, std::move(p));
   }
   last_poll_end_ = NowUs();
   return Status::Ok();
+}
+
+// Position: count, then (topic, partition, next offset) per partition, in key order.
+std::string KafkaSource::EncodePosition() const {
+  CheckpointWriter w;
+  w.U64(read_next_.size());
+  for (const auto& [key, next] : read_next_) {
+    w.Str(key.first);
+    w.I64(key.second);
+    w.I64(next);
+  }
+  return w.Take();
+}
+
+Status KafkaSource::RestorePosition(std::string_view position) {
+  CheckpointReader in(position);
+  std::map<PartitionKey, int64_t> offsets;
+  const uint64_t n = in.Count();
+  for (uint64_t i = 0; i < n && in.ok(); ++i) {
+    std::string topic(in.Str());
+    const auto partition = static_cast<int32_t>(in.I64());
+    offsets[{std::move(topic), partition}] = in.I64();
+  }
+  TRIB_RETURN_IF_ERROR(in.status().WithContext("kafka source " + options_.name + " position"));
+  read_next_ = offsets;
+  std::lock_guard lock(mu_);
+  restored_ = std::move(offsets);
+  return Status::Ok();
+}
+
+void KafkaSource::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                              rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+  auto* self = static_cast<KafkaSource*>(opaque);
+  const char* protocol = rd_kafka_rebalance_protocol(rk);
+  const bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    {
+      // Start from the checkpoint where it knows the partition: the group's committed
+      // offset may lag it (a crash between the checkpoint and the commit).
+      std::lock_guard lock(self->mu_);
+      for (int i = 0; i < partitions->cnt; ++i) {
+        rd_kafka_topic_partition_t& tp = partitions->elems[i];
+        auto it = self->restored_.find({tp.topic, tp.partition});
+        if (it != self->restored_.end()) tp.offset = it->second;
+      }
+    }
+    Status st = cooperative
+                    ? KafkaStatus(rd_kafka_incremental_assign(rk, partitions), "incremental assign")
+                    : KafkaStatus(rd_kafka_assign(rk, partitions), "assign");
+    if (!st.ok()) spdlog::warn("kafka source {}: {}", self->options_.name, st.ToString());
+    spdlog::info("kafka source {}: assigned {} partitions ({})", self->options_.name,
+                 partitions->cnt, cooperative ? "cooperative" : "eager");
+    return;
+  }
+  Status st = cooperative ? KafkaStatus(rd_kafka_incremental_unassign(rk, partitions),
+                                        "incremental unassign")
+                          : KafkaStatus(rd_kafka_assign(rk, nullptr), "unassign");
+  if (!st.ok()) spdlog::warn("kafka source {}: {}", self->options_.name, st.ToString());
+  spdlog::info("kafka source {}: {} partitions revoked ({})", self->options_.name, partitions->cnt,
+               rd_kafka_err2name(err));
+}
+
+rd_kafka_consumer_group_metadata_t* KafkaSource::GroupMetadata() const {
+  return consumer_ == nullptr ? nullptr : rd_kafka_consumer_group_metadata(consumer_.get());
+}
+
+std::map<std::pair<std::string, int32_t>, int64_t> KafkaSource::TransactionOffsets(
+    uint64_t through) const {
+  std::lock_guard lock(mu_);
+  std::map<PartitionKey, int64_t> out = restored_;
+  for (const auto& [key, next] : committed_) {
+    int64_t& o = out[key];
+    o = std::max(o, next);
+  }
+  for (auto it = pending_.begin(); it != pending_.end() && it->first <= through; ++it) {
+    for (const auto& [key, next] : it->second.next_offsets) {
+      int64_t& o = out[key];
+      o = std::max(o, next);
+    }
+  }
+  return out;
 }
 
 void KafkaSource::MeasureLag(TimeUs now, DurationUs latency) {

@@ -24,6 +24,21 @@
 // half of `max_uncommitted`. SetPaused (the process's memory ceiling) pauses them too;
 // they resume when neither reason holds.
 //
+// Checkpoints (stream/checkpoint.h): with checkpoints on, every batch carries as its
+// position the next offset to read of every partition this source has read or was
+// restored to. RestorePosition keeps those offsets, and the rebalance callback starts
+// every assigned partition from them (a partition the checkpoint does not know starts
+// from the group's committed offset, or `start`). The group's committed offsets follow
+// the checkpoints (OnCommitted runs once the sinks committed one), so they never run
+// ahead of the state. For a transactional kafka sink in the same pipeline the source
+// hands out its consumer group metadata and the offsets a checkpoint covers
+// (TransactionOffsets), which the sink commits inside its transaction.
+//
+// Rebalancing: eager (the default `range,roundrobin`) or cooperative
+// (`properties: [partition.assignment.strategy=cooperative-sticky]`): the callback uses
+// incremental assign/unassign when the group's protocol is cooperative, so partitions
+// that stay with this member keep being read during a rebalance.
+//
 // Threading: Poll on the source thread; OnCommitted on the sink thread; Stop from any
 // thread. librdkafka handles are thread-safe; the source's own bookkeeping is under mu_.
 #pragma once
@@ -75,7 +90,17 @@ class KafkaSource : public Source {
   /// Pause every assigned partition while the memory ceiling asks (combined with the
   /// backlog pause: partitions resume when neither reason holds).
   void SetPaused(bool paused) override;
+  bool SupportsCheckpoints() const override { return true; }
+  Status RestorePosition(std::string_view position) override;
   void Close() override;
+
+  /// The consumer's group metadata, for rd_kafka_send_offsets_to_transaction (caller
+  /// destroys it); nullptr before Open. Safe from any thread.
+  rd_kafka_consumer_group_metadata_t* GroupMetadata() const;
+  /// The next offset per partition once the raw batches up to and including the one
+  /// with RawBatch::checkpoint `through` are consumed, on top of what was committed or
+  /// restored; `through` 0: only those. Safe from any thread (the sink thread asks).
+  std::map<std::pair<std::string, int32_t>, int64_t> TransactionOffsets(uint64_t through) const;
 
   /// The records-per-poll limit now in force.
   size_t poll_limit() const { return poll_limit_.load(std::memory_order_relaxed); }
@@ -91,6 +116,9 @@ class KafkaSource : public Source {
     size_t records = 0;
   };
   void MeasureLag(TimeUs now, DurationUs latency);
+  static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                          rd_kafka_topic_partition_list_t* partitions, void* opaque);
+  std::string EncodePosition() const;
   void ApplyPause(bool pause, size_t waiting);
 
   KafkaSourceOptions options_;
@@ -106,12 +134,14 @@ class KafkaSource : public Source {
   TimeUs last_lag_check_ = 0;
   int64_t last_total_lag_ = -1;
   std::map<PartitionKey, int64_t> read_next_;  // next offset to read, per partition
+  bool checkpointing_ = false;
 
   mutable std::mutex mu_;
   bool backlog_paused_ = false;          // paused for the sinks' backlog (hysteresis)
   std::map<uint64_t, Pending> pending_;  // by checkpoint, not yet committed downstream
   size_t uncommitted_ = 0;               // records in pending_
   std::map<PartitionKey, int64_t> committed_;
+  std::map<PartitionKey, int64_t> restored_;  // from the checkpoint (RestorePosition)
 };
 
 /// Register the `kafka` source type.
