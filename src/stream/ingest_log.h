@@ -140,7 +140,7 @@ class IngestLog {
   int read_fd_ = -1;
   uint64_t read_fd_segment_ = 0;
   std::string read_buf_;
-  uint64_t batches_ = 0;                         // numbers of the batches Read handed out
+  uint64_t batches_ = 0;  // numbers of the batches Read handed out
   struct Handed {
     uint64_t batch = 0;
     Pos pos;               // position after the batch
@@ -148,7 +148,7 @@ class IngestLog {
   };
   std::deque<Handed> handed_;
   int64_t committed_seq_ = 0;
-  std::deque<Pos> committed_;                    // last `keep` committed positions
+  std::deque<Pos> committed_;  // last `keep` committed positions
   std::thread flusher_;
 };
 
