@@ -104,6 +104,10 @@ class FileSource : public Source {
   /// Stop reading (true) until released; the file position is kept.
   void SetPaused(bool paused) override { paused_.store(paused, std::memory_order_relaxed); }
   bool SupportsCheckpoints() const override { return true; }
+  /// With a fixed `arrival_time` the file is a replay whose clock is its own: the
+  /// machine pausing between two reads must not move the watermark (two runs of the
+  /// same files then give the same output).
+  bool ClockIsSimulated() const override { return options_.fixed_arrival_time != kMinTime; }
   /// Reopen the file of `position` and seek to the byte after its last batch.
   Status RestorePosition(std::string_view position) override;
   void Close() override;
