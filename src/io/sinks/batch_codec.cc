@@ -171,12 +171,42 @@ void EncodeBatchRecords(const Batch& batch, std::string& out) {
     w.Pod(l.lateness);
     w.Pod(l.watermark);
   }
+  // Alerts and spatial stats go to the sinks' tables too: an epoch log replayed after a
+  // crash must carry them, or those rows of the interval are lost.
+  w.Pod(static_cast<uint32_t>(batch.alerts.size()));
+  for (const AlertEvent& a : batch.alerts) {
+    for (Symbol s : {a.rule, a.kind, a.key, a.metric, a.severity}) w.Str(s.view());
+    w.Pod(static_cast<uint8_t>(a.state));
+    w.Pod(a.fired_at);
+    w.Pod(a.event_time);
+    w.Pod(a.value);
+    w.Pod(a.level);
+    w.Str(a.message);
+    w.Pod(a.source_arrival);
+    w.Pod(a.emitted_at);
+  }
+  w.Pod(static_cast<uint32_t>(batch.spatial_stats.size()));
+  for (const SpatialStats& x : batch.spatial_stats) {
+    for (Symbol s : {x.surface, x.window, x.metric}) w.Str(s.view());
+    w.Pod(x.start);
+    w.Pod(x.end);
+    w.Str(x.zone_layer.view());
+    w.Str(x.zone.view());
+    w.Pod(x.sensors);
+    w.Str(x.weights.view());
+    for (double v : {x.morans_i, x.morans_expected, x.morans_z}) w.Pod(v);
+    w.Str(x.variogram_model.view());
+    for (double v : {x.nugget, x.sill, x.range_m, x.nugget_sill}) w.Pod(v);
+    w.Str(x.method.view());
+    w.Pod(x.revision);
+    w.Pod(x.emitted_at);
+  }
 }
 
 Result<Batch> DecodeBatchRecords(std::string_view bytes) {
   Reader r(bytes);
   auto version = r.Pod<uint8_t>();
-  if (!r.ok() || version != kBatchCodecVersion) {
+  if (!r.ok() || (version != kBatchCodecVersion && version != 2)) {
     return Status::Corrupt("buffered batch: unknown format version " + std::to_string(version));
   }
   Batch b;
@@ -223,6 +253,36 @@ Result<Batch> DecodeBatchRecords(std::string_view bytes) {
     l.window = r.Sym();
     l.lateness = r.Pod<DurationUs>();
     l.watermark = r.Pod<TimeUs>();
+  }
+  if (version >= 3) {
+    b.alerts.resize(r.Count());
+    for (AlertEvent& a : b.alerts) {
+      for (Symbol* s : {&a.rule, &a.kind, &a.key, &a.metric, &a.severity}) *s = r.Sym();
+      a.state = static_cast<AlertState>(r.Pod<uint8_t>());
+      a.fired_at = r.Pod<TimeUs>();
+      a.event_time = r.Pod<TimeUs>();
+      a.value = r.Pod<double>();
+      a.level = r.Pod<double>();
+      a.message = std::string(r.Str());
+      a.source_arrival = r.Pod<TimeUs>();
+      a.emitted_at = r.Pod<TimeUs>();
+    }
+    b.spatial_stats.resize(r.Count());
+    for (SpatialStats& x : b.spatial_stats) {
+      for (Symbol* s : {&x.surface, &x.window, &x.metric}) *s = r.Sym();
+      x.start = r.Pod<TimeUs>();
+      x.end = r.Pod<TimeUs>();
+      x.zone_layer = r.Sym();
+      x.zone = r.Sym();
+      x.sensors = r.Pod<uint32_t>();
+      x.weights = r.Sym();
+      for (double* v : {&x.morans_i, &x.morans_expected, &x.morans_z}) *v = r.Pod<double>();
+      x.variogram_model = r.Sym();
+      for (double* v : {&x.nugget, &x.sill, &x.range_m, &x.nugget_sill}) *v = r.Pod<double>();
+      x.method = r.Sym();
+      x.revision = r.Pod<uint32_t>();
+      x.emitted_at = r.Pod<TimeUs>();
+    }
   }
   if (!r.ok() || !r.at_end()) return Status::Corrupt("buffered batch: truncated or malformed");
   return b;

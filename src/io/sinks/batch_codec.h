@@ -13,7 +13,8 @@
 namespace tributary {
 
 /// Format version written by EncodeBatchRecords.
-inline constexpr uint8_t kBatchCodecVersion = 2;  // 2: readings carry qc_score
+// 2: readings carry qc_score; 3: alerts and spatial stats (a version 2 batch still reads)
+inline constexpr uint8_t kBatchCodecVersion = 3;
 
 /// Append the readings, windows, quarantine and late records of `batch` to `out`.
 void EncodeBatchRecords(const Batch& batch, std::string& out);
