@@ -2,9 +2,16 @@
 
 #include <MQTTAsync.h>
 #include <MQTTClient.h>
+#include <dirent.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -22,6 +29,67 @@ int TimeoutMs(DurationUs d) {
   if (ms < 1) ms = 1;
   if (ms > 3'600'000) ms = 3'600'000;
   return static_cast<int>(ms);
+}
+
+// Paho C 1.3 leaves Nagle's algorithm on and gives no access to its socket, so a small
+// publish can wait for the broker's delayed ACK (40 ms on Linux) whenever an earlier
+// segment is unacknowledged. After a connect, every TCP socket of this process whose peer
+// is the broker gets TCP_NODELAY (this client's, and any other connection to the same
+// broker, which wants it as well).
+void DisableNagleTowards(const std::string& uri) {
+  std::string_view rest = uri;
+  if (size_t scheme = rest.find("://"); scheme != std::string_view::npos) {
+    rest.remove_prefix(scheme + 3);
+  }
+  size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos) return;
+  std::string host(rest.substr(0, colon));
+  std::string port(rest.substr(colon + 1));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return;
+  auto is_broker = [&](const sockaddr_storage& peer) {
+    for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+      if (a->ai_family != peer.ss_family) continue;
+      if (peer.ss_family == AF_INET) {
+        const auto* x = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+        const auto* y = reinterpret_cast<const sockaddr_in*>(&peer);
+        if (x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr) return true;
+      } else if (peer.ss_family == AF_INET6) {
+        const auto* x = reinterpret_cast<const sockaddr_in6*>(a->ai_addr);
+        const auto* y = reinterpret_cast<const sockaddr_in6*>(&peer);
+        if (x->sin6_port == y->sin6_port &&
+            std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0) {
+          return true;
+        }
+      }
+    }
+    return false;
+  };
+  if (DIR* fds = ::opendir("/proc/self/fd"); fds != nullptr) {
+    while (const dirent* e = ::readdir(fds)) {
+      char* end = nullptr;
+      long fd = std::strtol(e->d_name, &end, 10);
+      if (end == e->d_name || *end != '\0' || fd == ::dirfd(fds)) continue;
+      struct stat st {};
+      if (::fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
+          !is_broker(peer)) {
+        continue;
+      }
+      int one = 1;
+      (void)::setsockopt(static_cast<int>(fd), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    ::closedir(fds);
+  }
+  ::freeaddrinfo(found);
 }
 
 // The text of a CONNACK return code of MQTT 3.1.1 (1..5), or Paho's own error text.
@@ -238,10 +306,14 @@ Status MqttClient::Connect() {
       const char* text = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(code));
       return Status::Invalid(where + ": refused: " + (text != nullptr ? text : "error"));
     }
+    DisableNagleTowards(uri_);
     return Status::Ok();
   }
   int rc = MQTTClient_connect(handle, &conn);
-  if (rc == MQTTCLIENT_SUCCESS) return Status::Ok();
+  if (rc == MQTTCLIENT_SUCCESS) {
+    DisableNagleTowards(uri_);
+    return Status::Ok();
+  }
   // Refusals by the broker (bad credentials, not authorized, id rejected) will not fix
   // themselves; anything else (unreachable, timeout) may.
   if (rc == 1 || rc == 2 || rc == 4 || rc == 5) {
@@ -446,7 +518,10 @@ Status AsyncConnect(MQTTAsync handle, const MqttConnectOptions& options, const s
       [&] { return waiter.done; });
   MQTTProperties_free(&props);
   if (!finished) return Status::Timeout(where + ": no answer");
-  if (waiter.ok) return Status::Ok();
+  if (waiter.ok) {
+    DisableNagleTowards(uri);
+    return Status::Ok();
+  }
   if (waiter.reason_code >= 0x80) {
     const char* text = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(waiter.reason_code));
     return Status::Invalid(where + ": refused: " + (text != nullptr ? text : "error"));

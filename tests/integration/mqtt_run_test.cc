@@ -1,7 +1,11 @@
 // End-to-end: the built binary reads sensor messages from a real Mosquitto broker
 // (the `mqtt` source) into the local sqlite store.
+#include <dirent.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <string>
@@ -10,6 +14,7 @@
 #include "core/ledger.h"
 #include "core/time.h"
 #include "integration/mosquitto.h"
+#include "io/mqtt_client.h"
 #include "test_util.h"
 
 namespace tributary {
@@ -17,6 +22,54 @@ namespace {
 
 using testing::MosquittoBroker;
 using testing::QueryInt;
+
+// The TCP_NODELAY setting of each socket of this process connected to 127.0.0.1:`port`.
+std::vector<int> NoDelayOfSocketsTo(int port) {
+  std::vector<int> out;
+  DIR* fds = ::opendir("/proc/self/fd");
+  if (fds == nullptr) return out;
+  while (const dirent* e = ::readdir(fds)) {
+    int fd = std::atoi(e->d_name);
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    if (fd <= 2 || ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
+        peer.sin_family != AF_INET || ntohs(peer.sin_port) != port) {
+      continue;
+    }
+    int value = -1;
+    socklen_t vlen = sizeof value;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &value, &vlen) == 0) out.push_back(value);
+  }
+  ::closedir(fds);
+  return out;
+}
+
+// Paho leaves Nagle's algorithm on; with it a small publish waits up to the peer's delayed
+// ACK (40 ms). Every client connection to the broker must have it off.
+TEST(MqttClientTest, ConnectionsToTheBrokerSendWithoutNagleDelay) {
+  if (MosquittoBroker::BinaryPath().empty()) GTEST_SKIP() << "mosquitto is not installed";
+  MosquittoBroker broker;
+  ASSERT_EQ(broker.Start(), "");
+  MqttConnectOptions o;
+  o.broker = broker.url();
+  o.clean_session = true;
+  o.client_id = "nodelay-sync";
+  auto sync = MqttClient::Create(
+      o, [](std::string_view, std::string_view, int) {}, nullptr);
+  ASSERT_TRUE(sync.ok()) << sync.status().ToString();
+  ASSERT_TRUE((*sync)->Connect().ok());
+  std::vector<int> after_sync = NoDelayOfSocketsTo(broker.port());
+  ASSERT_EQ(after_sync.size(), 1u);
+  EXPECT_EQ(after_sync[0], 1);
+  o.client_id = "nodelay-async";
+  auto async = MqttPublisher::Create(o);
+  ASSERT_TRUE(async.ok()) << async.status().ToString();
+  ASSERT_TRUE((*async)->Connect().ok());
+  std::vector<int> after_async = NoDelayOfSocketsTo(broker.port());
+  ASSERT_EQ(after_async.size(), 2u);
+  EXPECT_EQ(after_async[0], 1);
+  EXPECT_EQ(after_async[1], 1);
+}
 
 TEST(MqttRunTest, BinaryReadsFromBrokerIntoSqlite) {
   if (MosquittoBroker::BinaryPath().empty()) GTEST_SKIP() << "mosquitto is not installed";

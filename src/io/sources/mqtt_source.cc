@@ -16,7 +16,7 @@
 namespace tributary {
 
 namespace {
-constexpr auto kMqttBatchLinger = std::chrono::milliseconds(2);
+constexpr auto kMqttBatchLinger = std::chrono::microseconds(500);
 constexpr size_t kMqttWakeEvery = 256;
 }  // namespace
 
