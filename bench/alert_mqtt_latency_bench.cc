@@ -80,7 +80,9 @@ std::string Mosquitto() {
 }
 
 // The subscriber process: writes "<event_time_us> <receive_ns>\n" per alert to `fd`.
-[[noreturn]] void Subscriber(const std::string& broker, int fd, int ready_fd) {
+// With `direct`, it subscribes to the readings themselves (the broker-only baseline) and
+// writes their sensor_ts instead.
+[[noreturn]] void Subscriber(const std::string& broker, bool direct, int fd, int ready_fd) {
   MqttConnectOptions o;
   o.broker = broker;
   o.client_id = "bench-subscriber";
@@ -90,6 +92,14 @@ std::string Mosquitto() {
       o,
       [&](std::string_view, std::string_view payload, int) {
         int64_t now = RealNs();
+        if (direct) {  // "sensor_ts":<ms>,
+          size_t p = payload.find("\"sensor_ts\":");
+          if (p == std::string_view::npos) return;
+          std::string line = std::to_string(std::atoll(payload.data() + p + 12) * 1000) + " " +
+                             std::to_string(now) + "\n";
+          (void)!::write(fd, line.data(), line.size());
+          return;
+        }
         // "event_time":"2024-...Z"
         size_t p = payload.find("\"event_time\":\"");
         if (p == std::string_view::npos) return;
@@ -101,12 +111,73 @@ std::string Mosquitto() {
         (void)!::write(fd, line.data(), line.size());
       },
       [](const std::string&) {});
-  if (!client.ok() || !(*client)->Connect().ok() || !(*client)->Subscribe({"alerts/#"}, 0).ok()) {
+  if (!client.ok() || !(*client)->Connect().ok() ||
+      !(*client)->Subscribe({direct ? "dev/+" : "alerts/#"}, 0).ok()) {
     std::fprintf(stderr, "subscriber: cannot connect to %s\n", broker.c_str());
     _exit(1);
   }
   (void)!::write(ready_fd, "r", 1);
   while (true) ::pause();  // killed by the parent
+}
+
+// The devices' process: one warm-up alert, then `n` readings at `rate` to `dev/<device>`;
+// once `go_fd` gives a byte; writes the publish time (CLOCK_REALTIME ns) of each reading, then the
+// publishing seconds in ns, to `fd`.
+[[noreturn]] void Devices(const std::string& broker, int n, double rate, int every, int64_t t0_ms,
+                          int go_fd, int fd) {
+  MqttConnectOptions po;
+  po.broker = broker;
+  po.client_id = "bench-device";
+  po.clean_session = true;
+  auto publisher = MqttClient::Create(po, nullptr, nullptr);
+  if (!publisher.ok() || !(*publisher)->Connect().ok()) {
+    std::fprintf(stderr, "publisher cannot connect\n");
+    _exit(1);
+  }
+  char g = 0;
+  if (::read(go_fd, &g, 1) != 1) _exit(1);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // the source subscribes
+  // Warm-up: one alert before the clock starts, so the channel's connection (opened on
+  // its first delivery) is up; its event time lies before t0 and is not counted.
+  std::string warm = "{\"device_id\":\"warm-up\",\"sensor_ts\":" + std::to_string(t0_ms - 1000) +
+                     ",\"lat\":52.5,\"lon\":13.4,\"pm25\":40}";
+  if (!(*publisher)->Publish("dev/warm-up", warm, 0, false).ok()) _exit(1);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::vector<int64_t> sent_ns(static_cast<size_t>(n) + 1);
+  std::vector<int> count(kDevices, 0);
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    auto due = start + std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate));
+    // Sleep rather than spin: on two cores a spinning publisher takes the core the
+    // broker and tributary need. Due times are absolute, so the rate holds.
+    std::this_thread::sleep_until(due);
+    int d = i % kDevices;
+    int c = count[static_cast<size_t>(d)]++;
+    // The value flips every `every` readings of the device: the flip is the alert.
+    bool high = (c / every) % 2 == 0;
+    std::string payload = "{\"device_id\":\"dev-" + std::to_string(d) +
+                          "\",\"sensor_ts\":" + std::to_string(t0_ms + i) +
+                          ",\"lat\":52.5,\"lon\":13.4,\"pm25\":" + (high ? "40" : "20") + "}";
+    sent_ns[static_cast<size_t>(i)] = RealNs();
+    Result<int> tok = (*publisher)->Publish("dev/dev-" + std::to_string(d), payload, 0, false);
+    if (!tok.ok()) {
+      std::fprintf(stderr, "publish: %s\n", tok.status().ToString().c_str());
+      _exit(1);
+    }
+  }
+  sent_ns[static_cast<size_t>(n)] =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count();
+  (*publisher)->Disconnect(kMicrosPerSecond);
+  const char* p = reinterpret_cast<const char*>(sent_ns.data());
+  size_t left = sent_ns.size() * sizeof(int64_t);
+  while (left > 0) {
+    ssize_t k = ::write(fd, p, left);
+    if (k <= 0) _exit(1);
+    p += k;
+    left -= static_cast<size_t>(k);
+  }
+  _exit(0);
 }
 
 }  // namespace
@@ -115,6 +186,9 @@ int main(int argc, char** argv) {
   const int n = argc > 1 ? std::atoi(argv[1]) : 50000;
   const double rate = argc > 2 ? std::atof(argv[2]) : 10000;
   const int every = argc > 3 ? std::max(1, std::atoi(argv[3])) : 1;
+  // `direct`: no tributary; the subscriber takes the readings from the broker (the two
+  // broker hops alone, the floor under the full path).
+  const bool direct = argc > 4 && std::strcmp(argv[4], "direct") == 0;
   std::string mosquitto = Mosquitto();
   if (mosquitto.empty()) {
     std::fprintf(stderr, "mosquitto is not installed\n");
@@ -147,7 +221,7 @@ int main(int argc, char** argv) {
   if (sub_pid == 0) {
     ::close(results[0]);
     ::close(ready[0]);
-    Subscriber(broker, results[1], ready[1]);
+    Subscriber(broker, direct, results[1], ready[1]);
   }
   ::close(results[1]);
   ::close(ready[1]);
@@ -157,6 +231,20 @@ int main(int argc, char** argv) {
     ::kill(broker_pid, SIGTERM);
     return 1;
   }
+  // The devices publish from a process of their own, as real ones would (in this process
+  // they would share Paho's receive thread and global lock with the source). Forked
+  // before this process starts any thread; it waits for the pipeline on `go`.
+  const int64_t t0_ms = NowUs() / 1000 - 120000;
+  int sent_pipe[2], go[2];
+  if (::pipe(sent_pipe) != 0 || ::pipe(go) != 0) return 1;
+  pid_t pub_pid = ::fork();
+  if (pub_pid == 0) {
+    ::close(sent_pipe[0]);
+    ::close(go[1]);
+    Devices(broker, n, rate, every, t0_ms, go[0], sent_pipe[1]);
+  }
+  ::close(sent_pipe[1]);
+  ::close(go[0]);
   // Collect the subscriber's lines on a thread.
   std::vector<std::pair<TimeUs, int64_t>> received;
   std::thread reader([&] {
@@ -175,85 +263,67 @@ int main(int argc, char** argv) {
     }
   });
 
-  Result<PipelineConfig> config = ParsePipelineConfig(
-      "pipeline: {name: alert-mqtt-bench, data_dir: " + dir + "/data}\n" +
-          "sources:\n  - {name: dev, type: mqtt, broker: '" + broker +
-          "', client_id: bench-source, clean_session: true, topics: ['dev/+'], qos: 0, "
-          "buffer: 100000}\n"
-          "windows: [{name: m1, type: tumbling, size: 1m, aggregates: [mean]}]\n"
-          "alerts:\n"
-          "  rules: [{name: pm_high, kind: reading_threshold, metric: pm25, level: 35, clear: "
-          "30}]\n"
-          "  channels:\n    - {name: mq, type: mqtt, broker: '" +
-          broker +
-          "', clean_session: true, topic: 'alerts/{rule}/{key}', qos: 0, max_pending: 1000000}\n"
-          "sinks: []\n",
-      "bench.yaml");
-  if (!config.ok()) {
-    std::fprintf(stderr, "%s\n", config.status().ToString().c_str());
-    return 1;
-  }
-  Result<std::unique_ptr<Pipeline>> pipeline = Pipeline::Build(*config);
-  if (!pipeline.ok()) {
-    std::fprintf(stderr, "%s\n", pipeline.status().ToString().c_str());
-    return 1;
-  }
+  std::unique_ptr<Pipeline> pipeline;
   Status run_status;
-  std::thread runner([&] { run_status = (*pipeline)->Run(0); });
-
-  MqttConnectOptions po;
-  po.broker = broker;
-  po.client_id = "bench-device";
-  po.clean_session = true;
-  auto publisher = MqttClient::Create(po, nullptr, nullptr);
-  if (!publisher.ok() || !(*publisher)->Connect().ok()) {
-    std::fprintf(stderr, "publisher cannot connect\n");
-    return 1;
+  std::thread runner;
+  if (!direct) {
+    Result<PipelineConfig> config = ParsePipelineConfig(
+        "pipeline: {name: alert-mqtt-bench, data_dir: " + dir + "/data}\n" +
+            "sources:\n  - {name: dev, type: mqtt, broker: '" + broker +
+            "', client_id: bench-source, clean_session: true, topics: ['dev/+'], qos: 0, "
+            "buffer: 100000}\n"
+            "windows: [{name: m1, type: tumbling, size: 1m, aggregates: [mean]}]\n"
+            "alerts:\n"
+            "  rules: [{name: pm_high, kind: reading_threshold, metric: pm25, level: 35, clear: "
+            "30}]\n"
+            "  channels:\n    - {name: mq, type: mqtt, broker: '" +
+            broker +
+            "', clean_session: true, topic: 'alerts/{rule}/{key}', qos: 0, max_pending: 1000000}\n"
+            "sinks: []\n",
+        "bench.yaml");
+    if (!config.ok()) {
+      std::fprintf(stderr, "%s\n", config.status().ToString().c_str());
+      return 1;
+    }
+    Result<std::unique_ptr<Pipeline>> built = Pipeline::Build(*config);
+    if (!built.ok()) {
+      std::fprintf(stderr, "%s\n", built.status().ToString().c_str());
+      return 1;
+    }
+    pipeline = std::move(*built);
+    runner = std::thread([&] { run_status = pipeline->Run(0); });
   }
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // the source subscribes
 
-  // Event times: one millisecond apart from two minutes ago, so each reading's alert is
-  // identified by its event time.
-  const int64_t t0_ms = NowUs() / 1000 - 120000;
-  // Warm-up: one alert before the clock starts, so the channel's connection (opened on
-  // its first delivery) is up; its event time lies before t0 and is not counted.
+  if (::write(go[1], "g", 1) != 1) return 1;  // the pipeline runs: the devices start
+  ::close(go[1]);
+  std::vector<int64_t> sent_ns(static_cast<size_t>(n) + 1);
   {
-    std::string warm = "{\"device_id\":\"warm-up\",\"sensor_ts\":" + std::to_string(t0_ms - 1000) +
-                       ",\"lat\":52.5,\"lon\":13.4,\"pm25\":40}";
-    if (!(*publisher)->Publish("dev/warm-up", warm, 0, false).ok()) return 1;
-    std::this_thread::sleep_for(std::chrono::seconds(3));
-  }
-  std::vector<int64_t> sent_ns(static_cast<size_t>(n));
-  std::vector<int> count(kDevices, 0);
-  std::vector<bool> alert_reading(static_cast<size_t>(n), false);
-  auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < n; ++i) {
-    auto due = start + std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate));
-    // Sleep rather than spin: on two cores a spinning publisher takes the core the
-    // broker and tributary need. Due times are absolute, so the rate holds.
-    std::this_thread::sleep_until(due);
-    int d = i % kDevices;
-    int c = count[static_cast<size_t>(d)]++;
-    // The value flips every `every` readings of the device: the flip is the alert.
-    bool high = (c / every) % 2 == 0;
-    alert_reading[static_cast<size_t>(i)] = c % every == 0;
-    std::string payload = "{\"device_id\":\"dev-" + std::to_string(d) +
-                          "\",\"sensor_ts\":" + std::to_string(t0_ms + i) +
-                          ",\"lat\":52.5,\"lon\":13.4,\"pm25\":" + (high ? "40" : "20") + "}";
-    sent_ns[static_cast<size_t>(i)] = RealNs();
-    Result<int> tok = (*publisher)->Publish("dev/dev-" + std::to_string(d), payload, 0, false);
-    if (!tok.ok()) {
-      std::fprintf(stderr, "publish: %s\n", tok.status().ToString().c_str());
+    char* p = reinterpret_cast<char*>(sent_ns.data());
+    size_t want = sent_ns.size() * sizeof(int64_t), got = 0;
+    ssize_t k;
+    while (got < want && (k = ::read(sent_pipe[0], p + got, want - got)) > 0)
+      got += static_cast<size_t>(k);
+    ::close(sent_pipe[0]);
+    int status = 0;
+    ::waitpid(pub_pid, &status, 0);
+    if (got != want || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::fprintf(stderr, "the publishing process failed\n");
       return 1;
     }
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  size_t expected =
-      static_cast<size_t>(std::count(alert_reading.begin(), alert_reading.end(), true));
+  const double seconds = static_cast<double>(sent_ns[static_cast<size_t>(n)]) / 1e9;
+  size_t expected = 0;
+  {
+    std::vector<int> count(kDevices, 0);
+    for (int i = 0; i < n; ++i) {
+      if (direct || count[static_cast<size_t>(i % kDevices)]++ % every == 0) ++expected;
+    }
+  }
   std::this_thread::sleep_for(std::chrono::seconds(3));  // the last alerts arrive
-  (*pipeline)->Stop();
-  runner.join();
-  (*publisher)->Disconnect(kMicrosPerSecond);
+  if (pipeline) {
+    pipeline->Stop();
+    runner.join();
+  }
   ::kill(sub_pid, SIGTERM);
   ::waitpid(sub_pid, nullptr, 0);
   reader.join();
@@ -273,10 +343,11 @@ int main(int argc, char** argv) {
                : lat_us[std::min(lat_us.size() - 1, static_cast<size_t>(q * lat_us.size()))];
   };
   std::printf(
-      "MQTT publish -> mosquitto -> tributary -> mosquitto -> subscriber: %d readings at "
-      "%.0f/s (asked %.0f/s), %zu of %zu alerts received\n"
+      "MQTT publish -> mosquitto -> %s -> subscriber: %d readings at "
+      "%.0f/s (asked %.0f/s), %zu of %zu %s received\n"
       "  latency p50 %.1f us  p99 %.1f us  p999 %.1f us  max %.1f us\n",
-      n, n / seconds, rate, lat_us.size(), expected, pct(0.50), pct(0.99), pct(0.999),
+      direct ? "(direct)" : "tributary -> mosquitto", n, n / seconds, rate, lat_us.size(), expected,
+      direct ? "readings" : "alerts", pct(0.50), pct(0.99), pct(0.999),
       lat_us.empty() ? NAN : lat_us.back());
   if (!run_status.ok()) std::fprintf(stderr, "run: %s\n", run_status.ToString().c_str());
   std::filesystem::remove_all(dir);

@@ -18,6 +18,7 @@ namespace tributary {
 namespace {
 constexpr auto kMqttBatchLinger = std::chrono::microseconds(500);
 constexpr size_t kMqttWakeEvery = 256;
+constexpr size_t kMqttBurst = 64;
 }  // namespace
 
 const SectionSpec& MqttSourceSectionSpec() {
@@ -242,10 +243,11 @@ Status MqttSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
   data_cv_.wait_for(lock, std::chrono::microseconds(std::max<DurationUs>(wait, 0)),
                     [&] { return stop_ || (!paused_ && !queue_.empty()); });
   if (paused_ && !stop_) return Status::Ok();
-  // In a burst (more than one message already waiting) let the batch fill for up to
+  // In a burst (kMqttBurst messages already waiting) let the batch fill for up to
   // kMqttBatchLinger: one hand-off per batch instead of per message keeps tributary ahead
-  // of the broker under load. A lone message goes on at once (no added latency).
-  if (!stop_ && queue_.size() > 1 && queue_.size() < max_records) {
+  // of the broker under load. A few waiting messages go on at once: lingering for them
+  // added its whole length to every reading's latency at a steady 10,000 messages/s.
+  if (!stop_ && queue_.size() >= kMqttBurst && queue_.size() < max_records) {
     data_cv_.wait_for(lock, kMqttBatchLinger,
                       [&] { return stop_ || queue_.size() >= max_records; });
   }
