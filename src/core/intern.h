@@ -4,7 +4,7 @@
 // The table is process-wide and append-only: a Symbol stays valid, and the
 // string_view it names stays stable, for the life of the process. Interning takes a
 // shared lock on the fast path (the string is usually known) and an exclusive lock
-// only to add a new string.
+// only to add a new string; Symbol::view takes no lock.
 #pragma once
 
 #include <cstdint>

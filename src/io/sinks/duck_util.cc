@@ -128,7 +128,7 @@ Status DuckChunkAppender::Create(DuckDbConnection& conn, const std::string& tabl
   data_.resize(columns.size());
   validity_.resize(columns.size());
   table_ = table;
-  Refresh();
+  Refresh(chunk_);
   return Status::Ok();
 }
 
@@ -146,7 +146,7 @@ Status DuckChunkAppender::Flush() {
   duckdb_state st = duckdb_append_data_chunk(appender_, chunk_);
   duckdb_data_chunk_reset(chunk_);
   row_ = 0;
-  Refresh();
+  Refresh(chunk_);
   if (st != DuckDBSuccess) {
     return Status::Internal("duckdb: append to " + table_ + ": " + AppenderError());
   }
@@ -166,9 +166,18 @@ std::string DuckChunkAppender::AppenderError() const {
   return e != nullptr ? e : "unknown error";
 }
 
-void DuckChunkAppender::Refresh() {
+void DuckChunkWriter::Attach(duckdb_data_chunk chunk, size_t columns) {
+  vectors_.resize(columns);
+  data_.resize(columns);
+  validity_.resize(columns);
+  row_ = 0;
+  capacity_ = duckdb_vector_size();
+  Refresh(chunk);
+}
+
+void DuckChunkWriter::Refresh(duckdb_data_chunk chunk) {
   for (size_t c = 0; c < vectors_.size(); ++c) {
-    vectors_[c] = duckdb_data_chunk_get_vector(chunk_, c);
+    vectors_[c] = duckdb_data_chunk_get_vector(chunk, c);
     data_[c] = duckdb_vector_get_data(vectors_[c]);
     duckdb_vector_ensure_validity_writable(vectors_[c]);
     validity_[c] = duckdb_vector_get_validity(vectors_[c]);

@@ -76,19 +76,11 @@ class DuckDbConnection {
   duckdb_connection conn_ = nullptr;
 };
 
-/// One data chunk being filled row by row, appended to a table through an appender when
-/// full. Values are written straight into the chunk's vectors.
-class DuckChunkAppender {
+/// Writes values into the row `row()` of a data chunk's vectors, column by column.
+class DuckChunkWriter {
  public:
-  DuckChunkAppender() = default;
-  DuckChunkAppender(const DuckChunkAppender&) = delete;
-  DuckChunkAppender& operator=(const DuckChunkAppender&) = delete;
-  ~DuckChunkAppender() { Destroy(); }
-
-  /// Append to `table` (optionally in `schema`, e.g. "temp") whose columns are `columns`.
-  Status Create(DuckDbConnection& conn, const std::string& table,
-                const std::vector<DuckColumn>& columns, const char* schema = nullptr);
-  void Destroy();
+  /// Write into `chunk` (not owned) from its first row; `columns` vectors.
+  void Attach(duckdb_data_chunk chunk, size_t columns);
 
   void Str(int c, std::string_view v) {
     duckdb_vector_assign_string_element_len(vectors_[c], row_, v.data() != nullptr ? v.data() : "",
@@ -128,6 +120,36 @@ class DuckChunkAppender {
   void Date(int c, TimeUs t) { I32(c, static_cast<int32_t>(FloorDiv(t, kMicrosPerDay))); }
   void Null(int c) { duckdb_validity_set_row_invalid(validity_[c], row_); }
 
+  idx_t row() const { return row_; }
+  idx_t capacity() const { return capacity_; }
+  /// Go on to the next row (the caller stops at capacity()).
+  void NextRow() { ++row_; }
+
+ protected:
+  /// Point the column pointers at `chunk`'s vectors.
+  void Refresh(duckdb_data_chunk chunk);
+
+  std::vector<duckdb_vector> vectors_;
+  std::vector<void*> data_;
+  std::vector<uint64_t*> validity_;
+  idx_t row_ = 0;
+  idx_t capacity_ = 0;
+};
+
+/// One data chunk being filled row by row, appended to a table through an appender when
+/// full. Values are written straight into the chunk's vectors.
+class DuckChunkAppender : public DuckChunkWriter {
+ public:
+  DuckChunkAppender() = default;
+  DuckChunkAppender(const DuckChunkAppender&) = delete;
+  DuckChunkAppender& operator=(const DuckChunkAppender&) = delete;
+  ~DuckChunkAppender() { Destroy(); }
+
+  /// Append to `table` (optionally in `schema`, e.g. "temp") whose columns are `columns`.
+  Status Create(DuckDbConnection& conn, const std::string& table,
+                const std::vector<DuckColumn>& columns, const char* schema = nullptr);
+  void Destroy();
+
   /// Finish the row; append the chunk when it is full.
   Status EndRow() {
     if (++row_ == capacity_) return Flush();
@@ -140,15 +162,9 @@ class DuckChunkAppender {
 
  private:
   std::string AppenderError() const;
-  void Refresh();
 
   duckdb_appender appender_ = nullptr;
   duckdb_data_chunk chunk_ = nullptr;
-  std::vector<duckdb_vector> vectors_;
-  std::vector<void*> data_;
-  std::vector<uint64_t*> validity_;
-  idx_t row_ = 0;
-  idx_t capacity_ = 0;
   std::string table_;
 };
 

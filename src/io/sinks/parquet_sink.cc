@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
+#include <tuple>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -246,7 +248,6 @@ class ParquetSink final : public Sink {
     enabled_[kLate] = options_.late;
     for (int i = 0; i < kTableCount; ++i) {
       tables_[i].ledger_key = options_.name + "/" + std::string(kTableNames[i]);
-      tables_[i].buffer = "buffer_" + std::string(kTableNames[i]);
       tables_[i].bytes_per_row = kTables[i].initial_bytes_per_row;
     }
   }
@@ -261,30 +262,51 @@ class ParquetSink final : public Sink {
   void Close() override;
 
  private:
+  // The rows of one partition (a day, and a metric for the tables partitioned by it),
+  // as indexes into the table's buffered records, in the order they were written.
+  struct PartitionRows {
+    int32_t day = 0;
+    Symbol metric;
+    std::vector<uint32_t> rows;
+  };
   struct Table {
     std::string ledger_key;
-    std::string buffer;  // name of the in-memory DuckDB table
-    DuckChunkAppender appender;
     uint64_t buffered = 0;  // rows written since the last commit
     double bytes_per_row = 0;
+    std::vector<PartitionRows> parts;
+    std::unordered_map<uint64_t, size_t> part_index;  // (day, metric id) -> parts[i]
   };
   struct Partition {
     std::string date;    // YYYY-MM-DD
     std::string metric;  // only for tables partitioned by metric
     uint64_t rows = 0;
     std::string folder;
-    std::string where;  // SQL condition selecting its rows
+    PartitionRows* source = nullptr;
+  };
+  // What the table function tributary_rows() gives DuckDB during one COPY: rows
+  // [next, end) of `rows` of table `table`.
+  struct Scan {
+    int table = 0;
+    const std::vector<uint32_t>* rows = nullptr;
+    size_t next = 0;
+    size_t end = 0;
   };
 
-  Status CreateBuffer(int t);
   Status ScanArchive();
-  Status AppendReading(const Reading& r);
-  Status AppendWindow(const WindowResult& w);
-  Status AppendQuarantine(const QuarantineRecord& q);
-  Status AppendLate(const LateRecord& l);
-  void AppendProvenance(DuckChunkAppender& a, int first_column, const Provenance& p);
-  void AppendGeometry(DuckChunkAppender& a, int column, double lon, double lat);
-  void AppendH3(DuckChunkAppender& a, int column, uint64_t cell);
+  Status RegisterRowsFunction();
+  static void BindRows(duckdb_bind_info info);
+  static void InitRows(duckdb_init_info info);
+  static void ProduceRows(duckdb_function_info info, duckdb_data_chunk output);
+  void AddRow(int t, TimeUs day_time, Symbol metric, size_t index);
+  void FillRow(int t, DuckChunkWriter& a, uint32_t index);
+  void FillReading(DuckChunkWriter& a, const Reading& r);
+  void FillWindow(DuckChunkWriter& a, const WindowResult& w);
+  void FillQuarantine(DuckChunkWriter& a, const QuarantineRecord& q);
+  void FillLate(DuckChunkWriter& a, const LateRecord& l);
+  void AppendProvenance(DuckChunkWriter& a, int first_column, const Provenance& p);
+  void AppendGeometry(DuckChunkWriter& a, int column, double lon, double lat);
+  void AppendH3(DuckChunkWriter& a, int column, uint64_t cell);
+  void ClearTable(int t);
   Status CommitTable(int t);
   Status WritePartition(int t, const Partition& p);
   // Checkpoints: finish the renames of a decided commit left by a crash.
@@ -300,6 +322,14 @@ class ParquetSink final : public Sink {
   uint64_t next_seq_ = 1;
   std::string select_[kTableCount];  // file columns, quoted and comma-separated
   DuckDbConnection duck_;
+  // Records buffered since the last commit. They go to DuckDB only at the commit, through
+  // tributary_rows(), straight into the Parquet writer: no DuckDB table holds them, so
+  // nothing is stored, scanned, filtered and grouped on the way.
+  std::vector<Reading> readings_;
+  std::vector<WindowResult> windows_;
+  std::vector<QuarantineRecord> quarantine_;
+  std::vector<LateRecord> late_;
+  Scan scan_;
   // Checkpoints (Sink::OpenCheckpoints): files are written at PrepareCheckpoint under
   // their temporary names and renamed at CommitCheckpoint, after a manifest listing the
   // renames is durable (<root>/_checkpoint.pending); <root>/_checkpoint then records
@@ -330,6 +360,7 @@ Status ParquetSink::Open(RunContext& ctx) {
   TRIB_RETURN_IF_ERROR(RollForwardManifest());
   TRIB_RETURN_IF_ERROR(ScanArchive());
   TRIB_RETURN_IF_ERROR(duck_.Open("", options_.threads));
+  TRIB_RETURN_IF_ERROR(RegisterRowsFunction());
   for (int t = 0; t < kTableCount; ++t) {
     const TableDef& def = kTables[t];
     select_[t].clear();
@@ -337,7 +368,6 @@ Status ParquetSink::Open(RunContext& ctx) {
       if (!select_[t].empty()) select_[t] += ", ";
       select_[t] += DuckQuoteIdent((*def.columns)[c].name);
     }
-    if (enabled_[t]) TRIB_RETURN_IF_ERROR(CreateBuffer(t));
   }
   open_ = true;
   return Status::Ok();
@@ -369,13 +399,87 @@ Status ParquetSink::ScanArchive() {
   return Status::Ok();
 }
 
-Status ParquetSink::CreateBuffer(int t) {
+Status ParquetSink::RegisterRowsFunction() {
+  duckdb_table_function f = duckdb_create_table_function();
+  duckdb_table_function_set_name(f, "tributary_rows");
+  duckdb_table_function_set_extra_info(f, this, nullptr);
+  duckdb_table_function_set_bind(f, &ParquetSink::BindRows);
+  duckdb_table_function_set_init(f, &ParquetSink::InitRows);
+  duckdb_table_function_set_function(f, &ParquetSink::ProduceRows);
+  duckdb_state st = duckdb_register_table_function(duck_.get(), f);
+  duckdb_destroy_table_function(&f);
+  if (st != DuckDBSuccess) return Status::Internal("parquet: cannot register tributary_rows");
+  return Status::Ok();
+}
+
+void ParquetSink::BindRows(duckdb_bind_info info) {
+  auto* self = static_cast<ParquetSink*>(duckdb_bind_get_extra_info(info));
+  for (const DuckColumn& c : *kTables[self->scan_.table].columns) {
+    duckdb_logical_type type = duckdb_create_logical_type(c.type);
+    duckdb_bind_add_result_column(info, std::string(c.name).c_str(), type);
+    duckdb_destroy_logical_type(&type);
+  }
+}
+
+void ParquetSink::InitRows(duckdb_init_info info) {
+  duckdb_init_set_max_threads(info, 1);  // one scan, rows in the order written
+}
+
+void ParquetSink::ProduceRows(duckdb_function_info info, duckdb_data_chunk output) {
+  auto* self = static_cast<ParquetSink*>(duckdb_function_get_extra_info(info));
+  Scan& scan = self->scan_;
+  DuckChunkWriter a;
+  a.Attach(output, kTables[scan.table].columns->size());
+  while (scan.next < scan.end && a.row() < a.capacity()) {
+    self->FillRow(scan.table, a, (*scan.rows)[scan.next++]);
+    a.NextRow();
+  }
+  duckdb_data_chunk_set_size(output, a.row());
+}
+
+void ParquetSink::AddRow(int t, TimeUs day_time, Symbol metric, size_t index) {
   Table& table = tables_[t];
-  table.appender.Destroy();
-  const std::vector<DuckColumn>& cols = *kTables[t].columns;
-  TRIB_RETURN_IF_ERROR(duck_.Exec(
-      DuckCreateTableSql("CREATE OR REPLACE TABLE", DuckQuoteIdent(table.buffer), cols)));
-  return table.appender.Create(duck_, table.buffer, cols);
+  const int32_t day = static_cast<int32_t>(FloorDiv(day_time, kMicrosPerDay));
+  const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(day)) << 32) | metric.id;
+  auto [it, added] = table.part_index.try_emplace(key, table.parts.size());
+  if (added) table.parts.push_back(PartitionRows{day, metric, {}});
+  table.parts[it->second].rows.push_back(static_cast<uint32_t>(index));
+  ++table.buffered;
+}
+
+void ParquetSink::FillRow(int t, DuckChunkWriter& a, uint32_t index) {
+  switch (t) {
+    case kReadings:
+      return FillReading(a, readings_[index]);
+    case kWindows:
+      return FillWindow(a, windows_[index]);
+    case kQuarantine:
+      return FillQuarantine(a, quarantine_[index]);
+    default:
+      return FillLate(a, late_[index]);
+  }
+}
+
+void ParquetSink::ClearTable(int t) {
+  Table& table = tables_[t];
+  table.parts.clear();
+  table.part_index.clear();
+  table.buffered = 0;
+  // swap, not clear: a large commit's memory goes back rather than staying reserved.
+  switch (t) {
+    case kReadings:
+      std::vector<Reading>().swap(readings_);
+      break;
+    case kWindows:
+      std::vector<WindowResult>().swap(windows_);
+      break;
+    case kQuarantine:
+      std::vector<QuarantineRecord>().swap(quarantine_);
+      break;
+    default:
+      std::vector<LateRecord>().swap(late_);
+      break;
+  }
 }
 
 Status ParquetSink::Write(const Batch& batch) {
@@ -383,25 +487,33 @@ Status ParquetSink::Write(const Batch& batch) {
     return Status::Internal("parquet sink " + options_.name + ": Write before a successful Open");
   }
   if (enabled_[kReadings]) {
-    for (const Reading& r : batch.readings) TRIB_RETURN_IF_ERROR(AppendReading(r));
-    tables_[kReadings].buffered += batch.readings.size();
+    for (const Reading& r : batch.readings) {
+      AddRow(kReadings, r.event_time, r.metric, readings_.size());
+      readings_.push_back(r);
+    }
   }
   if (enabled_[kWindows]) {
-    for (const WindowResult& w : batch.windows) TRIB_RETURN_IF_ERROR(AppendWindow(w));
-    tables_[kWindows].buffered += batch.windows.size();
+    for (const WindowResult& w : batch.windows) {
+      AddRow(kWindows, w.start, w.metric, windows_.size());
+      windows_.push_back(w);
+    }
   }
   if (enabled_[kQuarantine]) {
-    for (const QuarantineRecord& q : batch.quarantine) TRIB_RETURN_IF_ERROR(AppendQuarantine(q));
-    tables_[kQuarantine].buffered += batch.quarantine.size();
+    for (const QuarantineRecord& q : batch.quarantine) {
+      AddRow(kQuarantine, q.arrival_time, Symbol{}, quarantine_.size());
+      quarantine_.push_back(q);
+    }
   }
   if (enabled_[kLate]) {
-    for (const LateRecord& l : batch.late) TRIB_RETURN_IF_ERROR(AppendLate(l));
-    tables_[kLate].buffered += batch.late.size();
+    for (const LateRecord& l : batch.late) {
+      AddRow(kLate, l.reading.event_time, l.reading.metric, late_.size());
+      late_.push_back(l);
+    }
   }
   return Status::Ok();
 }
 
-void ParquetSink::AppendProvenance(DuckChunkAppender& a, int c, const Provenance& p) {
+void ParquetSink::AppendProvenance(DuckChunkWriter& a, int c, const Provenance& p) {
   a.StrOrNull(c, p.source.view());
   a.StrOrNull(c + 1, p.topic.view());
   a.I32OrNull(c + 2, p.partition);
@@ -413,7 +525,7 @@ void ParquetSink::AppendProvenance(DuckChunkAppender& a, int c, const Provenance
   a.F64(c + 8, p.orig_y);
 }
 
-void ParquetSink::AppendGeometry(DuckChunkAppender& a, int c, double lon, double lat) {
+void ParquetSink::AppendGeometry(DuckChunkWriter& a, int c, double lon, double lat) {
   if (!HasPosition(lon, lat)) {
     a.Null(c);
     return;
@@ -424,13 +536,12 @@ void ParquetSink::AppendGeometry(DuckChunkAppender& a, int c, double lon, double
 }
 
 // H3 cells as lowercase hex without leading zeros (as h3-js writes them); NULL for 0.
-void ParquetSink::AppendH3(DuckChunkAppender& a, int c, uint64_t cell) {
+void ParquetSink::AppendH3(DuckChunkWriter& a, int c, uint64_t cell) {
   char buf[24];
   a.StrOrNull(c, SinkH3Hex(cell, buf));
 }
 
-Status ParquetSink::AppendReading(const Reading& r) {
-  DuckChunkAppender& a = tables_[kReadings].appender;
+void ParquetSink::FillReading(DuckChunkWriter& a, const Reading& r) {
   a.Date(0, r.event_time);
   a.Str(1, r.metric.view());
   a.Str(2, r.device.view());
@@ -449,11 +560,9 @@ Status ParquetSink::AppendReading(const Reading& r) {
   a.StrOrNull(21, zones_json_);
   a.StrOrNull(22, S2CellToken(r.s2));
   a.F64(23, r.qc_score);
-  return a.EndRow();
 }
 
-Status ParquetSink::AppendWindow(const WindowResult& w) {
-  DuckChunkAppender& a = tables_[kWindows].appender;
+void ParquetSink::FillWindow(DuckChunkWriter& a, const WindowResult& w) {
   a.Date(0, w.start);
   a.Str(1, w.metric.view());
   a.Str(2, w.window.view());
@@ -492,11 +601,9 @@ Status ParquetSink::AppendWindow(const WindowResult& w) {
   } else {
     a.I64(28, w.exceedance_count);
   }
-  return a.EndRow();
 }
 
-Status ParquetSink::AppendQuarantine(const QuarantineRecord& q) {
-  DuckChunkAppender& a = tables_[kQuarantine].appender;
+void ParquetSink::FillQuarantine(DuckChunkWriter& a, const QuarantineRecord& q) {
   a.Date(0, q.arrival_time);
   a.Str(1, q.reason.view());
   a.StrOrNull(2, q.detail);
@@ -505,11 +612,9 @@ Status ParquetSink::AppendQuarantine(const QuarantineRecord& q) {
   a.StrOrNull(5, q.metric.view());
   a.I64(6, q.arrival_time);
   AppendProvenance(a, 7, q.prov);
-  return a.EndRow();
 }
 
-Status ParquetSink::AppendLate(const LateRecord& l) {
-  DuckChunkAppender& a = tables_[kLate].appender;
+void ParquetSink::FillLate(DuckChunkWriter& a, const LateRecord& l) {
   const Reading& r = l.reading;
   a.Date(0, r.event_time);
   a.Str(1, r.metric.view());
@@ -532,7 +637,6 @@ Status ParquetSink::AppendLate(const LateRecord& l) {
   a.Str(14, flags_text_.Format(r.flags.bits, false));
   AppendProvenance(a, 15, r.prov);
   AppendGeometry(a, 24, r.lon, r.lat);
-  return a.EndRow();
 }
 
 Status ParquetSink::Commit() {
@@ -548,29 +652,25 @@ Status ParquetSink::Commit() {
 
 Status ParquetSink::CommitTable(int t) {
   Table& table = tables_[t];
-  TRIB_RETURN_IF_ERROR(table.appender.FlushAll());
   if (table.buffered == 0) return Status::Ok();
   const bool by_metric = kTables[t].partition_columns == 2;
-  std::string buffer = DuckQuoteIdent(table.buffer);
-  DuckDbResult parts;
-  TRIB_RETURN_IF_ERROR(duck_.Exec(std::string("SELECT strftime(\"date\", '%Y-%m-%d'), ") +
-                                      (by_metric ? "metric" : "NULL") + ", count(*) FROM " +
-                                      buffer + " GROUP BY ALL ORDER BY ALL",
-                                  &parts));
   std::vector<Partition> partitions;
-  for (idx_t row = 0; row < parts.rows(); ++row) {
+  for (PartitionRows& rows : table.parts) {
+    if (rows.rows.empty()) continue;  // written by an earlier, partly failed commit
     Partition p;
-    p.date = parts.Text(0, row);
-    p.rows = static_cast<uint64_t>(parts.Int(2, row));
+    p.date = FormatTime(static_cast<TimeUs>(rows.day) * kMicrosPerDay).substr(0, 10);
+    p.rows = rows.rows.size();
     p.folder = root_ + "/" + std::string(kTableNames[t]) + "/date=" + p.date;
-    p.where = "\"date\" = DATE " + DuckQuoteLiteral(p.date);
     if (by_metric) {
-      p.metric = parts.Text(1, row);
+      p.metric = std::string(rows.metric.view());
       p.folder += "/metric=" + HiveValue(p.metric);
-      p.where += " AND metric = " + DuckQuoteLiteral(p.metric);
     }
+    p.source = &rows;
     partitions.push_back(std::move(p));
   }
+  std::sort(partitions.begin(), partitions.end(), [](const Partition& a, const Partition& b) {
+    return std::tie(a.date, a.metric) < std::tie(b.date, b.metric);
+  });
   uint64_t committed = 0;
   Status st;
   size_t done = 0;
@@ -580,14 +680,11 @@ Status ParquetSink::CommitTable(int t) {
     committed += partitions[done].rows;
   }
   if (st.ok()) {
-    // Start from an empty table: dropping it frees its memory, a DELETE would not.
-    st = CreateBuffer(t);
-    if (st.ok()) table.buffered = 0;
+    ClearTable(t);
   } else {
     // Keep the rows of the partitions not written; the next Commit retries them.
     for (size_t i = 0; i < done; ++i) {
-      Status del = duck_.Exec("DELETE FROM " + buffer + " WHERE " + partitions[i].where);
-      if (!del.ok()) spdlog::error("parquet {}: {}", root_, del.message());
+      partitions[i].source->rows.clear();
     }
     table.buffered -= std::min(table.buffered, committed);
   }
@@ -626,12 +723,12 @@ Status ParquetSink::WritePartition(int t, const Partition& p) {
     std::string seq = SeqName(next_seq_++);
     std::string tmp = p.folder + "/.part-" + seq + ".parquet.tmp";
     std::string final_path = p.folder + "/part-" + seq + ".parquet";
-    std::string sql = "COPY (SELECT " + select_[t] + " FROM " + DuckQuoteIdent(table.buffer) +
-                      " WHERE " + p.where;
-    if (files > 1) {
-      sql += " LIMIT " + std::to_string(per_file) + " OFFSET " + std::to_string(offset);
-    }
-    sql += ") TO " + DuckQuoteLiteral(tmp) + " (" + options + ")";
+    scan_.table = t;
+    scan_.rows = &p.source->rows;
+    scan_.next = offset;
+    scan_.end = std::min<uint64_t>(p.rows, offset + per_file);
+    std::string sql = "COPY (SELECT " + select_[t] + " FROM tributary_rows()) TO " +
+                      DuckQuoteLiteral(tmp) + " (" + options + ")";
     written.emplace_back(tmp, final_path);
     st = duck_.Exec(sql);
     if (st.ok()) st = FsyncPath(tmp, /*directory=*/false);
@@ -825,11 +922,7 @@ void ParquetSink::Close() {
     spdlog::warn("parquet {}: closed without a commit; {} buffered rows not written", root_,
                  pending);
   }
-  // Appenders go before the database they belong to (also after a failed Open).
-  for (Table& t : tables_) {
-    t.appender.Destroy();
-    t.buffered = 0;
-  }
+  for (int t = 0; t < kTableCount; ++t) ClearTable(t);
   duck_.Close();
   open_ = false;
 }

@@ -526,7 +526,11 @@ Status PostgresSink::EnsureConnected() {
 }
 
 Status PostgresSink::PrepareSession() {
-  TRIB_RETURN_IF_ERROR(conn_.Exec("SET client_min_messages = warning; SET TIME ZONE 'UTC'"));
+  // temp_buffers (8 MB by default) must hold a commit's staging rows: beyond it the
+  // server writes and reads them back through temporary files. It can only be set
+  // before the session first touches a temporary table.
+  TRIB_RETURN_IF_ERROR(conn_.Exec(
+      "SET client_min_messages = warning; SET TIME ZONE 'UTC'; SET temp_buffers = '256MB'"));
   if (!schema_ready_) TRIB_RETURN_IF_ERROR(CreateSchema());
   for (int i = 0; i < kTableCount; ++i) {
     TRIB_RETURN_IF_ERROR(conn_.Exec("CREATE TEMP TABLE IF NOT EXISTS tributary_stage_" +
