@@ -12,6 +12,9 @@
 #include <set>
 #include <thread>
 
+#ifdef TRIBUTARY_HAVE_DUCKDB
+#include "io/sinks/duck_util.h"
+#endif
 #include "io/sinks/sqlite_util.h"
 #include "spatial/s2cell.h"
 #include "test_util.h"
@@ -58,6 +61,12 @@ std::vector<Fixed> FixedSensors() {
   return out;
 }
 
+#ifdef TRIBUTARY_HAVE_DUCKDB
+constexpr bool kHaveDuckDb = true;
+#else
+constexpr bool kHaveDuckDb = false;
+#endif
+
 class SpatialRunTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -99,7 +108,8 @@ class SpatialRunTest : public ::testing::Test {
            "surfaces:\n"
            "  - {name: pm25, window: dev5, metric: pm25, width: 20, formats: [json],\n"
            "     moran_weights: band, moran_band_m: 1500}\n"
-           "sinks:\n  - {name: local, type: sqlite}\n"
+           "sinks:\n  - {name: local, type: sqlite}\n" +
+           std::string(kHaveDuckDb ? "  - {name: duck, type: duckdb, tables: [readings]}\n" : "") +
            "alerts:\n  rules:\n"
            "    - {name: mitte, kind: geofence, zones: [D5]}\n"
            "    - {name: school, kind: proximity, metric: pm10, level: 35, clear: 30,\n"
@@ -146,6 +156,28 @@ TEST_F(SpatialRunTest, ZonesS2MoranAndGeofencesEndToEnd) {
     EXPECT_EQ(*db.QueryText("SELECT s2 FROM readings WHERE device_id = '" + f.id + "' LIMIT 1"),
               S2CellToken(S2CellIdAt(f.lat, f.lon, 13)));
   }
+#ifdef TRIBUTARY_HAVE_DUCKDB
+  // The DuckDB store carries the same extra-layer ids and S2 cells.
+  {
+    DuckDbConnection duck;
+    ASSERT_TRUE(duck.Open(dir_.File("data") + "/tributary.duckdb", 1).ok());
+    DuckDbResult r;
+    ASSERT_TRUE(duck.Exec("SELECT count(*) FILTER (WHERE zones = '{\"flood\":\"F1\"}'), "
+                          "count(*) FILTER (WHERE zones = '{\"flood\":null}'), "
+                          "count(*) FILTER (WHERE zones IS NULL OR s2 IS NULL) FROM readings",
+                          &r)
+                    .ok());
+    EXPECT_EQ(r.Int(0, 0), in_flood);
+    EXPECT_EQ(r.Int(1, 0), static_cast<int64_t>(bike_.size()) + 160 - in_flood);
+    EXPECT_EQ(r.Int(2, 0), 0);
+    for (const Fixed& f : FixedSensors()) {
+      DuckDbResult s2;
+      ASSERT_TRUE(
+          duck.Exec("SELECT s2 FROM readings WHERE device_id = '" + f.id + "' LIMIT 1", &s2).ok());
+      EXPECT_EQ(s2.Text(0, 0), S2CellToken(S2CellIdAt(f.lat, f.lon, 13)));
+    }
+  }
+#endif
 
   // Windows group by the second layer's zone, with no spatial join per window.
   EXPECT_EQ(*db.QueryInt("SELECT sum(sample_count) FROM windows WHERE window = 'flood5' AND "

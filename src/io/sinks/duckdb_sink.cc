@@ -16,6 +16,8 @@
 #include "io/sinks/duck_util.h"
 #include "io/sinks/gpkg.h"
 #include "io/sinks/sink_text.h"
+#include "spatial/enrich.h"
+#include "spatial/s2cell.h"
 #endif
 
 namespace tributary {
@@ -59,6 +61,9 @@ const std::vector<DuckColumn> kReadingColumns = [] {
       {"arrival_time", kTime},
   });
   c.push_back({"qc_score", kF64});
+  // The ids of the extra zone layers (JSON {"layer": "id"}) and the S2 cell token.
+  c.push_back({"zones", kText});
+  c.push_back({"s2", kText});
   return c;
 }();
 
@@ -196,11 +201,14 @@ class DuckDbSink final : public Sink {
   DuckDbConnection duck_;
   SinkFlagsText flags_text_;
   std::string json_;
+  std::vector<std::string> extra_zone_layers_;  // zones.layers after the first
+  std::string zones_json_;
 };
 
 Status DuckDbSink::Open(RunContext& ctx) {
   if (duck_.is_open()) return Status::Internal("duckdb sink " + options_.name + " opened twice");
   ledger_ = ctx.ledger;
+  if (ctx.config != nullptr) extra_zone_layers_ = ExtraZoneLayerNames(*ctx.config);
   if (options_.path.empty()) {
     std::string dir = ctx.data_dir.empty() ? std::string(".") : ctx.data_dir;
     path_ = dir + "/" + std::string(kDuckDbDefaultFileName);
@@ -232,6 +240,8 @@ Status DuckDbSink::CreateSchema() {
         DuckCreateTableSql("CREATE TABLE IF NOT EXISTS", kTableNames[t], *def.columns, key) + ";\n";
   }
   sql += "ALTER TABLE readings ADD COLUMN IF NOT EXISTS qc_score DOUBLE;\n";
+  sql += "ALTER TABLE readings ADD COLUMN IF NOT EXISTS zones VARCHAR;\n";
+  sql += "ALTER TABLE readings ADD COLUMN IF NOT EXISTS s2 VARCHAR;\n";
   sql += std::string(kAlertsSql) + ";\n" + kLatestWindowsSql + ";\nCOMMIT;";
   Status st = duck_.Exec(sql);
   if (!st.ok()) {
@@ -305,6 +315,10 @@ Status DuckDbSink::AppendReading(const Reading& r) {
   a.I64(7, r.arrival_time);
   AppendPlace(a, 8, r);
   a.F64(15, r.qc_score);
+  zones_json_.clear();
+  AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
+  a.StrOrNull(16, zones_json_);
+  a.StrOrNull(17, S2CellToken(r.s2));
   return a.EndRow();
 }
 

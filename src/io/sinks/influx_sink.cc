@@ -10,6 +10,9 @@
 #include "core/ledger.h"
 #include "core/registry.h"
 #include "io/sinks/breaker_sink.h"
+#include "spatial/enrich.h"
+#include "spatial/h3.h"
+#include "spatial/s2cell.h"
 
 namespace tributary {
 
@@ -80,6 +83,7 @@ class InfluxSink final : public Sink {
 
   Status Open(RunContext& ctx) override {
     ledger_ = ctx.ledger;
+    if (ctx.config != nullptr) zone_layers_ = ExtraZoneLayerNames(*ctx.config);
     client_ = std::make_unique<httplib::Client>(options_.url);
     auto secs = std::chrono::microseconds(options_.timeout);
     client_->set_connection_timeout(std::chrono::duration_cast<std::chrono::seconds>(secs));
@@ -97,7 +101,7 @@ class InfluxSink final : public Sink {
   Status Write(const Batch& batch) override {
     if (options_.readings) {
       for (const Reading& r : batch.readings) {
-        lines_[0] += InfluxReadingLine(r);
+        lines_[0] += InfluxReadingLine(r, zone_layers_);
         lines_[0].push_back('\n');
         ++count_[0];
       }
@@ -154,13 +158,14 @@ class InfluxSink final : public Sink {
   InfluxSinkOptions options_;
   Ledger* ledger_ = nullptr;
   std::unique_ptr<httplib::Client> client_;
-  std::string lines_[2];  // readings, windows: buffered line protocol
+  std::string lines_[2];                  // readings, windows: buffered line protocol
+  std::vector<std::string> zone_layers_;  // zones.layers after the first
   uint64_t count_[2] = {};
 };
 
 }  // namespace
 
-std::string InfluxReadingLine(const Reading& r) {
+std::string InfluxReadingLine(const Reading& r, const std::vector<std::string>& zone_layers) {
   std::string out = "readings,device=";
   AppendTag(out, r.device.view());
   out += ",metric=";
@@ -169,10 +174,19 @@ std::string InfluxReadingLine(const Reading& r) {
     out += ",zone=";
     AppendTag(out, r.zone.view());
   }
+  for (size_t i = 0; i < zone_layers.size() && i < r.extra_zones.size(); ++i) {
+    if (!r.extra_zones[i]) continue;
+    out += ",zone_";
+    AppendTag(out, zone_layers[i]);
+    out += '=';
+    AppendTag(out, r.extra_zones[i].view());
+  }
   Fields f(out);
   f.Num("value", r.value);
   f.Num("lat", r.lat);
   f.Num("lon", r.lon);
+  if (r.h3 != 0) f.Str("h3", h3::CellToString(r.h3));
+  if (r.s2 != 0) f.Str("s2", S2CellToken(r.s2));
   f.Str("qc_flags", QcFlagsToString(r.flags));
   f.Str("provenance", ProvenanceToJson(r.prov, r.device, r.flags));
   out.push_back(' ');

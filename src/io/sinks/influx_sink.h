@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "core/pipeline_config.h"
@@ -45,8 +46,10 @@ const SectionSpec& InfluxSinkSpec();
 Result<InfluxSinkOptions> ReadInfluxSinkOptions(const SinkEntry& entry);
 /// Make an influx sink (without breaker); nothing is sent before Open.
 std::unique_ptr<Sink> MakeInfluxSink(InfluxSinkOptions options);
-/// Line protocol of one reading / one window result (no trailing newline).
-std::string InfluxReadingLine(const Reading& r);
+/// Line protocol of one reading / one window result (no trailing newline). A reading's
+/// extra zone layers (`zone_layers`, from ExtraZoneLayerNames) are tags zone_<layer>; its
+/// H3 cell and S2 token are fields.
+std::string InfluxReadingLine(const Reading& r, const std::vector<std::string>& zone_layers = {});
 std::string InfluxWindowLine(const WindowResult& w);
 /// Register the `influx` sink type.
 void RegisterInfluxSink(Registry& registry);

@@ -16,7 +16,9 @@
 #include "io/sinks/breaker_sink.h"
 #include "io/sinks/mqtt_sink.h"
 #include "io/sources/kafka_source.h"
+#include "spatial/enrich.h"
 #include "spatial/h3.h"
+#include "spatial/s2cell.h"
 
 namespace tributary {
 namespace {
@@ -39,7 +41,8 @@ void AddString(std::string& out, const char* key, std::string_view v) {
 }
 
 // The fields of a reading, without the enclosing braces' closing.
-void AppendReadingFields(std::string& out, const Reading& r) {
+void AppendReadingFields(std::string& out, const Reading& r,
+                         const std::vector<std::string>& zone_layers) {
   out += "{\"device\":";
   AppendJsonString(out, r.device.view());
   AddString(out, "metric", r.metric.view());
@@ -50,6 +53,11 @@ void AppendReadingFields(std::string& out, const Reading& r) {
   AddNumber(out, "lon", r.lon);
   if (r.h3 != 0) AddString(out, "h3", h3::CellToString(r.h3));
   if (!r.zone.empty()) AddString(out, "zone", r.zone.view());
+  if (!zone_layers.empty()) {
+    out += ",\"zones\":";
+    AppendExtraZonesJson(r, zone_layers, out);
+  }
+  if (r.s2 != 0) AddString(out, "s2", S2CellToken(r.s2));
   out += ",\"provenance\":";
   out += ProvenanceToJson(r.prov, r.device, r.flags);
 }
@@ -122,10 +130,10 @@ std::string KafkaReadingKey(const Reading& r, int resolution) {
   return std::string(r.device.view());
 }
 
-std::string KafkaReadingJson(const Reading& r) {
+std::string KafkaReadingJson(const Reading& r, const std::vector<std::string>& zone_layers) {
   std::string out;
   out.reserve(256);
-  AppendReadingFields(out, r);
+  AppendReadingFields(out, r, zone_layers);
   out += '}';
   return out;
 }
@@ -144,9 +152,9 @@ std::string KafkaQuarantineJson(const QuarantineRecord& q) {
   return out;
 }
 
-std::string KafkaLateJson(const LateRecord& l) {
+std::string KafkaLateJson(const LateRecord& l, const std::vector<std::string>& zone_layers) {
   std::string out;
-  AppendReadingFields(out, l.reading);
+  AppendReadingFields(out, l.reading, zone_layers);
   AddString(out, "window", l.window.view());
   AddNumber(out, "lateness_s", static_cast<double>(l.lateness) / kMicrosPerSecond);
   AddString(out, "watermark", FormatTime(l.watermark));
@@ -178,6 +186,7 @@ void KafkaSink::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* m, void
 Status KafkaSink::Open(RunContext& ctx) {
   ledger_ = ctx.ledger;
   ctx_ = &ctx;
+  if (ctx.config != nullptr) zone_layers_ = ExtraZoneLayerNames(*ctx.config);
   KafkaProperties props = {
       {"bootstrap.servers", options_.connect.brokers},
       {"client.id", "tributary-" + options_.name},
@@ -248,8 +257,8 @@ Status KafkaSink::Write(const Batch& batch) {
   }
   if (!topics_[kReadings].empty()) {
     for (const Reading& r : batch.readings) {
-      TRIB_RETURN_IF_ERROR(
-          Produce(kReadings, KafkaReadingKey(r, options_.h3_resolution), KafkaReadingJson(r)));
+      TRIB_RETURN_IF_ERROR(Produce(kReadings, KafkaReadingKey(r, options_.h3_resolution),
+                                   KafkaReadingJson(r, zone_layers_)));
     }
   }
   if (!topics_[kWindows].empty()) {
@@ -265,8 +274,8 @@ Status KafkaSink::Write(const Batch& batch) {
   }
   if (!topics_[kLate].empty()) {
     for (const LateRecord& l : batch.late) {
-      TRIB_RETURN_IF_ERROR(
-          Produce(kLate, KafkaReadingKey(l.reading, options_.h3_resolution), KafkaLateJson(l)));
+      TRIB_RETURN_IF_ERROR(Produce(kLate, KafkaReadingKey(l.reading, options_.h3_resolution),
+                                   KafkaLateJson(l, zone_layers_)));
     }
   }
   rd_kafka_poll(producer_.get(), 0);  // serve delivery reports

@@ -74,14 +74,14 @@ Result<KafkaSinkOptions> ParseKafkaSinkOptions(const OptionReader& reader, std::
 
 /// The message key of a reading: its H3 cell at `resolution` in hex, else its device.
 std::string KafkaReadingKey(const Reading& r, int resolution);
-/// A reading as one JSON object (device, metric, value, times, position, h3, zone, flags,
-/// provenance).
-std::string KafkaReadingJson(const Reading& r);
+/// A reading as one JSON object (device, metric, value, times, position, h3, zone, the
+/// ids of the extra zone layers `zone_layers` as `zones`, s2, flags, provenance).
+std::string KafkaReadingJson(const Reading& r, const std::vector<std::string>& zone_layers = {});
 /// A quarantined record as one JSON object (reason, detail, raw, arrival time, device,
 /// metric, provenance).
 std::string KafkaQuarantineJson(const QuarantineRecord& q);
 /// A late record: the reading's fields plus window, lateness_s and watermark.
-std::string KafkaLateJson(const LateRecord& l);
+std::string KafkaLateJson(const LateRecord& l, const std::vector<std::string>& zone_layers = {});
 
 class KafkaSink : public Sink {
  public:
@@ -108,6 +108,7 @@ class KafkaSink : public Sink {
   KafkaHandle producer_;
   Ledger* ledger_ = nullptr;
   const RunContext* ctx_ = nullptr;
+  std::vector<std::string> zone_layers_;  // zones.layers after the first
   std::array<std::string, kTableCount> topics_;
   std::array<std::string, kTableCount> ledger_keys_;
   std::array<uint64_t, kTableCount> pending_{};  // produced since the last Commit
