@@ -1,5 +1,5 @@
 // Sources that cannot rewind, under kill -9: with checkpoints on, the `mqtt` source acknowledges
-// a QoS 1 message only once its ingest log holds it, so killing the process at random
+// a QoS 1 or 2 message only once its ingest log holds it, so killing the process at random
 // moments while a real Mosquitto broker delivers loses no message and, with the dedup
 // stage, stores none twice.
 #include <fcntl.h>
@@ -54,8 +54,9 @@ int WaitExit(pid_t pid) {
   return status;
 }
 
-TEST(IngestLogCrash, MqttKilledRepeatedlyLosesNoAcknowledgedMessage) {
-  if (MosquittoBroker::BinaryPath().empty()) GTEST_SKIP() << "mosquitto is not installed";
+// Publishes 2,400 readings in bursts at `qos` (subscribed at the same QoS) while the
+// process is killed with SIGKILL every 0.4-1.8 s and restarted; checks each is stored once.
+void KillRepeatedlyWhileMqttDelivers(int qos) {
   MosquittoBroker broker;
   ASSERT_EQ(broker.Start(), "");
   TempDir dir;
@@ -66,7 +67,9 @@ TEST(IngestLogCrash, MqttKilledRepeatedlyLosesNoAcknowledgedMessage) {
                         "processing:\n  dedup_horizon: 1h\n"
                         "sources:\n  - name: city\n    type: mqtt\n    broker: " +
                         broker.url() +
-                        "\n    client_id: tributary-crash\n    topics: [city/+/up]\n    qos: 1\n"
+                        "\n    client_id: tributary-crash\n    topics: [city/+/up]\n    qos: " +
+                        std::to_string(qos) +
+                        "\n"
                         "sinks:\n  - name: local\n    type: sqlite\n"
                         "checkpoint:\n  enabled: true\n  interval: 1s\n"
                         "  ingest_log_fsync: every_message\n");
@@ -90,7 +93,7 @@ TEST(IngestLogCrash, MqttKilledRepeatedlyLosesNoAcknowledgedMessage) {
                         "\",\"sensor_ts\":" + std::to_string(base_ms + 10 * n) +
                         ",\"lat\":52.5,\"lon\":13.4,\"pm25\":" + std::to_string(n % 50) + "}");
       }
-      EXPECT_EQ(broker.Publish("city/dev-" + std::to_string(b % 10) + "/up", lines, 1).exit_code,
+      EXPECT_EQ(broker.Publish("city/dev-" + std::to_string(b % 10) + "/up", lines, qos).exit_code,
                 0);
       std::this_thread::sleep_for(std::chrono::milliseconds(120));
     }
@@ -133,6 +136,19 @@ TEST(IngestLogCrash, MqttKilledRepeatedlyLosesNoAcknowledgedMessage) {
   EXPECT_TRUE(ledger->balanced());
   EXPECT_EQ(ledger->accepted, static_cast<uint64_t>(kBursts * kPerBurst));
   EXPECT_EQ(ledger->quarantined, 0u);
+}
+
+TEST(IngestLogCrash, MqttKilledRepeatedlyLosesNoAcknowledgedMessage) {
+  if (MosquittoBroker::BinaryPath().empty()) GTEST_SKIP() << "mosquitto is not installed";
+  KillRepeatedlyWhileMqttDelivers(1);
+}
+
+// QoS 2: Paho sends PUBREC on receipt and runs the callback (the log append) at PUBREL;
+// in between the message is in Paho's file store (`ingest-<source>/paho/`), so a kill
+// there loses it neither.
+TEST(IngestLogCrash, MqttQos2KilledRepeatedlyLosesNoAcknowledgedMessage) {
+  if (MosquittoBroker::BinaryPath().empty()) GTEST_SKIP() << "mosquitto is not installed";
+  KillRepeatedlyWhileMqttDelivers(2);
 }
 
 // The `http` source with `respond: logged`: every 202 is answered only once the request's
