@@ -20,6 +20,10 @@
 // Records: topic = the city as configured, offset = a per-source sequence, partition =
 // -1, arrival time = the wall clock when the answer arrived.
 //
+// With checkpoints on, each answer is appended to the source's ingest log
+// (stream/ingest_log.h) and handed on from there, so a crash replays the answers taken
+// after the last checkpoint (offset = the log's sequence number then).
+//
 // Threading: Poll (which makes the requests) on the source thread; Stop from any thread
 // aborts a request in flight and ends a wait.
 #pragma once
@@ -27,6 +31,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -34,12 +39,14 @@
 #include "core/config.h"
 #include "core/intern.h"
 #include "io/connector.h"
+#include "stream/ingest_log.h"
 
 namespace tributary {
 
 class Registry;
 
 struct OwmSourceOptions {
+  std::string source_name = "owm";    ///< the configured name (its ingest log's folder)
   std::vector<std::string> cities;    ///< `q` queries: "Berlin,DE"
   std::vector<std::string> city_ids;  ///< OpenWeatherMap city ids
   DurationUs interval = 600'000'000;
@@ -65,6 +72,13 @@ class OwmSource : public Source {
   Status Open(RunContext& ctx) override;
   Status Poll(RawBatch& out, size_t max_records, DurationUs wait) override;
   void Stop() override;
+  /// With checkpoints on, every answer goes to the ingest log before it is handed on (an
+  /// API answer cannot be asked for again), so the source resumes from its position in
+  /// the log.
+  bool SupportsCheckpoints() const override { return log_ != nullptr; }
+  Status RestorePosition(std::string_view position) override;
+  void OnCommitted(uint64_t checkpoint) override;
+  void Close() override;
 
   /// Requests answered 200, answered otherwise (or failed), and rounds started.
   uint64_t fetched() const { return fetched_.load(std::memory_order_relaxed); }
@@ -74,6 +88,11 @@ class OwmSource : public Source {
   DurationUs current_backoff() const { return backoff_.load(std::memory_order_relaxed); }
 
  private:
+  // The requests that are due, their answers added to `out` (Poll without the log).
+  Status FetchDue(RawBatch& out, size_t max_records, DurationUs wait);
+
+  std::unique_ptr<IngestLog> log_;
+  uint64_t log_failures_ = 0;
   struct Target {
     std::string label;  ///< as configured (the record's topic)
     std::string query;  ///< q=... or id=...

@@ -279,6 +279,55 @@ TEST(OwmRunTest, PipelineStoresDecodedWeather) {
             1);
 }
 
+// With checkpoints on, an answer is in the ingest log before it is handed on: a source
+// that stops before any checkpoint gives it again after the restart, even though the
+// API now refuses every request.
+TEST(OwmSourceTest, WithCheckpointsAnswersSurviveARestartInTheIngestLog) {
+  FakeOwm server;
+  testing::TempDir dir;
+  Result<PipelineConfig> config = ParsePipelineConfig(
+      "pipeline:\n  name: owm-log\n  data_dir: " + dir.path() +
+          "\nsources:\n  - {name: weather, type: owm, cities: ['Berlin,DE', 'London,GB'], "
+          "api_key: k3y, interval: 1h, base_url: '" +
+          server.url() +
+          "'}\n"
+          "sinks: []\ncheckpoint: {enabled: true}\n",
+      "owm.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  RunContext ctx;
+  ctx.config = &*config;
+  ctx.data_dir = dir.path();
+  ctx.checkpointing = true;
+  auto make = [&] {
+    Result<OwmSourceOptions> o = ParseOwmSourceOptions(config->sources[0].options);
+    EXPECT_TRUE(o.ok());
+    o->source_name = "weather";
+    return std::make_unique<OwmSource>(*o);
+  };
+  std::vector<std::string> first;
+  {
+    auto source = make();
+    ASSERT_TRUE(source->Open(ctx).ok());
+    EXPECT_TRUE(source->SupportsCheckpoints());
+    RawBatch out;
+    for (int i = 0; i < 20 && out.records.size() < 2; ++i) {
+      ASSERT_TRUE(source->Poll(out, 10, 100 * kMicrosPerMilli).ok());
+    }
+    ASSERT_EQ(out.records.size(), 2u);
+    for (const RawRecord& r : out.records) first.emplace_back(out.Payload(r));
+    source->Close();
+  }
+  server.FailFirst(1000);
+  auto source = make();
+  ASSERT_TRUE(source->Open(ctx).ok());
+  RawBatch again;
+  ASSERT_TRUE(source->Poll(again, 10, 0).ok());
+  ASSERT_EQ(again.records.size(), 2u) << "the logged answers are given again";
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(again.Payload(again.records[i]), first[i]);
+  EXPECT_EQ(again.records[0].topic.view(), "Berlin,DE");
+  source->Close();
+}
+
 // The example configs of the three new sources are valid pipelines.
 TEST(SourceExamplesTest, ExampleConfigsPassCheck) {
   for (const char* name : {"http_ingest.yaml", "csv_tail_bridge.yaml", "owm_poller.yaml"}) {

@@ -163,6 +163,12 @@ Status TailSource::Open(RunContext& ctx) {
     TRIB_ASSIGN_OR_RETURN(publisher_, MqttPublisher::Create(options_.publish.connect));
     TRIB_RETURN_IF_ERROR(publisher_->Connect());
   }
+  if (ctx.checkpointing && ctx.config != nullptr) {
+    TRIB_ASSIGN_OR_RETURN(log_, OpenSourceIngestLog(*ctx.config, options_.source_name));
+    if (uint64_t n = log_->backlog(); n > 0) {
+      spdlog::info("tail {}: the ingest log holds {} rows", options_.source_name, n);
+    }
+  }
   // The saved position, if any.
   bool have_saved = false;
   Position saved;
@@ -424,11 +430,7 @@ void TailSource::WaitFor(DurationUs wait) {
                [&] { return stop_; });
 }
 
-Status TailSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stop_) return Status::Ok();  // nothing is held: the rest is read after a restart
-  }
+Status TailSource::ReadNew(RawBatch& out, size_t max_records) {
   const TimeUs now = NowUs();
   size_t added = 0;
   if (fd_ >= 0) {
@@ -441,6 +443,16 @@ Status TailSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
       TRIB_ASSIGN_OR_RETURN(added, ReadRecords(out, std::max<size_t>(max_records, 1), now));
     }
   }
+  return Status::Ok();
+}
+
+Status TailSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return Status::Ok();  // nothing is held: the rest is read after a restart
+  }
+  if (log_ != nullptr) return PollThroughLog(out, max_records, wait);
+  TRIB_RETURN_IF_ERROR(ReadNew(out, max_records));
   if (out.records.empty()) {
     WaitFor(std::min(wait, options_.poll_interval));
     return Status::Ok();
@@ -451,7 +463,66 @@ Status TailSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
   return Status::Ok();
 }
 
+Status TailSource::PollThroughLog(RawBatch& out, size_t max_records, DurationUs wait) {
+  // What the file has beyond the log goes into the log first; a log that refuses the
+  // rows (disk full) leaves the file position where it was, so they are read again.
+  const uint64_t offset = offset_;
+  const bool header_read = header_read_;
+  const std::vector<std::string> header = header_;
+  const dev_t dev = dev_;
+  const ino_t ino = ino_;
+  RawBatch fresh;
+  TRIB_RETURN_IF_ERROR(ReadNew(fresh, max_records));
+  if (!fresh.records.empty()) {
+    std::vector<IngestLogEntry> entries;
+    entries.reserve(fresh.records.size());
+    const std::string_view topic = topic_.view();
+    for (const RawRecord& r : fresh.records) {
+      entries.push_back(IngestLogEntry{topic, fresh.Payload(r), r.arrival_time});
+    }
+    Result<int64_t> appended = log_->Append(entries);
+    if (appended.ok()) {
+      SavePosition(Position{0, dev_, ino_, offset_});
+    } else {
+      if (log_failures_++ % 100 == 0) {
+        spdlog::warn("tail {}: the ingest log refused {} rows (read again in a moment): {}",
+                     options_.source_name, entries.size(), appended.status().ToString());
+      }
+      if (dev_ != dev || ino_ != ino) {
+        // Rotated: ReadNew only switches files once the old one has nothing new, so all
+        // of `fresh` came from the new file; read it from its start again.
+        offset_ = 0;
+        header_read_ = false;
+        header_.clear();
+      } else {
+        offset_ = offset;
+        header_read_ = header_read;
+        header_ = header;
+      }
+      WaitFor(100 * kMicrosPerMilli);
+    }
+  }
+  // Nothing new in the file: wait in the log (for at most a poll interval, then look at
+  // the file again).
+  return log_->Read(out, max_records,
+                    fresh.records.empty() ? std::min(wait, options_.poll_interval) : 0);
+}
+
+Status TailSource::RestorePosition(std::string_view position) {
+  if (log_ == nullptr) return Source::RestorePosition(position);
+  TRIB_RETURN_IF_ERROR(log_->Seek(position).WithContext("tail ingest log"));
+  if (uint64_t n = log_->backlog(); n > 0) {
+    spdlog::info("tail {}: {} rows read after the checkpoint are replayed from the ingest log",
+                 options_.source_name, n);
+  }
+  return Status::Ok();
+}
+
 void TailSource::OnCommitted(uint64_t checkpoint) {
+  if (log_ != nullptr) {
+    log_->OnCommitted(checkpoint);
+    return;
+  }
   Position last;
   bool found = false;
   {
@@ -462,25 +533,32 @@ void TailSource::OnCommitted(uint64_t checkpoint) {
       pending_.pop_front();
     }
   }
-  if (!found) return;
+  if (found) SavePosition(last);
+}
+
+void TailSource::SavePosition(const Position& p) {
   std::string json = "{\"path\":";
   AppendJsonString(json, options_.path);
-  json += ",\"dev\":" + std::to_string(static_cast<uint64_t>(last.dev)) +
-          ",\"inode\":" + std::to_string(static_cast<uint64_t>(last.ino)) +
-          ",\"offset\":" + std::to_string(last.offset) + "}\n";
+  json += ",\"dev\":" + std::to_string(static_cast<uint64_t>(p.dev)) +
+          ",\"inode\":" + std::to_string(static_cast<uint64_t>(p.ino)) +
+          ",\"offset\":" + std::to_string(p.offset) + "}\n";
   Status st = WriteFileAtomic(options_.state_file, json);
   if (!st.ok()) spdlog::warn("tail: cannot save the position: {}", st.ToString());
 }
 
 void TailSource::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
-  stop_ = true;
-  cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  if (log_ != nullptr) log_->Wake();
 }
 
 void TailSource::Close() {
   Stop();
   CloseFile();
+  if (log_ != nullptr) log_->Close();
   if (publisher_ != nullptr) {
     publisher_->Disconnect(1'000'000);
     publisher_.reset();

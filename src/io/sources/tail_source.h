@@ -20,6 +20,12 @@
 // its beginning, and rows appended to the old file after the saved position are not
 // read (they are in the rotated file).
 //
+// With checkpoints on, rows read from the file are appended to the source's ingest log
+// (stream/ingest_log.h) first and handed on from there; state_file then records the
+// position up to which the log holds the file (written after each append), and a
+// checkpoint records the position in the log, so a crash replays what the log holds
+// after the checkpoint and reads the file on from where the log ends.
+//
 // Publishing (`publish.topic` set): every row is also published to the MQTT broker of
 // `publish` as its JSON object, when it is read (the bridge's low latency), at
 // `publish.qos`. Rows re-read after a crash are published again. A failed publish is
@@ -48,6 +54,7 @@
 #include "io/connector.h"
 #include "io/mqtt_client.h"
 #include "io/sources/file_source.h"
+#include "stream/ingest_log.h"
 
 namespace tributary {
 
@@ -89,6 +96,10 @@ class TailSource : public Source {
   Status Poll(RawBatch& out, size_t max_records, DurationUs wait) override;
   void Stop() override;
   void OnCommitted(uint64_t checkpoint) override;
+  /// With checkpoints on, every row read goes through the ingest log first, so the
+  /// source resumes from its position in the log.
+  bool SupportsCheckpoints() const override { return log_ != nullptr; }
+  Status RestorePosition(std::string_view position) override;
   void Close() override;
 
   /// Where the position is saved.
@@ -117,6 +128,12 @@ class TailSource : public Source {
   Status CheckRotation();
   void Publish(std::string_view json);
   void WaitFor(DurationUs wait);
+  // Read new rows from the file (with the rotation and truncation checks) into `out`.
+  Status ReadNew(RawBatch& out, size_t max_records);
+  // Write the file identity and byte position to state_file.
+  void SavePosition(const Position& p);
+  // With the ingest log: append new rows to it, then hand on what the log holds.
+  Status PollThroughLog(RawBatch& out, size_t max_records, DurationUs wait);
 
   TailSourceOptions options_;
   Symbol topic_;
@@ -140,6 +157,10 @@ class TailSource : public Source {
   std::condition_variable cv_;  // Poll's waits end on Stop
   bool stop_ = false;
   std::deque<Position> pending_;  // handed on, not yet committed
+  // With checkpoints: rows are appended here before they are handed on, and the
+  // position in state_file follows the log rather than the commits.
+  std::unique_ptr<IngestLog> log_;
+  uint64_t log_failures_ = 0;
 };
 
 /// Register the `tail` source type.
