@@ -55,6 +55,53 @@ int WaitExit(pid_t pid) {
   return status;
 }
 
+// Kills the run `pid` with SIGKILL at random moments 0.4-1.8 s apart and starts it again,
+// until `done` or 12 kills; `pid` is the last run then. Returns the number of kills.
+int KillAndRestart(pid_t& pid, const std::atomic<bool>& done, const std::string& config,
+                   const std::string& log, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> wait_ms(400, 1800);
+  int kills = 0;
+  while (!done.load() && kills < 12) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms(rng)));
+    kill(pid, SIGKILL);
+    WaitExit(pid);
+    ++kills;
+    pid = Spawn(config, log);
+    EXPECT_GT(pid, 0);
+    if (pid <= 0) break;
+  }
+  return kills;
+}
+
+// Lets the run `pid` store all `n` readings (the store is there once the run committed
+// its first checkpoint), stops it, and checks that each is stored once, that some
+// restart replayed from the ingest log, and that the ledger balances.
+void StopAndExpectEachStoredOnce(pid_t pid, const std::string& data, const std::string& log, int n,
+                                 int kills) {
+  const std::string db = data + "/tributary.gpkg";
+  for (int i = 0; i < 60; ++i) {
+    if (QueryInt(db, "SELECT count(*) FROM readings") >= n) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  kill(pid, SIGTERM);
+  const int status = WaitExit(pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(log);
+  EXPECT_GE(kills, 3);
+  const std::string runs = ReadFile(log);
+  // The log mattered: some restart found records in it that no checkpoint covered.
+  EXPECT_NE(runs.find("replayed from the ingest log"), std::string::npos) << runs;
+  EXPECT_EQ(QueryInt(db, "SELECT count(*) FROM readings"), n) << runs;
+  EXPECT_EQ(QueryInt(db, "SELECT count(DISTINCT device_id || '/' || event_time_us) FROM readings"),
+            n);
+  Result<LedgerSnapshot> ledger = ParseLedgerJson(ReadFile(data + "/ledger.json"));
+  ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
+  EXPECT_TRUE(ledger->balanced());
+  EXPECT_EQ(ledger->accepted, static_cast<uint64_t>(n));
+  EXPECT_EQ(ledger->quarantined, 0u);
+}
+
 // Publishes 2,400 readings in bursts at `qos` (subscribed at the same QoS) while the
 // process is killed with SIGKILL every 0.4-1.8 s and restarted; checks each is stored once.
 void KillRepeatedlyWhileMqttDelivers(int qos) {
@@ -100,43 +147,11 @@ void KillRepeatedlyWhileMqttDelivers(int qos) {
     }
     published = true;
   });
-  std::mt19937 rng(20261202);
-  std::uniform_int_distribution<int> wait_ms(400, 1800);
-  int kills = 0;
-  while (!published.load() && kills < 12) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms(rng)));
-    kill(pid, SIGKILL);
-    WaitExit(pid);
-    ++kills;
-    pid = Spawn(config, log);
-    ASSERT_GT(pid, 0);
-  }
+  const int kills = KillAndRestart(pid, published, config, log, 20261202);
   publisher.join();
-  // Let the last run take what the broker queued and what the log holds (the store is
-  // there once the run committed its first checkpoint), then stop it.
-  const std::string db = data + "/tributary.gpkg";
+  // The last run takes what the broker queued and what the log holds.
   std::this_thread::sleep_for(std::chrono::seconds(3));
-  for (int i = 0; i < 60; ++i) {
-    if (QueryInt(db, "SELECT count(*) FROM readings") >= kBursts * kPerBurst) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  kill(pid, SIGTERM);
-  const int status = WaitExit(pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(log);
-  EXPECT_GE(kills, 3);
-
-  const std::string runs = ReadFile(log);
-  // The log mattered: some restart found acknowledged messages no checkpoint covered.
-  EXPECT_NE(runs.find("replayed from the ingest log"), std::string::npos) << runs;
-  EXPECT_EQ(QueryInt(db, "SELECT count(*) FROM readings"), kBursts * kPerBurst) << runs;
-  EXPECT_EQ(QueryInt(db, "SELECT count(DISTINCT device_id || '/' || event_time_us) FROM readings"),
-            kBursts * kPerBurst);
-  Result<LedgerSnapshot> ledger = ParseLedgerJson(ReadFile(data + "/ledger.json"));
-  ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
-  EXPECT_TRUE(ledger->balanced());
-  EXPECT_EQ(ledger->accepted, static_cast<uint64_t>(kBursts * kPerBurst));
-  EXPECT_EQ(ledger->quarantined, 0u);
+  StopAndExpectEachStoredOnce(pid, data, log, kBursts * kPerBurst, kills);
 }
 
 TEST(IngestLogCrash, MqttKilledRepeatedlyLosesNoAcknowledgedMessage) {
@@ -194,38 +209,9 @@ TEST(IngestLogCrash, TailKilledRepeatedlyLosesNoRow) {
     }
     written = true;
   });
-  std::mt19937 rng(20261203);
-  std::uniform_int_distribution<int> wait_ms(400, 1800);
-  int kills = 0;
-  while (!written.load() && kills < 12) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms(rng)));
-    kill(pid, SIGKILL);
-    WaitExit(pid);
-    ++kills;
-    pid = Spawn(config, log);
-    ASSERT_GT(pid, 0);
-  }
+  const int kills = KillAndRestart(pid, written, config, log, 20261203);
   writer.join();
-  const std::string db = data + "/tributary.gpkg";
-  for (int i = 0; i < 60; ++i) {
-    if (QueryInt(db, "SELECT count(*) FROM readings") >= kBursts * kPerBurst) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  kill(pid, SIGTERM);
-  const int status = WaitExit(pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(log);
-  EXPECT_GE(kills, 3);
-  const std::string runs = ReadFile(log);
-  // The log mattered: some restart found rows in it that no checkpoint covered.
-  EXPECT_NE(runs.find("replayed from the ingest log"), std::string::npos) << runs;
-  EXPECT_EQ(QueryInt(db, "SELECT count(*) FROM readings"), kBursts * kPerBurst) << runs;
-  EXPECT_EQ(QueryInt(db, "SELECT count(DISTINCT device_id || '/' || event_time_us) FROM readings"),
-            kBursts * kPerBurst);
-  Result<LedgerSnapshot> ledger = ParseLedgerJson(ReadFile(data + "/ledger.json"));
-  ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
-  EXPECT_TRUE(ledger->balanced());
-  EXPECT_EQ(ledger->accepted, static_cast<uint64_t>(kBursts * kPerBurst));
+  StopAndExpectEachStoredOnce(pid, data, log, kBursts * kPerBurst, kills);
 }
 
 // The `http` source with `respond: logged`: every 202 is answered only once the request's
