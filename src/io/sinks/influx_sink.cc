@@ -173,6 +173,8 @@ std::string InfluxReadingLine(const Reading& r) {
   f.Num("value", r.value);
   f.Num("lat", r.lat);
   f.Num("lon", r.lon);
+  // The QC score only when QC scored the reading above 0 (absent reads as 0).
+  if (r.qc_score != 0.0f) f.Num("qc_score", r.qc_score);
   f.Str("qc_flags", QcFlagsToString(r.flags));
   f.Str("provenance", ProvenanceToJson(r.prov, r.device, r.flags));
   out.push_back(' ');

@@ -50,6 +50,7 @@ void AppendReadingFields(std::string& out, const Reading& r) {
   AddNumber(out, "lon", r.lon);
   if (r.h3 != 0) AddString(out, "h3", h3::CellToString(r.h3));
   if (!r.zone.empty()) AddString(out, "zone", r.zone.view());
+  AddNumber(out, "qc_score", r.qc_score);
   out += ",\"provenance\":";
   out += ProvenanceToJson(r.prov, r.device, r.flags);
 }
