@@ -6,6 +6,7 @@
 
 #include "core/pipeline_config.h"
 #include "ingest/device_registry.h"
+#include "ingest/time_zone.h"
 #include "stream/checkpoint.h"
 
 namespace tributary {
@@ -386,8 +387,12 @@ const SectionSpec& QcSectionSpec() {
           {"baseline_min_days", OptionType::kInt, "7",
            "Days with data at an hour of day before its baseline judges.", "1..366"},
           {"baseline_percentile", OptionType::kDouble, "0.99",
-           "BASELINE_EXCEEDED above this trailing percentile of the same UTC hour of day.",
+           "BASELINE_EXCEEDED above this trailing percentile of the same hour of day.",
            "0.5..0.9999"},
+          {"baseline_time_zone", OptionType::kString, "UTC",
+           "IANA time zone (`Europe/Berlin`) whose local hours of day and days the baselines "
+           "are kept by, so that a rush hour keeps its baseline across daylight-saving "
+           "changes."},
           {"baseline_keep", OptionType::kInt, "4",
            "Largest values kept per sensor, hour of day and day; exact while no day holds more "
            "of the window's top (1 − percentile) share.",
@@ -477,6 +482,12 @@ Result<QcOptions> ParseQcOptions(const PipelineConfig& config) {
   o.baseline_keep = static_cast<size_t>(keep);
   o.baseline_zone_keep = static_cast<size_t>(zone_keep);
   TRIB_ASSIGN_OR_RETURN(o.baseline_zones, r.GetBool("baseline_zones"));
+  TRIB_ASSIGN_OR_RETURN(std::string tz, r.GetString("baseline_time_zone"));
+  if (!tz.empty() && tz != "UTC") {
+    Result<std::shared_ptr<const TimeZone>> zone = TimeZone::Load(tz);
+    if (!zone.ok()) return r.Error("baseline_time_zone", zone.status().message());
+    o.baseline_time_zone = std::move(zone).value();
+  }
   TRIB_ASSIGN_OR_RETURN(o.neighbor_radius_m, r.GetDouble("neighbor_radius"));
   TRIB_ASSIGN_OR_RETURN(int64_t nmin, r.GetInt("neighbor_min"));
   o.neighbor_min = static_cast<size_t>(nmin);
@@ -611,8 +622,10 @@ float QcOperator::Check(Reading& r) {
   }
 
   const bool keep_history = (r.flags.bits & kExcludedFromHistory) == 0;
-  const int64_t day = FloorDiv(r.event_time, kMicrosPerDay);
-  const int hour = static_cast<int>(FloorDiv(r.event_time, kMicrosPerHour) - day * kHoursPerDay);
+  // Local day and hour of the baselines' time zone (UTC: none to add).
+  const TimeUs local = r.event_time + BaselineOffset(r.event_time);
+  const int64_t day = FloorDiv(local, kMicrosPerDay);
+  const int hour = static_cast<int>(FloorDiv(local, kMicrosPerHour) - day * kHoursPerDay);
 
   // Trailing percentile baselines of the sensor and of its zone at this hour of day.
   if (lim.Has(QcCheck::kBaseline)) {
@@ -704,6 +717,17 @@ float QcOperator::Check(Reading& r) {
     }
   }
   return static_cast<float>(score);
+}
+
+int64_t QcOperator::BaselineOffset(TimeUs t) {
+  if (!options_.baseline_time_zone) return 0;
+  const int64_t slot = FloorDiv(t, 15 * kMicrosPerMinute);
+  if (slot != offset_slot_) {
+    offset_slot_ = slot;
+    const int64_t slot_start_s = slot * 15 * 60;
+    offset_us_ = int64_t{options_.baseline_time_zone->OffsetAt(slot_start_s)} * kMicrosPerSecond;
+  }
+  return offset_us_;
 }
 
 Status QcOperator::Process(Batch& batch) {
