@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "alert/patterns.h"
@@ -62,6 +63,7 @@ alerts:
 struct Round {
   double seconds = 0;
   uint64_t readings = 0, alerts = 0, anomalies = 0;
+  std::vector<std::pair<std::string, double>> op_seconds;  // time inside each operator
 };
 
 size_t g_trees = 100, g_sample = 256;
@@ -117,12 +119,16 @@ Round RunOnce(const PipelineConfig& config, const std::vector<RawBatch>& batches
     if (Status st = op->Open(ctx); !st.ok()) Die(st);
   }
   Round r;
+  for (auto& op : ops) r.op_seconds.emplace_back(std::string(op->name()), 0.0);
   auto start = std::chrono::steady_clock::now();
   for (const RawBatch& raw : batches) {
     Batch batch;
     if (Status st = (*ingest)->Process(raw, batch); !st.ok()) Die(st);
-    for (auto& op : ops) {
-      if (Status st = op->Process(batch); !st.ok()) Die(st);
+    for (size_t k = 0; k < ops.size(); ++k) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (Status st = ops[k]->Process(batch); !st.ok()) Die(st);
+      r.op_seconds[k].second +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     r.alerts += batch.alerts.size();
     for (const Reading& x : batch.readings) r.anomalies += x.flags.Has(QcFlag::kAnomaly);
@@ -173,6 +179,11 @@ int main(int argc, char** argv) {
       qc.seconds, qc_rate, static_cast<unsigned long long>(qc.anomalies),
       static_cast<unsigned long long>(qc.alerts));
   std::printf("throughput cost of drift + isolation forest + patterns: %.1f %%\n", 100.0 * cost);
+  std::printf("time inside each operator (best rounds):");
+  for (const auto& [name, secs] : base.op_seconds) std::printf(" %s %.3f s", name.c_str(), secs);
+  std::printf(" | with QC:");
+  for (const auto& [name, secs] : qc.op_seconds) std::printf(" %s %.3f s", name.c_str(), secs);
+  std::printf("\n");
   std::printf(
       "{\"bench\":\"anomaly\",\"messages\":%llu,\"readings\":%llu,\"base_readings_per_s\":%.0f,"
       "\"qc_readings_per_s\":%.0f,\"cost\":%.4f}\n",

@@ -158,6 +158,9 @@ TEST(InfluxSinkTest, EscapesTagsAndDropsMissingFields) {
   EXPECT_EQ(InfluxReadingLine(r),
             "readings,device=a\\ b\\,c\\=d,metric=pm25 qc_flags=\"\",provenance="
             "\"{\\\"device_id\\\":\\\"a b,c=d\\\",\\\"qc_flags\\\":[]}\" 5");
+  r.qc_score = 1.5f;  // scored by QC: the field appears
+  EXPECT_NE(InfluxReadingLine(r).find(" qc_score=1.5,qc_flags="), std::string::npos)
+      << InfluxReadingLine(r);
 }
 
 TEST(InfluxSinkTest, BuffersWhileTheServerIsDownAndDrainsWhenItComesUp) {

@@ -187,6 +187,8 @@ std::string InfluxReadingLine(const Reading& r, const std::vector<std::string>& 
   f.Num("lon", r.lon);
   if (r.h3 != 0) f.Str("h3", h3::CellToString(r.h3));
   if (r.s2 != 0) f.Str("s2", S2CellToken(r.s2));
+  // The QC score only when QC scored the reading above 0 (absent reads as 0).
+  if (r.qc_score != 0.0f) f.Num("qc_score", r.qc_score);
   f.Str("qc_flags", QcFlagsToString(r.flags));
   f.Str("provenance", ProvenanceToJson(r.prov, r.device, r.flags));
   out.push_back(' ');

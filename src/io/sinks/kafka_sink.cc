@@ -58,6 +58,7 @@ void AppendReadingFields(std::string& out, const Reading& r,
     AppendExtraZonesJson(r, zone_layers, out);
   }
   if (r.s2 != 0) AddString(out, "s2", S2CellToken(r.s2));
+  AddNumber(out, "qc_score", r.qc_score);
   out += ",\"provenance\":";
   out += ProvenanceToJson(r.prov, r.device, r.flags);
 }

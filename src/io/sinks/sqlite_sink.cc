@@ -124,7 +124,8 @@ CREATE TABLE IF NOT EXISTS late (
   zone_id TEXT,
   h3 TEXT,
   qc_flags TEXT NOT NULL DEFAULT '',
-  provenance TEXT
+  provenance TEXT,
+  qc_score REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS late_key ON late (event_time_us, device_id, metric, window);
 CREATE VIEW IF NOT EXISTS latest_windows AS
@@ -240,9 +241,9 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12))sql";
 constexpr std::string_view kInsertLate = R"sql(
 INSERT OR IGNORE INTO late (window, device_id, metric, value, event_time_us, event_time,
   arrival_time_us, arrival_time, lateness_us, lateness_s, watermark_us, watermark, lat,
-  lon, zone_id, h3, qc_flags, provenance, geom)
+  lon, zone_id, h3, qc_flags, provenance, geom, qc_score)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-  ?18, ?19))sql";
+  ?18, ?19, ?20))sql";
 
 enum TableIndex : int { kReadings = 0, kWindows, kQuarantine, kLate, kTableCount };
 constexpr std::string_view kTableNames[kTableCount] = {"readings", "windows", "quarantine", "late"};
@@ -723,6 +724,7 @@ Status SqliteSink::InsertLate(const LateRecord& l, uint64_t& inserted, GeoBounds
   json_ = ProvenanceToJson(r.prov, r.device, r.flags);
   s.BindText(18, json_);
   BindGeom(s, 19, r.lon, r.lat, geom_buf_);
+  s.BindDouble(20, r.qc_score);
   return StepInsert(s, inserted, &bounds, r.lon, r.lat);
 }
 
@@ -894,6 +896,11 @@ Status ApplySchema(SqliteDb& db) {
       TRIB_RETURN_IF_ERROR(db.Exec(std::string("ALTER TABLE readings ADD COLUMN ") + column));
     }
   }
+  // The QC score of late readings, added where missing.
+  TRIB_ASSIGN_OR_RETURN(
+      int64_t late_score,
+      db.QueryInt("SELECT count(*) FROM pragma_table_info('late') WHERE name = 'qc_score'"));
+  if (late_score == 0) TRIB_RETURN_IF_ERROR(db.Exec("ALTER TABLE late ADD COLUMN qc_score REAL"));
   return db.Exec("INSERT OR IGNORE INTO schema_version (version, applied_at, applied_by) VALUES (" +
                  std::to_string(kSqliteSchemaVersion) + ", '" + FormatTime(NowUs()) +
                  "', 'tributary')");

@@ -394,6 +394,7 @@ TEST_F(SqliteSinkTest, RoundTripsLateRecords) {
   Batch b;
   LateRecord l;
   l.reading = FullReading();
+  l.reading.qc_score = 1.25f;  // a QC check flagged it before it missed its window
   l.window = Intern("device_1m");
   l.lateness = 90 * kMicrosPerSecond + 250000;
   l.watermark = kT0 + 20 * kMicrosPerMinute;
@@ -412,7 +413,7 @@ TEST_F(SqliteSinkTest, RoundTripsLateRecords) {
   auto stmt = db->Prepare(
       "SELECT window, device_id, metric, value, event_time_us, event_time, arrival_time_us, "
       "arrival_time, lateness_us, lateness_s, watermark_us, watermark, lat, lon, zone_id, h3, "
-      "qc_flags, provenance FROM late ORDER BY id");
+      "qc_flags, provenance, qc_score FROM late ORDER BY id");
   ASSERT_TRUE(stmt.ok()) << stmt.status().ToString();
   ASSERT_TRUE(*stmt->Step());
   EXPECT_EQ(stmt->ColumnText(0), "device_1m");
@@ -438,10 +439,13 @@ TEST_F(SqliteSinkTest, RoundTripsLateRecords) {
   ASSERT_EQ(parser.parse(prov).get(doc), simdjson::SUCCESS) << prov;
   EXPECT_EQ(std::string_view(doc["calibration_date"]), "2024-03-01");
 
+  EXPECT_DOUBLE_EQ(stmt->ColumnDouble(18), 1.25);
+
   ASSERT_TRUE(*stmt->Step());
   EXPECT_TRUE(stmt->ColumnIsNull(3));  // NaN value → NULL
   EXPECT_EQ(stmt->ColumnInt(8), 0);
-  EXPECT_TRUE(stmt->ColumnIsNull(10));  // no watermark yet
+  EXPECT_DOUBLE_EQ(stmt->ColumnDouble(18), 0.0);  // QC did not run
+  EXPECT_TRUE(stmt->ColumnIsNull(10));            // no watermark yet
   EXPECT_TRUE(stmt->ColumnIsNull(11));
   EXPECT_TRUE(stmt->ColumnIsNull(12));
   EXPECT_FALSE(*stmt->Step());

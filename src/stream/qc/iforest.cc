@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "ingest/device_registry.h"
@@ -23,10 +24,12 @@ IsolationForest IsolationForest::Train(const std::vector<float>& rows, size_t di
                                        const Options& options) {
   IsolationForest f;
   f.dims_ = dims;
-  if (dims == 0 || rows.size() < dims) return f;
+  if (dims == 0 || dims > UINT16_MAX || rows.size() < dims) return f;
   size_t n = rows.size() / dims;
   size_t sample = std::min(n, std::max<size_t>(2, options.sample_size));
-  sample = std::min<size_t>(sample, 65535);
+  // A tree of `sample` vectors has at most 2·sample − 1 nodes: right-child offsets fit
+  // in 16 bits.
+  sample = std::min<size_t>(sample, 32767);
   f.norm_ = IsolationPathNormaliser(static_cast<double>(sample));
   if (f.norm_ <= 0) f.norm_ = 1;
   int max_depth = static_cast<int>(std::ceil(std::log2(static_cast<double>(sample))));
@@ -45,6 +48,8 @@ IsolationForest IsolationForest::Train(const std::vector<float>& rows, size_t di
     f.roots_.push_back(static_cast<uint32_t>(f.nodes_.size()));
     f.Grow(rows, idx, 0, sample, 0, max_depth, rng);
   }
+  f.nodes_.shrink_to_fit();
+  f.ComputeDepth();
   return f;
 }
 
@@ -55,10 +60,10 @@ void IsolationForest::Grow(const std::vector<float>& rows, std::vector<uint32_t>
   size_t count = end - begin;
   auto leaf = [&] {
     nodes_[self].right = 0;
-    nodes_[self].size = static_cast<uint16_t>(count);
+    nodes_[self].feature = 0;
     // A leaf keeps its whole contribution to the path length, so scoring is a walk and
     // a sum: its depth plus the expected depth of the subtree never grown below it.
-    nodes_[self].split =
+    nodes_[self].value =
         static_cast<float>(depth + IsolationPathNormaliser(static_cast<double>(count)));
   };
   if (count <= 1 || depth >= max_depth) return leaf();
@@ -80,25 +85,65 @@ void IsolationForest::Grow(const std::vector<float>& rows, std::vector<uint32_t>
                               [&](uint32_t r) { return rows[r * dims_ + feature] < split; });
     size_t m = static_cast<size_t>(mid - idx.begin());
     nodes_[self].feature = static_cast<uint16_t>(feature);
-    nodes_[self].split = split;
+    nodes_[self].value = split;
     Grow(rows, idx, begin, m, depth + 1, max_depth, rng);
-    nodes_[self].right = static_cast<uint32_t>(nodes_.size());
+    nodes_[self].right = static_cast<uint16_t>(nodes_.size() - self);
     Grow(rows, idx, m, end, depth + 1, max_depth, rng);
     return;
   }
   leaf();  // every feature constant: nothing left to isolate
 }
 
+bool IsolationForest::ComputeDepth() {
+  depth_ = 0;
+  // Depth-first order: walk each tree with an explicit stack of (node, depth).
+  std::vector<std::pair<uint32_t, uint32_t>> stack;
+  for (size_t t = 0; t < roots_.size(); ++t) {
+    uint32_t end = t + 1 < roots_.size() ? roots_[t + 1] : static_cast<uint32_t>(nodes_.size());
+    stack.assign(1, {roots_[t], 0});
+    while (!stack.empty()) {
+      auto [i, d] = stack.back();
+      stack.pop_back();
+      // Every node of a tree lies inside its run, so a walk never leaves its tree.
+      if (i < roots_[t] || i >= end || d > 64) return false;
+      const Node& n = nodes_[i];
+      if (n.right == 0) {
+        depth_ = std::max(depth_, d);
+        continue;
+      }
+      if (n.feature >= dims_ || n.right < 2) return false;
+      stack.push_back({i + 1, d + 1});
+      stack.push_back({i + n.right, d + 1});
+    }
+  }
+  return true;
+}
+
 double IsolationForest::Score(const float* x) const {
   if (roots_.empty()) return NAN;
+  // Trees in groups of kLanes, walked level by level: the lanes' loads are independent,
+  // so their cache misses overlap (a model of 100 trees × 256 is ~400 KB per device and
+  // rarely in cache when the next message of that device comes). The sum runs in tree
+  // order, so the score equals that of walking the trees one by one.
+  constexpr size_t kLanes = 32;
+  const Node* nodes = nodes_.data();
   double total = 0;
-  for (uint32_t root : roots_) {
-    uint32_t i = root;
-    while (nodes_[i].right != 0) {
-      const Node& n = nodes_[i];
-      i = x[n.feature] < n.split ? i + 1 : n.right;
+  uint32_t cur[kLanes];
+  for (size_t t0 = 0; t0 < roots_.size(); t0 += kLanes) {
+    const size_t lanes = std::min(kLanes, roots_.size() - t0);
+    for (size_t k = 0; k < lanes; ++k) cur[k] = roots_[t0 + k];
+    for (uint32_t d = 0; d < depth_; ++d) {
+      for (size_t k = 0; k < lanes; ++k) {
+        const Node n = nodes[cur[k]];
+        // Left is the next node, right `right` nodes on; a leaf (right 0) stays. Written
+        // as arithmetic, not a branch: the comparison is a coin toss for the predictor.
+        const uint32_t right = n.right;
+        const uint32_t left = right != 0 ? 1u : 0u;
+        const uint32_t go_left = x[n.feature] < n.value ? 1u : 0u;
+        cur[k] += right + go_left * (left - right);  // modulo 2^32: left or right
+      }
     }
-    total += nodes_[i].split;  // the leaf's path length
+    for (size_t k = 0; k < lanes; ++k) total += nodes[cur[k]].value;  // leaf path lengths
   }
   double mean = total / static_cast<double>(roots_.size());
   return std::exp2(-mean / norm_);
@@ -110,11 +155,14 @@ void IsolationForest::Encode(CheckpointWriter& out) const {
   out.U64(roots_.size());
   for (uint32_t r : roots_) out.U64(r);
   out.U64(nodes_.size());
-  for (const Node& n : nodes_) {
-    out.F64(n.split);
-    out.U64(n.right);
+  // Per node: threshold or path length, absolute index of the right child (0: leaf),
+  // feature, and a leaf size that is no longer kept (0).
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    out.F64(n.value);
+    out.U64(n.right == 0 ? 0 : i + n.right);
     out.U64(n.feature);
-    out.U64(n.size);
+    out.U64(0);
   }
 }
 
@@ -129,21 +177,24 @@ IsolationForest IsolationForest::Decode(CheckpointReader& in) {
   f.nodes_.reserve(nodes);
   for (uint64_t i = 0; i < nodes && in.ok(); ++i) {
     Node n;
-    n.split = static_cast<float>(in.F64());
-    n.right = static_cast<uint32_t>(in.U64());
-    n.feature = static_cast<uint16_t>(in.U64());
-    n.size = static_cast<uint16_t>(in.U64());
-    f.nodes_.push_back(n);
-  }
-  // A corrupt index must not walk out of the node array.
-  for (const Node& n : f.nodes_) {
-    if (n.right >= f.nodes_.size() || n.feature >= std::max<size_t>(f.dims_, 1)) {
+    n.value = static_cast<float>(in.F64());
+    uint64_t right = in.U64();
+    uint64_t feature = in.U64();
+    (void)in.U64();  // leaf size
+    // A corrupt index must not walk out of its tree (checked whole by ComputeDepth).
+    if (right != 0 && (right <= i + 1 || right - i > UINT16_MAX)) {
       in.Fail("isolation forest node out of range");
     }
+    if (feature >= std::max<size_t>(f.dims_, 1)) in.Fail("isolation forest feature out of range");
+    n.right = right == 0 ? 0 : static_cast<uint16_t>(right - i);
+    n.feature = right == 0 ? 0 : static_cast<uint16_t>(feature);
+    f.nodes_.push_back(n);
   }
-  for (uint32_t r : f.roots_) {
-    if (r >= f.nodes_.size()) in.Fail("isolation forest root out of range");
+  for (size_t t = 0; t < f.roots_.size(); ++t) {
+    bool ordered = t == 0 ? f.roots_[t] == 0 : f.roots_[t] > f.roots_[t - 1];
+    if (!ordered || f.roots_[t] >= f.nodes_.size()) in.Fail("isolation forest root out of range");
   }
+  if (in.ok() && !f.ComputeDepth()) in.Fail("isolation forest tree malformed");
   if (!in.ok()) return IsolationForest{};
   return f;
 }
@@ -383,26 +434,59 @@ Status AnomalyOperator::Process(Batch& batch) {
     if (std::any_of(s.latest.begin(), s.latest.end(), [](float v) { return std::isnan(v); })) {
       continue;
     }
+    if (!s.candidate) {
+      // Scored after the loop, grouped by model (see the header): the vector as it is now
+      // and the model current now.
+      pending_.push_back(
+          PendingScore{s.current, static_cast<uint32_t>(begin), static_cast<uint32_t>(j)});
+      pending_vectors_.insert(pending_vectors_.end(), s.latest.begin(), s.latest.end());
+      continue;
+    }
+    // In a shadow period at once: the agreement count and the hand-over at the period's
+    // end follow the readings in order.
     double score = s.current->Score(s.latest.data());
     bool flag = score >= options_.threshold;
-    for (size_t k = begin; k < j; ++k) {
-      Reading& r = rs[k];
-      if (FeatureOf(r.metric) < 0 || !std::isfinite(r.value)) continue;
-      ++stats_.scored;
-      r.prov.anomaly_score = static_cast<float>(score);
-      if (flag) {
-        r.flags.Set(QcFlag::kAnomaly);
-        ++stats_.flagged;
-      }
-    }
-    if (s.candidate) {
-      bool other = s.candidate->Score(s.latest.data()) >= options_.threshold;
-      ++s.compared;
-      s.agree += other == flag;
-      if (t >= s.shadow_until) Promote(device, s);
+    Mark(rs, begin, j, score);
+    bool other = s.candidate->Score(s.latest.data()) >= options_.threshold;
+    ++s.compared;
+    s.agree += other == flag;
+    if (t >= s.shadow_until) Promote(device, s);
+  }
+  ScorePending(rs);
+  return Status::Ok();
+}
+
+void AnomalyOperator::Mark(std::vector<Reading>& rs, size_t begin, size_t end, double score) {
+  const bool flag = score >= options_.threshold;
+  for (size_t k = begin; k < end; ++k) {
+    Reading& r = rs[k];
+    if (FeatureOf(r.metric) < 0 || !std::isfinite(r.value)) continue;
+    ++stats_.scored;
+    r.prov.anomaly_score = static_cast<float>(score);
+    if (flag) {
+      r.flags.Set(QcFlag::kAnomaly);
+      ++stats_.flagged;
     }
   }
-  return Status::Ok();
+}
+
+void AnomalyOperator::ScorePending(std::vector<Reading>& rs) {
+  const size_t dims = options_.metrics.size();
+  // A batch holds several messages of most devices (1,024 messages of 200 devices: about
+  // five each); scoring them one model after the other reads each model from memory once
+  // per batch instead of once per message. A score depends only on its vector and model,
+  // so the order changes nothing.
+  order_.resize(pending_.size());
+  std::iota(order_.begin(), order_.end(), 0u);
+  std::stable_sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) {
+    return std::less<>()(pending_[a].model.get(), pending_[b].model.get());
+  });
+  for (uint32_t i : order_) {
+    const PendingScore& p = pending_[i];
+    Mark(rs, p.begin, p.end, p.model->Score(pending_vectors_.data() + size_t{i} * dims));
+  }
+  pending_.clear();
+  pending_vectors_.clear();
 }
 
 Status AnomalyOperator::Finish(Batch& out) {

@@ -18,7 +18,12 @@
 // latest values enters the device's history (a ring of `history` vectors). Every
 // reading of the device is scored with the device's current model on the vector that
 // includes it; at or above `threshold` the reading is flagged ANOMALY, and its score is
-// kept in Provenance::anomaly_score either way. No reading is dropped or changed.
+// kept in Provenance::anomaly_score either way. No reading is dropped or changed. The
+// readings of one message are scored once, together. Outside shadow periods the scores
+// of a batch are computed after its loop, grouped by model, so a device's model is read
+// from memory once per batch rather than once per message (a 100-tree model is ~300 KB,
+// and a batch of a busy source holds several messages of each device); the results are
+// those of scoring every message as it comes.
 //
 // Retraining. A device's first model is trained once it has `min_samples` vectors.
 // Every `retrain_every` of event time a candidate is trained on the current history and
@@ -85,26 +90,35 @@ class IsolationForest {
   size_t dims() const { return dims_; }
   size_t trees() const { return roots_.size(); }
   size_t nodes() const { return nodes_.size(); }
+  /// Bytes of the node arrays (what scoring reads).
+  size_t bytes() const { return nodes_.size() * sizeof(Node) + roots_.size() * sizeof(uint32_t); }
   bool trained() const { return !roots_.empty(); }
 
   void Encode(CheckpointWriter& out) const;
   static IsolationForest Decode(CheckpointReader& in);
 
  private:
-  // Trees are stored depth-first: a split node's left child follows it; `right` is the
-  // index of its right child. A leaf has right == 0, keeps its sample count, and in
-  // `split` its path length (depth + c(size)).
+  // Every tree is one contiguous run of 8-byte nodes in depth-first order, the trees one
+  // after another: a split node's left child follows it and `right` is the offset of its
+  // right child from the node; a leaf has right == 0 and in `value` its whole path
+  // length (depth + c(size)). Scoring walks all trees together, one level per pass
+  // (Score), so the node loads of different trees overlap instead of each tree's walk
+  // waiting on the previous one's cache misses; a leaf steps by 0, i.e. stays put, so
+  // every tree takes exactly `depth_` steps without a branch on the node kind.
   struct Node {
-    float split = 0;
-    uint32_t right = 0;
+    float value = 0;     // split: threshold (go left when x[feature] < value); leaf: path length
+    uint16_t right = 0;  // split: offset of the right child; leaf: 0
     uint16_t feature = 0;
-    uint16_t size = 0;
   };
+  static_assert(sizeof(Node) == 8);
   void Grow(const std::vector<float>& rows, std::vector<uint32_t>& idx, size_t begin, size_t end,
             int depth, int max_depth, SplitMix64& rng);
+  /// Steps from a root to the deepest leaf (0 for a lone leaf); false when malformed.
+  bool ComputeDepth();
 
   size_t dims_ = 0;
   double norm_ = 1;  // c(sample size actually used)
+  uint32_t depth_ = 0;
   std::vector<Node> nodes_;
   std::vector<uint32_t> roots_;
 };
@@ -167,7 +181,15 @@ class AnomalyOperator final : public Operator {
     uint64_t agree = 0, compared = 0;
     uint64_t trainings = 0;
   };
+  // A message to score once the batch's loop is done: its readings [begin, end) and the
+  // model current when it came (its vector is the i-th of `pending_vectors_`).
+  struct PendingScore {
+    std::shared_ptr<const IsolationForest> model;
+    uint32_t begin = 0, end = 0;
+  };
   int FeatureOf(Symbol metric) const;
+  void Mark(std::vector<Reading>& rs, size_t begin, size_t end, double score);
+  void ScorePending(std::vector<Reading>& rs);
   bool Watched(Symbol device);
   void Train(Symbol device, DeviceState& s, TimeUs t);
   void Promote(Symbol device, DeviceState& s);
@@ -177,6 +199,9 @@ class AnomalyOperator final : public Operator {
   std::unordered_map<uint32_t, bool> watched_;    // device id → matches `devices`
   std::unordered_map<uint32_t, DeviceState> devices_;
   std::vector<float> scratch_;
+  std::vector<PendingScore> pending_;
+  std::vector<float> pending_vectors_;
+  std::vector<uint32_t> order_;
   AnomalyStats stats_;
 };
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <random>
 #include <set>
+#include <utility>
 
 #include "sim_readings.h"
 #include "stream/checkpoint.h"
@@ -69,6 +70,41 @@ TEST(IsolationForestTest, NormaliserMatchesTheHarmonicSeries) {
   EXPECT_NEAR(IsolationPathNormaliser(256), exact, 0.01);
   EXPECT_EQ(IsolationPathNormaliser(1), 0);
   EXPECT_EQ(IsolationPathNormaliser(2), 1);
+}
+
+// A score is the mean path length over the trees, whatever the node layout: a forest of
+// one split (x < 0.5 left, else right) and two leaves scores by hand.
+TEST(IsolationForestTest, DecodedForestScoresByHandAndCorruptNodesAreRejected) {
+  auto encode = [](uint64_t right) {
+    CheckpointWriter w;
+    w.U64(1);    // dims
+    w.F64(1.0);  // normaliser
+    w.U64(1);    // one tree, rooted at node 0
+    w.U64(0);
+    w.U64(3);  // nodes: value, right child (absolute, 0 = leaf), feature, leaf size
+    for (auto [value, r] : {std::pair<double, uint64_t>{0.5, right}, {1.0, 0}, {3.0, 0}}) {
+      w.F64(value);
+      w.U64(r);
+      w.U64(0);
+      w.U64(0);
+    }
+    return w;
+  };
+  CheckpointWriter good = encode(2);
+  CheckpointReader r(good.bytes());
+  IsolationForest f = IsolationForest::Decode(r);
+  ASSERT_TRUE(r.status().ok());
+  const float low[] = {0.2f}, high[] = {0.9f};
+  EXPECT_DOUBLE_EQ(f.Score(low), std::exp2(-1.0));
+  EXPECT_DOUBLE_EQ(f.Score(high), std::exp2(-3.0));
+  // A right child outside the tree (or before its left child) must not be walked.
+  for (uint64_t bad : {1u, 3u, 7u}) {
+    CheckpointWriter w = encode(bad);
+    CheckpointReader rd(w.bytes());
+    IsolationForest g = IsolationForest::Decode(rd);
+    EXPECT_FALSE(rd.status().ok()) << bad;
+    EXPECT_FALSE(g.trained());
+  }
 }
 
 AnomalyOptions TestOptions() {

@@ -6,6 +6,7 @@
 
 #include "core/pipeline_config.h"
 #include "ingest/device_registry.h"
+#include "ingest/time_zone.h"
 #include "stream/checkpoint.h"
 
 namespace tributary {
@@ -58,12 +59,13 @@ uint64_t PairKey(uint32_t a, uint32_t b) {
 
 struct QcOperator::Baseline {
   struct Day {
-    int64_t day = INT64_MIN;  // UTC day number (event time / 1 d)
+    int64_t day = INT64_MIN;  // local day number (local time / 1 d)
     uint32_t count = 0;
-    std::vector<float> top;  // min-heap of the day's largest values
+    uint32_t size = 0;  // values held in the day's slice of Hour::tops
   };
   struct Hour {
-    std::vector<Day> days;  // ring indexed by day % baseline_days
+    std::vector<Day> days;    // ring indexed by day % baseline_days
+    std::vector<float> tops;  // per day `keep` slots: a min-heap of the day's largest values
     double threshold = NAN;
     int64_t computed_day = INT64_MIN;
     uint32_t added_since = 0;
@@ -72,31 +74,40 @@ struct QcOperator::Baseline {
 
   explicit Baseline(size_t keep_per_day) : keep(keep_per_day) {}
 
-  void Add(const QcOptions& o, int64_t day, int hour, double value) {
+  Hour& HourOf(const QcOptions& o, int hour) {
     std::unique_ptr<Hour>& h = hours[static_cast<size_t>(hour)];
     if (!h) {
       h = std::make_unique<Hour>();
       h->days.resize(static_cast<size_t>(o.baseline_days));
+      h->tops.resize(h->days.size() * keep);
     }
-    Day& d = h->days[static_cast<size_t>(FloorMod(day, o.baseline_days))];
+    return *h;
+  }
+
+  void Add(const QcOptions& o, int64_t day, int hour, double value) {
+    Hour& h = HourOf(o, hour);
+    const auto slot = static_cast<size_t>(FloorMod(day, o.baseline_days));
+    Day& d = h.days[slot];
+    // The day's values sit in one array with every other day's of this hour: one cache
+    // line or two rather than a heap block per day.
+    float* top = h.tops.data() + slot * keep;
     if (d.day != day) {
       d.day = day;
       d.count = 0;
-      d.top.clear();
-      d.top.reserve(keep);
+      d.size = 0;
     }
     ++d.count;
-    ++h->added_since;
+    ++h.added_since;
     auto v = static_cast<float>(value);
-    if (d.top.size() < keep) {
-      d.top.push_back(v);
-      std::push_heap(d.top.begin(), d.top.end(), std::greater<>());
-      h->changed = true;
-    } else if (keep > 0 && v > d.top.front()) {
-      std::pop_heap(d.top.begin(), d.top.end(), std::greater<>());
-      d.top.back() = v;
-      std::push_heap(d.top.begin(), d.top.end(), std::greater<>());
-      h->changed = true;
+    if (d.size < keep) {
+      top[d.size++] = v;
+      std::push_heap(top, top + d.size, std::greater<>());
+      h.changed = true;
+    } else if (keep > 0 && v > top[0]) {
+      std::pop_heap(top, top + d.size, std::greater<>());
+      top[d.size - 1] = v;
+      std::push_heap(top, top + d.size, std::greater<>());
+      h.changed = true;
     }
   }
 
@@ -122,10 +133,12 @@ struct QcOperator::Baseline {
     if (days_with_data < o.baseline_min_days) return NAN;
     scratch.clear();
     uint64_t n = 0;
-    for (const Day& d : h->days) {
+    for (size_t i = 0; i < h->days.size(); ++i) {
+      const Day& d = h->days[i];
       if (!in_window(d)) continue;
       n += d.count;
-      scratch.insert(scratch.end(), d.top.begin(), d.top.end());
+      const float* top = h->tops.data() + i * keep;
+      scratch.insert(scratch.end(), top, top + d.size);
     }
     if (scratch.empty()) return NAN;
     auto r = static_cast<size_t>(std::ceil((1.0 - percentile) * static_cast<double>(n)));
@@ -147,20 +160,25 @@ struct QcOperator::Baseline {
       out.U64(h->added_since);
       out.Bool(h->changed);
       out.U64(h->days.size());
-      for (const Day& d : h->days) {
+      for (size_t i = 0; i < h->days.size(); ++i) {
+        const Day& d = h->days[i];
         out.I64(d.day == INT64_MIN ? 0 : d.day);
         out.Bool(d.day != INT64_MIN);
         out.U64(d.count);
-        out.U64(d.top.size());
-        for (float v : d.top) out.F64(v);
+        out.U64(d.size);
+        for (uint32_t k = 0; k < d.size; ++k) out.F64(h->tops[i * keep + k]);
       }
     }
   }
 
   static std::unique_ptr<Baseline> Decode(CheckpointReader& in) {
     auto b = std::make_unique<Baseline>(static_cast<size_t>(in.U64()));
+    if (b->keep > 10000) {
+      in.Fail("qc: baseline keep out of range");
+      return b;
+    }
     for (auto& h : b->hours) {
-      if (!in.Bool()) continue;
+      if (!in.Bool() || !in.ok()) continue;
       h = std::make_unique<Hour>();
       h->threshold = in.F64();
       int64_t computed = in.I64();
@@ -168,12 +186,20 @@ struct QcOperator::Baseline {
       h->added_since = static_cast<uint32_t>(in.U64());
       h->changed = in.Bool();
       h->days.resize(static_cast<size_t>(in.Count()));
-      for (Day& d : h->days) {
+      h->tops.resize(h->days.size() * b->keep);
+      for (size_t i = 0; i < h->days.size() && in.ok(); ++i) {
+        Day& d = h->days[i];
         int64_t day = in.I64();
         d.day = in.Bool() ? day : INT64_MIN;
         d.count = static_cast<uint32_t>(in.U64());
-        d.top.resize(static_cast<size_t>(in.Count()));
-        for (float& v : d.top) v = static_cast<float>(in.F64());
+        uint64_t size = in.Count();
+        if (size > b->keep) {
+          in.Fail("qc: baseline day holds more values than it keeps");
+          break;
+        }
+        d.size = static_cast<uint32_t>(size);
+        for (uint32_t k = 0; k < d.size; ++k)
+          h->tops[i * b->keep + k] = static_cast<float>(in.F64());
       }
     }
     return b;
@@ -386,8 +412,12 @@ const SectionSpec& QcSectionSpec() {
           {"baseline_min_days", OptionType::kInt, "7",
            "Days with data at an hour of day before its baseline judges.", "1..366"},
           {"baseline_percentile", OptionType::kDouble, "0.99",
-           "BASELINE_EXCEEDED above this trailing percentile of the same UTC hour of day.",
+           "BASELINE_EXCEEDED above this trailing percentile of the same hour of day.",
            "0.5..0.9999"},
+          {"baseline_time_zone", OptionType::kString, "UTC",
+           "IANA time zone (`Europe/Berlin`) whose local hours of day and days the baselines "
+           "are kept by, so that a rush hour keeps its baseline across daylight-saving "
+           "changes."},
           {"baseline_keep", OptionType::kInt, "4",
            "Largest values kept per sensor, hour of day and day; exact while no day holds more "
            "of the window's top (1 − percentile) share.",
@@ -477,6 +507,12 @@ Result<QcOptions> ParseQcOptions(const PipelineConfig& config) {
   o.baseline_keep = static_cast<size_t>(keep);
   o.baseline_zone_keep = static_cast<size_t>(zone_keep);
   TRIB_ASSIGN_OR_RETURN(o.baseline_zones, r.GetBool("baseline_zones"));
+  TRIB_ASSIGN_OR_RETURN(std::string tz, r.GetString("baseline_time_zone"));
+  if (!tz.empty() && tz != "UTC") {
+    Result<std::shared_ptr<const TimeZone>> zone = TimeZone::Load(tz);
+    if (!zone.ok()) return r.Error("baseline_time_zone", zone.status().message());
+    o.baseline_time_zone = std::move(zone).value();
+  }
   TRIB_ASSIGN_OR_RETURN(o.neighbor_radius_m, r.GetDouble("neighbor_radius"));
   TRIB_ASSIGN_OR_RETURN(int64_t nmin, r.GetInt("neighbor_min"));
   o.neighbor_min = static_cast<size_t>(nmin);
@@ -611,8 +647,10 @@ float QcOperator::Check(Reading& r) {
   }
 
   const bool keep_history = (r.flags.bits & kExcludedFromHistory) == 0;
-  const int64_t day = FloorDiv(r.event_time, kMicrosPerDay);
-  const int hour = static_cast<int>(FloorDiv(r.event_time, kMicrosPerHour) - day * kHoursPerDay);
+  // Local day and hour of the baselines' time zone (UTC: none to add).
+  const TimeUs local = r.event_time + BaselineOffset(r.event_time);
+  const int64_t day = FloorDiv(local, kMicrosPerDay);
+  const int hour = static_cast<int>(FloorDiv(local, kMicrosPerHour) - day * kHoursPerDay);
 
   // Trailing percentile baselines of the sensor and of its zone at this hour of day.
   if (lim.Has(QcCheck::kBaseline)) {
@@ -704,6 +742,17 @@ float QcOperator::Check(Reading& r) {
     }
   }
   return static_cast<float>(score);
+}
+
+int64_t QcOperator::BaselineOffset(TimeUs t) {
+  if (!options_.baseline_time_zone) return 0;
+  const int64_t slot = FloorDiv(t, 15 * kMicrosPerMinute);
+  if (slot != offset_slot_) {
+    offset_slot_ = slot;
+    const int64_t slot_start_s = slot * 15 * 60;
+    offset_us_ = int64_t{options_.baseline_time_zone->OffsetAt(slot_start_s)} * kMicrosPerSecond;
+  }
+  return offset_us_;
 }
 
 Status QcOperator::Process(Batch& batch) {

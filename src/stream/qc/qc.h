@@ -10,10 +10,12 @@
 //   rate of change  |Δvalue| / Δt (per minute, event time) above the metric's physical
 //                   limit; flagged RATE_OF_CHANGE.
 //   baseline        the value above the `baseline_percentile` of the trailing
-//                   `baseline_days` days at the same UTC hour of day, per sensor and per
+//                   `baseline_days` days at the same hour of day, per sensor and per
 //                   zone (seed 001: rolling percentile baselines instead of fixed
 //                   thresholds); flagged BASELINE_EXCEEDED once the baseline holds
-//                   `baseline_min_days` days.
+//                   `baseline_min_days` days. Hours and days are local ones of
+//                   `baseline_time_zone` (UTC by default), so a rush hour keeps its
+//                   baseline across a daylight-saving change.
 //   neighbours      robust z of the value against the median and MAD of the latest
 //                   values of the same metric from other sensors within
 //                   `neighbor_radius_m` (reported within `neighbor_max_age`); flagged
@@ -57,6 +59,7 @@
 namespace tributary {
 
 struct PipelineConfig;
+class TimeZone;
 
 /// Bits of QcMetricLimits::checks.
 enum class QcCheck : uint32_t {
@@ -111,6 +114,8 @@ struct QcOptions {
   size_t baseline_keep = 4;        ///< largest values kept per sensor, hour and day
   size_t baseline_zone_keep = 64;  ///< largest values kept per zone, hour and day
   bool baseline_zones = true;      ///< also judge against the reading's zone baseline
+  /// Zone of the baselines' hours and days; null = UTC.
+  std::shared_ptr<const TimeZone> baseline_time_zone;
   double neighbor_radius_m = 2000.0;
   size_t neighbor_min = 3;
   DurationUs neighbor_max_age = 15 * kMicrosPerMinute;
@@ -186,6 +191,9 @@ class QcOperator : public Operator {
   };
   KeyState& StateOf(const Reading& r);
   float Check(Reading& r);
+  /// Offset (µs) of `baseline_time_zone` at `t`, cached per quarter hour of UTC time
+  /// (offsets change on quarter hours).
+  int64_t BaselineOffset(TimeUs t);
 
   QcOptions options_;
   std::function<std::string(Symbol)> model_lookup_;
@@ -198,6 +206,8 @@ class QcOperator : public Operator {
   std::unordered_map<uint32_t, std::unique_ptr<NeighborGrid>> grids_;  ///< by metric id
   std::vector<double> scratch_;
   std::vector<double> scratch2_;
+  int64_t offset_slot_ = INT64_MIN;  ///< quarter hour of `offset_us_`
+  int64_t offset_us_ = 0;
 };
 
 /// Build the QC operator of `config` (null when `qc.enabled` is false).

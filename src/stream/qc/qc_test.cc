@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/intern.h"
+#include "ingest/time_zone.h"
 
 namespace tributary {
 namespace {
@@ -105,6 +106,48 @@ TEST(QcOperatorTest, RateOfChangeAgainstThePhysicalLimit) {
   EXPECT_FALSE(batch.readings[3].flags.Has(QcFlag::kRateOfChange));
   EXPECT_GT(batch.readings[2].qc_score, 1.0f);
   EXPECT_LT(batch.readings[3].qc_score, 1.0f);
+}
+
+// Baselines by local hour: a sensor's morning hour (08:00 in Berlin) is 07:00 UTC before
+// the change to summer time on 2024-03-31 and 06:00 UTC after it. Kept by local hour,
+// the baseline of 08:00 has ten days behind it and judges a high reading; kept by UTC
+// hour, 06:00 has only three and does not judge yet.
+TEST(QcOperatorTest, BaselinesFollowTheLocalHourAcrossDaylightSaving) {
+  constexpr TimeUs kMar24 = 1711238400LL * 1000000;  // 2024-03-24T00:00:00Z
+  constexpr TimeUs kDay = 24 * 60 * kMinute;
+  constexpr TimeUs kHour = 60 * kMinute;
+  const Symbol device = Intern("aq-tz"), metric = Intern("pm25");
+  auto run = [&](const char* zone) {
+    QcOptions o = DefaultQcOptions();
+    o.baseline_zones = false;
+    QcRule only_baseline;
+    only_baseline.checks = static_cast<uint32_t>(QcCheck::kBaseline);
+    o.rules.push_back(only_baseline);
+    if (zone != nullptr) {
+      Result<std::shared_ptr<const TimeZone>> tz = TimeZone::Load(zone);
+      EXPECT_TRUE(tz.ok()) << tz.status().ToString();
+      o.baseline_time_zone = *tz;
+    }
+    QcOperator op(o);
+    Batch b;
+    for (int d = 0; d < 10; ++d) {
+      // 08:00 local: UTC + 1 h until 31 March 01:00 UTC, UTC + 2 h after.
+      const TimeUs local8 = kMar24 + d * kDay + (d < 7 ? 7 : 6) * kHour;
+      for (int i = 0; i < 20; ++i) {
+        b.readings.push_back(MakeReading(device, metric, local8 + 3 * i * kMinute, 10 + i % 5));
+      }
+    }
+    const TimeUs judged = kMar24 + 10 * kDay + 6 * kHour + 30 * kMinute;  // 08:30 local
+    b.readings.push_back(MakeReading(device, metric, judged, 50));
+    b.readings.push_back(MakeReading(device, metric, judged + 3 * kMinute, 11));
+    EXPECT_TRUE(op.Process(b).ok());
+    const Reading& high = b.readings[b.readings.size() - 2];
+    const Reading& usual = b.readings.back();
+    EXPECT_FALSE(usual.flags.Has(QcFlag::kBaselineExceeded));
+    return high.flags.Has(QcFlag::kBaselineExceeded);
+  };
+  EXPECT_TRUE(run("Europe/Berlin"));
+  EXPECT_FALSE(run(nullptr));
 }
 
 }  // namespace
