@@ -90,13 +90,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
     TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Source> source, registry.MakeSource(entry));
     p->sources_.push_back(std::move(source));
   }
+  // Partition-owned state: a kafka sink with a state changelog (the sinks themselves are
+  // made last, as symbols are interned in the order stages are built).
   for (const SinkEntry& entry : p->config_.sinks) {
-    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, registry.MakeSink(entry));
-    if (const auto* kafka = dynamic_cast<const KafkaSink*>(sink.get())) {
-      if (!kafka->options().state_topic.empty()) p->partition_state_ = true;
-    }
-    p->sinks_.push_back(std::move(sink));
-    p->sink_names_.push_back(entry.name);
+    if (entry.type != "kafka") continue;
+    Result<KafkaSinkOptions> kafka = ParseKafkaSinkOptions(entry.options, entry.name);
+    if (kafka.ok() && !kafka->state_topic.empty()) p->partition_state_ = true;
   }
   TRIB_ASSIGN_OR_RETURN(p->ingest_, IngestStage::Make(p->config_));
   p->ingest_->SetPartitionState(p->partition_state_);
@@ -165,6 +164,11 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
           [devices](Symbol device) { return devices->ExpectedInterval(device.view()); });
     }
     p->operators_.push_back(std::move(alerts));
+  }
+  for (const SinkEntry& entry : p->config_.sinks) {
+    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, registry.MakeSink(entry));
+    p->sinks_.push_back(std::move(sink));
+    p->sink_names_.push_back(entry.name);
   }
   if (p->partition_state_) TRIB_RETURN_IF_ERROR(p->CheckPartitionState());
   return p;
