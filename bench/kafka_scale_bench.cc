@@ -1,8 +1,11 @@
 // Scaling out: 1 against 2 `tributary run` worker processes in one consumer group on a
 // librdkafka mock cluster (3 brokers inside this process, loopback TCP).
 //
-//   build/ci/bench/kafka_scale_bench [messages] [partitions] [tributary binary]
+//   build/ci/bench/kafka_scale_bench [messages] [partitions] [tributary binary] [state]
 //
+// With `state` the workers keep partition-owned state (docs/SCALING.md): checkpoints
+// every second, each one Kafka transaction with the output, the offsets and the state of
+// every partition on a changelog topic.
 // The input (JSON readings keyed by device, 1000 devices) is produced once, untimed.
 // For each worker count the workers start together with a fresh group and a pipeline
 // of kafka source → decode/validate/dedup → 1-minute windows per device → kafka sink;
@@ -78,8 +81,8 @@ struct Figures {
 };
 
 Figures RunWorkers(int workers, const std::string& binary, const std::string& bootstrap,
-                   long messages, int partitions, const std::string& dir) {
-  const std::string group = "scale-" + std::to_string(workers);
+                   long messages, int partitions, const std::string& dir, bool state) {
+  const std::string group = "scale-" + std::to_string(workers) + (state ? "-state" : "");
   std::vector<pid_t> pids;
   for (int w = 0; w < workers; ++w) {
     const std::string config = dir + "/" + group + "-" + std::to_string(w) + ".yaml";
@@ -94,6 +97,14 @@ Figures RunWorkers(int workers, const std::string& binary, const std::string& bo
                           << "sinks:\n  - name: out\n    type: kafka\n    brokers: " << bootstrap
                           << "\n    readings_topic: scale.out\n    windows_topic: ''\n"
                           << "    properties: [linger.ms=20, batch.num.messages=10000]\n";
+    if (state) {
+      // Partition-owned state (docs/SCALING.md): checkpoints every second, each one
+      // transaction with the output, the offsets and every partition's state.
+      std::ofstream(config, std::ios::app)
+          << "    breaker: false\n    transactional_id: " << group << "-" << w
+          << "\n    checkpoint_topic: " << group << ".checkpoints\n    state_topic: " << group
+          << ".state\nqc:\n  enabled: false\ncheckpoint:\n  enabled: true\n  interval: 1s\n";
+    }
     pids.push_back(Spawn(binary, config, dir + "/" + group + "-" + std::to_string(w),
                          dir + "/" + group + "-" + std::to_string(w) + ".log"));
     if (pids.back() < 0) Die("cannot start " + binary);
@@ -126,6 +137,8 @@ int main(int argc, char** argv) {
   const long messages = argc > 1 ? std::atol(argv[1]) : 300'000;
   const int partitions = argc > 2 ? std::atoi(argv[2]) : 12;
   const std::string binary = argc > 3 ? argv[3] : "build/ci/tributary";
+  // "state": workers keep partition-owned state in a changelog topic.
+  const bool state = argc > 4 && std::string(argv[4]) == "state";
   if (access(binary.c_str(), X_OK) != 0) Die(binary + " is not an executable (third argument)");
 
   Result<KafkaConf> owner_conf = MakeKafkaConf({{"log_level", "3"}});
@@ -166,18 +179,19 @@ int main(int argc, char** argv) {
                partitions);
   char dir_template[] = "/tmp/kafka_scale_bench_XXXXXX";
   if (mkdtemp(dir_template) == nullptr) Die("mkdtemp");
-  Figures one = RunWorkers(1, binary, bootstrap, messages, partitions, dir_template);
+  Figures one = RunWorkers(1, binary, bootstrap, messages, partitions, dir_template, state);
   std::printf("1 worker:  %ld records in %.2f s: %.0f records/s\n", messages, one.seconds,
               one.records_per_s);
-  Figures two = RunWorkers(2, binary, bootstrap, messages, partitions, dir_template);
+  Figures two = RunWorkers(2, binary, bootstrap, messages, partitions, dir_template, state);
   std::printf("2 workers: %ld records in %.2f s: %.0f records/s\n", messages, two.seconds,
               two.records_per_s);
   const double ratio = two.records_per_s / one.records_per_s;
   std::printf("ratio 2 workers / 1 worker: %.2f\n", ratio);
   std::printf(
-      "{\"bench\":\"kafka_scale\",\"messages\":%ld,\"partitions\":%d,\"one_worker_per_s\":%.0f,"
+      "{\"bench\":\"kafka_scale\",\"state\":%s,\"messages\":%ld,\"partitions\":%d,\"one_worker_per_"
+      "s\":%.0f,"
       "\"two_workers_per_s\":%.0f,\"ratio\":%.3f}\n",
-      messages, partitions, one.records_per_s, two.records_per_s, ratio);
+      state ? "true" : "false", messages, partitions, one.records_per_s, two.records_per_s, ratio);
   rd_kafka_mock_cluster_destroy(cluster);
   return 0;
 }

@@ -17,6 +17,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -221,6 +222,14 @@ struct SpatialStats {
 
 /// The unit of work between stages: everything a stage produced for one slice of
 /// input. Stages consume what they own and pass the rest through unchanged.
+/// Partition-owned state (docs/SCALING.md): what a process holds of one input
+/// partition as of a checkpoint.
+struct PartitionState {
+  std::string key;      ///< "<topic>/<partition>"
+  int64_t offset = -1;  ///< next offset to read; -1: none stored (the group's position)
+  std::string state;    ///< the stages' state of the partition; empty: none stored
+};
+
 struct Batch {
   std::vector<Reading> readings;  ///< accepted readings (after the window stage)
   std::vector<QuarantineRecord> quarantine;
@@ -235,6 +244,9 @@ struct Batch {
   /// -1 for batches an operator emitted on its own (idle timers, the final flush).
   int32_t source_index = -1;
   uint64_t source_checkpoint = 0;
+  /// On a checkpoint barrier with partition-owned state: the state of every partition
+  /// the process holds, for the sink that writes the changelog inside the checkpoint.
+  std::shared_ptr<const std::vector<PartitionState>> partition_states;
 
   bool empty() const {
     return readings.empty() && quarantine.empty() && late.empty() && windows.empty() &&
@@ -264,6 +276,9 @@ struct RawBatch {
   /// With checkpoints on: where the source stands after this batch, for
   /// Source::RestorePosition (opaque to everyone else).
   std::string position;
+  /// Partitions just assigned to this process, with their stored state, to restore
+  /// before any record of this batch (partition-owned state, docs/SCALING.md).
+  std::vector<PartitionState> restores;
 
   void Add(std::string_view payload, TimeUs arrival, Symbol topic = {}, int64_t offset = -1,
            int32_t partition = -1) {
@@ -287,6 +302,7 @@ struct RawBatch {
     records.clear();
     end_of_stream = false;
     checkpoint = 0;
+    restores.clear();
   }
 };
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 namespace tributary {
 
 class Source;
+class Sink;
 
 struct RunContext {
   const PipelineConfig* config = nullptr;
@@ -23,6 +25,15 @@ struct RunContext {
   /// transactional Kafka sink asks a Kafka source of the same pipeline for the consumer
   /// offsets its transaction commits (io/sinks/kafka_sink.h). Not owned.
   std::vector<Source*> sources;
+  /// The run's sinks by index, likewise (a kafka source finds the sink that writes the
+  /// partition state changelog). Not owned.
+  std::vector<Sink*> sinks;
+  /// Partition-owned state (docs/SCALING.md), set by the runtime when it keeps state per
+  /// partition: a source calls it, on its own thread, for partitions it is about to give
+  /// up. The process thread takes a checkpoint covering every batch handed on so far
+  /// (their state goes into the changelog), then drops their state; the call returns
+  /// once that checkpoint committed — true — or false when it failed or the run ended.
+  std::function<bool(const std::vector<std::string>& partitions)> revoke_partitions;
   bool stopping() const { return stop != nullptr && stop->load(std::memory_order_relaxed); }
 };
 

@@ -36,11 +36,25 @@ uint64_t Deduplicator::Fingerprint(Symbol device, Symbol metric, TimeUs event_ti
   return h == 0 ? 1 : h;
 }
 
+uint64_t Deduplicator::TextFingerprint(std::string_view device, std::string_view metric,
+                                       TimeUs event_time) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a over device, a separator, metric
+  auto add = [&h](std::string_view s) {
+    for (char c : s) h = (h ^ static_cast<uint8_t>(c)) * 0x100000001b3ULL;
+  };
+  add(device);
+  h = (h ^ 0xffu) * 0x100000001b3ULL;
+  add(metric);
+  h = Mix(Mix(h) ^ Mix(static_cast<uint64_t>(event_time)));
+  return h == 0 ? 1 : h;
+}
+
 bool Deduplicator::IsDuplicate(Symbol device, Symbol metric, TimeUs event_time) {
   if (horizon_ == 0) return false;
   if (max_time_ == kMinTime || event_time > max_time_) AdvanceTo(event_time);
   if (event_time < max_time_ - horizon_) return false;
-  uint64_t fp = Fingerprint(device, metric, event_time);
+  uint64_t fp = portable_ ? TextFingerprint(device.view(), metric.view(), event_time)
+                          : Fingerprint(device, metric, event_time);
   if (!Insert(fp)) return true;
   auto r = static_cast<int64_t>(ring_.size());
   ring_[static_cast<size_t>(((BucketOf(event_time) % r) + r) % r)].push_back(fp);

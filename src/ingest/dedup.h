@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "core/intern.h"
@@ -45,6 +46,13 @@ class Deduplicator {
 
   /// Fingerprint of a key (never 0).
   static uint64_t Fingerprint(Symbol device, Symbol metric, TimeUs event_time);
+  /// Fingerprint of a key from the text of device and metric (never 0): the same in
+  /// every process, whatever ids the strings were interned under.
+  static uint64_t TextFingerprint(std::string_view device, std::string_view metric,
+                                  TimeUs event_time);
+  /// Fingerprint keys by their text (TextFingerprint), so another process can restore
+  /// this horizon (partition-owned state, docs/SCALING.md). Set before the first key.
+  void SetPortable(bool portable) { portable_ = portable; }
 
   /// Checkpoints: write / replace the remembered keys and the horizon's position.
   void Snapshot(CheckpointWriter& out) const;
@@ -61,6 +69,7 @@ class Deduplicator {
 
   DurationUs horizon_;
   DurationUs bucket_width_;
+  bool portable_ = false;
   TimeUs max_time_ = kMinTime;
   // Open addressing with linear probing; 0 marks an empty slot.
   std::vector<uint64_t> slots_;

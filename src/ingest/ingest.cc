@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "stream/checkpoint.h"
+#include "stream/operator.h"
 
 namespace tributary {
 
@@ -677,7 +678,8 @@ void IngestStage::ProcessMetric(RecordContext& rc, const MetricField& field,
                                 field.value.Describe()));
     }
   }
-  if (dedup_.IsDuplicate(rc.device, field.name, rc.event_time)) {
+  if ((partitioned_ ? DedupOf(rc.prov) : dedup_)
+          .IsDuplicate(rc.device, field.name, rc.event_time)) {
     ++counts.duplicate;
     return;
   }
@@ -739,6 +741,48 @@ Status IngestStage::Restore(CheckpointReader& in) {
   }
   TRIB_RETURN_IF_ERROR(in.status());
   return dedup_.Restore(in);
+}
+
+Deduplicator& IngestStage::DedupOf(const Provenance& prov) {
+  auto [it, added] =
+      partition_dedup_.try_emplace({prov.topic.id, prov.partition}, options_.dedup_horizon);
+  if (added) it->second.SetPortable(true);
+  return it->second;
+}
+
+void IngestStage::SnapshotPartition(std::string_view partition, CheckpointWriter& out) const {
+  out.Section("ingest-partition");
+  std::string_view topic;
+  int32_t p = 0;
+  auto it = partition_dedup_.end();
+  if (ParsePartitionStateKey(partition, topic, p)) {
+    it = partition_dedup_.find({FindSymbol(topic).id, p});
+  }
+  out.Bool(it != partition_dedup_.end());
+  if (it != partition_dedup_.end()) it->second.Snapshot(out);
+}
+
+Status IngestStage::RestorePartition(std::string_view partition, CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("ingest-partition"));
+  std::string_view topic;
+  int32_t p = 0;
+  if (!ParsePartitionStateKey(partition, topic, p)) {
+    return Status::Invalid("ingest: '" + std::string(partition) + "' is not a partition key");
+  }
+  const std::pair<uint32_t, int32_t> key{Intern(topic).id, p};
+  partition_dedup_.erase(key);
+  if (!in.Bool()) return in.status();
+  Deduplicator& d = partition_dedup_.try_emplace(key, options_.dedup_horizon).first->second;
+  d.SetPortable(true);
+  return d.Restore(in).WithContext("dedup state of partition " + std::string(partition));
+}
+
+void IngestStage::DropPartition(std::string_view partition) {
+  std::string_view topic;
+  int32_t p = 0;
+  if (ParsePartitionStateKey(partition, topic, p)) {
+    partition_dedup_.erase({FindSymbol(topic).id, p});
+  }
 }
 
 }  // namespace tributary

@@ -33,10 +33,12 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/ledger.h"
@@ -84,6 +86,13 @@ class IngestStage {
   void Snapshot(CheckpointWriter& out) const;
   Status Restore(CheckpointReader& in);
   const Deduplicator& dedup() const { return dedup_; }
+  /// Partition-owned state (docs/SCALING.md): one dedup horizon per input partition
+  /// ("<topic>/<partition>"), keyed by the text of device and metric, so another
+  /// process can take a partition's horizon over. Set before the first Process.
+  void SetPartitionState(bool on) { partitioned_ = on; }
+  void SnapshotPartition(std::string_view partition, CheckpointWriter& out) const;
+  Status RestorePartition(std::string_view partition, CheckpointReader& in);
+  void DropPartition(std::string_view partition);
   /// The device registry of the run (null when none is configured); thread-safe, so
   /// later stages may ask it for expected reporting intervals.
   const std::shared_ptr<DeviceRegistry>& registry() const { return registry_; }
@@ -141,6 +150,10 @@ class IngestStage {
   std::unordered_map<uint32_t, const DeviceEntry*> entries_;  // device Symbol id → entry
   std::vector<SourceState> sources_;
   Deduplicator dedup_;
+  bool partitioned_ = false;
+  // Partition-owned horizons by (topic symbol id, partition).
+  std::map<std::pair<uint32_t, int32_t>, Deduplicator> partition_dedup_;
+  Deduplicator& DedupOf(const Provenance& prov);
   CrsTransformer crs_;
   SymbolCache devices_;
   SymbolCache firmware_;

@@ -34,6 +34,14 @@ class ZoneEnrichOperator : public Operator {
   Status Finish(Batch& out) override;
   /// Stateless: a checkpoint holds nothing of it.
   Status Snapshot(CheckpointWriter& /*out*/) const override { return Status::Ok(); }
+  bool SupportsPartitionState() const override { return true; }
+  Status SnapshotPartition(std::string_view /*partition*/,
+                           CheckpointWriter& /*out*/) const override {
+    return Status::Ok();
+  }
+  Status RestorePartition(std::string_view /*partition*/, CheckpointReader& /*in*/) override {
+    return Status::Ok();
+  }
   Status Restore(CheckpointReader& /*in*/) override { return Status::Ok(); }
 
   /// Enrich one reading (also for tests and benchmarks).

@@ -704,13 +704,15 @@ void WindowAccumulator::Decode(CheckpointReader& in) {
   run_lat_ = in.F64();
   run_lon_ = in.F64();
   run_ = in.U64();
-  device_ = Symbol{static_cast<uint32_t>(in.U64())};
+  device_ = in.Sym();
   // Vectors are written as size + 1, so 0 tells "absent" from "empty".
   uint64_t n = in.Count();
   more_devices_.reset();
   if (n > 0) {
     more_devices_ = std::make_unique<std::vector<uint32_t>>(n - 1);
-    for (uint32_t& id : *more_devices_) id = static_cast<uint32_t>(in.U64());
+    for (uint32_t& id : *more_devices_) id = in.SymId(in.U64());
+    // Kept sorted by id; ids of another process come in another order.
+    if (in.remaps_symbols()) std::sort(more_devices_->begin(), more_devices_->end());
   }
   n = in.Count();
   values_.reset();
@@ -723,7 +725,7 @@ void WindowAccumulator::Decode(CheckpointReader& in) {
   if (n > 0) {
     samples_ = std::make_unique<std::vector<Sample>>(n - 1);
     for (Sample& x : *samples_) {
-      x.device = static_cast<uint32_t>(in.U64());
+      x.device = in.SymId(in.U64());
       x.time = in.I64();
       x.value = in.F64();
       x.lat = in.F64();

@@ -108,6 +108,15 @@ uint64_t CheckpointReader::Count() {
   return n;
 }
 
+uint32_t CheckpointReader::SymId(uint64_t id) {
+  if (symbol_map_ == nullptr) return static_cast<uint32_t>(id);
+  if (id >= symbol_map_->size()) {
+    Fail("symbol id " + std::to_string(id) + " outside the state's symbol table");
+    return 0;
+  }
+  return (*symbol_map_)[id];
+}
+
 Status CheckpointReader::ExpectSection(std::string_view name) {
   std::string_view got = Str();
   if (!ok()) return status();
@@ -146,6 +155,15 @@ Status RestoreSymbols(CheckpointReader& in) {
     }
   }
   return in.status();
+}
+
+Result<std::vector<uint32_t>> ReadSymbolMap(CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("symbols"));
+  const uint64_t n = in.Count();
+  std::vector<uint32_t> map(n > 0 ? n : 1, 0);
+  for (uint64_t id = 1; id < n && in.ok(); ++id) map[id] = Intern(in.Str()).id;
+  TRIB_RETURN_IF_ERROR(in.status());
+  return map;
 }
 
 // ---------------------------------------------------------------------------
@@ -470,6 +488,26 @@ Status CheckpointCoordinator::Recover() {
     Result<SinkCheckpointRecord> rec = stages_.sinks[i]->OpenCheckpoints();
     if (!rec.ok()) return rec.status().WithContext("checkpoints: sink " + stages_.sink_names[i]);
     records.push_back(std::move(*rec));
+  }
+  if (options_.partition_state) {
+    // What the sinks committed is the truth: the partitions' state and offsets of that
+    // checkpoint are in the changelog, restored when the partitions are assigned. A
+    // checkpoint decided here but not committed by the sinks is abandoned: its input is
+    // read again by whoever owns the partitions now.
+    uint64_t id = records.empty() ? (loaded_ ? loaded_->id : 0) : UINT64_MAX;
+    for (const SinkCheckpointRecord& r : records) id = std::min(id, r.checkpoint);
+    if (loaded_ && loaded_->id > id) {
+      spdlog::info("checkpoint {} was decided but not committed by the sinks; continuing after {}",
+                   loaded_->id, id);
+      std::remove(EpochLog::PathFor(options_.dir, loaded_->id).c_str());
+    }
+    loaded_.reset();
+    last_complete_ = id;
+    next_id_ = id + 1;
+    last_taken_ = NowUs();
+    TRIB_RETURN_IF_ERROR(epoch_.Begin(options_.dir, next_id_));
+    recovery_time_ = NowUs() - started;
+    return Status::Ok();
   }
   const uint64_t id = loaded_ ? loaded_->id : 0;
   for (size_t i = 0; i < records.size(); ++i) {

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/intern.h"
 #include "core/ledger.h"
 #include "core/model.h"
 #include "core/status.h"
@@ -104,16 +105,30 @@ class CheckpointReader {
     if (error_.empty()) error_ = std::move(what);
   }
 
+  /// The symbol id `id` of the state being read as an id of this process: itself, or
+  /// through the map of SetSymbolMap (state written by another process). Every place
+  /// that restores a symbol id reads it through Sym/SymId, so a partition's state can be
+  /// restored by any worker (docs/SCALING.md).
+  uint32_t SymId(uint64_t id);
+  Symbol Sym() { return Symbol{SymId(U64())}; }
+  /// Map symbol ids of the state (index) to ids of this process (not owned; null: none).
+  void SetSymbolMap(const std::vector<uint32_t>* map) { symbol_map_ = map; }
+  bool remaps_symbols() const { return symbol_map_ != nullptr; }
+
  private:
   std::string_view bytes_;
   size_t pos_ = 0;
   std::string error_;
+  const std::vector<uint32_t>* symbol_map_ = nullptr;
 };
 
 /// Write the interned symbols [1, InternedCount()) in id order.
 void SnapshotSymbols(CheckpointWriter& out);
 /// Intern the symbols of a snapshot in order; fails unless every one gets its old id.
 Status RestoreSymbols(CheckpointReader& in);
+/// Intern the symbols SnapshotSymbols wrote, whatever ids they get here, and return the
+/// map from their ids there to their ids here (for CheckpointReader::SetSymbolMap).
+Result<std::vector<uint32_t>> ReadSymbolMap(CheckpointReader& in);
 
 /// How often the ingest log is flushed to disk.
 enum class IngestLogFsync { kEveryMessage, kInterval, kNone };
@@ -127,6 +142,11 @@ struct CheckpointOptions {
   DurationUs ingest_log_fsync_interval = 100 * kMicrosPerMilli;
   int64_t ingest_log_segment_bytes = int64_t{64} << 20;
   int64_t keep = 2;  ///< complete checkpoints kept in the store
+  /// Partition-owned state (docs/SCALING.md; set by the runtime, not by config): the
+  /// state and input positions live in the kafka sink's changelog, committed with the
+  /// output, so Recover restores neither from the store and gives no sink an epoch log
+  /// again — it continues from the checkpoint the sinks committed.
+  bool partition_state = false;
 };
 
 /// Options of the `checkpoint` section.

@@ -49,6 +49,35 @@ class Operator {
     (void)in;
     return Status::Invalid("operator " + std::string(name()) + " cannot be checkpointed");
   }
+
+  /// Partition-owned state (docs/SCALING.md): true when the operator keeps its state
+  /// apart per input partition — `partition` is "<topic>/<partition>", from the readings'
+  /// provenance — and implements the three calls below, so a partition's state can move
+  /// to another process. A stateless operator answers true and writes nothing.
+  virtual bool SupportsPartitionState() const { return false; }
+  /// Append the state of one partition to `out` (between two batches); nothing when the
+  /// operator holds none for it.
+  virtual Status SnapshotPartition(std::string_view partition, CheckpointWriter& out) const {
+    (void)partition;
+    (void)out;
+    return Status::Invalid("operator " + std::string(name()) +
+                           " cannot keep its state per partition");
+  }
+  /// Replace the state of one partition by what SnapshotPartition wrote (symbols read
+  /// through the reader's map: the writer may have been another process).
+  virtual Status RestorePartition(std::string_view partition, CheckpointReader& in) {
+    (void)partition;
+    (void)in;
+    return Status::Invalid("operator " + std::string(name()) +
+                           " cannot keep its state per partition");
+  }
+  /// Forget the state of one partition without emitting it (it moved to another process).
+  virtual void DropPartition(std::string_view partition) { (void)partition; }
 };
+
+/// The partition key of the state of a reading: "<topic>/<partition>".
+std::string PartitionStateKey(Symbol topic, int32_t partition);
+/// Split a partition key into topic and partition; false when it is not one.
+bool ParsePartitionStateKey(std::string_view key, std::string_view& topic, int32_t& partition);
 
 }  // namespace tributary

@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "alert/alert_operator.h"
@@ -18,11 +21,14 @@
 #include "ingest/device_registry.h"
 #include "ingest/ingest.h"
 #include "io/connector.h"
+#include "io/sinks/kafka_sink.h"
+#include "io/sources/kafka_source.h"
 #include "server/metrics.h"
 #include "spatial/enrich.h"
 #include "spatial/surface.h"
 #include "stream/checkpoint.h"
 #include "stream/operator.h"
+#include "stream/partitioned_window.h"
 #include "stream/qc/drift.h"
 #include "stream/qc/iforest.h"
 #include "stream/qc/qc.h"
@@ -45,6 +51,14 @@ struct Pipeline::Shared {
   std::atomic<TimeUs> watermark{kMinTime};
   std::mutex error_mu;
   Status first_error;
+  // Partition-owned state: a source's request to give up partitions (see Run).
+  std::mutex revoke_mu;
+  std::condition_variable revoke_cv;
+  std::vector<std::string> revoke_keys;
+  bool revoke_requested = false;
+  bool revoke_closed = false;         // no checkpoint will commit any more
+  uint64_t revoke_checkpoint = 0;     // the checkpoint that covers the last request
+  uint64_t committed_checkpoint = 0;  // the last checkpoint the sinks committed
 
   void Fail(const Status& st) {
     std::lock_guard lock(error_mu);
@@ -76,7 +90,15 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
     TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Source> source, registry.MakeSource(entry));
     p->sources_.push_back(std::move(source));
   }
+  // Partition-owned state: a kafka sink with a state changelog (the sinks themselves are
+  // made last, as symbols are interned in the order stages are built).
+  for (const SinkEntry& entry : p->config_.sinks) {
+    if (entry.type != "kafka") continue;
+    Result<KafkaSinkOptions> kafka = ParseKafkaSinkOptions(entry.options, entry.name);
+    if (kafka.ok() && !kafka->state_topic.empty()) p->partition_state_ = true;
+  }
   TRIB_ASSIGN_OR_RETURN(p->ingest_, IngestStage::Make(p->config_));
+  p->ingest_->SetPartitionState(p->partition_state_);
   // Enrichment first: windows group by the zone and H3 cell it attaches.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> enrich, MakeZoneEnrichOperator(p->config_));
   if (enrich != nullptr) p->operators_.push_back(std::move(enrich));
@@ -104,15 +126,29 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
     }
     p->operators_.push_back(std::move(qc));
   }
-  TRIB_ASSIGN_OR_RETURN(
-      std::unique_ptr<WindowOperator> window,
-      MakeWindowOperator(p->config_, options.processing_clock ? options.processing_clock : NowUs));
+  const WindowOperator::Clock window_clock =
+      options.processing_clock ? options.processing_clock : NowUs;
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<WindowOperator> window,
+                        MakeWindowOperator(p->config_, window_clock));
+  WindowOperator::ExpectedInterval expected;
   if (devices != nullptr) {
-    window->SetExpectedInterval([devices](Symbol device, Symbol) -> DurationUs {
+    expected = [devices](Symbol device, Symbol) -> DurationUs {
       return devices->ExpectedInterval(device.view());
-    });
+    };
   }
-  p->operators_.push_back(std::move(window));
+  if (p->partition_state_) {
+    // One window stage per input partition (stream/partitioned_window.h).
+    auto defs = std::make_shared<const std::vector<WindowDefinition>>(window->definitions());
+    auto partitioned = std::make_unique<PartitionedWindowOperator>(
+        [defs, processing = p->config_.processing, window_clock] {
+          return std::make_unique<WindowOperator>(*defs, processing, window_clock);
+        });
+    if (expected) partitioned->SetExpectedInterval(expected);
+    p->operators_.push_back(std::move(partitioned));
+  } else {
+    if (expected) window->SetExpectedInterval(expected);
+    p->operators_.push_back(std::move(window));
+  }
   // Surfaces interpolate the per-device results the window stage emitted.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Operator> surface, MakeSurfaceOperator(p->config_));
   if (surface != nullptr) p->operators_.push_back(std::move(surface));
@@ -134,7 +170,35 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
     p->sinks_.push_back(std::move(sink));
     p->sink_names_.push_back(entry.name);
   }
+  if (p->partition_state_) TRIB_RETURN_IF_ERROR(p->CheckPartitionState());
   return p;
+}
+
+// Partition-owned state needs every stage to keep its state per partition, one kafka
+// source whose partitions the state follows, and output that commits with the state.
+Status Pipeline::CheckPartitionState() {
+  const std::string what = config_.file + ": partition-owned state (a kafka sink's state_topic)";
+  TRIB_ASSIGN_OR_RETURN(CheckpointOptions ckpt, ReadCheckpointOptions(config_));
+  if (!ckpt.enabled) return Status::Invalid(what + " needs checkpoint.enabled");
+  if (sources_.size() != 1 || dynamic_cast<KafkaSource*>(sources_[0].get()) == nullptr) {
+    return Status::Invalid(what + " needs exactly one source, of type kafka");
+  }
+  for (size_t i = 0; i < sinks_.size(); ++i) {
+    if (dynamic_cast<KafkaSink*>(sinks_[i].get()) == nullptr) {
+      return Status::Invalid(what + ": sink " + sink_names_[i] +
+                             " is not a kafka sink (with breaker: false); its output could not "
+                             "commit with the state");
+    }
+  }
+  for (auto& op : operators_) {
+    if (!op->SupportsPartitionState()) {
+      return Status::Invalid(
+          what + ": operator " + std::string(op->name()) +
+          " cannot keep its state per partition yet (leave it out of the pipeline, e.g. "
+          "qc.enabled: false, or run without state_topic)");
+    }
+  }
+  return Status::Ok();
 }
 
 std::string Pipeline::LedgerPath() const {
@@ -192,8 +256,27 @@ Status Pipeline::Run(DurationUs duration) {
   ctx.data_dir = config_.data_dir;
   ctx.stop = &stop_;
   for (auto& s : sources_) ctx.sources.push_back(s.get());
+  for (auto& s : sinks_) ctx.sinks.push_back(s.get());
+  if (partition_state_) {
+    // A source giving up partitions: the process thread checkpoints and drops them, the
+    // sink thread commits; the source waits for that commit (Shared::revoke_*).
+    ctx.revoke_partitions = [&sh](const std::vector<std::string>& keys) {
+      std::unique_lock lock(sh.revoke_mu);
+      if (sh.revoke_closed) return false;
+      sh.revoke_keys.insert(sh.revoke_keys.end(), keys.begin(), keys.end());
+      sh.revoke_requested = true;
+      sh.revoke_cv.wait_for(lock, std::chrono::seconds(60), [&sh] {
+        return sh.revoke_closed ||
+               (!sh.revoke_requested && sh.committed_checkpoint >= sh.revoke_checkpoint);
+      });
+      return !sh.revoke_requested && sh.committed_checkpoint >= sh.revoke_checkpoint;
+    };
+  }
   for (auto& op : operators_) {
     if (auto* window = dynamic_cast<WindowOperator*>(op.get())) {
+      window->SetMemoryShed(&memory_guard_->shedding());
+    }
+    if (auto* window = dynamic_cast<PartitionedWindowOperator*>(op.get())) {
       window->SetMemoryShed(&memory_guard_->shedding());
     }
   }
@@ -213,6 +296,7 @@ Status Pipeline::Run(DurationUs duration) {
     for (auto& s : sinks_) stages.sinks.push_back(s.get());
     stages.sink_names = sink_names_;
     stages.ledger = &ledger_;
+    ckpt_options.partition_state = partition_state_;
     ckpt = std::make_unique<CheckpointCoordinator>(ckpt_options, std::move(stages));
     TRIB_RETURN_IF_ERROR(ckpt->Load());
     ctx.checkpointing = true;
@@ -289,7 +373,7 @@ Status Pipeline::Run(DurationUs duration) {
         }
         bool end = raw.end_of_stream;
         if (!raw.empty()) AddStageEvents(stage, raw.size());
-        if (!raw.empty() && !sh.raw.Push(raw)) break;
+        if ((!raw.empty() || !raw.restores.empty()) && !sh.raw.Push(raw)) break;
         if (end) {
           sh.sources_ended.fetch_add(1);
           break;
@@ -325,6 +409,59 @@ Status Pipeline::Run(DurationUs duration) {
       return true;
     };
     // A checkpoint barrier: snapshot now, the sink thread completes it after `batch`.
+    // Partition-owned state: the partitions this process holds and their next offsets
+    // as of the last raw batch processed.
+    std::set<std::string> owned;
+    std::map<std::string, int64_t> next_offsets;
+    auto partition_states = [&]() -> Result<std::shared_ptr<const std::vector<PartitionState>>> {
+      auto states = std::make_shared<std::vector<PartitionState>>();
+      for (const std::string& key : owned) {
+        auto at = next_offsets.find(key);
+        if (at == next_offsets.end()) continue;  // nothing read: its stored state holds
+        CheckpointWriter w;
+        w.Section("partition");
+        SnapshotSymbols(w);
+        ingest_->SnapshotPartition(key, w);
+        for (auto& op : operators_) TRIB_RETURN_IF_ERROR(op->SnapshotPartition(key, w));
+        states->push_back(PartitionState{key, at->second, w.Take()});
+      }
+      return std::shared_ptr<const std::vector<PartitionState>>(std::move(states));
+    };
+    auto drop_partition = [&](const std::string& key) {
+      ingest_->DropPartition(key);
+      for (auto& op : operators_) op->DropPartition(key);
+      owned.erase(key);
+      next_offsets.erase(key);
+    };
+    auto restore_partitions = [&](std::vector<PartitionState>& restores) -> Status {
+      for (PartitionState& r : restores) {
+        drop_partition(r.key);
+        owned.insert(r.key);
+        if (r.offset >= 0) next_offsets[r.key] = r.offset;
+        if (r.state.empty()) continue;
+        CheckpointReader in(r.state);
+        TRIB_RETURN_IF_ERROR(in.ExpectSection("partition"));
+        TRIB_ASSIGN_OR_RETURN(std::vector<uint32_t> symbols, ReadSymbolMap(in));
+        in.SetSymbolMap(&symbols);
+        TRIB_RETURN_IF_ERROR(ingest_->RestorePartition(r.key, in));
+        for (auto& op : operators_) {
+          TRIB_RETURN_IF_ERROR(op->RestorePartition(r.key, in).WithContext(
+              "partition " + r.key + ", operator " + std::string(op->name())));
+        }
+        TRIB_RETURN_IF_ERROR(in.status().WithContext("partition state of " + r.key));
+      }
+      return Status::Ok();
+    };
+    auto note_offsets = [&](std::string_view position) {
+      CheckpointReader in(position);
+      const uint64_t n = in.Count();
+      for (uint64_t i = 0; i < n && in.ok(); ++i) {
+        std::string topic(in.Str());
+        const auto partition = static_cast<int32_t>(in.I64());
+        const int64_t next = in.I64();
+        if (in.ok()) next_offsets[PartitionStateKey(Intern(topic), partition)] = next;
+      }
+    };
     auto take_checkpoint = [&](Batch& batch) -> bool {
       Result<uint64_t> id = ckpt->Take(NowUs());
       if (!id.ok()) {
@@ -332,7 +469,38 @@ Status Pipeline::Run(DurationUs duration) {
         return false;
       }
       batch.checkpoint_id = *id;
+      if (partition_state_) {
+        auto states = partition_states();
+        if (!states.ok()) {
+          sh.Fail(states.status());
+          return false;
+        }
+        batch.partition_states = std::move(*states);
+      }
       return true;
+    };
+    // A source asked to give up partitions: once every batch it handed on is processed
+    // (the raw queue is empty and the source waits), checkpoint them and drop them.
+    auto serve_revoke = [&](Batch* batch) -> bool {
+      if (!partition_state_ || sh.raw.size() != 0) return true;
+      std::vector<std::string> keys;
+      {
+        std::lock_guard lock(sh.revoke_mu);
+        if (!sh.revoke_requested) return true;
+        keys = std::move(sh.revoke_keys);
+        sh.revoke_keys.clear();
+      }
+      Batch barrier;
+      Batch& b = batch != nullptr ? *batch : barrier;
+      if (b.checkpoint_id == 0 && !take_checkpoint(b)) return false;
+      for (const std::string& key : keys) drop_partition(key);
+      {
+        std::lock_guard lock(sh.revoke_mu);
+        sh.revoke_checkpoint = b.checkpoint_id;
+        sh.revoke_requested = false;
+      }
+      sh.revoke_cv.notify_all();
+      return batch != nullptr || sh.batches.Push(barrier);
     };
     bool ok = true;
     while (ok) {
@@ -344,6 +512,7 @@ Status Pipeline::Run(DurationUs duration) {
           Batch barrier;
           ok = take_checkpoint(barrier) && sh.batches.Push(barrier);
         }
+        if (ok && ckpt) ok = serve_revoke(nullptr);
         if (!idle_ticks) continue;
         for (size_t k = 0; k < operators_.size() && ok; ++k) {
           Batch out;
@@ -365,6 +534,13 @@ Status Pipeline::Run(DurationUs duration) {
         continue;
       }
       Batch batch;
+      if (!raw->restores.empty()) {
+        Status restored = restore_partitions(raw->restores);
+        if (!restored.ok()) {
+          sh.Fail(restored);
+          break;
+        }
+      }
       Status st = ingest_->Process(*raw, batch);
       if (!st.ok()) {
         sh.Fail(st.WithContext("ingest"));
@@ -377,8 +553,10 @@ Status Pipeline::Run(DurationUs duration) {
       batch.source_index = raw->source_index;
       batch.source_checkpoint = raw->checkpoint;
       if (ckpt) {
+        if (partition_state_ && !raw->position.empty()) note_offsets(raw->position);
         ckpt->NotePosition(raw->source_index, std::move(raw->position));
         if (ok && ckpt->Due(NowUs())) ok = take_checkpoint(batch);
+        if (ok) ok = serve_revoke(&batch);
       }
       ok = ok && sh.batches.Push(batch);
     }
@@ -397,7 +575,9 @@ Status Pipeline::Run(DurationUs duration) {
     }
     if (ckpt && !sh.failed()) {
       Batch barrier;
-      if (take_checkpoint(barrier)) sh.batches.Push(barrier);
+      if (take_checkpoint(barrier)) {
+        if (serve_revoke(&barrier)) sh.batches.Push(barrier);
+      }
     }
     sh.batches.Close();
     if (sh.failed()) {
@@ -478,6 +658,11 @@ Status Pipeline::Run(DurationUs duration) {
             stop_ = true;
           } else if (batch->checkpoint_id != 0) {
             ok = after_commit();
+            {
+              std::lock_guard lock(sh.revoke_mu);
+              sh.committed_checkpoint = batch->checkpoint_id;
+            }
+            sh.revoke_cv.notify_all();
           }
         }
       }
@@ -487,6 +672,11 @@ Status Pipeline::Run(DurationUs duration) {
       }
     }
     if (ok) commit_all();
+    {
+      std::lock_guard lock(sh.revoke_mu);
+      sh.revoke_closed = true;  // a source waiting for a revocation's commit: none comes
+    }
+    sh.revoke_cv.notify_all();
   });
 
   // Supervise: duration and stop requests.

@@ -90,6 +90,7 @@ class Pipeline {
 
  private:
   explicit Pipeline(PipelineConfig config);
+  Status CheckPartitionState();
   struct Shared;
 
   PipelineConfig config_;
@@ -104,6 +105,8 @@ class Pipeline {
   std::vector<std::unique_ptr<Sink>> sinks_;
   std::vector<std::string> sink_names_;
   std::unique_ptr<Shared> shared_;
+  /// Partition-owned state (docs/SCALING.md): a kafka sink writes a state changelog.
+  bool partition_state_ = false;
   std::unique_ptr<MemoryGuard> memory_guard_;
   std::unique_ptr<PartitionMonitor> partition_monitor_;
 };

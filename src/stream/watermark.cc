@@ -86,7 +86,9 @@ Status WatermarkTracker::Restore(CheckpointReader& in) {
   index_.clear();
   for (size_t i = 0; i < partitions_.size(); ++i) {
     Partition& p = partitions_[i];
-    p.key = in.U64();
+    // (source symbol, partition): the source's id as this process knows it.
+    const uint64_t key = in.U64();
+    p.key = (static_cast<uint64_t>(in.SymId(key >> 32)) << 32) | (key & 0xffffffffu);
     p.max_event = in.I64();
     p.last_arrival = in.I64();
     p.fresh = in.Bool();

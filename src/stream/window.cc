@@ -842,10 +842,16 @@ void EncodeKey(CheckpointWriter& out, const CellKey& k) {
   out.U64(k.metric);
 }
 
-CellKey DecodeKey(CheckpointReader& in) {
+// A group is a symbol id when grouped by device or zone; a cell or 0 otherwise.
+uint64_t DecodeGroup(CheckpointReader& in, GroupBy group_by) {
+  const uint64_t group = in.U64();
+  return group_by == GroupBy::kDevice || group_by == GroupBy::kZone ? in.SymId(group) : group;
+}
+
+CellKey DecodeKey(CheckpointReader& in, GroupBy group_by) {
   CellKey k;
-  k.group = in.U64();
-  k.metric = static_cast<uint32_t>(in.U64());
+  k.group = DecodeGroup(in, group_by);
+  k.metric = in.SymId(in.U64());
   return k;
 }
 
@@ -995,8 +1001,9 @@ Status WindowOperator::Restore(CheckpointReader& in) {
     slice->merge_panes = in.Bool();
     const uint64_t cells = in.Count();
     slice->cells.reserve(cells);
+    const GroupBy group_by = definitions_[slice->def].group_by;
     for (uint64_t c = 0; c < cells && in.ok(); ++c) {
-      CellKey key = DecodeKey(in);
+      CellKey key = DecodeKey(in, group_by);
       DecodeCell(in, slice->cells[key]);
     }
     SliceId id{slice->def, slice->start};
@@ -1011,14 +1018,15 @@ Status WindowOperator::Restore(CheckpointReader& in) {
   }
   for (size_t& n : size_hint_) n = static_cast<size_t>(in.U64());
   panes_->open = 0;
-  for (auto& panes : panes_->by_def) {
+  for (size_t d = 0; d < n_defs; ++d) {
+    auto& panes = panes_->by_def[d];
     panes.clear();
     for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
       PaneMap& map = panes[in.I64()];
       const uint64_t keys = in.Count();
       map.reserve(keys);
       for (uint64_t k = 0; k < keys && in.ok(); ++k) {
-        CellKey key = DecodeKey(in);
+        CellKey key = DecodeKey(in, definitions_[d].group_by);
         map[key].Decode(in);
       }
     }
@@ -1026,10 +1034,11 @@ Status WindowOperator::Restore(CheckpointReader& in) {
   panes_->last.assign(n_defs, {kMinTime, nullptr});
   for (size_t& n : panes_->size_hint) n = static_cast<size_t>(in.U64());
   panes_->open = static_cast<size_t>(in.U64());
-  for (auto& by_key : sessions_->by_def) {
+  for (size_t d = 0; d < n_defs; ++d) {
+    auto& by_key = sessions_->by_def[d];
     by_key.clear();
     for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
-      CellKey key = DecodeKey(in);
+      CellKey key = DecodeKey(in, definitions_[d].group_by);
       KeySessions& sessions = by_key[key];
       for (uint64_t m = in.Count(), j = 0; j < m && in.ok(); ++j) {
         Session s;
@@ -1045,17 +1054,18 @@ Status WindowOperator::Restore(CheckpointReader& in) {
   for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
     TimeUs due = in.I64();
     uint16_t d = def_index(in.U64());
-    uint64_t group = in.U64();
-    auto metric = static_cast<uint32_t>(in.U64());
+    uint64_t group = DecodeGroup(in, definitions_[d].group_by);
+    uint32_t metric = in.SymId(in.U64());
     TimeUs first = in.I64();
     sessions_->timeline.insert(SessionDue{due, d, group, metric, first});
   }
   sessions_->dirty.clear();
   sessions_->open = static_cast<size_t>(in.U64());
-  for (HistoryMap& map : histories_->by_def) {
+  for (size_t d = 0; d < n_defs; ++d) {
+    HistoryMap& map = histories_->by_def[d];
     map.clear();
     for (uint64_t n = in.Count(), i = 0; i < n && in.ok(); ++i) {
-      CellKey key = DecodeKey(in);
+      CellKey key = DecodeKey(in, definitions_[d].group_by);
       KeyHistory& h = map[key];
       h.windows.resize(in.Count());
       for (KeyHistory::Window& w : h.windows) {

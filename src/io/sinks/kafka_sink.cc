@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <utility>
@@ -19,6 +20,7 @@
 #include "spatial/enrich.h"
 #include "spatial/h3.h"
 #include "spatial/s2cell.h"
+#include "stream/checkpoint.h"
 
 namespace tributary {
 namespace {
@@ -100,6 +102,14 @@ const SectionSpec& KafkaSinkSectionSpec() {
                          "With checkpoints on: the topic of the markers that record which "
                          "checkpoint each transaction committed (keyed by transactional_id; "
                          "make it compacted)."});
+    s.options.push_back(
+        {"state_topic", OptionType::kString, "",
+         "Partition-owned state (docs/SCALING.md): the compacted changelog topic that holds "
+         "the window and dedup state of every input partition of the pipeline's kafka "
+         "source (key `<topic>/<partition>`, value the partition's next offset and its "
+         "state), written inside each checkpoint's transaction. Any worker of the group "
+         "restores a partition from it when the partition is assigned to it. Needs "
+         "`transactional_id` and checkpoints; empty: off."});
     s.options.push_back({"flush_timeout", OptionType::kDuration, "30s",
                          "How long a commit waits for the brokers' acknowledgements."});
     for (OptionSpec& o : BreakerOptionSpecs()) s.options.push_back(o);
@@ -120,6 +130,10 @@ Result<KafkaSinkOptions> ParseKafkaSinkOptions(const OptionReader& r, std::strin
   o.h3_resolution = static_cast<int>(res);
   TRIB_ASSIGN_OR_RETURN(o.transactional_id, r.GetString("transactional_id"));
   TRIB_ASSIGN_OR_RETURN(o.checkpoint_topic, r.GetString("checkpoint_topic"));
+  TRIB_ASSIGN_OR_RETURN(o.state_topic, r.GetString("state_topic"));
+  if (!o.state_topic.empty() && o.transactional_id.empty()) {
+    return r.Error("state_topic", "needs `transactional_id` (state commits with the output)");
+  }
   TRIB_ASSIGN_OR_RETURN(o.flush_timeout, r.GetDuration("flush_timeout"));
   if (o.flush_timeout <= 0) return r.Error("flush_timeout", "must be positive");
   return o;
@@ -221,7 +235,13 @@ Status KafkaSink::BeginTransactionIfNeeded() {
 }
 
 Status KafkaSink::Produce(Table table, const std::string& key, const std::string& value) {
-  const std::string& topic = topics_[table];
+  TRIB_RETURN_IF_ERROR(ProduceTo(topics_[table], key, value));
+  ++pending_[table];
+  return Status::Ok();
+}
+
+Status KafkaSink::ProduceTo(const std::string& topic, const std::string& key,
+                            const std::string& value) {
   while (true) {
     rd_kafka_resp_err_t err =
         checkpointing_
@@ -244,13 +264,13 @@ Status KafkaSink::Produce(Table table, const std::string& key, const std::string
     // The local queue is full: serve delivery reports until there is room.
     rd_kafka_poll(producer_.get(), 10);
   }
-  ++pending_[table];
   return Status::Ok();
 }
 
 Status KafkaSink::Write(const Batch& batch) {
   if (producer_ == nullptr) return Status::Internal("kafka sink written before Open");
   TRIB_RETURN_IF_ERROR(BeginTransactionIfNeeded());
+  if (batch.partition_states != nullptr) partition_states_ = batch.partition_states;
   if (batch.source_index >= 0 && batch.source_checkpoint != 0) {
     const auto i = static_cast<size_t>(batch.source_index);
     if (source_checkpoints_.size() <= i) source_checkpoints_.resize(i + 1, 0);
@@ -495,6 +515,7 @@ Status KafkaSink::CommitCheckpoint(uint64_t checkpoint) {
   // A checkpoint without output still commits a marker: the sink must report it.
   TRIB_RETURN_IF_ERROR(BeginTransactionIfNeeded());
   TRIB_RETURN_IF_ERROR(SendSourceOffsets());
+  TRIB_RETURN_IF_ERROR(ProducePartitionStates());
   std::string marker = "checkpoint=" + std::to_string(checkpoint) + " run=" + run_id_;
   for (size_t t = 0; t < kTableCount; ++t) {
     marker += std::string(" ") + kTableNames[t] + "=" + std::to_string(pending_[t]);
@@ -524,6 +545,186 @@ Status KafkaSink::CommitCheckpoint(uint64_t checkpoint) {
   }
   next_checkpoint_ = std::to_string(checkpoint + 1);
   return Status::Ok();
+}
+
+// Partition-owned state: one record per partition on `state_topic` inside the
+// checkpoint's transaction, delivered before the marker is produced, so a marker never
+// names a checkpoint whose state records the brokers do not have.
+Status KafkaSink::ProducePartitionStates() {
+  std::shared_ptr<const std::vector<PartitionState>> states = std::move(partition_states_);
+  partition_states_.reset();
+  if (options_.state_topic.empty() || states == nullptr || states->empty()) return Status::Ok();
+  for (const PartitionState& p : *states) {
+    std::string value = EncodePartitionStateValue(p);
+    if (value.size() > kMaxPartitionStateBytes) {
+      return Status::Invalid("kafka sink " + options_.name + ": the state of partition " + p.key +
+                             " is " + std::to_string(value.size()) + " bytes, above the " +
+                             std::to_string(kMaxPartitionStateBytes) +
+                             "-byte limit of one state record");
+    }
+    TRIB_RETURN_IF_ERROR(ProduceTo(options_.state_topic, p.key, value));
+  }
+  rd_kafka_resp_err_t err =
+      rd_kafka_flush(producer_.get(), static_cast<int>(TimeoutMs(options_.flush_timeout)));
+  if (err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+    return Status::Timeout("kafka sink " + options_.name +
+                           ": partition states not acknowledged "
+                           "within " +
+                           FormatDuration(options_.flush_timeout));
+  }
+  return DeliveryFailures();
+}
+
+std::string EncodePartitionStateValue(const PartitionState& p) {
+  CheckpointWriter w;
+  w.Section("partition-state");
+  w.U64(1);  // format version
+  w.I64(p.offset);
+  w.Str(p.state);
+  return w.Take();
+}
+
+Result<PartitionState> DecodePartitionStateValue(std::string_view key, std::string_view value) {
+  CheckpointReader in(value);
+  PartitionState p;
+  p.key = std::string(key);
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("partition-state"));
+  const uint64_t version = in.U64();
+  if (in.ok() && version != 1) {
+    return Status::Invalid("partition state of " + p.key + ": format version " +
+                           std::to_string(version) + " is not known to this build");
+  }
+  p.offset = in.I64();
+  p.state = std::string(in.Str());
+  TRIB_RETURN_IF_ERROR(in.status().WithContext("partition state of " + p.key));
+  return p;
+}
+
+namespace {
+
+// Read `topic` from its beginning to the end offsets found at the start, calling
+// `each` for every message (read_committed).
+Status ReadTopicToEnd(const KafkaConnectOptions& connect, const std::string& topic,
+                      const std::string& client, DurationUs timeout,
+                      const std::function<void(const rd_kafka_message_t&)>& each) {
+  const std::string what = "topic " + topic;
+  KafkaProperties props = {{"bootstrap.servers", connect.brokers},
+                           {"group.id", client},  // assign() needs one; nothing is committed
+                           {"isolation.level", "read_committed"},
+                           {"enable.auto.commit", "false"},
+                           {"enable.partition.eof", "true"},
+                           {"client.id", client}};
+  props.insert(props.end(), connect.properties.begin(), connect.properties.end());
+  // The group settings of a source make no sense for this reader.
+  std::erase_if(props, [](const auto& kv) {
+    return kv.first == "partition.assignment.strategy" || kv.first == "group.instance.id";
+  });
+  TRIB_ASSIGN_OR_RETURN(KafkaConf conf, MakeKafkaConf(props));
+  TRIB_ASSIGN_OR_RETURN(KafkaHandle consumer, MakeKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  const int timeout_ms = static_cast<int>(TimeoutMs(timeout));
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(consumer.get(), topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(consumer.get(), 0, rkt, &md, timeout_ms);
+  rd_kafka_topic_destroy(rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(err, what + ": metadata");
+  std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> guard(
+      md, &rd_kafka_metadata_destroy);
+  if (md->topic_cnt != 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+    return Status::Ok();  // nothing was ever written
+  }
+  if (md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(md->topics[0].err, what);
+  KafkaPartitionList list(rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt));
+  std::map<int32_t, int64_t> ends;
+  for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
+    const int32_t p = md->topics[0].partitions[i].id;
+    int64_t low = 0;
+    int64_t high = 0;
+    TRIB_RETURN_IF_ERROR(KafkaStatus(
+        rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, timeout_ms),
+        what + ": offsets of partition " + std::to_string(p)));
+    if (high <= low) continue;
+    ends[p] = high;
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+  }
+  if (ends.empty()) return Status::Ok();
+  TRIB_RETURN_IF_ERROR(KafkaStatus(rd_kafka_assign(consumer.get(), list.get()), what + ": assign"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!ends.empty()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::Timeout(what + ": not read to its end within " + FormatDuration(timeout));
+    }
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), 100);
+    if (m == nullptr) continue;
+    std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> msg(
+        m, &rd_kafka_message_destroy);
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      ends.erase(m->partition);
+      continue;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Status::Io(what + ": " + rd_kafka_message_errstr(m));
+    }
+    auto end = ends.find(m->partition);
+    if (end == ends.end()) continue;
+    if (m->offset < end->second) each(*m);
+    if (m->offset + 1 >= end->second) ends.erase(end);
+  }
+  return Status::Ok();
+}
+
+std::string HeaderOf(const rd_kafka_message_t& m, const char* name) {
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(&m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+  const void* value = nullptr;
+  size_t size = 0;
+  if (rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return {};
+  }
+  return std::string(static_cast<const char*>(value), size);
+}
+
+}  // namespace
+
+Result<std::map<std::string, PartitionState>> ReadPartitionStates(
+    const KafkaConnectOptions& connect, const std::string& state_topic,
+    const std::string& checkpoint_topic, const std::set<std::string>& keys, DurationUs timeout,
+    const std::string& client) {
+  // Committed checkpoints of every transactional id: "run/checkpoint".
+  std::set<std::string> committed;
+  TRIB_RETURN_IF_ERROR(ReadTopicToEnd(
+      connect, checkpoint_topic, client + "-markers", timeout, [&](const rd_kafka_message_t& m) {
+        std::istringstream in(std::string(static_cast<const char*>(m.payload), m.len));
+        std::string field;
+        std::string run;
+        std::string checkpoint;
+        while (in >> field) {
+          if (field.rfind("checkpoint=", 0) == 0) checkpoint = field.substr(11);
+          if (field.rfind("run=", 0) == 0) run = field.substr(4);
+        }
+        if (!run.empty() && !checkpoint.empty()) committed.insert(run + "/" + checkpoint);
+      }));
+  std::map<std::string, PartitionState> out;
+  Status decode_error;
+  TRIB_RETURN_IF_ERROR(ReadTopicToEnd(
+      connect, state_topic, client + "-state", timeout, [&](const rd_kafka_message_t& m) {
+        std::string key(static_cast<const char*>(m.key), m.key_len);
+        if (keys.count(key) == 0) return;
+        // Only records of a committed checkpoint: on a broker without transaction
+        // isolation (the mock cluster) an aborted one's records stay visible.
+        const std::string id =
+            HeaderOf(m, "tributary-run") + "/" + HeaderOf(m, "tributary-checkpoint");
+        if (committed.count(id) == 0) return;
+        Result<PartitionState> p = DecodePartitionStateValue(
+            key, std::string_view(static_cast<const char*>(m.payload), m.len));
+        if (!p.ok()) {
+          if (decode_error.ok()) decode_error = p.status();
+          return;
+        }
+        out[key] = std::move(*p);  // one key lands in one partition: the last is the latest
+      }));
+  TRIB_RETURN_IF_ERROR(decode_error.WithContext("topic " + state_topic));
+  return out;
 }
 
 void KafkaSink::Close() {

@@ -41,6 +41,9 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -64,6 +67,7 @@ struct KafkaSinkOptions {
   int h3_resolution = 5;
   std::string transactional_id;  ///< empty: no transactions
   std::string checkpoint_topic = "tributary.checkpoints";
+  std::string state_topic;  ///< partition-owned state; empty: off
   DurationUs flush_timeout = 30'000'000;
 };
 
@@ -83,6 +87,24 @@ std::string KafkaQuarantineJson(const QuarantineRecord& q);
 /// A late record: the reading's fields plus window, lateness_s and watermark.
 std::string KafkaLateJson(const LateRecord& l, const std::vector<std::string>& zone_layers = {});
 
+/// The largest state record of one partition (just under librdkafka's and Kafka's
+/// default message.max.bytes of 1,000,000): a checkpoint whose partition state is
+/// larger fails the run, naming the partition.
+inline constexpr size_t kMaxPartitionStateBytes = 900'000;
+/// The value of a state record: format version, next offset, state.
+std::string EncodePartitionStateValue(const PartitionState& p);
+Result<PartitionState> DecodePartitionStateValue(std::string_view key, std::string_view value);
+/// The latest committed state record of each of `keys` on `state_topic`: a record counts
+/// only when a marker on `checkpoint_topic` names its (tributary-run,
+/// tributary-checkpoint) headers — read_committed does that on a real broker, and the
+/// check keeps the records of aborted transactions out where the broker does not (the
+/// librdkafka mock cluster). Keys without a record are absent. `client` names the
+/// readers (client.id and group.id, nothing is committed).
+Result<std::map<std::string, PartitionState>> ReadPartitionStates(
+    const KafkaConnectOptions& connect, const std::string& state_topic,
+    const std::string& checkpoint_topic, const std::set<std::string>& keys, DurationUs timeout,
+    const std::string& client);
+
 class KafkaSink : public Sink {
  public:
   explicit KafkaSink(KafkaSinkOptions options);
@@ -94,10 +116,13 @@ class KafkaSink : public Sink {
   Status PrepareCheckpoint(uint64_t checkpoint) override;
   Status CommitCheckpoint(uint64_t checkpoint) override;
   void Close() override;
+  const KafkaSinkOptions& options() const { return options_; }
 
  private:
   enum Table { kReadings, kWindows, kQuarantine, kLate, kTableCount };
   Status Produce(Table table, const std::string& key, const std::string& value);
+  Status ProduceTo(const std::string& topic, const std::string& key, const std::string& value);
+  Status ProducePartitionStates();
   Status BeginTransactionIfNeeded();
   static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
   Status DeliveryFailures();
@@ -117,6 +142,8 @@ class KafkaSink : public Sink {
   std::string run_id_;                        // tributary-run header: this process
   std::string next_checkpoint_;               // tributary-checkpoint header: the open interval's id
   std::vector<uint64_t> source_checkpoints_;  // per source index: last raw batch written
+  // The partition states of the checkpoint whose barrier was written last.
+  std::shared_ptr<const std::vector<PartitionState>> partition_states_;
   // Set by delivery reports, which run on the sink thread inside poll/flush.
   uint64_t failed_ = 0;
   std::string first_failure_;

@@ -11,8 +11,10 @@
 #include "core/pipeline_config.h"
 #include "core/registry.h"
 #include "core/time.h"
+#include "io/sinks/kafka_sink.h"
 #include "server/metrics.h"
 #include "stream/checkpoint.h"
+#include "stream/operator.h"
 
 namespace tributary {
 
@@ -102,6 +104,15 @@ KafkaSource::~KafkaSource() {
 
 Status KafkaSource::Open(RunContext& ctx) {
   checkpointing_ = ctx.checkpointing;
+  ctx_ = &ctx;
+  for (Sink* sink : ctx.sinks) {
+    const auto* kafka = dynamic_cast<const KafkaSink*>(sink);
+    if (kafka == nullptr || kafka->options().state_topic.empty()) continue;
+    partition_state_ = true;
+    state_connect_ = kafka->options().connect;
+    state_topic_ = kafka->options().state_topic;
+    marker_topic_ = kafka->options().checkpoint_topic;
+  }
   KafkaProperties props = {
       {"bootstrap.servers", options_.connect.brokers},
       {"group.id", options_.group_id},
@@ -150,6 +161,7 @@ Status KafkaSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
     if (want_pause != paused()) ApplyPause(want_pause, uncommitted_);
   }
 
+  if (!rebalance_error_.ok()) return rebalance_error_;
   const size_t limit = std::min(max_records, poll_limit());
   // Partition positions in this batch; linear search, as a batch touches few partitions.
   struct Position {
@@ -178,6 +190,10 @@ Status KafkaSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
       }
       continue;
     }
+    if (!revoked_.empty() && revoked_.count({rd_kafka_topic_name(m->rkt), m->partition}) != 0) {
+      rd_kafka_message_destroy(m);  // fetched before the partition was revoked
+      continue;
+    }
     auto it = std::find_if(positions.begin(), positions.end(), [&](const Position& p) {
       return p.rkt == m->rkt && p.partition == m->partition;
     });
@@ -190,6 +206,27 @@ Status KafkaSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
     out.Add(std::string_view(static_cast<const char*>(m->payload), m->len), arrival, it->topic,
             m->offset, m->partition);
     rd_kafka_message_destroy(m);
+  }
+  if (!rebalance_error_.ok()) return rebalance_error_;
+  if (!revoked_.empty() && !out.empty()) {
+    // Records of a partition revoked during this poll: the checkpoint of the revocation
+    // did not cover them, so they are left to the next owner.
+    RawBatch kept;
+    kept.source_index = out.source_index;
+    for (const RawRecord& r : out.records) {
+      if (revoked_.count({std::string(r.topic.view()), r.partition}) != 0) continue;
+      kept.Add(out.Payload(r), r.arrival_time, r.topic, r.offset, r.partition);
+    }
+    std::erase_if(positions, [&](const Position& pos) {
+      return revoked_.count({std::string(pos.topic.view()), pos.partition}) != 0;
+    });
+    out.data = std::move(kept.data);
+    out.records = std::move(kept.records);
+  }
+  if (!assigned_states_.empty()) {
+    out.restores.insert(out.restores.end(), std::make_move_iterator(assigned_states_.begin()),
+                        std::make_move_iterator(assigned_states_.end()));
+    assigned_states_.clear();
   }
   if (!out.empty()) {
     Pending p;
@@ -243,7 +280,9 @@ void KafkaSource::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   const char* protocol = rd_kafka_rebalance_protocol(rk);
   const bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    {
+    if (self->partition_state_) {
+      self->AssignStates(partitions);
+    } else {
       // Start from the checkpoint where it knows the partition: the group's committed
       // offset may lag it (a crash between the checkpoint and the commit).
       std::lock_guard lock(self->mu_);
@@ -261,12 +300,87 @@ void KafkaSource::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                  partitions->cnt, cooperative ? "cooperative" : "eager");
     return;
   }
+  if (self->partition_state_) self->RevokeStates(partitions);
   Status st = cooperative ? KafkaStatus(rd_kafka_incremental_unassign(rk, partitions),
                                         "incremental unassign")
                           : KafkaStatus(rd_kafka_assign(rk, nullptr), "unassign");
   if (!st.ok()) spdlog::warn("kafka source {}: {}", self->options_.name, st.ToString());
   spdlog::info("kafka source {}: {} partitions revoked ({})", self->options_.name, partitions->cnt,
                rd_kafka_err2name(err));
+}
+
+// Partition-owned state, on assignment: the latest committed state of each partition
+// decides where it starts; the state goes to the process thread with the next batch.
+void KafkaSource::AssignStates(rd_kafka_topic_partition_list_t* partitions) {
+  std::set<std::string> keys;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = partitions->elems[i];
+    keys.insert(PartitionStateKey(Intern(tp.topic), tp.partition));
+  }
+  const TimeUs started = NowUs();
+  Result<std::map<std::string, PartitionState>> states =
+      ReadPartitionStates(state_connect_, state_topic_, marker_topic_, keys, 30 * kMicrosPerSecond,
+                          "tributary-" + options_.name + "-restore");
+  if (!states.ok()) {
+    // Reading a partition without its state would process it twice: stop the run.
+    rebalance_error_ = states.status().WithContext("kafka source " + options_.name +
+                                                   ": partition state of the assignment");
+    return;
+  }
+  size_t restored = 0;
+  std::lock_guard lock(mu_);
+  for (int i = 0; i < partitions->cnt; ++i) {
+    rd_kafka_topic_partition_t& tp = partitions->elems[i];
+    const PartitionKey key{tp.topic, tp.partition};
+    PartitionState state;
+    state.key = PartitionStateKey(Intern(tp.topic), tp.partition);
+    auto it = states->find(state.key);
+    if (it != states->end()) {
+      state = std::move(it->second);
+      ++restored;
+    }
+    if (state.offset >= 0) {
+      tp.offset = state.offset;
+      read_next_[key] = state.offset;
+      restored_[key] = state.offset;
+    }
+    revoked_.erase(key);
+    owned_.insert(key);
+    assigned_states_.push_back(std::move(state));
+  }
+  spdlog::info("kafka source {}: state of {} of {} assigned partitions restored from {} ({})",
+               options_.name, restored, partitions->cnt, state_topic_,
+               FormatDuration(NowUs() - started));
+}
+
+// Partition-owned state, on revocation: commit what this process did with the
+// partitions (their state and output, in one checkpoint), then forget them.
+void KafkaSource::RevokeStates(rd_kafka_topic_partition_list_t* partitions) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = partitions->elems[i];
+    keys.push_back(PartitionStateKey(Intern(tp.topic), tp.partition));
+  }
+  const TimeUs started = NowUs();
+  const bool committed =
+      ctx_ != nullptr && ctx_->revoke_partitions && ctx_->revoke_partitions(keys);
+  if (committed) {
+    spdlog::info("kafka source {}: {} revoked partitions committed their state ({})", options_.name,
+                 keys.size(), FormatDuration(NowUs() - started));
+  }
+  std::lock_guard lock(mu_);
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = partitions->elems[i];
+    const PartitionKey key{tp.topic, tp.partition};
+    revoked_.insert(key);
+    owned_.erase(key);
+    read_next_.erase(key);
+    restored_.erase(key);
+    committed_.erase(key);
+    std::erase_if(assigned_states_, [&](const PartitionState& p) {
+      return p.key == PartitionStateKey(Intern(tp.topic), tp.partition);
+    });
+  }
 }
 
 rd_kafka_consumer_group_metadata_t* KafkaSource::GroupMetadata() const {
@@ -374,6 +488,11 @@ void KafkaSource::OnCommitted(uint64_t checkpoint) {
     }
     pending_.erase(pending_.begin(), end);
   }
+  if (partition_state_) {
+    // Only partitions this process still owns: the others' offsets are their owners'.
+    std::lock_guard lock(mu_);
+    std::erase_if(offsets, [&](const auto& kv) { return owned_.count(kv.first) == 0; });
+  }
   if (offsets.empty() || consumer_ == nullptr) return;
   KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
   for (const auto& [key, next] : offsets) {
@@ -410,6 +529,7 @@ void KafkaSource::Close() {
       spdlog::warn("kafka source {}: close: {}", options_.name, rd_kafka_err2str(err));
     }
     consumer_.reset();
+    ctx_ = nullptr;
     ClearConnectorGauges(SourceLabel(options_.name));
   }
 }

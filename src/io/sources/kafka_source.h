@@ -39,6 +39,16 @@
 // incremental assign/unassign when the group's protocol is cooperative, so partitions
 // that stay with this member keep being read during a rebalance.
 //
+// Partition-owned state (docs/SCALING.md): when a kafka sink of the pipeline has a
+// `state_topic`, the rebalance callback reads, for every partition assigned, its latest
+// committed state record (next offset and state), starts the partition at that offset,
+// and hands the state on in RawBatch::restores of the next batch, ahead of any record of
+// the partition. For every partition revoked it first asks the runtime for a checkpoint
+// covering everything handed on so far (RunContext::revoke_partitions: the partition's
+// state and output commit, then its state is dropped) and waits for it; records of the
+// partition fetched but not handed on are dropped, the next owner reads them again.
+// The local checkpoint's offsets are not used then: the changelog is the truth.
+//
 // Threading: Poll on the source thread; OnCommitted on the sink thread; Stop from any
 // thread. librdkafka handles are thread-safe; the source's own bookkeeping is under mu_.
 #pragma once
@@ -47,6 +57,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -135,6 +146,17 @@ class KafkaSource : public Source {
   int64_t last_total_lag_ = -1;
   std::map<PartitionKey, int64_t> read_next_;  // next offset to read, per partition
   bool checkpointing_ = false;
+  // Partition-owned state (source thread, and the rebalance callback on it).
+  RunContext* ctx_ = nullptr;
+  bool partition_state_ = false;
+  KafkaConnectOptions state_connect_;
+  std::string state_topic_;
+  std::string marker_topic_;
+  std::vector<PartitionState> assigned_states_;  // for the next batch's restores
+  std::set<PartitionKey> revoked_;               // records of these are not handed on
+  Status rebalance_error_;
+  void AssignStates(rd_kafka_topic_partition_list_t* partitions);
+  void RevokeStates(rd_kafka_topic_partition_list_t* partitions);
 
   mutable std::mutex mu_;
   bool backlog_paused_ = false;          // paused for the sinks' backlog (hysteresis)
@@ -142,6 +164,7 @@ class KafkaSource : public Source {
   size_t uncommitted_ = 0;               // records in pending_
   std::map<PartitionKey, int64_t> committed_;
   std::map<PartitionKey, int64_t> restored_;  // from the checkpoint (RestorePosition)
+  std::set<PartitionKey> owned_;              // partition-owned state: assigned now
 };
 
 /// Register the `kafka` source type.

@@ -1,0 +1,301 @@
+// Scale-out with partition-owned state (docs/SCALING.md): two `tributary run` workers in
+// one consumer group over a librdkafka mock cluster on loopback, one killed with SIGKILL
+// mid-stream; the other takes its partitions over from their last committed state. The
+// committed window results (and readings) must equal those of a single worker that
+// read the same input alone.
+//
+// Reading the output: as in kafka_checkpoint_test.cc, the mock cluster (2.0.2) does not
+// implement transaction isolation, so the test keeps what read_committed shows on a real
+// broker — the messages whose (tributary-run, tributary-checkpoint) headers name a
+// committed marker of one of the workers' transactional ids.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "integration/kafka_mock.h"
+#include "spatial/h3.h"
+#include "test_util.h"
+
+extern char** environ;
+
+namespace tributary {
+namespace {
+
+using testing::KafkaMockCluster;
+using testing::ReadFile;
+using testing::TempDir;
+using testing::WriteFile;
+
+constexpr int kAreas = 6;           // H3 res-5 cells = input partitions
+constexpr int kDevicesPerArea = 4;  // devices stay in their area
+constexpr int kPerDevice = 250;     // readings per device, 10 s apart
+
+// The input of one partition: its area's devices, in event-time order.
+std::vector<std::pair<std::string, std::string>> AreaInput(int area) {
+  const double lat = 48.0 + area * 1.5;
+  const double lon = 11.0 + area * 0.7;
+  const std::string cell = h3::CellToString(h3::LatLngToCell(lat, lon, 5));
+  std::vector<std::pair<std::string, std::string>> out;
+  const int64_t base_ms = 1714521600000;  // 2024-05-01T00:00:00Z
+  for (int i = 0; i < kPerDevice; ++i) {
+    for (int d = 0; d < kDevicesPerArea; ++d) {
+      const int n = i * kDevicesPerArea + d;
+      out.emplace_back(
+          cell, "{\"device_id\":\"a" + std::to_string(area) + "-dev-" + std::to_string(d) +
+                    "\",\"sensor_ts\":" + std::to_string(base_ms + 10'000LL * i) +
+                    ",\"lat\":" + std::to_string(lat + d * 0.001) +
+                    ",\"lon\":" + std::to_string(lon) + ",\"pm25\":" + std::to_string(n % 97) +
+                    ",\"temperature\":" + std::to_string(10 + (n + area) % 13) + "}");
+    }
+  }
+  return out;
+}
+
+std::string Config(const std::string& brokers, const std::string& name, const std::string& topic,
+                   const std::string& worker) {
+  return "pipeline:\n  name: " + name + "\n  batch_size: 100\n  queue_capacity: 2\n" +
+         "processing:\n  idle_timeout: 24h\n  grace: 5m\n" + "zones:\n  h3_resolution: 5\n" +
+         "qc:\n  enabled: false\n" +
+         "sources:\n  - name: bus\n    type: kafka\n    brokers: " + brokers + "\n    topics: [" +
+         topic + "]\n    group_id: " + name + "\n    poll_records: 100\n" +
+         "    properties: [session.timeout.ms=3000, heartbeat.interval.ms=300, "
+         "partition.assignment.strategy=cooperative-sticky]\n" +
+         "windows:\n  - name: dev5m\n    type: tumbling\n    size: 5m\n"
+         "    aggregates: [mean, max, median]\n"
+         "  - name: cell10m\n    type: tumbling\n    size: 10m\n    group_by: h3\n"
+         "    aggregates: [mean, std, count]\n"
+         "sinks:\n  - name: out\n    type: kafka\n    brokers: " +
+         brokers + "\n    readings_topic: " + name + ".readings\n    windows_topic: " + name +
+         ".windows\n    quarantine_topic: ''\n    late_topic: " + name +
+         ".late\n    breaker: false\n    transactional_id: " + name + "-" + worker +
+         "\n    checkpoint_topic: " + name + ".checkpoints\n    state_topic: " + name + ".state\n" +
+         "checkpoint:\n  enabled: true\n  interval: 300ms\n";
+}
+
+pid_t SpawnRun(const std::vector<std::string>& extra, const std::string& log) {
+  std::vector<std::string> args{TRIBUTARY_BINARY, "run", "--listen", "off"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+struct Committed {
+  std::vector<std::string> records;
+  size_t visible = 0;
+  std::set<std::string> runs;
+};
+
+// What a read_committed consumer of a real broker sees of `topic`, sorted, without the
+// processing-clock fields and the input topic's name.
+Committed ReadCommitted(KafkaMockCluster& kafka, const std::string& topic,
+                        const std::set<std::string>& markers, int timeout_ms) {
+  Committed c;
+  std::vector<KafkaMockCluster::Message> all = kafka.ReadAll(topic, 1'000'000, timeout_ms, 2000);
+  c.visible = all.size();
+  static const std::regex clock_fields(
+      "\"(arrival_time|emitted_at|emitted_at_us|latency_s|latency_ms|topic)\":(\"[^\"]*\"|[-0-9.e]+"
+      "),?");
+  for (const auto& m : all) {
+    auto run = m.headers.find("tributary-run");
+    auto ckpt = m.headers.find("tributary-checkpoint");
+    if (run == m.headers.end() || ckpt == m.headers.end()) {
+      ADD_FAILURE() << topic << " offset " << m.offset << " has no checkpoint headers";
+      continue;
+    }
+    if (markers.count(run->second + "/" + ckpt->second) == 0) continue;
+    c.runs.insert(run->second);
+    c.records.push_back(m.key + " " + std::regex_replace(m.value, clock_fields, ""));
+  }
+  std::sort(c.records.begin(), c.records.end());
+  return c;
+}
+
+// Committed markers of every worker of `name`: "run/checkpoint".
+std::set<std::string> Markers(KafkaMockCluster& kafka, const std::string& name) {
+  std::set<std::string> out;
+  static const std::regex marker("checkpoint=([0-9]+) run=([0-9a-f]+)");
+  for (const auto& m : kafka.ReadAll(name + ".checkpoints", 1'000'000, 10000, 2000)) {
+    std::smatch sm;
+    if (m.key.rfind(name + "-", 0) == 0 && std::regex_search(m.value, sm, marker)) {
+      out.insert(sm[2].str() + "/" + sm[1].str());
+    }
+  }
+  return out;
+}
+
+struct Output {
+  Committed readings;
+  Committed windows;
+  Committed late;
+};
+
+Output ReadOutput(KafkaMockCluster& kafka, const std::string& name) {
+  std::set<std::string> markers = Markers(kafka, name);
+  EXPECT_FALSE(markers.empty()) << name;
+  Output o;
+  o.readings = ReadCommitted(kafka, name + ".readings", markers, 30000);
+  o.windows = ReadCommitted(kafka, name + ".windows", markers, 30000);
+  o.late = ReadCommitted(kafka, name + ".late", markers, 6000);
+  return o;
+}
+
+void CreateTopics(KafkaMockCluster& kafka, const std::string& name) {
+  ASSERT_EQ(kafka.CreateTopic(name + ".readings", 3), "");
+  ASSERT_EQ(kafka.CreateTopic(name + ".windows", 1), "");
+  ASSERT_EQ(kafka.CreateTopic(name + ".late", 1), "");
+  ASSERT_EQ(kafka.CreateTopic(name + ".checkpoints", 1), "");
+  ASSERT_EQ(kafka.CreateTopic(name + ".state", 3), "");
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(KafkaScaleOut, KilledWorkersPartitionsAreTakenOverFromTheirCommittedState) {
+  KafkaMockCluster kafka(3);
+  ASSERT_FALSE(kafka.bootstrap().empty());
+  ASSERT_EQ(kafka.CreateTopic("sensors", kAreas), "");
+  ASSERT_EQ(kafka.CreateTopic("sensors.fed", kAreas), "");
+  std::vector<std::vector<std::pair<std::string, std::string>>> input;
+  for (int a = 0; a < kAreas; ++a) {
+    input.push_back(AreaInput(a));
+    ASSERT_EQ(kafka.Produce("sensors", input.back(), a), "");
+  }
+  CreateTopics(kafka, "single");
+  CreateTopics(kafka, "group");
+
+  TempDir tmp;
+  WriteFile(tmp.File("single.yaml"), Config(kafka.bootstrap(), "single", "sensors", "1"));
+  WriteFile(tmp.File("w1.yaml"), Config(kafka.bootstrap(), "group", "sensors.fed", "1"));
+  WriteFile(tmp.File("w2.yaml"), Config(kafka.bootstrap(), "group", "sensors.fed", "2"));
+
+  // One worker alone over the whole input; stopped with its last windows open (kept in
+  // its final checkpoint), as the surviving worker is below.
+  pid_t pid =
+      SpawnRun({tmp.File("single.yaml"), "--data-dir", tmp.File("single"), "--duration", "20s"},
+               tmp.File("single.log"));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(tmp.File("single.log"));
+  Output single = ReadOutput(kafka, "single");
+  const size_t total = static_cast<size_t>(2 * kAreas * kDevicesPerArea * kPerDevice);
+  ASSERT_EQ(single.readings.records.size(), total) << ReadFile(tmp.File("single.log"));
+
+  // Two workers over the same input, fed over ~30 s so that the kill lands mid-stream.
+  std::thread feeder([&] {
+    constexpr int kSlices = 60;
+    for (int s = 0; s < kSlices; ++s) {
+      for (int a = 0; a < kAreas; ++a) {
+        const auto& all = input[static_cast<size_t>(a)];
+        std::vector<std::pair<std::string, std::string>> slice(
+            all.begin() + static_cast<long>(s * all.size() / kSlices),
+            all.begin() + static_cast<long>((s + 1) * all.size() / kSlices));
+        EXPECT_EQ(kafka.Produce("sensors.fed", slice, a), "");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  });
+  const std::string log1 = tmp.File("w1.log");
+  const std::string log2 = tmp.File("w2.log");
+  pid_t w1 = SpawnRun({tmp.File("w1.yaml"), "--data-dir", tmp.File("w1")}, log1);
+  ASSERT_GT(w1, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  pid_t w2 = SpawnRun({tmp.File("w2.yaml"), "--data-dir", tmp.File("w2")}, log2);
+  ASSERT_GT(w2, 0);
+  // Let the second worker join, take its share and commit some of it, then kill it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(12000));
+  EXPECT_EQ(waitpid(w2, &status, WNOHANG), 0) << "worker 2 ended early:\n" << ReadFile(log2);
+  ::kill(w2, SIGKILL);
+  waitpid(w2, &status, 0);
+  feeder.join();
+  // The input is complete: give the survivor time to read it all, then stop it (SIGTERM:
+  // it stops like --duration, its final checkpoint commits with the last windows open).
+  std::this_thread::sleep_for(std::chrono::milliseconds(20000));
+  EXPECT_EQ(waitpid(w1, &status, WNOHANG), 0) << "worker 1 ended early:\n" << ReadFile(log1);
+  ::kill(w1, SIGTERM);
+  waitpid(w1, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(log1);
+  const std::string text1 = ReadFile(log1);
+  const std::string text2 = ReadFile(log2);
+  // Worker 1 gave partitions up when worker 2 joined, and took them over after the kill.
+  EXPECT_GE(Count(text1, "revoked partitions committed their state"), 1u) << text1;
+  EXPECT_GE(Count(text1, "assigned partitions restored from"), 2u) << text1;
+  EXPECT_GE(Count(text2, "assigned partitions restored from"), 1u) << text2;
+
+  Output group = ReadOutput(kafka, "group");
+  // Both workers committed output.
+  EXPECT_GE(group.readings.runs.size(), 2u);
+  EXPECT_GT(single.windows.records.size(), 200u);
+  EXPECT_TRUE(group.readings.records == single.readings.records)
+      << group.readings.records.size() << " committed readings of two workers, "
+      << single.readings.records.size() << " of one";
+  EXPECT_TRUE(group.windows.records == single.windows.records)
+      << group.windows.records.size() << " committed windows of two workers, "
+      << single.windows.records.size() << " of one";
+  if (group.windows.records != single.windows.records) {
+    std::vector<std::string> only_group;
+    std::vector<std::string> only_single;
+    std::set_difference(group.windows.records.begin(), group.windows.records.end(),
+                        single.windows.records.begin(), single.windows.records.end(),
+                        std::back_inserter(only_group));
+    std::set_difference(single.windows.records.begin(), single.windows.records.end(),
+                        group.windows.records.begin(), group.windows.records.end(),
+                        std::back_inserter(only_single));
+    for (size_t i = 0; i < std::min<size_t>(only_group.size(), 5); ++i) {
+      std::cerr << "only with two workers: " << only_group[i] << "\n";
+    }
+    for (size_t i = 0; i < std::min<size_t>(only_single.size(), 5); ++i) {
+      std::cerr << "only with one worker: " << only_single[i] << "\n";
+    }
+  }
+  EXPECT_EQ(group.late.records, single.late.records);
+  if (::testing::Test::HasFailure()) {
+    // Per input partition: committed readings and their highest offset.
+    static const std::regex where("\"partition\":([0-9]+),\"offset\":([0-9]+)");
+    for (const Committed* c : {&single.readings, &group.readings}) {
+      std::map<int, std::pair<int, long>> per;
+      for (const std::string& r : c->records) {
+        std::smatch sm;
+        if (!std::regex_search(r, sm, where)) continue;
+        auto& [n, top] = per[std::stoi(sm[1].str())];
+        ++n;
+        top = std::max(top, std::stol(sm[2].str()));
+      }
+      std::cerr << (c == &single.readings ? "one worker:" : "two workers:");
+      for (const auto& [p, v] : per) std::cerr << " p" << p << "=" << v.first << "@" << v.second;
+      std::cerr << "\n";
+    }
+    std::cerr << "--- worker 1:\n" << text1 << "--- worker 2:\n" << text2;
+  }
+  std::cerr << "two workers: " << group.readings.runs.size() << " runs committed readings; the "
+            << "mock shows " << group.readings.visible << " reading messages, "
+            << group.readings.records.size() << " of them committed; "
+            << group.windows.records.size() << " window rows\n";
+}
+
+}  // namespace
+}  // namespace tributary
