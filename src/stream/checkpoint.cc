@@ -391,6 +391,7 @@ Status EpochLog::Append(const Batch& batch) {
   if (std::fwrite(buf_.data(), 1, buf_.size(), file_) != buf_.size()) {
     return Status::Io("cannot write " + path_ + ": " + std::strerror(errno));
   }
+  written_ += buf_.size();
   return Status::Ok();
 }
 
@@ -566,6 +567,7 @@ void CheckpointCoordinator::NotePosition(size_t source, std::string position) {
 }
 
 Result<uint64_t> CheckpointCoordinator::Take(TimeUs now) {
+  const TimeUs started = NowUs();
   Pending p;
   p.id = next_id_++;
   CheckpointWriter w;
@@ -594,6 +596,9 @@ Result<uint64_t> CheckpointCoordinator::Take(TimeUs now) {
   p.ledger.sink_committed.clear();
   last_state_bytes_ = p.state.size();
   last_taken_ = now;
+  ++costs_.taken;
+  costs_.state_bytes = p.state.size();
+  costs_.snapshot += NowUs() - started;
   const uint64_t id = p.id;
   std::lock_guard lock(mu_);
   pending_.push_back(std::move(p));
@@ -601,7 +606,16 @@ Result<uint64_t> CheckpointCoordinator::Take(TimeUs now) {
 }
 
 Status CheckpointCoordinator::Record(const Batch& batch) {
-  return epoch_.Append(batch);
+  const TimeUs started = NowUs();
+  Status st = epoch_.Append(batch);
+  costs_.epoch_write += NowUs() - started;
+  return st;
+}
+
+CheckpointCosts CheckpointCoordinator::costs() const {
+  CheckpointCosts c = costs_;
+  c.epoch_bytes = epoch_.written();
+  return c;
 }
 
 Status CheckpointCoordinator::Complete(uint64_t id) {
@@ -617,11 +631,19 @@ Status CheckpointCoordinator::Complete(uint64_t id) {
     pending_.erase(it);
   }
   // 1. Prepare.
+  TimeUs t = NowUs();
+  auto lap = [&t](DurationUs& into) {
+    const TimeUs now = NowUs();
+    into += now - t;
+    t = now;
+  };
   for (size_t i = 0; i < stages_.sinks.size(); ++i) {
     TRIB_RETURN_IF_ERROR(stages_.sinks[i]->PrepareCheckpoint(id).WithContext(
         "checkpoint " + std::to_string(id) + ": sink " + stages_.sink_names[i] + " prepare"));
   }
+  lap(costs_.prepare);
   TRIB_RETURN_IF_ERROR(epoch_.Sync());
+  lap(costs_.epoch_sync);
   // 2. Decide.
   StoredCheckpoint c;
   c.id = id;
@@ -630,6 +652,7 @@ Status CheckpointCoordinator::Complete(uint64_t id) {
   c.ledger = std::move(p.ledger);
   c.sink_ledger_before = stages_.ledger->Snapshot().sink_committed;
   TRIB_RETURN_IF_ERROR(store_.Save(c));
+  lap(costs_.save);
   last_complete_ = id;
   // 3. Commit. A failure here is recovered at the next start from the epoch log.
   for (size_t i = 0; i < stages_.sinks.size(); ++i) {
@@ -637,6 +660,7 @@ Status CheckpointCoordinator::Complete(uint64_t id) {
         "checkpoint " + std::to_string(id) + ": sink " + stages_.sink_names[i] + " commit"));
   }
   epoch_.Remove();
+  lap(costs_.commit);
   return epoch_.Begin(options_.dir, id + 1);
 }
 

@@ -191,6 +191,8 @@ class EpochLog {
   void Remove();
   /// Read every batch of a log back.
   static Result<std::vector<Batch>> ReadAll(const std::string& path);
+  /// Bytes appended since construction (all logs).
+  uint64_t written() const { return written_; }
 
  private:
   Status Create();
@@ -198,6 +200,21 @@ class EpochLog {
   std::FILE* file_ = nullptr;
   std::string path_;
   std::string buf_;
+  uint64_t written_ = 0;
+};
+
+/// Where the time of checkpointing went in one run (the wall time of each step on the
+/// thread that runs it), for reports and the benchmark.
+struct CheckpointCosts {
+  uint64_t taken = 0;          ///< snapshots taken (Take)
+  DurationUs snapshot = 0;     ///< process thread: Take (the pass over the state)
+  uint64_t state_bytes = 0;    ///< of the last snapshot
+  DurationUs epoch_write = 0;  ///< sink thread: encoding and writing the epoch log
+  uint64_t epoch_bytes = 0;    ///< written to epoch logs in the run
+  DurationUs prepare = 0;      ///< sink thread: Sink::PrepareCheckpoint of every sink
+  DurationUs epoch_sync = 0;   ///< sink thread: fsync of the epoch log
+  DurationUs save = 0;         ///< sink thread: the store's transaction (the decision)
+  DurationUs commit = 0;       ///< sink thread: Sink::CommitCheckpoint of every sink
 };
 
 /// Runs checkpoints for one pipeline run (the protocol in the file comment).
@@ -246,6 +263,8 @@ class CheckpointCoordinator {
   DurationUs recovery_time() const { return recovery_time_; }
   /// Bytes of the last snapshot's state.
   size_t last_state_bytes() const { return last_state_bytes_; }
+  /// Costs so far; call once the stage threads have ended.
+  CheckpointCosts costs() const;
 
  private:
   struct Pending {
@@ -267,6 +286,7 @@ class CheckpointCoordinator {
   EpochLog epoch_;
   DurationUs recovery_time_ = 0;
   size_t last_state_bytes_ = 0;
+  CheckpointCosts costs_;  // snapshot fields: process thread; the rest: sink thread
 };
 
 }  // namespace tributary
