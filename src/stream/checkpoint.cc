@@ -385,7 +385,7 @@ Status EpochLog::Append(const Batch& batch) {
   if (BatchRecordRows(batch) == 0) return Status::Ok();
   TRIB_RETURN_IF_ERROR(Create());
   buf_.assign(4, '\0');
-  EncodeBatchRecords(batch, buf_);
+  EncodeBatchColumns(batch, buf_);
   auto n = static_cast<uint32_t>(buf_.size() - 4);
   std::memcpy(buf_.data(), &n, 4);
   if (std::fwrite(buf_.data(), 1, buf_.size(), file_) != buf_.size()) {
@@ -424,8 +424,12 @@ Result<std::vector<Batch>> EpochLog::ReadAll(const std::string& path) {
     if (std::fread(buf.data(), 1, n, f.get()) != n) {
       return Status::Corrupt("epoch log " + path + ": truncated frame");
     }
-    TRIB_ASSIGN_OR_RETURN(Batch b, DecodeBatchRecords(buf));
-    out.push_back(std::move(b));
+    // Columns since this format; a log an older build left behind holds rows.
+    Result<Batch> b = !buf.empty() && static_cast<uint8_t>(buf[0]) == kBatchColumnsVersion
+                          ? DecodeBatchColumns(buf)
+                          : DecodeBatchRecords(buf);
+    if (!b.ok()) return b.status().WithContext("epoch log " + path);
+    out.push_back(std::move(*b));
   }
   return out;
 }

@@ -169,7 +169,7 @@ class CheckpointStore {
 };
 
 /// The sink-bound records of one checkpoint interval, in the order the sinks got them:
-/// <dir>/epoch-<id>.log, frames of (u32 length, EncodeBatchRecords bytes). Written
+/// <dir>/epoch-<id>.log, frames of (u32 length, EncodeBatchColumns bytes). Written
 /// without fsync while the interval runs and fsynced before the checkpoint is decided,
 /// so a sink that had not committed the interval when the process died can be given it
 /// again. Removed once every sink committed the checkpoint.
