@@ -575,6 +575,8 @@ Result<uint64_t> CheckpointCoordinator::Take(TimeUs now) {
   Pending p;
   p.id = next_id_++;
   CheckpointWriter w;
+  // Room for a state as large as the last one and some growth: no copies while it grows.
+  w.Reserve(last_state_bytes_ + last_state_bytes_ / 8);
   w.Section("checkpoint");
   // The symbol table goes last (it must include every symbol the state refers to);
   // its offset is written as a fixed 9-byte varint patched below.

@@ -75,6 +75,7 @@ class CheckpointWriter {
   void Section(std::string_view name) { Str(name); }
   const std::string& bytes() const { return bytes_; }
   std::string Take() { return std::move(bytes_); }
+  void Reserve(size_t n) { bytes_.reserve(n); }
   size_t size() const { return bytes_.size(); }
 
  private:
