@@ -77,6 +77,18 @@ double CheckpointReader::F64() {
   return v;
 }
 
+void CheckpointReader::F64s(double* out, size_t n) {
+  const size_t left = bytes_.size() - std::min(pos_, bytes_.size());
+  if (n > left / sizeof(double)) {
+    Fail("truncated doubles at byte " + std::to_string(pos_));
+    pos_ = bytes_.size();
+    std::fill(out, out + n, 0.0);
+    return;
+  }
+  std::memcpy(out, bytes_.data() + pos_, n * sizeof(double));
+  pos_ += n * sizeof(double);
+}
+
 bool CheckpointReader::Bool() {
   if (pos_ >= bytes_.size()) {
     Fail("truncated flag at byte " + std::to_string(pos_));

@@ -69,6 +69,10 @@ class CheckpointWriter {
   void U64(uint64_t v);
   void I64(int64_t v);  ///< zig-zag varint
   void F64(double v);   ///< raw bits: NaN and -0 survive
+  /// `n` doubles in one copy: the same bytes as n calls of F64.
+  void F64s(const double* v, size_t n) {
+    bytes_.append(reinterpret_cast<const char*>(v), n * sizeof(double));
+  }
   void Bool(bool v) { bytes_.push_back(v ? 1 : 0); }
   void Str(std::string_view s);
   /// Start a named part: the reader checks the name (ExpectSection).
@@ -90,6 +94,8 @@ class CheckpointReader {
   uint64_t U64();
   int64_t I64();
   double F64();
+  /// `n` doubles written by F64 or F64s, in one copy (zeros and failed when truncated).
+  void F64s(double* out, size_t n);
   bool Bool();
   std::string_view Str();
   /// A count of items that each take at least one byte: fails the reader when more

@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "sink_test_records.h"
 #include "stream/checkpoint.h"
@@ -71,6 +74,26 @@ TEST(EpochLogTest, ATruncatedLogIsCorrupt) {
   Result<std::vector<Batch>> back = EpochLog::ReadAll(path);
   ASSERT_FALSE(back.ok());
   EXPECT_EQ(back.status().code(), StatusCode::kCorrupt);
+}
+
+TEST(CheckpointCodecTest, BulkDoublesAreTheBytesOfSingleOnes) {
+  const std::vector<double> values = {1.5, -0.0, NAN, 1e300, -7.25};
+  CheckpointWriter one;
+  for (double v : values) one.F64(v);
+  CheckpointWriter bulk;
+  bulk.F64s(values.data(), values.size());
+  EXPECT_EQ(one.bytes(), bulk.bytes());
+  std::vector<double> back(values.size());
+  CheckpointReader in(bulk.bytes());
+  in.F64s(back.data(), back.size());
+  ASSERT_TRUE(in.ok());
+  EXPECT_TRUE(in.at_end());
+  EXPECT_EQ(std::memcmp(back.data(), values.data(), values.size() * sizeof(double)), 0);
+  // Truncated: failed, zeros, no read past the end.
+  CheckpointReader cut(std::string_view(bulk.bytes()).substr(0, 4 * sizeof(double) + 3));
+  cut.F64s(back.data(), back.size());
+  EXPECT_FALSE(cut.ok());
+  EXPECT_EQ(back[0], 0.0);
 }
 
 }  // namespace
