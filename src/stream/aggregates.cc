@@ -674,7 +674,7 @@ void WindowAccumulator::Encode(CheckpointWriter& out) const {
   }
   out.U64(values_ ? values_->size() + 1 : 0);
   if (values_) {
-    for (double v : *values_) out.F64(v);
+    out.F64s(values_->data(), values_->size());
   }
   out.U64(samples_ ? samples_->size() + 1 : 0);
   if (samples_) {
@@ -718,7 +718,7 @@ void WindowAccumulator::Decode(CheckpointReader& in) {
   values_.reset();
   if (n > 0) {
     values_ = std::make_unique<std::vector<double>>(n - 1);
-    for (double& v : *values_) v = in.F64();
+    in.F64s(values_->data(), values_->size());
   }
   n = in.Count();
   samples_.reset();

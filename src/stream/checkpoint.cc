@@ -77,6 +77,18 @@ double CheckpointReader::F64() {
   return v;
 }
 
+void CheckpointReader::F64s(double* out, size_t n) {
+  const size_t left = bytes_.size() - std::min(pos_, bytes_.size());
+  if (n > left / sizeof(double)) {
+    Fail("truncated doubles at byte " + std::to_string(pos_));
+    pos_ = bytes_.size();
+    std::fill(out, out + n, 0.0);
+    return;
+  }
+  std::memcpy(out, bytes_.data() + pos_, n * sizeof(double));
+  pos_ += n * sizeof(double);
+}
+
 bool CheckpointReader::Bool() {
   if (pos_ >= bytes_.size()) {
     Fail("truncated flag at byte " + std::to_string(pos_));
@@ -403,12 +415,13 @@ Status EpochLog::Append(const Batch& batch) {
   if (BatchRecordRows(batch) == 0) return Status::Ok();
   TRIB_RETURN_IF_ERROR(Create());
   buf_.assign(4, '\0');
-  EncodeBatchRecords(batch, buf_);
+  EncodeBatchColumns(batch, buf_);
   auto n = static_cast<uint32_t>(buf_.size() - 4);
   std::memcpy(buf_.data(), &n, 4);
   if (std::fwrite(buf_.data(), 1, buf_.size(), file_) != buf_.size()) {
     return Status::Io("cannot write " + path_ + ": " + std::strerror(errno));
   }
+  written_ += buf_.size();
   return Status::Ok();
 }
 
@@ -441,8 +454,12 @@ Result<std::vector<Batch>> EpochLog::ReadAll(const std::string& path) {
     if (std::fread(buf.data(), 1, n, f.get()) != n) {
       return Status::Corrupt("epoch log " + path + ": truncated frame");
     }
-    TRIB_ASSIGN_OR_RETURN(Batch b, DecodeBatchRecords(buf));
-    out.push_back(std::move(b));
+    // Columns since this format; a log an older build left behind holds rows.
+    Result<Batch> b = !buf.empty() && static_cast<uint8_t>(buf[0]) == kBatchColumnsVersion
+                          ? DecodeBatchColumns(buf)
+                          : DecodeBatchRecords(buf);
+    if (!b.ok()) return b.status().WithContext("epoch log " + path);
+    out.push_back(std::move(*b));
   }
   return out;
 }
@@ -604,9 +621,12 @@ void CheckpointCoordinator::NotePosition(size_t source, std::string position) {
 }
 
 Result<uint64_t> CheckpointCoordinator::Take(TimeUs now) {
+  const TimeUs started = NowUs();
   Pending p;
   p.id = next_id_++;
   CheckpointWriter w;
+  // Room for a state as large as the last one and some growth: no copies while it grows.
+  w.Reserve(last_state_bytes_ + last_state_bytes_ / 8);
   w.Section("checkpoint");
   // The symbol table goes last (it must include every symbol the state refers to);
   // its offset is written as a fixed 9-byte varint patched below.
@@ -632,6 +652,9 @@ Result<uint64_t> CheckpointCoordinator::Take(TimeUs now) {
   p.ledger.sink_committed.clear();
   last_state_bytes_ = p.state.size();
   last_taken_ = now;
+  ++costs_.taken;
+  costs_.state_bytes = p.state.size();
+  costs_.snapshot += NowUs() - started;
   const uint64_t id = p.id;
   std::lock_guard lock(mu_);
   pending_.push_back(std::move(p));
@@ -639,7 +662,16 @@ Result<uint64_t> CheckpointCoordinator::Take(TimeUs now) {
 }
 
 Status CheckpointCoordinator::Record(const Batch& batch) {
-  return epoch_.Append(batch);
+  const TimeUs started = NowUs();
+  Status st = epoch_.Append(batch);
+  costs_.epoch_write += NowUs() - started;
+  return st;
+}
+
+CheckpointCosts CheckpointCoordinator::costs() const {
+  CheckpointCosts c = costs_;
+  c.epoch_bytes = epoch_.written();
+  return c;
 }
 
 Status CheckpointCoordinator::Complete(uint64_t id) {
@@ -655,11 +687,19 @@ Status CheckpointCoordinator::Complete(uint64_t id) {
     pending_.erase(it);
   }
   // 1. Prepare.
+  TimeUs t = NowUs();
+  auto lap = [&t](DurationUs& into) {
+    const TimeUs now = NowUs();
+    into += now - t;
+    t = now;
+  };
   for (size_t i = 0; i < stages_.sinks.size(); ++i) {
     TRIB_RETURN_IF_ERROR(stages_.sinks[i]->PrepareCheckpoint(id).WithContext(
         "checkpoint " + std::to_string(id) + ": sink " + stages_.sink_names[i] + " prepare"));
   }
+  lap(costs_.prepare);
   TRIB_RETURN_IF_ERROR(epoch_.Sync());
+  lap(costs_.epoch_sync);
   // 2. Decide.
   StoredCheckpoint c;
   c.id = id;
@@ -668,6 +708,7 @@ Status CheckpointCoordinator::Complete(uint64_t id) {
   c.ledger = std::move(p.ledger);
   c.sink_ledger_before = stages_.ledger->Snapshot().sink_committed;
   TRIB_RETURN_IF_ERROR(store_.Save(c));
+  lap(costs_.save);
   last_complete_ = id;
   // 3. Commit. A failure here is recovered at the next start from the epoch log.
   for (size_t i = 0; i < stages_.sinks.size(); ++i) {
@@ -675,6 +716,7 @@ Status CheckpointCoordinator::Complete(uint64_t id) {
         "checkpoint " + std::to_string(id) + ": sink " + stages_.sink_names[i] + " commit"));
   }
   epoch_.Remove();
+  lap(costs_.commit);
   return epoch_.Begin(options_.dir, id + 1);
 }
 

@@ -70,12 +70,17 @@ class CheckpointWriter {
   void U64(uint64_t v);
   void I64(int64_t v);  ///< zig-zag varint
   void F64(double v);   ///< raw bits: NaN and -0 survive
+  /// `n` doubles in one copy: the same bytes as n calls of F64.
+  void F64s(const double* v, size_t n) {
+    bytes_.append(reinterpret_cast<const char*>(v), n * sizeof(double));
+  }
   void Bool(bool v) { bytes_.push_back(v ? 1 : 0); }
   void Str(std::string_view s);
   /// Start a named part: the reader checks the name (ExpectSection).
   void Section(std::string_view name) { Str(name); }
   const std::string& bytes() const { return bytes_; }
   std::string Take() { return std::move(bytes_); }
+  void Reserve(size_t n) { bytes_.reserve(n); }
   size_t size() const { return bytes_.size(); }
 
  private:
@@ -90,6 +95,8 @@ class CheckpointReader {
   uint64_t U64();
   int64_t I64();
   double F64();
+  /// `n` doubles written by F64 or F64s, in one copy (zeros and failed when truncated).
+  void F64s(double* out, size_t n);
   bool Bool();
   std::string_view Str();
   /// A count of items that each take at least one byte: fails the reader when more
@@ -189,7 +196,7 @@ class CheckpointStore {
 };
 
 /// The sink-bound records of one checkpoint interval, in the order the sinks got them:
-/// <dir>/epoch-<id>.log, frames of (u32 length, EncodeBatchRecords bytes). Written
+/// <dir>/epoch-<id>.log, frames of (u32 length, EncodeBatchColumns bytes). Written
 /// without fsync while the interval runs and fsynced before the checkpoint is decided,
 /// so a sink that had not committed the interval when the process died can be given it
 /// again. Removed once every sink committed the checkpoint.
@@ -211,6 +218,8 @@ class EpochLog {
   void Remove();
   /// Read every batch of a log back.
   static Result<std::vector<Batch>> ReadAll(const std::string& path);
+  /// Bytes appended since construction (all logs).
+  uint64_t written() const { return written_; }
 
  private:
   Status Create();
@@ -218,6 +227,21 @@ class EpochLog {
   std::FILE* file_ = nullptr;
   std::string path_;
   std::string buf_;
+  uint64_t written_ = 0;
+};
+
+/// Where the time of checkpointing went in one run (the wall time of each step on the
+/// thread that runs it), for reports and the benchmark.
+struct CheckpointCosts {
+  uint64_t taken = 0;          ///< snapshots taken (Take)
+  DurationUs snapshot = 0;     ///< process thread: Take (the pass over the state)
+  uint64_t state_bytes = 0;    ///< of the last snapshot
+  DurationUs epoch_write = 0;  ///< sink thread: encoding and writing the epoch log
+  uint64_t epoch_bytes = 0;    ///< written to epoch logs in the run
+  DurationUs prepare = 0;      ///< sink thread: Sink::PrepareCheckpoint of every sink
+  DurationUs epoch_sync = 0;   ///< sink thread: fsync of the epoch log
+  DurationUs save = 0;         ///< sink thread: the store's transaction (the decision)
+  DurationUs commit = 0;       ///< sink thread: Sink::CommitCheckpoint of every sink
 };
 
 /// Runs checkpoints for one pipeline run (the protocol in the file comment).
@@ -266,6 +290,8 @@ class CheckpointCoordinator {
   DurationUs recovery_time() const { return recovery_time_; }
   /// Bytes of the last snapshot's state.
   size_t last_state_bytes() const { return last_state_bytes_; }
+  /// Costs so far; call once the stage threads have ended.
+  CheckpointCosts costs() const;
 
  private:
   struct Pending {
@@ -287,6 +313,7 @@ class CheckpointCoordinator {
   EpochLog epoch_;
   DurationUs recovery_time_ = 0;
   size_t last_state_bytes_ = 0;
+  CheckpointCosts costs_;  // snapshot fields: process thread; the rest: sink thread
 };
 
 }  // namespace tributary

@@ -695,6 +695,17 @@ Status Pipeline::Run(DurationUs duration) {
   process_thread.join();
   sink_thread.join();
   running_.store(false, std::memory_order_release);
+  if (ckpt) {
+    checkpoint_costs_ = ckpt->costs();
+    const CheckpointCosts& c = checkpoint_costs_;
+    auto ms = [](DurationUs d) { return static_cast<double>(d) / 1e3; };
+    spdlog::info(
+        "checkpoints: {} taken, snapshot {:.0f} ms (process thread, last {} bytes); epoch log "
+        "{:.0f} ms for {} bytes, prepare {:.0f} ms, fsync {:.0f} ms, store {:.0f} ms, commit "
+        "{:.0f} ms (sink thread)",
+        c.taken, ms(c.snapshot), c.state_bytes, ms(c.epoch_write), c.epoch_bytes, ms(c.prepare),
+        ms(c.epoch_sync), ms(c.save), ms(c.commit));
+  }
   for (auto& s : sources_) s->Close();
   for (auto& s : sinks_) s->Close();
   Status st = WriteFileAtomic(LedgerPath(), ledger_.Snapshot().ToJson());

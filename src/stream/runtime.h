@@ -21,6 +21,7 @@
 #include "core/ledger.h"
 #include "core/pipeline_config.h"
 #include "core/status.h"
+#include "stream/checkpoint.h"
 #include "stream/memory_guard.h"
 #include "stream/partition_monitor.h"
 
@@ -87,6 +88,8 @@ class Pipeline {
   const Source* source(size_t i) const { return i < sources_.size() ? sources_[i].get() : nullptr; }
   /// Path of the ledger file written during and after the run.
   std::string LedgerPath() const;
+  /// Where the time of checkpointing went in the last run (zeros without checkpoints).
+  const CheckpointCosts& checkpoint_costs() const { return checkpoint_costs_; }
 
  private:
   explicit Pipeline(PipelineConfig config);
@@ -109,6 +112,7 @@ class Pipeline {
   bool partition_state_ = false;
   std::unique_ptr<MemoryGuard> memory_guard_;
   std::unique_ptr<PartitionMonitor> partition_monitor_;
+  CheckpointCosts checkpoint_costs_;
 };
 
 /// Write `content` to `path` atomically (temporary file + fsync + rename).

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <string>
 
+#include "core/intern.h"
 #include "sink_test_records.h"
 
 namespace tributary {
@@ -156,6 +159,169 @@ TEST(BatchCodecTest, RejectsTruncatedBytes) {
     EXPECT_FALSE(r.ok()) << n;
     EXPECT_EQ(r.status().code(), StatusCode::kCorrupt);
   }
+}
+
+// Doubles compared by bits: NaN and -0 must come back as they were.
+bool SameBits(double a, double b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+void ExpectSameReading(const Reading& a, const Reading& b) {
+  EXPECT_EQ(a.event_time, b.event_time);
+  EXPECT_EQ(a.arrival_time, b.arrival_time);
+  EXPECT_EQ(a.device, b.device);
+  EXPECT_EQ(a.metric, b.metric);
+  EXPECT_TRUE(SameBits(a.value, b.value));
+  EXPECT_TRUE(SameBits(a.lat, b.lat));
+  EXPECT_TRUE(SameBits(a.lon, b.lon));
+  EXPECT_EQ(a.h3, b.h3);
+  EXPECT_EQ(a.zone, b.zone);
+  EXPECT_EQ(a.extra_zones, b.extra_zones);
+  EXPECT_EQ(a.s2, b.s2);
+  EXPECT_EQ(a.flags, b.flags);
+  EXPECT_TRUE(SameBits(a.qc_score, b.qc_score));
+  EXPECT_EQ(a.prov.source, b.prov.source);
+  EXPECT_EQ(a.prov.topic, b.prov.topic);
+  EXPECT_EQ(a.prov.partition, b.prov.partition);
+  EXPECT_EQ(a.prov.offset, b.prov.offset);
+  EXPECT_EQ(a.prov.firmware, b.prov.firmware);
+  EXPECT_EQ(a.prov.calibration_date, b.prov.calibration_date);
+  EXPECT_EQ(a.prov.crs_source, b.prov.crs_source);
+  EXPECT_TRUE(SameBits(a.prov.orig_x, b.prov.orig_x));
+  EXPECT_TRUE(SameBits(a.prov.orig_y, b.prov.orig_y));
+  EXPECT_EQ(a.prov.drift_correction, b.prov.drift_correction);
+  EXPECT_TRUE(SameBits(a.prov.anomaly_score, b.prov.anomaly_score));
+}
+
+TEST(BatchCodecTest, ColumnsRoundTripEveryFieldOfVariedAndConstantColumns) {
+  Batch b;
+  for (int i = 0; i < 5; ++i) {
+    Reading r = testing::FullReading();
+    r.device = Intern("node-" + std::to_string(i));  // varies
+    r.value = i == 2 ? -0.0 : (i == 3 ? NAN : 1.5 * i);
+    r.event_time += i;
+    r.extra_zones[1] = Intern("district-9");  // the same in every row
+    r.s2 = 0x47a1cbd595522b39ULL + static_cast<uint64_t>(i % 2);
+    r.qc_score = 1.25f;
+    r.prov.drift_correction = Intern("slope=0.9 offset=1");
+    r.prov.anomaly_score = i == 4 ? 0.75f : NAN;
+    b.readings.push_back(r);
+  }
+  b.readings.push_back(testing::BareReading("n2", "no2", testing::kSinkT0, 3.5));
+  // Runs: ten readings per device, times all different.
+  for (int i = 0; i < 40; ++i) {
+    Reading r = testing::FullReading();
+    r.device = Intern("run-" + std::to_string(i / 10));
+    r.event_time += 1000 + i;
+    b.readings.push_back(r);
+  }
+  for (int i = 0; i < 3; ++i) {
+    WindowResult w = testing::FullWindowResult();
+    w.start += i;
+    w.interpolated_sample_fraction = 0.25 * i;
+    w.exceedance_count = i == 1 ? 4 : -1;
+    if (i == 2) w.quantiles.clear();
+    b.windows.push_back(w);
+  }
+  QuarantineRecord q;
+  q.reason = Intern("malformed_json");
+  q.raw = std::string("a\0b", 3);
+  b.quarantine.push_back(q);
+  LateRecord l;
+  l.reading = testing::FullReading();
+  l.window = Intern("w");
+  l.lateness = 5;
+  b.late.push_back(l);
+  AlertEvent a;
+  a.rule = Intern("pm_high");
+  a.message = "high";
+  b.alerts.push_back(a);
+
+  std::string bytes;
+  EncodeBatchColumns(b, bytes);
+  Result<Batch> back = DecodeBatchColumns(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->readings.size(), b.readings.size());
+  for (size_t i = 0; i < b.readings.size(); ++i) {
+    SCOPED_TRACE(i);
+    ExpectSameReading(back->readings[i], b.readings[i]);
+  }
+  ASSERT_EQ(back->windows.size(), b.windows.size());
+  for (size_t i = 0; i < b.windows.size(); ++i) {
+    const WindowResult& x = back->windows[i];
+    const WindowResult& y = b.windows[i];
+    EXPECT_EQ(x.window, y.window);
+    EXPECT_EQ(x.group_by, y.group_by);
+    EXPECT_EQ(x.group, y.group);
+    EXPECT_EQ(x.metric, y.metric);
+    EXPECT_EQ(x.start, y.start);
+    EXPECT_EQ(x.end, y.end);
+    EXPECT_EQ(x.count, y.count);
+    for (auto [u, v] : {std::pair{x.mean, y.mean},
+                        {x.min, y.min},
+                        {x.max, y.max},
+                        {x.std, y.std},
+                        {x.median, y.median},
+                        {x.p95, y.p95},
+                        {x.trimmed_mean, y.trimmed_mean},
+                        {x.first, y.first},
+                        {x.last, y.last},
+                        {x.centroid_lat, y.centroid_lat},
+                        {x.centroid_lon, y.centroid_lon},
+                        {x.nowcast, y.nowcast},
+                        {x.aqi, y.aqi},
+                        {x.interpolated_sample_fraction, y.interpolated_sample_fraction}}) {
+      EXPECT_TRUE(SameBits(u, v));
+    }
+    EXPECT_EQ(x.distinct_sensors, y.distinct_sensors);
+    EXPECT_EQ(x.exceedance_count, y.exceedance_count);
+    EXPECT_EQ(x.late_count, y.late_count);
+    EXPECT_EQ(x.quantiles, y.quantiles);
+    EXPECT_EQ(x.aggregation_method, y.aggregation_method);
+    EXPECT_EQ(x.flags, y.flags);
+    EXPECT_EQ(x.revision, y.revision);
+    EXPECT_EQ(x.emitted_at, y.emitted_at);
+  }
+  ASSERT_EQ(back->quarantine.size(), 1u);
+  EXPECT_EQ(back->quarantine[0].raw, q.raw);
+  ASSERT_EQ(back->late.size(), 1u);
+  ExpectSameReading(back->late[0].reading, l.reading);
+  ASSERT_EQ(back->alerts.size(), 1u);
+  EXPECT_EQ(back->alerts[0].message, "high");
+
+  // Constant columns are written once: far smaller than the rows.
+  std::string rows;
+  EncodeBatchRecords(b, rows);
+  EXPECT_LT(bytes.size(), rows.size());
+}
+
+TEST(BatchCodecTest, ColumnsRejectTruncatedBytesAndUnknownSymbols) {
+  Batch b;
+  b.readings.push_back(testing::FullReading());
+  b.readings.push_back(testing::BareReading("n2", "no2", testing::kSinkT0, 3.5));
+  b.windows.push_back(testing::FullWindowResult());
+  std::string bytes;
+  EncodeBatchColumns(b, bytes);
+  for (size_t n : {size_t{0}, size_t{1}, bytes.size() / 2, bytes.size() - 1}) {
+    Result<Batch> r = DecodeBatchColumns(std::string_view(bytes).substr(0, n));
+    EXPECT_FALSE(r.ok()) << n;
+    EXPECT_EQ(r.status().code(), StatusCode::kCorrupt);
+  }
+  // The device column (after two 8-byte time columns) names an id never interned.
+  Batch one;
+  one.readings.push_back(testing::FullReading());
+  std::string single;
+  EncodeBatchColumns(one, single);
+  const size_t device_at = 1 + 4 + 2 * (1 + 8) + 1;
+  const auto missing = static_cast<uint32_t>(InternedCount() + 1000);
+  std::memcpy(single.data() + device_at, &missing, 4);
+  Result<Batch> r = DecodeBatchColumns(single);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCorrupt);
+  // Rows are not columns.
+  std::string rows;
+  EncodeBatchRecords(b, rows);
+  EXPECT_FALSE(DecodeBatchColumns(rows).ok());
 }
 
 }  // namespace
