@@ -110,6 +110,7 @@ TEST_F(PostgresSinkTest, RowsArriveWithGeometryProvenanceAndFlags) {
   l.window = Intern("zone_15m");
   l.lateness = 90 * kMicrosPerSecond;
   l.watermark = kSinkT0 + 20 * kMicrosPerMinute;
+  l.reading.qc_score = 1.25f;  // a QC check flagged it before it missed its window
   b.late.push_back(l);
 
   auto sink = MakePostgresSink(Options());
@@ -167,8 +168,8 @@ TEST_F(PostgresSinkTest, RowsArriveWithGeometryProvenanceAndFlags) {
             "7 mqtt-city");
   EXPECT_EQ(
       Text("SELECT lateness_s || ' ' || \"window\" || ' ' || (provenance->>'firmware_version') "
-           "FROM air.late"),
-      "90 zone_15m 2.4.1");
+           "|| ' ' || qc_score FROM air.late"),
+      "90 zone_15m 2.4.1 1.25");
   EXPECT_EQ(Int("SELECT count(*) FROM air.alerts"), 0);
 
   EXPECT_EQ(Committed("warehouse/readings"), 2u);

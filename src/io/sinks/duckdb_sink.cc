@@ -109,20 +109,25 @@ const std::vector<DuckColumn> kQuarantineColumns = {
     {"topic", kText},  {"partition", kI32},       {"offset", kI64},        {"provenance", kText},
 };
 
-const std::vector<DuckColumn> kLateColumns = WithPlace({
-    {"window", kText},
-    {"device_id", kText},
-    {"metric", kText},
-    {"value", kF64},
-    {"event_time_us", kI64},
-    {"event_time", kTime},
-    {"arrival_time_us", kI64},
-    {"arrival_time", kTime},
-    {"lateness_us", kI64},
-    {"lateness_s", kF64},
-    {"watermark_us", kI64},
-    {"watermark", kTime},
-});
+// The QC score came after the place columns; older files gain it.
+const std::vector<DuckColumn> kLateColumns = [] {
+  std::vector<DuckColumn> c = WithPlace({
+      {"window", kText},
+      {"device_id", kText},
+      {"metric", kText},
+      {"value", kF64},
+      {"event_time_us", kI64},
+      {"event_time", kTime},
+      {"arrival_time_us", kI64},
+      {"arrival_time", kTime},
+      {"lateness_us", kI64},
+      {"lateness_s", kF64},
+      {"watermark_us", kI64},
+      {"watermark", kTime},
+  });
+  c.push_back({"qc_score", kF64});
+  return c;
+}();
 
 struct DuckTableDef {
   const std::vector<DuckColumn>* columns;
@@ -242,6 +247,7 @@ Status DuckDbSink::CreateSchema() {
   sql += "ALTER TABLE readings ADD COLUMN IF NOT EXISTS qc_score DOUBLE;\n";
   sql += "ALTER TABLE readings ADD COLUMN IF NOT EXISTS zones VARCHAR;\n";
   sql += "ALTER TABLE readings ADD COLUMN IF NOT EXISTS s2 VARCHAR;\n";
+  sql += "ALTER TABLE late ADD COLUMN IF NOT EXISTS qc_score DOUBLE;\n";
   sql += std::string(kAlertsSql) + ";\n" + kLatestWindowsSql + ";\nCOMMIT;";
   Status st = duck_.Exec(sql);
   if (!st.ok()) {
@@ -396,6 +402,7 @@ Status DuckDbSink::AppendLate(const LateRecord& l) {
     a.I64(11, l.watermark);
   }
   AppendPlace(a, 12, r);
+  a.F64(19, r.qc_score);
   return a.EndRow();
 }
 

@@ -92,6 +92,7 @@ Batch MixedBatch() {
   l.window = Intern("device_1m");
   l.lateness = 90 * kMicrosPerSecond;
   l.watermark = kT0 - 10 * kMicrosPerMinute;
+  l.reading.qc_score = 1.25f;  // a QC check flagged it before it missed its window
   b.late.push_back(l);
   return b;
 }
@@ -167,11 +168,13 @@ TEST_F(DuckDbSinkTest, StoresEveryTableInTheDataDirAndReadsBack) {
             (std::vector<std::string>{"malformed_json|unexpected end of input|7B2261223AFF00|"
                                       "NULL|NULL|1714564805000000|1714564805000000|mqtt-city|"
                                       "city/air/x|NULL|7"}));
-  EXPECT_EQ(db.Rows("SELECT \"window\", device_id, metric, value, event_time_us, lateness_us, "
-                    "lateness_s, watermark_us, epoch_us(watermark), zone_id, hex(geom) FROM late"),
-            (std::vector<std::string>{"device_1m|node-17|pm25|12.5|1714561200000000|90000000|"
-                                      "90.0|1714564200000000|1714564200000000|zone-a|" +
-                                      testing::WkbHex(16.3738, 48.2082)}));
+  EXPECT_EQ(
+      db.Rows(
+          "SELECT \"window\", device_id, metric, value, event_time_us, lateness_us, "
+          "lateness_s, watermark_us, epoch_us(watermark), zone_id, hex(geom), qc_score FROM late"),
+      (std::vector<std::string>{"device_1m|node-17|pm25|12.5|1714561200000000|90000000|"
+                                "90.0|1714564200000000|1714564200000000|zone-a|" +
+                                testing::WkbHex(16.3738, 48.2082) + "|1.25"}));
   EXPECT_EQ(db.Rows("SELECT rule, kind, \"key\", metric, severity, state, fired_at_us, "
                     "resolved_at_us, epoch_us(resolved_at), first_value, last_value, level, "
                     "notifications, message FROM alerts"),

@@ -139,23 +139,24 @@ const std::vector<DuckColumn> kQuarantineColumns =
              {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ}},
             kProvenanceColumns});
 
-const std::vector<DuckColumn> kLateColumns = Concat({{{"date", DUCKDB_TYPE_DATE},
-                                                      {"metric", DUCKDB_TYPE_VARCHAR},
-                                                      {"window", DUCKDB_TYPE_VARCHAR},
-                                                      {"device_id", DUCKDB_TYPE_VARCHAR},
-                                                      {"value", DUCKDB_TYPE_DOUBLE},
-                                                      {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                      {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                      {"lateness_us", DUCKDB_TYPE_BIGINT},
-                                                      {"lateness_s", DUCKDB_TYPE_DOUBLE},
-                                                      {"watermark", DUCKDB_TYPE_TIMESTAMP_TZ},
-                                                      {"lat", DUCKDB_TYPE_DOUBLE},
-                                                      {"lon", DUCKDB_TYPE_DOUBLE},
-                                                      {"zone_id", DUCKDB_TYPE_VARCHAR},
-                                                      {"h3", DUCKDB_TYPE_VARCHAR},
-                                                      {"qc_flags", DUCKDB_TYPE_VARCHAR}},
-                                                     kProvenanceColumns,
-                                                     {{"geometry", DUCKDB_TYPE_BLOB}}});
+const std::vector<DuckColumn> kLateColumns =
+    Concat({{{"date", DUCKDB_TYPE_DATE},
+             {"metric", DUCKDB_TYPE_VARCHAR},
+             {"window", DUCKDB_TYPE_VARCHAR},
+             {"device_id", DUCKDB_TYPE_VARCHAR},
+             {"value", DUCKDB_TYPE_DOUBLE},
+             {"event_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+             {"arrival_time", DUCKDB_TYPE_TIMESTAMP_TZ},
+             {"lateness_us", DUCKDB_TYPE_BIGINT},
+             {"lateness_s", DUCKDB_TYPE_DOUBLE},
+             {"watermark", DUCKDB_TYPE_TIMESTAMP_TZ},
+             {"lat", DUCKDB_TYPE_DOUBLE},
+             {"lon", DUCKDB_TYPE_DOUBLE},
+             {"zone_id", DUCKDB_TYPE_VARCHAR},
+             {"h3", DUCKDB_TYPE_VARCHAR},
+             {"qc_flags", DUCKDB_TYPE_VARCHAR}},
+            kProvenanceColumns,
+            {{"geometry", DUCKDB_TYPE_BLOB}, {"qc_score", DUCKDB_TYPE_DOUBLE}}});
 
 struct TableDef {
   const std::vector<DuckColumn>* columns;
@@ -637,6 +638,7 @@ void ParquetSink::FillLate(DuckChunkWriter& a, const LateRecord& l) {
   a.Str(14, flags_text_.Format(r.flags.bits, false));
   AppendProvenance(a, 15, r.prov);
   AppendGeometry(a, 24, r.lon, r.lat);
+  a.F64(25, r.qc_score);
 }
 
 Status ParquetSink::Commit() {

@@ -166,6 +166,7 @@ TEST_F(ParquetSinkTest, ArchivesMixedBatchesAndReadsThemBack) {
   l.window = Intern("device_1m");
   l.lateness = 90 * kMicrosPerSecond;
   l.watermark = kT0 - 10 * kMicrosPerMinute;
+  l.reading.qc_score = 1.25f;  // a QC check flagged it before it missed its window
   b2.late.push_back(l);
   ASSERT_TRUE(sink->Write(b2).ok());
   // Nothing is visible before the commit.
@@ -237,13 +238,13 @@ TEST_F(ParquetSinkTest, ArchivesMixedBatchesAndReadsThemBack) {
 
   EXPECT_EQ(db.Rows("SELECT \"date\", metric, \"window\", device_id, value, epoch_us(event_time), "
                     "lateness_us, lateness_s, epoch_us(watermark), lat, lon, zone_id, h3, "
-                    "qc_flags, firmware_version, hex(geometry) FROM " +
+                    "qc_flags, firmware_version, hex(geometry), qc_score FROM " +
                     Glob("late")),
             (std::vector<std::string>{"2024-05-01|pm25|device_1m|node-17|12.5|"
                                       "1714561200000000|90000000|90.0|1714564200000000|48.2082|"
                                       "16.3738|zone-a|85283473fffffff|CALIBRATED|CRS_TRANSFORMED|"
                                       "2.4.1|" +
-                                      WkbHex(16.3738, 48.2082)}));
+                                      WkbHex(16.3738, 48.2082) + "|1.25"}));
 
   // GeoParquet metadata on every file with a geometry column, none on quarantine; zstd.
   std::string geo = std::string(GeoParquetMetadata());

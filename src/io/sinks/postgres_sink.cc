@@ -199,7 +199,7 @@ constexpr const char* kStageColumns[kTableCount] = {
     // late
     "window_name text, device_id text, metric text, value float8, event_time_us int8, "
     "arrival_time_us int8, lateness_us int8, watermark_us int8, lat float8, lon float8, "
-    "zone_id text, h3 text, qc_flags text, provenance jsonb",
+    "zone_id text, h3 text, qc_flags text, provenance jsonb, qc_score float8",
 };
 
 // The columns readings and late share after their own (see EncodeReadingPlace).
@@ -291,6 +291,7 @@ std::string SchemaSql(const std::string& s, bool hypertable) {
          "  PRIMARY KEY (event_time, device_id, metric, \"window\")\n"
          ");\n";
   sql += "CREATE INDEX IF NOT EXISTS late_geom_gist ON " + s + ".late USING gist (geom);\n";
+  sql += "ALTER TABLE " + s + ".late ADD COLUMN IF NOT EXISTS qc_score double precision;\n";
   // Alerts: the table is part of the schema for the alert stage; rules write to it.
   sql += "CREATE TABLE IF NOT EXISTS " + s +
          ".alerts (\n"
@@ -364,11 +365,11 @@ std::string InsertSql(const std::string& s, int table) {
     case kLate:
       return "INSERT INTO " + s +
              ".late (event_time, device_id, metric, \"window\", value, arrival_time, "
-             "lateness_s, watermark, lat, lon, geom, zone_id, h3, qc_flags, provenance) "
-             "SELECT " +
+             "lateness_s, watermark, lat, lon, geom, zone_id, h3, qc_flags, provenance, "
+             "qc_score) SELECT " +
              Ts("event_time_us") + ", device_id, metric, window_name, value, " +
              Ts("arrival_time_us") + ", lateness_us / 1e6, " + Ts("watermark_us") + ", lat, lon, " +
-             Geom("lon", "lat") + ", zone_id, h3, qc_flags, provenance FROM " + stage +
+             Geom("lon", "lat") + ", zone_id, h3, qc_flags, provenance, qc_score FROM " + stage +
              " ON CONFLICT DO NOTHING";
     default:
       return {};
@@ -898,6 +899,7 @@ void PostgresSink::EncodeLate(const LateRecord& l, std::string& out) {
   EncodeReadingHead(r, row);
   row.Int(l.lateness).IntOrNull(l.watermark, l.watermark > kMinTime);
   EncodeReadingPlace(r, row);
+  row.Double(r.qc_score);
   row.End();
 }
 
