@@ -460,7 +460,8 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
       }
       now = NowUs();
     }
-    Status txn = in_transaction([&]() -> Status {
+    // (No transaction when everything went out directly.)
+    Status txn = taken.empty() ? Status::Ok() : in_transaction([&]() -> Status {
       for (const AlertMessage& m : taken) {
         // The first one failed its direct delivery: it waits for its retry.
         const bool failed = !direct_error.empty() && &m == &taken.front();
