@@ -38,6 +38,9 @@ CommandResult RunCommand(const std::vector<std::string>& args, const std::string
 /// Run the built tributary binary with `args`.
 CommandResult RunTributary(const std::vector<std::string>& args, const std::string& stdin_text = {},
                            const std::vector<std::string>& extra_env = {});
+/// Start `tributary run <args...> --listen off` in the background, its stdout and stderr
+/// appended to `log`, for tests that kill and restart it; its pid, or -1.
+int SpawnTributaryRun(const std::vector<std::string>& args, const std::string& log);
 
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& content);

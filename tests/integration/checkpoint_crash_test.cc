@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,10 +29,10 @@
 #define CKPT_TEST_DUCKDB 1
 #endif
 
-extern char** environ;
-
 namespace tributary {
 namespace {
+
+using testing::SpawnTributaryRun;
 
 using testing::ReadFile;
 using testing::RunTributary;
@@ -133,21 +132,6 @@ std::string LedgerText(const std::string& data_dir) {
   return l->ToJson();
 }
 
-pid_t SpawnRun(const std::string& config, const std::string& log) {
-  std::vector<std::string> args{TRIBUTARY_BINARY, "run", config, "--listen", "off"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
-
 std::string Config(const std::string& data_dir, const std::string& source_yaml) {
   return "pipeline:\n"
          "  data_dir: " +
@@ -216,7 +200,7 @@ void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t see
   WriteFile(tmp.File("clean.yaml"), Config(clean, source_yaml));
   WriteFile(tmp.File("crashed.yaml"), Config(crashed, source_yaml));
   auto t0 = std::chrono::steady_clock::now();
-  pid_t pid = SpawnRun(tmp.File("clean.yaml"), tmp.File("clean.log"));
+  pid_t pid = SpawnTributaryRun({tmp.File("clean.yaml")}, tmp.File("clean.log"));
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(tmp.File("clean.log"));
@@ -236,7 +220,7 @@ void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t see
     if (ReadFile(log).find("resumed from checkpoint") != std::string::npos) ++resumed;
   };
   for (int start = 0; kills < 20 && start < 100; ++start) {
-    pid = SpawnRun(tmp.File("crashed.yaml"), log);
+    pid = SpawnTributaryRun({tmp.File("crashed.yaml")}, log);
     ASSERT_GT(pid, 0) << "cannot start tributary";
     std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
     if (waitpid(pid, &status, WNOHANG) == 0) {
@@ -253,7 +237,7 @@ void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t see
     std::filesystem::remove_all(crashed);
   }
   ASSERT_EQ(kills, 20);
-  pid = SpawnRun(tmp.File("crashed.yaml"), log);
+  pid = SpawnTributaryRun({tmp.File("crashed.yaml")}, log);
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(log);
   note_resumed();

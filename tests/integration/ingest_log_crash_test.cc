@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,31 +22,16 @@
 #include "integration/mosquitto.h"
 #include "test_util.h"
 
-extern char** environ;
-
 namespace tributary {
 namespace {
+
+using testing::SpawnTributaryRun;
 
 using testing::MosquittoBroker;
 using testing::QueryInt;
 using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;
-
-pid_t Spawn(const std::string& config, const std::string& log) {
-  std::vector<std::string> args{TRIBUTARY_BINARY, "run", config, "--listen", "off"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
 
 int WaitExit(pid_t pid) {
   int status = 0;
@@ -67,7 +51,7 @@ int KillAndRestart(pid_t& pid, const std::atomic<bool>& done, const std::string&
     kill(pid, SIGKILL);
     WaitExit(pid);
     ++kills;
-    pid = Spawn(config, log);
+    pid = SpawnTributaryRun({config}, log);
     EXPECT_GT(pid, 0);
     if (pid <= 0) break;
   }
@@ -127,7 +111,7 @@ void KillRepeatedlyWhileMqttDelivers(int qos) {
   constexpr int kPerBurst = 100;
   const int64_t base_ms = NowUs() / 1000 - 600'000;
   // The first run subscribes (persistent session), so the broker queues from then on.
-  pid_t pid = Spawn(config, log);
+  pid_t pid = SpawnTributaryRun({config}, log);
   ASSERT_GT(pid, 0);
   std::this_thread::sleep_for(std::chrono::seconds(2));
 
@@ -189,7 +173,7 @@ TEST(IngestLogCrash, TailKilledRepeatedlyLosesNoRow) {
   constexpr int kBursts = 24;
   constexpr int kPerBurst = 100;
   const int64_t base_ms = NowUs() / 1000 - 600'000;
-  pid_t pid = Spawn(config, log);
+  pid_t pid = SpawnTributaryRun({config}, log);
   ASSERT_GT(pid, 0);
   std::atomic<bool> written{false};
   std::thread writer([&] {
@@ -230,7 +214,7 @@ TEST(IngestLogCrash, HttpKilledAfterAnsweringLosesNoAnsweredRecord) {
                         "sinks:\n  - name: local\n    type: sqlite\n"
                         "checkpoint:\n  enabled: true\n  interval: 1h\n");
   const std::string log = dir.File("runs.log");
-  pid_t pid = Spawn(config, log);
+  pid_t pid = SpawnTributaryRun({config}, log);
   ASSERT_GT(pid, 0);
   httplib::Client client("127.0.0.1", port);
   client.set_connection_timeout(1, 0);

@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,10 +32,12 @@
 #include "integration/kafka_mock.h"
 #include "test_util.h"
 
-extern char** environ;
-
 namespace tributary {
 namespace {
+
+using testing::Committed;
+using testing::ReadCommitted;
+using testing::SpawnTributaryRun;
 
 using testing::KafkaMockCluster;
 using testing::ReadFile;
@@ -74,53 +75,6 @@ std::string Config(const std::string& brokers, const std::string& name, const st
          ".late\n    breaker: false\n    transactional_id: " + name +
          "\n    checkpoint_topic: " + name + ".checkpoints\n" +
          "checkpoint:\n  enabled: true\n  interval: 300ms\n";
-}
-
-pid_t SpawnRun(const std::vector<std::string>& extra, const std::string& log) {
-  std::vector<std::string> args{TRIBUTARY_BINARY, "run", "--listen", "off"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
-
-// What a read_committed consumer of a real broker sees of `topic`, as sorted text with
-// the processing-clock fields (arrival and emission times) and the input topic removed.
-struct Committed {
-  std::vector<std::string> records;
-  size_t visible = 0;          // messages the mock shows, committed or not
-  std::set<std::string> runs;  // processes whose transactions committed these records
-};
-
-Committed ReadCommitted(KafkaMockCluster& kafka, const std::string& topic,
-                        const std::set<std::string>& markers, int timeout_ms) {
-  Committed c;
-  std::vector<KafkaMockCluster::Message> all = kafka.ReadAll(topic, 1'000'000, timeout_ms, 2000);
-  c.visible = all.size();
-  static const std::regex clock_fields(
-      "\"(arrival_time|emitted_at|emitted_at_us|latency_s|latency_ms|topic)\":(\"[^\"]*\"|[-0-9.e]+"
-      "),?");
-  for (const auto& m : all) {
-    auto run = m.headers.find("tributary-run");
-    auto ckpt = m.headers.find("tributary-checkpoint");
-    if (run == m.headers.end() || ckpt == m.headers.end()) {
-      ADD_FAILURE() << topic << " offset " << m.offset << " has no checkpoint headers";
-      continue;
-    }
-    if (markers.count(run->second + "/" + ckpt->second) == 0) continue;
-    c.runs.insert(run->second);
-    c.records.push_back(m.key + " " + std::regex_replace(m.value, clock_fields, ""));
-  }
-  std::sort(c.records.begin(), c.records.end());
-  return c;
 }
 
 // Committed markers of `name`: "run/checkpoint".
@@ -181,9 +135,9 @@ TEST(KafkaCheckpointCrash, KafkaToKafkaKilledRepeatedlyCommitsEachRecordOnce) {
   WriteFile(tmp.File("crashed.yaml"), Config(kafka.bootstrap(), "crashed", "sensors.fed"));
   // The clean run: long enough to join the group and read everything, then stopped
   // (its last windows stay open in its final checkpoint, as the crashed run's do).
-  pid_t pid =
-      SpawnRun({tmp.File("clean.yaml"), "--data-dir", tmp.File("clean"), "--duration", "20s"},
-               tmp.File("clean.log"));
+  pid_t pid = SpawnTributaryRun(
+      {tmp.File("clean.yaml"), "--data-dir", tmp.File("clean"), "--duration", "20s"},
+      tmp.File("clean.log"));
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(tmp.File("clean.log"));
@@ -211,7 +165,7 @@ TEST(KafkaCheckpointCrash, KafkaToKafkaKilledRepeatedlyCommitsEachRecordOnce) {
   std::uniform_int_distribution<int> delay(5000, 11000);
   int kills = 0;
   for (int start = 0; start < 5; ++start) {
-    pid = SpawnRun({tmp.File("crashed.yaml"), "--data-dir", tmp.File("crashed")}, log);
+    pid = SpawnTributaryRun({tmp.File("crashed.yaml"), "--data-dir", tmp.File("crashed")}, log);
     ASSERT_GT(pid, 0);
     std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
     EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the run ended early:\n" << ReadFile(log);
@@ -220,8 +174,8 @@ TEST(KafkaCheckpointCrash, KafkaToKafkaKilledRepeatedlyCommitsEachRecordOnce) {
     ++kills;
   }
   feeder.join();
-  pid = SpawnRun({tmp.File("crashed.yaml"), "--data-dir", tmp.File("crashed"), "--duration", "20s"},
-                 log);
+  pid = SpawnTributaryRun(
+      {tmp.File("crashed.yaml"), "--data-dir", tmp.File("crashed"), "--duration", "20s"}, log);
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(log);
   const std::string log_text = ReadFile(log);

@@ -1,8 +1,11 @@
 #include "integration/kafka_mock.h"
 
+#include <gtest/gtest.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <algorithm>
 #include <chrono>
+#include <regex>
 
 namespace tributary::testing {
 
@@ -116,6 +119,29 @@ std::vector<KafkaMockCluster::Message> KafkaMockCluster::ReadAll(const std::stri
   }
   rd_kafka_consumer_close(rk->get());
   return out;
+}
+
+Committed ReadCommitted(KafkaMockCluster& kafka, const std::string& topic,
+                        const std::set<std::string>& markers, int timeout_ms) {
+  Committed c;
+  std::vector<KafkaMockCluster::Message> all = kafka.ReadAll(topic, 1'000'000, timeout_ms, 2000);
+  c.visible = all.size();
+  static const std::regex clock_fields(
+      "\"(arrival_time|emitted_at|emitted_at_us|latency_s|latency_ms|topic)\":(\"[^\"]*\"|[-0-9.e]+"
+      "),?");
+  for (const auto& m : all) {
+    auto run = m.headers.find("tributary-run");
+    auto ckpt = m.headers.find("tributary-checkpoint");
+    if (run == m.headers.end() || ckpt == m.headers.end()) {
+      ADD_FAILURE() << topic << " offset " << m.offset << " has no checkpoint headers";
+      continue;
+    }
+    if (markers.count(run->second + "/" + ckpt->second) == 0) continue;
+    c.runs.insert(run->second);
+    c.records.push_back(m.key + " " + std::regex_replace(m.value, clock_fields, ""));
+  }
+  std::sort(c.records.begin(), c.records.end());
+  return c;
 }
 
 }  // namespace tributary::testing

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,5 +52,19 @@ class KafkaMockCluster {
   rd_kafka_mock_cluster_t* cluster_ = nullptr;
   std::string bootstrap_;
 };
+
+// What a read_committed consumer of a real broker would see of `topic`. The mock shows the
+// messages of aborted transactions too, so only those whose (tributary-run,
+// tributary-checkpoint) headers are in `markers` ("run/checkpoint", from the checkpoint
+// topic) count. Records are "<key> <value>", sorted, without the processing-clock fields
+// (arrival and emission times, latencies) and the input topic's name.
+struct Committed {
+  std::vector<std::string> records;
+  size_t visible = 0;          // messages the mock shows, committed or not
+  std::set<std::string> runs;  // processes whose transactions committed these records
+};
+
+Committed ReadCommitted(KafkaMockCluster& kafka, const std::string& topic,
+                        const std::set<std::string>& markers, int timeout_ms);
 
 }  // namespace tributary::testing

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,10 +28,12 @@
 #include "spatial/h3.h"
 #include "test_util.h"
 
-extern char** environ;
-
 namespace tributary {
 namespace {
+
+using testing::Committed;
+using testing::ReadCommitted;
+using testing::SpawnTributaryRun;
 
 using testing::KafkaMockCluster;
 using testing::ReadFile;
@@ -83,53 +84,6 @@ std::string Config(const std::string& brokers, const std::string& name, const st
          ".late\n    breaker: false\n    transactional_id: " + name + "-" + worker +
          "\n    checkpoint_topic: " + name + ".checkpoints\n    state_topic: " + name + ".state\n" +
          "checkpoint:\n  enabled: true\n  interval: 300ms\n";
-}
-
-pid_t SpawnRun(const std::vector<std::string>& extra, const std::string& log) {
-  std::vector<std::string> args{TRIBUTARY_BINARY, "run", "--listen", "off"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
-
-struct Committed {
-  std::vector<std::string> records;
-  size_t visible = 0;
-  std::set<std::string> runs;
-};
-
-// What a read_committed consumer of a real broker sees of `topic`, sorted, without the
-// processing-clock fields and the input topic's name.
-Committed ReadCommitted(KafkaMockCluster& kafka, const std::string& topic,
-                        const std::set<std::string>& markers, int timeout_ms) {
-  Committed c;
-  std::vector<KafkaMockCluster::Message> all = kafka.ReadAll(topic, 1'000'000, timeout_ms, 2000);
-  c.visible = all.size();
-  static const std::regex clock_fields(
-      "\"(arrival_time|emitted_at|emitted_at_us|latency_s|latency_ms|topic)\":(\"[^\"]*\"|[-0-9.e]+"
-      "),?");
-  for (const auto& m : all) {
-    auto run = m.headers.find("tributary-run");
-    auto ckpt = m.headers.find("tributary-checkpoint");
-    if (run == m.headers.end() || ckpt == m.headers.end()) {
-      ADD_FAILURE() << topic << " offset " << m.offset << " has no checkpoint headers";
-      continue;
-    }
-    if (markers.count(run->second + "/" + ckpt->second) == 0) continue;
-    c.runs.insert(run->second);
-    c.records.push_back(m.key + " " + std::regex_replace(m.value, clock_fields, ""));
-  }
-  std::sort(c.records.begin(), c.records.end());
-  return c;
 }
 
 // Committed markers of every worker of `name`: "run/checkpoint".
@@ -195,9 +149,9 @@ TEST(KafkaScaleOut, KilledWorkersPartitionsAreTakenOverFromTheirCommittedState) 
 
   // One worker alone over the whole input; stopped with its last windows open (kept in
   // its final checkpoint), as the surviving worker is below.
-  pid_t pid =
-      SpawnRun({tmp.File("single.yaml"), "--data-dir", tmp.File("single"), "--duration", "20s"},
-               tmp.File("single.log"));
+  pid_t pid = SpawnTributaryRun(
+      {tmp.File("single.yaml"), "--data-dir", tmp.File("single"), "--duration", "20s"},
+      tmp.File("single.log"));
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(tmp.File("single.log"));
@@ -221,10 +175,10 @@ TEST(KafkaScaleOut, KilledWorkersPartitionsAreTakenOverFromTheirCommittedState) 
   });
   const std::string log1 = tmp.File("w1.log");
   const std::string log2 = tmp.File("w2.log");
-  pid_t w1 = SpawnRun({tmp.File("w1.yaml"), "--data-dir", tmp.File("w1")}, log1);
+  pid_t w1 = SpawnTributaryRun({tmp.File("w1.yaml"), "--data-dir", tmp.File("w1")}, log1);
   ASSERT_GT(w1, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  pid_t w2 = SpawnRun({tmp.File("w2.yaml"), "--data-dir", tmp.File("w2")}, log2);
+  pid_t w2 = SpawnTributaryRun({tmp.File("w2.yaml"), "--data-dir", tmp.File("w2")}, log2);
   ASSERT_GT(w2, 0);
   // Let the second worker join, take its share and commit some of it, then kill it.
   std::this_thread::sleep_for(std::chrono::milliseconds(12000));
