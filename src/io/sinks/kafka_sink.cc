@@ -350,25 +350,29 @@ Status KafkaSink::DeliveryFailures() {
   return st;
 }
 
-// The marker value: "checkpoint=<id> run=<run> readings=<n> windows=<n> quarantine=<n>
-// late=<n>", the rows being what that transaction stored per table.
-Result<SinkCheckpointRecord> KafkaSink::ReadLastMarker() {
-  SinkCheckpointRecord rec;
-  const std::string what =
-      "kafka sink " + options_.name + ": checkpoint topic " + options_.checkpoint_topic;
-  // assign() needs a group id; nothing is committed to it.
-  KafkaProperties props = {{"bootstrap.servers", options_.connect.brokers},
-                           {"group.id", "tributary-markers-" + options_.transactional_id},
+namespace {
+
+// Read `topic` from its beginning to the end offsets found at the start, calling
+// `each` for every message (read_committed).
+Status ReadTopicToEnd(const KafkaConnectOptions& connect, const std::string& topic,
+                      const std::string& client, DurationUs timeout,
+                      const std::function<void(const rd_kafka_message_t&)>& each) {
+  const std::string what = "topic " + topic;
+  KafkaProperties props = {{"bootstrap.servers", connect.brokers},
+                           {"group.id", client},  // assign() needs one; nothing is committed
                            {"isolation.level", "read_committed"},
                            {"enable.auto.commit", "false"},
                            {"enable.partition.eof", "true"},
-                           {"client.id", "tributary-" + options_.name + "-markers"}};
-  props.insert(props.end(), options_.connect.properties.begin(), options_.connect.properties.end());
+                           {"client.id", client}};
+  props.insert(props.end(), connect.properties.begin(), connect.properties.end());
+  // The group settings of a source make no sense for this reader.
+  std::erase_if(props, [](const auto& kv) {
+    return kv.first == "partition.assignment.strategy" || kv.first == "group.instance.id";
+  });
   TRIB_ASSIGN_OR_RETURN(KafkaConf conf, MakeKafkaConf(props));
   TRIB_ASSIGN_OR_RETURN(KafkaHandle consumer, MakeKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
-  const int timeout_ms = static_cast<int>(TimeoutMs(options_.flush_timeout));
-  rd_kafka_topic_t* rkt =
-      rd_kafka_topic_new(consumer.get(), options_.checkpoint_topic.c_str(), nullptr);
+  const int timeout_ms = static_cast<int>(TimeoutMs(timeout));
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(consumer.get(), topic.c_str(), nullptr);
   const rd_kafka_metadata_t* md = nullptr;
   rd_kafka_resp_err_t err = rd_kafka_metadata(consumer.get(), 0, rkt, &md, timeout_ms);
   rd_kafka_topic_destroy(rkt);
@@ -376,33 +380,29 @@ Result<SinkCheckpointRecord> KafkaSink::ReadLastMarker() {
   std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> guard(
       md, &rd_kafka_metadata_destroy);
   if (md->topic_cnt != 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-    return rec;  // no marker was ever written
+    return Status::Ok();  // nothing was ever written
   }
-  if (md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return KafkaStatus(md->topics[0].err, what);
-  }
+  if (md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(md->topics[0].err, what);
   KafkaPartitionList list(rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt));
-  std::map<int32_t, int64_t> ends;  // partitions with records left to read
+  std::map<int32_t, int64_t> ends;
   for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
     const int32_t p = md->topics[0].partitions[i].id;
     int64_t low = 0;
     int64_t high = 0;
     TRIB_RETURN_IF_ERROR(KafkaStatus(
-        rd_kafka_query_watermark_offsets(consumer.get(), options_.checkpoint_topic.c_str(), p, &low,
-                                         &high, timeout_ms),
+        rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, timeout_ms),
         what + ": offsets of partition " + std::to_string(p)));
     if (high <= low) continue;
     ends[p] = high;
-    rd_kafka_topic_partition_list_add(list.get(), options_.checkpoint_topic.c_str(), p)->offset =
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset =
         RD_KAFKA_OFFSET_BEGINNING;
   }
-  if (ends.empty()) return rec;
+  if (ends.empty()) return Status::Ok();
   TRIB_RETURN_IF_ERROR(KafkaStatus(rd_kafka_assign(consumer.get(), list.get()), what + ": assign"));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (!ends.empty()) {
     if (std::chrono::steady_clock::now() > deadline) {
-      return Status::Timeout(what + ": not read to its end within " +
-                             FormatDuration(options_.flush_timeout));
+      return Status::Timeout(what + ": not read to its end within " + FormatDuration(timeout));
     }
     rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), 100);
     if (m == nullptr) continue;
@@ -415,33 +415,53 @@ Result<SinkCheckpointRecord> KafkaSink::ReadLastMarker() {
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return Status::Io(what + ": " + rd_kafka_message_errstr(m));
     }
-    if (m->offset + 1 >= ends[m->partition]) ends.erase(m->partition);
-    std::string_view key(static_cast<const char*>(m->key), m->key_len);
-    if (key != options_.transactional_id) continue;
-    std::istringstream in(std::string(static_cast<const char*>(m->payload), m->len));
-    SinkCheckpointRecord r;
-    std::string field;
-    while (in >> field) {
-      const size_t eq = field.find('=');
-      if (eq == std::string::npos) continue;
-      const std::string name = field.substr(0, eq);
-      const std::string value = field.substr(eq + 1);
-      if (name == "run") continue;
-      const uint64_t n = std::strtoull(value.c_str(), nullptr, 10);
-      if (name == "checkpoint") {
-        r.checkpoint = n;
-      } else {
-        for (size_t t = 0; t < kTableCount; ++t) {
-          if (name == kTableNames[t] && n > 0) r.rows[ledger_keys_[t]] = n;
-        }
-      }
-    }
-    if (r.checkpoint == 0) {
-      return Status::Corrupt(what + ": marker at offset " + std::to_string(m->offset) +
-                             " has no checkpoint id");
-    }
-    rec = std::move(r);  // one key lands in one partition, so the last is the latest
+    auto end = ends.find(m->partition);
+    if (end == ends.end()) continue;
+    if (m->offset < end->second) each(*m);
+    if (m->offset + 1 >= end->second) ends.erase(end);
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+// The marker value: "checkpoint=<id> run=<run> readings=<n> windows=<n> quarantine=<n>
+// late=<n>", the rows being what that transaction stored per table.
+Result<SinkCheckpointRecord> KafkaSink::ReadLastMarker() {
+  SinkCheckpointRecord rec;
+  Status bad;
+  Status read = ReadTopicToEnd(
+      options_.connect, options_.checkpoint_topic, "tributary-markers-" + options_.transactional_id,
+      options_.flush_timeout, [&](const rd_kafka_message_t& m) {
+        std::string_view key(static_cast<const char*>(m.key), m.key_len);
+        if (!bad.ok() || key != options_.transactional_id) return;
+        std::istringstream in(std::string(static_cast<const char*>(m.payload), m.len));
+        SinkCheckpointRecord r;
+        std::string field;
+        while (in >> field) {
+          const size_t eq = field.find('=');
+          if (eq == std::string::npos) continue;
+          const std::string name = field.substr(0, eq);
+          const std::string value = field.substr(eq + 1);
+          if (name == "run") continue;
+          const uint64_t n = std::strtoull(value.c_str(), nullptr, 10);
+          if (name == "checkpoint") {
+            r.checkpoint = n;
+          } else {
+            for (size_t t = 0; t < kTableCount; ++t) {
+              if (name == kTableNames[t] && n > 0) r.rows[ledger_keys_[t]] = n;
+            }
+          }
+        }
+        if (r.checkpoint == 0) {
+          bad = Status::Corrupt("marker at offset " + std::to_string(m.offset) +
+                                " has no checkpoint id");
+          return;
+        }
+        rec = std::move(r);  // one key lands in one partition, so the last is the latest
+      });
+  if (read.ok()) read = bad;
+  TRIB_RETURN_IF_ERROR(read.WithContext("kafka sink " + options_.name + ": checkpoint topic"));
   return rec;
 }
 
@@ -601,77 +621,6 @@ Result<PartitionState> DecodePartitionStateValue(std::string_view key, std::stri
 }
 
 namespace {
-
-// Read `topic` from its beginning to the end offsets found at the start, calling
-// `each` for every message (read_committed).
-Status ReadTopicToEnd(const KafkaConnectOptions& connect, const std::string& topic,
-                      const std::string& client, DurationUs timeout,
-                      const std::function<void(const rd_kafka_message_t&)>& each) {
-  const std::string what = "topic " + topic;
-  KafkaProperties props = {{"bootstrap.servers", connect.brokers},
-                           {"group.id", client},  // assign() needs one; nothing is committed
-                           {"isolation.level", "read_committed"},
-                           {"enable.auto.commit", "false"},
-                           {"enable.partition.eof", "true"},
-                           {"client.id", client}};
-  props.insert(props.end(), connect.properties.begin(), connect.properties.end());
-  // The group settings of a source make no sense for this reader.
-  std::erase_if(props, [](const auto& kv) {
-    return kv.first == "partition.assignment.strategy" || kv.first == "group.instance.id";
-  });
-  TRIB_ASSIGN_OR_RETURN(KafkaConf conf, MakeKafkaConf(props));
-  TRIB_ASSIGN_OR_RETURN(KafkaHandle consumer, MakeKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
-  const int timeout_ms = static_cast<int>(TimeoutMs(timeout));
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(consumer.get(), topic.c_str(), nullptr);
-  const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(consumer.get(), 0, rkt, &md, timeout_ms);
-  rd_kafka_topic_destroy(rkt);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(err, what + ": metadata");
-  std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> guard(
-      md, &rd_kafka_metadata_destroy);
-  if (md->topic_cnt != 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-    return Status::Ok();  // nothing was ever written
-  }
-  if (md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(md->topics[0].err, what);
-  KafkaPartitionList list(rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt));
-  std::map<int32_t, int64_t> ends;
-  for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
-    const int32_t p = md->topics[0].partitions[i].id;
-    int64_t low = 0;
-    int64_t high = 0;
-    TRIB_RETURN_IF_ERROR(KafkaStatus(
-        rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, timeout_ms),
-        what + ": offsets of partition " + std::to_string(p)));
-    if (high <= low) continue;
-    ends[p] = high;
-    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset =
-        RD_KAFKA_OFFSET_BEGINNING;
-  }
-  if (ends.empty()) return Status::Ok();
-  TRIB_RETURN_IF_ERROR(KafkaStatus(rd_kafka_assign(consumer.get(), list.get()), what + ": assign"));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!ends.empty()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return Status::Timeout(what + ": not read to its end within " + FormatDuration(timeout));
-    }
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), 100);
-    if (m == nullptr) continue;
-    std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> msg(
-        m, &rd_kafka_message_destroy);
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      ends.erase(m->partition);
-      continue;
-    }
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return Status::Io(what + ": " + rd_kafka_message_errstr(m));
-    }
-    auto end = ends.find(m->partition);
-    if (end == ends.end()) continue;
-    if (m->offset < end->second) each(*m);
-    if (m->offset + 1 >= end->second) ends.erase(end);
-  }
-  return Status::Ok();
-}
 
 std::string HeaderOf(const rd_kafka_message_t& m, const char* name) {
   rd_kafka_headers_t* headers = nullptr;
