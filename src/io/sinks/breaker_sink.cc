@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <utility>
 
 #include "core/byte_size.h"
@@ -25,21 +26,16 @@ class BreakerSink final : public Sink {
   Status Open(RunContext& ctx) override;
   Status Write(const Batch& batch) override;
   Status Commit() override;
-  // The breaker buffers rows and sends them later, which the two-phase commit cannot
-  // allow (a checkpoint's rows must be visible exactly when it commits).
-  Result<SinkCheckpointRecord> OpenCheckpoints() override {
-    return Status::Invalid(
-        "a sink behind the circuit breaker does not take part in checkpoints; set "
-        "`breaker: false` (with checkpoints a failed commit stops the run, and the next "
-        "start recovers from the last checkpoint)");
-  }
+  Result<SinkCheckpointRecord> OpenCheckpoints() override;
+  Status PrepareCheckpoint(uint64_t checkpoint) override;
+  Status CommitCheckpoint(uint64_t checkpoint) override;
   void Close() override;
 
  private:
   Status OpenBuffer();
   // Send to the buffer (one durable row per batch).
   Status Buffer(const Batch& batch);
-  Status Insert(const Batch& batch);
+  Status Insert(const Batch& batch, uint64_t checkpoint = 0);
   Status FlushUnbuffered();
   // The buffer refused a row: report it (once per episode) as a retryable error.
   Status Full(const Status& st);
@@ -51,6 +47,24 @@ class BreakerSink final : public Sink {
   void ProbeFailed(const Status& st);
   void Publish() { PublishSinkHealth(name_, health_); }
   void NoteCommitLatency(DurationUs dt, uint64_t rows);
+
+  // Checkpoints (see the header): a fresh remote sink opened with its checkpoint record.
+  Status OpenRemoteCheckpoints();
+  // A checkpointing remote sink failed: drop it and wait for the next probe; the copies
+  // of the epoch stay in memory until CommitCheckpoint puts them in the buffer.
+  void Lose(const Status& st);
+  // Send the buffered checkpoints to the remote sink, oldest first, each committed with
+  // its own id, then deleted from the buffer.
+  Status DrainCheckpoints();
+  // Put the epoch's copies in the buffer under `checkpoint`, in one durable transaction.
+  Status BufferCheckpoint(uint64_t checkpoint, const std::map<std::string, uint64_t>& rows);
+  // Record in the buffer file what the commit of `checkpoint` stored (rows counted in
+  // the ledger since `before`, drained ones included).
+  Status RecordLocalCheckpoint(uint64_t checkpoint, const std::map<std::string, uint64_t>& rows);
+  // This sink's committed counts in the ledger, and what was added since `before`.
+  std::map<std::string, uint64_t> Committed() const;
+  std::map<std::string, uint64_t> CommittedSince(
+      const std::map<std::string, uint64_t>& before) const;
 
   std::string name_;
   BreakerOptions options_;
@@ -70,14 +84,23 @@ class BreakerSink final : public Sink {
   double baseline_us_ = 0;  // moving average of healthy commit latencies
   int healthy_samples_ = 0;
   int slow_in_row_ = 0;
+
+  bool checkpointing_ = false;
+  bool remote_checkpoints_ = false;  // remote_ has answered OpenCheckpoints
+  uint64_t remote_checkpoint_ = 0;   // the last checkpoint the remote sink committed
+  SinkCheckpointRecord remote_record_;
+  uint64_t local_checkpoint_ = 0;  // the last checkpoint made durable here or remotely
+  bool epoch_unsent_ = false;      // the epoch's copies were not all written to remote_
+  bool zero_sent_ = false;         // buffered rows of a run without checkpoints sent, not committed
 };
 
 Status BreakerSink::Open(RunContext& ctx) {
   ctx_ = &ctx;
   TRIB_RETURN_IF_ERROR(OpenBuffer());
   probe_wait_ = options_.probe_interval;
-  if (health_.buffered_rows > 0) {
+  if (health_.buffered_rows > 0 && !ctx.checkpointing) {
     // Left by an earlier run: drain it before anything new goes to the remote sink.
+    // (With checkpoints the buffer drains at the first checkpoint commit.)
     spdlog::info("sink {}: {} rows wait in the local buffer {}; draining them first", name_,
                  health_.buffered_rows, db_.path());
     health_.state = BreakerState::kOpen;
@@ -116,20 +139,31 @@ Status BreakerSink::OpenBuffer() {
         std::max<uint64_t>(options_.buffer_max_bytes / std::max<int64_t>(page, 512), 8);
     TRIB_RETURN_IF_ERROR(db_.Exec("PRAGMA max_page_count = " + std::to_string(pages)));
   }
+  // `checkpoint`: the checkpoint a row's batch belongs to, 0 without checkpoints.
+  // `checkpoint_record`: what the last checkpoint commit stored (OpenCheckpoints).
   TRIB_RETURN_IF_ERROR(
       db_.Exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
                "CREATE TABLE IF NOT EXISTS buffer (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-               "rows INTEGER NOT NULL, buffered_at_us INTEGER NOT NULL, batch BLOB NOT NULL)"));
+               "rows INTEGER NOT NULL, buffered_at_us INTEGER NOT NULL, batch BLOB NOT NULL, "
+               "checkpoint INTEGER NOT NULL DEFAULT 0);"
+               "CREATE TABLE IF NOT EXISTS checkpoint_record (one INTEGER PRIMARY KEY CHECK "
+               "(one = 1), checkpoint INTEGER NOT NULL, rows TEXT NOT NULL)"));
+  TRIB_ASSIGN_OR_RETURN(int64_t has_checkpoint,
+                        db_.QueryInt("SELECT count(*) FROM pragma_table_info('buffer') "
+                                     "WHERE name = 'checkpoint'"));
+  if (has_checkpoint == 0) {  // a buffer file of an older build
+    TRIB_RETURN_IF_ERROR(
+        db_.Exec("ALTER TABLE buffer ADD COLUMN checkpoint INTEGER NOT NULL DEFAULT 0"));
+  }
   TRIB_ASSIGN_OR_RETURN(int64_t rows, db_.QueryInt("SELECT COALESCE(SUM(rows), 0) FROM buffer"));
   health_.buffered_rows = static_cast<uint64_t>(rows);
-  TRIB_ASSIGN_OR_RETURN(insert_,
-                        db_.Prepare("INSERT INTO buffer (rows, buffered_at_us, batch) VALUES (?1, "
-                                    "?2, ?3)"));
+  TRIB_ASSIGN_OR_RETURN(insert_, db_.Prepare("INSERT INTO buffer (rows, buffered_at_us, batch, "
+                                             "checkpoint) VALUES (?1, ?2, ?3, ?4)"));
   TRIB_ASSIGN_OR_RETURN(delete_, db_.Prepare("DELETE FROM buffer WHERE seq <= ?1"));
   return Status::Ok();
 }
 
-Status BreakerSink::Insert(const Batch& batch) {
+Status BreakerSink::Insert(const Batch& batch, uint64_t checkpoint) {
   uint64_t rows = BatchRecordRows(batch);
   if (rows == 0) return Status::Ok();
   std::string bytes;
@@ -137,6 +171,7 @@ Status BreakerSink::Insert(const Batch& batch) {
   insert_.BindInt(1, static_cast<int64_t>(rows));
   insert_.BindInt(2, NowUs());
   insert_.BindBlob(3, bytes);
+  insert_.BindInt(4, static_cast<int64_t>(checkpoint));
   Status st = insert_.Run();
   if (!st.ok()) return st;
   health_.buffered_rows += rows;
@@ -221,6 +256,8 @@ void BreakerSink::ProbeFailed(const Status& st) {
     remote_->Close();
     remote_.reset();
   }
+  remote_checkpoints_ = false;
+  zero_sent_ = false;
   health_.state = BreakerState::kOpen;
   probe_wait_ = std::min(probe_wait_ * 2, options_.probe_interval_max);
   next_probe_ = NowUs() + probe_wait_;
@@ -312,6 +349,23 @@ Status BreakerSink::Drain() {
 }
 
 Status BreakerSink::Write(const Batch& batch) {
+  if (checkpointing_) {
+    // Copies of the epoch, for the buffer if the remote sink fails before its commit.
+    uint64_t rows = BatchRecordRows(batch);
+    if (rows == 0) return Status::Ok();
+    uncommitted_.push_back(batch);
+    uncommitted_rows_ += rows;
+    if (!remote_ || !remote_checkpoints_ || epoch_unsent_) {
+      epoch_unsent_ = true;
+      return Status::Ok();
+    }
+    Status st = remote_->Write(batch);
+    if (!st.ok()) {
+      if (!st.retryable()) return st;
+      Lose(st);
+    }
+    return Status::Ok();
+  }
   TRIB_RETURN_IF_ERROR(MaybeProbe());
   if (health_.state != BreakerState::kClosed) return Buffer(batch);
   uint64_t rows = BatchRecordRows(batch);
@@ -344,6 +398,7 @@ void BreakerSink::NoteCommitLatency(DurationUs dt, uint64_t rows) {
 }
 
 Status BreakerSink::Commit() {
+  if (checkpointing_) return Status::Ok();  // rows become durable in CommitCheckpoint
   TRIB_RETURN_IF_ERROR(MaybeProbe());
   if (health_.state != BreakerState::kClosed) {
     // Buffer rows are durable; copies a full buffer did not take are not yet.
@@ -364,6 +419,311 @@ Status BreakerSink::Commit() {
                 FormatDuration(static_cast<DurationUs>(baseline_us_)));
   }
   return Status::Ok();
+}
+
+// Checkpoints. The breaker keeps the epoch's batches (everything written since the last
+// CommitCheckpoint) in memory and passes them on to the remote sink while it is healthy.
+// A checkpoint commits remotely when the remote sink can commit it; otherwise the epoch
+// goes into the buffer under its checkpoint id in one durable transaction, and the
+// checkpoint completes all the same. At the next commit with a healthy remote sink the
+// buffered checkpoints are committed there first, each with its own id, oldest first:
+// the remote sink's own checkpoint record says which it already holds, so none is
+// stored twice and none is skipped.
+
+std::map<std::string, uint64_t> BreakerSink::Committed() const {
+  std::map<std::string, uint64_t> out;
+  if (ctx_ == nullptr || ctx_->ledger == nullptr) return out;
+  const std::string prefix = name_ + "/";
+  for (const auto& [key, n] : ctx_->ledger->Snapshot().sink_committed) {
+    if (key.compare(0, prefix.size(), prefix) == 0) out[key] = n;
+  }
+  return out;
+}
+
+std::map<std::string, uint64_t> BreakerSink::CommittedSince(
+    const std::map<std::string, uint64_t>& before) const {
+  std::map<std::string, uint64_t> out;
+  for (const auto& [key, n] : Committed()) {
+    auto it = before.find(key);
+    const uint64_t was = it == before.end() ? 0 : it->second;
+    if (n > was) out[key] = n - was;
+  }
+  return out;
+}
+
+Status BreakerSink::OpenRemoteCheckpoints() {
+  Result<SinkCheckpointRecord> rec = remote_->OpenCheckpoints();
+  if (!rec.ok()) return rec.status();
+  remote_record_ = std::move(*rec);
+  remote_checkpoint_ = remote_record_.checkpoint;
+  remote_checkpoints_ = true;
+  return Status::Ok();
+}
+
+Result<SinkCheckpointRecord> BreakerSink::OpenCheckpoints() {
+  if (!options_.remote_checkpoints) {
+    return Status::Invalid(
+        "this sink does not take part in checkpoints behind the circuit breaker (postgres "
+        "does; a kafka sink with transactional_id needs `breaker: false`)");
+  }
+  if (!db_.is_open()) return Status::Internal("sink " + name_ + ": OpenCheckpoints before Open");
+  // A buffered checkpoint is complete once its transaction is: fsync at every commit.
+  TRIB_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous = FULL"));
+  SinkCheckpointRecord local;
+  {
+    TRIB_ASSIGN_OR_RETURN(SqliteStatement q,
+                          db_.Prepare("SELECT checkpoint, rows FROM checkpoint_record"));
+    TRIB_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row) {
+      local.checkpoint = static_cast<uint64_t>(q.ColumnInt(0));
+      std::string_view text = q.ColumnText(1);
+      while (!text.empty()) {
+        size_t eol = text.find('\n');
+        std::string_view line = text.substr(0, eol);
+        text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
+        size_t eq = line.rfind('=');
+        if (eq == std::string_view::npos) continue;
+        local.rows[std::string(line.substr(0, eq))] =
+            std::strtoull(std::string(line.substr(eq + 1)).c_str(), nullptr, 10);
+      }
+    }
+  }
+  local_checkpoint_ = local.checkpoint;
+  checkpointing_ = true;
+  epoch_unsent_ = false;
+  if (remote_) {
+    Status st = OpenRemoteCheckpoints();
+    if (!st.ok()) {
+      if (!st.retryable()) return st;
+      Lose(st);
+    }
+  }
+  // The newer of the two records: the remote sink's is newer only when the process
+  // stopped between a remote commit and its record here.
+  if (remote_checkpoints_ && remote_checkpoint_ > local.checkpoint) return remote_record_;
+  return local;
+}
+
+void BreakerSink::Lose(const Status& st) {
+  spdlog::warn("sink {}: circuit breaker opens ({}); checkpoints go to {} until it recovers", name_,
+               st.message(), db_.path());
+  if (remote_) {
+    remote_->Close();  // drops what it had not committed: the epoch's copies hold it
+    remote_.reset();
+  }
+  remote_checkpoints_ = false;
+  zero_sent_ = false;
+  epoch_unsent_ = true;
+  if (health_.state == BreakerState::kClosed) ++health_.opened_total;
+  health_.state = BreakerState::kOpen;
+  slow_in_row_ = 0;
+  probe_wait_ = options_.probe_interval;
+  next_probe_ = NowUs() + probe_wait_;
+  Publish();
+}
+
+Status BreakerSink::PrepareCheckpoint(uint64_t checkpoint) {
+  if (!checkpointing_ || !remote_ || !remote_checkpoints_ || epoch_unsent_) return Status::Ok();
+  Status st = remote_->PrepareCheckpoint(checkpoint);
+  if (!st.ok()) {
+    if (!st.retryable()) return st;
+    Lose(st);
+  }
+  return Status::Ok();
+}
+
+Status BreakerSink::DrainCheckpoints() {
+  if (health_.buffered_rows == 0) return Status::Ok();
+  std::vector<std::pair<uint64_t, uint64_t>> groups;  // (checkpoint, rows), oldest first
+  {
+    TRIB_ASSIGN_OR_RETURN(SqliteStatement q,
+                          db_.Prepare("SELECT checkpoint, SUM(rows) FROM buffer GROUP BY "
+                                      "checkpoint ORDER BY checkpoint"));
+    while (true) {
+      TRIB_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      groups.emplace_back(static_cast<uint64_t>(q.ColumnInt(0)),
+                          static_cast<uint64_t>(q.ColumnInt(1)));
+    }
+  }
+  auto send = [&](uint64_t checkpoint) -> Status {
+    TRIB_ASSIGN_OR_RETURN(SqliteStatement q,
+                          db_.Prepare("SELECT batch FROM buffer WHERE checkpoint = " +
+                                      std::to_string(checkpoint) + " ORDER BY seq"));
+    while (true) {
+      TRIB_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) return Status::Ok();
+      Result<Batch> batch = DecodeBatchRecords(q.ColumnBlob(0));
+      if (!batch.ok()) return batch.status().WithContext(db_.path());
+      TRIB_RETURN_IF_ERROR(remote_->Write(*batch));
+    }
+  };
+  auto remove = [&](uint64_t checkpoint, uint64_t rows) -> Status {
+    TRIB_RETURN_IF_ERROR(
+        db_.Exec("DELETE FROM buffer WHERE checkpoint = " + std::to_string(checkpoint)));
+    health_.buffered_rows -= std::min(health_.buffered_rows, rows);
+    return Status::Ok();
+  };
+  const TimeUs started = NowUs();
+  uint64_t sent = 0;
+  uint64_t zero_rows = 0;
+  for (const auto& [checkpoint, rows] : groups) {
+    if (checkpoint == 0) {
+      // Left by a run without checkpoints: committed with the next remote checkpoint.
+      TRIB_RETURN_IF_ERROR(send(0));
+      zero_sent_ = true;
+      zero_rows = rows;
+      continue;
+    }
+    if (checkpoint <= remote_checkpoint_) {
+      // The remote sink committed it although the commit was reported as failed (or the
+      // process stopped before recording it here): its rows are not counted yet.
+      if (checkpoint == remote_checkpoint_) {
+        for (const auto& [key, n] : remote_record_.rows) {
+          if (n > 0) ctx_->ledger->AddSinkCommitted(key, n);
+        }
+        remote_record_.rows.clear();
+      } else {
+        spdlog::warn("sink {}: buffered checkpoint {} is already in the remote sink (at {})", name_,
+                     checkpoint, remote_checkpoint_);
+      }
+      TRIB_RETURN_IF_ERROR(remove(checkpoint, rows));
+      continue;
+    }
+    TRIB_RETURN_IF_ERROR(send(checkpoint));
+    TRIB_RETURN_IF_ERROR(remote_->PrepareCheckpoint(checkpoint));
+    TRIB_RETURN_IF_ERROR(remote_->CommitCheckpoint(checkpoint));
+    remote_checkpoint_ = checkpoint;
+    remote_record_ = SinkCheckpointRecord{};
+    TRIB_RETURN_IF_ERROR(remove(checkpoint, rows));
+    if (zero_sent_) {
+      TRIB_RETURN_IF_ERROR(remove(0, zero_rows));
+      sent += zero_rows;
+      zero_sent_ = false;
+    }
+    sent += rows;
+    health_.drained_rows_total += rows;
+    DurationUs elapsed = std::max<DurationUs>(NowUs() - started, 1);
+    health_.drain_rows_per_s =
+        static_cast<double>(sent) * static_cast<double>(kMicrosPerSecond) / elapsed;
+    Publish();
+  }
+  if (sent > 0) {
+    spdlog::info("sink {}: drained {} buffered rows of earlier checkpoints at {:.0f} rows/s", name_,
+                 sent, health_.drain_rows_per_s);
+  }
+  return Status::Ok();
+}
+
+Status BreakerSink::RecordLocalCheckpoint(uint64_t checkpoint,
+                                          const std::map<std::string, uint64_t>& rows) {
+  std::string text;
+  for (const auto& [key, n] : rows) text += key + "=" + std::to_string(n) + "\n";
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement q,
+                        db_.Prepare("INSERT OR REPLACE INTO checkpoint_record (one, checkpoint, "
+                                    "rows) VALUES (1, ?1, ?2)"));
+  q.BindInt(1, static_cast<int64_t>(checkpoint));
+  q.BindText(2, text);
+  TRIB_RETURN_IF_ERROR(q.Run());
+  local_checkpoint_ = checkpoint;
+  return Status::Ok();
+}
+
+Status BreakerSink::BufferCheckpoint(uint64_t checkpoint,
+                                     const std::map<std::string, uint64_t>& rows) {
+  const uint64_t held = health_.buffered_rows;
+  TRIB_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+  Status st;
+  for (const Batch& b : uncommitted_) {
+    st = Insert(b, checkpoint);
+    if (!st.ok()) break;
+  }
+  if (st.ok()) st = RecordLocalCheckpoint(checkpoint, rows);
+  if (st.ok()) st = db_.Exec("COMMIT");
+  if (!st.ok()) {
+    Status failed = Full(st);  // before the rollback resets the error code
+    if (!db_.autocommit()) (void)db_.Exec("ROLLBACK");
+    health_.buffered_rows = held;
+    Publish();
+    return failed.WithContext("checkpoint " + std::to_string(checkpoint));
+  }
+  uncommitted_.clear();
+  uncommitted_rows_ = 0;
+  epoch_unsent_ = remote_ == nullptr;
+  Publish();
+  return Status::Ok();
+}
+
+Status BreakerSink::CommitCheckpoint(uint64_t checkpoint) {
+  if (!checkpointing_) {
+    return Status::Internal("sink " + name_ + ": CommitCheckpoint before OpenCheckpoints");
+  }
+  const std::map<std::string, uint64_t> before = Committed();
+  if (health_.state != BreakerState::kClosed && NowUs() >= next_probe_) {
+    health_.state = BreakerState::kHalfOpen;
+    Publish();
+    remote_ = make_();
+    Status st = remote_->Open(*ctx_);
+    if (st.ok()) st = OpenRemoteCheckpoints();
+    if (!st.ok()) {
+      if (!st.retryable()) return st;
+      ProbeFailed(st);
+    } else {
+      epoch_unsent_ = true;  // the epoch was written while there was no remote sink
+    }
+  }
+  if (remote_ && remote_checkpoints_) {
+    Status st = DrainCheckpoints();
+    if (st.ok() && epoch_unsent_) {
+      for (const Batch& b : uncommitted_) {
+        st = remote_->Write(b);
+        if (!st.ok()) break;
+      }
+      if (st.ok()) st = remote_->PrepareCheckpoint(checkpoint);
+      if (st.ok()) epoch_unsent_ = false;
+    }
+    const TimeUs t0 = NowUs();
+    if (st.ok()) st = remote_->CommitCheckpoint(checkpoint);
+    if (st.ok()) {
+      remote_checkpoint_ = checkpoint;
+      remote_record_ = SinkCheckpointRecord{};
+      if (zero_sent_) {
+        TRIB_RETURN_IF_ERROR(db_.Exec("DELETE FROM buffer WHERE checkpoint = 0"));
+        health_.buffered_rows = 0;
+        zero_sent_ = false;
+      }
+      if (health_.state != BreakerState::kClosed) {
+        spdlog::info(
+            "sink {}: recovered; buffered checkpoints are committed and the breaker "
+            "closes",
+            name_);
+        health_.state = BreakerState::kClosed;
+        probe_wait_ = options_.probe_interval;
+      } else {
+        NoteCommitLatency(NowUs() - t0, uncommitted_rows_);
+      }
+      uncommitted_.clear();
+      uncommitted_rows_ = 0;
+      TRIB_RETURN_IF_ERROR(RecordLocalCheckpoint(checkpoint, CommittedSince(before)));
+      if (slow_in_row_ >= options_.slow_batches) {
+        Lose(Status::Io(std::to_string(slow_in_row_) + " commits in a row took more than " +
+                            std::to_string(options_.latency_factor) + "x the usual " +
+                            FormatDuration(static_cast<DurationUs>(baseline_us_)),
+                        true));
+      }
+      Publish();
+      return Status::Ok();
+    }
+    if (!st.retryable()) return st;
+    if (health_.state == BreakerState::kHalfOpen) {
+      ProbeFailed(st);
+      epoch_unsent_ = true;
+    } else {
+      Lose(st);
+    }
+  }
+  // The remote sink is out: the checkpoint completes in the buffer.
+  return BufferCheckpoint(checkpoint, CommittedSince(before));
 }
 
 void BreakerSink::Close() {

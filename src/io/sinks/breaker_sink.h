@@ -30,6 +30,20 @@
 // so buffered rows are counted when they are drained. State, buffer depth and drain rate
 // are published through core/sink_health.h and exported by /metrics.
 //
+// Checkpoints (stream/checkpoint.h), for a remote sink that takes part in them
+// (postgres): the breaker keeps a copy of every batch of the running epoch and passes
+// it on to the remote sink. A checkpoint the remote sink commits is recorded in the
+// buffer file too; one it cannot commit (it failed during the epoch, the commit failed,
+// or the breaker is open) goes into the buffer as rows tagged with the checkpoint id, in
+// one fsynced transaction with that record, and the checkpoint completes: the run goes
+// on during the outage. At the next checkpoint commit with a healthy remote sink (a
+// probe, when open) the buffered checkpoints are committed there first, each with its
+// own id, oldest first, then the new one; the remote sink's own checkpoint record says
+// which ones it already holds, so after a crash at any moment none is stored twice or
+// skipped. OpenCheckpoints reports the newer of the two records. The ledger counts rows
+// when the remote sink commits them, drained ones as part of the checkpoint whose commit
+// drained them (so the record of that checkpoint restores the ledger exactly).
+//
 // Threading: like every sink, one thread at a time.
 #pragma once
 
@@ -55,6 +69,9 @@ struct BreakerOptions {
   DurationUs probe_interval_max = 30 * kMicrosPerSecond;
   int64_t drain_chunk_rows = 50000;  ///< rows per remote commit while draining
   uint64_t buffer_max_bytes = 0;     ///< cap of the buffer file (max_page_count); 0: none
+  /// The remote sink takes part in checkpoints, and so does the breaker (set by the sink
+  /// type, not by config).
+  bool remote_checkpoints = false;
 };
 
 /// The breaker options every remote sink accepts (appended to its own option table).

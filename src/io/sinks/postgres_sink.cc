@@ -987,6 +987,7 @@ void RegisterPostgresSink(Registry& registry) {
         // Behind the breaker one attempt per call is enough: the breaker buffers locally
         // and probes with its own backoff.
         options.retry_for = 0;
+        breaker.remote_checkpoints = true;
         std::string name = options.name;
         return MakeBreakerSink(name, std::move(breaker),
                                [options] { return MakePostgresSink(options); });
