@@ -575,14 +575,9 @@ Status KafkaSink::ProducePartitionStates() {
   partition_states_.reset();
   if (options_.state_topic.empty() || states == nullptr || states->empty()) return Status::Ok();
   for (const PartitionState& p : *states) {
-    std::string value = EncodePartitionStateValue(p);
-    if (value.size() > kMaxPartitionStateBytes) {
-      return Status::Invalid("kafka sink " + options_.name + ": the state of partition " + p.key +
-                             " is " + std::to_string(value.size()) + " bytes, above the " +
-                             std::to_string(kMaxPartitionStateBytes) +
-                             "-byte limit of one state record");
+    for (const auto& [key, value] : EncodePartitionStateRecords(p)) {
+      TRIB_RETURN_IF_ERROR(ProduceTo(options_.state_topic, key, value));
     }
-    TRIB_RETURN_IF_ERROR(ProduceTo(options_.state_topic, p.key, value));
   }
   rd_kafka_resp_err_t err =
       rd_kafka_flush(producer_.get(), static_cast<int>(TimeoutMs(options_.flush_timeout)));
@@ -595,29 +590,57 @@ Status KafkaSink::ProducePartitionStates() {
   return DeliveryFailures();
 }
 
-std::string EncodePartitionStateValue(const PartitionState& p) {
-  CheckpointWriter w;
-  w.Section("partition-state");
-  w.U64(1);  // format version
-  w.I64(p.offset);
-  w.Str(p.state);
-  return w.Take();
+std::vector<std::pair<std::string, std::string>> EncodePartitionStateRecords(
+    const PartitionState& p) {
+  const size_t count = std::max<size_t>(
+      1, (p.state.size() + kPartitionStateChunkBytes - 1) / kPartitionStateChunkBytes);
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    CheckpointWriter w;
+    w.Section("partition-state");
+    w.U64(2);  // format version
+    w.I64(p.offset);
+    w.U64(i);
+    w.U64(count);
+    const size_t from = std::min(p.state.size(), i * kPartitionStateChunkBytes);
+    w.Str(std::string_view(p.state).substr(from, kPartitionStateChunkBytes));
+    out.emplace_back(p.key + "#" + std::to_string(i), w.Take());
+  }
+  return out;
 }
 
-Result<PartitionState> DecodePartitionStateValue(std::string_view key, std::string_view value) {
+Result<PartitionStateChunk> DecodePartitionStateRecord(std::string_view key, std::string_view value,
+                                                       std::string& partition) {
   CheckpointReader in(value);
-  PartitionState p;
-  p.key = std::string(key);
-  TRIB_RETURN_IF_ERROR(in.ExpectSection("partition-state"));
+  PartitionStateChunk c;
+  TRIB_RETURN_IF_ERROR(
+      in.ExpectSection("partition-state").WithContext("state record " + std::string(key)));
   const uint64_t version = in.U64();
-  if (in.ok() && version != 1) {
-    return Status::Invalid("partition state of " + p.key + ": format version " +
+  if (in.ok() && version != 1 && version != 2) {
+    return Status::Invalid("state record " + std::string(key) + ": format version " +
                            std::to_string(version) + " is not known to this build");
   }
-  p.offset = in.I64();
-  p.state = std::string(in.Str());
-  TRIB_RETURN_IF_ERROR(in.status().WithContext("partition state of " + p.key));
-  return p;
+  c.offset = in.I64();
+  if (version == 2) {
+    c.index = in.U64();
+    c.count = in.U64();
+    const size_t hash = key.rfind('#');
+    if (hash == std::string_view::npos || key.substr(hash + 1) != std::to_string(c.index)) {
+      return Status::Corrupt("state record " + std::string(key) + ": the key does not name chunk " +
+                             std::to_string(c.index));
+    }
+    partition = std::string(key.substr(0, hash));
+  } else {
+    partition = std::string(key);
+  }
+  c.bytes = std::string(in.Str());
+  TRIB_RETURN_IF_ERROR(in.status().WithContext("state record " + std::string(key)));
+  if (c.count == 0 || c.index >= c.count) {
+    return Status::Corrupt("state record " + std::string(key) + ": chunk " +
+                           std::to_string(c.index) + " of " + std::to_string(c.count));
+  }
+  return c;
 }
 
 namespace {
@@ -653,26 +676,56 @@ Result<std::map<std::string, PartitionState>> ReadPartitionStates(
         }
         if (!run.empty() && !checkpoint.empty()) committed.insert(run + "/" + checkpoint);
       }));
-  std::map<std::string, PartitionState> out;
+  // The latest committed record of every chunk key, by partition key and chunk index.
+  // One chunk key lands in one partition of the state topic, so the last read is the
+  // latest.
+  std::map<std::string, std::map<uint64_t, PartitionStateChunk>> chunks;
   Status decode_error;
   TRIB_RETURN_IF_ERROR(ReadTopicToEnd(
       connect, state_topic, client + "-state", timeout, [&](const rd_kafka_message_t& m) {
-        std::string key(static_cast<const char*>(m.key), m.key_len);
-        if (keys.count(key) == 0) return;
+        std::string_view key(static_cast<const char*>(m.key), m.key_len);
+        std::string_view named = key.substr(0, key.rfind('#'));
+        if (keys.count(std::string(named)) == 0 && keys.count(std::string(key)) == 0) return;
         // Only records of a committed checkpoint: on a broker without transaction
         // isolation (the mock cluster) an aborted one's records stay visible.
         const std::string id =
             HeaderOf(m, "tributary-run") + "/" + HeaderOf(m, "tributary-checkpoint");
         if (committed.count(id) == 0) return;
-        Result<PartitionState> p = DecodePartitionStateValue(
-            key, std::string_view(static_cast<const char*>(m.payload), m.len));
-        if (!p.ok()) {
-          if (decode_error.ok()) decode_error = p.status();
+        std::string partition;
+        Result<PartitionStateChunk> c = DecodePartitionStateRecord(
+            key, std::string_view(static_cast<const char*>(m.payload), m.len), partition);
+        if (!c.ok()) {
+          if (decode_error.ok()) decode_error = c.status();
           return;
         }
-        out[key] = std::move(*p);  // one key lands in one partition: the last is the latest
+        if (keys.count(partition) == 0) return;
+        c->written_by = id;
+        chunks[partition][c->index] = std::move(*c);
       }));
   TRIB_RETURN_IF_ERROR(decode_error.WithContext("topic " + state_topic));
+  std::map<std::string, PartitionState> out;
+  for (auto& [partition, parts] : chunks) {
+    auto first = parts.find(0);
+    if (first == parts.end()) {
+      return Status::Corrupt("topic " + state_topic + ": the state of partition " + partition +
+                             " has no chunk 0");
+    }
+    const uint64_t count = first->second.count;
+    PartitionState p;
+    p.key = partition;
+    p.offset = first->second.offset;
+    for (uint64_t i = 0; i < count; ++i) {
+      auto it = parts.find(i);
+      // The chunks of one state were written by one checkpoint's transaction.
+      if (it == parts.end() || it->second.written_by != first->second.written_by) {
+        return Status::Corrupt("topic " + state_topic + ": the state of partition " + partition +
+                               " lacks chunk " + std::to_string(i) + " of " +
+                               std::to_string(count));
+      }
+      p.state += it->second.bytes;
+    }
+    out[partition] = std::move(p);
+  }
   return out;
 }
 

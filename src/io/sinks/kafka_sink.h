@@ -45,6 +45,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -87,13 +88,30 @@ std::string KafkaQuarantineJson(const QuarantineRecord& q);
 /// A late record: the reading's fields plus window, lateness_s and watermark.
 std::string KafkaLateJson(const LateRecord& l, const std::vector<std::string>& zone_layers = {});
 
-/// The largest state record of one partition (just under librdkafka's and Kafka's
-/// default message.max.bytes of 1,000,000): a checkpoint whose partition state is
-/// larger fails the run, naming the partition.
-inline constexpr size_t kMaxPartitionStateBytes = 900'000;
-/// The value of a state record: format version, next offset, state.
-std::string EncodePartitionStateValue(const PartitionState& p);
-Result<PartitionState> DecodePartitionStateValue(std::string_view key, std::string_view value);
+/// The state of one partition goes to the state topic in chunks of at most this many
+/// bytes of state, one record per chunk (well under librdkafka's and Kafka's default
+/// message.max.bytes of 1,000,000), so a partition's state has no size limit.
+inline constexpr size_t kPartitionStateChunkBytes = 900'000;
+/// One state record: chunk `index` of `count` of a partition's state, taken when the
+/// partition's next offset was `offset`.
+struct PartitionStateChunk {
+  int64_t offset = 0;
+  uint64_t index = 0;
+  uint64_t count = 1;
+  std::string bytes;
+  std::string written_by;  ///< "run/checkpoint" of its headers (set by the reader)
+};
+/// The records of `p`: keys "<partition key>#<index>" with their values (format version
+/// 2: next offset, index, count, bytes). A partition's chunk 0 always comes with the
+/// count of the chunks of its state; on a compacted topic the latest record of every
+/// chunk key survives, and chunks of an older, larger state (index ≥ count) are ignored.
+std::vector<std::pair<std::string, std::string>> EncodePartitionStateRecords(
+    const PartitionState& p);
+/// Decode one state record. `key` is the record key; the partition key it names is
+/// returned in `partition` ("<partition key>#<index>", or the bare partition key of a
+/// single-record state of format version 1).
+Result<PartitionStateChunk> DecodePartitionStateRecord(std::string_view key, std::string_view value,
+                                                       std::string& partition);
 /// The latest committed state record of each of `keys` on `state_topic`: a record counts
 /// only when a marker on `checkpoint_topic` names its (tributary-run,
 /// tributary-checkpoint) headers — read_committed does that on a real broker, and the
