@@ -2,7 +2,9 @@
 # MQTT ingest through a local Mosquitto, compared with mosquitto_sub on the same load.
 #   bench/mqtt_bench.sh [MESSAGES] [QOS...]        e.g. bench/mqtt_bench.sh 200000 0 1
 # For each QoS: a fresh broker on a free loopback port; the same N one-reading messages
-# are published with `mosquitto_pub -l` (one message per line) once to `mosquitto_sub`
+# are published (one message per line: `mosquitto_pub -l` at QoS 0; at QoS 1 and 2
+# bench/mqtt_pub_bench, which waits for every acknowledgement — Debian 12's
+# `mosquitto_pub -l` ends with QoS 1 messages unsent) once to `mosquitto_sub`
 # and once to `tributary run` (mqtt source → ingestion, no sinks). Each rate is N divided
 # by the time from the publisher's start until the consumer has all N (mosquitto_sub:
 # it exits after N; tributary: its ledger, written every 100 ms, counts N inputs).
@@ -11,6 +13,7 @@
 set -euo pipefail
 BIN=${TRIBUTARY:-build/release/tributary}
 [ -x "$BIN" ] || BIN=build/ci/tributary
+PUB_BIN=${MQTT_PUB:-$(dirname "$BIN")/bench/mqtt_pub_bench}
 N=${1:-200000}
 shift || true
 QOSES=("$@")
@@ -24,6 +27,13 @@ if [ ! -s "$MSGS" ]; then
            i % 500, base + 1000 * int(i / 500), i % 300 }' > "$MSGS"
 fi
 now() { date +%s.%N; }
+publish() {
+  if [ "$QOS" = 0 ]; then
+    mosquitto_pub -h 127.0.0.1 -p "$PORT" -t bench/readings -q 0 -l < "$MSGS"
+  else
+    "$PUB_BIN" "mqtt://127.0.0.1:$PORT" bench/readings "$QOS" < "$MSGS" 2>>"$WORK/pub.log"
+  fi
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 BROKER_PID=
@@ -52,7 +62,7 @@ for QOS in "${QOSES[@]}"; do
   SUB=$!
   sleep 0.5
   T0=$(now)
-  mosquitto_pub -h 127.0.0.1 -p "$PORT" -t bench/readings -q "$QOS" -l < "$MSGS"
+  publish
   T_PUB=$(now)
   wait "$SUB" || echo "mosquitto_sub did not receive all $N messages" >&2
   T1=$(now)
@@ -84,7 +94,7 @@ YAML
   for _ in $(seq 100); do [ -s "$WORK/data/ledger.json" ] && break; sleep 0.1; done
   sleep 1
   T0=$(now)
-  mosquitto_pub -h 127.0.0.1 -p "$PORT" -t bench/readings -q "$QOS" -l < "$MSGS"
+  publish
   DEADLINE=$(( $(date +%s) + 300 ))
   while [ "$(date +%s)" -lt "$DEADLINE" ]; do
     IN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["input"])' \
@@ -97,6 +107,6 @@ YAML
   kill -INT "$RUN"; wait "$RUN" || true
   stop_broker
   TRIB_RATE=$(awk -v n="$N" -v a="$T0" -v b="$T1" 'BEGIN { printf "%.0f", n / (b - a) }')
-  echo "qos $QOS: $N messages; mosquitto_pub $PUB_RATE msg/s; mosquitto_sub $SUB_RATE msg/s; tributary $TRIB_RATE msg/s"
+  echo "qos $QOS: $N messages; publisher $PUB_RATE msg/s; mosquitto_sub $SUB_RATE msg/s; tributary $TRIB_RATE msg/s"
   echo "{\"bench\":\"mqtt\",\"qos\":$QOS,\"messages\":$N,\"mosquitto_sub_per_s\":$SUB_RATE,\"tributary_per_s\":$TRIB_RATE}"
 done
