@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <thread>
 
 #include "core/ledger.h"
@@ -219,6 +221,168 @@ TEST_F(PostgresSinkTest, RedeliveryStoresEachRowOnce) {
   EXPECT_EQ(Committed("warehouse/readings"), 501u);
   EXPECT_EQ(Committed("warehouse/windows"), 2u);
   EXPECT_EQ(Committed("warehouse/quarantine"), 1u);
+}
+
+// The server stored a commit but its acknowledgement never came back (the process died
+// before it saw COMMIT's answer), so after the restart the same batch arrives again,
+// with new rows among the old. The COPY into the tables meets the stored keys; the batch
+// goes through the staging tables instead, and every row is stored once.
+TEST_F(PostgresSinkTest, ReplayAfterALostCommitAcknowledgementStoresEachRowOnce) {
+  Batch b;
+  for (int i = 0; i < 300; ++i) {
+    b.readings.push_back(BareReading("node-3", "no2", kSinkT0 + i * kMicrosPerSecond, i));
+  }
+  b.windows.push_back(SomeWindow());
+  QuarantineRecord q;
+  q.reason = Intern("malformed_json");
+  q.raw = "{\"no2\":";
+  q.arrival_time = kSinkT0;
+  b.quarantine.push_back(q);
+  LateRecord l;
+  l.reading = BareReading("node-3", "no2", kSinkT0 - kMicrosPerHour, 1.5);
+  l.window = Intern("zone_15m");
+  l.lateness = 30 * kMicrosPerSecond;
+  b.late.push_back(l);
+  {
+    Ledger lost;  // the acknowledgement, and what the first process counted, are lost
+    RunContext ctx;
+    ctx.ledger = &lost;
+    auto sink = MakePostgresSink(Options());
+    ASSERT_TRUE(sink->Open(ctx).ok());
+    ASSERT_TRUE(sink->Write(b).ok());
+    ASSERT_TRUE(sink->Commit().ok());
+    EXPECT_EQ(lost.Snapshot().sink_committed["warehouse/readings"], 300u);
+  }
+  Batch again = b;
+  for (int i = 300; i < 310; ++i) {
+    again.readings.push_back(BareReading("node-3", "no2", kSinkT0 + i * kMicrosPerSecond, i));
+  }
+  WindowResult revised = SomeWindow();
+  revised.revision = 1;
+  again.windows.push_back(revised);
+  QuarantineRecord q2 = q;
+  q2.arrival_time += kMicrosPerSecond;
+  again.quarantine.push_back(q2);
+  LateRecord l2 = l;
+  l2.window = Intern("zone_1h");
+  again.late.push_back(l2);
+
+  auto sink = MakePostgresSink(Options());
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+  ASSERT_TRUE(sink->Write(again).ok());
+  Status st = sink->Commit();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), 310);
+  EXPECT_EQ(Int("SELECT count(DISTINCT value) FROM air.readings"), 310);
+  EXPECT_EQ(Int("SELECT count(*) FROM air.windows"), 2);
+  EXPECT_EQ(Int("SELECT count(*) FROM air.quarantine"), 2);
+  EXPECT_EQ(Int("SELECT count(*) FROM air.late"), 2);
+  // Only the new rows count, in the ledger and in sink_commits.
+  EXPECT_EQ(Committed("warehouse/readings"), 10u);
+  EXPECT_EQ(Committed("warehouse/windows"), 1u);
+  EXPECT_EQ(Committed("warehouse/quarantine"), 1u);
+  EXPECT_EQ(Committed("warehouse/late"), 1u);
+  EXPECT_EQ(Int("SELECT sum(readings) FROM air.sink_commits"), 310);
+  EXPECT_EQ(Int("SELECT sum(windows + quarantine + late) FROM air.sink_commits"), 6);
+  // The staged fallback left the session usable: the next batch goes straight in.
+  Batch next;
+  next.readings.push_back(BareReading("node-3", "no2", kSinkT0 + 400 * kMicrosPerSecond, 400));
+  ASSERT_TRUE(sink->Write(next).ok());
+  ASSERT_TRUE(sink->Commit().ok());
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), 311);
+  EXPECT_EQ(Committed("warehouse/readings"), 11u);
+}
+
+// A row twice in one batch (nothing stored yet) takes the same fallback; inside a
+// checkpoint the checkpoint row still commits with the rows.
+TEST_F(PostgresSinkTest, DuplicatesWithinOneCheckpointAreStoredOnce) {
+  Batch b;
+  for (int i = 0; i < 50; ++i) {
+    b.readings.push_back(BareReading("node-4", "pm25", kSinkT0 + i * kMicrosPerSecond, i));
+  }
+  b.readings.push_back(b.readings.front());
+  auto sink = MakePostgresSink(Options());
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+  ASSERT_TRUE(sink->OpenCheckpoints().ok());
+  ASSERT_TRUE(sink->Write(b).ok());
+  ASSERT_TRUE(sink->Write(b).ok());
+  Status st = sink->CommitCheckpoint(1);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(Int("SELECT count(*) FROM air.readings"), 50);
+  EXPECT_EQ(Committed("warehouse/readings"), 50u);
+  EXPECT_EQ(Int("SELECT readings FROM air.sink_checkpoints WHERE sink = 'warehouse' AND "
+                "checkpoint_id = 1"),
+            50);
+}
+
+// Values the binary COPY encoding has to get exactly right: timestamps before 2000
+// (negative in PostgreSQL's form), missing and infinite numbers, text that is not valid
+// UTF-8, control characters, NULL columns, 32-bit integer columns.
+TEST_F(PostgresSinkTest, BinaryCopyKeepsEdgeValues) {
+  Batch b;
+  Reading old = FullReading();
+  old.device = Intern(std::string("node\t\"x\"\\\n\xff\0end", 15));
+  old.event_time = ParseTime("1999-12-31T23:59:59.999999Z").value();
+  old.value = std::numeric_limits<double>::infinity();
+  old.qc_score = 0.5f;
+  b.readings.push_back(old);
+  Reading missing = BareReading("node-5", "pm25", kSinkT0, std::nan(""));
+  missing.lat = 48.0;  // a latitude without longitude has no point
+  b.readings.push_back(missing);
+  WindowResult w = SomeWindow();
+  w.distinct_sensors = 70000;
+  w.revision = 3;
+  w.centroid_lat = std::nan("");
+  w.quantiles.clear();
+  w.aggregation_method = Symbol();
+  b.windows.push_back(w);
+  QuarantineRecord q;
+  q.reason = Intern("unknown_device");
+  q.raw = "";
+  q.device = Intern("ñode-ü");
+  q.arrival_time = kSinkT0;
+  q.prov.partition = 5;
+  b.quarantine.push_back(q);
+  LateRecord l;
+  l.reading = BareReading("node-5", "pm25", kSinkT0 - kMicrosPerMinute, -3.25);
+  l.window = Intern("zone_15m");
+  l.lateness = 1500001;
+  l.watermark = kMinTime;  // no watermark yet
+  b.late.push_back(l);
+
+  auto sink = MakePostgresSink(Options());
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+  ASSERT_TRUE(sink->Write(b).ok());
+  Status st = sink->Commit();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+
+  EXPECT_EQ(Text("SELECT event_time::text || ' ' || value || ' ' || qc_score || ' ' || "
+                 "ST_AsText(geom) FROM air.readings WHERE metric = 'pm25' AND device_id LIKE "
+                 "'node\t%'"),
+            "1999-12-31 23:59:59.999999+00 Infinity 0.5 POINT(16.3738 48.2082)");
+  EXPECT_EQ(Text("SELECT encode(convert_to(device_id, 'UTF8'), 'escape') FROM air.readings "
+                 "WHERE event_time < '2000-01-01'"),
+            "node\t\"x\"\\\\\n\\357\\277\\275\\357\\277\\275end");
+  EXPECT_EQ(Text("SELECT encode(convert_to(provenance->>'device_id', 'UTF8'), 'escape') FROM "
+                 "air.readings WHERE event_time < '2000-01-01'"),
+            "node\t\"x\"\\\\\n\\357\\277\\275\\357\\277\\275end")
+      << "a NUL, escaped in JSON as \\u0000, is not valid in jsonb";
+  EXPECT_EQ(Text("SELECT (value IS NULL)::text || ' ' || (geom IS NULL)::text || ' ' || lat || "
+                 "' ' || (lon IS NULL)::text || ' ' || (h3 IS NULL)::text || ' ' || "
+                 "(zone_id IS NULL)::text || ' ' || qc_flags || '|' FROM air.readings WHERE "
+                 "device_id = 'node-5'"),
+            "true true 48 true true true |");
+  EXPECT_EQ(Text("SELECT distinct_sensors || ' ' || revision || ' ' || (geom IS NULL)::text || "
+                 "' ' || (quantiles IS NULL)::text || ' ' || (aggregation_method IS NULL)::text "
+                 "|| ' ' || window_end::text FROM air.windows"),
+            "70000 3 true true true 2024-05-01 12:15:00+00");
+  EXPECT_EQ(Text("SELECT device_id || ' ' || length(raw) || ' ' || kafka_partition || ' ' || "
+                 "(source_offset IS NULL)::text || ' ' || (metric IS NULL)::text FROM "
+                 "air.quarantine"),
+            "ñode-ü 0 5 true true");
+  EXPECT_EQ(Text("SELECT lateness_s || ' ' || value || ' ' || (watermark IS NULL)::text || ' ' "
+                 "|| event_time::text FROM air.late"),
+            "1.500001 -3.25 true 2024-05-01 11:59:00+00");
 }
 
 TEST_F(PostgresSinkTest, CheckpointRowsBecomeVisibleOnlyWithTheirCheckpoint) {

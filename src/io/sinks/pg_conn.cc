@@ -96,6 +96,7 @@ Status PgConnection::LastError(std::string_view what, pg_result* result) const {
     msg = PQresultErrorMessage(result);
     state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
   }
+  last_sqlstate_ = state != nullptr ? state : "";
   if (msg.empty() && conn_ != nullptr) msg = PQerrorMessage(conn_);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   bool broken = conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK;
@@ -130,7 +131,8 @@ Result<int64_t> PgConnection::QueryInt(std::string_view sql) {
   return static_cast<int64_t>(std::strtoll(r.Value(0, 0).c_str(), nullptr, 10));
 }
 
-Result<uint64_t> PgConnection::CopyIn(std::string_view copy_sql, std::string_view data) {
+Result<uint64_t> PgConnection::CopyIn(std::string_view copy_sql, std::string_view data,
+                                      std::string_view tail) {
   if (conn_ == nullptr) return Status::Unavailable("postgres: not connected");
   std::string text(copy_sql);
   PgResult start(PQexec(conn_, text.c_str()));
@@ -139,10 +141,12 @@ Result<uint64_t> PgConnection::CopyIn(std::string_view copy_sql, std::string_vie
   }
   // Send in pieces of at most 1 MiB: PQputCopyData takes an int length.
   constexpr size_t kChunk = 1 << 20;
-  for (size_t off = 0; off < data.size(); off += kChunk) {
-    size_t n = std::min(kChunk, data.size() - off);
-    if (PQputCopyData(conn_, data.data() + off, static_cast<int>(n)) != 1) {
-      return LastError("COPY data");
+  for (std::string_view piece : {data, tail}) {
+    for (size_t off = 0; off < piece.size(); off += kChunk) {
+      size_t n = std::min(kChunk, piece.size() - off);
+      if (PQputCopyData(conn_, piece.data() + off, static_cast<int>(n)) != 1) {
+        return LastError("COPY data");
+      }
     }
   }
   if (PQputCopyEnd(conn_, nullptr) != 1) return LastError("COPY end");

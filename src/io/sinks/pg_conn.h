@@ -57,16 +57,21 @@ class PgConnection {
   Result<PgResult> Query(std::string_view sql);
   /// Run a query expected to return one integer in its first cell.
   Result<int64_t> QueryInt(std::string_view sql);
-  /// COPY ... FROM STDIN with `data` as the whole input; returns the rows copied.
-  Result<uint64_t> CopyIn(std::string_view copy_sql, std::string_view data);
+  /// COPY ... FROM STDIN with `data` followed by `tail` as the whole input; returns the
+  /// rows copied.
+  Result<uint64_t> CopyIn(std::string_view copy_sql, std::string_view data,
+                          std::string_view tail = {});
 
   /// A Status for the connection's last error. Errors on a broken connection and the
   /// classes that usually pass (serialization, deadlock, too many connections,
   /// admin shutdown) are retryable; errors in the SQL or the data are not.
   Status LastError(std::string_view what, pg_result* result = nullptr) const;
+  /// SQLSTATE of the last error LastError reported ("" when the server sent none).
+  const std::string& last_sqlstate() const { return last_sqlstate_; }
 
  private:
   pg_conn* conn_ = nullptr;
+  mutable std::string last_sqlstate_;
 };
 
 /// Quote an SQL identifier ("my schema" → "\"my schema\"").

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -28,14 +29,19 @@ namespace {
 enum TableIndex : int { kReadings = 0, kWindows, kQuarantine, kLate, kTableCount };
 constexpr const char* kTableNames[kTableCount] = {"readings", "windows", "quarantine", "late"};
 
-// ---- COPY text encoding ------------------------------------------------------------
-// One row per line, columns separated by tabs, \N for NULL; backslash, tab, newline and
-// carriage return are escaped. Text must be valid UTF-8 without NUL: invalid bytes and
-// NUL become U+FFFD so a bad device string cannot make the whole batch fail forever.
+// ---- COPY binary encoding ----------------------------------------------------------
+// PostgreSQL's binary COPY format: a header, then per row a 16-bit field count and per
+// field a 32-bit length (-1 for NULL) and the value in the type's binary form (network
+// byte order): int8/int4, float8, timestamptz as microseconds since 2000-01-01, text and
+// bytea as their bytes, jsonb as version byte 1 and the JSON text, geometry as EWKB.
+// Text must be valid UTF-8 without NUL: invalid bytes and NUL become U+FFFD so a bad
+// device string cannot make the whole batch fail forever.
 
-void AppendNull(std::string& out) {
-  out += "\\N";
-}
+constexpr char kCopyHeader[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";  // signature, flags, ext
+constexpr size_t kCopyHeaderSize = 19;
+constexpr char kCopyTrailer[] = "\xff\xff";                    // field count -1
+constexpr TimeUs kPgEpochUs = 946684800LL * kMicrosPerSecond;  // 2000-01-01T00:00:00Z
+constexpr uint32_t kSrid = 4326;
 
 // Length of the valid UTF-8 sequence starting at s[i], 0 when invalid.
 size_t Utf8SeqLen(std::string_view s, size_t i) {
@@ -62,34 +68,13 @@ size_t Utf8SeqLen(std::string_view s, size_t i) {
   return 0;
 }
 
-void AppendText(std::string& out, std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    char c = s[i];
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        ++i;
-        continue;
-      case '\t':
-        out += "\\t";
-        ++i;
-        continue;
-      case '\n':
-        out += "\\n";
-        ++i;
-        continue;
-      case '\r':
-        out += "\\r";
-        ++i;
-        continue;
-      case '\0':
-        out += "\xEF\xBF\xBD";
-        ++i;
-        continue;
-      default:
-        break;
-    }
-    size_t n = Utf8SeqLen(s, i);
+// `s` as valid UTF-8 without NUL; plain ASCII (the usual case) is appended as it is.
+void AppendUtf8(std::string& out, std::string_view s) {
+  size_t i = 0;
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80 && s[i] != '\0') ++i;
+  out.append(s.data(), i);
+  while (i < s.size()) {
+    size_t n = s[i] == '\0' ? 0 : Utf8SeqLen(s, i);
     if (n == 0) {
       out += "\xEF\xBF\xBD";
       ++i;
@@ -100,107 +85,159 @@ void AppendText(std::string& out, std::string_view s) {
   }
 }
 
-void AppendTextOrNull(std::string& out, std::string_view s) {
-  if (s.empty()) {
-    AppendNull(out);
-  } else {
-    AppendText(out, s);
-  }
+void AppendBe16(std::string& out, uint16_t v) {
+  char b[2] = {static_cast<char>(v >> 8), static_cast<char>(v)};
+  out.append(b, 2);
+}
+void AppendBe32(std::string& out, uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (24 - 8 * i));
+  out.append(b, 4);
+}
+void AppendBe64(std::string& out, uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (56 - 8 * i));
+  out.append(b, 8);
+}
+void AppendLe32(std::string& out, uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (8 * i));
+  out.append(b, 4);
+}
+void AppendLe64(std::string& out, uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
+  out.append(b, 8);
 }
 
-void AppendInt(std::string& out, int64_t v) {
-  char buf[24];
+// JSON text for jsonb: as AppendUtf8, and the escape \u0000 (a NUL in a device string),
+// which jsonb refuses, becomes \ufffd.
+void AppendJsonbText(std::string& out, std::string_view json) {
+  size_t from = 0;
+  for (size_t i = json.find('\\'); i != std::string_view::npos; i = json.find('\\', i)) {
+    if (json.substr(i, 6) == "\\u0000") {
+      AppendUtf8(out, json.substr(from, i - from));
+      out += "\\ufffd";
+      from = i + 6;
+      i += 6;
+    } else {
+      i += 2;  // the whole escape: in \\ the second backslash starts none
+    }
+  }
+  AppendUtf8(out, json.substr(from));
+}
+
+// A double as JSON text (shortest round-trip form).
+void AppendJsonDouble(std::string& out, double v) {
+  char buf[32];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
 }
 
-void AppendDouble(std::string& out, double v) {
-  if (std::isnan(v)) {
-    AppendNull(out);
-  } else if (std::isinf(v)) {
-    out += v > 0 ? "Infinity" : "-Infinity";
-  } else {
-    char buf[32];
-    auto r = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, r.ptr);
-  }
-}
-
-void AppendH3(std::string& out, uint64_t cell) {
-  char buf[24];
-  AppendTextOrNull(out, SinkH3Hex(cell, buf));
-}
-
-// bytea in hex format; the backslash of "\x" is itself escaped for COPY text.
-void AppendBytea(std::string& out, std::string_view raw) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += "\\\\x";
-  for (char c : raw) {
-    auto b = static_cast<unsigned char>(c);
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 15]);
-  }
-}
-
-// One row of COPY text: each column call adds the tab before it, End the newline.
+// One row of binary COPY; `fields` must match the number of column calls.
 class CopyRow {
  public:
-  explicit CopyRow(std::string& out) : out_(out) {}
-  CopyRow& Text(std::string_view s) { return Put(AppendText, s); }
-  CopyRow& TextOrNull(std::string_view s) { return Put(AppendTextOrNull, s); }
-  CopyRow& Int(int64_t v) { return Put(AppendInt, v); }
+  CopyRow(std::string& out, int fields) : out_(out) {
+    if (out_.empty()) out_.append(kCopyHeader, kCopyHeaderSize);
+    AppendBe16(out_, static_cast<uint16_t>(fields));
+  }
+  CopyRow& Null() {
+    AppendBe32(out_, 0xFFFFFFFFu);
+    return *this;
+  }
+  CopyRow& Text(std::string_view s) {
+    size_t at = Open();
+    AppendUtf8(out_, s);
+    return Close(at);
+  }
+  /// NULL for the empty string.
+  CopyRow& TextOrNull(std::string_view s) { return s.empty() ? Null() : Text(s); }
+  CopyRow& Bytea(std::string_view raw) {
+    AppendBe32(out_, static_cast<uint32_t>(raw.size()));
+    out_.append(raw);
+    return *this;
+  }
+  CopyRow& Jsonb(std::string_view json) {
+    size_t at = Open();
+    out_.push_back('\1');
+    AppendJsonbText(out_, json);
+    return Close(at);
+  }
+  CopyRow& JsonbOrNull(std::string_view json) { return json.empty() ? Null() : Jsonb(json); }
+  CopyRow& Int8(int64_t v) {
+    AppendBe32(out_, 8);
+    AppendBe64(out_, static_cast<uint64_t>(v));
+    return *this;
+  }
+  CopyRow& Int4(int64_t v) {
+    AppendBe32(out_, 4);
+    AppendBe32(out_, static_cast<uint32_t>(static_cast<int32_t>(v)));
+    return *this;
+  }
   /// `v`, or NULL when it is not `present`.
-  CopyRow& IntOrNull(int64_t v, bool present) { return present ? Put(AppendInt, v) : Null(); }
-  CopyRow& Double(double v) { return Put(AppendDouble, v); }
-  CopyRow& H3(uint64_t cell) { return Put(AppendH3, cell); }
-  CopyRow& Bytea(std::string_view raw) { return Put(AppendBytea, raw); }
-  CopyRow& Null() { return Put(AppendNull); }
-  void End() { out_.push_back('\n'); }
+  CopyRow& Int8OrNull(int64_t v, bool present) { return present ? Int8(v) : Null(); }
+  CopyRow& Int4OrNull(int64_t v, bool present) { return present ? Int4(v) : Null(); }
+  /// NULL for NaN (the sinks' "no value").
+  CopyRow& Float8(double v) {
+    if (std::isnan(v)) return Null();
+    AppendBe32(out_, 8);
+    AppendBe64(out_, std::bit_cast<uint64_t>(v));
+    return *this;
+  }
+  CopyRow& Timestamp(TimeUs t) { return Int8(t - kPgEpochUs); }
+  CopyRow& TimestampOrNull(TimeUs t, bool present) { return present ? Timestamp(t) : Null(); }
+  /// A geometry(Point, 4326) as EWKB (little endian, with SRID); NULL when either
+  /// coordinate is missing.
+  CopyRow& Point(double lon, double lat) {
+    if (std::isnan(lon) || std::isnan(lat)) return Null();
+    AppendBe32(out_, 25);
+    out_.push_back('\1');                // little endian
+    AppendLe32(out_, 1u | 0x20000000u);  // point, with SRID
+    AppendLe32(out_, kSrid);
+    AppendLe64(out_, std::bit_cast<uint64_t>(lon));
+    AppendLe64(out_, std::bit_cast<uint64_t>(lat));
+    return *this;
+  }
+  CopyRow& H3(uint64_t cell) {
+    char buf[24];
+    return TextOrNull(SinkH3Hex(cell, buf));
+  }
 
  private:
-  template <typename Fn, typename... Args>
-  CopyRow& Put(Fn fn, Args... args) {
-    if (!first_) out_.push_back('\t');
-    first_ = false;
-    fn(out_, args...);
+  // A length word to fill in once the value is appended.
+  size_t Open() {
+    size_t at = out_.size();
+    out_.append(4, '\0');
+    return at;
+  }
+  CopyRow& Close(size_t at) {
+    auto n = static_cast<uint32_t>(out_.size() - at - 4);
+    for (int i = 0; i < 4; ++i) out_[at + i] = static_cast<char>(n >> (24 - 8 * i));
     return *this;
   }
   std::string& out_;
-  bool first_ = true;
 };
 
 // ---- SQL -------------------------------------------------------------------------------
 
-// Microseconds since the epoch as timestamptz, exactly (no float rounding).
-std::string Ts(const std::string& col) {
-  return "(timestamptz 'epoch' + " + col + " * interval '1 microsecond')";
-}
-std::string Geom(const std::string& lon, const std::string& lat) {
-  return "CASE WHEN " + lon + " IS NULL OR " + lat + " IS NULL THEN NULL ELSE ST_SetSRID(" +
-         "ST_MakePoint(" + lon + ", " + lat + "), 4326) END";
-}
-
-// Column lists of the staging tables, in the order Write encodes them.
-constexpr const char* kStageColumns[kTableCount] = {
+// The columns each table receives, in the order Write encodes them.
+constexpr const char* kColumns[kTableCount] = {
     // readings
-    "device_id text, metric text, value float8, event_time_us int8, arrival_time_us int8, "
-    "lat float8, lon float8, zone_id text, h3 text, qc_flags text, provenance jsonb, "
-    "zones jsonb, s2 text, qc_score float8",
+    "event_time, device_id, metric, value, arrival_time, lat, lon, geom, zone_id, h3, "
+    "qc_flags, provenance, zones, s2, qc_score",
     // windows
-    "window_name text, group_by text, group_key text, metric text, start_us int8, end_us int8, "
-    "sample_count int8, mean float8, min float8, max float8, std float8, median float8, "
-    "p95 float8, trimmed_mean float8, first float8, last float8, centroid_lat float8, "
-    "centroid_lon float8, nowcast float8, aqi float8, distinct_sensors int8, "
-    "late_arrival_count int8, aggregation_method text, quality_flags text, revision int8, "
-    "emitted_at_us int8, quantiles jsonb",
+    "\"window\", group_by, group_key, metric, window_start, window_end, sample_count, mean, "
+    "min, max, std, median, p95, trimmed_mean, first, last, centroid_lat, centroid_lon, geom, "
+    "nowcast, aqi, distinct_sensors, late_arrival_count, aggregation_method, quality_flags, "
+    "revision, emitted_at, quantiles",
     // quarantine
-    "reason text, detail text, raw bytea, device_id text, metric text, arrival_time_us int8, "
-    "source text, topic text, kafka_partition int8, source_offset int8, provenance jsonb",
+    "reason, detail, raw, device_id, metric, arrival_time, source, topic, kafka_partition, "
+    "source_offset, provenance",
     // late
-    "window_name text, device_id text, metric text, value float8, event_time_us int8, "
-    "arrival_time_us int8, lateness_us int8, watermark_us int8, lat float8, lon float8, "
-    "zone_id text, h3 text, qc_flags text, provenance jsonb, qc_score float8",
+    "event_time, device_id, metric, \"window\", value, arrival_time, lateness_s, watermark, "
+    "lat, lon, geom, zone_id, h3, qc_flags, provenance, qc_score",
 };
+constexpr int kColumnCount[kTableCount] = {15, 28, 11, 16};
 
 // The columns readings and late share after their own (see EncodeReadingPlace).
 constexpr const char* kPlaceColumnsSql =
@@ -329,51 +366,12 @@ std::string SchemaSql(const std::string& s, bool hypertable) {
   return sql;
 }
 
-std::string InsertSql(const std::string& s, int table) {
-  const std::string stage = "pg_temp.tributary_stage_" + std::string(kTableNames[table]);
-  switch (table) {
-    case kReadings:
-      return "INSERT INTO " + s +
-             ".readings (event_time, device_id, metric, value, arrival_time, lat, lon, geom, "
-             "zone_id, h3, qc_flags, provenance, zones, s2, qc_score) SELECT " +
-             Ts("event_time_us") + ", device_id, metric, value, " + Ts("arrival_time_us") +
-             ", lat, lon, " + Geom("lon", "lat") +
-             ", zone_id, h3, qc_flags, provenance, zones, s2, qc_score FROM " + stage +
-             " ON CONFLICT DO NOTHING";
-    case kWindows:
-      return "INSERT INTO " + s +
-             ".windows (\"window\", group_by, group_key, metric, window_start, window_end, "
-             "sample_count, mean, min, max, std, median, p95, trimmed_mean, first, last, "
-             "centroid_lat, centroid_lon, geom, nowcast, aqi, distinct_sensors, "
-             "late_arrival_count, aggregation_method, quality_flags, revision, emitted_at, "
-             "quantiles) SELECT window_name, group_by, group_key, metric, " +
-             Ts("start_us") + ", " + Ts("end_us") +
-             ", sample_count, mean, min, max, std, median, p95, trimmed_mean, first, last, "
-             "centroid_lat, centroid_lon, " +
-             Geom("centroid_lon", "centroid_lat") +
-             ", nowcast, aqi, distinct_sensors, late_arrival_count, aggregation_method, "
-             "quality_flags, revision, " +
-             Ts("emitted_at_us") + ", quantiles FROM " + stage + " ON CONFLICT DO NOTHING";
-    case kQuarantine:
-      return "INSERT INTO " + s +
-             ".quarantine (reason, detail, raw, device_id, metric, arrival_time, source, "
-             "topic, kafka_partition, source_offset, provenance) SELECT reason, detail, raw, "
-             "device_id, metric, " +
-             Ts("arrival_time_us") +
-             ", source, topic, kafka_partition, source_offset, provenance FROM " + stage +
-             " ON CONFLICT DO NOTHING";
-    case kLate:
-      return "INSERT INTO " + s +
-             ".late (event_time, device_id, metric, \"window\", value, arrival_time, "
-             "lateness_s, watermark, lat, lon, geom, zone_id, h3, qc_flags, provenance, "
-             "qc_score) SELECT " +
-             Ts("event_time_us") + ", device_id, metric, window_name, value, " +
-             Ts("arrival_time_us") + ", lateness_us / 1e6, " + Ts("watermark_us") + ", lat, lon, " +
-             Geom("lon", "lat") + ", zone_id, h3, qc_flags, provenance, qc_score FROM " + stage +
-             " ON CONFLICT DO NOTHING";
-    default:
-      return {};
-  }
+// The fallback after a unique violation: the batch, COPYed into the session's staging
+// table of the same columns, inserted without the rows already stored.
+std::string InsertStagedSql(const std::string& s, int table) {
+  return "INSERT INTO " + s + "." + kTableNames[table] + " (" + kColumns[table] + ") SELECT " +
+         kColumns[table] + " FROM pg_temp.tributary_stage_" + kTableNames[table] +
+         " ON CONFLICT DO NOTHING";
 }
 
 // Month number since year 0 (year * 12 + month - 1) of a UTC day number.
@@ -434,6 +432,7 @@ class PostgresSink final : public Sink {
   Status Flush();
   Status FlushOnce();
   Status EnsurePartitions();
+  Result<uint64_t> CopyTable(int table);
   void ClearBuffers() {
     for (std::string& b : copy_) b.clear();
     for (uint64_t& n : buffered_) n = 0;
@@ -443,7 +442,6 @@ class PostgresSink final : public Sink {
   void SleepBackoff();
 
   void EncodeReading(const Reading& r, std::string& out);
-  void EncodeReadingHead(const Reading& r, CopyRow& row);
   void EncodeReadingPlace(const Reading& r, CopyRow& row);
   void EncodeWindow(const WindowResult& w, std::string& out);
   void EncodeQuarantine(const QuarantineRecord& q, std::string& out);
@@ -533,10 +531,13 @@ Status PostgresSink::PrepareSession() {
   TRIB_RETURN_IF_ERROR(conn_.Exec(
       "SET client_min_messages = warning; SET TIME ZONE 'UTC'; SET temp_buffers = '256MB'"));
   if (!schema_ready_) TRIB_RETURN_IF_ERROR(CreateSchema());
+  // Staging tables for the fallback after a unique violation: the columns of the target,
+  // with their types, so the same binary COPY data fits both.
   for (int i = 0; i < kTableCount; ++i) {
     TRIB_RETURN_IF_ERROR(conn_.Exec("CREATE TEMP TABLE IF NOT EXISTS tributary_stage_" +
-                                    std::string(kTableNames[i]) + " (" + kStageColumns[i] +
-                                    ") ON COMMIT DELETE ROWS"));
+                                    std::string(kTableNames[i]) +
+                                    " ON COMMIT DELETE ROWS AS SELECT " + kColumns[i] + " FROM " +
+                                    schema_ + "." + kTableNames[i] + " WITH NO DATA"));
   }
   return Status::Ok();
 }
@@ -701,6 +702,33 @@ Status PostgresSink::Flush() {
   }
 }
 
+// COPY straight into the table, inside a savepoint. A unique violation means some rows
+// are stored already (a replay after a crash or a lost acknowledgement, or a row twice
+// in the batch): back to the savepoint, and the batch goes through the staging table and
+// INSERT ... ON CONFLICT DO NOTHING instead. Returns the rows inserted.
+Result<uint64_t> PostgresSink::CopyTable(int table) {
+  const std::string copy_tail = " FROM STDIN (FORMAT binary)";
+  TRIB_RETURN_IF_ERROR(conn_.Exec("SAVEPOINT tributary_copy"));
+  Result<uint64_t> copied = conn_.CopyIn(
+      "COPY " + schema_ + "." + kTableNames[table] + " (" + kColumns[table] + ")" + copy_tail,
+      copy_[table], kCopyTrailer);
+  if (copied.ok()) {
+    TRIB_RETURN_IF_ERROR(conn_.Exec("RELEASE SAVEPOINT tributary_copy"));
+    return copied;
+  }
+  if (!conn_.connected() || conn_.last_sqlstate() != "23505") return copied.status();
+  TRIB_RETURN_IF_ERROR(conn_.Exec("ROLLBACK TO SAVEPOINT tributary_copy"));
+  spdlog::info("postgres sink {}: some {} rows are stored already; inserting the rest",
+               options_.name, kTableNames[table]);
+  TRIB_RETURN_IF_ERROR(
+      conn_
+          .CopyIn("COPY pg_temp.tributary_stage_" + std::string(kTableNames[table]) + copy_tail,
+                  copy_[table], kCopyTrailer)
+          .status());
+  TRIB_ASSIGN_OR_RETURN(PgResult ins, conn_.Query(InsertStagedSql(schema_, table)));
+  return ins.Affected();
+}
+
 Status PostgresSink::FlushOnce() {
   const std::string commit_id = commit_prefix_ + std::to_string(commit_seq_);
   if (outcome_unknown_) {
@@ -735,18 +763,12 @@ Status PostgresSink::FlushOnce() {
   if (st.ok()) st = EnsurePartitions();
   for (int i = 0; i < kTableCount && st.ok(); ++i) {
     if (buffered_[i] == 0) continue;
-    Result<uint64_t> copied = conn_.CopyIn(
-        "COPY pg_temp.tributary_stage_" + std::string(kTableNames[i]) + " FROM STDIN", copy_[i]);
-    if (!copied.ok()) {
-      st = copied.status();
+    Result<uint64_t> rows = CopyTable(i);
+    if (!rows.ok()) {
+      st = rows.status();
       break;
     }
-    Result<PgResult> ins = conn_.Query(InsertSql(schema_, i));
-    if (!ins.ok()) {
-      st = ins.status();
-      break;
-    }
-    inserted[i] = ins->Affected();
+    inserted[i] = *rows;
   }
   if (st.ok()) {
     st = conn_.Exec(
@@ -804,57 +826,52 @@ void PostgresSink::Close() {
 
 void PostgresSink::EncodeReading(const Reading& r, std::string& out) {
   NoteMonth(r.event_time);
-  CopyRow row(out);
-  EncodeReadingHead(r, row);
+  CopyRow row(out, kColumnCount[kReadings]);
+  row.Timestamp(r.event_time)
+      .Text(r.device.view())
+      .Text(r.metric.view())
+      .Float8(r.value)
+      .Timestamp(r.arrival_time);
   EncodeReadingPlace(r, row);
   // readings only: the extra zone layers' ids and the S2 cell.
   zones_json_.clear();
   AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
-  row.TextOrNull(zones_json_).TextOrNull(S2CellToken(r.s2));
-  row.Double(r.qc_score);
-  row.End();
+  row.JsonbOrNull(zones_json_).TextOrNull(S2CellToken(r.s2));
+  row.Float8(r.qc_score);
 }
 
-// The columns readings and late share before their own: device_id, metric, value,
-// event_time_us and arrival_time_us.
-void PostgresSink::EncodeReadingHead(const Reading& r, CopyRow& row) {
-  row.Text(r.device.view())
-      .Text(r.metric.view())
-      .Double(r.value)
-      .Int(r.event_time)
-      .Int(r.arrival_time);
-}
-
-// The columns readings and late share after their own: lat, lon, zone_id, h3, qc_flags
-// and provenance.
+// The columns readings and late share: lat, lon, geom, zone_id, h3, qc_flags and
+// provenance.
 void PostgresSink::EncodeReadingPlace(const Reading& r, CopyRow& row) {
-  row.Double(r.lat)
-      .Double(r.lon)
+  row.Float8(r.lat)
+      .Float8(r.lon)
+      .Point(r.lon, r.lat)
       .TextOrNull(r.zone.view())
       .H3(r.h3)
       .Text(flags_text_.Format(r.flags.bits, false))
-      .Text(ProvenanceToJson(r.prov, r.device, r.flags));
+      .Jsonb(ProvenanceToJson(r.prov, r.device, r.flags));
 }
 
 void PostgresSink::EncodeWindow(const WindowResult& w, std::string& out) {
-  CopyRow row(out);
+  CopyRow row(out, kColumnCount[kWindows]);
   row.Text(w.window.view())
       .Text(w.group_by.view())
       .Text(w.group.view())
       .Text(w.metric.view())
-      .Int(w.start)
-      .Int(w.end)
-      .Int(static_cast<int64_t>(w.count));
+      .Timestamp(w.start)
+      .Timestamp(w.end)
+      .Int8(static_cast<int64_t>(w.count));
   for (double v : {w.mean, w.min, w.max, w.std, w.median, w.p95, w.trimmed_mean, w.first, w.last,
-                   w.centroid_lat, w.centroid_lon, w.nowcast, w.aqi}) {
-    row.Double(v);
+                   w.centroid_lat, w.centroid_lon}) {
+    row.Float8(v);
   }
-  row.Int(w.distinct_sensors)
-      .Int(static_cast<int64_t>(w.late_count))
+  row.Point(w.centroid_lon, w.centroid_lat).Float8(w.nowcast).Float8(w.aqi);
+  row.Int4(w.distinct_sensors)
+      .Int8(static_cast<int64_t>(w.late_count))
       .TextOrNull(w.aggregation_method.view())
       .Text(flags_text_.Format(w.flags, true))
-      .Int(w.revision)
-      .Int(w.emitted_at);
+      .Int4(w.revision)
+      .Timestamp(w.emitted_at);
   if (w.quantiles.empty()) {
     row.Null();
   } else {
@@ -862,45 +879,47 @@ void PostgresSink::EncodeWindow(const WindowResult& w, std::string& out) {
     for (size_t i = 0; i < w.quantiles.size(); ++i) {
       if (i > 0) json += ',';
       json += '"';
-      AppendDouble(json, w.quantiles[i].first);
+      AppendJsonDouble(json, w.quantiles[i].first);
       json += "\":";
       if (std::isfinite(w.quantiles[i].second)) {
-        AppendDouble(json, w.quantiles[i].second);
+        AppendJsonDouble(json, w.quantiles[i].second);
       } else {
         json += "null";
       }
     }
     json += '}';
-    row.Text(json);
+    row.Jsonb(json);
   }
-  row.End();
 }
 
 void PostgresSink::EncodeQuarantine(const QuarantineRecord& q, std::string& out) {
-  CopyRow row(out);
+  CopyRow row(out, kColumnCount[kQuarantine]);
   row.Text(q.reason.view())
       .TextOrNull(q.detail)
       .Bytea(q.raw)
       .TextOrNull(q.device.view())
       .TextOrNull(q.metric.view())
-      .Int(q.arrival_time)
+      .Timestamp(q.arrival_time)
       .TextOrNull(q.prov.source.view())
       .TextOrNull(q.prov.topic.view())
-      .IntOrNull(q.prov.partition, q.prov.partition >= 0)
-      .IntOrNull(q.prov.offset, q.prov.offset >= 0)
-      .Text(ProvenanceToJson(q.prov, q.device, QcFlags{}))
-      .End();
+      .Int4OrNull(q.prov.partition, q.prov.partition >= 0)
+      .Int8OrNull(q.prov.offset, q.prov.offset >= 0)
+      .Jsonb(ProvenanceToJson(q.prov, q.device, QcFlags{}));
 }
 
 void PostgresSink::EncodeLate(const LateRecord& l, std::string& out) {
   const Reading& r = l.reading;
-  CopyRow row(out);
-  row.Text(l.window.view());
-  EncodeReadingHead(r, row);
-  row.Int(l.lateness).IntOrNull(l.watermark, l.watermark > kMinTime);
+  CopyRow row(out, kColumnCount[kLate]);
+  row.Timestamp(r.event_time)
+      .Text(r.device.view())
+      .Text(r.metric.view())
+      .Text(l.window.view())
+      .Float8(r.value)
+      .Timestamp(r.arrival_time)
+      .Float8(static_cast<double>(l.lateness) / 1e6)
+      .TimestampOrNull(l.watermark, l.watermark > kMinTime);
   EncodeReadingPlace(r, row);
-  row.Double(r.qc_score);
-  row.End();
+  row.Float8(r.qc_score);
 }
 
 }  // namespace
@@ -912,9 +931,10 @@ const SectionSpec& PostgresSinkSpec() {
         "PostgreSQL with PostGIS: the tables readings (partitioned by month, or a TimescaleDB "
         "hypertable where that extension is available), windows, quarantine, late and alerts, "
         "created on start with geometry(Point, 4326) columns, GiST indexes and provenance as "
-        "jsonb. Rows are sent with COPY at every pipeline commit and inserted with ON CONFLICT "
-        "DO NOTHING, so replayed input is stored once; a lost connection is re-established with "
-        "exponential backoff and jitter.",
+        "jsonb. Rows are sent with binary COPY at every pipeline commit, straight into the "
+        "tables; a batch that meets rows already stored (replayed input) is inserted with ON "
+        "CONFLICT DO NOTHING instead, so each row is stored once. A lost connection is "
+        "re-established with exponential backoff and jitter.",
         {
             {"conninfo", OptionType::kString, "",
              "libpq connection string (`host=127.0.0.1 port=5432 dbname=air user=tributary`) or "

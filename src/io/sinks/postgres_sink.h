@@ -8,14 +8,18 @@
 // otherwise it is partitioned by range of event_time, one partition per calendar month
 // (UTC), created when the first row of that month arrives.
 //
-// Writes: Write encodes rows as COPY text in memory. Commit (or a Write that fills
-// `batch_rows`) sends them in one transaction: COPY into temporary staging tables, then
-// INSERT ... SELECT ... ON CONFLICT DO NOTHING into the keyed tables, then one row in
-// sink_commits naming the commit. Keys: readings (event_time, device_id, metric), windows
-// (window_start, window, group_by, group_key, metric, revision), late (event_time,
-// device_id, metric, window), quarantine (arrival_time, reason, device, metric, md5 of
-// detail and raw). Re-delivered rows are ignored, so at-least-once delivery stores each
-// row once, and the ledger counts only rows actually inserted ("<sink name>/<table>").
+// Writes: Write encodes rows as binary COPY data in memory (EWKB points with SRID 4326,
+// integer timestamps, jsonb). Commit (or a Write that fills `batch_rows`) sends them in
+// one transaction: per table a COPY straight into the keyed table inside a savepoint,
+// then one row in sink_commits naming the commit. Keys: readings (event_time, device_id,
+// metric), windows (window_start, window, group_by, group_key, metric, revision), late
+// (event_time, device_id, metric, window), quarantine (arrival_time, reason, device,
+// metric, md5 of detail and raw). When a COPY hits a key already stored (SQLSTATE 23505:
+// a replay after a crash or a lost acknowledgement), the transaction goes back to the
+// savepoint and that table's rows go through a temporary staging table and INSERT ...
+// SELECT ... ON CONFLICT DO NOTHING. Re-delivered rows are ignored either way, so
+// at-least-once delivery stores each row once, and the ledger counts only rows actually
+// inserted ("<sink name>/<table>").
 // When the connection breaks during COMMIT the outcome is unknown; the retry first looks
 // up its commit in sink_commits, so a commit is neither applied nor counted twice.
 //
