@@ -455,7 +455,8 @@ Result<std::vector<Batch>> EpochLog::ReadAll(const std::string& path) {
       return Status::Corrupt("epoch log " + path + ": truncated frame");
     }
     // Columns since this format; a log an older build left behind holds rows.
-    Result<Batch> b = !buf.empty() && static_cast<uint8_t>(buf[0]) == kBatchColumnsVersion
+    // (columns versions have the high bit set, record versions never).
+    Result<Batch> b = !buf.empty() && (static_cast<uint8_t>(buf[0]) & 0x80) != 0
                           ? DecodeBatchColumns(buf)
                           : DecodeBatchRecords(buf);
     if (!b.ok()) return b.status().WithContext("epoch log " + path);

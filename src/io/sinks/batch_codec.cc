@@ -47,6 +47,8 @@ class Writer {
     Pod(r.flags.bits);
     Pod(r.qc_score);
     Prov(r.prov);
+    for (Symbol z : r.extra_zones) Str(z.view());  // version 4
+    Pod(r.s2);
   }
 
  private:
@@ -89,7 +91,7 @@ class Reader {
     p.drift_correction = Sym();
     p.anomaly_score = Pod<float>();
   }
-  void Read(Reading& r) {
+  void Read(Reading& r, uint8_t version) {
     r.event_time = Pod<TimeUs>();
     r.arrival_time = Pod<TimeUs>();
     r.device = Sym();
@@ -102,6 +104,10 @@ class Reader {
     r.flags.bits = Pod<uint32_t>();
     r.qc_score = Pod<float>();
     Prov(r.prov);
+    if (version >= 4) {
+      for (Symbol& z : r.extra_zones) z = Sym();
+      r.s2 = Pod<uint64_t>();
+    }
   }
   // A count that cannot exceed the bytes left (each element takes at least one byte).
   uint32_t Count() {
@@ -218,6 +224,8 @@ void EncodeBatchRecords(const Batch& batch, std::string& out) {
     w.Pod(x.flags);
     w.Pod(x.revision);
     w.Pod(x.emitted_at);
+    w.Pod(x.interpolated_sample_fraction);  // version 4
+    w.Pod(x.exceedance_count);
   }
   EncodeTail(w, batch);
 }
@@ -237,7 +245,7 @@ void DecodeTail(Reader& r, Batch& b, uint8_t version) {
   }
   b.late.resize(r.Count());
   for (LateRecord& l : b.late) {
-    r.Read(l.reading);
+    r.Read(l.reading, version);
     l.window = r.Sym();
     l.lateness = r.Pod<DurationUs>();
     l.watermark = r.Pod<TimeUs>();
@@ -279,12 +287,12 @@ void DecodeTail(Reader& r, Batch& b, uint8_t version) {
 Result<Batch> DecodeBatchRecords(std::string_view bytes) {
   Reader r(bytes);
   auto version = r.Pod<uint8_t>();
-  if (!r.ok() || (version != kBatchCodecVersion && version != 2)) {
+  if (!r.ok() || version < 2 || version > kBatchCodecVersion) {
     return Status::Corrupt("buffered batch: unknown format version " + std::to_string(version));
   }
   Batch b;
   b.readings.resize(r.Count());
-  for (Reading& x : b.readings) r.Read(x);
+  for (Reading& x : b.readings) r.Read(x, version);
   b.windows.resize(r.Count());
   for (WindowResult& x : b.windows) {
     x.window = r.Sym();
@@ -309,6 +317,10 @@ Result<Batch> DecodeBatchRecords(std::string_view bytes) {
     x.flags = r.Pod<uint32_t>();
     x.revision = r.Pod<uint32_t>();
     x.emitted_at = r.Pod<TimeUs>();
+    if (version >= 4) {
+      x.interpolated_sample_fraction = r.Pod<double>();
+      x.exceedance_count = r.Pod<int64_t>();
+    }
   }
   DecodeTail(r, b, version);
   if (!r.ok() || !r.at_end()) return Status::Corrupt("buffered batch: truncated or malformed");
@@ -541,7 +553,7 @@ void EncodeBatchColumns(const Batch& batch, std::string& out) {
 Result<Batch> DecodeBatchColumns(std::string_view bytes) {
   Reader r(bytes);
   const auto version = r.Pod<uint8_t>();
-  if (!r.ok() || version != kBatchColumnsVersion) {
+  if (!r.ok() || (version != kBatchColumnsVersion && version != kBatchColumnsVersion3)) {
     return Status::Corrupt("epoch log batch: unknown format version " + std::to_string(version));
   }
   const auto symbols = static_cast<uint32_t>(InternedCount());
@@ -563,7 +575,9 @@ Result<Batch> DecodeBatchColumns(std::string_view bytes) {
       v = r.Pod<double>();
     }
   }
-  DecodeTail(r, b, kBatchCodecVersion);
+  // The late, quarantine, alert and spatial stats rows: those of record version 4, or 3
+  // in an epoch log of an older build.
+  DecodeTail(r, b, version == kBatchColumnsVersion ? kBatchCodecVersion : 3);
   if (!r.ok() || !r.at_end()) return Status::Corrupt("epoch log batch: truncated or malformed");
   return b;
 }

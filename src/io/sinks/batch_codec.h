@@ -1,5 +1,6 @@
 // A compact binary encoding of the record parts of a Batch (readings, windows,
-// quarantine, late), for the circuit breaker's local buffer. Little-endian fixed-width
+// quarantine, late, alerts, spatial stats: every field), for the circuit breaker's
+// local buffer. Little-endian fixed-width
 // numbers, strings as u32 length + bytes, a leading format version byte. Interned
 // symbols are written as text and interned again when decoded.
 #pragma once
@@ -13,8 +14,10 @@
 namespace tributary {
 
 /// Format version written by EncodeBatchRecords.
-// 2: readings carry qc_score; 3: alerts and spatial stats (a version 2 batch still reads)
-inline constexpr uint8_t kBatchCodecVersion = 3;
+// 2: readings carry qc_score; 3: alerts and spatial stats; 4: readings carry the extra
+// zone layers and the S2 cell, windows the interpolated sample fraction and the
+// exceedance count (versions 2 and 3 still read)
+inline constexpr uint8_t kBatchCodecVersion = 4;
 
 /// Append the readings, windows, quarantine and late records of `batch` to `out`.
 void EncodeBatchRecords(const Batch& batch, std::string& out);
@@ -22,7 +25,10 @@ void EncodeBatchRecords(const Batch& batch, std::string& out);
 /// unknown version.
 Result<Batch> DecodeBatchRecords(std::string_view bytes);
 /// Format version of EncodeBatchColumns (a value EncodeBatchRecords never writes).
-inline constexpr uint8_t kBatchColumnsVersion = 0x81;
+inline constexpr uint8_t kBatchColumnsVersion = 0x82;
+/// The columns format of older builds, whose late rows lack the extra zone layers and the
+/// S2 cell (still read).
+inline constexpr uint8_t kBatchColumnsVersion3 = 0x81;
 
 /// The same records as EncodeBatchRecords, for the epoch log of checkpoints
 /// (stream/checkpoint.h): readings and window results by column, fixed width, a column

@@ -193,6 +193,72 @@ void ExpectSameReading(const Reading& a, const Reading& b) {
   EXPECT_TRUE(SameBits(a.prov.anomaly_score, b.prov.anomaly_score));
 }
 
+void ExpectSameWindow(const WindowResult& x, const WindowResult& y) {
+  EXPECT_EQ(x.window, y.window);
+  EXPECT_EQ(x.group_by, y.group_by);
+  EXPECT_EQ(x.group, y.group);
+  EXPECT_EQ(x.metric, y.metric);
+  EXPECT_EQ(x.start, y.start);
+  EXPECT_EQ(x.end, y.end);
+  EXPECT_EQ(x.count, y.count);
+  for (auto [u, v] : {std::pair{x.mean, y.mean},
+                      {x.min, y.min},
+                      {x.max, y.max},
+                      {x.std, y.std},
+                      {x.median, y.median},
+                      {x.p95, y.p95},
+                      {x.trimmed_mean, y.trimmed_mean},
+                      {x.first, y.first},
+                      {x.last, y.last},
+                      {x.centroid_lat, y.centroid_lat},
+                      {x.centroid_lon, y.centroid_lon},
+                      {x.nowcast, y.nowcast},
+                      {x.aqi, y.aqi},
+                      {x.interpolated_sample_fraction, y.interpolated_sample_fraction}}) {
+    EXPECT_TRUE(SameBits(u, v));
+  }
+  EXPECT_EQ(x.distinct_sensors, y.distinct_sensors);
+  EXPECT_EQ(x.exceedance_count, y.exceedance_count);
+  EXPECT_EQ(x.late_count, y.late_count);
+  EXPECT_EQ(x.quantiles, y.quantiles);
+  EXPECT_EQ(x.aggregation_method, y.aggregation_method);
+  EXPECT_EQ(x.flags, y.flags);
+  EXPECT_EQ(x.revision, y.revision);
+  EXPECT_EQ(x.emitted_at, y.emitted_at);
+}
+
+// The breaker's buffer format carries every field as well: the extra zone layers and
+// the S2 cell of readings (on time and late), the interpolated sample fraction and the
+// exceedance count of windows. Both formats give back the same records.
+TEST(BatchCodecTest, BothFormatsCarryZoneLayersS2AndWindowExtras) {
+  Batch b;
+  Reading r = testing::FullReading();
+  r.extra_zones = {Intern("floodplain-2"), Symbol{}, Intern("habitat-7")};
+  r.s2 = 0x47a1cbd595522b39ULL;
+  b.readings.push_back(r);
+  WindowResult w = testing::FullWindowResult();
+  w.interpolated_sample_fraction = 0.375;
+  w.exceedance_count = 12;
+  b.windows.push_back(w);
+  LateRecord l;
+  l.reading = r;
+  l.window = Intern("w");
+  b.late.push_back(l);
+  std::string rows;
+  EncodeBatchRecords(b, rows);
+  std::string columns;
+  EncodeBatchColumns(b, columns);
+  for (Result<Batch> back : {DecodeBatchRecords(rows), DecodeBatchColumns(columns)}) {
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    ASSERT_EQ(back->readings.size(), 1u);
+    ExpectSameReading(back->readings[0], r);
+    ASSERT_EQ(back->windows.size(), 1u);
+    ExpectSameWindow(back->windows[0], w);
+    ASSERT_EQ(back->late.size(), 1u);
+    ExpectSameReading(back->late[0].reading, r);
+  }
+}
+
 TEST(BatchCodecTest, ColumnsRoundTripEveryFieldOfVariedAndConstantColumns) {
   Batch b;
   for (int i = 0; i < 5; ++i) {
@@ -248,39 +314,8 @@ TEST(BatchCodecTest, ColumnsRoundTripEveryFieldOfVariedAndConstantColumns) {
   }
   ASSERT_EQ(back->windows.size(), b.windows.size());
   for (size_t i = 0; i < b.windows.size(); ++i) {
-    const WindowResult& x = back->windows[i];
-    const WindowResult& y = b.windows[i];
-    EXPECT_EQ(x.window, y.window);
-    EXPECT_EQ(x.group_by, y.group_by);
-    EXPECT_EQ(x.group, y.group);
-    EXPECT_EQ(x.metric, y.metric);
-    EXPECT_EQ(x.start, y.start);
-    EXPECT_EQ(x.end, y.end);
-    EXPECT_EQ(x.count, y.count);
-    for (auto [u, v] : {std::pair{x.mean, y.mean},
-                        {x.min, y.min},
-                        {x.max, y.max},
-                        {x.std, y.std},
-                        {x.median, y.median},
-                        {x.p95, y.p95},
-                        {x.trimmed_mean, y.trimmed_mean},
-                        {x.first, y.first},
-                        {x.last, y.last},
-                        {x.centroid_lat, y.centroid_lat},
-                        {x.centroid_lon, y.centroid_lon},
-                        {x.nowcast, y.nowcast},
-                        {x.aqi, y.aqi},
-                        {x.interpolated_sample_fraction, y.interpolated_sample_fraction}}) {
-      EXPECT_TRUE(SameBits(u, v));
-    }
-    EXPECT_EQ(x.distinct_sensors, y.distinct_sensors);
-    EXPECT_EQ(x.exceedance_count, y.exceedance_count);
-    EXPECT_EQ(x.late_count, y.late_count);
-    EXPECT_EQ(x.quantiles, y.quantiles);
-    EXPECT_EQ(x.aggregation_method, y.aggregation_method);
-    EXPECT_EQ(x.flags, y.flags);
-    EXPECT_EQ(x.revision, y.revision);
-    EXPECT_EQ(x.emitted_at, y.emitted_at);
+    SCOPED_TRACE(i);
+    ExpectSameWindow(back->windows[i], b.windows[i]);
   }
   ASSERT_EQ(back->quarantine.size(), 1u);
   EXPECT_EQ(back->quarantine[0].raw, q.raw);
