@@ -197,6 +197,37 @@ TEST_F(BreakerCheckpointTest, BufferedCheckpointsSurviveARestartWhileTheServerIs
   EXPECT_EQ(snap.sink_committed["warehouse/readings"], 3u * kPerEpoch);
 }
 
+// A buffer left by an earlier run, the server up at the next start: the new epoch is
+// held back until the buffered checkpoints are committed, each with its own rows.
+TEST_F(BreakerCheckpointTest, BufferedCheckpointsAreCommittedAloneBeforeTheNextOne) {
+  {
+    std::unique_ptr<Sink> sink = Make();
+    ASSERT_TRUE(sink->Open(ctx_).ok());
+    ASSERT_TRUE(sink->OpenCheckpoints().ok());
+    Epoch(*sink, 1);
+    server_.Stop();
+    Epoch(*sink, 2);
+    Epoch(*sink, 3);
+    sink.release();  // as by a kill
+  }
+  std::string err = server_.Start();
+  ASSERT_EQ(err, "") << err;
+  Ledger restarted;
+  ctx_.ledger = &restarted;
+  std::unique_ptr<Sink> sink = Make();
+  ASSERT_TRUE(sink->Open(ctx_).ok());
+  Result<SinkCheckpointRecord> rec = sink->OpenCheckpoints();
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  EXPECT_EQ(rec->checkpoint, 3u);
+  Epoch(*sink, 4);
+  sink->Close();
+  ExpectEachReadingOnce(4);
+  EXPECT_EQ(Int("SELECT checkpoint_id FROM air.sink_checkpoints"), 4);
+  EXPECT_EQ(Int("SELECT readings FROM air.sink_checkpoints"), kPerEpoch)
+      << "checkpoint 4's commit holds its own rows, not those of 2 and 3 nor they its";
+  EXPECT_EQ(restarted.Snapshot().sink_committed["warehouse/readings"], 3u * kPerEpoch);
+}
+
 // The server committed a checkpoint the buffer file does not know of (the process
 // stopped between the two): after a restart with the server down the checkpoint is
 // committed again, into the buffer; once the server is back its record shows it holds

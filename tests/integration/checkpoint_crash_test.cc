@@ -16,7 +16,9 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <iterator>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -169,18 +171,56 @@ std::string Config(const std::string& data_dir, const std::string& source_yaml) 
          "  interval: 300ms\n";
 }
 
+// The lines of `a` that `b` lacks and those of `b` that `a` lacks (as multisets), at most
+// `most` of each, with the table each comes from: what a failed comparison shows.
+std::string LineDifferences(const std::string& a, const std::string& b, int most = 12) {
+  auto lines = [](const std::string& text) {
+    std::multiset<std::string> out;
+    std::string table;
+    size_t at = 0;
+    while (at < text.size()) {
+      size_t eol = text.find('\n', at);
+      if (eol == std::string::npos) eol = text.size();
+      std::string line = text.substr(at, eol - at);
+      at = eol + 1;
+      if (line.rfind("## ", 0) == 0) {
+        table = line.substr(3);
+        continue;
+      }
+      out.insert(table + ": " + line);
+    }
+    return out;
+  };
+  const std::multiset<std::string> la = lines(a);
+  const std::multiset<std::string> lb = lines(b);
+  std::vector<std::string> only_a;
+  std::vector<std::string> only_b;
+  std::set_difference(la.begin(), la.end(), lb.begin(), lb.end(), std::back_inserter(only_a));
+  std::set_difference(lb.begin(), lb.end(), la.begin(), la.end(), std::back_inserter(only_b));
+  std::string out = std::to_string(only_a.size()) + " rows only in the clean run, " +
+                    std::to_string(only_b.size()) + " only in the crashed one";
+  if (only_a.empty() && only_b.empty()) out += " (the same rows in another order)";
+  for (int i = 0; i < most && i < static_cast<int>(only_a.size()); ++i) {
+    out += "\n  clean:   " + only_a[static_cast<size_t>(i)];
+  }
+  for (int i = 0; i < most && i < static_cast<int>(only_b.size()); ++i) {
+    out += "\n  crashed: " + only_b[static_cast<size_t>(i)];
+  }
+  return out;
+}
+
 void ExpectSameOutputs(const std::string& clean, const std::string& crashed) {
   std::string a = DumpStore(clean + "/tributary.gpkg");
   std::string b = DumpStore(crashed + "/tributary.gpkg");
   EXPECT_GT(a.size(), 1000u);
   EXPECT_TRUE(a == b) << "the SQLite stores differ (" << a.size() << " vs " << b.size()
-                      << " bytes of rows)";
+                      << " bytes of rows): " << LineDifferences(a, b);
 #ifdef CKPT_TEST_DUCKDB
   std::string pa = DumpArchive(clean + "/archive");
   std::string pb = DumpArchive(crashed + "/archive");
   EXPECT_GT(pa.size(), 1000u);
   EXPECT_TRUE(pa == pb) << "the Parquet archives differ (" << pa.size() << " vs " << pb.size()
-                        << " bytes of rows)";
+                        << " bytes of rows): " << LineDifferences(pa, pb);
 #endif
   EXPECT_EQ(LedgerText(clean), LedgerText(crashed));
   Result<LedgerSnapshot> l = ParseLedgerJson(ReadFile(crashed + "/ledger.json"));

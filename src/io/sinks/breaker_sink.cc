@@ -355,7 +355,9 @@ Status BreakerSink::Write(const Batch& batch) {
     if (rows == 0) return Status::Ok();
     uncommitted_.push_back(batch);
     uncommitted_rows_ += rows;
-    if (!remote_ || !remote_checkpoints_ || epoch_unsent_) {
+    // While checkpoints wait in the buffer, the epoch waits too: the buffered ones are
+    // committed first, each alone, and the remote sink would commit whatever it holds.
+    if (!remote_ || !remote_checkpoints_ || epoch_unsent_ || health_.buffered_rows > 0) {
       epoch_unsent_ = true;
       return Status::Ok();
     }
