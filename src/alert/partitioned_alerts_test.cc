@@ -13,6 +13,7 @@
 #include "stream/partitioned_operator.h"
 #include "stream/partitioned_window.h"
 #include "stream/qc/qc.h"
+#include "stream/runtime.h"
 
 namespace tributary {
 namespace {
@@ -247,6 +248,36 @@ TEST(PartitionedAlertsTest, DropForgetsTheAlertsOfThePartition) {
   ASSERT_TRUE(c.alerts->RestorePartition("sensors/7", in).ok());
   EXPECT_EQ(c.alerts->partition("sensors/7"), nullptr);
   EXPECT_FALSE(c.alerts->RestorePartition("sensors", in).ok());
+}
+
+// With a state changelog, a pipeline with QC and alert rules builds; one with a stage
+// that keeps no state per partition yet refuses to start, naming it.
+TEST(PartitionedAlertsTest, StateTopicTakesQcAndAlertsAndNamesAStageThatCannot) {
+  const std::string base =
+      "sources:\n  - {name: bus, type: kafka, brokers: '127.0.0.1:1', topics: [t], "
+      "group_id: g}\n"
+      "sinks:\n  - {name: out, type: kafka, brokers: '127.0.0.1:1', breaker: false, "
+      "transactional_id: w-1, state_topic: st}\n"
+      "checkpoint:\n  enabled: true\n"
+      "windows:\n  - {name: dev, size: 5m}\n"
+      "qc:\n  enabled: true\n"
+      "alerts:\n  rules:\n"
+      "    - {name: pm_high, kind: reading_threshold, metric: pm25, level: 45}\n";
+  Result<PipelineConfig> ok = ParsePipelineConfig(base, "ok.yaml");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  Result<std::unique_ptr<Pipeline>> built = Pipeline::Build(*ok);
+  EXPECT_TRUE(built.ok()) << built.status().ToString();
+
+  Result<PipelineConfig> anomaly = ParsePipelineConfig(
+      base + "anomaly:\n  iforest:\n    enabled: true\n    metrics: [pm25, temperature]\n",
+      "no.yaml");
+  ASSERT_TRUE(anomaly.ok()) << anomaly.status().ToString();
+  Result<std::unique_ptr<Pipeline>> refused = Pipeline::Build(*anomaly);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().ToString().find("operator anomaly cannot keep its state per "
+                                             "partition"),
+            std::string::npos)
+      << refused.status().ToString();
 }
 
 }  // namespace
