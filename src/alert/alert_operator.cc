@@ -6,6 +6,7 @@
 #include "alert/patterns.h"
 #include "alert/summary.h"
 #include "stream/checkpoint.h"
+#include "stream/partitioned_operator.h"
 #include "stream/qc/drift.h"
 
 namespace tributary {
@@ -76,7 +77,64 @@ void AlertOperator::Emit(std::vector<AlertEvent>& events) {
   }
 }
 
+void AlertOperator::SetExpectedIntervalLookup(AlertEngine::IntervalLookup lookup) {
+  interval_lookup_ = std::move(lookup);
+  engine_.SetExpectedIntervalLookup(interval_lookup_);
+  for (auto& [key, e] : parts_) e->SetExpectedIntervalLookup(interval_lookup_);
+}
+
+AlertEngine& AlertOperator::PartitionEngine(uint64_t key) {
+  std::unique_ptr<AlertEngine>& e = parts_[key];
+  if (e == nullptr) {
+    e = std::make_unique<AlertEngine>(engine_.rules());
+    if (interval_lookup_) e->SetExpectedIntervalLookup(interval_lookup_);
+  }
+  return *e;
+}
+
+void AlertOperator::ProcessPartitioned(Batch& batch) {
+  struct Part {
+    std::vector<const Reading*> readings;
+    std::vector<const WindowResult*> windows;
+    bool has_watermark = false;
+    TimeUs watermark = kMinTime;
+  };
+  std::map<uint64_t, Part> split;
+  for (const Reading& r : batch.readings) {
+    split[PackPartition(r.prov.topic, r.prov.partition)].readings.push_back(&r);
+  }
+  std::vector<const WindowResult*> unmarked;
+  for (const WindowResult& w : batch.windows) {
+    if (w.source_partition < 0 && w.source_topic.empty()) {
+      unmarked.push_back(&w);
+    } else {
+      split[PackPartition(w.source_topic, w.source_partition)].windows.push_back(&w);
+    }
+  }
+  for (const PartitionWatermark& pw : batch.partition_watermarks) {
+    const uint64_t key = PackPartition(pw.topic, pw.partition);
+    if (parts_.count(key) == 0 && split.count(key) == 0) continue;  // no state to judge
+    Part& p = split[key];
+    p.has_watermark = true;
+    p.watermark = pw.watermark;
+  }
+  for (auto& [key, p] : split) {
+    AlertEngine& e = PartitionEngine(key);
+    for (const Reading* r : p.readings) e.OnReading(*r, batch.alerts);
+    for (const WindowResult* w : p.windows) e.OnWindow(*w, batch.alerts);
+    // A partition without a watermark of its own (no partitioned window stage) is
+    // judged by the batch's, the minimum over the partitions.
+    e.OnWatermark(p.has_watermark ? p.watermark : batch.watermark, batch.alerts);
+  }
+  for (const WindowResult* w : unmarked) engine_.OnWindow(*w, batch.alerts);
+}
+
 Status AlertOperator::Process(Batch& batch) {
+  if (partitioned_) {
+    ProcessPartitioned(batch);
+    Emit(batch.alerts);
+    return Status::Ok();
+  }
   // Events already in the batch come from upstream operators (pattern rules, drift).
   for (const Reading& r : batch.readings) engine_.OnReading(r, batch.alerts);
   for (const WindowResult& w : batch.windows) engine_.OnWindow(w, batch.alerts);
@@ -98,6 +156,46 @@ Status AlertOperator::Snapshot(CheckpointWriter& out) const {
 
 Status AlertOperator::Restore(CheckpointReader& in) {
   return engine_.Restore(in);
+}
+
+Status AlertOperator::SnapshotPartition(std::string_view partition, CheckpointWriter& out) const {
+  out.Section("alerts-partition");
+  uint64_t key = 0;
+  auto it = ParsePackedPartition(partition, false, key) ? parts_.find(key) : parts_.end();
+  out.Bool(it != parts_.end());
+  if (it != parts_.end()) it->second->Snapshot(out);
+  return Status::Ok();
+}
+
+Status AlertOperator::RestorePartition(std::string_view partition, CheckpointReader& in) {
+  TRIB_RETURN_IF_ERROR(in.ExpectSection("alerts-partition"));
+  uint64_t key = 0;
+  if (!ParsePackedPartition(partition, true, key)) {
+    return Status::Invalid("alerts: '" + std::string(partition) + "' is not a partition key");
+  }
+  parts_.erase(key);
+  if (!in.Bool()) return in.status();
+  Status st = PartitionEngine(key).Restore(in);
+  if (!st.ok()) parts_.erase(key);
+  return st.WithContext("alert state of partition " + std::string(partition));
+}
+
+void AlertOperator::DropPartition(std::string_view partition) {
+  uint64_t key = 0;
+  if (ParsePackedPartition(partition, false, key)) parts_.erase(key);
+}
+
+std::vector<std::string> AlertOperator::Partitions() const {
+  std::vector<std::string> out;
+  for (const auto& [key, e] : parts_) out.push_back(PackedPartitionStateKey(key));
+  return out;
+}
+
+const AlertEngine* AlertOperator::partition(std::string_view key) const {
+  uint64_t k = 0;
+  if (!ParsePackedPartition(key, false, k)) return nullptr;
+  auto it = parts_.find(k);
+  return it == parts_.end() ? nullptr : it->second.get();
 }
 
 }  // namespace tributary

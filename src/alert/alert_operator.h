@@ -10,8 +10,18 @@
 // Submit()s them to the AlertDispatcher, which never blocks. The dispatcher's workers
 // (dispatch.h) are started in Open and given `alerts.shutdown_wait` in Finish to empty
 // their queues; what is left is delivered by the next run.
+//
+// Partition-owned state (docs/SCALING.md, EnablePartitionState): the rules' state is
+// kept in one AlertEngine per input partition, the channels are shared. Readings go to
+// the engine of their provenance partition, window rows to that of the partition the
+// window stage marked them with (WindowResult::source_topic, source_partition), and
+// each engine judges stale sensors against its own partition's watermark
+// (Batch::partition_watermarks), so a partition's alerts — and their ids — depend only
+// on its own records, whichever process reads it. Alerts of one batch then come
+// partition by partition (in key order), each partition's in the order above.
 #pragma once
 
+#include <map>
 #include <memory>
 
 #include "alert/dispatch.h"
@@ -39,13 +49,35 @@ class AlertOperator final : public Operator {
   Status Snapshot(CheckpointWriter& out) const override;
   Status Restore(CheckpointReader& in) override;
 
+  /// Keep the rules' state per input partition (before Open).
+  void EnablePartitionState() { partitioned_ = true; }
+  bool SupportsPartitionState() const override { return partitioned_; }
+  Status SnapshotPartition(std::string_view partition, CheckpointWriter& out) const override;
+  Status RestorePartition(std::string_view partition, CheckpointReader& in) override;
+  void DropPartition(std::string_view partition) override;
+  /// Partitions whose rules have state, as keys "<topic>/<partition>".
+  std::vector<std::string> Partitions() const;
+  /// The rule engine of `partition`, or null.
+  const AlertEngine* partition(std::string_view key) const;
+
+  /// Give every engine (also those of partitions made later) the device registry's
+  /// expected intervals.
+  void SetExpectedIntervalLookup(AlertEngine::IntervalLookup lookup);
+
+  /// The engine of the rules (without partition state: the only one; with it, that of
+  /// window rows no partition made).
   AlertEngine& engine() { return engine_; }
   AlertDispatcher* dispatcher() { return dispatcher_.get(); }
 
  private:
   void Emit(std::vector<AlertEvent>& events);
+  AlertEngine& PartitionEngine(uint64_t key);
+  void ProcessPartitioned(Batch& batch);
 
   AlertEngine engine_;
+  bool partitioned_ = false;
+  AlertEngine::IntervalLookup interval_lookup_;
+  std::map<uint64_t, std::unique_ptr<AlertEngine>> parts_;  // by PackPartition
   std::unique_ptr<AlertDispatcher> dispatcher_;
   std::string queue_file_;
   DurationUs shutdown_wait_;

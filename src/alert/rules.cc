@@ -763,16 +763,19 @@ Status AlertEngine::Restore(CheckpointReader& in) {
     }
     state_[i].clear();
     for (uint64_t n = in.Count(); n > 0 && in.ok(); --n) {
-      KeyState& st = state_[i][in.U64()];
+      // Keys pack two symbol ids; both go through the reader's map (the state may come
+      // from another process, docs/SCALING.md).
+      const uint64_t stored = in.U64();
+      const uint64_t key =
+          (static_cast<uint64_t>(in.SymId(stored >> 32)) << 32) | in.SymId(stored & 0xffffffffu);
+      KeyState& st = state_[i][key];
       st.firing = in.Bool();
       st.fired_at = in.I64();
       st.last_notified = in.I64();
       st.last_time = in.I64();
       st.last_value = in.F64();
       st.category = static_cast<int>(in.I64());
-      for (Symbol* sym : {&st.key, &st.metric, &st.device, &st.zone}) {
-        *sym = Symbol{static_cast<uint32_t>(in.U64())};
-      }
+      for (Symbol* sym : {&st.key, &st.metric, &st.device, &st.zone}) *sym = in.Sym();
     }
   }
   last_watermark_ = in.I64();

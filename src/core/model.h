@@ -173,6 +173,11 @@ struct WindowResult {
   uint32_t flags = 0;         ///< WindowFlag bits
   uint32_t revision = 0;      ///< 0 for the first emission, then 1, 2, ...
   TimeUs emitted_at = 0;      ///< processing time of emission
+  /// Partition-owned state (docs/SCALING.md): the input partition whose readings made
+  /// the result (the provenance topic and partition of the window stage of that
+  /// partition); empty and -1 otherwise.
+  Symbol source_topic;
+  int32_t source_partition = -1;
 };
 
 /// What happened to an alert (alert/rules.h): it started firing, it is still firing and
@@ -230,6 +235,13 @@ struct PartitionState {
   std::string state;    ///< the stages' state of the partition; empty: none stored
 };
 
+/// The watermark of one input partition's window stage (partition-owned state).
+struct PartitionWatermark {
+  Symbol topic;
+  int32_t partition = -1;
+  TimeUs watermark = kMinTime;
+};
+
 struct Batch {
   std::vector<Reading> readings;  ///< accepted readings (after the window stage)
   std::vector<QuarantineRecord> quarantine;
@@ -247,6 +259,10 @@ struct Batch {
   /// On a checkpoint barrier with partition-owned state: the state of every partition
   /// the process holds, for the sink that writes the changelog inside the checkpoint.
   std::shared_ptr<const std::vector<PartitionState>> partition_states;
+  /// With partition-owned state: the watermark of every partition the window stage
+  /// holds, after this batch (batch.watermark is their minimum). Stages after the
+  /// window stage that keep state per partition judge each partition by its own.
+  std::vector<PartitionWatermark> partition_watermarks;
 
   bool empty() const {
     return readings.empty() && quarantine.empty() && late.empty() && windows.empty() &&

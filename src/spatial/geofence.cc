@@ -119,11 +119,12 @@ Status GeofenceEngine::Restore(CheckpointReader& in) {
   }
   devices_.clear();
   for (uint64_t n = in.Count(); n > 0 && in.ok(); --n) {
-    DeviceState& d = devices_[static_cast<uint32_t>(in.U64())];
+    // Symbol ids through the reader's map: the state may come from another process.
+    DeviceState& d = devices_[in.SymId(in.U64())];
     d.last_time.resize(in.Count());
     for (TimeUs& t : d.last_time) t = in.I64();
     d.zone.resize(in.Count());
-    for (Symbol& z : d.zone) z = Symbol{static_cast<uint32_t>(in.U64())};
+    for (Symbol& z : d.zone) z = in.Sym();
     d.near.resize(in.Count());
     for (uint8_t& v : d.near) v = in.Bool() ? 1 : 0;
   }

@@ -88,6 +88,26 @@ void Append(Batch& to, Batch& from) {
 
 }  // namespace
 
+void PartitionedWindowOperator::Tag(Key key, Batch& sub) {
+  const Symbol topic{static_cast<uint32_t>(key >> 32)};
+  const auto partition = static_cast<int32_t>(static_cast<uint32_t>(key));
+  for (WindowResult& w : sub.windows) {
+    w.source_topic = topic;
+    w.source_partition = partition;
+  }
+}
+
+void PartitionedWindowOperator::SetWatermarks(Batch& out) const {
+  out.watermark = watermark();
+  out.partition_watermarks.clear();
+  out.partition_watermarks.reserve(parts_.size());
+  for (const auto& [key, op] : parts_) {
+    out.partition_watermarks.push_back(
+        PartitionWatermark{Symbol{static_cast<uint32_t>(key >> 32)},
+                           static_cast<int32_t>(static_cast<uint32_t>(key)), op->watermark()});
+  }
+}
+
 TimeUs PartitionedWindowOperator::watermark() const {
   TimeUs w = kMinTime;
   bool first = true;
@@ -113,10 +133,11 @@ Status PartitionedWindowOperator::Process(Batch& batch) {
         TRIB_ASSIGN_OR_RETURN(op, Make(key));
       }
       TRIB_RETURN_IF_ERROR(op->Process(sub));
+      Tag(key, sub);
       Append(batch, sub);
     }
   }
-  batch.watermark = watermark();
+  SetWatermarks(batch);
   return Status::Ok();
 }
 
@@ -124,9 +145,10 @@ Status PartitionedWindowOperator::OnIdle(TimeUs wall_now, Batch& out) {
   for (auto& [key, op] : parts_) {
     Batch sub;
     TRIB_RETURN_IF_ERROR(op->OnIdle(wall_now, sub));
+    Tag(key, sub);
     Append(out, sub);
   }
-  out.watermark = watermark();
+  SetWatermarks(out);
   return Status::Ok();
 }
 
@@ -134,9 +156,10 @@ Status PartitionedWindowOperator::Finish(Batch& out) {
   for (auto& [key, op] : parts_) {
     Batch sub;
     TRIB_RETURN_IF_ERROR(op->Finish(sub));
+    Tag(key, sub);
     Append(out, sub);
   }
-  out.watermark = watermark();
+  SetWatermarks(out);
   return Status::Ok();
 }
 

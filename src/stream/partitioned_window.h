@@ -14,8 +14,12 @@
 // partitions gets one result per partition.
 //
 // Output: the readings, late records and window rows of a batch come partition by
-// partition (in key order), each partition's in the order of WindowOperator. The batch
-// watermark is the minimum over the partitions held.
+// partition (in key order), each partition's in the order of WindowOperator. Every
+// window row carries its partition (WindowResult::source_topic, source_partition), and
+// the batch the watermark of every partition held (Batch::partition_watermarks), so the
+// stages after it that keep state per partition (PartitionedOperator, the alert
+// operator) give each partition what its own window stage saw. The batch watermark is
+// the minimum over the partitions held.
 //
 // Checkpoints: Snapshot/Restore (the process's local checkpoint) hold nothing — the
 // state of every partition goes through SnapshotPartition into the changelog topic and
@@ -71,6 +75,10 @@ class PartitionedWindowOperator : public Operator {
   static Key KeyOf(const Reading& r);
   static bool ParseKey(std::string_view partition, bool intern, Key& key);
   Result<WindowOperator*> Make(Key key);
+  /// Mark the window rows of a partition's sub-batch with the partition.
+  static void Tag(Key key, Batch& sub);
+  /// The minimum watermark and that of every partition held.
+  void SetWatermarks(Batch& out) const;
 
   Factory make_;
   RunContext* ctx_ = nullptr;

@@ -28,6 +28,7 @@
 #include "spatial/surface.h"
 #include "stream/checkpoint.h"
 #include "stream/operator.h"
+#include "stream/partitioned_operator.h"
 #include "stream/partitioned_window.h"
 #include "stream/qc/drift.h"
 #include "stream/qc/iforest.h"
@@ -117,14 +118,28 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
   // zone baselines see the zone enrichment attached.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<QcOperator> qc, MakeQcOperator(p->config_));
   if (qc != nullptr) {
+    std::function<std::string(Symbol)> model;
     if (devices != nullptr) {
-      qc->SetModelLookup([devices](Symbol device) -> std::string {
+      model = [devices](Symbol device) -> std::string {
         std::shared_ptr<const RegistrySnapshot> snap = devices->Snapshot();
         const DeviceEntry* e = snap->Find(device.view());
         return e != nullptr ? e->model : std::string();
-      });
+      };
+      qc->SetModelLookup(model);
     }
-    p->operators_.push_back(std::move(qc));
+    if (p->partition_state_) {
+      // One QC instance per input partition (stream/partitioned_operator.h): baselines
+      // and neighbours see only the partition's sensors.
+      auto qc_options = std::make_shared<const QcOptions>(qc->options());
+      p->operators_.push_back(std::make_unique<PartitionedOperator>(
+          "qc", [qc_options, model]() -> std::unique_ptr<Operator> {
+            auto op = std::make_unique<QcOperator>(*qc_options);
+            if (model) op->SetModelLookup(model);
+            return op;
+          }));
+    } else {
+      p->operators_.push_back(std::move(qc));
+    }
   }
   const WindowOperator::Clock window_clock =
       options.processing_clock ? options.processing_clock : NowUs;
@@ -160,9 +175,11 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<AlertOperator> alerts, AlertOperator::Make(p->config_));
   if (alerts) {
     if (devices != nullptr) {
-      alerts->engine().SetExpectedIntervalLookup(
+      alerts->SetExpectedIntervalLookup(
           [devices](Symbol device) { return devices->ExpectedInterval(device.view()); });
     }
+    // One rule engine per input partition, judged by that partition's watermark.
+    if (p->partition_state_) alerts->EnablePartitionState();
     p->operators_.push_back(std::move(alerts));
   }
   for (const SinkEntry& entry : p->config_.sinks) {
@@ -194,8 +211,8 @@ Status Pipeline::CheckPartitionState() {
     if (!op->SupportsPartitionState()) {
       return Status::Invalid(
           what + ": operator " + std::string(op->name()) +
-          " cannot keep its state per partition yet (leave it out of the pipeline, e.g. "
-          "qc.enabled: false, or run without state_topic)");
+          " cannot keep its state per partition yet (leave it out of the pipeline, or run "
+          "without state_topic; docs/SCALING.md lists the stages that can)");
     }
   }
   return Status::Ok();

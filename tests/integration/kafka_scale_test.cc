@@ -1,8 +1,10 @@
 // Scale-out with partition-owned state (docs/SCALING.md): two `tributary run` workers in
 // one consumer group over a librdkafka mock cluster on loopback, one killed with SIGKILL
 // mid-stream; the other takes its partitions over from their last committed state. The
-// committed window results (and readings) must equal those of a single worker that
-// read the same input alone.
+// committed window results (and readings, with their QC flags) must equal those of a
+// single worker that read the same input alone, and so must the alerts both deliver to
+// a webhook (the same ids: a taken-over partition re-emits what its killed owner had
+// not committed, under the same id).
 //
 // Reading the output: as in kafka_checkpoint_test.cc, the mock cluster (2.0.2) does not
 // implement transaction isolation, so the test keeps what read_committed shows on a real
@@ -10,6 +12,7 @@
 // committed marker of one of the workers' transactional ids.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +21,7 @@
 #include <chrono>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <string>
@@ -43,6 +47,7 @@ using testing::WriteFile;
 constexpr int kAreas = 6;           // H3 res-5 cells = input partitions
 constexpr int kDevicesPerArea = 4;  // devices stay in their area
 constexpr int kPerDevice = 250;     // readings per device, 10 s apart
+constexpr int kQuietFrom = 150;     // a0-dev-3 sends nothing from its 150th reading on
 
 // The input of one partition: its area's devices, in event-time order.
 std::vector<std::pair<std::string, std::string>> AreaInput(int area) {
@@ -53,6 +58,7 @@ std::vector<std::pair<std::string, std::string>> AreaInput(int area) {
   const int64_t base_ms = 1714521600000;  // 2024-05-01T00:00:00Z
   for (int i = 0; i < kPerDevice; ++i) {
     for (int d = 0; d < kDevicesPerArea; ++d) {
+      if (area == 0 && d == 3 && i >= kQuietFrom) continue;  // goes stale
       const int n = i * kDevicesPerArea + d;
       out.emplace_back(
           cell, "{\"device_id\":\"a" + std::to_string(area) + "-dev-" + std::to_string(d) +
@@ -66,10 +72,17 @@ std::vector<std::pair<std::string, std::string>> AreaInput(int area) {
 }
 
 std::string Config(const std::string& brokers, const std::string& name, const std::string& topic,
-                   const std::string& worker) {
+                   const std::string& worker, int hook_port) {
   return "pipeline:\n  name: " + name + "\n  batch_size: 100\n  queue_capacity: 2\n" +
          "processing:\n  idle_timeout: 24h\n  grace: 5m\n" + "zones:\n  h3_resolution: 5\n" +
-         "qc:\n  enabled: false\n" +
+         "qc:\n  enabled: true\n" +
+         "alerts:\n  rules:\n"
+         "    - {name: pm_high, kind: reading_threshold, metric: pm25, level: 90, clear: 50}\n"
+         "    - {name: dev_max, kind: window_threshold, window: dev5m, metric: pm25, "
+         "aggregate: max, level: 94, clear: 90}\n"
+         "    - {name: quiet, kind: stale, expected_interval: 10s, stale_factor: 3}\n"
+         "  channels:\n    - {name: hook, type: webhook, url: 'http://127.0.0.1:" +
+         std::to_string(hook_port) + "/" + name + "'}\n" +
          "sources:\n  - name: bus\n    type: kafka\n    brokers: " + brokers + "\n    topics: [" +
          topic + "]\n    group_id: " + name + "\n    poll_records: 100\n" +
          "    properties: [session.timeout.ms=3000, heartbeat.interval.ms=300, "
@@ -104,6 +117,58 @@ struct Output {
   Committed windows;
   Committed late;
 };
+
+// Alerts delivered to the webhook, per pipeline name (the path).
+class AlertHook {
+ public:
+  AlertHook() {
+    http_.Post(R"(/(\w+))", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard lock(mu_);
+      got_[req.matches[1].str()].push_back(req.body);
+      res.status = 200;
+    });
+    port_ = http_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { http_.listen_after_bind(); });
+  }
+  ~AlertHook() {
+    http_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::vector<std::string> Bodies(const std::string& name) {
+    std::lock_guard lock(mu_);
+    return got_[name];
+  }
+
+ private:
+  httplib::Server http_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::map<std::string, std::vector<std::string>> got_;
+};
+
+std::string Field(const std::string& json, const std::string& key) {
+  const std::regex re("\"" + key + "\":\"([^\"]*)\"");
+  std::smatch sm;
+  return std::regex_search(json, sm, re) ? sm[1].str() : std::string();
+}
+
+// The distinct alerts delivered (at least once each): "id state", except for stale
+// alerts, which fire at the watermark of the batch that passed the limit, so a
+// re-emission after a takeover may carry another fired_at: "rule key state" for those.
+std::set<std::string> DistinctAlerts(const std::vector<std::string>& bodies) {
+  std::set<std::string> out;
+  for (const std::string& b : bodies) {
+    const std::string state = Field(b, "state");
+    if (Field(b, "kind") == "stale") {
+      out.insert(Field(b, "rule") + " " + Field(b, "key") + " " + state);
+    } else {
+      out.insert(Field(b, "id") + " " + state);
+    }
+  }
+  return out;
+}
 
 Output ReadOutput(KafkaMockCluster& kafka, const std::string& name) {
   std::set<std::string> markers = Markers(kafka, name);
@@ -143,9 +208,14 @@ TEST(KafkaScaleOut, KilledWorkersPartitionsAreTakenOverFromTheirCommittedState) 
   CreateTopics(kafka, "group");
 
   TempDir tmp;
-  WriteFile(tmp.File("single.yaml"), Config(kafka.bootstrap(), "single", "sensors", "1"));
-  WriteFile(tmp.File("w1.yaml"), Config(kafka.bootstrap(), "group", "sensors.fed", "1"));
-  WriteFile(tmp.File("w2.yaml"), Config(kafka.bootstrap(), "group", "sensors.fed", "2"));
+  AlertHook hook;
+  ASSERT_GT(hook.port(), 0);
+  WriteFile(tmp.File("single.yaml"),
+            Config(kafka.bootstrap(), "single", "sensors", "1", hook.port()));
+  WriteFile(tmp.File("w1.yaml"),
+            Config(kafka.bootstrap(), "group", "sensors.fed", "1", hook.port()));
+  WriteFile(tmp.File("w2.yaml"),
+            Config(kafka.bootstrap(), "group", "sensors.fed", "2", hook.port()));
 
   // One worker alone over the whole input; stopped with its last windows open (kept in
   // its final checkpoint), as the surviving worker is below.
@@ -156,7 +226,8 @@ TEST(KafkaScaleOut, KilledWorkersPartitionsAreTakenOverFromTheirCommittedState) 
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(tmp.File("single.log"));
   Output single = ReadOutput(kafka, "single");
-  const size_t total = static_cast<size_t>(2 * kAreas * kDevicesPerArea * kPerDevice);
+  const size_t total =
+      static_cast<size_t>(2 * (kAreas * kDevicesPerArea * kPerDevice - (kPerDevice - kQuietFrom)));
   ASSERT_EQ(single.readings.records.size(), total) << ReadFile(tmp.File("single.log"));
 
   // Two workers over the same input, fed over ~30 s so that the kill lands mid-stream.
@@ -227,6 +298,44 @@ TEST(KafkaScaleOut, KilledWorkersPartitionsAreTakenOverFromTheirCommittedState) 
     }
   }
   EXPECT_EQ(group.late.records, single.late.records);
+  // QC ran: some committed readings carry flags of its checks (equal, above).
+  static const std::regex qc_check(
+      "\"qc_flags\":\\[[^\\]]*\"(SPIKE|FLATLINE|RATE_OF_CHANGE|NEIGHBOR_DISAGREEMENT)\"");
+  EXPECT_GT(std::count_if(single.readings.records.begin(), single.readings.records.end(),
+                          [](const std::string& r) { return std::regex_search(r, qc_check); }),
+            0)
+      << single.readings.records.front();
+
+  // Alerts: the same distinct alerts from one worker and from two, every kind present.
+  const std::vector<std::string> single_bodies = hook.Bodies("single");
+  const std::vector<std::string> group_bodies = hook.Bodies("group");
+  const std::set<std::string> single_alerts = DistinctAlerts(single_bodies);
+  const std::set<std::string> group_alerts = DistinctAlerts(group_bodies);
+  for (const char* rule : {"pm_high|", "dev_max|", "quiet a0-dev-3 firing"}) {
+    EXPECT_TRUE(std::any_of(single_alerts.begin(), single_alerts.end(), [&](const std::string& a) {
+      return a.rfind(rule, 0) == 0;
+    })) << rule;
+  }
+  EXPECT_EQ(std::count_if(single_alerts.begin(), single_alerts.end(),
+                          [](const std::string& a) { return a.rfind("quiet ", 0) == 0; }),
+            1);
+  EXPECT_TRUE(group_alerts == single_alerts)
+      << group_alerts.size() << " distinct alerts of two workers, " << single_alerts.size()
+      << " of one";
+  if (group_alerts != single_alerts) {
+    std::vector<std::string> only_group;
+    std::vector<std::string> only_single;
+    std::set_difference(group_alerts.begin(), group_alerts.end(), single_alerts.begin(),
+                        single_alerts.end(), std::back_inserter(only_group));
+    std::set_difference(single_alerts.begin(), single_alerts.end(), group_alerts.begin(),
+                        group_alerts.end(), std::back_inserter(only_single));
+    for (size_t i = 0; i < std::min<size_t>(only_group.size(), 5); ++i) {
+      std::cerr << "alert only with two workers: " << only_group[i] << "\n";
+    }
+    for (size_t i = 0; i < std::min<size_t>(only_single.size(), 5); ++i) {
+      std::cerr << "alert only with one worker: " << only_single[i] << "\n";
+    }
+  }
   if (::testing::Test::HasFailure()) {
     // Per input partition: committed readings and their highest offset.
     static const std::regex where("\"partition\":([0-9]+),\"offset\":([0-9]+)");
@@ -248,7 +357,9 @@ TEST(KafkaScaleOut, KilledWorkersPartitionsAreTakenOverFromTheirCommittedState) 
   std::cerr << "two workers: " << group.readings.runs.size() << " runs committed readings; the "
             << "mock shows " << group.readings.visible << " reading messages, "
             << group.readings.records.size() << " of them committed; "
-            << group.windows.records.size() << " window rows\n";
+            << group.windows.records.size()
+            << " window rows; alerts delivered: " << single_bodies.size() << " by one worker, "
+            << group_bodies.size() << " by two (" << single_alerts.size() << " distinct)\n";
 }
 
 }  // namespace

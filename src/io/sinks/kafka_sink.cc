@@ -105,7 +105,8 @@ const SectionSpec& KafkaSinkSectionSpec() {
     s.options.push_back(
         {"state_topic", OptionType::kString, "",
          "Partition-owned state (docs/SCALING.md): the compacted changelog topic that holds "
-         "the window and dedup state of every input partition of the pipeline's kafka "
+         "the window, dedup, QC and alert-rule state of every input partition of the "
+         "pipeline's kafka "
          "source (key `<topic>/<partition>`, value the partition's next offset and its "
          "state), written inside each checkpoint's transaction. Any worker of the group "
          "restores a partition from it when the partition is assigned to it. Needs "

@@ -820,9 +820,11 @@ Status QcOperator::Restore(CheckpointReader& in) {
   uint64_t n = in.Count();
   for (uint64_t i = 0; i < n && in.ok(); ++i) {
     uint64_t key = in.U64();
+    // Symbol ids through the reader's map: the state may come from another process.
     Reading probe;
-    probe.device = Symbol{static_cast<uint32_t>(key >> 32)};
-    probe.metric = Symbol{static_cast<uint32_t>(key & 0xffffffffu)};
+    probe.device = Symbol{in.SymId(key >> 32)};
+    probe.metric = Symbol{in.SymId(key & 0xffffffffu)};
+    if (!in.ok()) break;
     KeyState& s = StateOf(probe);
     s.recent.resize(static_cast<size_t>(in.Count()));
     for (double& v : s.recent) v = in.F64();
@@ -842,17 +844,19 @@ Status QcOperator::Restore(CheckpointReader& in) {
   }
   n = in.Count();
   for (uint64_t i = 0; i < n && in.ok(); ++i) {
-    uint64_t key = in.U64();
+    const uint64_t stored = in.U64();
+    const uint64_t key =
+        (static_cast<uint64_t>(in.SymId(stored >> 32)) << 32) | in.SymId(stored & 0xffffffffu);
     zones_[key] = Baseline::Decode(in);
   }
   n = in.Count();
   for (uint64_t i = 0; i < n && in.ok(); ++i) {
-    auto metric = static_cast<uint32_t>(in.U64());
+    const uint32_t metric = in.SymId(in.U64());
     double lat0 = in.F64();
     auto g = std::make_unique<NeighborGrid>(options_.neighbor_radius_m, lat0);
     uint64_t entries = in.Count();
     for (uint64_t k = 0; k < entries && in.ok(); ++k) {
-      auto device = static_cast<uint32_t>(in.U64());
+      const uint32_t device = in.SymId(in.U64());
       double x = in.F64();
       double y = in.F64();
       double value = in.F64();
