@@ -145,6 +145,7 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
   ctx.ledger = &ledger_;
   ctx.data_dir = config_.data_dir;
   ctx.stop = &stop_;
+  ctx.staged_outputs = true;
   auto close_sinks = [&] {
     for (auto& s : sinks_) s->Close();
   };
