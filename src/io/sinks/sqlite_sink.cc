@@ -426,6 +426,7 @@ class SqliteSink final : public Sink {
   // so every text bound to one row needs its own buffer.
   IsoTimeText time_a_, time_b_, time_c_;
   SinkFlagsText flags_text_;
+  SinkProvenanceJson provenance_;
   std::string json_;
   char h3_buf_[24] = {};
   uint8_t geom_buf_[kGpkgPointSize] = {};
@@ -629,8 +630,7 @@ Status SqliteSink::InsertReading(const Reading& r, uint64_t& inserted, GeoBounds
   s.BindTextOrNull(11, r.zone.view());
   BindH3(s, 12, r.h3, h3_buf_);
   s.BindText(13, flags_text_.Format(r.flags.bits, false));
-  json_ = ProvenanceToJson(r.prov, r.device, r.flags);
-  s.BindText(14, json_);
+  s.BindText(14, provenance_.Format(r.prov, r.device, r.flags));
   BindGeom(s, 15, r.lon, r.lat, geom_buf_);
   zones_json_.clear();
   AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
@@ -701,8 +701,7 @@ Status SqliteSink::InsertQuarantine(const QuarantineRecord& q, uint64_t& inserte
   s.BindTextOrNull(9, q.prov.topic.view());
   BindOptionalInt(s, 10, q.prov.partition);
   BindOptionalInt(s, 11, q.prov.offset);
-  json_ = ProvenanceToJson(q.prov, q.device, QcFlags{});
-  s.BindText(12, json_);
+  s.BindText(12, provenance_.Format(q.prov, q.device, QcFlags{}));
   return StepInsert(s, inserted);
 }
 
@@ -731,8 +730,7 @@ Status SqliteSink::InsertLate(const LateRecord& l, uint64_t& inserted, GeoBounds
   s.BindTextOrNull(15, r.zone.view());
   BindH3(s, 16, r.h3, h3_buf_);
   s.BindText(17, flags_text_.Format(r.flags.bits, false));
-  json_ = ProvenanceToJson(r.prov, r.device, r.flags);
-  s.BindText(18, json_);
+  s.BindText(18, provenance_.Format(r.prov, r.device, r.flags));
   BindGeom(s, 19, r.lon, r.lat, geom_buf_);
   s.BindDouble(20, r.qc_score);
   return StepInsert(s, inserted, &bounds, r.lon, r.lat);
