@@ -45,8 +45,15 @@ void AppendJsonString(std::string& out, std::string_view s) {
   while (i < s.size()) {
     auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      out.push_back(static_cast<char>(c));
-      ++i;
+      // Printable ASCII needs no escape: append the whole run at once.
+      size_t end = i + 1;
+      while (end < s.size()) {
+        auto d = static_cast<unsigned char>(s[end]);
+        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\') break;
+        ++end;
+      }
+      out.append(s.data() + i, end - i);
+      i = end;
       continue;
     }
     switch (c) {

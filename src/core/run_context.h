@@ -21,6 +21,11 @@ struct RunContext {
   const std::atomic<bool>* stop = nullptr;  ///< set when the run is asked to stop
   /// Checkpoints are on: sources fill RawBatch::position (io/connector.h).
   bool checkpointing = false;
+  /// The outputs are staged and thrown away unless the whole run succeeds (backfill,
+  /// stream/backfill.h): a sink writing into `data_dir` may trade crash safety for
+  /// speed (no write-ahead log, no fsync), as long as what it leaves after Close reads
+  /// the same as without.
+  bool staged_outputs = false;
   /// The run's sources by index (Batch::source_index), set before any stage opens: a
   /// transactional Kafka sink asks a Kafka source of the same pipeline for the consumer
   /// offsets its transaction commits (io/sinks/kafka_sink.h). Not owned.

@@ -28,6 +28,10 @@ namespace tributary {
 namespace {
 constexpr int kMaxSinkRetries = 8;
 constexpr auto kWait = std::chrono::milliseconds(100);
+// A sink also commits once it holds this many rows since its last commit, not only every
+// pipeline.commit_interval: sinks that buffer until Commit (parquet) would otherwise hold
+// more the faster the run goes.
+constexpr size_t kMaxRowsPerCommit = 500000;
 
 // A source batch stops growing past this many payload bytes, as in the file source, so
 // that batch boundaries (which the window stage judges lateness at) are those of `run`.
@@ -145,6 +149,7 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
   ctx.ledger = &ledger_;
   ctx.data_dir = config_.data_dir;
   ctx.stop = &stop_;
+  ctx.staged_outputs = true;
   auto close_sinks = [&] {
     for (auto& s : sinks_) s->Close();
   };
@@ -301,21 +306,27 @@ Status BackfillRunner::Run(const std::vector<std::string>& paths) {
     };
     BoundedQueue<std::shared_ptr<const Batch>>& queue = *sh.outs[i];
     TimeUs last_commit = NowUs();
+    size_t rows_since_commit = 0;
     bool ok = true;
     while (true) {
       std::optional<std::shared_ptr<const Batch>> batch = queue.PopFor(kWait);
       if (!batch && queue.closed()) break;
       if (batch && ok) {
-        ok = with_retry([&] { return sinks_[i]->Write(**batch); }, "write");
+        const Batch& b = **batch;
+        ok = with_retry([&] { return sinks_[i]->Write(b); }, "write");
+        rows_since_commit +=
+            b.readings.size() + b.windows.size() + b.late.size() + b.quarantine.size();
         if (!ok) {
           stop_ = true;
           std::lock_guard lock(sh.mu);
           sh.cv.notify_all();
         }
       }
-      if (ok && NowUs() - last_commit >= config_.commit_interval) {
+      if (ok && (NowUs() - last_commit >= config_.commit_interval ||
+                 rows_since_commit >= kMaxRowsPerCommit)) {
         ok = commit();
         last_commit = NowUs();
+        rows_since_commit = 0;
       }
     }
     if (ok) commit();

@@ -21,6 +21,10 @@
 // as the `file` source cuts them (pipeline.batch_size records, at most 8 MiB), because
 // the window stage judges lateness against the watermark at the start of each batch.
 //
+// Sinks: each runs on its own thread and commits every pipeline.commit_interval and after
+// every 500,000 rows, so a sink that buffers until Commit (parquet) holds a bounded
+// number of rows however fast the run goes.
+//
 // Ledger: ingestion counts input and quarantined records on the workers; the ordered
 // stage counts duplicates, the window stage accepted and late readings.
 #pragma once

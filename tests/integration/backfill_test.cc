@@ -125,6 +125,15 @@ TEST_F(BackfillTest, ResultsEqualThoseOfRunOverTheSameFile) {
   std::string wb = Dump(dir_.File("bf/tributary.gpkg"), kWindowQuery);
   EXPECT_GT(wa.size(), 1000u);
   EXPECT_EQ(wa, wb);
+  // The staged store is written without WAL but closed in WAL mode, as `run` leaves it:
+  // bytes 18 and 19 of the header (write and read format versions) are 2 in WAL mode.
+  for (const std::string& db : {dir_.File("run/tributary.gpkg"), dir_.File("bf/tributary.gpkg")}) {
+    std::string header = ReadFile(db).substr(0, 100);
+    ASSERT_EQ(header.size(), 100u) << db;
+    EXPECT_EQ(header[18], 2) << db;
+    EXPECT_EQ(header[19], 2) << db;
+    EXPECT_EQ(Dump(db, "PRAGMA integrity_check"), "ok\n") << db;
+  }
   // Nothing of the staging folder is left; the manifest sits beside the outputs.
   EXPECT_FALSE(std::filesystem::exists(dir_.File("bf/.backfill-staging")));
   std::string manifest = ReadFile(dir_.File("bf/backfill-manifest.json"));

@@ -415,6 +415,7 @@ class SqliteSink final : public Sink {
   SqliteStatement insert_spatial_stats_;
 
   bool in_transaction_ = false;
+  bool bulk_ = false;           // staged file: no WAL, no fsync until Close
   bool checkpointing_ = false;  // rows become visible only in CommitCheckpoint
   SqliteStatement record_checkpoint_;
   uint64_t pending_[kTableCount] = {};     // rows inserted in the open transaction
@@ -425,6 +426,7 @@ class SqliteSink final : public Sink {
   // so every text bound to one row needs its own buffer.
   IsoTimeText time_a_, time_b_, time_c_;
   SinkFlagsText flags_text_;
+  SinkProvenanceJson provenance_;
   std::string json_;
   char h3_buf_[24] = {};
   uint8_t geom_buf_[kGpkgPointSize] = {};
@@ -454,15 +456,24 @@ Status SqliteSink::Open(RunContext& ctx) {
   int busy_ms =
       static_cast<int>(std::min<DurationUs>(options_.busy_timeout / kMicrosPerMilli, INT32_MAX));
   TRIB_RETURN_IF_ERROR(db_.Open(path_, /*read_only=*/false, busy_ms));
-  // WAL lets readers (the sqlite3 CLI, the dashboard) query while the sink writes.
-  TRIB_ASSIGN_OR_RETURN(std::string mode, db_.QueryText("PRAGMA journal_mode = WAL"));
-  if (mode != "wal") {
-    spdlog::warn(
-        "sqlite {}: WAL mode unavailable (journal mode is '{}'); readers may block "
-        "writes",
-        path_, mode);
+  // A staged file (backfill) is thrown away unless the run succeeds, so it is written
+  // without the WAL (every page once instead of twice: to the log, then checkpointed)
+  // and without fsync; the rollback journal in memory still undoes a failed Write's
+  // savepoint. Close switches it to WAL, so the finished file is the same as `run`'s.
+  bulk_ = ctx.staged_outputs && options_.path.empty();
+  if (bulk_) {
+    TRIB_RETURN_IF_ERROR(db_.Exec("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF"));
+  } else {
+    // WAL lets readers (the sqlite3 CLI, the dashboard) query while the sink writes.
+    TRIB_ASSIGN_OR_RETURN(std::string mode, db_.QueryText("PRAGMA journal_mode = WAL"));
+    if (mode != "wal") {
+      spdlog::warn(
+          "sqlite {}: WAL mode unavailable (journal mode is '{}'); readers may block "
+          "writes",
+          path_, mode);
+    }
+    TRIB_RETURN_IF_ERROR(db_.Exec(SynchronousPragma(options_.synchronous)));
   }
-  TRIB_RETURN_IF_ERROR(db_.Exec(SynchronousPragma(options_.synchronous)));
   // A transaction of batch_rows readings is about 16 MiB of pages: a cache that holds it
   // keeps SQLite from spilling and re-reading pages before the commit. The WAL file is
   // truncated back to 64 MiB after a checkpoint instead of keeping its peak size.
@@ -619,8 +630,7 @@ Status SqliteSink::InsertReading(const Reading& r, uint64_t& inserted, GeoBounds
   s.BindTextOrNull(11, r.zone.view());
   BindH3(s, 12, r.h3, h3_buf_);
   s.BindText(13, flags_text_.Format(r.flags.bits, false));
-  json_ = ProvenanceToJson(r.prov, r.device, r.flags);
-  s.BindText(14, json_);
+  s.BindText(14, provenance_.Format(r.prov, r.device, r.flags));
   BindGeom(s, 15, r.lon, r.lat, geom_buf_);
   zones_json_.clear();
   AppendExtraZonesJson(r, extra_zone_layers_, zones_json_);
@@ -691,8 +701,7 @@ Status SqliteSink::InsertQuarantine(const QuarantineRecord& q, uint64_t& inserte
   s.BindTextOrNull(9, q.prov.topic.view());
   BindOptionalInt(s, 10, q.prov.partition);
   BindOptionalInt(s, 11, q.prov.offset);
-  json_ = ProvenanceToJson(q.prov, q.device, QcFlags{});
-  s.BindText(12, json_);
+  s.BindText(12, provenance_.Format(q.prov, q.device, QcFlags{}));
   return StepInsert(s, inserted);
 }
 
@@ -721,8 +730,7 @@ Status SqliteSink::InsertLate(const LateRecord& l, uint64_t& inserted, GeoBounds
   s.BindTextOrNull(15, r.zone.view());
   BindH3(s, 16, r.h3, h3_buf_);
   s.BindText(17, flags_text_.Format(r.flags.bits, false));
-  json_ = ProvenanceToJson(r.prov, r.device, r.flags);
-  s.BindText(18, json_);
+  s.BindText(18, provenance_.Format(r.prov, r.device, r.flags));
   BindGeom(s, 19, r.lon, r.lat, geom_buf_);
   s.BindDouble(20, r.qc_score);
   return StepInsert(s, inserted, &bounds, r.lon, r.lat);
@@ -848,6 +856,13 @@ void SqliteSink::Close() {
   for (SqliteStatement* s :
        {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_}) {
     s->Finalize();
+  }
+  if (bulk_ && db_.is_open()) {
+    Result<std::string> mode = db_.QueryText("PRAGMA journal_mode = WAL");
+    if (!mode.ok() || *mode != "wal") {
+      spdlog::warn("sqlite {}: cannot switch the staged file to WAL mode", path_);
+    }
+    bulk_ = false;
   }
   db_.Close();
 }

@@ -12,6 +12,10 @@
 // `batch_rows` rows is committed (and counted) at the end of the Write that filled it,
 // which bounds the size of the WAL between periodic commits.
 //
+// Staged outputs (RunContext::staged_outputs, backfill): a store at the default path is
+// written with its rollback journal in memory and synchronous = OFF, and switched to WAL
+// mode at Close, since the staging folder is discarded unless the run succeeds.
+//
 // Close without Commit rolls back what was written since the last commit: the runtime
 // always commits before closing on a clean stop, and after a failure the uncommitted
 // rows are exactly the ones a restart replays. Close is idempotent.
