@@ -398,6 +398,10 @@ class SqliteSink final : public Sink {
   // interval a crash interrupted), so that ids and contents continue exactly where the
   // checkpoint left them.
   Result<SinkCheckpointRecord> TrimToCheckpoint();
+  // A run without checkpoints commits rows after the last checkpoint that must stay:
+  // the ids of this sink's checkpoint row are cleared, and a later run with checkpoints
+  // takes the ids of then (TrimToCheckpoint) instead of removing these rows.
+  Status ForgetCheckpointIds();
   // The transaction of CommitCheckpoint: held alerts and spatial statistics, the
   // sink_checkpoints row, the commit and the ledger count.
   Status CheckpointTransaction(uint64_t checkpoint);
@@ -488,6 +492,7 @@ Status SqliteSink::Open(RunContext& ctx) {
   TRIB_RETURN_IF_ERROR(
       db_.Exec("PRAGMA cache_size = -16384; PRAGMA journal_size_limit = 67108864"));
   TRIB_RETURN_IF_ERROR(CreateSqliteSchema(db_));
+  if (!ctx.checkpointing) TRIB_RETURN_IF_ERROR(ForgetCheckpointIds());
   TRIB_RETURN_IF_ERROR(Prepare(begin_, "BEGIN IMMEDIATE"));
   TRIB_RETURN_IF_ERROR(Prepare(commit_, "COMMIT"));
   TRIB_RETURN_IF_ERROR(Prepare(rollback_, "ROLLBACK"));
@@ -858,6 +863,20 @@ Result<SinkCheckpointRecord> SqliteSink::OpenCheckpoints() {
   }
   checkpointing_ = true;
   return rec;
+}
+
+Status SqliteSink::ForgetCheckpointIds() {
+  TRIB_ASSIGN_OR_RETURN(int64_t present,
+                        db_.QueryInt("SELECT count(*) FROM pragma_table_info('sink_checkpoints') "
+                                     "WHERE name = 'readings_id'"));
+  if (present == 0) return Status::Ok();
+  std::string clear = "UPDATE sink_checkpoints SET ";
+  for (int i = 0; i < kTableCount; ++i) {
+    clear += std::string(i > 0 ? ", " : "") + kSinkCheckpointIdColumns[i] + " = NULL";
+  }
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement update, db_.Prepare(clear + " WHERE sink = ?"));
+  update.BindText(1, options_.name);
+  return update.Run();
 }
 
 Result<SinkCheckpointRecord> SqliteSink::TrimToCheckpoint() {

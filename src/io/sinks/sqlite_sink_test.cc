@@ -632,6 +632,7 @@ TEST_F(SqliteSinkTest, CheckpointsRemoveRowsCommittedAfterTheLastCheckpointAtOpe
   alert.value = 40;
   alert.level = 35;
   alert.message = "pm25 at n is 40 > 35";
+  ctx_.checkpointing = true;
   auto interval = [&](int from, int to, bool with_alert) {
     Batch b;
     for (int i = from; i < to; ++i) b.readings.push_back(BareReading("n", kT0 + i, i));
@@ -687,6 +688,22 @@ TEST_F(SqliteSinkTest, CheckpointsRemoveRowsCommittedAfterTheLastCheckpointAtOpe
       11);
   LedgerSnapshot s = ledger.Snapshot();
   EXPECT_EQ(s.sink_committed["local/readings"], 6u);
+
+  // A run without checkpoints in between: its rows stay when checkpoints are back.
+  {
+    RunContext plain = ctx;
+    plain.checkpointing = false;
+    auto without = MakeSqliteSink(o);
+    ASSERT_TRUE(without->Open(plain).ok());
+    ASSERT_TRUE(without->Write(interval(11, 14, false)).ok());
+    ASSERT_TRUE(without->Commit().ok());
+    without->Close();
+  }
+  auto again = MakeSqliteSink(o);
+  ASSERT_TRUE(again->Open(ctx).ok());
+  ASSERT_TRUE(again->OpenCheckpoints().ok());
+  again->Close();
+  EXPECT_EQ(Count("readings"), 14);
 }
 
 TEST_F(SqliteSinkTest, WritesOnlyTheConfiguredTables) {
