@@ -9,7 +9,8 @@
 //    times each (default 3), so both see the same load of a shared machine. Prints
 //    readings/s of every run, the cost from the best run of each (the one least
 //    disturbed) and the median of the per-round costs, and where the checkpoint time
-//    went in the best run with checkpoints.
+//    went in the best run with checkpoints. Each run also reports its CPU time (user +
+//    system of all threads) per reading, the figure a loaded machine disturbs least.
 // 2. Recovery of large state: a window operator is filled with `state_mb` MB (default
 //    1024) of open window state (median keeps every value: at least state_mb MB of
 //    kept values, and as much by the operator's accounting), then snapshotted, saved
@@ -50,16 +51,30 @@ double PeakRssMb() {
   std::exit(1);
 }
 
+// User + system CPU seconds of the whole process so far.
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto secs = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return secs(usage.ru_utime) + secs(usage.ru_stime);
+}
+
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
 struct RunFigures {
   double seconds = 0;
+  double cpu_seconds = 0;  // user + system, all threads of the run
   uint64_t readings = 0;
   uint64_t checkpoints = 0;
   CheckpointCosts costs;
   double rate() const { return seconds > 0 ? static_cast<double>(readings) / seconds : 0; }
+  double cpu_us_per_reading() const {
+    return readings > 0 ? 1e6 * cpu_seconds / static_cast<double>(readings) : 0;
+  }
 };
 
 RunFigures RunOnce(const std::string& dir, uint64_t messages, double interval_s, bool checkpoints) {
@@ -100,9 +115,11 @@ RunFigures RunOnce(const std::string& dir, uint64_t messages, double interval_s,
   Result<std::unique_ptr<Pipeline>> p = Pipeline::Build(*config);
   if (!p.ok()) Die(p.status());
   auto t0 = std::chrono::steady_clock::now();
+  const double cpu0 = CpuSeconds();
   if (Status st = (*p)->Run(); !st.ok()) Die(st);
   RunFigures f;
   f.seconds = Seconds(t0);
+  f.cpu_seconds = CpuSeconds() - cpu0;
   f.readings = (*p)->LedgerNow().input;
   f.costs = (*p)->checkpoint_costs();
   if (checkpoints) {
@@ -131,33 +148,41 @@ int main(int argc, char** argv) {
   RunFigures off;
   RunFigures on;
   std::vector<double> round_costs;
+  std::vector<double> round_cpu_costs;
   for (int round = 0; round < rounds; ++round) {
     const std::string dir = root + "/r" + std::to_string(round);
     RunFigures a = RunOnce(dir + "-off", messages, interval_s, false);
     RunFigures b = RunOnce(dir + "-on", messages, interval_s, true);
     std::filesystem::remove_all(dir + "-off");
     std::filesystem::remove_all(dir + "-on");
+    const double cpu_cost = 100.0 * (b.cpu_us_per_reading() / a.cpu_us_per_reading() - 1.0);
     std::printf(
-        "round %d: without checkpoints %.2f s (%.0f readings/s), with %.2f s (%.0f "
-        "readings/s, %llu checkpoints): cost %.1f %%\n",
-        round + 1, a.seconds, a.rate(), b.seconds, b.rate(),
-        static_cast<unsigned long long>(b.checkpoints), 100.0 * (1.0 - b.rate() / a.rate()));
+        "round %d: without checkpoints %.2f s (%.0f readings/s, %.2f CPU us/reading), with "
+        "%.2f s (%.0f readings/s, %.2f CPU us/reading, %llu checkpoints): cost %.1f %% of "
+        "throughput, %.1f %% more CPU per reading\n",
+        round + 1, a.seconds, a.rate(), a.cpu_us_per_reading(), b.seconds, b.rate(),
+        b.cpu_us_per_reading(), static_cast<unsigned long long>(b.checkpoints),
+        100.0 * (1.0 - b.rate() / a.rate()), cpu_cost);
     std::fflush(stdout);
     round_costs.push_back(100.0 * (1.0 - b.rate() / a.rate()));
+    round_cpu_costs.push_back(cpu_cost);
     if (a.rate() > off.rate()) off = a;
     if (b.rate() > on.rate()) on = b;
   }
   std::sort(round_costs.begin(), round_costs.end());
   const double median_cost = round_costs[round_costs.size() / 2];
+  std::sort(round_cpu_costs.begin(), round_cpu_costs.end());
+  const double median_cpu_cost = round_cpu_costs[round_cpu_costs.size() / 2];
   const double rate_off = off.rate();
   const double rate_on = on.rate();
   const double cost = 100.0 * (1.0 - rate_on / rate_off);
   std::printf(
       "end to end, %llu readings, best of %d: without checkpoints %.2f s (%.0f readings/s); with "
       "a checkpoint every %.0f s %.2f s (%.0f readings/s, %llu checkpoints): cost %.1f %% "
-      "(median of the rounds %.1f %%)\n",
+      "(median of the rounds %.1f %%); CPU per reading: median of the rounds %.1f %% more\n",
       static_cast<unsigned long long>(off.readings), rounds, off.seconds, rate_off, interval_s,
-      on.seconds, rate_on, static_cast<unsigned long long>(on.checkpoints), cost, median_cost);
+      on.seconds, rate_on, static_cast<unsigned long long>(on.checkpoints), cost, median_cost,
+      median_cpu_cost);
   const CheckpointCosts& k = on.costs;
   auto ms = [](DurationUs d) { return static_cast<double>(d) / 1e3; };
   std::printf(
@@ -253,11 +278,11 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"bench\":\"checkpoint\",\"readings\":%llu,\"readings_per_s_off\":%.0f,"
       "\"readings_per_s_on\":%.0f,\"interval_s\":%.1f,\"checkpoints\":%llu,\"cost_pct\":%.2f,"
-      "\"median_cost_pct\":%.2f,\"rounds\":%d,"
+      "\"median_cost_pct\":%.2f,\"median_cpu_cost_pct\":%.2f,\"rounds\":%d,"
       "\"state_mb\":%.0f,\"encoded_mb\":%.0f,\"snapshot_s\":%.3f,\"save_s\":%.3f,"
       "\"load_s\":%.3f,\"restore_s\":%.3f,\"peak_rss_mb\":%.0f}\n",
       static_cast<unsigned long long>(off.readings), rate_off, rate_on, interval_s,
-      static_cast<unsigned long long>(on.checkpoints), cost, median_cost, rounds,
+      static_cast<unsigned long long>(on.checkpoints), cost, median_cost, median_cpu_cost, rounds,
       static_cast<double>(stats.state_bytes) / 1e6, static_cast<double>(state_bytes) / 1e6, snap_s,
       save_s, load_s, restore_s, PeakRssMb());
   std::filesystem::remove_all(root);

@@ -87,6 +87,9 @@ class Sink {
   /// overrides the three calls below. OpenCheckpoints is called once after Open: from
   /// then on the sink makes rows visible only in CommitCheckpoint (never in Write or
   /// Commit, which only buffer), and it returns what its last CommitCheckpoint stored.
+  /// A sink may instead commit rows earlier if OpenCheckpoints first removes every row
+  /// committed after its last CommitCheckpoint, so that what remains is exactly that
+  /// checkpoint's output (the SQLite sink does this).
   virtual Result<SinkCheckpointRecord> OpenCheckpoints() {
     return Status::Invalid("this sink does not take part in checkpoints");
   }

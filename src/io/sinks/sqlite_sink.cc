@@ -391,14 +391,28 @@ class SqliteSink final : public Sink {
   Status InsertSpatialStats(const SpatialStats& st);
   // Undo a failed Write: back to the savepoint, or account for a rolled-back transaction.
   Status AbortWrite(const Status& cause);
-  // COMMIT and count the committed rows in the ledger.
-  Status CommitTransaction();
+  // COMMIT. Without checkpoints, or with `checkpoint` set, also count the committed rows
+  // in the ledger; a commit inside a checkpoint interval leaves the interval's counts.
+  Status CommitTransaction(bool checkpoint = false);
+  // Checkpoints: delete the rows committed after the last CommitCheckpoint (the
+  // interval a crash interrupted), so that ids and contents continue exactly where the
+  // checkpoint left them.
+  Result<SinkCheckpointRecord> TrimToCheckpoint();
+  // A run without checkpoints commits rows after the last checkpoint that must stay:
+  // the ids of this sink's checkpoint row are cleared, and a later run with checkpoints
+  // takes the ids of then (TrimToCheckpoint) instead of removing these rows.
+  Status ForgetCheckpointIds();
+  // The transaction of CommitCheckpoint: held alerts and spatial statistics, the
+  // sink_checkpoints row, the commit and the ledger count.
+  Status CheckpointTransaction(uint64_t checkpoint);
   // The transaction is gone (SQLite rolled it back): forget its rows and say so.
   Status TransactionLost(const Status& cause);
   void ClearPending() {
     for (uint64_t& n : pending_) n = 0;
     for (GeoBounds& b : pending_bounds_) b = GeoBounds{};
     pending_rows_ = 0;
+    held_alerts_.clear();
+    held_spatial_stats_.clear();
   }
 
   SqliteSinkOptions options_;
@@ -415,11 +429,20 @@ class SqliteSink final : public Sink {
   SqliteStatement insert_spatial_stats_;
 
   bool in_transaction_ = false;
-  bool bulk_ = false;           // staged file: no WAL, no fsync until Close
-  bool checkpointing_ = false;  // rows become visible only in CommitCheckpoint
+  bool bulk_ = false;  // staged file: no WAL, no fsync until Close
+  // With checkpoints, rows are committed every batch_rows as without them; a row
+  // belongs to the checkpoint whose CommitCheckpoint follows it, and OpenCheckpoints
+  // removes the rows after the last one (TrimToCheckpoint). Alerts and spatial
+  // statistics (upserts and rows without a per-sink id range) wait for the
+  // CommitCheckpoint transaction instead.
+  bool checkpointing_ = false;
   SqliteStatement record_checkpoint_;
-  uint64_t pending_[kTableCount] = {};     // rows inserted in the open transaction
-  uint64_t pending_rows_ = 0;              // rows written (inserted or ignored) in it
+  std::vector<AlertEvent> held_alerts_;
+  std::vector<SpatialStats> held_spatial_stats_;
+  // Rows inserted since the last ledger count: in the open transaction, or with
+  // checkpoints since the last CommitCheckpoint.
+  uint64_t pending_[kTableCount] = {};
+  uint64_t pending_rows_ = 0;              // rows written (inserted or ignored) in the transaction
   GeoBounds pending_bounds_[kTableCount];  // positions of the rows inserted in it
 
   // Per-row scratch, reused so the hot path does not allocate: BindText does not copy,
@@ -480,6 +503,7 @@ Status SqliteSink::Open(RunContext& ctx) {
   TRIB_RETURN_IF_ERROR(
       db_.Exec("PRAGMA cache_size = -16384; PRAGMA journal_size_limit = 67108864"));
   TRIB_RETURN_IF_ERROR(CreateSqliteSchema(db_));
+  if (!ctx.checkpointing) TRIB_RETURN_IF_ERROR(ForgetCheckpointIds());
   TRIB_RETURN_IF_ERROR(Prepare(begin_, "BEGIN IMMEDIATE"));
   TRIB_RETURN_IF_ERROR(Prepare(commit_, "COMMIT"));
   TRIB_RETURN_IF_ERROR(Prepare(rollback_, "ROLLBACK"));
@@ -516,6 +540,11 @@ Status SqliteSink::Write(const Batch& batch) {
   st = WriteRows(batch, inserted, bounds);
   if (st.ok()) st = release_.Run();
   if (!st.ok()) return AbortWrite(st);
+  if (checkpointing_) {
+    held_alerts_.insert(held_alerts_.end(), batch.alerts.begin(), batch.alerts.end());
+    held_spatial_stats_.insert(held_spatial_stats_.end(), batch.spatial_stats.begin(),
+                               batch.spatial_stats.end());
+  }
   for (int i = 0; i < kTableCount; ++i) {
     pending_[i] += inserted[i];
     if (!bounds[i].empty) {
@@ -524,7 +553,7 @@ Status SqliteSink::Write(const Batch& batch) {
     }
   }
   pending_rows_ += rows;
-  if (!checkpointing_ && pending_rows_ >= static_cast<uint64_t>(options_.batch_rows)) {
+  if (pending_rows_ >= static_cast<uint64_t>(options_.batch_rows)) {
     st = CommitTransaction();
     // A commit that failed but left the transaction open is retried by the next Commit;
     // this batch is safely inside the transaction, so the Write itself succeeded.
@@ -556,6 +585,7 @@ Status SqliteSink::WriteRows(const Batch& batch, uint64_t (&inserted)[kTableCoun
       TRIB_RETURN_IF_ERROR(InsertLate(l, inserted[kLate], bounds[kLate]));
     }
   }
+  if (checkpointing_) return Status::Ok();  // held by Write for CommitCheckpoint
   for (const AlertEvent& a : batch.alerts) TRIB_RETURN_IF_ERROR(UpsertAlert(a));
   for (const SpatialStats& st : batch.spatial_stats) TRIB_RETURN_IF_ERROR(InsertSpatialStats(st));
   return Status::Ok();
@@ -761,7 +791,7 @@ Status SqliteSink::TransactionLost(const Status& cause) {
                 /*retryable=*/false);
 }
 
-Status SqliteSink::CommitTransaction() {
+Status SqliteSink::CommitTransaction(bool checkpoint) {
   // The layer extents in gpkg_contents change in the same transaction as the rows.
   Status st;
   for (int i : {kReadings, kWindows, kLate}) {
@@ -773,6 +803,12 @@ Status SqliteSink::CommitTransaction() {
     return st;  // still open: the caller may retry
   }
   in_transaction_ = false;
+  if (checkpointing_ && !checkpoint) {
+    // Inside a checkpoint interval: the rows count when the checkpoint commits.
+    for (GeoBounds& b : pending_bounds_) b = GeoBounds{};
+    pending_rows_ = 0;
+    return Status::Ok();
+  }
   if (ledger_ != nullptr) {
     for (int i = 0; i < kTableCount; ++i) {
       if (enabled_[i]) ledger_->AddSinkCommitted(ledger_keys_[i], pending_[i]);
@@ -787,56 +823,170 @@ Status SqliteSink::Commit() {
   return CommitTransaction();
 }
 
-// One row per sink name: the last checkpoint committed and the rows it stored, written
-// in the transaction of those rows.
+// One row per sink name: the last checkpoint committed, the rows it stored and the
+// largest id of each table when it committed (rows after it belong to an interval no
+// checkpoint covers yet), written in the transaction of the checkpoint's last rows.
 constexpr std::string_view kSinkCheckpointsSql =
     "CREATE TABLE IF NOT EXISTS sink_checkpoints ("
     " sink TEXT PRIMARY KEY, checkpoint_id INTEGER NOT NULL,"
     " readings INTEGER NOT NULL, windows INTEGER NOT NULL,"
     " quarantine INTEGER NOT NULL, late INTEGER NOT NULL, committed_us INTEGER NOT NULL)";
+// Added to files whose sink_checkpoints predates them; NULL in rows written before.
+constexpr const char* kSinkCheckpointIdColumns[kTableCount] = {"readings_id", "windows_id",
+                                                               "quarantine_id", "late_id"};
 
 Result<SinkCheckpointRecord> SqliteSink::OpenCheckpoints() {
   if (!db_.is_open()) return Status::Internal("sqlite sink: OpenCheckpoints before Open");
+  if (in_transaction_) return Status::Internal("sqlite sink: OpenCheckpoints after a Write");
   TRIB_RETURN_IF_ERROR(db_.Exec(kSinkCheckpointsSql));
-  TRIB_RETURN_IF_ERROR(Prepare(record_checkpoint_,
-                               "INSERT OR REPLACE INTO sink_checkpoints(sink, checkpoint_id, "
-                               "readings, windows, quarantine, late, committed_us) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?)"));
-  TRIB_ASSIGN_OR_RETURN(SqliteStatement q,
-                        db_.Prepare("SELECT checkpoint_id, readings, windows, quarantine, late "
-                                    "FROM sink_checkpoints WHERE sink = ?"));
-  q.BindText(1, options_.name);
-  TRIB_ASSIGN_OR_RETURN(bool row, q.Step());
-  SinkCheckpointRecord rec;
-  if (row) {
-    rec.checkpoint = static_cast<uint64_t>(q.ColumnInt(0));
-    for (int i = 0; i < kTableCount; ++i) {
-      if (enabled_[i]) rec.rows[ledger_keys_[i]] = static_cast<uint64_t>(q.ColumnInt(1 + i));
+  for (const char* column : kSinkCheckpointIdColumns) {
+    TRIB_ASSIGN_OR_RETURN(int64_t present,
+                          db_.QueryInt("SELECT count(*) FROM pragma_table_info('sink_checkpoints') "
+                                       "WHERE name = '" +
+                                       std::string(column) + "'"));
+    if (present == 0) {
+      TRIB_RETURN_IF_ERROR(
+          db_.Exec(std::string("ALTER TABLE sink_checkpoints ADD COLUMN ") + column + " INTEGER"));
     }
   }
+  std::string max_ids;
+  for (int i = 0; i < kTableCount; ++i) {
+    max_ids +=
+        std::string(", (SELECT COALESCE(MAX(id), 0) FROM ") + std::string(kTableNames[i]) + ")";
+  }
+  TRIB_RETURN_IF_ERROR(Prepare(record_checkpoint_,
+                               "INSERT OR REPLACE INTO sink_checkpoints(sink, checkpoint_id, "
+                               "readings, windows, quarantine, late, committed_us, readings_id, "
+                               "windows_id, quarantine_id, late_id) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?" +
+                                   max_ids + ")"));
+  TRIB_RETURN_IF_ERROR(begin_.Run());
+  in_transaction_ = true;
+  Result<SinkCheckpointRecord> rec = TrimToCheckpoint();
+  Status st = rec.ok() ? commit_.Run() : rec.status();
+  in_transaction_ = false;
+  if (!st.ok()) {
+    if (!db_.autocommit()) (void)rollback_.Run();
+    return st.WithContext("sqlite " + path_ + ": reading the last checkpoint");
+  }
   checkpointing_ = true;
+  return rec;
+}
+
+Status SqliteSink::ForgetCheckpointIds() {
+  TRIB_ASSIGN_OR_RETURN(int64_t present,
+                        db_.QueryInt("SELECT count(*) FROM pragma_table_info('sink_checkpoints') "
+                                     "WHERE name = 'readings_id'"));
+  if (present == 0) return Status::Ok();
+  std::string clear = "UPDATE sink_checkpoints SET ";
+  for (int i = 0; i < kTableCount; ++i) {
+    clear += std::string(i > 0 ? ", " : "") + kSinkCheckpointIdColumns[i] + " = NULL";
+  }
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement update, db_.Prepare(clear + " WHERE sink = ?"));
+  update.BindText(1, options_.name);
+  return update.Run();
+}
+
+Result<SinkCheckpointRecord> SqliteSink::TrimToCheckpoint() {
+  // A sink without a row, or with one from a build that kept the whole interval in one
+  // transaction, has committed nothing after its last checkpoint: the ids of now are
+  // that checkpoint's.
+  SqliteStatement add;
+  TRIB_ASSIGN_OR_RETURN(add, db_.Prepare("INSERT OR IGNORE INTO sink_checkpoints(sink, "
+                                         "checkpoint_id, readings, windows, quarantine, late, "
+                                         "committed_us) VALUES (?, 0, 0, 0, 0, 0, ?)"));
+  add.BindText(1, options_.name);
+  add.BindInt(2, NowUs());
+  TRIB_RETURN_IF_ERROR(add.Run());
+  std::string fill = "UPDATE sink_checkpoints SET ";
+  for (int i = 0; i < kTableCount; ++i) {
+    fill += std::string(i > 0 ? ", " : "") + kSinkCheckpointIdColumns[i] + " = COALESCE(" +
+            kSinkCheckpointIdColumns[i] + ", (SELECT COALESCE(MAX(id), 0) FROM " +
+            std::string(kTableNames[i]) + "))";
+  }
+  SqliteStatement update;
+  TRIB_ASSIGN_OR_RETURN(update, db_.Prepare(fill + " WHERE sink = ?"));
+  update.BindText(1, options_.name);
+  TRIB_RETURN_IF_ERROR(update.Run());
+  TRIB_ASSIGN_OR_RETURN(
+      SqliteStatement q,
+      db_.Prepare("SELECT checkpoint_id, readings, windows, quarantine, late, readings_id, "
+                  "windows_id, quarantine_id, late_id FROM sink_checkpoints WHERE sink = ?"));
+  q.BindText(1, options_.name);
+  TRIB_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Status::Internal("sqlite sink: no sink_checkpoints row for " + options_.name);
+  SinkCheckpointRecord rec;
+  rec.checkpoint = static_cast<uint64_t>(q.ColumnInt(0));
+  int64_t last_id[kTableCount] = {};
+  for (int i = 0; i < kTableCount; ++i) {
+    if (enabled_[i]) rec.rows[ledger_keys_[i]] = static_cast<uint64_t>(q.ColumnInt(1 + i));
+    last_id[i] = q.ColumnInt(5 + i);
+  }
+  q.Reset();
+  uint64_t removed = 0;
+  for (int i = 0; i < kTableCount; ++i) {
+    if (!enabled_[i]) continue;
+    SqliteStatement del;
+    TRIB_ASSIGN_OR_RETURN(
+        del, db_.Prepare("DELETE FROM " + std::string(kTableNames[i]) + " WHERE id > ?"));
+    del.BindInt(1, last_id[i]);
+    TRIB_RETURN_IF_ERROR(del.Run());
+    removed += static_cast<uint64_t>(db_.Changes());
+  }
+  if (removed > 0) {
+    spdlog::info(
+        "sqlite {}: removed {} rows committed after checkpoint {} (their input is processed "
+        "again)",
+        path_, removed, rec.checkpoint);
+  }
   return rec;
 }
 
 Status SqliteSink::CommitCheckpoint(uint64_t checkpoint) {
   if (!checkpointing_)
     return Status::Internal("sqlite sink: CommitCheckpoint before OpenCheckpoints");
+  // The epoch log is removed once the sinks committed, so the checkpoint's transaction
+  // syncs the WAL (and with it the interval's earlier commits) even with `normal`.
+  // SQLite changes `synchronous` only outside a transaction: the interval's last rows
+  // are committed first, as any other batch (rows after the last checkpoint are
+  // removed at open), then the checkpoint row goes in a transaction of its own.
+  const bool sync_now = options_.synchronous == SqliteSynchronous::kNormal;
+  if (sync_now && in_transaction_) TRIB_RETURN_IF_ERROR(CommitTransaction());
+  if (sync_now && !in_transaction_) TRIB_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous = FULL"));
+  Status st = CheckpointTransaction(checkpoint);
+  if (sync_now && db_.autocommit()) {
+    Status back = db_.Exec(SynchronousPragma(options_.synchronous));
+    if (st.ok()) st = back;
+  }
+  return st;
+}
+
+Status SqliteSink::CheckpointTransaction(uint64_t checkpoint) {
   if (!in_transaction_) {
     TRIB_RETURN_IF_ERROR(begin_.Run());
     in_transaction_ = true;
   }
-  record_checkpoint_.BindText(1, options_.name);
-  record_checkpoint_.BindInt(2, static_cast<int64_t>(checkpoint));
-  for (int i = 0; i < kTableCount; ++i) {
-    record_checkpoint_.BindInt(3 + i, static_cast<int64_t>(pending_[i]));
+  Status st;
+  for (const AlertEvent& a : held_alerts_) {
+    if (st.ok()) st = UpsertAlert(a);
   }
-  record_checkpoint_.BindInt(7, NowUs());
-  Status st = record_checkpoint_.Run();
+  for (const SpatialStats& s : held_spatial_stats_) {
+    if (st.ok()) st = InsertSpatialStats(s);
+  }
+  if (st.ok()) {
+    record_checkpoint_.BindText(1, options_.name);
+    record_checkpoint_.BindInt(2, static_cast<int64_t>(checkpoint));
+    for (int i = 0; i < kTableCount; ++i) {
+      record_checkpoint_.BindInt(3 + i, static_cast<int64_t>(pending_[i]));
+    }
+    record_checkpoint_.BindInt(7, NowUs());
+    st = record_checkpoint_.Run();
+  }
   if (!st.ok()) {
     if (db_.autocommit()) return TransactionLost(st);
     return st;
   }
-  return CommitTransaction();
+  return CommitTransaction(/*checkpoint=*/true);
 }
 
 void SqliteSink::Close() {
