@@ -87,6 +87,19 @@ class BreakerCheckpointTest : public ::testing::Test {
     return slowest;
   }
 
+  // Checkpoint 1 reaches the server, which then stops; checkpoints 2 and 3 go to the
+  // buffer; the process dies (no Close) before anything of checkpoint 4 was written.
+  void KilledDuringAnOutage() {
+    std::unique_ptr<Sink> sink = Make();
+    ASSERT_TRUE(sink->Open(ctx_).ok());
+    ASSERT_TRUE(sink->OpenCheckpoints().ok());
+    Epoch(*sink, 1);
+    server_.Stop();
+    Epoch(*sink, 2);
+    Epoch(*sink, 3);
+    sink.release();  // as by a kill
+  }
+
   int64_t Int(const std::string& sql) {
     PgConnection db;
     Status st = db.Connect(server_.conninfo(), "tributary-tests", 5);
@@ -163,17 +176,7 @@ TEST_F(BreakerCheckpointTest, CheckpointsOfAnOutageCompleteLocallyAndReachTheSer
 }
 
 TEST_F(BreakerCheckpointTest, BufferedCheckpointsSurviveARestartWhileTheServerIsDown) {
-  {
-    std::unique_ptr<Sink> sink = Make();
-    ASSERT_TRUE(sink->Open(ctx_).ok());
-    ASSERT_TRUE(sink->OpenCheckpoints().ok());
-    Epoch(*sink, 1);
-    server_.Stop();
-    Epoch(*sink, 2);
-    Epoch(*sink, 3);
-    // Left without Close, as by a kill: nothing of checkpoint 4 was written.
-    sink.release();
-  }
+  ASSERT_NO_FATAL_FAILURE(KilledDuringAnOutage());
   // The next start, the server still down: the sink is at checkpoint 3, whose commit
   // counted nothing (its rows are in the buffer).
   Ledger restarted;
@@ -200,16 +203,7 @@ TEST_F(BreakerCheckpointTest, BufferedCheckpointsSurviveARestartWhileTheServerIs
 // A buffer left by an earlier run, the server up at the next start: the new epoch is
 // held back until the buffered checkpoints are committed, each with its own rows.
 TEST_F(BreakerCheckpointTest, BufferedCheckpointsAreCommittedAloneBeforeTheNextOne) {
-  {
-    std::unique_ptr<Sink> sink = Make();
-    ASSERT_TRUE(sink->Open(ctx_).ok());
-    ASSERT_TRUE(sink->OpenCheckpoints().ok());
-    Epoch(*sink, 1);
-    server_.Stop();
-    Epoch(*sink, 2);
-    Epoch(*sink, 3);
-    sink.release();  // as by a kill
-  }
+  ASSERT_NO_FATAL_FAILURE(KilledDuringAnOutage());
   std::string err = server_.Start();
   ASSERT_EQ(err, "") << err;
   Ledger restarted;
