@@ -221,6 +221,30 @@ install_h3js() {
     "h3-js@$H3JS_VERSION" >/dev/null
 }
 
+# The Meuse heavy-metal samples (155 topsoil samples, R's sp package) are the data of the
+# published gstat example src/spatial/variogram_test.cc checks the semivariogram against.
+# Debian ships them in r-cran-sp; only its data file is unpacked (R is not installed).
+MEUSE_FILE="$ROOT/.deps/meuse/meuse.rda"
+
+install_meuse() {
+  if [ -s "$MEUSE_FILE" ]; then
+    log "the Meuse data set is in .deps/meuse"
+    return
+  fi
+  local work member=./usr/lib/R/site-library/sp/data/meuse.rda
+  work="$(mktemp -d)"
+  log "Meuse data set: fetching Debian's r-cran-sp"
+  if ! (cd "$work" && apt-get download r-cran-sp >/dev/null 2>&1); then
+    as_root apt-get update
+    (cd "$work" && apt-get download r-cran-sp >/dev/null) || die "cannot download r-cran-sp"
+  fi
+  mkdir -p "$(dirname "$MEUSE_FILE")"
+  dpkg-deb --fsys-tarfile "$work"/r-cran-sp_*.deb | tar -xO "$member" >"$MEUSE_FILE.tmp" ||
+    die "r-cran-sp has no $member"
+  mv "$MEUSE_FILE.tmp" "$MEUSE_FILE"
+  rm -rf "$work"
+}
+
 # ccache's own default cache folder, made explicit so that every build shares it.
 setup_ccache() {
   export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/ccache}"
@@ -259,6 +283,7 @@ install_deps() {
   install_packages
   install_duckdb
   install_h3js
+  install_meuse
   setup_ccache
   build_web
 }

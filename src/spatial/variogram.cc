@@ -8,30 +8,10 @@ namespace tributary {
 
 std::vector<VariogramBin> EmpiricalVariogram(const std::vector<SensorValue>& s, double lag_m,
                                              double max_lag_m) {
-  std::vector<VariogramBin> bins;
-  if (!(lag_m > 0) || !(max_lag_m > 0)) return bins;
-  // Bins centred on multiples of the lag (tolerance ± lag/2, as GSLIB's gamv): bin k
-  // holds pairs with h in [(k − ½)·lag, (k + ½)·lag), bin 0 the pairs closer than lag/2.
-  size_t nbins = static_cast<size_t>(std::floor(max_lag_m / lag_m + 0.5)) + 1;
-  std::vector<double> sum_h(nbins, 0), sum_sq(nbins, 0);
-  std::vector<size_t> count(nbins, 0);
-  for (size_t i = 0; i < s.size(); ++i) {
-    for (size_t j = i + 1; j < s.size(); ++j) {
-      double h = HaversineM(s[i].lat, s[i].lon, s[j].lat, s[j].lon);
-      if (h > max_lag_m || h <= 0) continue;
-      size_t b = std::min(nbins - 1, static_cast<size_t>(std::floor(h / lag_m + 0.5)));
-      double d = s[i].value - s[j].value;
-      sum_h[b] += h;
-      sum_sq[b] += d * d;
-      ++count[b];
-    }
-  }
-  for (size_t b = 0; b < nbins; ++b) {
-    if (count[b] == 0) continue;
-    double n = static_cast<double>(count[b]);
-    bins.push_back({sum_h[b] / n, sum_sq[b] / (2 * n), count[b]});
-  }
-  return bins;
+  return EmpiricalVariogramOf(
+      s.size(), [&](size_t i) { return s[i].value; },
+      [&](size_t i, size_t j) { return HaversineM(s[i].lat, s[i].lon, s[j].lat, s[j].lon); }, lag_m,
+      max_lag_m);
 }
 
 namespace {
