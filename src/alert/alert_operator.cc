@@ -150,6 +150,9 @@ Status AlertOperator::Finish(Batch& out) {
 }
 
 Status AlertOperator::Snapshot(CheckpointWriter& out) const {
+  // The checkpoint covers every alert emitted so far: none may exist only in a channel's
+  // memory once it completes (a restart restores a state in which they already fired).
+  if (dispatcher_) TRIB_RETURN_IF_ERROR(dispatcher_->Persist());
   engine_.Snapshot(out);
   return Status::Ok();
 }

@@ -347,17 +347,34 @@ struct AlertDispatcher::Worker {
   std::unique_ptr<AlertChannel> channel;
   std::string queue_file;
   std::thread thread;
+  // Lock order: db_mu, then mu. db_mu guards the queue file (db and its statements) and
+  // `count`; it is held for database work only, never while a channel delivers.
+  std::mutex db_mu;
+  SqliteDb db;
+  SqliteStatement insert, due, next, begin, commit, del, fail, trim;
+  int64_t count = 0;  // rows of this channel in the queue file
+  bool db_ready = false;
+  // mu guards the inbox, the message being delivered straight from memory and stats.
   mutable std::mutex mu;
   std::condition_variable cv;
   std::deque<AlertMessage> inbox;
+  bool in_flight = false;  // `flight` is being delivered straight from memory
+  AlertMessage flight;
+  int64_t flight_row = 0;  // its row, once Persist wrote one
   bool stop = false;
   TimeUs drain_deadline = kMaxTime;  // stop once the queue is empty or this passes
   ChannelStats stats;
   std::atomic<uint64_t> queued_rows{0};
   std::mt19937_64 rng{std::random_device{}()};
 
+  Status OpenQueue();
   void Run();
-  Status Loop(SqliteDb& db);
+  Status Loop();
+  Status Persist();
+  // Under db_mu: several statements in one transaction (one WAL commit).
+  Status InTransaction(const std::function<Status()>& body);
+  // Under db_mu: insert one row (attempts 1 and a retry time when `error` is set).
+  Status Insert(const AlertMessage& m, TimeUs now, const std::string* error);
   DurationUs Backoff(int64_t attempts) {
     double d = static_cast<double>(options.retry_initial);
     for (int64_t i = 1; i < attempts && d < static_cast<double>(options.retry_max); ++i) d *= 2;
@@ -367,19 +384,114 @@ struct AlertDispatcher::Worker {
   }
 };
 
-void AlertDispatcher::Worker::Run() {
-  SqliteDb db;
-  Status st = db.Open(queue_file);
-  if (st.ok()) st = db.Exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL");
-  if (st.ok()) {
-    st = db.Exec(
-        "CREATE TABLE IF NOT EXISTS alert_queue (id INTEGER PRIMARY KEY, channel TEXT NOT "
-        "NULL, rule TEXT, key TEXT, severity TEXT, state TEXT, json TEXT NOT NULL, subject "
-        "TEXT, body TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_us INTEGER NOT "
-        "NULL, created_us INTEGER NOT NULL, last_error TEXT);"
-        "CREATE INDEX IF NOT EXISTS alert_queue_due ON alert_queue (channel, next_attempt_us)");
+Status AlertDispatcher::Worker::OpenQueue() {
+  std::lock_guard dl(db_mu);
+  TRIB_RETURN_IF_ERROR(db.Open(queue_file));
+  TRIB_RETURN_IF_ERROR(db.Exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL"));
+  TRIB_RETURN_IF_ERROR(db.Exec(
+      "CREATE TABLE IF NOT EXISTS alert_queue (id INTEGER PRIMARY KEY, channel TEXT NOT "
+      "NULL, rule TEXT, key TEXT, severity TEXT, state TEXT, json TEXT NOT NULL, subject "
+      "TEXT, body TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_us INTEGER NOT "
+      "NULL, created_us INTEGER NOT NULL, last_error TEXT);"
+      "CREATE INDEX IF NOT EXISTS alert_queue_due ON alert_queue (channel, next_attempt_us)"));
+  TRIB_ASSIGN_OR_RETURN(
+      insert,
+      db.Prepare("INSERT INTO alert_queue (channel, rule, key, severity, state, json, subject, "
+                 "body, next_attempt_us, created_us, attempts, last_error) VALUES "
+                 "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"));
+  TRIB_ASSIGN_OR_RETURN(due, db.Prepare("SELECT id, rule, key, severity, state, json, subject, "
+                                        "body, attempts FROM alert_queue WHERE channel = ?1 AND "
+                                        "next_attempt_us <= ?2 AND id < COALESCE((SELECT MIN(id) "
+                                        "FROM alert_queue WHERE channel = ?1 AND next_attempt_us "
+                                        "> ?2), 9223372036854775807) ORDER BY id LIMIT 64"));
+  // The pending count is kept in memory (counted once here): a COUNT(*) per turn costs
+  // O(backlog) and made a burst of alerts quadratic.
+  TRIB_ASSIGN_OR_RETURN(next, db.Prepare("SELECT next_attempt_us FROM alert_queue WHERE "
+                                         "channel = ?1 ORDER BY id LIMIT 1"));
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement count_all,
+                        db.Prepare("SELECT COUNT(*) FROM alert_queue WHERE channel = ?1"));
+  TRIB_ASSIGN_OR_RETURN(begin, db.Prepare("BEGIN IMMEDIATE"));
+  TRIB_ASSIGN_OR_RETURN(commit, db.Prepare("COMMIT"));
+  TRIB_ASSIGN_OR_RETURN(del, db.Prepare("DELETE FROM alert_queue WHERE id = ?1"));
+  TRIB_ASSIGN_OR_RETURN(fail, db.Prepare("UPDATE alert_queue SET attempts = ?2, next_attempt_us "
+                                         "= ?3, last_error = ?4 WHERE id = ?1"));
+  TRIB_ASSIGN_OR_RETURN(trim, db.Prepare("DELETE FROM alert_queue WHERE id IN (SELECT id FROM "
+                                         "alert_queue WHERE channel = ?1 ORDER BY id LIMIT ?2)"));
+  count_all.BindText(1, options.name);
+  TRIB_ASSIGN_OR_RETURN(bool counted, count_all.Step());
+  count = counted ? count_all.ColumnInt(0) : 0;
+  queued_rows.store(static_cast<uint64_t>(count));
+  db_ready = true;
+  return Status::Ok();
+}
+
+Status AlertDispatcher::Worker::InTransaction(const std::function<Status()>& body) {
+  TRIB_RETURN_IF_ERROR(begin.Run());
+  Status st = body();
+  if (st.ok()) return commit.Run();
+  if (!db.autocommit()) (void)db.Exec("ROLLBACK");
+  return st;
+}
+
+Status AlertDispatcher::Worker::Insert(const AlertMessage& m, TimeUs now,
+                                       const std::string* error) {
+  insert.BindText(1, options.name);
+  insert.BindText(2, m.rule);
+  insert.BindText(3, m.key);
+  insert.BindText(4, m.severity);
+  insert.BindText(5, m.state);
+  insert.BindText(6, m.json);
+  insert.BindText(7, m.subject);
+  insert.BindText(8, m.text);
+  insert.BindInt(9, error != nullptr ? now + Backoff(1) : now);
+  insert.BindInt(10, now);
+  insert.BindInt(11, error != nullptr ? 1 : 0);
+  insert.BindTextOrNull(12, error != nullptr ? std::string_view(*error) : std::string_view());
+  return insert.Run();
+}
+
+// Everything only in memory (the inbox, and the message being delivered from memory)
+// goes into the queue file, in order, in one transaction synced to disk: a checkpoint
+// taken after this covers no alert that a crash could lose.
+Status AlertDispatcher::Worker::Persist() {
+  std::lock_guard dl(db_mu);
+  if (!db_ready) return Status::Ok();
+  std::deque<AlertMessage> taken;
+  std::optional<AlertMessage> delivering;
+  {
+    std::lock_guard lock(mu);
+    taken.swap(inbox);
+    if (in_flight && flight_row == 0) delivering = flight;
   }
-  if (st.ok()) st = Loop(db);
+  if (taken.empty() && !delivering) return Status::Ok();
+  const TimeUs now = NowUs();
+  int64_t row = 0;
+  TRIB_RETURN_IF_ERROR(db.Exec("PRAGMA synchronous = FULL"));
+  Status st = InTransaction([&]() -> Status {
+    if (delivering) {
+      TRIB_RETURN_IF_ERROR(Insert(*delivering, now, nullptr));
+      row = sqlite3_last_insert_rowid(db.get());
+    }
+    for (const AlertMessage& m : taken) TRIB_RETURN_IF_ERROR(Insert(m, now, nullptr));
+    return Status::Ok();
+  });
+  (void)db.Exec("PRAGMA synchronous = NORMAL");
+  if (!st.ok()) {
+    // Not written: back to the front of the inbox, in order.
+    std::lock_guard lock(mu);
+    inbox.insert(inbox.begin(), std::make_move_iterator(taken.begin()),
+                 std::make_move_iterator(taken.end()));
+    return st;
+  }
+  count += static_cast<int64_t>(taken.size()) + (delivering ? 1 : 0);
+  queued_rows.store(static_cast<uint64_t>(count));
+  std::lock_guard lock(mu);
+  if (delivering) flight_row = row;
+  return Status::Ok();
+}
+
+void AlertDispatcher::Worker::Run() {
+  Status st = Loop();
   if (!st.ok()) {
     spdlog::error("alert channel {}: {}; its alerts are no longer delivered", options.name,
                   st.ToString());
@@ -388,96 +500,79 @@ void AlertDispatcher::Worker::Run() {
   }
 }
 
-Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
-  TRIB_ASSIGN_OR_RETURN(
-      SqliteStatement insert,
-      db.Prepare("INSERT INTO alert_queue (channel, rule, key, severity, state, json, subject, "
-                 "body, next_attempt_us, created_us, attempts, last_error) VALUES "
-                 "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"));
-  TRIB_ASSIGN_OR_RETURN(SqliteStatement due,
-                        db.Prepare("SELECT id, rule, key, severity, state, json, subject, body, "
-                                   "attempts FROM alert_queue WHERE channel = ?1 AND "
-                                   "next_attempt_us <= ?2 AND id < COALESCE((SELECT MIN(id) "
-                                   "FROM alert_queue WHERE channel = ?1 AND next_attempt_us > "
-                                   "?2), 9223372036854775807) ORDER BY id LIMIT 64"));
-  // The pending count is kept in memory (counted once here): a COUNT(*) per turn costs
-  // O(backlog) and made a burst of alerts quadratic.
-  TRIB_ASSIGN_OR_RETURN(SqliteStatement next,
-                        db.Prepare("SELECT next_attempt_us FROM alert_queue WHERE channel = ?1 "
-                                   "ORDER BY id LIMIT 1"));
-  TRIB_ASSIGN_OR_RETURN(SqliteStatement count_all,
-                        db.Prepare("SELECT COUNT(*) FROM alert_queue WHERE channel = ?1"));
-  TRIB_ASSIGN_OR_RETURN(SqliteStatement begin, db.Prepare("BEGIN IMMEDIATE"));
-  TRIB_ASSIGN_OR_RETURN(SqliteStatement commit, db.Prepare("COMMIT"));
-  TRIB_ASSIGN_OR_RETURN(SqliteStatement del, db.Prepare("DELETE FROM alert_queue WHERE id = ?1"));
-  TRIB_ASSIGN_OR_RETURN(SqliteStatement fail,
-                        db.Prepare("UPDATE alert_queue SET attempts = ?2, next_attempt_us = ?3, "
-                                   "last_error = ?4 WHERE id = ?1"));
-  TRIB_ASSIGN_OR_RETURN(SqliteStatement trim,
-                        db.Prepare("DELETE FROM alert_queue WHERE id IN (SELECT id FROM "
-                                   "alert_queue WHERE channel = ?1 ORDER BY id LIMIT ?2)"));
+Status AlertDispatcher::Worker::Loop() {
   const std::string& name = options.name;
-  count_all.BindText(1, name);
-  TRIB_ASSIGN_OR_RETURN(bool counted, count_all.Step());
-  int64_t count = counted ? count_all.ColumnInt(0) : 0;
-  count_all.Reset();
-  // Several statements in one transaction: one WAL commit instead of one per row.
-  auto in_transaction = [&](const std::function<Status()>& body) -> Status {
-    TRIB_RETURN_IF_ERROR(begin.Run());
-    Status st = body();
-    if (st.ok()) return commit.Run();
-    if (!db.autocommit()) (void)db.Exec("ROLLBACK");
-    return st;
-  };
   while (true) {
+    // Nothing queued before these: deliver them straight from memory, one at a time, in
+    // order, and keep in the queue file only what is left when a delivery fails or the
+    // turn has taken kDirectBudget (a slow channel). On a healthy channel an alert then
+    // costs no database write (the WAL's commits and checkpoint fsyncs were most of its
+    // latency). Persist may write the inbox and the message in flight meanwhile; the
+    // outcome of the delivery then goes to that row.
+    const TimeUs turn = NowUs();
+    std::string direct_error;
+    std::unique_lock dl(db_mu);
+    while (count == 0 && NowUs() - turn < kDirectBudget) {
+      {
+        std::lock_guard lock(mu);
+        if (inbox.empty()) break;
+        flight = std::move(inbox.front());
+        inbox.pop_front();
+        in_flight = true;
+        flight_row = 0;
+      }
+      dl.unlock();
+      Status sent = channel->Deliver(flight);
+      dl.lock();
+      int64_t row = 0;
+      {
+        std::lock_guard lock(mu);
+        row = flight_row;
+        in_flight = false;
+        flight_row = 0;
+        if (sent.ok()) ++stats.delivered;
+      }
+      if (sent.ok()) {
+        if (row != 0) {
+          del.BindInt(1, row);
+          TRIB_RETURN_IF_ERROR(del.Run());
+          --count;
+        }
+        continue;
+      }
+      direct_error = sent.ToString();
+      spdlog::warn("alert channel {}: attempt 1 failed: {} (kept, retried)", name, direct_error);
+      {
+        std::lock_guard lock(mu);
+        ++stats.failed_attempts;
+        stats.last_error = direct_error;
+      }
+      if (row != 0) {
+        fail.BindInt(1, row);
+        fail.BindInt(2, 1);
+        fail.BindInt(3, NowUs() + Backoff(1));
+        fail.BindText(4, direct_error);
+        TRIB_RETURN_IF_ERROR(fail.Run());
+      } else {
+        // It waits for its retry ahead of the inbox.
+        std::lock_guard lock(mu);
+        inbox.push_front(std::move(flight));
+      }
+      break;
+    }
+    // Move what is left into the queue file (no transaction when nothing is left).
     std::deque<AlertMessage> taken;
     {
       std::lock_guard lock(mu);
       taken.swap(inbox);
     }
-    TimeUs now = NowUs();
-    // Nothing queued before these: deliver them straight from memory, in order, and keep
-    // in the queue file only what is left when a delivery fails or the turn has taken
-    // kDirectBudget (a slow channel). On a healthy channel an alert then costs no
-    // database write (the WAL's commits and checkpoint fsyncs were most of its latency).
-    std::string direct_error;
-    if (count == 0) {
-      while (!taken.empty() && NowUs() - now < kDirectBudget) {
-        Status sent = channel->Deliver(taken.front());
-        if (!sent.ok()) {
-          direct_error = sent.ToString();
-          break;
-        }
-        taken.pop_front();
-        std::lock_guard lock(mu);
-        ++stats.delivered;
-      }
-      if (!direct_error.empty()) {
-        spdlog::warn("alert channel {}: attempt 1 failed: {} (kept, retried)", name, direct_error);
-        std::lock_guard lock(mu);
-        ++stats.failed_attempts;
-        stats.last_error = direct_error;
-      }
-      now = NowUs();
-    }
-    // (No transaction when everything went out directly.)
-    Status txn = taken.empty() ? Status::Ok() : in_transaction([&]() -> Status {
+    const TimeUs now = NowUs();
+    const bool first_failed = !direct_error.empty() && count == 0;
+    Status txn = taken.empty() ? Status::Ok() : InTransaction([&]() -> Status {
       for (const AlertMessage& m : taken) {
         // The first one failed its direct delivery: it waits for its retry.
-        const bool failed = !direct_error.empty() && &m == &taken.front();
-        insert.BindText(1, name);
-        insert.BindText(2, m.rule);
-        insert.BindText(3, m.key);
-        insert.BindText(4, m.severity);
-        insert.BindText(5, m.state);
-        insert.BindText(6, m.json);
-        insert.BindText(7, m.subject);
-        insert.BindText(8, m.text);
-        insert.BindInt(9, failed ? now + Backoff(1) : now);
-        insert.BindInt(10, now);
-        insert.BindInt(11, failed ? 1 : 0);
-        insert.BindTextOrNull(12, failed ? std::string_view(direct_error) : std::string_view());
-        TRIB_RETURN_IF_ERROR(insert.Run());
+        const bool failed = first_failed && &m == &taken.front();
+        TRIB_RETURN_IF_ERROR(Insert(m, now, failed ? &direct_error : nullptr));
       }
       return Status::Ok();
     });
@@ -528,7 +623,7 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
       // delivers them again: at least once, as before).
       auto forget_done = [&]() -> Status {
         if (done.empty()) return Status::Ok();
-        Status deleted = in_transaction([&]() -> Status {
+        Status deleted = InTransaction([&]() -> Status {
           for (int64_t id : done) {
             del.BindInt(1, id);
             TRIB_RETURN_IF_ERROR(del.Run());
@@ -543,7 +638,9 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
         return Status::Ok();
       };
       for (Row& r : rows) {
+        dl.unlock();
         Status st = channel->Deliver(r.m);
+        dl.lock();
         if (st.ok()) {
           done.push_back(r.id);
           delivered_any = true;
@@ -572,8 +669,10 @@ Status AlertDispatcher::Worker::Loop(SqliteDb& db) {
     TimeUs next_due = row && !next.ColumnIsNull(0) ? next.ColumnInt(0) : kMaxTime;
     next.Reset();
     queued_rows.store(static_cast<uint64_t>(count));
+    const int64_t pending_rows = count;
+    dl.unlock();
     std::unique_lock lock(mu);
-    if (stop && (NowUs() >= drain_deadline || (count == 0 && inbox.empty()))) break;
+    if (stop && (NowUs() >= drain_deadline || (pending_rows == 0 && inbox.empty()))) break;
     if (!inbox.empty()) continue;
     TimeUs wake = std::min(next_due, stop ? drain_deadline : kMaxTime);
     TimeUs wait_us =
@@ -702,10 +801,27 @@ AlertDispatcher::~AlertDispatcher() {
 Status AlertDispatcher::Open(const std::string& queue_file) {
   for (auto& w : workers_) {
     w->queue_file = queue_file;
+    Status st = w->OpenQueue();
+    if (!st.ok()) {
+      spdlog::error("alert channel {}: {}; its alerts are no longer delivered", w->options.name,
+                    st.ToString());
+      std::lock_guard lock(w->mu);
+      w->stats.last_error = st.ToString();
+      continue;
+    }
     Worker* raw = w.get();
     w->thread = std::thread([raw] { raw->Run(); });
   }
   return Status::Ok();
+}
+
+Status AlertDispatcher::Persist() {
+  Status first;
+  for (auto& w : workers_) {
+    Status st = w->Persist();
+    if (!st.ok() && first.ok()) first = st.WithContext("alert channel " + w->options.name);
+  }
+  return first;
 }
 
 void AlertDispatcher::Submit(const AlertEvent& e) {
@@ -744,6 +860,9 @@ void AlertDispatcher::Stop(DurationUs wait) {
   for (auto& w : workers_) {
     w->cv.notify_all();
     if (w->thread.joinable()) w->thread.join();
+    // What came in after the worker's last turn stays in the queue file.
+    Status st = w->Persist();
+    if (!st.ok()) spdlog::error("alert channel {}: {}", w->options.name, st.ToString());
   }
 }
 

@@ -5,7 +5,8 @@
 // Submit() only appends the event to each routed channel's in-memory inbox and wakes its
 // worker, so the pipeline never waits for a channel. Each worker:
 //   1. with nothing pending in its queue file, delivers its inbox straight from memory,
-//      in order, for up to 50 ms a turn (a healthy channel writes no row per alert);
+//      one message at a time, in order, for up to 50 ms a turn (a healthy channel writes
+//      no row per alert);
 //   2. moves what is left (after a failed delivery, or a slow turn) into its queue table
 //      in the queue file (SQLite, WAL, synchronous=NORMAL; one row per pending delivery,
 //      so what was accepted survives a restart and is retried by the next run), the
@@ -14,8 +15,10 @@
 //      attempts + 1 and its next try after min(retry_max, retry_initial × 2^(attempts−1))
 //      with ±20 % jitter,
 //   4. sleeps until new input or the next due row.
-// A channel that hangs or fails therefore delays only itself. The queue of a channel is
-// bounded (`max_pending`): past it the oldest pending rows are dropped, counted and
+// A channel that hangs or fails therefore delays only itself. Persist() (at every
+// checkpoint barrier, and at Stop) writes what is still only in memory to the queue
+// file, so a kill -9 after a checkpoint loses no alert the checkpoint covers. The queue of a
+// channel is bounded (`max_pending`): past it the oldest pending rows are dropped, counted and
 // logged — the only way an alert is given up. Nothing else gives up (a channel that
 // refuses a message, an HTTP 4xx, keeps it and retries with backoff).
 //
@@ -122,6 +125,14 @@ class AlertDispatcher {
   Status Open(const std::string& queue_file);
   /// Queue `e` on every channel it is routed to. Never blocks on a channel.
   void Submit(const AlertEvent& e);
+  /// Write every alert that exists only in memory — a channel's inbox and the message
+  /// its worker is delivering straight from memory — into the queue file, in order, in
+  /// one transaction per channel synced to disk (synchronous = FULL). Called at every
+  /// checkpoint barrier (AlertOperator::Snapshot), so a checkpoint never covers an alert
+  /// a crash could lose; with empty inboxes it costs a lock per channel. Thread-safe; the
+  /// worker goes on delivering meanwhile, and the outcome of a delivery in flight is
+  /// applied to its row.
+  Status Persist();
   /// Give workers up to `wait` to empty their queues, then stop them (what is left stays
   /// in the queue file).
   void Stop(DurationUs wait);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/crash_point.h"
 #include "core/intern.h"
 #include "core/pipeline_config.h"
 #include "ingest/ingest.h"
@@ -418,6 +419,11 @@ Status EpochLog::Append(const Batch& batch) {
   EncodeBatchColumns(batch, buf_);
   auto n = static_cast<uint32_t>(buf_.size() - 4);
   std::memcpy(buf_.data(), &n, 4);
+  if (CrashDue(CrashStep::kEpochWrite)) {  // fault injection: a torn frame, then SIGKILL
+    std::fwrite(buf_.data(), 1, buf_.size() / 2, file_);
+    std::fflush(file_);
+    crash_detail::Kill(CrashStep::kEpochWrite);
+  }
   if (std::fwrite(buf_.data(), 1, buf_.size(), file_) != buf_.size()) {
     return Status::Io("cannot write " + path_ + ": " + std::strerror(errno));
   }
@@ -701,6 +707,7 @@ Status CheckpointCoordinator::Complete(uint64_t id) {
   lap(costs_.prepare);
   TRIB_RETURN_IF_ERROR(epoch_.Sync());
   lap(costs_.epoch_sync);
+  CrashPoint(CrashStep::kAfterPrepare);
   // 2. Decide.
   StoredCheckpoint c;
   c.id = id;
@@ -711,11 +718,14 @@ Status CheckpointCoordinator::Complete(uint64_t id) {
   TRIB_RETURN_IF_ERROR(store_.Save(c));
   lap(costs_.save);
   last_complete_ = id;
+  CrashPoint(CrashStep::kAfterDecide);
   // 3. Commit. A failure here is recovered at the next start from the epoch log.
   for (size_t i = 0; i < stages_.sinks.size(); ++i) {
+    if (i == 1) CrashPoint(CrashStep::kBetweenSinks);
     TRIB_RETURN_IF_ERROR(stages_.sinks[i]->CommitCheckpoint(id).WithContext(
         "checkpoint " + std::to_string(id) + ": sink " + stages_.sink_names[i] + " commit"));
   }
+  CrashPoint(CrashStep::kAfterCommit);
   epoch_.Remove();
   lap(costs_.commit);
   return epoch_.Begin(options_.dir, id + 1);
