@@ -257,9 +257,13 @@ void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t see
   int rounds = 0;
   // Runs that resumed from a checkpoint: a kill may land before a round's first
   // checkpoint, so not every start resumes, but some must.
+  // Every run appends to the same log: only what the last run wrote is looked at.
   int resumed = 0;
+  size_t log_seen = 0;
   auto note_resumed = [&] {
-    if (ReadFile(log).find("resumed from checkpoint") != std::string::npos) ++resumed;
+    const std::string text = ReadFile(log);
+    if (text.find("resumed from checkpoint", log_seen) != std::string::npos) ++resumed;
+    log_seen = text.size();
   };
   for (int start = 0; kills < 20 && start < 100; ++start) {
     pid = SpawnTributaryRun({tmp.File("crashed.yaml")}, log);
