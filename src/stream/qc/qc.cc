@@ -54,6 +54,59 @@ uint64_t PairKey(uint32_t a, uint32_t b) {
 }
 }  // namespace
 
+double SortedMedian(const std::vector<double>& sorted) {
+  const size_t mid = sorted.size() / 2;
+  double m = sorted[mid];
+  if (sorted.size() % 2 == 0) m = (m + sorted[mid - 1]) / 2.0;
+  return m;
+}
+
+// The deviations of the values at or above m increase to the right, those below m to
+// the left (rounding is monotonic), so merging the two runs outwards from m yields them
+// in ascending order.
+double SortedMedianDeviation(const std::vector<double>& sorted, double m) {
+  const size_t n = sorted.size();
+  const size_t mid = n / 2;
+  size_t right =
+      static_cast<size_t>(std::lower_bound(sorted.begin(), sorted.end(), m) - sorted.begin());
+  size_t left = right;  // the next value below m is sorted[left - 1]
+  double previous = 0, current = 0;
+  for (size_t k = 0; k <= mid; ++k) {
+    previous = current;
+    if (left == 0) {
+      current = std::fabs(sorted[right++] - m);
+    } else if (right == n) {
+      current = std::fabs(sorted[--left] - m);
+    } else {
+      const double below = std::fabs(sorted[left - 1] - m);
+      const double above = std::fabs(sorted[right] - m);
+      if (above <= below) {
+        current = above;
+        ++right;
+      } else {
+        current = below;
+        --left;
+      }
+    }
+  }
+  return n % 2 == 0 ? (current + previous) / 2.0 : current;
+}
+
+void SortedInsert(std::vector<double>& sorted, double v) {
+  sorted.insert(std::upper_bound(sorted.begin(), sorted.end(), v), v);
+}
+
+void SortedErase(std::vector<double>& sorted, double v) {
+  // 0.0 and -0.0 compare equal: remove the one with v's sign.
+  for (auto it = std::lower_bound(sorted.begin(), sorted.end(), v); it != sorted.end() && *it == v;
+       ++it) {
+    if (std::signbit(*it) == std::signbit(v)) {
+      sorted.erase(it);
+      return;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Baselines: per hour of day, a ring of day buckets with the largest values of each day.
 
@@ -591,6 +644,7 @@ QcOperator::KeyState& QcOperator::StateOf(const Reading& r) {
   std::string model = model_lookup_ ? model_lookup_(r.device) : std::string();
   s.limits = options_.Resolve(r.metric.view(), r.device.view(), model);
   s.recent.reserve(s.limits.spike_window);
+  s.recent_sorted.reserve(s.limits.spike_window);
   return s;
 }
 
@@ -603,14 +657,13 @@ float QcOperator::Check(Reading& r) {
   // Spike against the previous readings (the current one is not part of its baseline).
   if (lim.Has(QcCheck::kSpike) && s.recent.size() >= kMinSpikeHistory) {
     auto refresh = [&] {
-      scratch_.assign(s.recent.begin(), s.recent.end());
+      const std::vector<double>& sorted = s.recent_sorted;
       // A constant history has MAD 0: any departure then counts as infinitely far, which
       // a flatline ending is not; use a small floor relative to the level instead.
-      double level = 0;
-      for (double v : s.recent) level = std::max(level, std::fabs(v));
-      s.spike_median = MedianInPlace(scratch_);
-      for (double& e : scratch_) e = std::fabs(e - s.spike_median);
-      s.spike_sigma = std::max(kMadToSigma * MedianInPlace(scratch_), 1e-6 * std::max(1.0, level));
+      const double level = std::max(std::fabs(sorted.front()), std::fabs(sorted.back()));
+      s.spike_median = SortedMedian(sorted);
+      s.spike_sigma = std::max(kMadToSigma * SortedMedianDeviation(sorted, s.spike_median),
+                               1e-6 * std::max(1.0, level));
       s.spike_age = 0;
     };
     if (s.spike_age >= kSpikeRefresh || !std::isfinite(s.spike_sigma)) refresh();
@@ -736,7 +789,10 @@ float QcOperator::Check(Reading& r) {
   if (lim.Has(QcCheck::kSpike)) {
     if (s.recent.size() < lim.spike_window) {
       s.recent.push_back(r.value);
+      SortedInsert(s.recent_sorted, r.value);
     } else if (!s.recent.empty()) {
+      SortedErase(s.recent_sorted, s.recent[s.recent_next]);
+      SortedInsert(s.recent_sorted, r.value);
       s.recent[s.recent_next] = r.value;
       s.recent_next = (s.recent_next + 1) % s.recent.size();
     }
@@ -828,6 +884,8 @@ Status QcOperator::Restore(CheckpointReader& in) {
     KeyState& s = StateOf(probe);
     s.recent.resize(static_cast<size_t>(in.Count()));
     for (double& v : s.recent) v = in.F64();
+    s.recent_sorted = s.recent;
+    std::sort(s.recent_sorted.begin(), s.recent_sorted.end());
     s.recent_next = static_cast<size_t>(in.U64());
     if (!s.recent.empty()) s.recent_next %= s.recent.size();
     s.last_value = in.F64();

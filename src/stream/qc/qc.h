@@ -165,6 +165,9 @@ class QcOperator : public Operator {
     QcMetricLimits limits;
     std::vector<double> recent;  ///< ring of the last spike_window values
     size_t recent_next = 0;      ///< where the next value goes once the ring is full
+    /// The ring's values in ascending order (rebuilt from `recent` on restore), so the
+    /// spike median and MAD need no selection.
+    std::vector<double> recent_sorted;
     double last_value = NAN;
     TimeUs last_time = 0;
     size_t run_length = 0;  ///< consecutive identical values including the last
@@ -212,5 +215,14 @@ class QcOperator : public Operator {
 
 /// Build the QC operator of `config` (null when `qc.enabled` is false).
 Result<std::unique_ptr<QcOperator>> MakeQcOperator(const PipelineConfig& config);
+
+// The spike check's statistics over ascending values (the ring kept sorted): the
+// median (the mean of the middle two for an even count) and the median of |v − m|,
+// equal to selecting them from unsorted values. `sorted` must not be empty.
+double SortedMedian(const std::vector<double>& sorted);
+double SortedMedianDeviation(const std::vector<double>& sorted, double m);
+/// Insert `v` / remove one value equal to `v` (with its sign, for zeros) keeping order.
+void SortedInsert(std::vector<double>& sorted, double v);
+void SortedErase(std::vector<double>& sorted, double v);
 
 }  // namespace tributary

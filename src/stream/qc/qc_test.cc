@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -72,6 +73,52 @@ TEST(QcOperatorTest, SpikeDetectionAndFalsePositiveRates) {
   ASSERT_GT(faults, 200u);
   EXPECT_GE(detection, 0.9);
   EXPECT_LE(fp, 0.01);
+}
+
+// The spike ring is kept sorted; its median and MAD must equal those selected from the
+// unsorted values (nth_element, as for the neighbours), ties, zeros and even counts
+// included, and the sorted copy must follow the ring as values come and go.
+TEST(QcOperatorTest, SortedRingStatisticsEqualSelection) {
+  auto select_median = [](std::vector<double> v) {
+    size_t mid = v.size() / 2;
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
+    double m = v[mid];
+    if (v.size() % 2 == 0) {
+      m = (m + *std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid))) / 2.0;
+    }
+    return m;
+  };
+  std::mt19937_64 rng(11);
+  std::uniform_int_distribution<int> small(-3, 3);
+  std::normal_distribution<double> noise(20.0, 5.0);
+  for (int trial = 0; trial < 2000; ++trial) {
+    const size_t window = 1 + static_cast<size_t>(trial % 33);
+    std::vector<double> ring;
+    std::vector<double> sorted;
+    size_t next = 0;
+    for (int i = 0; i < 80; ++i) {
+      double v = trial % 3 == 0 ? noise(rng) : static_cast<double>(small(rng)) * 0.5;
+      if (trial % 3 == 1 && v == 0.0 && i % 2 == 0) v = -0.0;
+      if (ring.size() < window) {
+        ring.push_back(v);
+        SortedInsert(sorted, v);
+      } else {
+        SortedErase(sorted, ring[next]);
+        SortedInsert(sorted, v);
+        ring[next] = v;
+        next = (next + 1) % ring.size();
+      }
+      std::vector<double> expected = ring;
+      std::sort(expected.begin(), expected.end());
+      ASSERT_EQ(sorted, expected) << "trial " << trial << " reading " << i;
+      const double m = select_median(ring);
+      ASSERT_EQ(SortedMedian(sorted), m) << "trial " << trial << " reading " << i;
+      std::vector<double> deviations;
+      for (double x : ring) deviations.push_back(std::fabs(x - m));
+      ASSERT_EQ(SortedMedianDeviation(sorted, m), select_median(deviations))
+          << "trial " << trial << " reading " << i;
+    }
+  }
 }
 
 TEST(QcOperatorTest, FlatlineFlaggedFromTheNthIdenticalReading) {
