@@ -208,9 +208,30 @@ TEST(PartitionedAlertsTest, StaleSensorsAreJudgedByTheirPartitionsWatermark) {
     if (s.rfind("quiet|", 0) == 0) stale.push_back(s);
   }
   ASSERT_EQ(stale.size(), 1u) << ::testing::PrintToString(c.got);
-  EXPECT_EQ(stale[0].rfind("quiet|p0-dev1|", 0), 0u) << stale[0];
+  // Fired when it became stale: its last reading (the 20th) + 3 × 20 s.
+  const std::string id =
+      "quiet|p0-dev1|" + std::to_string((1'714'521'600LL + 20LL * 19 + 60) * kMicrosPerSecond);
+  // "id state event_time value": the event time and the gap are those of the watermark
+  // that noticed it.
+  auto id_state = [](const std::string& s) { return s.substr(0, s.find(' ', s.find(' ') + 1)); };
+  EXPECT_EQ(id_state(stale[0]), id + " firing") << stale[0];
   // The minimum watermark (that of partition 1) would not have judged it.
   EXPECT_LT(c.window->watermark(), (1'714'521'600LL + 20LL * 20) * kMicrosPerSecond);
+  // Batched otherwise, the partition's watermark passes the limit at another time; the
+  // alert keeps its id.
+  for (size_t step : {1u, 7u, 23u}) {
+    Chain d;
+    d.Run(Slice(1, 0, 5));
+    for (size_t at = 0; at < p0.size(); at += step) {
+      d.Run(std::vector<Reading>(p0.begin() + static_cast<long>(at),
+                                 p0.begin() + static_cast<long>(std::min(p0.size(), at + step))));
+    }
+    std::vector<std::string> again;
+    for (const std::string& s : d.got) {
+      if (s.rfind("quiet|", 0) == 0) again.push_back(id_state(s));
+    }
+    EXPECT_EQ(again, std::vector<std::string>{id + " firing"}) << "batches of " << step;
+  }
 }
 
 // A dropped partition's alerts are forgotten, not resolved: a firing alert fires anew
