@@ -1,5 +1,5 @@
 // Alert and QC state per input partition (docs/SCALING.md): the chain QC → window →
-// alerts as the runtime builds it with a kafka sink's state_topic.
+// patterns → alerts as the runtime builds it with a kafka sink's state_topic.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "alert/alert_operator.h"
+#include "alert/patterns.h"
 #include "core/pipeline_config.h"
 #include "stream/checkpoint.h"
 #include "stream/partitioned_operator.h"
@@ -28,7 +29,10 @@ constexpr const char* kYaml =
     "    - {name: dev_mean, kind: window_threshold, window: dev, metric: pm25, level: 24, "
     "clear: 20}\n"
     "    - {name: quiet, kind: stale, expected_interval: 20s, stale_factor: 3}\n"
-    "    - {name: jump, kind: rate_of_change, metric: temperature, level: 30, per: 1m}\n";
+    "    - {name: jump, kind: rate_of_change, metric: temperature, level: 30, per: 1m}\n"
+    "  patterns:\n"
+    "    - {name: spread, kind: sequence, count: 3, within: 2m, radius_m: 1000, hold: 2m, "
+    "conditions: [{metric: pm25, trend: above, level: 40}]}\n";
 
 struct Chain {
   Chain() {
@@ -47,6 +51,13 @@ struct Chain {
     window = std::make_unique<PartitionedWindowOperator>([shared, processing = config.processing] {
       return std::make_unique<WindowOperator>(*shared, processing, [] { return TimeUs{0}; });
     });
+    Result<std::vector<PatternRule>> rules = ParsePatternRules(config);
+    EXPECT_TRUE(rules.ok() && !rules->empty()) << rules.status().ToString();
+    auto pattern_rules = std::make_shared<const std::vector<PatternRule>>(std::move(*rules));
+    patterns = std::make_unique<PartitionedOperator>(
+        "patterns", [pattern_rules]() -> std::unique_ptr<Operator> {
+          return std::make_unique<PatternOperator>(*pattern_rules);
+        });
     Result<std::unique_ptr<AlertOperator>> a = AlertOperator::Make(config);
     EXPECT_TRUE(a.ok() && *a != nullptr) << a.status().ToString();
     alerts = std::move(*a);
@@ -55,7 +66,7 @@ struct Chain {
     ctx.ledger = &ledger;
     for (Operator* op : ops()) EXPECT_TRUE(op->Open(ctx).ok());
   }
-  std::vector<Operator*> ops() { return {qc.get(), window.get(), alerts.get()}; }
+  std::vector<Operator*> ops() { return {qc.get(), window.get(), patterns.get(), alerts.get()}; }
   // Alerts and QC verdicts as text (emitted_at is the wall clock: left out).
   void Collect(Batch& b) {
     for (const AlertEvent& e : b.alerts) {
@@ -98,6 +109,7 @@ struct Chain {
   RunContext ctx;
   std::unique_ptr<PartitionedOperator> qc;
   std::unique_ptr<PartitionedWindowOperator> window;
+  std::unique_ptr<PartitionedOperator> patterns;
   std::unique_ptr<AlertOperator> alerts;
   std::vector<std::string> got;
   std::vector<std::string> flagged;
@@ -163,6 +175,7 @@ TEST(PartitionedAlertsTest, MovedPartitionGivesTheAlertsItWouldHaveGivenInPlace)
   EXPECT_EQ(count("quiet|p1-dev0|"), 2);  // firing and resolved
   EXPECT_EQ(count("quiet|p0-"), 0);
   EXPECT_EQ(count("jump|p1-dev3|"), 2);
+  EXPECT_GT(count("spread|"), 0);  // pattern matches within each partition
   EXPECT_FALSE(whole.flagged.empty());
 
   for (int split : {30, 50}) {  // before the spike and stale; in the middle of the stale
@@ -171,10 +184,12 @@ TEST(PartitionedAlertsTest, MovedPartitionGivesTheAlertsItWouldHaveGivenInPlace)
     for (int at = 0; at < split; at += 10) first.Run(Both(at, at + 10));
     EXPECT_EQ(first.alerts->Partitions(), (std::vector<std::string>{"sensors/0", "sensors/1"}));
     EXPECT_EQ(first.qc->Partitions(), (std::vector<std::string>{"sensors/0", "sensors/1"}));
+    EXPECT_EQ(first.patterns->Partitions(), (std::vector<std::string>{"sensors/0", "sensors/1"}));
     const std::string blob = first.SnapshotPartition("sensors/1");
     first.Drop("sensors/1");
     EXPECT_EQ(first.alerts->Partitions(), (std::vector<std::string>{"sensors/0"}));
     EXPECT_EQ(first.qc->Partitions(), (std::vector<std::string>{"sensors/0"}));
+    EXPECT_EQ(first.patterns->Partitions(), (std::vector<std::string>{"sensors/0"}));
     second.RestorePartition("sensors/1", blob);
     for (int at = split; at < 120; at += 10) {
       first.Run(Slice(0, at, at + 10));
@@ -208,9 +223,30 @@ TEST(PartitionedAlertsTest, StaleSensorsAreJudgedByTheirPartitionsWatermark) {
     if (s.rfind("quiet|", 0) == 0) stale.push_back(s);
   }
   ASSERT_EQ(stale.size(), 1u) << ::testing::PrintToString(c.got);
-  EXPECT_EQ(stale[0].rfind("quiet|p0-dev1|", 0), 0u) << stale[0];
+  // Fired when it became stale: its last reading (the 20th) + 3 × 20 s.
+  const std::string id =
+      "quiet|p0-dev1|" + std::to_string((1'714'521'600LL + 20LL * 19 + 60) * kMicrosPerSecond);
+  // "id state event_time value": the event time and the gap are those of the watermark
+  // that noticed it.
+  auto id_state = [](const std::string& s) { return s.substr(0, s.find(' ', s.find(' ') + 1)); };
+  EXPECT_EQ(id_state(stale[0]), id + " firing") << stale[0];
   // The minimum watermark (that of partition 1) would not have judged it.
   EXPECT_LT(c.window->watermark(), (1'714'521'600LL + 20LL * 20) * kMicrosPerSecond);
+  // Batched otherwise, the partition's watermark passes the limit at another time; the
+  // alert keeps its id.
+  for (size_t step : {1u, 7u, 23u}) {
+    Chain d;
+    d.Run(Slice(1, 0, 5));
+    for (size_t at = 0; at < p0.size(); at += step) {
+      d.Run(std::vector<Reading>(p0.begin() + static_cast<long>(at),
+                                 p0.begin() + static_cast<long>(std::min(p0.size(), at + step))));
+    }
+    std::vector<std::string> again;
+    for (const std::string& s : d.got) {
+      if (s.rfind("quiet|", 0) == 0) again.push_back(id_state(s));
+    }
+    EXPECT_EQ(again, std::vector<std::string>{id + " firing"}) << "batches of " << step;
+  }
 }
 
 // A dropped partition's alerts are forgotten, not resolved: a firing alert fires anew
@@ -250,8 +286,8 @@ TEST(PartitionedAlertsTest, DropForgetsTheAlertsOfThePartition) {
   EXPECT_FALSE(c.alerts->RestorePartition("sensors", in).ok());
 }
 
-// With a state changelog, a pipeline with QC and alert rules builds; one with a stage
-// that keeps no state per partition yet refuses to start, naming it.
+// With a state changelog, a pipeline with QC, alert and pattern rules builds; one with
+// a stage that keeps no state per partition yet refuses to start, naming it.
 TEST(PartitionedAlertsTest, StateTopicTakesQcAndAlertsAndNamesAStageThatCannot) {
   const std::string base =
       "sources:\n  - {name: bus, type: kafka, brokers: '127.0.0.1:1', topics: [t], "
@@ -262,7 +298,10 @@ TEST(PartitionedAlertsTest, StateTopicTakesQcAndAlertsAndNamesAStageThatCannot) 
       "windows:\n  - {name: dev, size: 5m}\n"
       "qc:\n  enabled: true\n"
       "alerts:\n  rules:\n"
-      "    - {name: pm_high, kind: reading_threshold, metric: pm25, level: 45}\n";
+      "    - {name: pm_high, kind: reading_threshold, metric: pm25, level: 45}\n"
+      "  patterns:\n"
+      "    - {name: spread, kind: sequence, count: 2, "
+      "conditions: [{metric: pm25, trend: above, level: 40}]}\n";
   Result<PipelineConfig> ok = ParsePipelineConfig(base, "ok.yaml");
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   Result<std::unique_ptr<Pipeline>> built = Pipeline::Build(*ok);

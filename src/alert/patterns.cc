@@ -510,9 +510,9 @@ Status PatternOperator::Snapshot(CheckpointWriter& out) const {
 
 Status PatternOperator::Restore(CheckpointReader& in) {
   TRIB_RETURN_IF_ERROR(in.ExpectSection("patterns"));
+  // Symbol ids through the reader (another process's ids, for a partition's state).
   auto sym = [&in]() {
-    Symbol s;
-    s.id = static_cast<uint32_t>(in.U64());
+    Symbol s = in.Sym();
     if (s.id >= InternedCount()) in.Fail("patterns: symbol id out of range");
     return s;
   };
@@ -523,7 +523,8 @@ Status PatternOperator::Restore(CheckpointReader& in) {
     if (in.Str() != rules_[i].name) return Status::Invalid("patterns: the rules changed");
     uint64_t tracks = in.Count();
     for (uint64_t k = 0; k < tracks && in.ok(); ++k) {
-      Track& t = s.tracks[in.U64()];
+      const uint64_t key = in.U64();  // condition << 32 | device
+      Track& t = s.tracks[(key >> 32) << 32 | in.SymId(key & 0xffffffffu)];
       uint64_t n = in.Count();
       for (uint64_t j = 0; j < n && in.ok(); ++j) {
         TimeUs time = in.I64();
@@ -555,7 +556,7 @@ Status PatternOperator::Restore(CheckpointReader& in) {
   wind_.clear();
   uint64_t winds = in.Count();
   for (uint64_t k = 0; k < winds && in.ok(); ++k) {
-    Wind& w = wind_[static_cast<uint32_t>(in.U64())];
+    Wind& w = wind_[in.SymId(in.U64())];
     w.lat = in.F64();
     w.lon = in.F64();
     w.from_deg = in.F64();

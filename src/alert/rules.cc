@@ -45,7 +45,8 @@ const SectionSpec& AlertRuleSectionSpec() {
       "One alert rule. An alert fires once per (rule, key) — the key is the device, the "
       "window group, or device@zone — and resolves when the value is back within the clear "
       "level (hysteresis). All times are event time; stale sensors are judged against the "
-      "watermark.",
+      "watermark, and a stale alert fires at the event time the sensor became stale (its "
+      "last reading + `stale_factor` × interval), so its id does not depend on batching.",
       {
           {"name", OptionType::kString, "", "Unique rule name.", {}, true},
           {"kind", OptionType::kEnum, "",
@@ -669,9 +670,12 @@ void AlertEngine::OnWatermark(TimeUs w, std::vector<AlertEvent>& out) {
     for (KeyState* s : due) {
       DurationUs interval = interval_lookup_ ? interval_lookup_(s->key) : 0;
       if (interval <= 0) interval = rule.expected_interval;
+      // Fired at the event time the sensor became stale, not at the watermark that
+      // noticed it: the alert's id then depends on the input only, not on its batching.
+      const auto limit = static_cast<DurationUs>(rule.stale_factor * static_cast<double>(interval));
       s->firing = true;
-      s->fired_at = w;
-      s->last_notified = w;
+      s->fired_at = s->last_time + limit;
+      s->last_notified = s->fired_at;
       double gap_s = static_cast<double>(w - s->last_time) / kMicrosPerSecond;
       double limit_s = rule.stale_factor * static_cast<double>(interval) / kMicrosPerSecond;
       out.push_back(Make(rule, *s, AlertState::kFiring, w, gap_s, limit_s, 0));

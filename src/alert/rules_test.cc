@@ -88,7 +88,12 @@ alerts:
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].rule.view(), "quiet");
   EXPECT_EQ(out[0].key.view(), "g1");
-  EXPECT_NEAR(out[0].value, 240, 1e-9);
+  EXPECT_NEAR(out[0].value, 240, 1e-9);  // the gap when the watermark noticed it
+  // Fired when the sensor became stale (last reading + 3 min), whichever watermark
+  // noticed it: its id does not depend on how the input was batched.
+  EXPECT_EQ(out[0].fired_at, 63 * kMin);
+  EXPECT_EQ(out[0].event_time, 64 * kMin);
+  EXPECT_EQ(AlertId(out[0]), "quiet|g1|" + std::to_string(63 * kMin));
   out.clear();
   // Reports again: the stale alert resolves, and so does the rise (0 m/h now).
   e.OnReading(At("g1", "stage", 65 * kMin, 1.5), out);

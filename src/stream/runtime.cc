@@ -171,7 +171,17 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Build(const PipelineConfig& config,
   // alert operator after them.
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<PatternOperator> patterns,
                         PatternOperator::Make(p->config_));
-  if (patterns != nullptr) p->operators_.push_back(std::move(patterns));
+  if (patterns != nullptr && p->partition_state_) {
+    // One pattern instance per input partition (stream/partitioned_operator.h): a
+    // partition keyed by area sees the sequences and co-occurrences of its area.
+    auto rules = std::make_shared<const std::vector<PatternRule>>(patterns->rules());
+    p->operators_.push_back(
+        std::make_unique<PartitionedOperator>("patterns", [rules]() -> std::unique_ptr<Operator> {
+          return std::make_unique<PatternOperator>(*rules);
+        }));
+  } else if (patterns != nullptr) {
+    p->operators_.push_back(std::move(patterns));
+  }
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<AlertOperator> alerts, AlertOperator::Make(p->config_));
   if (alerts) {
     if (devices != nullptr) {

@@ -71,10 +71,11 @@ std::map<int32_t, int64_t> KafkaMockCluster::Committed(const std::string& group,
 
 std::vector<KafkaMockCluster::Message> KafkaMockCluster::ReadAll(const std::string& topic,
                                                                  size_t expected, int timeout_ms,
-                                                                 int idle_ms) {
+                                                                 int idle_ms,
+                                                                 const std::string& reader) {
   std::vector<Message> out;
   Result<KafkaConf> conf = MakeKafkaConf({{"bootstrap.servers", bootstrap_},
-                                          {"group.id", "test-reader-" + topic},
+                                          {"group.id", "test-reader-" + topic + reader},
                                           {"auto.offset.reset", "earliest"},
                                           {"isolation.level", "read_committed"}});
   if (!conf.ok()) return out;

@@ -44,8 +44,10 @@ class KafkaMockCluster {
   };
   /// Read `topic` from the beginning (read_committed) until `expected` messages,
   /// `timeout_ms` passed, or (idle_ms > 0) nothing came for idle_ms after a first message.
+  /// `reader` names the reading consumer group ("test-reader-<topic><reader>"), which
+  /// commits what it read: a second read in the same group starts after it.
   std::vector<Message> ReadAll(const std::string& topic, size_t expected, int timeout_ms,
-                               int idle_ms = 0);
+                               int idle_ms = 0, const std::string& reader = "");
 
  private:
   KafkaHandle owner_;  // the handle the mock cluster lives in

@@ -528,6 +528,16 @@ Status KafkaSink::SendSourceOffsets() {
   return Status::Ok();
 }
 
+Status KafkaSink::CheckMembership() const {
+  if (ctx_ == nullptr) return Status::Ok();
+  for (const Source* s : ctx_->sources) {
+    if (const auto* source = dynamic_cast<const KafkaSource*>(s)) {
+      TRIB_RETURN_IF_ERROR(source->CheckMembership());
+    }
+  }
+  return Status::Ok();
+}
+
 Status KafkaSink::CommitCheckpoint(uint64_t checkpoint) {
   if (!checkpointing_) {
     return Status::Internal("kafka sink: CommitCheckpoint before OpenCheckpoints");
@@ -537,6 +547,20 @@ Status KafkaSink::CommitCheckpoint(uint64_t checkpoint) {
   TRIB_RETURN_IF_ERROR(BeginTransactionIfNeeded());
   TRIB_RETURN_IF_ERROR(SendSourceOffsets());
   TRIB_RETURN_IF_ERROR(ProducePartitionStates());
+  if (!options_.state_topic.empty()) {
+    // Fencing: a member the group forgot must not commit the state of partitions
+    // another member may have restored already. Before the marker: on a broker without
+    // transaction isolation (the mock) a marker counts as committed.
+    Status member = CheckMembership();
+    if (!member.ok()) {
+      Status aborted = KafkaStatus(
+          rd_kafka_abort_transaction(producer_.get(), TimeoutMs(options_.flush_timeout)),
+          what + ": abort transaction");
+      if (aborted.ok()) in_transaction_ = false;
+      return member.WithContext(what + ": checkpoint " + std::to_string(checkpoint) +
+                                " aborted, not committed");
+    }
+  }
   std::string marker = "checkpoint=" + std::to_string(checkpoint) + " run=" + run_id_;
   for (size_t t = 0; t < kTableCount; ++t) {
     marker += std::string(" ") + kTableNames[t] + "=" + std::to_string(pending_[t]);

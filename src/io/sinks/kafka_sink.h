@@ -145,6 +145,8 @@ class KafkaSink : public Sink {
   static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
   Status DeliveryFailures();
   Status SendSourceOffsets();
+  // Partition-owned state: every kafka source still owns its partitions (fencing).
+  Status CheckMembership() const;
   Result<SinkCheckpointRecord> ReadLastMarker();
 
   KafkaSinkOptions options_;

@@ -362,8 +362,34 @@ void KafkaSource::RevokeStates(rd_kafka_topic_partition_list_t* partitions) {
     keys.push_back(PartitionStateKey(Intern(tp.topic), tp.partition));
   }
   const TimeUs started = NowUs();
-  const bool committed =
-      ctx_ != nullptr && ctx_->revoke_partitions && ctx_->revoke_partitions(keys);
+  if (rd_kafka_assignment_lost(consumer_.get())) {
+    // librdkafka calls an assignment lost when the coordinator forgot this member (its
+    // session timed out: the member id is reset) and also when a request of this member
+    // carried an older generation during a rebalance (it stays a member: nobody else gets
+    // its partitions before it rejoins, so it commits them as on any revocation). Once
+    // forgotten, the group may have given the partitions to another member already, and
+    // committing their state could overwrite what the new owner committed: nothing more
+    // commits, and the run stops (restart it to rejoin).
+    char* member = rd_kafka_memberid(consumer_.get());
+    const bool forgotten = member == nullptr || *member == '\0';
+    if (member != nullptr) rd_kafka_mem_free(consumer_.get(), member);
+    if (forgotten) {
+      assignment_lost_.store(true);
+      rebalance_error_ = Status::Cancelled(
+          "kafka source " + options_.name + ": the assignment of " + std::to_string(keys.size()) +
+          " partitions was lost (the group no longer knows this member: its session timed "
+          "out); their state and output since the last checkpoint are not committed, their "
+          "next owner processes them again");
+      spdlog::error("{}", rebalance_error_.message());
+    } else {
+      spdlog::warn(
+          "kafka source {}: assignment lost on a stale generation; still a member, so the "
+          "{} partitions commit their state as on a revocation",
+          options_.name, keys.size());
+    }
+  }
+  const bool committed = !assignment_lost_.load() && ctx_ != nullptr && ctx_->revoke_partitions &&
+                         ctx_->revoke_partitions(keys);
   if (committed) {
     spdlog::info("kafka source {}: {} revoked partitions committed their state ({})", options_.name,
                  keys.size(), FormatDuration(NowUs() - started));
@@ -402,6 +428,47 @@ std::map<std::pair<std::string, int32_t>, int64_t> KafkaSource::TransactionOffse
     }
   }
   return out;
+}
+
+Status KafkaSource::CheckMembership() const {
+  if (consumer_ == nullptr) return Status::Ok();
+  const std::string what = "kafka source " + options_.name;
+  if (assignment_lost_.load()) {
+    return Status::Cancelled(what + ": the group no longer knows this member");
+  }
+  KafkaPartitionList list(rd_kafka_topic_partition_list_new(8));
+  {
+    std::lock_guard lock(mu_);
+    for (const PartitionKey& key : owned_) {
+      int64_t next = -1;
+      if (auto it = restored_.find(key); it != restored_.end()) next = it->second;
+      if (auto it = committed_.find(key); it != committed_.end()) next = std::max(next, it->second);
+      if (next < 0) continue;  // nothing committed yet: nothing to commit again
+      rd_kafka_topic_partition_list_add(list.get(), key.first.c_str(), key.second)->offset = next;
+    }
+  }
+  if (list->cnt == 0) return Status::Ok();
+  rd_kafka_resp_err_t err = rd_kafka_commit(consumer_.get(), list.get(), 0);
+  for (int i = 0; i < list->cnt && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+    err = list->elems[i].err;
+  }
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
+    case RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID:
+      return Status::Cancelled(what +
+                               ": the group coordinator no longer counts this member as "
+                               "the owner of its partitions (" +
+                               rd_kafka_err2name(err) + ")");
+    default:
+      // Anything else says nothing about ownership: a rebalance in progress, or an older
+      // generation while one completes (the member is still in the group, and nobody
+      // gets its partitions before it rejoins), a coordinator moving. The transaction's
+      // own offsets are checked by the broker (KIP-447).
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        spdlog::debug("{}: membership check: {}", what, rd_kafka_err2str(err));
+      }
+      return Status::Ok();
+  }
 }
 
 void KafkaSource::MeasureLag(TimeUs now, DurationUs latency) {

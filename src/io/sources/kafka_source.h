@@ -112,6 +112,14 @@ class KafkaSource : public Source {
   /// with RawBatch::checkpoint `through` are consumed, on top of what was committed or
   /// restored; `through` 0: only those. Safe from any thread (the sink thread asks).
   std::map<std::pair<std::string, int32_t>, int64_t> TransactionOffsets(uint64_t through) const;
+  /// Partition-owned state, before a checkpoint commits: whether the group still counts
+  /// this consumer as a member. Fails when a revocation said the group forgot it, or
+  /// when the group coordinator refuses this member id (unknown member, fenced
+  /// instance id): it commits the offsets of the last committed checkpoint of the
+  /// assigned partitions once more, outside the transaction (the group holds them
+  /// already), which the coordinator checks against the member id. Safe from any
+  /// thread (the sink thread asks).
+  Status CheckMembership() const;
 
   /// The records-per-poll limit now in force.
   size_t poll_limit() const { return poll_limit_.load(std::memory_order_relaxed); }
@@ -155,6 +163,7 @@ class KafkaSource : public Source {
   std::vector<PartitionState> assigned_states_;  // for the next batch's restores
   std::set<PartitionKey> revoked_;               // records of these are not handed on
   Status rebalance_error_;
+  std::atomic<bool> assignment_lost_{false};  // a revocation said the group forgot us
   void AssignStates(rd_kafka_topic_partition_list_t* partitions);
   void RevokeStates(rd_kafka_topic_partition_list_t* partitions);
 
