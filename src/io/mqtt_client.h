@@ -23,6 +23,9 @@
 // while one source blocks it, other mqtt sources receive nothing either (they resume
 // when it drains). Publishers therefore use MQTTAsync, whose threads are separate.
 //
+// Paho's own trace is kept to errors (its default level formats a line per packet);
+// MQTT_C_CLIENT_TRACE / MQTT_C_CLIENT_TRACE_LEVEL in the environment still turn it on.
+//
 // Threading (MqttClient): the callbacks run on Paho's receive thread. Connect, Subscribe,
 // Publish, WaitForDelivery and Disconnect may be called from any one other thread at a
 // time.

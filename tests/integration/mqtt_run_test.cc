@@ -1,5 +1,7 @@
 // End-to-end: the built binary reads sensor messages from a real Mosquitto broker
 // (the `mqtt` source) into the local sqlite store.
+#include <MQTTAsync.h>
+#include <MQTTClient.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -7,7 +9,9 @@
 #include <sqlite3.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -69,6 +73,59 @@ TEST(MqttClientTest, ConnectionsToTheBrokerSendWithoutNagleDelay) {
   ASSERT_EQ(after_async.size(), 2u);
   EXPECT_EQ(after_async[0], 1);
   EXPECT_EQ(after_async[1], 1);
+}
+
+std::atomic<int> paho_trace_below_error{0};
+void CountPahoTrace(enum MQTTCLIENT_TRACE_LEVELS level, char* /*message*/) {
+  if (level < MQTTCLIENT_TRACE_ERROR) paho_trace_below_error.fetch_add(1);
+}
+void CountPahoAsyncTrace(enum MQTTASYNC_TRACE_LEVELS level, char* /*message*/) {
+  if (level < MQTTASYNC_TRACE_ERROR) paho_trace_below_error.fetch_add(1);
+}
+
+// Paho's default trace level formats a line for every packet (see mqtt_client.cc); the
+// clients lower it to errors, so receiving and publishing trace nothing below that.
+TEST(MqttClientTest, PahoTracesOnlyErrorsWhileMessagesFlow) {
+  if (MosquittoBroker::BinaryPath().empty()) GTEST_SKIP() << "mosquitto is not installed";
+  if (std::getenv("MQTT_C_CLIENT_TRACE") != nullptr ||
+      std::getenv("MQTT_C_CLIENT_TRACE_LEVEL") != nullptr) {
+    GTEST_SKIP() << "Paho's trace is asked for in the environment";
+  }
+  MosquittoBroker broker;
+  ASSERT_EQ(broker.Start(), "");
+  MqttConnectOptions o;
+  o.broker = broker.url();
+  o.clean_session = true;
+  o.client_id = "trace-sync";
+  std::atomic<int> received{0};
+  auto sync = MqttClient::Create(
+      o, [&](std::string_view, std::string_view, int) { received.fetch_add(1); }, nullptr);
+  ASSERT_TRUE(sync.ok()) << sync.status().ToString();
+  o.client_id = "trace-async";
+  auto async = MqttPublisher::Create(o);
+  ASSERT_TRUE(async.ok()) << async.status().ToString();
+  paho_trace_below_error = 0;
+  MQTTClient_setTraceCallback(&CountPahoTrace);
+  MQTTAsync_setTraceCallback(&CountPahoAsyncTrace);
+  ASSERT_TRUE((*sync)->Connect().ok());
+  ASSERT_TRUE((*sync)->Subscribe({"trace/#"}, 1).ok());
+  ASSERT_TRUE((*async)->Connect().ok());
+  constexpr int kMessages = 20;
+  for (int i = 0; i < kMessages; ++i) {
+    Result<int> token = (*async)->Publish("trace/a", "m" + std::to_string(i), 1, false);
+    ASSERT_TRUE(token.ok()) << token.status().ToString();
+    ASSERT_TRUE((*async)->WaitForDelivery(*token, 5'000'000).ok());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (received.load() < kMessages && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  (*sync)->Disconnect(100'000);
+  (*async)->Disconnect(100'000);
+  MQTTClient_setTraceCallback(nullptr);
+  MQTTAsync_setTraceCallback(nullptr);
+  EXPECT_EQ(received.load(), kMessages);
+  EXPECT_EQ(paho_trace_below_error.load(), 0);
 }
 
 TEST(MqttRunTest, BinaryReadsFromBrokerIntoSqlite) {

@@ -171,16 +171,25 @@ void MqttSource::OnMessage(std::string_view topic, std::string_view payload) {
       }
     }
   }
-  Message m{Intern(topic), std::string(payload), NowUs()};
+  if (topic != last_topic_ || last_topic_symbol_.empty()) {
+    last_topic_.assign(topic);
+    last_topic_symbol_ = Intern(topic);
+  }
+  const TimeUs arrival = NowUs();
   std::unique_lock<std::mutex> lock(mu_);
-  space_cv_.wait(lock, [&] { return stop_ || queue_.size() < options_.buffer; });
+  space_cv_.wait(lock, [&] { return stop_ || queued_ < options_.buffer; });
   // Even when stopping, keep it: the broker already counts it as delivered, and the
   // runtime drains the buffer after Stop (at most one message per callback over).
-  queue_.push_back(std::move(m));
+  if (chunks_.empty() || chunks_.back().size() >= chunk_) {
+    RawBatch& chunk = chunks_.emplace_back();
+    chunk.records.reserve(chunk_);
+    chunk.data.reserve(chunk_ * (payload.size() + 16));
+  }
+  chunks_.back().Add(payload, arrival, last_topic_symbol_, next_offset_++, -1);
+  ++queued_;
   // Wake Poll for the first message, and then only now and then: while a burst gathers
   // (see Poll) a wake-up per message would cost a thread switch per message.
-  if (queue_.size() == 1 || queue_.size() % kMqttWakeEvery == 0 ||
-      queue_.size() >= options_.buffer) {
+  if (queued_ == 1 || queued_ % kMqttWakeEvery == 0 || queued_ >= options_.buffer) {
     data_cv_.notify_one();
   }
 }
@@ -241,24 +250,57 @@ Status MqttSource::Poll(RawBatch& out, size_t max_records, DurationUs wait) {
   std::unique_lock<std::mutex> lock(mu_);
   // Paused: take nothing (after Stop the buffer is drained regardless).
   data_cv_.wait_for(lock, std::chrono::microseconds(std::max<DurationUs>(wait, 0)),
-                    [&] { return stop_ || (!paused_ && !queue_.empty()); });
+                    [&] { return stop_ || (!paused_ && queued_ > 0); });
   if (paused_ && !stop_) return Status::Ok();
+  if (max_records == 0) return Status::Ok();
+  chunk_ = max_records;
   // In a burst (kMqttBurst messages already waiting) let the batch fill for up to
   // kMqttBatchLinger: one hand-off per batch instead of per message keeps tributary ahead
   // of the broker under load. A few waiting messages go on at once: lingering for them
   // added its whole length to every reading's latency at a steady 10,000 messages/s.
-  if (!stop_ && queue_.size() >= kMqttBurst && queue_.size() < max_records) {
-    data_cv_.wait_for(lock, kMqttBatchLinger,
-                      [&] { return stop_ || queue_.size() >= max_records; });
+  if (!stop_ && queued_ >= kMqttBurst && queued_ < max_records) {
+    data_cv_.wait_for(lock, kMqttBatchLinger, [&] { return stop_ || queued_ >= max_records; });
   }
+  // Take whole chunks while they fit; merge them outside the lock. A chunk larger than
+  // what is asked for (max_records fell since it was begun) is split.
+  std::vector<RawBatch> taken;
   size_t n = 0;
-  while (n < max_records && !queue_.empty()) {
-    Message& m = queue_.front();
-    out.Add(m.payload, m.arrival, m.topic, next_offset_++, -1);
-    queue_.pop_front();
-    ++n;
+  while (!chunks_.empty() && n < max_records) {
+    RawBatch& front = chunks_.front();
+    if (n + front.size() <= max_records) {
+      n += front.size();
+      taken.push_back(std::move(front));
+      chunks_.pop_front();
+      continue;
+    }
+    const size_t k = max_records - n;
+    RawBatch head;
+    RawBatch rest;
+    for (size_t i = 0; i < front.size(); ++i) {
+      const RawRecord& r = front.records[i];
+      (i < k ? head : rest).Add(front.Payload(r), r.arrival_time, r.topic, r.offset, r.partition);
+    }
+    front = std::move(rest);
+    n += k;
+    taken.push_back(std::move(head));
   }
+  queued_ -= n;
   if (n > 0) space_cv_.notify_all();
+  lock.unlock();
+  for (RawBatch& chunk : taken) {
+    if (out.empty() && out.data.empty()) {
+      out.data = std::move(chunk.data);
+      out.records = std::move(chunk.records);
+      continue;
+    }
+    const auto base = static_cast<uint32_t>(out.data.size());
+    out.data.append(chunk.data);
+    out.records.reserve(out.records.size() + chunk.records.size());
+    for (RawRecord r : chunk.records) {
+      r.begin += base;
+      out.records.push_back(r);
+    }
+  }
   return Status::Ok();
 }
 
@@ -302,7 +344,7 @@ Status MqttSource::RestorePosition(std::string_view position) {
 size_t MqttSource::buffered() const {
   if (log_ != nullptr) return static_cast<size_t>(log_->backlog());
   std::lock_guard<std::mutex> lock(mu_);
-  return queue_.size();
+  return queued_;
 }
 
 void MqttSource::Close() {

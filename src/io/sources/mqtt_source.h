@@ -101,11 +101,6 @@ class MqttSource : public Source {
   uint64_t log_failures() const { return log_failures_.load(std::memory_order_relaxed); }
 
  private:
-  struct Message {
-    Symbol topic;
-    std::string payload;
-    TimeUs arrival = 0;
-  };
   void OnMessage(std::string_view topic, std::string_view payload);
   void OnLost(const std::string& cause);
   Status ConnectAndSubscribe();
@@ -126,11 +121,19 @@ class MqttSource : public Source {
   std::condition_variable data_cv_;   // Poll waits: a message arrived, or stop
   std::condition_variable space_cv_;  // receive thread waits: buffer has room, or stop
   std::condition_variable state_cv_;  // supervisor waits: connection lost, or stop
-  std::deque<Message> queue_;
+  // Without an ingest log: received messages, in RawBatch chunks of at most chunk_
+  // records that Poll hands on whole (the receive thread copies each payload once, into
+  // the chunk; Poll moves chunks out under the lock and merges them outside it).
+  std::deque<RawBatch> chunks_;
+  size_t queued_ = 0;    // records in chunks_
+  size_t chunk_ = 1024;  // the last max_records Poll asked for
+  int64_t next_offset_ = 1;
+  // Receive thread only: the last topic and its Symbol (one Intern per topic change).
+  std::string last_topic_;
+  Symbol last_topic_symbol_;
   bool stop_ = false;
   bool lost_ = false;
   bool paused_ = false;  // SetPaused
-  int64_t next_offset_ = 1;
 };
 
 /// Register the `mqtt` source type.

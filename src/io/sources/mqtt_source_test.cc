@@ -274,6 +274,48 @@ TEST(MqttSourceTest, Qos2Delivered) {
   for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(got.Payload(got.records[i]), lines[i]);
 }
 
+// Poll hands on at most max_records, in arrival order, also when fewer are asked for
+// than the receive thread gathers per chunk; the rest follows, offsets unbroken.
+TEST(MqttSourceTest, PollTakesAtMostWhatIsAskedForInOrder) {
+  REQUIRE_MOSQUITTO();
+  MosquittoBroker broker;
+  ASSERT_EQ(broker.Start(), "");
+  MqttSource source(Options(broker, {"p/#"}, "pollsplit"));
+  RunContext ctx;
+  ASSERT_TRUE(source.Open(ctx).ok());
+  RawBatch none;
+  ASSERT_TRUE(source.Poll(none, 1000, 0).ok());  // chunks of up to 1000 from now on
+  EXPECT_TRUE(none.empty());
+  std::vector<std::string> a;
+  std::vector<std::string> b;
+  for (int i = 0; i < 20; ++i) a.push_back("a" + std::to_string(i));
+  for (int i = 0; i < 10; ++i) b.push_back("b" + std::to_string(i));
+  ASSERT_EQ(broker.Publish("p/a", a, 1).exit_code, 0);
+  ASSERT_EQ(broker.Publish("p/b", b, 1).exit_code, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (source.buffered() < 30 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(source.buffered(), 30u);
+  RawBatch first;
+  ASSERT_TRUE(source.Poll(first, 7, 0).ok());
+  ASSERT_EQ(first.size(), 7u);
+  EXPECT_EQ(source.buffered(), 23u);
+  RawBatch rest;
+  ASSERT_TRUE(source.Poll(rest, 100, 0).ok());
+  ASSERT_EQ(rest.size(), 23u);
+  EXPECT_EQ(source.buffered(), 0u);
+  std::vector<std::string> want = a;
+  want.insert(want.end(), b.begin(), b.end());
+  for (size_t i = 0; i < want.size(); ++i) {
+    const RawBatch& from = i < 7 ? first : rest;
+    const RawRecord& r = from.records[i < 7 ? i : i - 7];
+    EXPECT_EQ(from.Payload(r), want[i]) << i;
+    EXPECT_EQ(r.offset, static_cast<int64_t>(i + 1)) << i;
+    EXPECT_EQ(r.topic.view(), i < 20 ? "p/a" : "p/b") << i;
+  }
+}
+
 TEST(MqttSourceTest, StopUnblocksPoll) {
   REQUIRE_MOSQUITTO();
   MosquittoBroker broker;
