@@ -174,7 +174,9 @@ struct StoredCheckpoint {
 };
 
 /// The durable store of checkpoints: <dir>/checkpoints.db (SQLite, WAL, synchronous
-/// FULL), one row per complete checkpoint, written in one transaction.
+/// FULL), one row per complete checkpoint, written in one transaction after the state
+/// it names went to <dir>/state-<id>-<created_us>.bin and was synced (stores of earlier
+/// builds hold the state in chunks of the database, and are still read).
 class CheckpointStore {
  public:
   CheckpointStore();
