@@ -21,6 +21,11 @@ struct RunContext {
   const std::atomic<bool>* stop = nullptr;  ///< set when the run is asked to stop
   /// Checkpoints are on: sources fill RawBatch::position (io/connector.h).
   bool checkpointing = false;
+  /// With checkpoints: the latest complete checkpoint in the store when the run starts
+  /// (0: none), set before any sink opens. A sink that prepared that checkpoint but had
+  /// not committed it when the process died finishes its commit at open
+  /// (Sink::NeedsEpochLog).
+  uint64_t checkpoint_decided = 0;
   /// The outputs are staged and thrown away unless the whole run succeeds (backfill,
   /// stream/backfill.h): a sink writing into `data_dir` may trade crash safety for
   /// speed (no write-ahead log, no fsync), as long as what it leaves after Close reads

@@ -93,6 +93,13 @@ class Sink {
   virtual Result<SinkCheckpointRecord> OpenCheckpoints() {
     return Status::Invalid("this sink does not take part in checkpoints");
   }
+  /// Whether the sink needs the rows of an interval to be given again after a crash
+  /// between the decision and its CommitCheckpoint (the epoch log, stream/checkpoint.h).
+  /// A sink that makes everything of the interval durable in PrepareCheckpoint, and at
+  /// the next open finishes a commit the store decided (RunContext::checkpoint_decided),
+  /// answers false; the epoch log is written only when some sink answers true. Asked
+  /// after OpenCheckpoints.
+  virtual bool NeedsEpochLog() const { return true; }
   /// Phase 1: flush what is buffered as far as possible without making it visible.
   virtual Status PrepareCheckpoint(uint64_t checkpoint) {
     (void)checkpoint;

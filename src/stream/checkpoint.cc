@@ -284,6 +284,68 @@ Status DecodeLedger(std::string_view bytes, StoredCheckpoint& c) {
   return r.status();
 }
 
+// The state file of checkpoint `c` (CheckpointStore::Save): named by id and creation
+// time, so a checkpoint id used again (partition-owned state abandons a checkpoint the
+// sinks did not commit) never overwrites the file a stored row refers to.
+std::string StateFileName(const StoredCheckpoint& c) {
+  return "state-" + std::to_string(c.id) + "-" + std::to_string(c.created) + ".bin";
+}
+
+bool IsStateFileName(const std::string& name) {
+  return name.rfind("state-", 0) == 0 && name.size() > 10 &&
+         name.compare(name.size() - 4, 4, ".bin") == 0;
+}
+
+Status SyncPath(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return Status::Io("cannot open " + path + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::Io("cannot sync " + path + ": " + std::strerror(err));
+  return Status::Ok();
+}
+
+// Write `bytes` to `path` and sync the file and its folder.
+Status WriteStateFile(const std::string& dir, const std::string& path, std::string_view bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Io("cannot write " + path + ": " + std::strerror(errno));
+  size_t at = 0;
+  while (at < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + at, bytes.size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      return Status::Io("cannot write " + path + ": " + std::strerror(err));
+    }
+    at += static_cast<size_t>(n);
+  }
+  const int rc = ::fdatasync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::Io("cannot sync " + path + ": " + std::strerror(err));
+  return SyncPath(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+// State files no checkpoint row refers to: written by a Save the process did not finish
+// (that checkpoint was never decided), or of checkpoints dropped since.
+Status RemoveUnreferencedStateFiles(SqliteDb& db, const std::string& dir) {
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement known,
+                        db.Prepare("SELECT count(*) FROM checkpoints WHERE state_file = ?"));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!IsStateFileName(name)) continue;
+    known.BindText(1, name);
+    TRIB_ASSIGN_OR_RETURN(bool row, known.Step());
+    const bool referred = row && known.ColumnInt(0) > 0;
+    known.Reset();
+    if (!referred) std::filesystem::remove(entry.path(), ec);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 CheckpointStore::CheckpointStore() = default;
@@ -297,21 +359,28 @@ Status CheckpointStore::Open(const std::string& dir, int64_t keep) {
   keep_ = keep;
   db_ = std::make_unique<SqliteDb>();
   TRIB_RETURN_IF_ERROR(db_->Open(dir + "/checkpoints.db"));
-  return db_->Exec(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-      "CREATE TABLE IF NOT EXISTS checkpoints ("
-      " checkpoint_id INTEGER PRIMARY KEY, created_us INTEGER NOT NULL,"
-      " state_bytes INTEGER NOT NULL, ledger BLOB NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS checkpoint_chunks ("
-      " checkpoint_id INTEGER NOT NULL, seq INTEGER NOT NULL, bytes BLOB NOT NULL,"
-      " PRIMARY KEY (checkpoint_id, seq));");
+  TRIB_RETURN_IF_ERROR(
+      db_->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                "CREATE TABLE IF NOT EXISTS checkpoints ("
+                " checkpoint_id INTEGER PRIMARY KEY, created_us INTEGER NOT NULL,"
+                " state_bytes INTEGER NOT NULL, ledger BLOB NOT NULL);"
+                "CREATE TABLE IF NOT EXISTS checkpoint_chunks ("
+                " checkpoint_id INTEGER NOT NULL, seq INTEGER NOT NULL, bytes BLOB NOT NULL,"
+                " PRIMARY KEY (checkpoint_id, seq));"));
+  TRIB_ASSIGN_OR_RETURN(int64_t has_file,
+                        db_->QueryInt("SELECT count(*) FROM pragma_table_info('checkpoints') "
+                                      "WHERE name = 'state_file'"));
+  if (has_file == 0) {
+    TRIB_RETURN_IF_ERROR(db_->Exec("ALTER TABLE checkpoints ADD COLUMN state_file TEXT"));
+  }
+  return RemoveUnreferencedStateFiles(*db_, dir_);
 }
 
 Result<std::optional<StoredCheckpoint>> CheckpointStore::Latest() {
   TRIB_ASSIGN_OR_RETURN(
       SqliteStatement st,
-      db_->Prepare("SELECT checkpoint_id, created_us, state_bytes, ledger FROM checkpoints "
-                   "ORDER BY checkpoint_id DESC LIMIT 1"));
+      db_->Prepare("SELECT checkpoint_id, created_us, state_bytes, ledger, state_file "
+                   "FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1"));
   TRIB_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return std::optional<StoredCheckpoint>();
   StoredCheckpoint c;
@@ -320,15 +389,31 @@ Result<std::optional<StoredCheckpoint>> CheckpointStore::Latest() {
   const auto state_bytes = static_cast<size_t>(st.ColumnInt(2));
   const std::string where = "checkpoint " + std::to_string(c.id) + " in " + db_->path();
   TRIB_RETURN_IF_ERROR(DecodeLedger(st.ColumnBlob(3), c).WithContext(where));
+  const std::string state_file(st.ColumnBlob(4));
   TRIB_ASSIGN_OR_RETURN(SqliteStatement chunks,
                         db_->Prepare("SELECT bytes FROM checkpoint_chunks WHERE checkpoint_id = ? "
                                      "ORDER BY seq"));
   chunks.BindInt(1, static_cast<int64_t>(c.id));
   c.state.reserve(state_bytes);
-  while (true) {
-    TRIB_ASSIGN_OR_RETURN(bool more, chunks.Step());
-    if (!more) break;
-    c.state.append(chunks.ColumnBlob(0));
+  if (state_file.empty()) {
+    // Checkpoints of earlier builds hold their state in chunks.
+    while (true) {
+      TRIB_ASSIGN_OR_RETURN(bool more, chunks.Step());
+      if (!more) break;
+      c.state.append(chunks.ColumnBlob(0));
+    }
+  } else {
+    // The state is a file of its own, written and synced before the row referring to it.
+    const std::string path = dir_ + "/" + state_file;
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (!f) return Status::Io(where + ": cannot read " + path + ": " + std::strerror(errno));
+    c.state.resize(state_bytes);
+    const size_t got = std::fread(c.state.data(), 1, state_bytes, f.get());
+    c.state.resize(got);
+    if (got == state_bytes && std::fgetc(f.get()) != EOF) {
+      return Status::Corrupt(where + ": " + path + " is longer than the " +
+                             std::to_string(state_bytes) + " bytes of state expected");
+    }
   }
   if (c.state.size() != state_bytes) {
     return Status::Corrupt(where + ": " + std::to_string(c.state.size()) +
@@ -338,6 +423,12 @@ Result<std::optional<StoredCheckpoint>> CheckpointStore::Latest() {
 }
 
 Status CheckpointStore::Save(const StoredCheckpoint& c) {
+  // The state goes to a file of its own, synced before the transaction that refers to
+  // it: written once, where chunks in the database were written twice (to the WAL, then
+  // by the WAL checkpoint into the file) with a sync each time.
+  const std::string state_file = StateFileName(c);
+  TRIB_RETURN_IF_ERROR(WriteStateFile(dir_, dir_ + "/" + state_file, c.state)
+                           .WithContext("checkpoint store " + db_->path()));
   TRIB_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
   auto fail = [&](Status st) {
     (void)db_->Exec("ROLLBACK");
@@ -345,30 +436,17 @@ Status CheckpointStore::Save(const StoredCheckpoint& c) {
   };
   {
     auto st = db_->Prepare(
-        "INSERT OR REPLACE INTO checkpoints(checkpoint_id, created_us, state_bytes, ledger) "
-        "VALUES (?, ?, ?, ?)");
+        "INSERT OR REPLACE INTO checkpoints(checkpoint_id, created_us, state_bytes, ledger, "
+        "state_file) VALUES (?, ?, ?, ?, ?)");
     if (!st.ok()) return fail(st.status());
     std::string ledger = EncodeLedger(c.ledger, c.sink_ledger_before);
     st->BindInt(1, static_cast<int64_t>(c.id));
     st->BindInt(2, c.created);
     st->BindInt(3, static_cast<int64_t>(c.state.size()));
     st->BindBlob(4, ledger);
+    st->BindText(5, state_file);
     Status run = st->Run();
     if (!run.ok()) return fail(run);
-  }
-  {
-    // SQLite limits one value to 1e9 bytes: the state goes in 64 MiB chunks.
-    constexpr size_t kChunk = size_t{64} << 20;
-    auto st = db_->Prepare(
-        "INSERT OR REPLACE INTO checkpoint_chunks(checkpoint_id, seq, bytes) VALUES (?, ?, ?)");
-    if (!st.ok()) return fail(st.status());
-    for (size_t at = 0, seq = 0; at < c.state.size(); at += kChunk, ++seq) {
-      st->BindInt(1, static_cast<int64_t>(c.id));
-      st->BindInt(2, static_cast<int64_t>(seq));
-      st->BindBlob(3, std::string_view(c.state).substr(at, kChunk));
-      Status run = st->Run();
-      if (!run.ok()) return fail(run);
-    }
   }
   for (const char* sql : {"DELETE FROM checkpoints WHERE checkpoint_id <= ?",
                           "DELETE FROM checkpoint_chunks WHERE checkpoint_id <= ?"}) {
@@ -380,7 +458,9 @@ Status CheckpointStore::Save(const StoredCheckpoint& c) {
   }
   Status commit = db_->Exec("COMMIT");
   if (!commit.ok()) return fail(commit);
-  return Status::Ok();
+  // The files of the checkpoints dropped or replaced (a crash before this leaves them
+  // to the next Open).
+  return RemoveUnreferencedStateFiles(*db_, dir_);
 }
 
 // ---------------------------------------------------------------------------
@@ -413,7 +493,11 @@ Status EpochLog::Create() {
 }
 
 Status EpochLog::Append(const Batch& batch) {
-  if (BatchRecordRows(batch) == 0) return Status::Ok();
+  // A batch of only alerts or spatial statistics is logged too: a sink replaying the
+  // log would lose them otherwise.
+  if (BatchRecordRows(batch) == 0 && batch.alerts.empty() && batch.spatial_stats.empty()) {
+    return Status::Ok();
+  }
   TRIB_RETURN_IF_ERROR(Create());
   buf_.assign(4, '\0');
   EncodeBatchColumns(batch, buf_);
@@ -513,6 +597,8 @@ Status CheckpointCoordinator::Recover() {
     if (!rec.ok()) return rec.status().WithContext("checkpoints: sink " + stages_.sink_names[i]);
     records.push_back(std::move(*rec));
   }
+  epoch_needed_ = std::any_of(stages_.sinks.begin(), stages_.sinks.end(),
+                              [](const Sink* s) { return s->NeedsEpochLog(); });
   if (options_.partition_state) {
     // What the sinks committed is the truth: the partitions' state and offsets of that
     // checkpoint are in the changelog, restored when the partitions are assigned. A
@@ -669,6 +755,7 @@ Result<uint64_t> CheckpointCoordinator::Take(TimeUs now) {
 }
 
 Status CheckpointCoordinator::Record(const Batch& batch) {
+  if (!epoch_needed_) return Status::Ok();
   const TimeUs started = NowUs();
   Status st = epoch_.Append(batch);
   costs_.epoch_write += NowUs() - started;
@@ -705,7 +792,7 @@ Status CheckpointCoordinator::Complete(uint64_t id) {
         "checkpoint " + std::to_string(id) + ": sink " + stages_.sink_names[i] + " prepare"));
   }
   lap(costs_.prepare);
-  TRIB_RETURN_IF_ERROR(epoch_.Sync());
+  if (epoch_needed_) TRIB_RETURN_IF_ERROR(epoch_.Sync());
   lap(costs_.epoch_sync);
   CrashPoint(CrashStep::kAfterPrepare);
   // 2. Decide.

@@ -12,7 +12,9 @@
 // after the batches it covers. The sink thread then runs the two-phase commit:
 //   1. prepare: every sink flushes what it buffered without making it visible
 //      (Sink::PrepareCheckpoint), and the sink-bound records of the interval (the
-//      epoch log, below) are flushed and fsynced;
+//      epoch log, below) are flushed and fsynced — written only when some sink needs
+//      them given again (Sink::NeedsEpochLog: the SQLite sink makes the interval
+//      durable at prepare and finishes a decided commit itself at the next open);
 //   2. decide: the checkpoint row is written to the store in one SQLite transaction;
 //      from this moment checkpoint N is complete;
 //   3. commit: every sink makes the interval visible together with the id N, in one
@@ -172,7 +174,9 @@ struct StoredCheckpoint {
 };
 
 /// The durable store of checkpoints: <dir>/checkpoints.db (SQLite, WAL, synchronous
-/// FULL), one row per complete checkpoint, written in one transaction.
+/// FULL), one row per complete checkpoint, written in one transaction after the state
+/// it names went to <dir>/state-<id>-<created_us>.bin and was synced (stores of earlier
+/// builds hold the state in chunks of the database, and are still read).
 class CheckpointStore {
  public:
   CheckpointStore();
@@ -284,6 +288,13 @@ class CheckpointCoordinator {
   /// Sink thread, at the barrier of checkpoint `id`: prepare, decide, commit.
   Status Complete(uint64_t id);
 
+  /// After Load: the latest complete checkpoint in the store, which a sink that prepared
+  /// it finishes at open (RunContext::checkpoint_decided); 0 with none, and with
+  /// partition-owned state, where a checkpoint the sinks did not commit is abandoned.
+  uint64_t decided() const { return loaded_ && !options_.partition_state ? loaded_->id : 0; }
+  /// Whether the epoch log is written: some sink needs it (Sink::NeedsEpochLog; known
+  /// after Recover).
+  bool writes_epoch_log() const { return epoch_needed_; }
   /// The latest complete checkpoint (0: none).
   uint64_t last_complete() const { return last_complete_; }
   /// Time the last Recover took (restore and sink catch-up), for reports.
@@ -311,6 +322,7 @@ class CheckpointCoordinator {
   std::mutex mu_;  // guards pending_
   std::vector<Pending> pending_;
   EpochLog epoch_;
+  bool epoch_needed_ = true;
   DurationUs recovery_time_ = 0;
   size_t last_state_bytes_ = 0;
   CheckpointCosts costs_;  // snapshot fields: process thread; the rest: sink thread

@@ -327,6 +327,7 @@ Status Pipeline::Run(DurationUs duration) {
     ckpt = std::make_unique<CheckpointCoordinator>(ckpt_options, std::move(stages));
     TRIB_RETURN_IF_ERROR(ckpt->Load());
     ctx.checkpointing = true;
+    ctx.checkpoint_decided = ckpt->decided();
   }
 
   // Open sinks first: a sink that cannot open must fail the run before any source

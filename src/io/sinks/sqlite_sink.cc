@@ -11,6 +11,7 @@
 
 #include "core/json_writer.h"
 #include "core/registry.h"
+#include "io/sinks/batch_codec.h"
 #include "io/sinks/gpkg.h"
 #include "io/sinks/sink_text.h"
 #include "io/sinks/sqlite_util.h"
@@ -361,6 +362,10 @@ class SqliteSink final : public Sink {
   Status Write(const Batch& batch) override;
   Status Commit() override;
   Result<SinkCheckpointRecord> OpenCheckpoints() override;
+  // Every row of the interval is committed by PrepareCheckpoint, with what
+  // CommitCheckpoint needs to finish a decided checkpoint at the next open.
+  bool NeedsEpochLog() const override { return false; }
+  Status PrepareCheckpoint(uint64_t checkpoint) override;
   Status CommitCheckpoint(uint64_t checkpoint) override;
   void Close() override;
 
@@ -398,6 +403,10 @@ class SqliteSink final : public Sink {
   // interval a crash interrupted), so that ids and contents continue exactly where the
   // checkpoint left them.
   Result<SinkCheckpointRecord> TrimToCheckpoint();
+  // At open: a checkpoint this sink prepared (sink_checkpoint_prepared) is committed
+  // now when the store decided it (RunContext::checkpoint_decided) and this sink is one
+  // behind it; otherwise it is dropped, and TrimToCheckpoint removes its rows.
+  Status FinishPrepared();
   // A run without checkpoints commits rows after the last checkpoint that must stay:
   // the ids of this sink's checkpoint row are cleared, and a later run with checkpoints
   // takes the ids of then (TrimToCheckpoint) instead of removing these rows.
@@ -405,6 +414,9 @@ class SqliteSink final : public Sink {
   // The transaction of CommitCheckpoint: held alerts and spatial statistics, the
   // sink_checkpoints row, the commit and the ledger count.
   Status CheckpointTransaction(uint64_t checkpoint);
+  // The transaction of PrepareCheckpoint: the interval's last rows and its
+  // sink_checkpoint_prepared row.
+  Status PreparedTransaction(uint64_t checkpoint);
   // The transaction is gone (SQLite rolled it back): forget its rows and say so.
   Status TransactionLost(const Status& cause);
   void ClearPending() {
@@ -436,7 +448,9 @@ class SqliteSink final : public Sink {
   // statistics (upserts and rows without a per-sink id range) wait for the
   // CommitCheckpoint transaction instead.
   bool checkpointing_ = false;
-  SqliteStatement record_checkpoint_;
+  uint64_t checkpoint_decided_ = 0;  // RunContext::checkpoint_decided
+  uint64_t prepared_ = 0;            // the last checkpoint PrepareCheckpoint made durable
+  SqliteStatement record_checkpoint_, record_prepared_, drop_prepared_;
   std::vector<AlertEvent> held_alerts_;
   std::vector<SpatialStats> held_spatial_stats_;
   // Rows inserted since the last ledger count: in the open transaction, or with
@@ -460,6 +474,7 @@ class SqliteSink final : public Sink {
 Status SqliteSink::Open(RunContext& ctx) {
   if (db_.is_open()) return Status::Internal("sqlite sink " + options_.name + " opened twice");
   ledger_ = ctx.ledger;
+  checkpoint_decided_ = ctx.checkpoint_decided;
   if (ctx.config != nullptr) extra_zone_layers_ = ExtraZoneLayerNames(*ctx.config);
   if (options_.path.empty()) {
     std::string dir = ctx.data_dir.empty() ? std::string(".") : ctx.data_dir;
@@ -831,6 +846,19 @@ constexpr std::string_view kSinkCheckpointsSql =
     " sink TEXT PRIMARY KEY, checkpoint_id INTEGER NOT NULL,"
     " readings INTEGER NOT NULL, windows INTEGER NOT NULL,"
     " quarantine INTEGER NOT NULL, late INTEGER NOT NULL, committed_us INTEGER NOT NULL)";
+// The checkpoint this sink prepared and has not committed yet: written in the
+// transaction of the interval's last rows at PrepareCheckpoint (synced), removed in the
+// transaction of CommitCheckpoint. It holds what that commit writes — the rows per
+// table, the largest ids, the held alerts and spatial statistics (`held`,
+// EncodeBatchColumns) — so a commit the process did not reach is finished at the next
+// open, without the epoch log (FinishPrepared).
+constexpr std::string_view kSinkCheckpointPreparedSql =
+    "CREATE TABLE IF NOT EXISTS sink_checkpoint_prepared ("
+    " sink TEXT PRIMARY KEY, checkpoint_id INTEGER NOT NULL,"
+    " readings INTEGER NOT NULL, windows INTEGER NOT NULL,"
+    " quarantine INTEGER NOT NULL, late INTEGER NOT NULL,"
+    " readings_id INTEGER NOT NULL, windows_id INTEGER NOT NULL,"
+    " quarantine_id INTEGER NOT NULL, late_id INTEGER NOT NULL, held BLOB NOT NULL)";
 // Added to files whose sink_checkpoints predates them; NULL in rows written before.
 constexpr const char* kSinkCheckpointIdColumns[kTableCount] = {"readings_id", "windows_id",
                                                                "quarantine_id", "late_id"};
@@ -839,6 +867,7 @@ Result<SinkCheckpointRecord> SqliteSink::OpenCheckpoints() {
   if (!db_.is_open()) return Status::Internal("sqlite sink: OpenCheckpoints before Open");
   if (in_transaction_) return Status::Internal("sqlite sink: OpenCheckpoints after a Write");
   TRIB_RETURN_IF_ERROR(db_.Exec(kSinkCheckpointsSql));
+  TRIB_RETURN_IF_ERROR(db_.Exec(kSinkCheckpointPreparedSql));
   for (const char* column : kSinkCheckpointIdColumns) {
     TRIB_ASSIGN_OR_RETURN(int64_t present,
                           db_.QueryInt("SELECT count(*) FROM pragma_table_info('sink_checkpoints') "
@@ -860,9 +889,19 @@ Result<SinkCheckpointRecord> SqliteSink::OpenCheckpoints() {
                                "windows_id, quarantine_id, late_id) "
                                "VALUES (?, ?, ?, ?, ?, ?, ?" +
                                    max_ids + ")"));
+  TRIB_RETURN_IF_ERROR(Prepare(record_prepared_,
+                               "INSERT OR REPLACE INTO sink_checkpoint_prepared(sink, "
+                               "checkpoint_id, readings, windows, quarantine, late, readings_id, "
+                               "windows_id, quarantine_id, late_id, held) "
+                               "VALUES (?, ?, ?, ?, ?, ?" +
+                                   max_ids + ", ?)"));
+  TRIB_RETURN_IF_ERROR(
+      Prepare(drop_prepared_, "DELETE FROM sink_checkpoint_prepared WHERE sink = ?"));
   TRIB_RETURN_IF_ERROR(begin_.Run());
   in_transaction_ = true;
-  Result<SinkCheckpointRecord> rec = TrimToCheckpoint();
+  Status finished = FinishPrepared();
+  Result<SinkCheckpointRecord> rec =
+      finished.ok() ? TrimToCheckpoint() : Result<SinkCheckpointRecord>(finished);
   Status st = rec.ok() ? commit_.Run() : rec.status();
   in_transaction_ = false;
   if (!st.ok()) {
@@ -884,7 +923,17 @@ Status SqliteSink::ForgetCheckpointIds() {
   }
   TRIB_ASSIGN_OR_RETURN(SqliteStatement update, db_.Prepare(clear + " WHERE sink = ?"));
   update.BindText(1, options_.name);
-  return update.Run();
+  TRIB_RETURN_IF_ERROR(update.Run());
+  // A checkpoint prepared but not committed belongs to the rows this run keeps: finished
+  // later, it would set ids below them and remove them.
+  TRIB_ASSIGN_OR_RETURN(
+      int64_t prepared,
+      db_.QueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'sink_checkpoint_prepared'"));
+  if (prepared == 0) return Status::Ok();
+  TRIB_ASSIGN_OR_RETURN(SqliteStatement drop,
+                        db_.Prepare("DELETE FROM sink_checkpoint_prepared WHERE sink = ?"));
+  drop.BindText(1, options_.name);
+  return drop.Run();
 }
 
 Result<SinkCheckpointRecord> SqliteSink::TrimToCheckpoint() {
@@ -942,14 +991,119 @@ Result<SinkCheckpointRecord> SqliteSink::TrimToCheckpoint() {
   return rec;
 }
 
+Status SqliteSink::FinishPrepared() {
+  SqliteStatement q;
+  TRIB_ASSIGN_OR_RETURN(
+      q, db_.Prepare("SELECT checkpoint_id, readings, windows, quarantine, late, readings_id, "
+                     "windows_id, quarantine_id, late_id, held FROM sink_checkpoint_prepared "
+                     "WHERE sink = ?"));
+  q.BindText(1, options_.name);
+  TRIB_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Status::Ok();
+  const auto prepared = static_cast<uint64_t>(q.ColumnInt(0));
+  int64_t values[8] = {};
+  for (int i = 0; i < 8; ++i) values[i] = q.ColumnInt(1 + i);
+  const std::string held(q.ColumnBlob(9));
+  q.Reset();
+  TRIB_ASSIGN_OR_RETURN(q,
+                        db_.Prepare("SELECT checkpoint_id FROM sink_checkpoints WHERE sink = ?"));
+  q.BindText(1, options_.name);
+  TRIB_ASSIGN_OR_RETURN(row, q.Step());
+  const int64_t committed = row ? q.ColumnInt(0) : 0;
+  q.Reset();
+  if (prepared == checkpoint_decided_ && static_cast<uint64_t>(committed) + 1 == prepared) {
+    // The store decided the checkpoint after this sink prepared it; the process died
+    // before CommitCheckpoint. Its rows are all committed: write what that commit would.
+    Batch batch;
+    if (!held.empty()) {
+      Result<Batch> decoded = DecodeBatchColumns(held);
+      if (!decoded.ok()) {
+        return decoded.status().WithContext("sqlite " + path_ + ": prepared checkpoint " +
+                                            std::to_string(prepared));
+      }
+      batch = std::move(*decoded);
+    }
+    for (const AlertEvent& a : batch.alerts) TRIB_RETURN_IF_ERROR(UpsertAlert(a));
+    for (const SpatialStats& st : batch.spatial_stats) TRIB_RETURN_IF_ERROR(InsertSpatialStats(st));
+    SqliteStatement record;
+    TRIB_ASSIGN_OR_RETURN(
+        record, db_.Prepare("INSERT OR REPLACE INTO sink_checkpoints(sink, checkpoint_id, "
+                            "readings, windows, quarantine, late, committed_us, "
+                            "readings_id, windows_id, quarantine_id, late_id) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    record.BindText(1, options_.name);
+    record.BindInt(2, static_cast<int64_t>(prepared));
+    for (int i = 0; i < 4; ++i) record.BindInt(3 + i, values[i]);
+    record.BindInt(7, NowUs());
+    for (int i = 0; i < 4; ++i) record.BindInt(8 + i, values[4 + i]);
+    TRIB_RETURN_IF_ERROR(record.Run());
+    spdlog::info("sqlite {}: committed checkpoint {}, prepared before the process stopped", path_,
+                 prepared);
+  }
+  // Otherwise the checkpoint was never decided: TrimToCheckpoint removes its rows.
+  drop_prepared_.BindText(1, options_.name);
+  return drop_prepared_.Run();
+}
+
+Status SqliteSink::PrepareCheckpoint(uint64_t checkpoint) {
+  if (!checkpointing_)
+    return Status::Internal("sqlite sink: PrepareCheckpoint before OpenCheckpoints");
+  // Before the decision the interval becomes durable: its last rows and the
+  // sink_checkpoint_prepared row in one transaction that syncs the WAL (and with it the
+  // interval's earlier commits) even with `normal`. SQLite changes `synchronous` only
+  // outside a transaction, so the rows written since the last commit are committed
+  // first, as any other batch (rows after the last checkpoint are removed at open).
+  const bool sync_now = options_.synchronous == SqliteSynchronous::kNormal;
+  if (sync_now && in_transaction_) TRIB_RETURN_IF_ERROR(CommitTransaction());
+  if (sync_now && !in_transaction_) TRIB_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous = FULL"));
+  Status st = PreparedTransaction(checkpoint);
+  if (sync_now && db_.autocommit()) {
+    Status back = db_.Exec(SynchronousPragma(options_.synchronous));
+    if (st.ok()) st = back;
+  }
+  if (st.ok()) prepared_ = checkpoint;
+  return st;
+}
+
+Status SqliteSink::PreparedTransaction(uint64_t checkpoint) {
+  if (!in_transaction_) {
+    TRIB_RETURN_IF_ERROR(begin_.Run());
+    in_transaction_ = true;
+  }
+  std::string held;
+  if (!held_alerts_.empty() || !held_spatial_stats_.empty()) {
+    Batch batch;
+    batch.alerts = held_alerts_;
+    batch.spatial_stats = held_spatial_stats_;
+    EncodeBatchColumns(batch, held);
+  }
+  record_prepared_.BindText(1, options_.name);
+  record_prepared_.BindInt(2, static_cast<int64_t>(checkpoint));
+  for (int i = 0; i < kTableCount; ++i) {
+    record_prepared_.BindInt(3 + i, static_cast<int64_t>(pending_[i]));
+  }
+  record_prepared_.BindBlob(7, held);
+  Status st = record_prepared_.Run();
+  if (!st.ok()) {
+    if (db_.autocommit()) return TransactionLost(st);
+    return st;
+  }
+  return CommitTransaction();  // the interval's counts stay for CommitCheckpoint
+}
+
 Status SqliteSink::CommitCheckpoint(uint64_t checkpoint) {
   if (!checkpointing_)
     return Status::Internal("sqlite sink: CommitCheckpoint before OpenCheckpoints");
-  // The epoch log is removed once the sinks committed, so the checkpoint's transaction
-  // syncs the WAL (and with it the interval's earlier commits) even with `normal`.
-  // SQLite changes `synchronous` only outside a transaction: the interval's last rows
-  // are committed first, as any other batch (rows after the last checkpoint are
-  // removed at open), then the checkpoint row goes in a transaction of its own.
+  if (prepared_ == checkpoint) {
+    // Everything this transaction writes is durable since PrepareCheckpoint: a commit
+    // lost with the machine is finished again at the next open (FinishPrepared), so it
+    // needs no sync of its own.
+    return CheckpointTransaction(checkpoint);
+  }
+  // Not prepared (a caller of the two-phase commit without phase 1): the checkpoint's
+  // transaction syncs the WAL itself even with `normal`, after the interval's last
+  // rows went in a commit of their own (SQLite changes `synchronous` only outside a
+  // transaction).
   const bool sync_now = options_.synchronous == SqliteSynchronous::kNormal;
   if (sync_now && in_transaction_) TRIB_RETURN_IF_ERROR(CommitTransaction());
   if (sync_now && !in_transaction_) TRIB_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous = FULL"));
@@ -982,6 +1136,10 @@ Status SqliteSink::CheckpointTransaction(uint64_t checkpoint) {
     record_checkpoint_.BindInt(7, NowUs());
     st = record_checkpoint_.Run();
   }
+  if (st.ok()) {
+    drop_prepared_.BindText(1, options_.name);
+    st = drop_prepared_.Run();
+  }
   if (!st.ok()) {
     if (db_.autocommit()) return TransactionLost(st);
     return st;
@@ -1003,6 +1161,8 @@ void SqliteSink::Close() {
   upsert_alert_.Finalize();
   insert_spatial_stats_.Finalize();
   record_checkpoint_.Finalize();
+  record_prepared_.Finalize();
+  drop_prepared_.Finalize();
   for (SqliteStatement* s :
        {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_}) {
     s->Finalize();

@@ -706,6 +706,148 @@ TEST_F(SqliteSinkTest, CheckpointsRemoveRowsCommittedAfterTheLastCheckpointAtOpe
   EXPECT_EQ(Count("readings"), 14);
 }
 
+// The sink needs no epoch log: PrepareCheckpoint makes the whole interval durable,
+// alerts and spatial statistics included (sink_checkpoint_prepared). A process killed
+// after the prepare and before the store decided the checkpoint comes back at the last
+// one (the prepared rows removed); killed after the decision and before
+// CommitCheckpoint, it comes back at the decided one, finished at open from what the
+// prepare stored, with the same rows, ids, alert and ledger counts as a commit.
+TEST_F(SqliteSinkTest, APreparedCheckpointIsFinishedAtOpenOnlyWhenTheStoreDecidedIt) {
+  SqliteSinkOptions o = Options();
+  o.batch_rows = 4;
+  AlertEvent alert;
+  alert.rule = Intern("pm25_high");
+  alert.kind = Intern("reading_threshold");
+  alert.key = Intern("n");
+  alert.metric = Intern("pm25");
+  alert.severity = Intern("warning");
+  alert.fired_at = kT0;
+  alert.event_time = kT0;
+  alert.value = 40;
+  alert.level = 35;
+  alert.message = "pm25 at n is 40 > 35";
+  SpatialStats stats;
+  stats.surface = Intern("pm25_surface");
+  stats.window = Intern("t10m");
+  stats.metric = Intern("pm25");
+  stats.start = kT0;
+  stats.end = kT0 + 600 * kMicrosPerSecond;
+  stats.zone = Intern("all");
+  stats.sensors = 12;
+  stats.weights = Intern("knn:4");
+  stats.variogram_model = Intern("spherical");
+  stats.method = Intern("idw");
+  stats.revision = 1;
+  stats.emitted_at = stats.end;
+  ctx_.checkpointing = true;
+  auto interval = [&](int from, int to, bool with_extras) {
+    Batch b;
+    for (int i = from; i < to; ++i) b.readings.push_back(BareReading("n", kT0 + i, i));
+    if (with_extras) {
+      b.alerts.push_back(alert);
+      b.spatial_stats.push_back(stats);
+    }
+    return b;
+  };
+  // Checkpoint 1 committed, checkpoint 2 prepared, then the process dies.
+  auto prepare_two = [&] {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(dir_.File(std::string("store.gpkg") + suffix));
+    }
+    Ledger ledger;
+    RunContext ctx = ctx_;
+    ctx.ledger = &ledger;
+    auto sink = MakeSqliteSink(o);
+    ASSERT_TRUE(sink->Open(ctx).ok());
+    EXPECT_FALSE(sink->NeedsEpochLog());
+    ASSERT_TRUE(sink->OpenCheckpoints().ok());
+    ASSERT_TRUE(sink->Write(interval(0, 5, false)).ok());
+    ASSERT_TRUE(sink->PrepareCheckpoint(1).ok());
+    ASSERT_TRUE(sink->CommitCheckpoint(1).ok());
+    ASSERT_TRUE(sink->Write(interval(5, 11, true)).ok());
+    ASSERT_TRUE(sink->Write(interval(11, 13, false)).ok());  // 2 rows after a commit
+    ASSERT_TRUE(sink->PrepareCheckpoint(2).ok());
+    // Durable before the decision: every row, the held alert and stats in the
+    // prepared row, not yet in their tables.
+    EXPECT_EQ(Count("readings"), 13);
+    EXPECT_EQ(Count("alerts"), 0);
+    EXPECT_EQ(Count("sink_checkpoint_prepared"), 1);
+    EXPECT_EQ(ledger.Snapshot().sink_committed["local/readings"], 5u);
+    sink->Close();
+  };
+
+  // Killed before the decision: the store is still at 1.
+  prepare_two();
+  {
+    Ledger ledger;
+    RunContext ctx = ctx_;
+    ctx.ledger = &ledger;
+    ctx.checkpoint_decided = 1;
+    auto sink = MakeSqliteSink(o);
+    ASSERT_TRUE(sink->Open(ctx).ok());
+    Result<SinkCheckpointRecord> rec = sink->OpenCheckpoints();
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    EXPECT_EQ(rec->checkpoint, 1u);
+    EXPECT_EQ(rec->rows["local/readings"], 5u);
+    EXPECT_EQ(Count("readings"), 5);
+    EXPECT_EQ(Count("alerts"), 0);
+    EXPECT_EQ(Count("spatial_stats"), 0);
+    EXPECT_EQ(Count("sink_checkpoint_prepared"), 0);
+    // Recovery processes the interval again: the same ids, the alert once.
+    ASSERT_TRUE(sink->Write(interval(5, 11, true)).ok());
+    ASSERT_TRUE(sink->Write(interval(11, 13, false)).ok());
+    ASSERT_TRUE(sink->PrepareCheckpoint(2).ok());
+    ASSERT_TRUE(sink->CommitCheckpoint(2).ok());
+    EXPECT_EQ(ledger.Snapshot().sink_committed["local/readings"], 8u);
+    sink->Close();
+  }
+  auto db = Reader();
+  const std::string ids_in_order =
+      "SELECT count(*) FROM readings WHERE id = event_time_us - " + std::to_string(kT0) + " + 1";
+  EXPECT_EQ(db->QueryInt(ids_in_order).value_or(-1), 13);
+  EXPECT_EQ(db->QueryInt("SELECT notifications FROM alerts").value_or(-1), 1);
+  EXPECT_EQ(Count("spatial_stats"), 1);
+  EXPECT_EQ(
+      db->QueryInt("SELECT checkpoint_id FROM sink_checkpoints WHERE sink = 'local'").value_or(-1),
+      2);
+  EXPECT_EQ(Count("sink_checkpoint_prepared"), 0);
+  db.reset();
+
+  // Killed after the decision (the store at 2), before CommitCheckpoint(2).
+  prepare_two();
+  {
+    Ledger ledger;
+    RunContext ctx = ctx_;
+    ctx.ledger = &ledger;
+    ctx.checkpoint_decided = 2;
+    auto sink = MakeSqliteSink(o);
+    ASSERT_TRUE(sink->Open(ctx).ok());
+    Result<SinkCheckpointRecord> rec = sink->OpenCheckpoints();
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    EXPECT_EQ(rec->checkpoint, 2u);
+    EXPECT_EQ(rec->rows["local/readings"], 8u);  // the rows of checkpoint 2's commit
+    EXPECT_EQ(Count("readings"), 13);
+    EXPECT_EQ(Count("alerts"), 1);
+    EXPECT_EQ(Count("spatial_stats"), 1);
+    EXPECT_EQ(Count("sink_checkpoint_prepared"), 0);
+    // The next interval continues the ids.
+    ASSERT_TRUE(sink->Write(interval(13, 15, false)).ok());
+    ASSERT_TRUE(sink->PrepareCheckpoint(3).ok());
+    ASSERT_TRUE(sink->CommitCheckpoint(3).ok());
+    EXPECT_EQ(ledger.Snapshot().sink_committed["local/readings"], 2u);
+    sink->Close();
+  }
+  db = Reader();
+  EXPECT_EQ(db->QueryInt(ids_in_order).value_or(-1), 15);
+  EXPECT_EQ(db->QueryInt("SELECT notifications FROM alerts").value_or(-1), 1);
+  EXPECT_EQ(
+      db->QueryInt("SELECT checkpoint_id FROM sink_checkpoints WHERE sink = 'local'").value_or(-1),
+      3);
+  EXPECT_EQ(
+      db->QueryInt("SELECT readings_id FROM sink_checkpoints WHERE sink = 'local'").value_or(-1),
+      15);
+}
+
 TEST_F(SqliteSinkTest, WritesOnlyTheConfiguredTables) {
   SqliteSinkOptions o = Options();
   o.readings = false;
