@@ -5,7 +5,9 @@
 //
 // Steps (stream/checkpoint.cc):
 //   epoch_write    in the middle of appending a batch to the epoch log (the frame is
-//                  half written and flushed to the file, then the process dies)
+//                  half written and flushed to the file, then the process dies);
+//                  counted from the process's second epoch log on, so the run has
+//                  completed a checkpoint before
 //   after_prepare  every sink prepared and the epoch log fsynced; nothing decided yet
 //   after_decide   the checkpoint row is durable in the store; no sink has committed
 //   between_sinks  the first sink committed, the second has not (pipelines with at

@@ -480,6 +480,8 @@ Status EpochLog::Begin(const std::string& dir, uint64_t id) {
   if (file_ != nullptr) std::fclose(file_);
   file_ = nullptr;
   path_ = PathFor(dir, id);
+  id_ = id;
+  if (first_id_ == 0) first_id_ = id;
   std::remove(path_.c_str());  // a leftover of an earlier run
   return Status::Ok();
 }
@@ -503,7 +505,9 @@ Status EpochLog::Append(const Batch& batch) {
   EncodeBatchColumns(batch, buf_);
   auto n = static_cast<uint32_t>(buf_.size() - 4);
   std::memcpy(buf_.data(), &n, 4);
-  if (CrashDue(CrashStep::kEpochWrite)) {  // fault injection: a torn frame, then SIGKILL
+  // Fault injection: a torn frame, then SIGKILL; only in a log after this process's
+  // first, so that a checkpoint of this process is complete.
+  if (id_ > first_id_ && CrashDue(CrashStep::kEpochWrite)) {
     std::fwrite(buf_.data(), 1, buf_.size() / 2, file_);
     std::fflush(file_);
     crash_detail::Kill(CrashStep::kEpochWrite);

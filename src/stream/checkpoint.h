@@ -232,6 +232,8 @@ class EpochLog {
   std::string path_;
   std::string buf_;
   uint64_t written_ = 0;
+  uint64_t id_ = 0;        // of the current log
+  uint64_t first_id_ = 0;  // of the first log this process began
 };
 
 /// Where the time of checkpointing went in one run (the wall time of each step on the

@@ -247,8 +247,10 @@ void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t see
   const std::string clean = tmp.File("clean");
   const std::string crashed = tmp.File("crashed");
   const std::string log = tmp.File("crashed.log");
-  WriteFile(tmp.File("clean.yaml"), Config(clean, source_yaml, parquet));
-  WriteFile(tmp.File("crashed.yaml"), Config(crashed, source_yaml, parquet));
+  // Checkpoints every 100 ms: a run of under a second under load takes several, so kills
+  // land after one too and the restarts resume from it.
+  WriteFile(tmp.File("clean.yaml"), Config(clean, source_yaml, parquet, "100ms"));
+  WriteFile(tmp.File("crashed.yaml"), Config(crashed, source_yaml, parquet, "100ms"));
   auto t0 = std::chrono::steady_clock::now();
   pid_t pid = SpawnTributaryRun({tmp.File("clean.yaml")}, tmp.File("clean.log"));
   int status = 0;
@@ -380,8 +382,10 @@ TEST(CheckpointCrash, SimulatorKilledTwentyTimesMatchesCleanRun) {
 // run is killed there with TRIBUTARY_CRASH_AT=<step>:<n>, then restarted until its
 // input ends; the outputs (SQLite store, Parquet archive, ledger) must equal the clean
 // run's. `n` picks which arrival at the step kills: the second checkpoint for the
-// commit-phase steps (so recovery starts from a complete one), a batch in the middle
-// of the second interval for the epoch log write.
+// commit-phase steps (so recovery starts from a complete one), the fifth batch logged
+// after the first checkpoint for the epoch log write.
+// The inputs (60 devices over 6 h) are large enough for several checkpoints per run on a
+// fast machine too, as the commit-phase steps are killed at the second.
 void KillAtEveryStep(const std::string& source_yaml, const TempDir& tmp) {
   const std::string clean = tmp.File("clean");
   // Short intervals: every run takes several checkpoints, also on a fast machine.
@@ -393,9 +397,9 @@ void KillAtEveryStep(const std::string& source_yaml, const TempDir& tmp) {
     const char* recovery;  // what the restart's log must say
   };
   const Case cases[] = {
-      {"epoch_write", 40, "resumed from checkpoint"},
+      {"epoch_write", 5, "resumed from checkpoint"},
       {"after_prepare", 2, "resumed from checkpoint 1 "},
-      {"after_decide", 2, "checkpoint 2: sink store committed it now"},
+      {"after_decide", 2, "committed checkpoint 2, prepared before the process stopped"},
       {"between_sinks", 2, "checkpoint 2: sink archive committed it now"},
       {"after_commit", 2, "resumed from checkpoint 2 "},
   };
@@ -425,7 +429,7 @@ void KillAtEveryStep(const std::string& source_yaml, const TempDir& tmp) {
     const std::string restart = ReadFile(log).substr(before);
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << restart;
     EXPECT_NE(restart.find(c.recovery), std::string::npos) << restart;
-    ExpectSameOutputs(clean, crashed);
+    ExpectSameOutputs(clean, crashed, true);
   }
 }
 
@@ -433,8 +437,8 @@ TEST(CheckpointCrash, FileSourceKilledAtEveryCommitStepMatchesCleanRun) {
   TempDir tmp;
   const std::string input = tmp.File("input.ndjson");
   testing::CommandResult sim =
-      RunTributary({"simulate", "--seed", "11", "--devices", "30", "--start",
-                    "2024-05-01T00:00:00Z", "--duration", "3h", "--interval", "60s", "-o", input});
+      RunTributary({"simulate", "--seed", "11", "--devices", "60", "--start",
+                    "2024-05-01T00:00:00Z", "--duration", "6h", "--interval", "60s", "-o", input});
   ASSERT_EQ(sim.exit_code, 0) << sim.err;
   KillAtEveryStep(
       "  - name: replay\n"
@@ -452,9 +456,9 @@ TEST(CheckpointCrash, SimulatorKilledAtEveryCommitStepMatchesCleanRun) {
       "  - name: sim\n"
       "    type: simulator\n"
       "    seed: 5\n"
-      "    devices: 30\n"
+      "    devices: 60\n"
       "    start: 2024-05-01T00:00:00Z\n"
-      "    duration: 3h\n"
+      "    duration: 6h\n"
       "    as_fast_as_possible: true\n",
       tmp);
 }
