@@ -320,21 +320,31 @@ void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t see
             << " epoch logs seen after kills\n";
 }
 
+// A file source over a `tributary simulate` NDJSON of `devices` sensors reporting every
+// minute for `duration` from 2024-05-01; empty (and a failure recorded) when simulate fails.
+std::string SimulatedFileSource(const TempDir& tmp, int seed, int devices,
+                                const std::string& duration) {
+  const std::string input = tmp.File("input.ndjson");
+  testing::CommandResult sim = RunTributary(
+      {"simulate", "--seed", std::to_string(seed), "--devices", std::to_string(devices), "--start",
+       "2024-05-01T00:00:00Z", "--duration", duration, "--interval", "60s", "-o", input});
+  if (sim.exit_code != 0) {
+    ADD_FAILURE() << "simulate failed: " << sim.err;
+    return "";
+  }
+  return "  - name: replay\n"
+         "    type: file\n"
+         "    path: " +
+         input +
+         "\n"
+         "    arrival_time: 2024-05-02T00:00:00Z\n";
+}
+
 TEST(CheckpointCrash, FileSourceKilledTwentyTimesMatchesCleanRun) {
   TempDir tmp;
-  const std::string input = tmp.File("input.ndjson");
-  testing::CommandResult sim =
-      RunTributary({"simulate", "--seed", "11", "--devices", "30", "--start",
-                    "2024-05-01T00:00:00Z", "--duration", "3h", "--interval", "60s", "-o", input});
-  ASSERT_EQ(sim.exit_code, 0) << sim.err;
-  RunHarness(
-      "  - name: replay\n"
-      "    type: file\n"
-      "    path: " +
-          input +
-          "\n"
-          "    arrival_time: 2024-05-02T00:00:00Z\n",
-      tmp, 1);
+  const std::string source = SimulatedFileSource(tmp, 11, 30, "3h");
+  ASSERT_FALSE(source.empty());
+  RunHarness(source, tmp, 1);
 }
 
 // The SQLite sink alone (with four times the input of the test above, as this pipeline
@@ -344,19 +354,9 @@ TEST(CheckpointCrash, FileSourceKilledTwentyTimesMatchesCleanRun) {
 // and ledger.
 TEST(CheckpointCrash, SqliteOnlyKilledTwentyTimesMatchesCleanRunWithoutEpochLogs) {
   TempDir tmp;
-  const std::string input = tmp.File("input.ndjson");
-  testing::CommandResult sim =
-      RunTributary({"simulate", "--seed", "13", "--devices", "60", "--start",
-                    "2024-05-01T00:00:00Z", "--duration", "6h", "--interval", "60s", "-o", input});
-  ASSERT_EQ(sim.exit_code, 0) << sim.err;
-  RunHarness(
-      "  - name: replay\n"
-      "    type: file\n"
-      "    path: " +
-          input +
-          "\n"
-          "    arrival_time: 2024-05-02T00:00:00Z\n",
-      tmp, 3, /*parquet=*/false);
+  const std::string source = SimulatedFileSource(tmp, 13, 60, "6h");
+  ASSERT_FALSE(source.empty());
+  RunHarness(source, tmp, 3, /*parquet=*/false);
 }
 
 // A simulator running as fast as possible: its clock is simulated, so the runtime runs no
@@ -435,19 +435,9 @@ void KillAtEveryStep(const std::string& source_yaml, const TempDir& tmp) {
 
 TEST(CheckpointCrash, FileSourceKilledAtEveryCommitStepMatchesCleanRun) {
   TempDir tmp;
-  const std::string input = tmp.File("input.ndjson");
-  testing::CommandResult sim =
-      RunTributary({"simulate", "--seed", "11", "--devices", "60", "--start",
-                    "2024-05-01T00:00:00Z", "--duration", "6h", "--interval", "60s", "-o", input});
-  ASSERT_EQ(sim.exit_code, 0) << sim.err;
-  KillAtEveryStep(
-      "  - name: replay\n"
-      "    type: file\n"
-      "    path: " +
-          input +
-          "\n"
-          "    arrival_time: 2024-05-02T00:00:00Z\n",
-      tmp);
+  const std::string source = SimulatedFileSource(tmp, 11, 60, "6h");
+  ASSERT_FALSE(source.empty());
+  KillAtEveryStep(source, tmp);
 }
 
 TEST(CheckpointCrash, SimulatorKilledAtEveryCommitStepMatchesCleanRun) {
