@@ -7,7 +7,7 @@
 # `mosquitto_pub -l` ends with QoS 1 messages unsent) once to `mosquitto_sub`
 # and once to `tributary run` (mqtt source → ingestion, no sinks). Each rate is N divided
 # by the time from the publisher's start until the consumer has all N (mosquitto_sub:
-# it exits after N; tributary: its ledger, written every 100 ms, counts N inputs).
+# it exits after N; tributary: its ledger, written every 10 ms, counts N inputs).
 # If tributary's rate is close to mosquitto_sub's, the broker or the publisher is the
 # limit, not tributary. Work files in $WORK (default /tmp/tributary-mqtt-bench).
 set -euo pipefail
@@ -87,7 +87,7 @@ for QOS in "${QOSES[@]}"; do
   cat > "$WORK/p.yaml" <<YAML
 pipeline:
   name: mqtt-bench
-  commit_interval: 100ms
+  commit_interval: 10ms
 sources:
   - name: bus
     type: mqtt
@@ -110,7 +110,7 @@ YAML
   while [ "$(date +%s)" -lt "$DEADLINE" ]; do
     ledger_input
     [ "$IN" -ge "$N" ] && break
-    sleep 0.02
+    sleep 0.005
   done
   T1=$(now)
   [ "$IN" -ge "$N" ] || echo "tributary received only $IN of $N messages" >&2

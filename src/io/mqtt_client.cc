@@ -109,7 +109,18 @@ void QuietPahoTrace() {
 
 // The text of a CONNACK return code of MQTT 3.1.1 (1..5), or Paho's own error text.
 std::string ConnectError(int rc) {
-  switch (rc) {
+  if (rc >= 1 && rc <= 5) return MqttConnackText(rc);
+  if (rc == MQTTCLIENT_FAILURE) {
+    return "connection failed (broker unreachable or it closed the connection)";
+  }
+  const char* text = MQTTClient_strerror(rc);
+  return std::string(text != nullptr ? text : "error") + " (" + std::to_string(rc) + ")";
+}
+
+}  // namespace
+
+std::string MqttConnackText(int code) {
+  switch (code) {
     case 1:
       return "unacceptable protocol version";
     case 2:
@@ -120,16 +131,15 @@ std::string ConnectError(int rc) {
       return "bad user name or password";
     case 5:
       return "not authorized (wrong user name or password, or no access)";
-    case MQTTCLIENT_FAILURE:
-      return "connection failed (broker unreachable or it closed the connection)";
     default:
-      break;
+      return "connection refused (code " + std::to_string(code) + ")";
   }
-  const char* text = MQTTClient_strerror(rc);
-  return std::string(text != nullptr ? text : "error") + " (" + std::to_string(rc) + ")";
 }
 
-}  // namespace
+std::string MqttReasonText(int code) {
+  const char* text = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(code));
+  return text != nullptr ? std::string(text) : "reason code " + std::to_string(code);
+}
 
 const std::vector<OptionSpec>& MqttConnectionOptionSpecs() {
   static const std::vector<OptionSpec> specs{

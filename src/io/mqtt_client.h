@@ -1,6 +1,8 @@
 // Thin RAII wrappers around the Eclipse Paho C clients, shared by the `mqtt` source
-// (MqttClient, on the synchronous MQTTClient library) and sink (MqttPublisher, on the
-// asynchronous MQTTAsync library), plus the connection options both declare.
+// (MqttClient, on the synchronous MQTTClient library, for mqtts:// without checkpoints;
+// MqttSubscriber with checkpoints) and sink (MqttPublisher, on the asynchronous MQTTAsync
+// library), plus the connection options all declare. A plain-TCP source without
+// checkpoints uses MqttReader (io/mqtt_reader.h) instead, for speed.
 //
 // Library choice: Paho C (libpaho-mqtt-dev 1.3) rather than libmosquitto 2.0.11.
 // Neither lets the application send the PUBACK/PUBREC of an incoming QoS 1/2 message
@@ -68,7 +70,26 @@ Result<MqttConnectOptions> ParseMqttConnectOptions(const OptionReader& reader);
 /// mqtt://h:p → tcp://h:p, mqtts://h:p → ssl://h:p (default ports 1883 and 8883).
 Result<std::string> MqttPahoUri(std::string_view broker);
 
-class MqttClient {
+/// What the `mqtt` source needs of a subscribing client (MqttClient, MqttSubscriber, or
+/// MqttReader in io/mqtt_reader.h).
+class MqttReceiver {
+ public:
+  virtual ~MqttReceiver() = default;
+  /// Connect (or reconnect). Refusals name the reason ("bad user name or password").
+  virtual Status Connect() = 0;
+  virtual bool IsConnected() const = 0;
+  /// Subscribe to every filter with `qos`; an error when the broker refuses one.
+  virtual Status Subscribe(const std::vector<std::string>& filters, int qos) = 0;
+  /// Disconnect politely, giving in-flight work up to `timeout`.
+  virtual void Disconnect(DurationUs timeout) = 0;
+};
+
+/// The text of an MQTT 3.1.1 CONNACK return code (1..5).
+std::string MqttConnackText(int code);
+/// The text of an MQTT 5 reason code.
+std::string MqttReasonText(int code);
+
+class MqttClient : public MqttReceiver {
  public:
   /// Called for each incoming message on the receive thread; the views are valid only
   /// during the call. Blocking here stops the client from reading further messages.
@@ -79,21 +100,18 @@ class MqttClient {
 
   static Result<std::unique_ptr<MqttClient>> Create(MqttConnectOptions options,
                                                     MessageHandler on_message, LostHandler on_lost);
-  ~MqttClient();
+  ~MqttClient() override;
   MqttClient(const MqttClient&) = delete;
   MqttClient& operator=(const MqttClient&) = delete;
 
-  /// Connect (or reconnect). Refusals name the reason ("bad user name or password").
-  Status Connect();
-  bool IsConnected() const;
-  /// Subscribe to every filter with `qos`; an error when the broker refuses one.
-  Status Subscribe(const std::vector<std::string>& filters, int qos);
+  Status Connect() override;
+  bool IsConnected() const override;
+  Status Subscribe(const std::vector<std::string>& filters, int qos) override;
   /// Publish; for QoS 1/2 the returned token is waited on with WaitForDelivery.
   Result<int> Publish(const std::string& topic, std::string_view payload, int qos, bool retain);
   /// Wait until the publish `token` is acknowledged (PUBACK / PUBCOMP).
   Status WaitForDelivery(int token, DurationUs timeout);
-  /// Disconnect politely, giving in-flight work up to `timeout`.
-  void Disconnect(DurationUs timeout);
+  void Disconnect(DurationUs timeout) override;
   const MqttConnectOptions& options() const { return options_; }
 
  private:
@@ -121,22 +139,21 @@ class MqttClient {
 ///
 /// Threading: the callbacks run on Paho's receive thread; the other calls from one
 /// thread at a time.
-class MqttSubscriber {
+class MqttSubscriber : public MqttReceiver {
  public:
   static Result<std::unique_ptr<MqttSubscriber>> Create(MqttConnectOptions options,
                                                         MqttClient::MessageHandler on_message,
                                                         MqttClient::LostHandler on_lost,
                                                         const std::string& persistence_dir);
-  ~MqttSubscriber();
+  ~MqttSubscriber() override;
   MqttSubscriber(const MqttSubscriber&) = delete;
   MqttSubscriber& operator=(const MqttSubscriber&) = delete;
 
   /// Connect (or reconnect) and wait for the outcome; refusals name the reason.
-  Status Connect();
-  bool IsConnected() const;
-  /// Subscribe to every filter with `qos`; an error when the broker refuses one.
-  Status Subscribe(const std::vector<std::string>& filters, int qos);
-  void Disconnect(DurationUs timeout);
+  Status Connect() override;
+  bool IsConnected() const override;
+  Status Subscribe(const std::vector<std::string>& filters, int qos) override;
+  void Disconnect(DurationUs timeout) override;
 
  private:
   MqttSubscriber(MqttConnectOptions options, MqttClient::MessageHandler on_message,

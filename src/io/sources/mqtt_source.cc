@@ -28,7 +28,10 @@ const SectionSpec& MqttSourceSectionSpec() {
         "Messages from an MQTT broker. Records: topic = the MQTT topic, offset = a "
         "per-source sequence number. When the pipeline falls behind, reading pauses once "
         "`buffer` messages wait (the broker keeps the rest). A lost connection is retried "
-        "with exponential backoff and the subscriptions are renewed.",
+        "with exponential backoff and the subscriptions are renewed. Without checkpoints a "
+        "`mqtt://` broker is read by tributary's own subscriber (many messages per socket "
+        "read; a QoS 1 message is acknowledged once it is in the source's buffer); "
+        "`mqtts://`, and every broker with checkpoints, through Paho (docs/RELIABILITY.md).",
         MqttConnectionOptionSpecs()};
     s.options.push_back({"topics",
                          OptionType::kStringList,
@@ -95,21 +98,25 @@ Status MqttSource::Open(RunContext& ctx) {
       if (ec) return Status::Io("mqtt: cannot create " + paho_dir + ": " + ec.message());
     }
     TRIB_ASSIGN_OR_RETURN(
-        subscriber_, MqttSubscriber::Create(
-                         options_.connect,
-                         [this](std::string_view topic, std::string_view payload, int /*qos*/) {
-                           OnMessage(topic, payload);
-                         },
-                         [this](const std::string& cause) { OnLost(cause); }, paho_dir));
+        receiver_, MqttSubscriber::Create(
+                       options_.connect,
+                       [this](std::string_view topic, std::string_view payload, int /*qos*/) {
+                         OnMessage(topic, payload);
+                       },
+                       [this](const std::string& cause) { OnLost(cause); }, paho_dir));
     TRIB_RETURN_IF_ERROR(ConnectAndSubscribe());
     supervisor_ = std::thread([this] { Supervise(); });
     return Status::Ok();
   }
-  TRIB_ASSIGN_OR_RETURN(client_, MqttClient::Create(
-                                     options_.connect,
-                                     [this](std::string_view topic, std::string_view payload,
-                                            int /*qos*/) { OnMessage(topic, payload); },
-                                     [this](const std::string& cause) { OnLost(cause); }));
+  auto on_message = [this](std::string_view topic, std::string_view payload, int /*qos*/) {
+    OnMessage(topic, payload);
+  };
+  auto on_lost = [this](const std::string& cause) { OnLost(cause); };
+  if (MqttReader::Supports(options_.connect)) {
+    TRIB_ASSIGN_OR_RETURN(receiver_, MqttReader::Create(options_.connect, on_message, on_lost));
+  } else {
+    TRIB_ASSIGN_OR_RETURN(receiver_, MqttClient::Create(options_.connect, on_message, on_lost));
+  }
   TRIB_RETURN_IF_ERROR(ConnectAndSubscribe());
   supervisor_ = std::thread([this] { Supervise(); });
   return Status::Ok();
@@ -121,27 +128,17 @@ Status MqttSource::ConnectAndSubscribe() {
     std::lock_guard<std::mutex> lock(mu_);
     lost_ = false;
   }
-  if (subscriber_ != nullptr) {
-    TRIB_RETURN_IF_ERROR(subscriber_->Connect());
-  } else {
-    TRIB_RETURN_IF_ERROR(client_->Connect());
-  }
+  TRIB_RETURN_IF_ERROR(receiver_->Connect());
   connects_.fetch_add(1, std::memory_order_relaxed);
-  Status s = subscriber_ != nullptr ? subscriber_->Subscribe(options_.topics, options_.qos)
-                                    : client_->Subscribe(options_.topics, options_.qos);
-  if (!s.ok()) {
-    if (subscriber_ != nullptr) {
-      subscriber_->Disconnect(100'000);
-    } else {
-      client_->Disconnect(100'000);
-    }
+  if (Status s = receiver_->Subscribe(options_.topics, options_.qos); !s.ok()) {
+    receiver_->Disconnect(100'000);
     return s;
   }
   return Status::Ok();
 }
 
 bool MqttSource::Connected() const {
-  return subscriber_ != nullptr ? subscriber_->IsConnected() : client_->IsConnected();
+  return receiver_->IsConnected();
 }
 
 void MqttSource::OnMessage(std::string_view topic, std::string_view payload) {
@@ -350,13 +347,9 @@ size_t MqttSource::buffered() const {
 void MqttSource::Close() {
   Stop();
   if (supervisor_.joinable()) supervisor_.join();
-  if (client_ != nullptr) {
-    client_->Disconnect(1'000'000);
-    client_.reset();
-  }
-  if (subscriber_ != nullptr) {
-    subscriber_->Disconnect(1'000'000);
-    subscriber_.reset();
+  if (receiver_ != nullptr) {
+    receiver_->Disconnect(1'000'000);
+    receiver_.reset();
   }
   if (log_ != nullptr) log_->Close();
 }

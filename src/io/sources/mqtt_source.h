@@ -52,6 +52,7 @@
 #include "core/intern.h"
 #include "io/connector.h"
 #include "io/mqtt_client.h"
+#include "io/mqtt_reader.h"
 #include "stream/ingest_log.h"
 
 namespace tributary {
@@ -109,10 +110,10 @@ class MqttSource : public Source {
   bool Connected() const;
 
   MqttSourceOptions options_;
-  std::unique_ptr<MqttClient> client_;  // without an ingest log
-  // With checkpoints: the ingest log, and a client that acknowledges after the append.
+  // Without an ingest log: MqttReader for mqtt://, MqttClient for mqtts://. With
+  // checkpoints: the ingest log, and an MqttSubscriber that acknowledges after the append.
+  std::unique_ptr<MqttReceiver> receiver_;
   std::unique_ptr<IngestLog> log_;
-  std::unique_ptr<MqttSubscriber> subscriber_;
   std::atomic<uint64_t> log_failures_{0};
   std::thread supervisor_;
   std::atomic<uint64_t> connects_{0};
