@@ -82,6 +82,10 @@ MqttSource::~MqttSource() {
 }
 
 Status MqttSource::Open(RunContext& ctx) {
+  auto on_message = [this](std::string_view topic, std::string_view payload, int /*qos*/) {
+    OnMessage(topic, payload);
+  };
+  auto on_lost = [this](const std::string& cause) { OnLost(cause); };
   if (ctx.checkpointing && ctx.config != nullptr) {
     TRIB_ASSIGN_OR_RETURN(log_, OpenSourceIngestLog(*ctx.config, options_.name));
     TRIB_ASSIGN_OR_RETURN(CheckpointOptions ckpt, ReadCheckpointOptions(*ctx.config));
@@ -97,21 +101,12 @@ Status MqttSource::Open(RunContext& ctx) {
       std::filesystem::create_directories(paho_dir, ec);
       if (ec) return Status::Io("mqtt: cannot create " + paho_dir + ": " + ec.message());
     }
-    TRIB_ASSIGN_OR_RETURN(
-        receiver_, MqttSubscriber::Create(
-                       options_.connect,
-                       [this](std::string_view topic, std::string_view payload, int /*qos*/) {
-                         OnMessage(topic, payload);
-                       },
-                       [this](const std::string& cause) { OnLost(cause); }, paho_dir));
+    TRIB_ASSIGN_OR_RETURN(receiver_,
+                          MqttSubscriber::Create(options_.connect, on_message, on_lost, paho_dir));
     TRIB_RETURN_IF_ERROR(ConnectAndSubscribe());
     supervisor_ = std::thread([this] { Supervise(); });
     return Status::Ok();
   }
-  auto on_message = [this](std::string_view topic, std::string_view payload, int /*qos*/) {
-    OnMessage(topic, payload);
-  };
-  auto on_lost = [this](const std::string& cause) { OnLost(cause); };
   if (MqttReader::Supports(options_.connect)) {
     TRIB_ASSIGN_OR_RETURN(receiver_, MqttReader::Create(options_.connect, on_message, on_lost));
   } else {
