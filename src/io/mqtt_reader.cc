@@ -112,16 +112,32 @@ struct Cursor {
   }
 };
 
-// The remaining length at `p` (up to `n` bytes available): its value and the number of
-// bytes it took, 0 when incomplete, -1 when malformed.
-int ReadRemaining(const uint8_t* p, size_t n, uint32_t& value) {
-  value = 0;
-  for (size_t i = 0; i < 4; ++i) {
-    if (i >= n) return 0;
-    value |= static_cast<uint32_t>(p[i] & 0x7F) << (7 * i);
-    if ((p[i] & 0x80) == 0) return static_cast<int>(i + 1);
+// The packet at the start of `bytes`.
+struct PacketAt {
+  enum Kind { kWhole, kIncomplete, kMalformed } kind = kIncomplete;
+  uint8_t first = 0;
+  Cursor body{nullptr, nullptr};
+  size_t size = 0;  // whole packet (kWhole; kIncomplete once its length is all there)
+};
+
+PacketAt SplitPacket(std::string_view bytes) {
+  PacketAt at;
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const size_t n = bytes.size();
+  uint32_t remaining = 0;
+  for (size_t i = 1; i <= 4; ++i) {
+    if (i >= n) return at;  // the length is not all there yet
+    remaining |= static_cast<uint32_t>(p[i] & 0x7F) << (7 * (i - 1));
+    if ((p[i] & 0x80) != 0) continue;
+    at.size = i + 1 + remaining;
+    if (n < at.size) return at;
+    at.kind = PacketAt::kWhole;
+    at.first = p[0];
+    at.body = Cursor{p + i + 1, p + at.size};
+    return at;
   }
-  return -1;
+  at.kind = PacketAt::kMalformed;
+  return at;
 }
 
 std::string RandomClientId() {
@@ -291,21 +307,18 @@ Status MqttReader::Connect() {
   // CONNACK, read here; whatever follows it stays in in_ for the reading thread.
   const TimeUs deadline = NowUs() + options_.connect_timeout;
   while (true) {
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(in_.data()) + in_begin_;
-    const size_t n = in_end_ - in_begin_;
-    uint32_t remaining = 0;
-    int len_bytes = n >= 1 ? ReadRemaining(p + 1, n - 1, remaining) : 0;
-    if (len_bytes < 0 || (n >= 1 && (p[0] >> 4) != kConnack)) {
+    PacketAt at = SplitPacket(std::string_view(in_.data() + in_begin_, in_end_ - in_begin_));
+    if (at.kind == PacketAt::kMalformed ||
+        (in_end_ > in_begin_ && (static_cast<uint8_t>(in_[in_begin_]) >> 4) != kConnack)) {
       Teardown();
       return Status::Unavailable(where + ": the server's answer is not an MQTT CONNACK (is " +
                                  host_ + ":" + port_ + " an MQTT broker?)");
     }
-    if (len_bytes > 0 && n >= 1 + static_cast<size_t>(len_bytes) + remaining) {
-      Cursor c{p + 1 + len_bytes, p + 1 + len_bytes + remaining};
-      c.U8();  // session present
-      const uint8_t code = c.U8();
-      in_begin_ += 1 + static_cast<size_t>(len_bytes) + remaining;
-      if (!c.ok) {
+    if (at.kind == PacketAt::kWhole) {
+      at.body.U8();  // session present
+      const uint8_t code = at.body.U8();
+      in_begin_ += at.size;
+      if (!at.body.ok) {
         Teardown();
         return Status::Unavailable(where + ": malformed CONNACK");
       }
@@ -399,24 +412,19 @@ void MqttReader::Lost(const std::string& cause) {
 
 MqttWalk WalkMqttPackets(std::string_view bytes, bool v5, MqttPacketSink& sink) {
   MqttWalk walk;
-  const auto* base = reinterpret_cast<const uint8_t*>(bytes.data());
   while (walk.consumed < bytes.size()) {
-    const uint8_t* p = base + walk.consumed;
-    const size_t n = bytes.size() - walk.consumed;
-    uint32_t remaining = 0;
-    const int len_bytes = ReadRemaining(p + 1, n - 1, remaining);
-    if (len_bytes < 0) {
+    PacketAt at = SplitPacket(bytes.substr(walk.consumed));
+    if (at.kind == PacketAt::kMalformed) {
       walk.error = "malformed packet length from the broker";
       return walk;
     }
-    if (len_bytes == 0) return walk;  // the length is not all there yet
-    const size_t size = 1 + static_cast<size_t>(len_bytes) + remaining;
-    if (n < size) {
-      walk.next_size = size;
+    if (at.kind == PacketAt::kIncomplete) {
+      walk.next_size = at.size;
       return walk;
     }
-    const uint8_t first = p[0];
-    Cursor c{p + 1 + len_bytes, p + size};
+    const uint8_t first = at.first;
+    Cursor& c = at.body;
+    const size_t size = at.size;
     switch (first >> 4) {
       case kPublish: {
         const int qos = (first >> 1) & 0x03;

@@ -124,17 +124,21 @@ struct Inbox {
   MqttClient::LostHandler LostHandler() {
     return [this](const std::string&) { lost.fetch_add(1); };
   }
-  size_t WaitFor(size_t n, int seconds = 10) {
+  // Wait up to `seconds` for `done`, checked every 10 ms.
+  template <typename Done>
+  static void WaitUntil(Done done, int seconds = 10) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (std::chrono::steady_clock::now() < deadline) {
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (payloads.size() >= n) return payloads.size();
-      }
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+  }
+  size_t Count() {
     std::lock_guard<std::mutex> lock(mu);
     return payloads.size();
+  }
+  size_t WaitFor(size_t n) {
+    WaitUntil([&] { return Count() >= n; });
+    return Count();
   }
 };
 
@@ -199,10 +203,7 @@ TEST(MqttReaderTest, ABrokerGoingAwayIsReportedAsLost) {
   ASSERT_TRUE(reader.ok());
   ASSERT_TRUE((*reader)->Connect().ok());
   broker.Stop();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (inbox.lost.load() == 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  Inbox::WaitUntil([&] { return inbox.lost.load() > 0; });
   EXPECT_EQ(inbox.lost.load(), 1);
   EXPECT_FALSE((*reader)->IsConnected());
   Status again = (*reader)->Connect();
