@@ -1,12 +1,16 @@
-// Throughput of the postgres sink: readings per second (wall clock) from Write to a
-// committed transaction (binary COPY straight into the partitioned readings table with
-// its primary key and GiST index, the sink_commits row, COMMIT) against a real server.
+// Throughput of the postgres sink: readings per second (wall clock) from Write to
+// committed transactions (binary COPY straight into the day-partitioned readings table
+// with its primary key, the sink_commits rows, COMMIT; over one or two connections)
+// against a real server, GiST index included: built per closed day during the run
+// (`geom_index: on_close`, the devices report once a minute, so a day closes about every
+// 2.2 million rows) or on insert over the whole table.
 // BM_PostgresSinkReplay sends every batch twice, so the second copy of each takes the
 // fallback (unique violation, back to the savepoint, staging table, INSERT ... ON
 // CONFLICT DO NOTHING) and inserts nothing.
 //
 //   export TRIBUTARY_BENCH_PG='host=127.0.0.1 port=5432 dbname=postgres user=tributary'
 //   postgres_sink_bench --benchmark_filter=Readings
+// or with a server of its own: bench/postgres_bench.sh --benchmark_filter=Readings
 //
 // The schema `bench_<pid>` is created for the run and dropped at the end. Rows are shaped
 // like the simulator's: 500 devices × 3 metrics with position, zone, H3 cell, flags and
@@ -26,7 +30,8 @@
 namespace tributary {
 namespace {
 
-constexpr TimeUs kStart = 1714564800000000;  // 2024-05-01T12:00:00Z
+constexpr TimeUs kStart = 1714564800000000;              // 2024-05-01T12:00:00Z
+constexpr DurationUs kInterval = 60 * kMicrosPerSecond;  // every device reports once a minute
 constexpr int kDevices = 500;
 const char* const kMetrics[] = {"pm25", "no2", "temperature"};
 
@@ -53,7 +58,7 @@ std::vector<Reading> MakeReadings(size_t n, TimeUs& clock) {
         out.push_back(r);
       }
     }
-    clock += 10 * kMicrosPerSecond;
+    clock += kInterval;
   }
   return out;
 }
@@ -73,6 +78,8 @@ void RunPostgresSink(benchmark::State& state, bool replay) {
   o.conninfo = conninfo;
   o.schema = std::string(replay ? "bench_replay_" : "bench_") + std::to_string(::getpid());
   o.batch_rows = static_cast<int64_t>(rows);
+  o.connections = static_cast<int>(state.range(1));
+  o.geom_index_on_close = state.range(2) != 0;
   Ledger ledger;
   RunContext ctx;
   ctx.ledger = &ledger;
@@ -112,12 +119,25 @@ void RunPostgresSink(benchmark::State& state, bool replay) {
 void BM_PostgresSinkReadings(benchmark::State& state) {
   RunPostgresSink(state, false);
 }
-BENCHMARK(BM_PostgresSinkReadings)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Arguments: rows per commit, connections, GiST index per closed partition (1) or on
+// insert (0).
+BENCHMARK(BM_PostgresSinkReadings)
+    ->ArgNames({"rows", "connections", "on_close"})
+    ->Args({100000, 2, 1})
+    ->Args({100000, 1, 1})
+    ->Args({100000, 2, 0})
+    ->Args({100000, 1, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_PostgresSinkReplay(benchmark::State& state) {
   RunPostgresSink(state, true);
 }
-BENCHMARK(BM_PostgresSinkReplay)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PostgresSinkReplay)
+    ->ArgNames({"rows", "connections", "on_close"})
+    ->Args({100000, 2, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace tributary

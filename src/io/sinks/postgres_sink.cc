@@ -249,7 +249,9 @@ constexpr const char* kPlaceColumnsSql =
     "  qc_flags text NOT NULL DEFAULT '',\n"
     "  provenance jsonb,\n";
 
-std::string SchemaSql(const std::string& s, bool hypertable) {
+// `table_gist`: readings gets one GiST index over the whole table (a hypertable always
+// does); otherwise each closed partition gets its own (IndexClosedPartitions).
+std::string SchemaSql(const std::string& s, bool hypertable, bool table_gist) {
   std::string sql;
   sql += "CREATE SCHEMA IF NOT EXISTS " + s + ";\n";
   sql += "CREATE TABLE IF NOT EXISTS " + s +
@@ -263,7 +265,10 @@ std::string SchemaSql(const std::string& s, bool hypertable) {
          "  PRIMARY KEY (event_time, device_id, metric)\n"
          ")" +
          std::string(hypertable ? "" : " PARTITION BY RANGE (event_time)") + ";\n";
-  sql += "CREATE INDEX IF NOT EXISTS readings_geom_gist ON " + s + ".readings USING gist (geom);\n";
+  if (hypertable || table_gist) {
+    sql +=
+        "CREATE INDEX IF NOT EXISTS readings_geom_gist ON " + s + ".readings USING gist (geom);\n";
+  }
   // The extra zone layers' ids, the S2 cell token and the QC score (added to older stores
   // too).
   sql += "ALTER TABLE " + s +
@@ -374,24 +379,65 @@ std::string InsertStagedSql(const std::string& s, int table) {
          " ON CONFLICT DO NOTHING";
 }
 
-// Month number since year 0 (year * 12 + month - 1) of a UTC day number.
-int64_t MonthOfDay(int64_t days) {
-  std::string d = FormatTime(days * kMicrosPerDay);  // "YYYY-MM-DDT..."
+// The readings partitions: one per UTC day (`readings_YYYYMMDD`), or one per month
+// (`readings_YYYYMM`) in stores created before daily partitions. A partition is named by
+// the day number of its first day.
+enum class PartitionPeriod { kDay, kMonth };
+
+struct PartitionBounds {
+  int64_t first_day = 0;
+  int64_t end_day = 0;  // first day of the next partition
+};
+
+PartitionBounds PartitionOf(int64_t day, PartitionPeriod period) {
+  if (period == PartitionPeriod::kDay) return {day, day + 1};
+  std::string d = FormatTime(day * kMicrosPerDay);  // "YYYY-MM-DDT..."
   int64_t y = 0;
-  int64_t m = 0;
+  unsigned m = 0;
   std::from_chars(d.data(), d.data() + 4, y);
   std::from_chars(d.data() + 5, d.data() + 7, m);
-  return y * 12 + m - 1;
+  return {DaysFromCivil(y, m, 1),
+          m == 12 ? DaysFromCivil(y + 1, 1, 1) : DaysFromCivil(y, m + 1, 1)};
 }
 
-std::string MonthText(int64_t month) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04lld-%02lld-01", static_cast<long long>(month / 12),
-                static_cast<long long>(month % 12 + 1));
-  return buf;
+std::string PartitionName(int64_t first_day, PartitionPeriod period) {
+  std::string d = FormatTime(first_day * kMicrosPerDay);
+  std::string name = "readings_" + d.substr(0, 4) + d.substr(5, 2);
+  if (period == PartitionPeriod::kDay) name += d.substr(8, 2);
+  return name;
+}
+
+std::string DayText(int64_t day) {
+  return FormatTime(day * kMicrosPerDay).substr(0, 10);
 }
 
 // ---- the sink --------------------------------------------------------------------------
+
+// One connection and the rows it sends at the next flush, in a transaction of its own.
+// Lane 0 carries every table and, with checkpoints, all rows and the checkpoint's row;
+// without checkpoints further lanes (option `connections`) take a share of the readings,
+// split by device so that every key stays in one lane, and commit in parallel.
+struct Lane {
+  explicit Lane(int i) : index(i) {}
+  const int index;
+  PgConnection conn;
+  std::string copy[kTableCount];  // binary COPY data per table
+  uint64_t buffered[kTableCount] = {};
+  uint64_t inserted[kTableCount] = {};  // what the flush that just committed inserted
+  uint64_t commit_seq = 0;
+  bool outcome_unknown = false;  // the last flush broke off; it may have committed
+  bool committed = false;        // the current flush's transaction committed
+
+  uint64_t rows() const {
+    uint64_t n = 0;
+    for (uint64_t b : buffered) n += b;
+    return n;
+  }
+  void Clear() {
+    for (std::string& b : copy) b.clear();
+    for (uint64_t& n : buffered) n = 0;
+  }
+};
 
 class PostgresSink final : public Sink {
  public:
@@ -411,6 +457,9 @@ class PostgresSink final : public Sink {
     std::snprintf(buf, sizeof buf, "%lld-%d-%08x", static_cast<long long>(NowUs()),
                   static_cast<int>(::getpid()), static_cast<unsigned>(rng_()));
     commit_prefix_ = options_.name + "-" + buf + "-";
+    for (int i = 0; i < std::max(options_.connections, 1); ++i) {
+      lanes_.push_back(std::make_unique<Lane>(i));
+    }
   }
   ~PostgresSink() override { Close(); }
 
@@ -424,19 +473,32 @@ class PostgresSink final : public Sink {
   void Close() override;
 
  private:
-  // Connect (with backoff) and prepare the session; schema on the first connection.
-  Status EnsureConnected();
-  Status PrepareSession();
+  // Connect a lane (with backoff) and prepare its session; schema on the first connection.
+  Status EnsureConnected(Lane& lane);
+  Status PrepareSession(PgConnection& conn);
   Status CreateSchema();
-  // Send the buffered rows in one transaction, retrying for up to retry_for.
+  PgConnection& main_conn() { return lanes_[0]->conn; }
+  // Send the buffered rows, one transaction per lane, retrying for up to retry_for.
   Status Flush();
-  Status FlushOnce();
+  Status FlushLanes();
+  Status FlushOnce(Lane& lane);
   Status EnsurePartitions();
-  Result<uint64_t> CopyTable(int table);
+  // Read the partitions' layout and which of them still lack their GiST index.
+  Status ReadPartitions();
+  // Build the GiST index of every partition closed by `closed_before` (event time).
+  void IndexClosedPartitions(TimeUs closed_before);
+  Result<uint64_t> CopyTable(Lane& lane, int table);
+  bool AnyOutcomeUnknown() const {
+    for (const auto& lane : lanes_) {
+      if (lane->outcome_unknown) return true;
+    }
+    return false;
+  }
   void ClearBuffers() {
-    for (std::string& b : copy_) b.clear();
-    for (uint64_t& n : buffered_) n = 0;
-    months_.clear();
+    for (auto& lane : lanes_) lane->Clear();
+    partitions_.clear();
+    last_part_ = {1, 0};
+    buffered_max_time_ = kMinTime;
     buffered_rows_ = 0;
   }
   void SleepBackoff();
@@ -446,13 +508,13 @@ class PostgresSink final : public Sink {
   void EncodeWindow(const WindowResult& w, std::string& out);
   void EncodeQuarantine(const QuarantineRecord& q, std::string& out);
   void EncodeLate(const LateRecord& l, std::string& out);
-  void NoteMonth(TimeUs t) {
-    int64_t days = FloorDiv(t, kMicrosPerDay);
-    if (days != last_day_) {
-      last_day_ = days;
-      last_month_ = MonthOfDay(days);
+  void NotePartition(TimeUs t) {
+    buffered_max_time_ = std::max(buffered_max_time_, t);
+    int64_t day = FloorDiv(t, kMicrosPerDay);
+    if (day < last_part_.first_day || day >= last_part_.end_day) {
+      last_part_ = PartitionOf(day, period_);
+      partitions_.insert(last_part_.first_day);
     }
-    months_.insert(last_month_);
   }
 
   PostgresSinkOptions options_;
@@ -462,24 +524,24 @@ class PostgresSink final : public Sink {
   Ledger* ledger_ = nullptr;
   bool opened_ = false;
 
-  PgConnection conn_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
   bool schema_ready_ = false;
-  bool partitioned_ = false;  // readings is partitioned by month (no TimescaleDB)
-  std::set<int64_t> created_months_;
+  bool partitioned_ = false;  // readings is partitioned by time (no TimescaleDB)
+  bool table_gist_ = false;   // readings has one GiST index over the whole table
+  PartitionPeriod period_ = PartitionPeriod::kDay;
+  std::set<int64_t> created_partitions_;  // first days of partitions known to exist
+  std::set<int64_t> unindexed_;           // ... of those without their GiST index
+  TimeUs committed_max_time_ = kMinTime;  // latest reading event time committed
 
-  // Rows waiting for the next flush, as COPY text per table.
-  std::string copy_[kTableCount];
-  uint64_t buffered_[kTableCount] = {};
+  // Rows waiting for the next flush (in the lanes).
   uint64_t buffered_rows_ = 0;
-  std::set<int64_t> months_;  // months of the buffered readings
-  int64_t last_day_ = INT64_MIN;
-  int64_t last_month_ = 0;
+  std::set<int64_t> partitions_;     // partitions (first days) of the buffered readings
+  PartitionBounds last_part_{1, 0};  // the partition of the last reading encoded (none yet)
+  TimeUs buffered_max_time_ = kMinTime;
 
   std::string commit_prefix_;
-  uint64_t commit_seq_ = 0;
-  bool checkpointing_ = false;    // rows become visible only in CommitCheckpoint
-  uint64_t checkpoint_ = 0;       // the checkpoint being committed by the current flush
-  bool outcome_unknown_ = false;  // the last flush broke off; it may have committed
+  bool checkpointing_ = false;  // rows become visible only in CommitCheckpoint
+  uint64_t checkpoint_ = 0;     // the checkpoint being committed by the current flush
 
   std::mt19937 rng_;
   DurationUs backoff_ = 0;
@@ -493,7 +555,7 @@ Status PostgresSink::Open(RunContext& ctx) {
   ledger_ = ctx.ledger;
   if (ctx.config != nullptr) extra_zone_layers_ = ExtraZoneLayerNames(*ctx.config);
   opened_ = true;
-  return EnsureConnected();
+  return EnsureConnected(*lanes_[0]);
 }
 
 void PostgresSink::SleepBackoff() {
@@ -503,19 +565,21 @@ void PostgresSink::SleepBackoff() {
   backoff_ = std::min(backoff_ * 2, options_.reconnect_backoff_max);
 }
 
-Status PostgresSink::EnsureConnected() {
-  if (conn_.connected()) return Status::Ok();
+Status PostgresSink::EnsureConnected(Lane& lane) {
+  if (lane.conn.connected()) return Status::Ok();
+  // The first connection creates the schema the others' staging tables copy.
+  if (!schema_ready_ && lane.index != 0) TRIB_RETURN_IF_ERROR(EnsureConnected(*lanes_[0]));
   TimeUs deadline = NowUs() + options_.retry_for;
   int timeout_s = static_cast<int>(std::max<DurationUs>(options_.connect_timeout / 1000000, 1));
   while (true) {
-    Status st = conn_.Connect(options_.conninfo, "tributary/" + options_.name, timeout_s);
-    if (st.ok()) st = PrepareSession();
+    Status st = lane.conn.Connect(options_.conninfo, "tributary/" + options_.name, timeout_s);
+    if (st.ok()) st = PrepareSession(lane.conn);
     if (st.ok()) {
       if (backoff_ > 0) spdlog::info("postgres sink {}: connected again", options_.name);
       backoff_ = 0;
       return Status::Ok();
     }
-    conn_.Close();
+    lane.conn.Close();
     if (!st.retryable() || NowUs() >= deadline) {
       return st.WithContext("postgres sink " + options_.name);
     }
@@ -524,20 +588,21 @@ Status PostgresSink::EnsureConnected() {
   }
 }
 
-Status PostgresSink::PrepareSession() {
+Status PostgresSink::PrepareSession(PgConnection& conn) {
   // temp_buffers (8 MB by default) must hold a commit's staging rows: beyond it the
   // server writes and reads them back through temporary files. It can only be set
   // before the session first touches a temporary table.
-  TRIB_RETURN_IF_ERROR(conn_.Exec(
-      "SET client_min_messages = warning; SET TIME ZONE 'UTC'; SET temp_buffers = '256MB'"));
+  TRIB_RETURN_IF_ERROR(conn.Exec(
+      "SET client_min_messages = warning; SET TIME ZONE 'UTC'; SET temp_buffers = '256MB'; "
+      "SET maintenance_work_mem = '256MB'"));
   if (!schema_ready_) TRIB_RETURN_IF_ERROR(CreateSchema());
   // Staging tables for the fallback after a unique violation: the columns of the target,
   // with their types, so the same binary COPY data fits both.
   for (int i = 0; i < kTableCount; ++i) {
-    TRIB_RETURN_IF_ERROR(conn_.Exec("CREATE TEMP TABLE IF NOT EXISTS tributary_stage_" +
-                                    std::string(kTableNames[i]) +
-                                    " ON COMMIT DELETE ROWS AS SELECT " + kColumns[i] + " FROM " +
-                                    schema_ + "." + kTableNames[i] + " WITH NO DATA"));
+    TRIB_RETURN_IF_ERROR(conn.Exec("CREATE TEMP TABLE IF NOT EXISTS tributary_stage_" +
+                                   std::string(kTableNames[i]) +
+                                   " ON COMMIT DELETE ROWS AS SELECT " + kColumns[i] + " FROM " +
+                                   schema_ + "." + kTableNames[i] + " WITH NO DATA"));
   }
   return Status::Ok();
 }
@@ -545,12 +610,12 @@ Status PostgresSink::PrepareSession() {
 Status PostgresSink::CreateSchema() {
   TRIB_ASSIGN_OR_RETURN(
       int64_t has_postgis,
-      conn_.QueryInt("SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'"));
+      main_conn().QueryInt("SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'"));
   if (has_postgis == 0) {
     return Status::Invalid("postgres sink " + options_.name +
                            ": the server has no PostGIS extension (install postgis for "
                            "PostgreSQL " +
-                           std::to_string(conn_.server_major()) + ")");
+                           std::to_string(main_conn().server_major()) + ")");
   }
   // TimescaleDB (untested here: Debian 12 does not package it). Its extension loads only
   // when preloaded (shared_preload_libraries), so being installed is not enough; and an
@@ -559,54 +624,129 @@ Status PostgresSink::CreateSchema() {
   const std::string readings = PgQuoteLiteral(schema_ + ".readings");
   TRIB_ASSIGN_OR_RETURN(
       int64_t has_timescale,
-      conn_.QueryInt("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb' "
-                     "AND (installed_version IS NOT NULL OR "
-                     "current_setting('shared_preload_libraries') LIKE '%timescaledb%')"));
+      main_conn().QueryInt(
+          "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb' "
+          "AND (installed_version IS NOT NULL OR "
+          "current_setting('shared_preload_libraries') LIKE '%timescaledb%')"));
   TRIB_ASSIGN_OR_RETURN(
       int64_t existing,
-      conn_.QueryInt("SELECT count(*) FROM pg_class WHERE oid = to_regclass(" + readings + ")"));
+      main_conn().QueryInt("SELECT count(*) FROM pg_class WHERE oid = to_regclass(" + readings +
+                           ")"));
   auto count_partitioned = [&] {
-    return conn_.QueryInt(
+    return main_conn().QueryInt(
         "SELECT count(*) FROM pg_partitioned_table WHERE partrelid = "
         "to_regclass(" +
         readings + ")");
   };
   TRIB_ASSIGN_OR_RETURN(int64_t existing_partitioned, count_partitioned());
   const bool hypertable = has_timescale > 0 && (existing == 0 || existing_partitioned == 0);
+  // A table-wide GiST index stays: every partition has it, so none can wait for its close.
+  TRIB_ASSIGN_OR_RETURN(
+      int64_t table_gist,
+      main_conn().QueryInt("SELECT count(*) FROM pg_class WHERE oid = to_regclass(" +
+                           PgQuoteLiteral(schema_ + ".readings_geom_gist") + ")"));
+  if (table_gist > 0 && options_.geom_index_on_close) {
+    spdlog::info(
+        "postgres sink {}: {}.readings has a GiST index over the whole table (geom_index: "
+        "on_insert when it was created); rows are indexed as they are inserted",
+        options_.name, schema_);
+  }
+  table_gist_ = hypertable || table_gist > 0 || !options_.geom_index_on_close;
   // One transaction, and an advisory lock so two sinks starting at once do not race
   // on CREATE ... IF NOT EXISTS.
   std::string sql = "BEGIN; SELECT pg_advisory_xact_lock(7236051);\n";
   sql += "CREATE EXTENSION IF NOT EXISTS postgis;\n";
   if (hypertable) sql += "CREATE EXTENSION IF NOT EXISTS timescaledb;\n";
-  sql += SchemaSql(schema_, hypertable);
+  sql += SchemaSql(schema_, hypertable, table_gist_);
   if (hypertable) {
     // A no-op (with a notice) when readings already is a hypertable.
     sql += "SELECT create_hypertable(" + readings +
            "::regclass, 'event_time', if_not_exists => TRUE);\n";
   }
   sql += "COMMIT;";
-  Status st = conn_.Exec(sql);
+  Status st = main_conn().Exec(sql);
   if (!st.ok()) {
-    (void)conn_.Exec("ROLLBACK");
+    (void)main_conn().Exec("ROLLBACK");
     return st;
   }
   TRIB_ASSIGN_OR_RETURN(int64_t partitioned, count_partitioned());
   partitioned_ = partitioned > 0;
+  if (partitioned_) TRIB_RETURN_IF_ERROR(ReadPartitions());
   schema_ready_ = true;
   return Status::Ok();
 }
 
+Status PostgresSink::ReadPartitions() {
+  TRIB_ASSIGN_OR_RETURN(
+      PgResult r,
+      main_conn().Query(
+          "SELECT c.relname, EXISTS (SELECT 1 FROM pg_index x JOIN pg_class ic ON ic.oid = "
+          "x.indexrelid JOIN pg_am a ON a.oid = ic.relam WHERE x.indrelid = c.oid AND "
+          "a.amname = 'gist') FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+          "WHERE i.inhparent = to_regclass(" +
+          PgQuoteLiteral(schema_ + ".readings") + ")"));
+  created_partitions_.clear();
+  unindexed_.clear();
+  period_ = PartitionPeriod::kDay;
+  for (int i = 0; i < r.rows(); ++i) {
+    // readings_YYYYMM or readings_YYYYMMDD; partitions named otherwise are not the sink's.
+    std::string name = r.Value(i, 0);
+    constexpr std::string_view kPrefix = "readings_";
+    std::string_view digits = std::string_view(name).substr(std::min(name.size(), kPrefix.size()));
+    if (name.compare(0, kPrefix.size(), kPrefix) != 0 ||
+        (digits.size() != 6 && digits.size() != 8) ||
+        digits.find_first_not_of("0123456789") != std::string_view::npos) {
+      continue;
+    }
+    auto number = [&](size_t at, size_t n) {
+      unsigned v = 0;
+      std::from_chars(digits.data() + at, digits.data() + at + n, v);
+      return v;
+    };
+    if (digits.size() == 6) period_ = PartitionPeriod::kMonth;
+    int64_t first_day =
+        DaysFromCivil(number(0, 4), number(4, 2), digits.size() == 8 ? number(6, 2) : 1);
+    created_partitions_.insert(first_day);
+    if (r.Value(i, 1) != "t") unindexed_.insert(first_day);
+  }
+  if (table_gist_) unindexed_.clear();  // the table-wide index covers them
+  return Status::Ok();
+}
+
+void PostgresSink::IndexClosedPartitions(TimeUs closed_before) {
+  if (table_gist_ || !partitioned_ || !main_conn().connected()) return;
+  while (!unindexed_.empty()) {
+    const int64_t first_day = *unindexed_.begin();
+    const PartitionBounds b = PartitionOf(first_day, period_);
+    if (b.end_day * kMicrosPerDay + kMicrosPerHour > closed_before) return;
+    const std::string name = PartitionName(first_day, period_);
+    const TimeUs started = NowUs();
+    Status st =
+        main_conn().Exec("CREATE INDEX IF NOT EXISTS " + PgQuoteIdent(name + "_geom_gist") +
+                         " ON " + schema_ + "." + PgQuoteIdent(name) + " USING gist (geom)");
+    if (!st.ok()) {
+      spdlog::warn("postgres sink {}: indexing {}: {} (tried again after the next commit)",
+                   options_.name, name, st.message());
+      return;
+    }
+    spdlog::info("postgres sink {}: partition {} is closed; its GiST index took {}", options_.name,
+                 name, FormatDuration(NowUs() - started));
+    unindexed_.erase(unindexed_.begin());
+  }
+}
+
 Status PostgresSink::EnsurePartitions() {
   if (!partitioned_) return Status::Ok();
-  for (int64_t m : months_) {
-    if (created_months_.count(m) != 0) continue;
-    std::string from = MonthText(m);
-    std::string to = MonthText(m + 1);
-    std::string name = "readings_" + from.substr(0, 4) + from.substr(5, 2);
-    TRIB_RETURN_IF_ERROR(conn_.Exec("CREATE TABLE IF NOT EXISTS " + schema_ + "." +
-                                    PgQuoteIdent(name) + " PARTITION OF " + schema_ +
-                                    ".readings FOR VALUES FROM ('" + from + " 00:00:00+00') TO ('" +
-                                    to + " 00:00:00+00')"));
+  for (int64_t first_day : partitions_) {
+    if (created_partitions_.count(first_day) != 0) continue;
+    const PartitionBounds b = PartitionOf(first_day, period_);
+    TRIB_RETURN_IF_ERROR(
+        main_conn().Exec("CREATE TABLE IF NOT EXISTS " + schema_ + "." +
+                         PgQuoteIdent(PartitionName(first_day, period_)) + " PARTITION OF " +
+                         schema_ + ".readings FOR VALUES FROM ('" + DayText(b.first_day) +
+                         " 00:00:00+00') TO ('" + DayText(b.end_day) + " 00:00:00+00')"));
+    created_partitions_.insert(first_day);
+    if (!table_gist_) unindexed_.insert(first_day);  // until it is closed
   }
   return Status::Ok();
 }
@@ -615,14 +755,27 @@ Status PostgresSink::Write(const Batch& batch) {
   if (!opened_) {
     return Status::Internal("postgres sink " + options_.name + ": Write before Open");
   }
-  // Encode the rows of one table of the batch, when that table is enabled.
-  auto encode = [this](int table, const auto& rows, auto&& one) {
+  // Encode the rows of one table of the batch into lane 0, when that table is enabled.
+  Lane& main = *lanes_[0];
+  auto encode = [&](int table, const auto& rows, auto&& one) {
     if (!enabled_[table]) return;
-    for (const auto& row : rows) (this->*one)(row, copy_[table]);
-    buffered_[table] += rows.size();
+    for (const auto& row : rows) (this->*one)(row, main.copy[table]);
+    main.buffered[table] += rows.size();
     buffered_rows_ += rows.size();
   };
-  encode(kReadings, batch.readings, &PostgresSink::EncodeReading);
+  // Readings are shared out by device (with checkpoints all stay in lane 0: one
+  // transaction per checkpoint).
+  const size_t lanes = checkpointing_ ? 1 : lanes_.size();
+  if (enabled_[kReadings] && lanes > 1) {
+    for (const Reading& r : batch.readings) {
+      Lane& lane = *lanes_[r.device.id % lanes];
+      EncodeReading(r, lane.copy[kReadings]);
+      ++lane.buffered[kReadings];
+    }
+    buffered_rows_ += batch.readings.size();
+  } else {
+    encode(kReadings, batch.readings, &PostgresSink::EncodeReading);
+  }
   encode(kWindows, batch.windows, &PostgresSink::EncodeWindow);
   encode(kQuarantine, batch.quarantine, &PostgresSink::EncodeQuarantine);
   encode(kLate, batch.late, &PostgresSink::EncodeLate);
@@ -642,7 +795,7 @@ Status PostgresSink::Write(const Batch& batch) {
 Status PostgresSink::Commit() {
   if (!opened_) return Status::Internal("postgres sink " + options_.name + ": Commit before Open");
   if (checkpointing_) return Status::Ok();
-  if (buffered_rows_ == 0 && !outcome_unknown_) return Status::Ok();
+  if (buffered_rows_ == 0 && !AnyOutcomeUnknown()) return Status::Ok();
   return Flush();
 }
 
@@ -653,10 +806,11 @@ Result<SinkCheckpointRecord> PostgresSink::OpenCheckpoints() {
   const TimeUs deadline = NowUs() + options_.retry_for;
   Result<PgResult> r = Status::Internal("not queried");
   while (true) {
-    Status st = EnsureConnected();
+    Status st = EnsureConnected(*lanes_[0]);
     if (st.ok()) {
-      r = conn_.Query("SELECT checkpoint_id, readings, windows, quarantine, late FROM " + schema_ +
-                      ".sink_checkpoints WHERE sink = " + PgQuoteLiteral(options_.name));
+      r = main_conn().Query("SELECT checkpoint_id, readings, windows, quarantine, late FROM " +
+                            schema_ +
+                            ".sink_checkpoints WHERE sink = " + PgQuoteLiteral(options_.name));
       st = r.status();
     }
     if (st.ok()) break;
@@ -691,8 +845,7 @@ Status PostgresSink::CommitCheckpoint(uint64_t checkpoint) {
 Status PostgresSink::Flush() {
   TimeUs deadline = NowUs() + options_.retry_for;
   while (true) {
-    Status st = EnsureConnected();
-    if (st.ok()) st = FlushOnce();
+    Status st = FlushLanes();
     if (st.ok()) return st;
     if (!st.retryable() || NowUs() >= deadline) {
       return st.WithContext("postgres sink " + options_.name);
@@ -702,68 +855,112 @@ Status PostgresSink::Flush() {
   }
 }
 
+// The lanes with something to commit, in parallel: lane 0 on this thread, the others on
+// threads of their own. A lane that committed is done even when another failed; the
+// retry sends only what is left.
+Status PostgresSink::FlushLanes() {
+  std::vector<Lane*> pending;
+  for (auto& lane : lanes_) {
+    if (lane->rows() > 0 || lane->outcome_unknown || (lane->index == 0 && checkpoint_ != 0)) {
+      pending.push_back(lane.get());
+    }
+  }
+  TRIB_RETURN_IF_ERROR(EnsureConnected(*lanes_[0]));
+  for (Lane* lane : pending) TRIB_RETURN_IF_ERROR(EnsureConnected(*lane));
+  // Partitions first, in a transaction of their own: two lanes creating one would race.
+  TRIB_RETURN_IF_ERROR(EnsurePartitions());
+  std::vector<Status> results(pending.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < pending.size(); ++i) {
+    threads.emplace_back([this, &results, &pending, i] { results[i] = FlushOnce(*pending[i]); });
+  }
+  if (!pending.empty()) results[0] = FlushOnce(*pending[0]);
+  for (std::thread& t : threads) t.join();
+  Status first_error;
+  for (size_t i = 0; i < pending.size(); ++i) {
+    Lane& lane = *pending[i];
+    if (lane.committed) {
+      if (ledger_ != nullptr) {
+        for (int t = 0; t < kTableCount; ++t) {
+          if (enabled_[t]) ledger_->AddSinkCommitted(ledger_keys_[t], lane.inserted[t]);
+        }
+      }
+      buffered_rows_ -= lane.rows();
+      lane.Clear();
+      lane.committed = false;
+      ++lane.commit_seq;
+    }
+    if (!results[i].ok() && first_error.ok()) first_error = results[i];
+  }
+  if (!first_error.ok()) return first_error;
+  committed_max_time_ = std::max(committed_max_time_, buffered_max_time_);
+  ClearBuffers();
+  IndexClosedPartitions(committed_max_time_);
+  return Status::Ok();
+}
+
 // COPY straight into the table, inside a savepoint. A unique violation means some rows
 // are stored already (a replay after a crash or a lost acknowledgement, or a row twice
 // in the batch): back to the savepoint, and the batch goes through the staging table and
 // INSERT ... ON CONFLICT DO NOTHING instead. Returns the rows inserted.
-Result<uint64_t> PostgresSink::CopyTable(int table) {
+Result<uint64_t> PostgresSink::CopyTable(Lane& lane, int table) {
+  PgConnection& conn = lane.conn;
   const std::string copy_tail = " FROM STDIN (FORMAT binary)";
-  TRIB_RETURN_IF_ERROR(conn_.Exec("SAVEPOINT tributary_copy"));
-  Result<uint64_t> copied = conn_.CopyIn(
+  TRIB_RETURN_IF_ERROR(conn.Exec("SAVEPOINT tributary_copy"));
+  Result<uint64_t> copied = conn.CopyIn(
       "COPY " + schema_ + "." + kTableNames[table] + " (" + kColumns[table] + ")" + copy_tail,
-      copy_[table], kCopyTrailer);
+      lane.copy[table], kCopyTrailer);
   if (copied.ok()) {
-    TRIB_RETURN_IF_ERROR(conn_.Exec("RELEASE SAVEPOINT tributary_copy"));
+    TRIB_RETURN_IF_ERROR(conn.Exec("RELEASE SAVEPOINT tributary_copy"));
     return copied;
   }
-  if (!conn_.connected() || conn_.last_sqlstate() != "23505") return copied.status();
-  TRIB_RETURN_IF_ERROR(conn_.Exec("ROLLBACK TO SAVEPOINT tributary_copy"));
+  if (!conn.connected() || conn.last_sqlstate() != "23505") return copied.status();
+  TRIB_RETURN_IF_ERROR(conn.Exec("ROLLBACK TO SAVEPOINT tributary_copy"));
   spdlog::info("postgres sink {}: some {} rows are stored already; inserting the rest",
                options_.name, kTableNames[table]);
   TRIB_RETURN_IF_ERROR(
-      conn_
-          .CopyIn("COPY pg_temp.tributary_stage_" + std::string(kTableNames[table]) + copy_tail,
-                  copy_[table], kCopyTrailer)
+      conn.CopyIn("COPY pg_temp.tributary_stage_" + std::string(kTableNames[table]) + copy_tail,
+                  lane.copy[table], kCopyTrailer)
           .status());
-  TRIB_ASSIGN_OR_RETURN(PgResult ins, conn_.Query(InsertStagedSql(schema_, table)));
+  TRIB_ASSIGN_OR_RETURN(PgResult ins, conn.Query(InsertStagedSql(schema_, table)));
   return ins.Affected();
 }
 
-Status PostgresSink::FlushOnce() {
-  const std::string commit_id = commit_prefix_ + std::to_string(commit_seq_);
-  if (outcome_unknown_) {
+// One lane's transaction: its rows, its sink_commits row and (lane 0, with checkpoints)
+// the checkpoint's row. Runs on a thread of its own for lanes other than 0, so it
+// touches nothing but `lane` and what stays constant during a flush.
+Status PostgresSink::FlushOnce(Lane& lane) {
+  PgConnection& conn = lane.conn;
+  const bool checkpoint_row = lane.index == 0 && checkpoint_ != 0;
+  const std::string commit_id = commit_prefix_ +
+                                (lane.index == 0 ? "" : "l" + std::to_string(lane.index) + "-") +
+                                std::to_string(lane.commit_seq);
+  if (lane.outcome_unknown) {
     // The previous attempt broke off, perhaps after its COMMIT reached the server.
     const std::string probe =
-        checkpoint_ != 0 ? "SELECT readings, windows, quarantine, late FROM " + schema_ +
-                               ".sink_checkpoints WHERE sink = " + PgQuoteLiteral(options_.name) +
-                               " AND checkpoint_id = " + std::to_string(checkpoint_)
-                         : "SELECT readings, windows, quarantine, late FROM " + schema_ +
-                               ".sink_commits WHERE commit_id = " + PgQuoteLiteral(commit_id);
-    TRIB_ASSIGN_OR_RETURN(PgResult r, conn_.Query(probe));
-    outcome_unknown_ = false;
+        checkpoint_row ? "SELECT readings, windows, quarantine, late FROM " + schema_ +
+                             ".sink_checkpoints WHERE sink = " + PgQuoteLiteral(options_.name) +
+                             " AND checkpoint_id = " + std::to_string(checkpoint_)
+                       : "SELECT readings, windows, quarantine, late FROM " + schema_ +
+                             ".sink_commits WHERE commit_id = " + PgQuoteLiteral(commit_id);
+    TRIB_ASSIGN_OR_RETURN(PgResult r, conn.Query(probe));
+    lane.outcome_unknown = false;
     if (r.rows() == 1) {
       spdlog::info("postgres sink {}: commit {} had reached the server", options_.name, commit_id);
-      if (ledger_ != nullptr) {
-        for (int i = 0; i < kTableCount; ++i) {
-          if (enabled_[i]) {
-            ledger_->AddSinkCommitted(ledger_keys_[i],
-                                      std::strtoull(r.Value(0, i).c_str(), nullptr, 10));
-          }
-        }
+      for (int i = 0; i < kTableCount; ++i) {
+        lane.inserted[i] = std::strtoull(r.Value(0, i).c_str(), nullptr, 10);
       }
-      ++commit_seq_;
-      ClearBuffers();
+      lane.committed = true;
       return Status::Ok();
     }
-    if (buffered_rows_ == 0 && checkpoint_ == 0) return Status::Ok();
+    if (lane.rows() == 0 && !checkpoint_row) return Status::Ok();
   }
   uint64_t inserted[kTableCount] = {};
-  outcome_unknown_ = true;  // until the server has answered COMMIT or ROLLBACK
-  Status st = conn_.Exec("BEGIN");
-  if (st.ok()) st = EnsurePartitions();
+  lane.outcome_unknown = true;  // until the server has answered COMMIT or ROLLBACK
+  Status st = conn.Exec("BEGIN");
   for (int i = 0; i < kTableCount && st.ok(); ++i) {
-    if (buffered_[i] == 0) continue;
-    Result<uint64_t> rows = CopyTable(i);
+    if (lane.buffered[i] == 0) continue;
+    Result<uint64_t> rows = CopyTable(lane, i);
     if (!rows.ok()) {
       st = rows.status();
       break;
@@ -771,61 +968,57 @@ Status PostgresSink::FlushOnce() {
     inserted[i] = *rows;
   }
   if (st.ok()) {
-    st = conn_.Exec(
-        "INSERT INTO " + schema_ +
-        ".sink_commits (commit_id, sink, readings, windows, quarantine, late) "
-        "VALUES (" +
-        PgQuoteLiteral(commit_id) + ", " + PgQuoteLiteral(options_.name) + ", " +
-        std::to_string(inserted[kReadings]) + ", " + std::to_string(inserted[kWindows]) + ", " +
-        std::to_string(inserted[kQuarantine]) + ", " + std::to_string(inserted[kLate]) + ")");
+    st = conn.Exec("INSERT INTO " + schema_ +
+                   ".sink_commits (commit_id, sink, readings, windows, quarantine, late) "
+                   "VALUES (" +
+                   PgQuoteLiteral(commit_id) + ", " + PgQuoteLiteral(options_.name) + ", " +
+                   std::to_string(inserted[kReadings]) + ", " + std::to_string(inserted[kWindows]) +
+                   ", " + std::to_string(inserted[kQuarantine]) + ", " +
+                   std::to_string(inserted[kLate]) + ")");
   }
-  if (st.ok() && checkpoint_ != 0) {
+  if (st.ok() && checkpoint_row) {
     std::string counts;
     for (int i = 0; i < kTableCount; ++i) counts += ", " + std::to_string(inserted[i]);
-    st = conn_.Exec("INSERT INTO " + schema_ +
-                    ".sink_checkpoints (sink, checkpoint_id, readings, windows, quarantine, "
-                    "late) VALUES (" +
-                    PgQuoteLiteral(options_.name) + ", " + std::to_string(checkpoint_) + counts +
-                    ") ON CONFLICT (sink) DO UPDATE SET checkpoint_id = EXCLUDED.checkpoint_id, "
-                    "readings = EXCLUDED.readings, windows = EXCLUDED.windows, "
-                    "quarantine = EXCLUDED.quarantine, late = EXCLUDED.late, "
-                    "committed_at = now()");
+    st = conn.Exec("INSERT INTO " + schema_ +
+                   ".sink_checkpoints (sink, checkpoint_id, readings, windows, quarantine, "
+                   "late) VALUES (" +
+                   PgQuoteLiteral(options_.name) + ", " + std::to_string(checkpoint_) + counts +
+                   ") ON CONFLICT (sink) DO UPDATE SET checkpoint_id = EXCLUDED.checkpoint_id, "
+                   "readings = EXCLUDED.readings, windows = EXCLUDED.windows, "
+                   "quarantine = EXCLUDED.quarantine, late = EXCLUDED.late, "
+                   "committed_at = now()");
   }
-  if (st.ok()) st = conn_.Exec("COMMIT");
+  if (st.ok()) st = conn.Exec("COMMIT");
   if (!st.ok()) {
-    if (conn_.connected()) {
+    if (conn.connected()) {
       // The server answered with an error: nothing of this transaction is stored.
-      (void)conn_.Exec("ROLLBACK");
-      outcome_unknown_ = false;
-      created_months_.clear();  // partitions created in the transaction were rolled back
+      (void)conn.Exec("ROLLBACK");
+      lane.outcome_unknown = false;
     } else {
-      conn_.Close();
+      conn.Close();
     }
     return st;
   }
-  outcome_unknown_ = false;
-  for (int64_t m : months_) created_months_.insert(m);
-  if (ledger_ != nullptr) {
-    for (int i = 0; i < kTableCount; ++i) {
-      if (enabled_[i]) ledger_->AddSinkCommitted(ledger_keys_[i], inserted[i]);
-    }
-  }
-  ++commit_seq_;
-  ClearBuffers();
+  lane.outcome_unknown = false;
+  for (int i = 0; i < kTableCount; ++i) lane.inserted[i] = inserted[i];
+  lane.committed = true;
   return Status::Ok();
 }
 
 void PostgresSink::Close() {
+  // A partition that ended more than an hour ago by the clock gets no live readings any
+  // more (a backfill of past days ends here).
+  if (opened_) IndexClosedPartitions(std::max(committed_max_time_, NowUs()));
   if (buffered_rows_ > 0) {
     spdlog::warn("postgres sink {}: closed with {} rows not committed", options_.name,
                  buffered_rows_);
     ClearBuffers();
   }
-  conn_.Close();
+  for (auto& lane : lanes_) lane->conn.Close();
 }
 
 void PostgresSink::EncodeReading(const Reading& r, std::string& out) {
-  NoteMonth(r.event_time);
+  NotePartition(r.event_time);
   CopyRow row(out, kColumnCount[kReadings]);
   row.Timestamp(r.event_time)
       .Text(r.device.view())
@@ -928,7 +1121,7 @@ const SectionSpec& PostgresSinkSpec() {
   static const SectionSpec spec = [] {
     SectionSpec s{
         "sinks[] (type: postgres)",
-        "PostgreSQL with PostGIS: the tables readings (partitioned by month, or a TimescaleDB "
+        "PostgreSQL with PostGIS: the tables readings (partitioned by day, or a TimescaleDB "
         "hypertable where that extension is available), windows, quarantine, late and alerts, "
         "created on start with geometry(Point, 4326) columns, GiST indexes and provenance as "
         "jsonb. Rows are sent with binary COPY at every pipeline commit, straight into the "
@@ -948,6 +1141,19 @@ const SectionSpec& PostgresSinkSpec() {
             {"batch_rows", OptionType::kInt, "100000",
              "Send buffered rows once this many are waiting, even between pipeline commits.",
              "1.."},
+            {"connections", OptionType::kInt, "2",
+             "Connections that commit readings in parallel, each in a transaction of its own "
+             "with its own sink_commits row (a device's readings always take the same one). "
+             "With checkpoints one connection carries each checkpoint in one transaction.",
+             "1..16"},
+            {"geom_index", OptionType::kEnum, "on_close",
+             "When readings.geom is indexed. `on_close`: each daily partition gets its GiST "
+             "index once it is closed, when readings from an hour after its end are committed "
+             "(or at shutdown for days that ended earlier); spatial queries on the open day "
+             "scan it. `on_insert`: one index over the whole table, every row indexed as it "
+             "is inserted (spatial queries indexed everywhere, about half the write rate). "
+             "An existing table keeps a table-wide index it has.",
+             "on_close|on_insert"},
             {"connect_timeout", OptionType::kDuration, "5s",
              "How long one connection attempt may take.", "1s..10m"},
             {"reconnect_backoff", OptionType::kDuration, "200ms",
@@ -984,6 +1190,9 @@ Result<PostgresSinkOptions> ReadPostgresSinkOptions(const SinkEntry& entry) {
   out.quarantine = tables.quarantine;
   out.late = tables.late;
   TRIB_ASSIGN_OR_RETURN(out.batch_rows, o.GetInt("batch_rows"));
+  TRIB_ASSIGN_OR_RETURN(out.connections, o.GetInt("connections"));
+  TRIB_ASSIGN_OR_RETURN(std::string geom_index, o.GetString("geom_index"));
+  out.geom_index_on_close = geom_index == "on_close";
   TRIB_ASSIGN_OR_RETURN(out.connect_timeout, o.GetDuration("connect_timeout"));
   TRIB_ASSIGN_OR_RETURN(out.reconnect_backoff, o.GetDuration("reconnect_backoff"));
   TRIB_ASSIGN_OR_RETURN(out.reconnect_backoff_max, o.GetDuration("reconnect_backoff_max"));
