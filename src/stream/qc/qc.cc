@@ -289,10 +289,13 @@ struct QcOperator::NeighborGrid {
     return PairKey(static_cast<uint32_t>(cx), static_cast<uint32_t>(cy));
   }
 
-  // Indices of the other sensors within `radius` of (x, y), whatever their times.
+  // Indices of the other sensors within `radius` of (x, y), whatever their times,
+  // nearest first (equal distances by device id text, so the order depends on the
+  // positions and names only, not on the order sensors first appeared).
   void Within(uint32_t device, double x, double y, double radius,
               std::vector<uint32_t>& out) const {
     out.clear();
+    std::vector<std::pair<double, uint32_t>> found;
     auto cx = static_cast<int32_t>(std::floor(x / cell));
     auto cy = static_cast<int32_t>(std::floor(y / cell));
     const double r2 = radius * radius;
@@ -305,10 +308,17 @@ struct QcOperator::NeighborGrid {
           const Entry& e = entries[idx];
           if (e.device == device) continue;
           double ex = e.x - x, ey = e.y - y;
-          if (ex * ex + ey * ey <= r2) out.push_back(idx);
+          double d2 = ex * ex + ey * ey;
+          if (d2 <= r2) found.emplace_back(d2, idx);
         }
       }
     }
+    std::sort(found.begin(), found.end(), [this](const auto& a, const auto& b) {
+      if (a.first != b.first) return a.first < b.first;
+      return Symbol{entries[a.second].device}.view() < Symbol{entries[b.second].device}.view();
+    });
+    out.reserve(found.size());
+    for (const auto& f : found) out.push_back(f.second);
   }
 
   // True when `device` is new to the grid.
@@ -489,6 +499,10 @@ const SectionSpec& QcSectionSpec() {
           {"neighbor_min_sigma", OptionType::kDouble, "1",
            "Floor of the neighbours' robust σ (metric unit) for metrics without a built-in one.",
            "0.."},
+          {"neighbor_max", OptionType::kInt, "32",
+           "Most neighbours a reading is compared with: the nearest ones with a recent value "
+           "(equal distances by device id). Bounds the cost in dense networks.",
+           "2..100000"},
           {"neighbor_max_age", OptionType::kDuration, "15m",
            "Neighbours' latest values older (or newer) than this, in event time, do not count."},
           {"rules", OptionType::kSection, "",
@@ -569,6 +583,9 @@ Result<QcOptions> ParseQcOptions(const PipelineConfig& config) {
   TRIB_ASSIGN_OR_RETURN(o.neighbor_radius_m, r.GetDouble("neighbor_radius"));
   TRIB_ASSIGN_OR_RETURN(int64_t nmin, r.GetInt("neighbor_min"));
   o.neighbor_min = static_cast<size_t>(nmin);
+  TRIB_ASSIGN_OR_RETURN(int64_t nmax, r.GetInt("neighbor_max"));
+  if (nmax < nmin) return r.Error("neighbor_max", "must not be below neighbor_min");
+  o.neighbor_max = static_cast<size_t>(nmax);
   TRIB_ASSIGN_OR_RETURN(o.neighbor_max_age, r.GetDuration("neighbor_max_age"));
 
   YAML::Node list = r.Node("rules");
@@ -747,9 +764,12 @@ float QcOperator::Check(Reading& r) {
       scratch_.clear();
       const TimeUs lo = r.event_time - options_.neighbor_max_age;
       const TimeUs hi = r.event_time + options_.neighbor_max_age;
+      // The nearest neighbours with a recent value, at most neighbor_max of them.
       for (uint32_t idx : s.neighbors) {
         const NeighborGrid::Entry& e = g->entries[idx];
-        if (e.time >= lo && e.time <= hi) scratch_.push_back(e.value);
+        if (e.time < lo || e.time > hi) continue;
+        scratch_.push_back(e.value);
+        if (scratch_.size() >= options_.neighbor_max) break;
       }
       s.nb_count = static_cast<uint32_t>(scratch_.size());
       s.nb_age = 0;

@@ -17,8 +17,9 @@
 //                   `baseline_time_zone` (UTC by default), so a rush hour keeps its
 //                   baseline across a daylight-saving change.
 //   neighbours      robust z of the value against the median and MAD of the latest
-//                   values of the same metric from other sensors within
-//                   `neighbor_radius_m` (reported within `neighbor_max_age`); flagged
+//                   values of the same metric from the nearest `neighbor_max` other
+//                   sensors within `neighbor_radius_m` that reported within
+//                   `neighbor_max_age`; flagged
 //                   NEIGHBOR_DISAGREEMENT when z ≥ neighbor_z and at least
 //                   `neighbor_min` neighbours answered.
 //
@@ -118,6 +119,7 @@ struct QcOptions {
   std::shared_ptr<const TimeZone> baseline_time_zone;
   double neighbor_radius_m = 2000.0;
   size_t neighbor_min = 3;
+  size_t neighbor_max = 32;  ///< nearest neighbours with a recent value that count
   DurationUs neighbor_max_age = 15 * kMicrosPerMinute;
 
   /// Limits of `metric` for `device` of registry model `model` (defaults, built-in

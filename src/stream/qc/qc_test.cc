@@ -75,6 +75,32 @@ TEST(QcOperatorTest, SpikeDetectionAndFalsePositiveRates) {
   EXPECT_LE(fp, 0.01);
 }
 
+// In a dense network only the nearest `neighbor_max` sensors with a recent value judge a
+// reading: 32 sensors 100 m away agree with it, 60 more 1.5 km away (still within the
+// radius) read far higher.
+TEST(QcOperatorTest, NeighboursAreTheNearestWithARecentValue) {
+  Symbol metric = Intern("pm25");
+  auto judged = [&](size_t neighbor_max) {
+    QcOptions o = DefaultQcOptions();
+    o.neighbor_max = neighbor_max;
+    QcOperator op(o);
+    Batch batch;
+    auto add = [&](const std::string& name, double dlat, TimeUs t, double v) {
+      Reading r = MakeReading(Intern(name), metric, t, v);
+      r.lat = 52.5 + dlat;
+      r.lon = 13.4;
+      batch.readings.push_back(r);
+    };
+    for (int i = 0; i < 32; ++i) add("near-" + std::to_string(i), 0.0009, kStart, 10.0 + i % 3);
+    for (int i = 0; i < 60; ++i) add("far-" + std::to_string(i), 0.0135, kStart, 50.0 + i % 3);
+    add("judged", 0.0, kStart + kMinute, 10.5);
+    EXPECT_TRUE(op.Process(batch).ok());
+    return batch.readings.back().flags.Has(QcFlag::kNeighborDisagreement);
+  };
+  EXPECT_FALSE(judged(32)) << "the 32 nearest agree";
+  EXPECT_TRUE(judged(100)) << "all 92 neighbours: the median is the far sensors'";
+}
+
 // The spike ring is kept sorted; its median and MAD must equal those selected from the
 // unsorted values (nth_element, as for the neighbours), ties, zeros and even counts
 // included, and the sorted copy must follow the ring as values come and go.
