@@ -236,11 +236,12 @@ void ExpectSameOutputs(const std::string& clean, const std::string& crashed, boo
   EXPECT_TRUE(l->balanced()) << l->ToText();
 }
 
-// Kill `crashed.yaml` runs at random moments in [0, clean time / 3) after each start,
-// restarting each time, until 20 SIGKILLs hit a run that was still working. When a run
-// reaches the end of its input between kills, its outputs are compared with the clean
-// run's and the data folder is wiped for another round, so every completed round is
-// checked and the kills keep landing mid-run (start-up, recovery, processing, commits).
+// Kill `crashed.yaml` runs at random moments in [0, max(1.5 s, clean time / 3)) after
+// each start, restarting each time, until 20 SIGKILLs hit a run that was still working
+// (at most 200 starts). When a run reaches the end of its input between kills, its
+// outputs are compared with the clean run's and the data folder is wiped for another
+// round, so every completed round is checked and the kills keep landing mid-run
+// (start-up, recovery, processing, commits).
 // Without `parquet` (the SQLite sink alone) no epoch log may ever be written.
 void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t seed,
                 bool parquet = true) {
@@ -286,7 +287,7 @@ void RunHarness(const std::string& source_yaml, const TempDir& tmp, uint32_t see
       if (e.path().filename().string().rfind("epoch-", 0) == 0) ++epoch_logs;
     }
   };
-  for (int start = 0; kills < 20 && start < 100; ++start) {
+  for (int start = 0; kills < 20 && start < 200; ++start) {
     pid = SpawnTributaryRun({tmp.File("crashed.yaml")}, log);
     ASSERT_GT(pid, 0) << "cannot start tributary";
     std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));

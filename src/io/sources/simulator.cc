@@ -627,8 +627,10 @@ void Simulator::Layout() {
     double minutes = (i % 2 == 0) ? layout_rng.Uniform(6.0, 12.0) : layout_rng.Uniform(2.0, 4.0);
     d.clock_ahead = static_cast<DurationUs>(std::llround(minutes * 60.0)) * kMicrosPerSecond;
   }
+  // Between a sixth of the largest drift and the largest: by default 5 to 30 s a day,
+  // what crystal clocks without NTP are reported to gain or lose.
   double max_drift = static_cast<double>(o.max_drift_per_hour) / 1e6;
-  double min_drift = std::min(2.0, max_drift);
+  double min_drift = max_drift / 6.0;
   for (size_t i = ahead; i < ahead + drifting; ++i) {
     SimDevice& d = devices_[order[i]];
     double rate = layout_rng.Uniform(min_drift, max_drift);
@@ -1071,11 +1073,13 @@ const SectionSpec& SimulatorSectionSpec() {
           {"outage_min", OptionType::kDuration, "5m", "Shortest outage.", "1s..30d"},
           {"outage_max", OptionType::kDuration, "40m", "Longest outage.", "1s..30d"},
           {"drifting_clock_share", OptionType::kDouble, "0.03",
-           "Share of devices whose clock drifts (2 s up to `max_drift_per_hour` per hour, "
-           "either way).",
+           "Share of devices whose clock drifts (from a sixth of `max_drift_per_hour` up to "
+           "it, either way).",
            "0..1"},
-          {"max_drift_per_hour", OptionType::kDuration, "20s",
-           "Largest clock drift per simulated hour.", "0s..1h"},
+          {"max_drift_per_hour", OptionType::kDuration, "1250ms",
+           "Largest clock drift per simulated hour (the default is 30 s a day, the most "
+           "crystal clocks without NTP are reported to drift).",
+           "0s..1h"},
           {"clock_ahead_devices", OptionType::kInt, "2",
            "Devices whose clock runs minutes ahead (alternately 6–12 min and 2–4 min).",
            "0..1000000"},

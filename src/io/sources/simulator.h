@@ -7,7 +7,7 @@
 // fields plus per-device bias and sensor noise, synoptic pressure and wind, rain events
 // that wet the soil and raise the rivers, and moving pollution plumes (Gaussian blobs
 // drifting with the wind). Devices misbehave the way real ones do: some clocks drift by
-// seconds per hour and a couple run minutes ahead; devices go quiet for minutes and then
+// 5-30 s a day and a couple run minutes ahead; devices go quiet for minutes and then
 // send everything they buffered at once with the original event times (late data);
 // messages are re-sent (duplicates); one vendor reports PM2.5 in mg/m³; some devices
 // send projected UTM coordinates; and a share of payloads is malformed.
@@ -147,7 +147,8 @@ struct SimulatorOptions {
   DurationUs outage_min = 5 * kMicrosPerMinute;
   DurationUs outage_max = 40 * kMicrosPerMinute;
   double drifting_clock_share = 0.03;  ///< share of devices whose clock drifts
-  DurationUs max_drift_per_hour = 20 * kMicrosPerSecond;
+  // 30 s a day at most, the worst the field reports for crystal clocks without NTP.
+  DurationUs max_drift_per_hour = 1250 * kMicrosPerMilli;
   int64_t clock_ahead_devices = 2;  ///< devices whose clock is minutes ahead
   double mg_m3_share = 0.10;        ///< share of air-quality nodes sending mg/m³
   double projected_share = 0.05;    ///< share of devices sending UTM x/y

@@ -117,8 +117,9 @@ TEST(SimulatorTest, DefaultLayoutIsACityNetwork) {
     }
     if (d.drift_per_hour_s != 0) {
       ++drifting;
-      EXPECT_GE(std::fabs(d.drift_per_hour_s), 2.0);
-      EXPECT_LE(std::fabs(d.drift_per_hour_s), 20.0);
+      // 5 to 30 s a day.
+      EXPECT_GE(std::fabs(d.drift_per_hour_s), 5.0 / 24 - 1e-9);
+      EXPECT_LE(std::fabs(d.drift_per_hour_s), 30.0 / 24 + 1e-9);
     }
   }
   EXPECT_EQ(by_type[DeviceType::kAirQuality], 100);
