@@ -4,11 +4,10 @@
 #   bench/backfill_bench.sh [DAYS] [DEVICES]
 # 1 day × 370 devices at 60 s ≈ 0.53 M messages ≈ 2 M readings; 10 days ≈ 20 M readings
 # (same devices over a longer time: open window state stays the same, the archive grows).
-# From the third simulated day on, a few devices whose clocks drift forward are 20–30 min
-# ahead of the rest; the archive has no arrival times to hold them to `max_future`, so
-# they drag the watermark and about 60-70 % of the 10-day archive's readings are late
-# (past 15 min of grace) and stored in the `late` table: the 20 M run writes far more rows
-# than 10 × the 2 M one (BENCHMARKS.md, "Backfill").
+# The archive has no arrival times, so the two devices whose clocks run minutes ahead are
+# not held to `max_future` and drag the watermark: about 70 % of the window rows are
+# revisions of windows emitted before their last readings came in (BENCHMARKS.md,
+# "Backfill").
 # `run` over the same file gives the same ledger.
 # Environment:
 #   OUTPUT=windows (default) sqlite store of windows, late and quarantine (the readings are
