@@ -389,7 +389,7 @@ struct PartitionBounds {
   int64_t end_day = 0;  // first day of the next partition
 };
 
-PartitionBounds PartitionOf(int64_t day, PartitionPeriod period) {
+PartitionBounds PartitionBoundsOf(int64_t day, PartitionPeriod period) {
   if (period == PartitionPeriod::kDay) return {day, day + 1};
   std::string d = FormatTime(day * kMicrosPerDay);  // "YYYY-MM-DDT..."
   int64_t y = 0;
@@ -512,7 +512,7 @@ class PostgresSink final : public Sink {
     buffered_max_time_ = std::max(buffered_max_time_, t);
     int64_t day = FloorDiv(t, kMicrosPerDay);
     if (day < last_part_.first_day || day >= last_part_.end_day) {
-      last_part_ = PartitionOf(day, period_);
+      last_part_ = PartitionBoundsOf(day, period_);
       partitions_.insert(last_part_.first_day);
     }
   }
@@ -717,7 +717,7 @@ void PostgresSink::IndexClosedPartitions(TimeUs closed_before) {
   if (table_gist_ || !partitioned_ || !main_conn().connected()) return;
   while (!unindexed_.empty()) {
     const int64_t first_day = *unindexed_.begin();
-    const PartitionBounds b = PartitionOf(first_day, period_);
+    const PartitionBounds b = PartitionBoundsOf(first_day, period_);
     if (b.end_day * kMicrosPerDay + kMicrosPerHour > closed_before) return;
     const std::string name = PartitionName(first_day, period_);
     const TimeUs started = NowUs();
@@ -739,7 +739,7 @@ Status PostgresSink::EnsurePartitions() {
   if (!partitioned_) return Status::Ok();
   for (int64_t first_day : partitions_) {
     if (created_partitions_.count(first_day) != 0) continue;
-    const PartitionBounds b = PartitionOf(first_day, period_);
+    const PartitionBounds b = PartitionBoundsOf(first_day, period_);
     TRIB_RETURN_IF_ERROR(
         main_conn().Exec("CREATE TABLE IF NOT EXISTS " + schema_ + "." +
                          PgQuoteIdent(PartitionName(first_day, period_)) + " PARTITION OF " +
