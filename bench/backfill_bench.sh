@@ -5,9 +5,8 @@
 # 1 day × 370 devices at 60 s ≈ 0.53 M messages ≈ 2 M readings; 10 days ≈ 20 M readings
 # (same devices over a longer time: open window state stays the same, the archive grows).
 # The archive has no arrival times, so the two devices whose clocks run minutes ahead are
-# not held to `max_future` and drag the watermark: about 70 % of the window rows are
-# revisions of windows emitted before their last readings came in (BENCHMARKS.md,
-# "Backfill").
+# not held to `max_future`; the watermark passes over them (`processing.clock_outliers`,
+# BENCHMARKS.md "Backfill"), so nearly every window is emitted once.
 # `run` over the same file gives the same ledger.
 # Environment:
 #   OUTPUT=windows (default) sqlite store of windows, late and quarantine (the readings are

@@ -45,6 +45,13 @@ const SectionSpec& ProcessingSectionSpec() {
            "A partition without data for this long stops holding the watermark back, and "
            "rejoins when data arrives.",
            "1s..7d"},
+          {"clock_outliers", OptionType::kInt, "3",
+           "Per source partition, the watermark passes over the event times of up to this "
+           "many devices whose clocks run furthest ahead, as long as this many plus one "
+           "others report within an hour of them; so one fast device clock cannot close "
+           "every other device's windows early. A partition with this many devices plus one "
+           "or fewer follows its largest event time, as does every partition with 0.",
+           "0..16"},
           {"grace", OptionType::kDuration, "15m",
            "Default grace period of window definitions: how long after a window ends "
            "late readings still update it (15 min for terrestrial sensors, 60 min or more "
@@ -251,6 +258,8 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml_text, const std
   ProcessingOptions& p = config.processing;
   TRIB_ASSIGN_OR_RETURN(p.out_of_orderness, processing.GetDuration("out_of_orderness"));
   TRIB_ASSIGN_OR_RETURN(p.idle_timeout, processing.GetDuration("idle_timeout"));
+  TRIB_ASSIGN_OR_RETURN(int64_t clock_outliers, processing.GetInt("clock_outliers"));
+  p.clock_outliers = static_cast<size_t>(clock_outliers);
   TRIB_ASSIGN_OR_RETURN(p.grace, processing.GetDuration("grace"));
   TRIB_ASSIGN_OR_RETURN(p.dedup_horizon, processing.GetDuration("dedup_horizon"));
   TRIB_ASSIGN_OR_RETURN(p.drift_threshold, processing.GetDuration("drift_threshold"));

@@ -27,6 +27,7 @@ struct SinkEntry {
 struct ProcessingOptions {
   DurationUs out_of_orderness = 0;  ///< watermark = max event time − this, per partition
   DurationUs idle_timeout = 0;      ///< a partition quiet this long stops holding the watermark
+  size_t clock_outliers = 0;        ///< fastest device clocks the watermark passes over
   DurationUs grace = 0;             ///< default grace period of window definitions
   DurationUs dedup_horizon = 0;     ///< how long (device, metric, time) keys are remembered
   DurationUs drift_threshold = 0;   ///< |arrival − event time| above this → TIMESTAMP_DRIFT

@@ -25,6 +25,23 @@
 // applies, since the partition that just delivered is active.
 //
 // An idle timeout of 0 disables idleness: every partition always counts.
+//
+// Fast clocks. A partition's event time is not simply the largest one seen: a device
+// whose clock runs minutes ahead would carry it along and close every other device's
+// windows early (each later reading then revises them). With `clock_outliers` K > 0 the
+// tracker keeps, per partition, the 2K + 1 devices whose latest event times are the
+// largest (a device's latest event time only grows, so these are kept exactly, with a
+// few comparisons per reading). Of those, the ones still reporting count: silent for no
+// longer than the idle timeout (processing time), and within kClockOutlierHorizon of the
+// fastest of them (event time). When n count, the partition's event time is that of the
+// (s + 1)-th, s = clamp(n − K − 1, 0, K): the s fastest devices are passed over as long
+// as K + 1 others agree. A partition with many devices thus ignores its K fastest clocks
+// and lags its true front by about K reporting intervals divided by the number of
+// devices; one with K + 1 devices or fewer keeps its largest event time. Devices that
+// stop reporting fall behind the others and drop out of the 2K + 1, or stop counting
+// after the idle timeout (a replay without arrival times: after the horizon).
+// A clock ahead by more than the horizon, or more than K fast clocks, still drags the
+// partition (live, `max_future` quarantines such readings first).
 // Not thread-safe; owned by one operator.
 #pragma once
 
@@ -52,10 +69,17 @@ class CheckpointReader;
 
 class WatermarkTracker {
  public:
-  WatermarkTracker(DurationUs out_of_orderness, DurationUs idle_timeout);
+  /// How far behind the fastest device of a partition another device may be and still
+  /// count as reporting with it (see "Fast clocks").
+  static constexpr DurationUs kClockOutlierHorizon = 3600 * kMicrosPerSecond;
+  /// Largest `clock_outliers` (more are taken as this).
+  static constexpr size_t kMaxClockOutliers = 16;
 
-  /// Record one reading of `partition`. Does not move the watermark (Advance does).
-  void Observe(PartitionKey partition, TimeUs event_time, TimeUs arrival_time);
+  WatermarkTracker(DurationUs out_of_orderness, DurationUs idle_timeout, size_t clock_outliers = 0);
+
+  /// Record one reading of `partition` from `device` (a symbol id). Does not move the
+  /// watermark (Advance does).
+  void Observe(PartitionKey partition, TimeUs event_time, TimeUs arrival_time, uint32_t device = 0);
   /// Recompute the watermark at processing time `now` (clamped to never go back) and
   /// return it. Partitions observed since the last Advance are active whatever `now`.
   TimeUs Advance(TimeUs now);
@@ -69,7 +93,8 @@ class WatermarkTracker {
   size_t partitions() const { return partitions_.size(); }
   /// Partitions that held the watermark at the last Advance.
   size_t active_partitions() const;
-  /// The watermark of one partition (max event − out_of_orderness); kMinTime if unknown.
+  /// The watermark of one partition (its event time, see "Fast clocks", −
+  /// out_of_orderness); kMinTime if unknown.
   TimeUs PartitionWatermark(PartitionKey partition) const;
 
   /// Checkpoints: every partition and the clocks (stream/checkpoint.h).
@@ -77,19 +102,31 @@ class WatermarkTracker {
   Status Restore(CheckpointReader& in);
 
  private:
+  struct Leader {
+    uint32_t device = 0;
+    TimeUs event_time = kMinTime;    ///< the device's latest event time
+    TimeUs last_arrival = kMinTime;  ///< when it last reported
+  };
+  static constexpr size_t kMaxLeaders = 2 * kMaxClockOutliers + 1;
   struct Partition {
     PartitionKey key = 0;
     TimeUs max_event = kMinTime;
+    /// The devices with the largest latest event times, largest first (at most
+    /// 2·clock_outliers + 1; empty when clock_outliers is 0).
+    std::vector<Leader> leaders;
     TimeUs last_arrival = kMinTime;
     bool fresh = false;  // observed since the last Advance
     bool idle = false;   // as of the last Advance
   };
   Partition& Get(PartitionKey key);
+  void UpdateLeaders(Partition& p, uint32_t device, TimeUs event_time, TimeUs arrival_time) const;
+  /// The partition's event time with its fastest clocks passed over.
+  TimeUs EventFront(const Partition& p) const;
 
   DurationUs out_of_orderness_;
   DurationUs idle_timeout_;
+  size_t clock_outliers_;
   TimeUs watermark_ = kMinTime;
-  TimeUs max_event_ = kMinTime;
   TimeUs max_arrival_ = kMinTime;
   TimeUs processing_now_ = kMinTime;
   std::vector<Partition> partitions_;

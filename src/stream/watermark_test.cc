@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "stream/checkpoint.h"
+
 namespace tributary {
 namespace {
 
@@ -93,6 +95,86 @@ TEST(WatermarkTest, ZeroIdleTimeoutDisablesIdleness) {
   w.Observe(2, 100 * S, 0);
   EXPECT_EQ(w.Advance(1000000 * S), 10 * S);
   EXPECT_EQ(w.active_partitions(), 2u);
+}
+
+// Devices 1..n of partition 1 report at `t`; device 100 runs `lead` ahead.
+void ReportAll(WatermarkTracker& w, uint32_t devices, TimeUs t, TimeUs lead = 0) {
+  for (uint32_t d = 1; d <= devices; ++d) w.Observe(1, t, t, d);
+  if (lead != 0) w.Observe(1, t + lead, t, 100);
+}
+
+TEST(WatermarkTest, AFastClockDoesNotCarryAPartitionOfManyDevices) {
+  WatermarkTracker plain(0, 60 * S);
+  WatermarkTracker robust(0, 60 * S, /*clock_outliers=*/3);
+  for (WatermarkTracker* w : {&plain, &robust}) ReportAll(*w, 10, 100 * S, 8 * 60 * S);
+  EXPECT_EQ(plain.Advance(0), 580 * S);
+  EXPECT_EQ(robust.Advance(0), 100 * S);
+  EXPECT_EQ(robust.PartitionWatermark(1), 100 * S);
+  // The others move on; the front follows them, not the fast clock.
+  ReportAll(robust, 10, 160 * S);
+  EXPECT_EQ(robust.Advance(0), 160 * S);
+  // Up to three fast clocks are passed over; a fourth carries the partition to the
+  // slowest of the four.
+  for (uint32_t d = 101; d <= 102; ++d) robust.Observe(1, 900 * S + d * S, 160 * S, d);
+  EXPECT_EQ(robust.Advance(0), 160 * S);
+  robust.Observe(1, 800 * S, 160 * S, 103);
+  EXPECT_EQ(robust.Advance(0), 580 * S);
+}
+
+TEST(WatermarkTest, APartitionOfFewDevicesFollowsItsLargestEventTime) {
+  WatermarkTracker four(0, 60 * S, 3);
+  ReportAll(four, 3, 100 * S, 4 * 60 * S);  // three others do not outvote one
+  EXPECT_EQ(four.Advance(0), 340 * S);
+  // With a fifth device one clock is passed over: four agree below it.
+  WatermarkTracker five(0, 60 * S, 3);
+  ReportAll(five, 4, 100 * S, 4 * 60 * S);
+  EXPECT_EQ(five.Advance(0), 100 * S);
+}
+
+TEST(WatermarkTest, DevicesThatStopReportingDoNotHoldAPartition) {
+  WatermarkTracker w(0, 0, 3);
+  ReportAll(w, 7, 100 * S);
+  EXPECT_EQ(w.Advance(0), 100 * S);
+  // Devices 1..6 go silent; device 7 keeps reporting. Within the hour the silent ones
+  // still count and hold the partition at their last event time ...
+  w.Observe(1, 1800 * S, 1800 * S, 7);
+  EXPECT_EQ(w.Advance(0), 100 * S);
+  // ... and once they are more than an hour behind, device 7 alone is the partition.
+  w.Observe(1, 3701 * S, 3701 * S, 7);
+  EXPECT_EQ(w.Advance(0), 3701 * S);
+  // Devices that report again count again: a fast device 7 would now be passed over.
+  ReportAll(w, 6, 4000 * S);
+  EXPECT_EQ(w.Advance(0), 4000 * S);
+  w.Observe(1, 4300 * S, 4000 * S, 7);
+  EXPECT_EQ(w.Advance(0), 4000 * S);
+}
+
+TEST(WatermarkTest, DevicesSilentForTheIdleTimeoutStopCounting) {
+  WatermarkTracker w(0, 60 * S, 3);
+  ReportAll(w, 7, 100 * S);
+  w.Observe(1, 150 * S, 150 * S, 7);
+  EXPECT_EQ(w.Advance(150 * S), 100 * S);  // the others were heard 50 s ago
+  EXPECT_EQ(w.Advance(161 * S), 150 * S);  // 61 s: device 7 alone reports
+}
+
+TEST(WatermarkTest, CheckpointKeepsTheFastestDevices) {
+  WatermarkTracker w(0, 60 * S, 3);
+  ReportAll(w, 10, 100 * S, 8 * 60 * S);
+  EXPECT_EQ(w.Advance(0), 100 * S);
+  CheckpointWriter out;
+  w.Snapshot(out);
+  WatermarkTracker back(0, 60 * S, 3);
+  CheckpointReader in(out.bytes());
+  ASSERT_TRUE(back.Restore(in).ok());
+  // The fast device is still known: a report of the others does not jump to it.
+  ReportAll(back, 10, 110 * S);
+  EXPECT_EQ(back.Advance(0), 110 * S);
+  EXPECT_EQ(back.PartitionWatermark(1), 110 * S);
+  // Restored without outliers: the largest event time.
+  WatermarkTracker plain(0, 60 * S);
+  CheckpointReader again(out.bytes());
+  ASSERT_TRUE(plain.Restore(again).ok());
+  EXPECT_EQ(plain.Advance(0), 580 * S);
 }
 
 TEST(WatermarkTest, PartitionKeyCombinesSourceAndPartition) {

@@ -810,7 +810,7 @@ WindowOperator::WindowOperator(std::vector<WindowDefinition> definitions,
                                const ProcessingOptions& processing, Clock clock)
     : definitions_(std::move(definitions)),
       clock_(std::move(clock)),
-      tracker_(processing.out_of_orderness, processing.idle_timeout),
+      tracker_(processing.out_of_orderness, processing.idle_timeout, processing.clock_outliers),
       last_slice_(definitions_.size(), nullptr),
       size_hint_(definitions_.size(), 0),
       sessions_(std::make_unique<Sessions>()),
@@ -1328,7 +1328,7 @@ Status WindowOperator::Process(Batch& batch) {
   uint64_t shed_now = 0;
   for (size_t i = 0; i < readings.size(); ++i) {
     Reading& r = readings[i];
-    tracker_.Observe(PartitionOf(r), r.event_time, r.arrival_time);
+    tracker_.Observe(PartitionOf(r), r.event_time, r.arrival_time, r.device.id);
     if (shed && OpensNewKey(r)) {
       Shed(r, batch);
       ++shed_now;

@@ -2,6 +2,7 @@
 // same file, re-run detection, reproducibility and input expansion.
 #include "stream/backfill.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -77,6 +78,15 @@ class BackfillTest : public ::testing::Test {
                                                "--start", "2024-05-01T00:00:00Z", "--duration",
                                                "3h", "-o", dir_.File("archive.ndjson")});
     ASSERT_EQ(sim.exit_code, 0) << sim.err;
+    // A gateway's backlog of the first hour, delivered at the end: late for every window.
+    std::string backlog;
+    for (int i = 0; i < 20; ++i) {
+      backlog +=
+          fmt::format(R"({{"device_id":"gw-{}","sensor_ts":{},"lat":52.5,"lon":13.4,"pm25":{}}})"
+                      "\n",
+                      i % 4, 1714525200000 + i * 60000, 10 + i);
+    }
+    WriteFile(dir_.File("archive.ndjson"), ReadFile(dir_.File("archive.ndjson")) + backlog);
     WriteFile(
         dir_.File("p.yaml"),
         "sources:\n  - name: archive\n    type: file\n    path: " + dir_.File("archive.ndjson") +
