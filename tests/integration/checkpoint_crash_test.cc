@@ -343,7 +343,7 @@ std::string SimulatedFileSource(const TempDir& tmp, int seed, int devices,
 
 TEST(CheckpointCrash, FileSourceKilledTwentyTimesMatchesCleanRun) {
   TempDir tmp;
-  const std::string source = SimulatedFileSource(tmp, 11, 30, "3h");
+  const std::string source = SimulatedFileSource(tmp, 11, 30, "12h");
   ASSERT_FALSE(source.empty());
   RunHarness(source, tmp, 1);
 }
@@ -362,10 +362,10 @@ TEST(CheckpointCrash, SqliteOnlyKilledTwentyTimesMatchesCleanRunWithoutEpochLogs
 
 // A simulator running as fast as possible: its clock is simulated, so the runtime runs no
 // idle ticks (they moved the watermark by wall time and made two clean runs differ).
-// This pipeline usually takes in its whole input within the first checkpoint interval, so
-// most kills land while the sinks write or commit the checkpoint that covers all of it, and
-// recovery replays its epoch log; SimulatorKilledAtEveryCommitStepMatchesCleanRun kills
-// at each of those steps on purpose.
+// Twelve simulated hours take the pipeline several checkpoint intervals, so kills land
+// after a checkpoint and restarts resume from it, as well as while the sinks write or
+// commit one (recovery then replays its epoch log); SimulatorKilledAtEveryCommitStep-
+// MatchesCleanRun kills at each of those steps on purpose.
 TEST(CheckpointCrash, SimulatorKilledTwentyTimesMatchesCleanRun) {
   TempDir tmp;
   RunHarness(
@@ -374,7 +374,7 @@ TEST(CheckpointCrash, SimulatorKilledTwentyTimesMatchesCleanRun) {
       "    seed: 5\n"
       "    devices: 30\n"
       "    start: 2024-05-01T00:00:00Z\n"
-      "    duration: 3h\n"
+      "    duration: 12h\n"
       "    as_fast_as_possible: true\n",
       tmp, 2);
 }
