@@ -108,7 +108,10 @@ Status MqttSource::Open(RunContext& ctx) {
     return Status::Ok();
   }
   if (MqttReader::Supports(options_.connect)) {
-    TRIB_ASSIGN_OR_RETURN(receiver_, MqttReader::Create(options_.connect, on_message, on_lost));
+    // The reader says when a read's messages are in: Poll is woken once per read.
+    wake_per_read_ = true;
+    TRIB_ASSIGN_OR_RETURN(receiver_, MqttReader::Create(options_.connect, on_message, on_lost,
+                                                        [this] { OnReadEnd(); }));
   } else {
     TRIB_ASSIGN_OR_RETURN(receiver_, MqttClient::Create(options_.connect, on_message, on_lost));
   }
@@ -180,10 +183,18 @@ void MqttSource::OnMessage(std::string_view topic, std::string_view payload) {
   chunks_.back().Add(payload, arrival, last_topic_symbol_, next_offset_++, -1);
   ++queued_;
   // Wake Poll for the first message, and then only now and then: while a burst gathers
-  // (see Poll) a wake-up per message would cost a thread switch per message.
-  if (queued_ == 1 || queued_ % kMqttWakeEvery == 0 || queued_ >= options_.buffer) {
+  // (see Poll) a wake-up per message would cost a thread switch per message. With the
+  // built-in reader, at the end of each read (OnReadEnd) instead: woken at the first
+  // message, Poll took the read's messages a few at a time, each few a batch of its own.
+  if (queued_ >= options_.buffer ||
+      (!wake_per_read_ && (queued_ == 1 || queued_ % kMqttWakeEvery == 0))) {
     data_cv_.notify_one();
   }
+}
+
+void MqttSource::OnReadEnd() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queued_ > 0) data_cv_.notify_one();
 }
 
 void MqttSource::OnLost(const std::string& cause) {

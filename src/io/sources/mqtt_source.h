@@ -103,6 +103,7 @@ class MqttSource : public Source {
 
  private:
   void OnMessage(std::string_view topic, std::string_view payload);
+  void OnReadEnd();
   void OnLost(const std::string& cause);
   Status ConnectAndSubscribe();
   void Supervise();
@@ -110,6 +111,7 @@ class MqttSource : public Source {
   bool Connected() const;
 
   MqttSourceOptions options_;
+  bool wake_per_read_ = false;  // the receiver calls OnReadEnd (set in Open)
   // Without an ingest log: MqttReader for mqtt://, MqttClient for mqtts://. With
   // checkpoints: the ingest log, and an MqttSubscriber that acknowledges after the append.
   std::unique_ptr<MqttReceiver> receiver_;
