@@ -3,8 +3,8 @@
 // separate small reads (header byte, length, body) and wait in poll between them, which
 // on a small machine costs as much CPU per message as all of tributary's processing of
 // it. This reader takes whatever the socket holds in one recv (up to 64 KiB, hundreds of
-// messages) and walks the packets in memory. At QoS 0 under load (small reads in quick
-// succession) it waits 200 µs before the next read so that each read carries more, and
+// messages) and walks the packets in memory. At QoS 0 under load (reads of a few messages
+// in quick succession) it waits 200 µs before the next read so that each carries more, and
 // its handler's consumer is woken once per read (on_read_end) rather than per message.
 //
 // What it speaks: CONNECT (clean or persistent session, user name and password, keep
