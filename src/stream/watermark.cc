@@ -153,8 +153,9 @@ Status WatermarkTracker::Restore(CheckpointReader& in) {
     p.fresh = in.Bool();
     p.idle = in.Bool();
     const size_t kept = in.Count();
-    if (kept > kMaxLeaders)
+    if (kept > kMaxLeaders) {
       return Status::Corrupt("watermark: " + std::to_string(kept) + " kept devices");
+    }
     p.leaders.resize(kept);
     for (Leader& l : p.leaders) {
       l.device = in.SymId(in.U64());
